@@ -1,0 +1,345 @@
+//! Request ids and the one structured log line per request.
+//!
+//! # Layer placement
+//!
+//! Outermost in the inbound stack: it must see every request, including the ones that fail in
+//! inner layers, and it must own the response body so that the line is written when the body
+//! ends (a stream's latency is its whole duration, and a client that goes away mid-stream is
+//! logged as such) rather than when the headers leave.
+//!
+//! # Example
+//!
+//! ```
+//! use switchyard_layers::RequestLogLayer;
+//! use tower::ServiceBuilder;
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(RequestLogLayer::new())
+//!     .service_fn(|_req: http::Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//!     });
+//! # let _ = svc;
+//! ```
+//!
+//! The line never contains headers or bodies, so no secret can reach it from here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Buf;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use crate::ext::{InferenceInfo, RequestId};
+
+/// The header that carries the request id in both directions.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied request id we accept; longer ones are replaced, not truncated.
+const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// Builds [`RequestLog`] services.
+#[derive(Clone, Debug, Default)]
+pub struct RequestLogLayer {
+    _priv: (),
+}
+
+impl RequestLogLayer {
+    /// A request log layer.
+    pub fn new() -> Self {
+        Self { _priv: () }
+    }
+}
+
+impl<S> Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestLog { inner }
+    }
+}
+
+/// Assigns a [`RequestId`], echoes it as `x-request-id`, and logs one line per request.
+#[derive(Clone, Debug)]
+pub struct RequestLog<S> {
+    inner: S,
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for RequestLog<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    type Response = Response<LoggedBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let id = request_id_for(&req);
+        req.extensions_mut().insert(id.clone());
+        let entry = LogEntry {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            request_id: id,
+            started: Instant::now(),
+            status: StatusCode::OK,
+            info: InferenceInfo::default(),
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            entry: Some(entry),
+        }
+    }
+}
+
+fn request_id_for<B>(req: &Request<B>) -> RequestId {
+    let from_client = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_CLIENT_ID_LEN
+                && v.bytes().all(|b| b.is_ascii_graphic())
+        });
+    match from_client {
+        Some(id) => RequestId::new(id),
+        None => RequestId::new(uuid::Uuid::now_v7().to_string()),
+    }
+}
+
+pin_project! {
+    /// The future of [`RequestLog`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        entry: Option<LogEntry>,
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = Result<Response<LoggedBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let mut entry = this.entry.take().expect("polled after completion");
+        Poll::Ready(match result {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                if let Ok(value) = HeaderValue::from_str(entry.request_id.as_str()) {
+                    parts.headers.insert(REQUEST_ID_HEADER, value);
+                }
+                entry.status = parts.status;
+                if let Some(info) = parts.extensions.get::<InferenceInfo>() {
+                    entry.info = info.clone();
+                }
+                Ok(Response::from_parts(
+                    parts,
+                    LoggedBody {
+                        inner: body,
+                        guard: LogGuard(Some(entry)),
+                    },
+                ))
+            }
+            Err(err) => {
+                entry.status = StatusCode::INTERNAL_SERVER_ERROR;
+                entry.emit(Outcome::ServiceError);
+                Err(err)
+            }
+        })
+    }
+}
+
+pin_project! {
+    /// A response body that writes the request's log line when it ends or is dropped.
+    pub struct LoggedBody<B> {
+        #[pin]
+        inner: B,
+        guard: LogGuard,
+    }
+}
+
+impl<B> Body for LoggedBody<B>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        match &frame {
+            None => this.guard.finish(Outcome::Complete),
+            Some(Err(_)) => this.guard.finish(Outcome::BodyError),
+            // hyper stops polling a body that says it has ended, so the last frame is the
+            // last chance to see the end of a sized body.
+            Some(Ok(_)) if this.inner.is_end_stream() => this.guard.finish(Outcome::Complete),
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Logs on drop unless the body already logged its end: a dropped, unfinished body means the
+/// client went away (or the connection broke) before the response was fully sent.
+struct LogGuard(Option<LogEntry>);
+
+impl LogGuard {
+    fn finish(&mut self, outcome: Outcome) {
+        if let Some(entry) = self.0.take() {
+            entry.emit(outcome);
+        }
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.finish(Outcome::ClientGone);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Outcome {
+    Complete,
+    BodyError,
+    ClientGone,
+    ServiceError,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::BodyError => "body_error",
+            Outcome::ClientGone => "client_disconnected",
+            Outcome::ServiceError => "service_error",
+        }
+    }
+}
+
+struct LogEntry {
+    method: Method,
+    path: String,
+    request_id: RequestId,
+    started: Instant,
+    status: StatusCode,
+    info: InferenceInfo,
+}
+
+impl LogEntry {
+    fn emit(self, outcome: Outcome) {
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let info = &self.info;
+        tracing::info!(
+            target: "switchyard::request",
+            method = %self.method,
+            path = %self.path,
+            status = self.status.as_u16(),
+            latency_ms = (latency_ms * 1000.0).round() / 1000.0,
+            outcome = outcome.as_str(),
+            model = info.model.as_deref(),
+            provider = info.provider.as_deref(),
+            function = info.function.as_deref(),
+            variant = info.variant.as_deref(),
+            request_id = %self.request_id,
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::convert::Infallible;
+    use tower::ServiceExt;
+
+    async fn echo_id(req: Request<String>) -> Result<Response<String>, Infallible> {
+        let id = req.extensions().get::<RequestId>().unwrap().to_string();
+        Ok(Response::new(id))
+    }
+
+    #[tokio::test]
+    async fn keeps_a_usable_client_id_and_echoes_it() {
+        let svc = RequestLogLayer::new().layer(tower::service_fn(echo_id));
+        let req = Request::builder()
+            .header("x-request-id", "abc-123")
+            .body(String::new())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-request-id"], "abc-123");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"abc-123");
+    }
+
+    #[tokio::test]
+    async fn replaces_an_unusable_client_id() {
+        let svc = RequestLogLayer::new().layer(tower::service_fn(echo_id));
+        let long = "x".repeat(MAX_CLIENT_ID_LEN + 1);
+        let req = Request::builder()
+            .header("x-request-id", long.as_str())
+            .body(String::new())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(id, long);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id} is not a uuid");
+    }
+
+    #[test]
+    fn outcome_is_complete_when_the_last_frame_ends_the_body() {
+        // A sized body is not polled past its last frame; the guard must already have logged.
+        let mut body = LoggedBody {
+            inner: http_body_util::Full::new(bytes::Bytes::from_static(b"x")),
+            guard: LogGuard(Some(LogEntry {
+                method: Method::GET,
+                path: "/".into(),
+                request_id: RequestId::new("t"),
+                started: Instant::now(),
+                status: StatusCode::OK,
+                info: InferenceInfo::default(),
+            })),
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let frame = Pin::new(&mut body).poll_frame(&mut cx);
+        assert!(matches!(frame, Poll::Ready(Some(Ok(_)))));
+        assert!(body.guard.0.is_none(), "the line was not written at the last frame");
+    }
+
+    #[tokio::test]
+    async fn generates_an_id_when_none_is_sent() {
+        let svc = RequestLogLayer::new().layer(tower::service_fn(echo_id));
+        let res = svc
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+    }
+}

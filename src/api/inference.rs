@@ -1,0 +1,521 @@
+//! `POST /inference`: the native TensorZero API.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Body as HttpBody;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::stream::{sse_response, StreamFormat};
+use super::{annotate, json_response, parse_json, read_body, AppState};
+use crate::body::Body;
+use crate::error::Error;
+use crate::inference::types::{
+    ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, Message,
+    ModelChunk, ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef,
+    ToolResult, Usage,
+};
+use crate::inference::types::BodyEdit;
+use crate::inference::{
+    DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest, RequestEdit,
+    RequestEditFilter,
+};
+use crate::secret::Secret;
+
+/// The request body (`deny_unknown_fields`, as in the TensorZero Gateway).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeRequest {
+    function_name: Option<String>,
+    model_name: Option<String>,
+    episode_id: Option<Uuid>,
+    namespace: Option<String>,
+    input: NativeInput,
+    stream: Option<bool>,
+    #[serde(default)]
+    params: NativeParams,
+    variant_name: Option<String>,
+    dryrun: Option<bool>,
+    #[serde(default)]
+    internal: bool,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    allowed_tools: Option<Vec<String>>,
+    #[serde(default)]
+    additional_tools: Vec<ToolDef>,
+    tool_choice: Option<ToolChoice>,
+    parallel_tool_calls: Option<bool>,
+    provider_tools: Option<Value>,
+    output_schema: Option<Value>,
+    cache_options: Option<Value>,
+    #[serde(default)]
+    credentials: BTreeMap<String, String>,
+    include_raw_response: Option<bool>,
+    include_raw_usage: Option<bool>,
+    include_aggregated_response: Option<bool>,
+    include_original_response: Option<bool>,
+    #[serde(default)]
+    extra_body: Vec<Value>,
+    #[serde(default)]
+    extra_headers: Vec<Value>,
+    internal_dynamic_variant_config: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeParams {
+    chat_completion: Option<InferenceParams>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeInput {
+    system: Option<Value>,
+    #[serde(default)]
+    messages: Vec<NativeMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeMessage {
+    role: Role,
+    content: Value,
+}
+
+/// One input content block, by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum NativeBlock {
+    Text {
+        text: Option<String>,
+        arguments: Option<Value>,
+    },
+    Template {
+        name: String,
+        #[allow(dead_code)]
+        arguments: Value,
+    },
+    RawText {
+        value: String,
+    },
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: Value,
+    },
+    ToolResult {
+        id: String,
+        name: String,
+        result: String,
+    },
+    File {
+        file_type: Option<String>,
+        url: Option<String>,
+        mime_type: Option<String>,
+        data: Option<String>,
+        #[allow(dead_code)]
+        detail: Option<String>,
+        #[allow(dead_code)]
+        filename: Option<String>,
+    },
+    Thought {
+        text: Option<String>,
+        signature: Option<String>,
+        #[allow(dead_code)]
+        summary: Option<Value>,
+    },
+    Unknown {
+        data: Value,
+        #[allow(dead_code)]
+        model_name: Option<String>,
+        #[allow(dead_code)]
+        provider_name: Option<String>,
+    },
+}
+
+/// Handles `POST /inference`.
+pub async fn handle<B>(state: &AppState, req: Request<B>) -> Result<Response<Body>, Error>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (_parts, bytes) = read_body(req, state.body_limit).await?;
+    let native: NativeRequest = parse_json(&bytes)?;
+    let request = into_request(native)?;
+    let stream = request.stream;
+    let outcome = state.gateway.infer(request).await?;
+    Ok(match outcome {
+        InferenceOutcome::Complete { meta, response } => {
+            let mut res = json_response(StatusCode::OK, &response_json(&meta, &response));
+            annotate(&mut res, &meta);
+            res
+        }
+        InferenceOutcome::Stream { meta, first, rest } => {
+            debug_assert!(stream);
+            let mut res = sse_response(first, rest, NativeStream { meta: meta.clone() });
+            annotate(&mut res, &meta);
+            res
+        }
+    })
+}
+
+fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
+    if n.include_aggregated_response == Some(true) && n.stream != Some(true) {
+        return Err(Error::InvalidRequest("`include_aggregated_response` is only for streaming requests".into()));
+    }
+    if n.internal_dynamic_variant_config.is_some() {
+        return Err(Error::NotSupported("`internal_dynamic_variant_config`".into()));
+    }
+    if n.provider_tools.as_ref().is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
+        return Err(Error::NotSupported("`provider_tools` (built-in provider tools)".into()));
+    }
+    if matches!(&n.namespace, Some(ns) if ns.is_empty()) {
+        return Err(Error::InvalidRequest("`namespace` cannot be empty".into()));
+    }
+    // Accepted for compatibility; switchyard stores no inferences and has no cache, so these
+    // change nothing.
+    let _ = (
+        n.dryrun,
+        n.internal,
+        n.cache_options,
+        n.include_raw_response,
+        n.include_raw_usage,
+        n.include_original_response,
+    );
+    let system = match n.input.system {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            return Err(Error::NotSupported(
+                "structured `input.system` (template arguments for a `system_schema`)".into(),
+            ));
+        }
+    };
+    let messages = n
+        .input
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| convert_message(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(InferenceRequest {
+        function_name: n.function_name,
+        model_name: n.model_name,
+        variant_name: n.variant_name,
+        episode_id: n.episode_id,
+        system,
+        messages,
+        stream: n.stream.unwrap_or(false),
+        params: n.params.chat_completion.unwrap_or_default(),
+        tags: n.tags,
+        tools: DynamicToolParams {
+            allowed_tools: n.allowed_tools,
+            additional_tools: n.additional_tools,
+            tool_choice: n.tool_choice,
+            parallel_tool_calls: n.parallel_tool_calls,
+        },
+        output_schema: n.output_schema,
+        credentials: n.credentials.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
+        extra_body: parse_extra_body(&n.extra_body)?,
+        extra_headers: parse_extra_headers(&n.extra_headers)?,
+    })
+}
+
+fn convert_message(index: usize, m: NativeMessage) -> Result<Message, Error> {
+    let at = |j: usize| format!("input.messages[{index}].content[{j}]");
+    let content = match m.content {
+        Value::String(text) => vec![ContentBlock::Text(text)],
+        Value::Array(blocks) => blocks
+            .into_iter()
+            .enumerate()
+            .map(|(j, block)| {
+                let block: NativeBlock = serde_json::from_value(block)
+                    .map_err(|e| Error::JsonRequest(format!("Invalid request body at `{}`: {e}", at(j))))?;
+                convert_block(block).map_err(|e| match e {
+                    Error::InvalidRequest(msg) => Error::InvalidRequest(format!("`{}`: {msg}", at(j))),
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        other => {
+            return Err(Error::JsonRequest(format!(
+                "Invalid request body at `input.messages[{index}].content`: expected a string or a list of content blocks, got {}",
+                type_name(&other)
+            )));
+        }
+    };
+    Ok(Message { role: m.role, content })
+}
+
+fn convert_block(block: NativeBlock) -> Result<ContentBlock, Error> {
+    Ok(match block {
+        NativeBlock::Text { text: Some(text), arguments: None } => ContentBlock::Text(text),
+        NativeBlock::Text { text: None, arguments: Some(_) } => {
+            return Err(Error::NotSupported(
+                "structured text blocks (`arguments` for a `user_schema`/`assistant_schema`)".into(),
+            ));
+        }
+        NativeBlock::Text { .. } => {
+            return Err(Error::InvalidRequest("a text block needs exactly one of `text` and `arguments`".into()));
+        }
+        NativeBlock::Template { name, .. } => {
+            return Err(Error::NotSupported(format!("template input blocks (`{name}`)")));
+        }
+        NativeBlock::RawText { value } => ContentBlock::Text(value),
+        NativeBlock::ToolCall { id, name, arguments } => ContentBlock::ToolCall(ToolCall {
+            id,
+            name,
+            arguments: match arguments {
+                Value::String(s) => s,
+                other => other.to_string(),
+            },
+        }),
+        NativeBlock::ToolResult { id, name, result } => ContentBlock::ToolResult(ToolResult { id, name, result }),
+        NativeBlock::File { file_type, url, mime_type, data, .. } => match (file_type.as_deref(), url, data) {
+            (None | Some("url"), Some(url), None) => ContentBlock::File(FileInput::Url { url, mime_type }),
+            (None | Some("base64"), None, Some(data)) => ContentBlock::File(FileInput::Base64 {
+                mime_type: mime_type.ok_or_else(|| {
+                    Error::InvalidRequest("a base64 file needs `mime_type` (e.g. `image/png`)".into())
+                })?,
+                data,
+            }),
+            _ => {
+                return Err(Error::InvalidRequest(
+                    "a file block is `{\"file_type\": \"url\", \"url\": ...}` or `{\"file_type\": \"base64\", \"mime_type\": ..., \"data\": ...}`".into(),
+                ));
+            }
+        },
+        NativeBlock::Thought { text, signature, .. } => ContentBlock::Thought(Thought { text, signature }),
+        NativeBlock::Unknown { data, .. } => ContentBlock::Unknown { data },
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The filter part of a request-time `extra_body`/`extra_headers` entry.
+fn edit_filter(entry: &Map<String, Value>, what: &str) -> Result<RequestEditFilter, Error> {
+    let s = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (s("variant_name"), s("model_name"), s("provider_name")) {
+        (Some(v), None, None) => Ok(RequestEditFilter::Variant(v)),
+        (None, Some(model), provider) => Ok(RequestEditFilter::ModelProvider { model, provider }),
+        (None, None, None) => Ok(RequestEditFilter::Always),
+        _ => Err(Error::InvalidRequest(format!(
+            "an `{what}` entry targets either a `variant_name` or a `model_name` (with an optional `provider_name`), not both"
+        ))),
+    }
+}
+
+/// Parses request-time `extra_body` entries.
+pub(super) fn parse_extra_body(entries: &[Value]) -> Result<Vec<RequestEdit<BodyEdit>>, Error> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let bad = |msg: &str| Error::InvalidRequest(format!("`extra_body[{i}]`: {msg}"));
+            let obj = e.as_object().ok_or_else(|| bad("must be an object"))?;
+            let pointer = obj
+                .get("pointer")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("needs a `pointer` (a JSON Pointer such as `/temperature`)"))?;
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                return Err(bad("`pointer` must start with `/`"));
+            }
+            let value = match (obj.get("value"), obj.get("delete")) {
+                (Some(v), None) => Some(v.clone()),
+                (None, Some(Value::Bool(true))) => None,
+                _ => return Err(bad("needs either `value` or `delete: true`")),
+            };
+            for key in obj.keys() {
+                if !["pointer", "value", "delete", "variant_name", "model_name", "provider_name"].contains(&key.as_str()) {
+                    return Err(bad(&format!("unknown field `{key}`")));
+                }
+            }
+            Ok(RequestEdit {
+                filter: edit_filter(obj, "extra_body")?,
+                edit: BodyEdit { pointer: pointer.to_owned(), value },
+            })
+        })
+        .collect()
+}
+
+/// Parses request-time `extra_headers` entries.
+pub(super) fn parse_extra_headers(entries: &[Value]) -> Result<Vec<RequestEdit<HeaderEdit>>, Error> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let bad = |msg: &str| Error::InvalidRequest(format!("`extra_headers[{i}]`: {msg}"));
+            let obj = e.as_object().ok_or_else(|| bad("must be an object"))?;
+            let name = obj
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("needs a `name`"))?;
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(bad(&format!("`{name}` is not a valid header name")));
+            }
+            let value = match (obj.get("value"), obj.get("delete")) {
+                (Some(Value::String(v)), None) => {
+                    if http::HeaderValue::from_str(v).is_err() {
+                        return Err(bad("`value` is not a valid header value"));
+                    }
+                    Some(v.clone())
+                }
+                (None, Some(Value::Bool(true))) => None,
+                _ => return Err(bad("needs either a string `value` or `delete: true`")),
+            };
+            Ok(RequestEdit {
+                filter: edit_filter(obj, "extra_headers")?,
+                edit: HeaderEdit { name: name.to_owned(), value },
+            })
+        })
+        .collect()
+}
+
+pub(super) fn finish_reason_str(r: FinishReason) -> &'static str {
+    match r {
+        FinishReason::Stop => "stop",
+        FinishReason::StopSequence => "stop_sequence",
+        FinishReason::Length => "length",
+        FinishReason::ToolCall => "tool_call",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::Unknown => "unknown",
+    }
+}
+
+fn usage_json(u: Usage) -> Value {
+    json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cost": null })
+}
+
+/// The text of a json function's answer.
+pub(super) fn raw_output(content: &[OutputBlock]) -> String {
+    content
+        .iter()
+        .filter_map(|b| match b {
+            OutputBlock::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> Value {
+    let mut out = json!({
+        "inference_id": meta.inference_id,
+        "episode_id": meta.episode_id,
+        "variant_name": meta.variant_name.as_ref(),
+        "usage": usage_json(r.usage),
+    });
+    if meta.is_json {
+        let raw = raw_output(&r.content);
+        let parsed = serde_json::from_str::<Value>(&raw).ok();
+        out["output"] = json!({ "raw": raw, "parsed": parsed });
+    } else {
+        out["content"] = Value::Array(r.content.iter().map(output_block_json).collect());
+    }
+    if let Some(reason) = r.finish_reason {
+        out["finish_reason"] = json!(finish_reason_str(reason));
+    }
+    out
+}
+
+fn output_block_json(b: &OutputBlock) -> Value {
+    match b {
+        OutputBlock::Text(text) => json!({ "type": "text", "text": text }),
+        OutputBlock::ToolCall(c) => {
+            let parsed = serde_json::from_str::<Value>(&c.arguments).ok().filter(Value::is_object);
+            json!({
+                "type": "tool_call",
+                "id": c.id,
+                "name": c.name,
+                "arguments": parsed,
+                "raw_name": c.name,
+                "raw_arguments": c.arguments,
+            })
+        }
+        OutputBlock::Thought(t) => json!({ "type": "thought", "text": t.text, "signature": t.signature }),
+    }
+}
+
+/// Native SSE chunks.
+struct NativeStream {
+    meta: InferenceMeta,
+}
+
+impl NativeStream {
+    fn envelope(&self) -> Value {
+        json!({
+            "inference_id": self.meta.inference_id,
+            "episode_id": self.meta.episode_id,
+            "variant_name": self.meta.variant_name.as_ref(),
+        })
+    }
+}
+
+impl StreamFormat for NativeStream {
+    fn chunk(&mut self, chunk: &ModelChunk) -> Vec<Value> {
+        let mut event = self.envelope();
+        if self.meta.is_json {
+            let raw: String = chunk
+                .content
+                .iter()
+                .filter_map(|b| match b {
+                    ChunkBlock::Text { text, .. } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if raw.is_empty() {
+                return Vec::new();
+            }
+            event["raw"] = json!(raw);
+        } else {
+            if chunk.content.is_empty() {
+                return Vec::new();
+            }
+            event["content"] = Value::Array(
+                chunk
+                    .content
+                    .iter()
+                    .map(|b| match b {
+                        ChunkBlock::Text { id, text } => json!({ "type": "text", "id": id, "text": text }),
+                        ChunkBlock::ToolCall { id, raw_name, raw_arguments } => json!({
+                            "type": "tool_call", "id": id, "raw_name": raw_name, "raw_arguments": raw_arguments
+                        }),
+                        ChunkBlock::Thought { id, text, signature } => json!({
+                            "type": "thought", "id": id, "text": text, "signature": signature
+                        }),
+                    })
+                    .collect(),
+            );
+        }
+        vec![event]
+    }
+
+    fn finish(&mut self, usage: Usage, finish_reason: Option<FinishReason>) -> Vec<Value> {
+        let mut event = self.envelope();
+        if self.meta.is_json {
+            event["raw"] = json!("");
+        } else {
+            event["content"] = json!([]);
+        }
+        event["usage"] = usage_json(usage);
+        if let Some(r) = finish_reason {
+            event["finish_reason"] = json!(finish_reason_str(r));
+        }
+        vec![event]
+    }
+
+    fn error(&mut self, error: &Error) -> Value {
+        json!({ "error": error.to_string() })
+    }
+}

@@ -1,0 +1,203 @@
+//! The HTTP API: routing, body reading, and the endpoint handlers.
+//!
+//! Routes (all under `gateway.base_path`): `POST /inference`,
+//! `POST /openai/v1/chat/completions`, `GET /status`, `GET /health`. Anything else is a JSON 404.
+
+pub mod inference;
+pub mod openai;
+pub mod status;
+mod stream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body as HttpBody;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use switchyard_layers::ext::InferenceInfo;
+
+use crate::body::{full, Body};
+use crate::error::{json_error, Error, ErrorFlavor};
+use crate::inference::{Gateway, InferenceMeta};
+
+/// The TensorZero Gateway release whose API this build speaks, sent as
+/// `x-tensorzero-gateway-version` so clients that check it see a compatible gateway.
+pub const TENSORZERO_COMPAT_VERSION: &str = "2026.4.0";
+/// switchyard's own version, sent as `x-switchyard-version` and in `/status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The largest request body accepted: the TensorZero Gateway's 100 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 100 * 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Inference.
+    pub gateway: Gateway,
+    /// `gateway.base_path` without its trailing `/` (empty for the root).
+    pub base_path: String,
+    /// The request body limit.
+    pub body_limit: usize,
+    /// The config's hash, for `/status`.
+    pub config_hash: String,
+}
+
+/// The router: a tower service from requests to responses that never fails (errors are
+/// responses).
+#[derive(Clone, Debug)]
+pub struct Router {
+    state: Arc<AppState>,
+}
+
+impl Router {
+    /// A router over `state`.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+impl<B> tower::Service<Request<B>> for Router
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move {
+            let mut response = route(state, req).await;
+            let headers = response.headers_mut();
+            headers.insert("x-tensorzero-gateway-version", HeaderValue::from_static(TENSORZERO_COMPAT_VERSION));
+            headers.insert("x-switchyard-version", HeaderValue::from_static(VERSION));
+            Ok(response)
+        })
+    }
+}
+
+async fn route<B>(state: Arc<AppState>, req: Request<B>) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let full_path = req.uri().path().to_owned();
+    let path = match full_path.strip_prefix(state.base_path.as_str()) {
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => return not_found(req.method(), &full_path),
+    };
+    let flavor = if path.starts_with("/openai/v1") { ErrorFlavor::OpenAi } else { ErrorFlavor::Native };
+    let method = req.method().clone();
+    let result = match (path.as_str(), &method) {
+        ("/inference", &Method::POST) => inference::handle(&state, req).await,
+        ("/openai/v1/chat/completions", &Method::POST) => openai::handle(&state, req).await,
+        ("/status", &Method::GET | &Method::HEAD) => Ok(status::status(&state)),
+        ("/health", &Method::GET | &Method::HEAD) => Ok(status::health()),
+        ("/inference" | "/openai/v1/chat/completions", _) => {
+            return method_not_allowed(&method, &full_path, "POST", flavor);
+        }
+        ("/status" | "/health", _) => return method_not_allowed(&method, &full_path, "GET", flavor),
+        _ => return not_found(&method, &full_path),
+    };
+    result.unwrap_or_else(|e| e.into_response(flavor))
+}
+
+fn not_found(method: &Method, path: &str) -> Response<Body> {
+    let flavor = if path.contains("/openai/v1") { ErrorFlavor::OpenAi } else { ErrorFlavor::Native };
+    Error::RouteNotFound {
+        method: method.to_string(),
+        path: path.to_owned(),
+    }
+    .into_response(flavor)
+}
+
+fn method_not_allowed(method: &Method, path: &str, allowed: &'static str, flavor: ErrorFlavor) -> Response<Body> {
+    let mut res = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("Method {method} is not allowed on {path}; use {allowed}"),
+        flavor,
+    );
+    res.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allowed));
+    res
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with a 413.
+async fn read_body<B>(req: Request<B>, limit: usize) -> Result<(http::request::Parts, Bytes), Error>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Error::PayloadTooLarge { limit }
+            } else {
+                Error::JsonRequest(format!("could not read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    Ok((parts, bytes))
+}
+
+/// Parses a JSON body, saying where it went wrong: the line and column for malformed JSON,
+/// the field path for a wrong type or an unknown field.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::JsonRequest("The request body is empty; send a JSON object".into()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Error::JsonRequest(format!("Malformed JSON in the request body: {inner}"))
+        } else if path == "." {
+            Error::JsonRequest(format!("Invalid request body: {inner}"))
+        } else {
+            Error::JsonRequest(format!("Invalid request body at `{path}`: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| Error::JsonRequest(format!("Malformed JSON in the request body: {e}")))?;
+    Ok(value)
+}
+
+/// A JSON response.
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut res = Response::new(full(Bytes::from(value.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// Tells the request log which model and provider served the request.
+fn annotate(res: &mut Response<Body>, meta: &InferenceMeta) {
+    res.extensions_mut().insert(InferenceInfo {
+        model: Some(meta.model_name.clone()),
+        provider: Some(meta.provider_name.clone()),
+        function: Some(meta.function_name.clone()),
+        variant: Some(meta.variant_name.clone()),
+    });
+}

@@ -1,0 +1,104 @@
+//! Small config shapes shared by models, providers and variants: timeouts, `extra_body`,
+//! `extra_headers`.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `timeouts = { non_streaming.total_ms = .., streaming.ttft_ms = .., streaming.total_ms = .. }`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Limits for non-streaming calls.
+    #[serde(default)]
+    pub non_streaming: NonStreamingTimeouts,
+    /// Limits for streaming calls.
+    #[serde(default)]
+    pub streaming: StreamingTimeouts,
+}
+
+/// `timeouts.non_streaming`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NonStreamingTimeouts {
+    /// The whole request, in milliseconds.
+    pub total_ms: Option<u64>,
+}
+
+/// `timeouts.streaming`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingTimeouts {
+    /// Time to the first token, in milliseconds.
+    pub ttft_ms: Option<u64>,
+    /// The whole stream, in milliseconds.
+    pub total_ms: Option<u64>,
+}
+
+impl TimeoutsConfig {
+    /// Every configured limit with its key name, for validation messages.
+    pub fn limits(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("non_streaming.total_ms", self.non_streaming.total_ms),
+            ("streaming.ttft_ms", self.streaming.ttft_ms),
+            ("streaming.total_ms", self.streaming.total_ms),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| (name, v)))
+    }
+}
+
+/// One `extra_body` entry: set (`value`) or remove (`delete = true`) the field at a JSON Pointer.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraBodyEntry {
+    /// A JSON Pointer (RFC 6901) into the provider request body.
+    pub pointer: String,
+    /// The value to put there.
+    pub value: Option<Value>,
+    /// `true` removes the field.
+    pub delete: Option<bool>,
+}
+
+/// One `extra_headers` entry: set (`value`) or remove (`delete = true`) a header.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraHeaderEntry {
+    /// The header name.
+    pub name: String,
+    /// The value to send.
+    pub value: Option<String>,
+    /// `true` removes the header.
+    pub delete: Option<bool>,
+}
+
+/// What an `extra_body`/`extra_headers` entry does, once checked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edit<T> {
+    /// Set the field or header.
+    Set(T),
+    /// Remove it.
+    Delete,
+}
+
+impl ExtraBodyEntry {
+    /// The entry's effect, or what is wrong with it.
+    pub fn edit(&self) -> Result<Edit<&Value>, String> {
+        edit_of(self.value.as_ref(), self.delete, "value")
+    }
+}
+
+impl ExtraHeaderEntry {
+    /// The entry's effect, or what is wrong with it.
+    pub fn edit(&self) -> Result<Edit<&String>, String> {
+        edit_of(self.value.as_ref(), self.delete, "value")
+    }
+}
+
+fn edit_of<T>(value: Option<T>, delete: Option<bool>, value_key: &str) -> Result<Edit<T>, String> {
+    match (value, delete) {
+        (Some(v), None | Some(false)) => Ok(Edit::Set(v)),
+        (None, Some(true)) => Ok(Edit::Delete),
+        (Some(_), Some(true)) => Err(format!("set either `{value_key}` or `delete = true`, not both")),
+        (None, _) => Err(format!("needs `{value_key}` or `delete = true`")),
+    }
+}

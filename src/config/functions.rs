@@ -1,0 +1,389 @@
+//! `[functions]` with their `[functions.F.variants]`, `[tools]` and `[metrics]`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::common::{ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
+
+/// `[functions.NAME]`, chosen by `type`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FunctionConfig {
+    /// `type = "chat"`.
+    Chat(ChatFunctionConfig),
+    /// `type = "json"`.
+    Json(JsonFunctionConfig),
+}
+
+impl FunctionConfig {
+    /// The function's variants.
+    pub fn variants(&self) -> &BTreeMap<String, VariantConfig> {
+        match self {
+            Self::Chat(f) => &f.variants,
+            Self::Json(f) => &f.variants,
+        }
+    }
+
+    /// The schema files (`system_schema`, `user_schema`, `assistant_schema`, `output_schema`).
+    pub fn schema_files(&self) -> Vec<(&'static str, &PathBuf)> {
+        let (system, user, assistant, output) = match self {
+            Self::Chat(f) => (&f.system_schema, &f.user_schema, &f.assistant_schema, &None),
+            Self::Json(f) => (&f.system_schema, &f.user_schema, &f.assistant_schema, &f.output_schema),
+        };
+        [
+            ("system_schema", system.as_ref()),
+            ("user_schema", user.as_ref()),
+            ("assistant_schema", assistant.as_ref()),
+            ("output_schema", output.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// `type = "chat"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatFunctionConfig {
+    /// What the function is for.
+    pub description: Option<String>,
+    /// JSON Schema for structured system input.
+    pub system_schema: Option<PathBuf>,
+    /// JSON Schema for structured user input.
+    pub user_schema: Option<PathBuf>,
+    /// JSON Schema for structured assistant input.
+    pub assistant_schema: Option<PathBuf>,
+    /// Tool names from `[tools]`.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// How the model may use tools (default `auto`).
+    #[serde(default)]
+    pub tool_choice: ToolChoiceConfig,
+    /// Whether the model may call several tools at once.
+    pub parallel_tool_calls: Option<bool>,
+    /// The variants, by name.
+    #[serde(default)]
+    pub variants: BTreeMap<String, VariantConfig>,
+}
+
+/// `type = "json"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonFunctionConfig {
+    /// What the function is for.
+    pub description: Option<String>,
+    /// JSON Schema for structured system input.
+    pub system_schema: Option<PathBuf>,
+    /// JSON Schema for structured user input.
+    pub user_schema: Option<PathBuf>,
+    /// JSON Schema for structured assistant input.
+    pub assistant_schema: Option<PathBuf>,
+    /// JSON Schema the output must follow (default: any JSON).
+    pub output_schema: Option<PathBuf>,
+    /// The variants, by name.
+    #[serde(default)]
+    pub variants: BTreeMap<String, VariantConfig>,
+}
+
+/// `tool_choice`: `none`, `auto`, `required` or `{ specific = "tool" }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoiceConfig {
+    /// No tools.
+    None,
+    /// The model decides.
+    #[default]
+    Auto,
+    /// The model must call some tool.
+    Required,
+    /// The model must call this tool.
+    Specific(String),
+}
+
+/// `[functions.F.variants.V]`, chosen by `type`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VariantConfig {
+    /// `type = "chat_completion"`.
+    ChatCompletion(ChatCompletionConfig),
+    /// `type = "experimental_best_of_n"`.
+    ExperimentalBestOfN(BestOfNConfig),
+    /// `type = "experimental_mixture_of_n"`.
+    ExperimentalMixtureOfN(MixtureOfNConfig),
+    /// `type = "experimental_chain_of_thought"` (the same fields as `chat_completion`).
+    ExperimentalChainOfThought(ChatCompletionConfig),
+    /// `type = "experimental_dynamic_in_context_learning"`.
+    ExperimentalDynamicInContextLearning(DiclConfig),
+}
+
+impl VariantConfig {
+    /// The `type` key's value.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::ChatCompletion(_) => "chat_completion",
+            Self::ExperimentalBestOfN(_) => "experimental_best_of_n",
+            Self::ExperimentalMixtureOfN(_) => "experimental_mixture_of_n",
+            Self::ExperimentalChainOfThought(_) => "experimental_chain_of_thought",
+            Self::ExperimentalDynamicInContextLearning(_) => {
+                "experimental_dynamic_in_context_learning"
+            }
+        }
+    }
+
+    /// The sampling weight (`None` when unset).
+    pub fn weight(&self) -> Option<f64> {
+        match self {
+            Self::ChatCompletion(v) | Self::ExperimentalChainOfThought(v) => v.weight,
+            Self::ExperimentalBestOfN(v) => v.weight,
+            Self::ExperimentalMixtureOfN(v) => v.weight,
+            Self::ExperimentalDynamicInContextLearning(v) => v.weight,
+        }
+    }
+
+    /// The variant's own timeouts.
+    pub fn timeouts(&self) -> &TimeoutsConfig {
+        match self {
+            Self::ChatCompletion(v) | Self::ExperimentalChainOfThought(v) => &v.timeouts,
+            Self::ExperimentalBestOfN(v) => &v.timeouts,
+            Self::ExperimentalMixtureOfN(v) => &v.timeouts,
+            Self::ExperimentalDynamicInContextLearning(v) => &v.timeouts,
+        }
+    }
+}
+
+/// `retries = { num_retries, max_delay_s }`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (default 0).
+    #[serde(default)]
+    pub num_retries: u32,
+    /// The longest pause between attempts, in seconds (default 10).
+    #[serde(default = "default_max_delay_s")]
+    pub max_delay_s: f64,
+}
+
+fn default_max_delay_s() -> f64 {
+    10.0
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            num_retries: 0,
+            max_delay_s: default_max_delay_s(),
+        }
+    }
+}
+
+/// `json_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonMode {
+    /// No JSON handling.
+    Off,
+    /// The provider's JSON mode.
+    On,
+    /// The provider's strict (schema-following) JSON mode.
+    Strict,
+    /// A tool call under the hood, turned back into JSON.
+    ImplicitTool,
+}
+
+/// `type = "chat_completion"` (and `experimental_chain_of_thought`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatCompletionConfig {
+    /// A configured model name or a shorthand such as `openai::gpt-4o-mini`.
+    pub model: String,
+    /// Sampling weight (unset: 0 when others are set).
+    pub weight: Option<f64>,
+    /// MiniJinja template for the system message.
+    pub system_template: Option<PathBuf>,
+    /// MiniJinja template for user messages.
+    pub user_template: Option<PathBuf>,
+    /// MiniJinja template for assistant messages.
+    pub assistant_template: Option<PathBuf>,
+    /// A file of static system instructions.
+    pub system_instructions: Option<PathBuf>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Output token limit.
+    pub max_tokens: Option<u32>,
+    /// Presence penalty.
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    pub frequency_penalty: Option<f64>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// JSON handling (required for json functions, forbidden for chat functions).
+    pub json_mode: Option<JsonMode>,
+    /// Stop sequences.
+    pub stop_sequences: Option<Vec<String>>,
+    /// Reasoning effort for reasoning models.
+    pub reasoning_effort: Option<String>,
+    /// Service tier.
+    pub service_tier: Option<String>,
+    /// Thinking budget for models that take one.
+    pub thinking_budget_tokens: Option<u32>,
+    /// Verbosity for models that take it.
+    pub verbosity: Option<String>,
+    /// Retries of the whole model call.
+    #[serde(default)]
+    pub retries: RetryConfig,
+    /// Limits for the whole variant.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Edits to the provider request body.
+    #[serde(default)]
+    pub extra_body: Vec<ExtraBodyEntry>,
+    /// Edits to the provider request headers.
+    #[serde(default)]
+    pub extra_headers: Vec<ExtraHeaderEntry>,
+}
+
+/// The `evaluator` of best-of-n and the `fuser` of mixture-of-n: a chat completion without `type`.
+pub type SubVariantConfig = ChatCompletionConfig;
+
+/// `type = "experimental_best_of_n"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BestOfNConfig {
+    /// Variant names that produce candidates.
+    pub candidates: Vec<String>,
+    /// The model that picks the best candidate.
+    pub evaluator: SubVariantConfig,
+    /// How long candidates may take, in seconds (default 300).
+    pub timeout_s: Option<f64>,
+    /// Limits for the whole variant.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Sampling weight.
+    pub weight: Option<f64>,
+}
+
+/// `type = "experimental_mixture_of_n"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixtureOfNConfig {
+    /// Variant names that produce candidates.
+    pub candidates: Vec<String>,
+    /// The model that combines the candidates.
+    pub fuser: SubVariantConfig,
+    /// How long candidates may take, in seconds (default 300).
+    pub timeout_s: Option<f64>,
+    /// Limits for the whole variant.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Sampling weight.
+    pub weight: Option<f64>,
+}
+
+/// `type = "experimental_dynamic_in_context_learning"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiclConfig {
+    /// The embedding model used to find examples.
+    pub embedding_model: String,
+    /// How many examples to include.
+    pub k: u32,
+    /// Examples farther than this are left out.
+    pub max_distance: Option<f64>,
+    /// The chat model.
+    pub model: String,
+    /// A file of static system instructions.
+    pub system_instructions: Option<PathBuf>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Output token limit.
+    pub max_tokens: Option<u32>,
+    /// Presence penalty.
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    pub frequency_penalty: Option<f64>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// JSON handling.
+    pub json_mode: Option<JsonMode>,
+    /// Stop sequences.
+    pub stop_sequences: Option<Vec<String>>,
+    /// Retries of the whole model call.
+    #[serde(default)]
+    pub retries: RetryConfig,
+    /// Limits for the whole variant.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Edits to the provider request body.
+    #[serde(default)]
+    pub extra_body: Vec<ExtraBodyEntry>,
+    /// Edits to the provider request headers.
+    #[serde(default)]
+    pub extra_headers: Vec<ExtraHeaderEntry>,
+    /// Sampling weight.
+    pub weight: Option<f64>,
+}
+
+/// `[tools.NAME]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    /// What the tool does, for the model.
+    pub description: String,
+    /// A JSON Schema file for the arguments.
+    pub parameters: PathBuf,
+    /// Ask for strict argument generation where the provider supports it.
+    #[serde(default)]
+    pub strict: bool,
+    /// The name sent to the model (default: the tool's key).
+    pub name: Option<String>,
+}
+
+/// `[metrics.NAME]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricConfig {
+    /// `inference` or `episode`.
+    pub level: MetricLevel,
+    /// `max` or `min`.
+    pub optimize: MetricOptimize,
+    /// `boolean` or `float`.
+    #[serde(rename = "type")]
+    pub metric_type: MetricType,
+}
+
+/// What a metric is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricLevel {
+    /// One inference.
+    Inference,
+    /// A whole episode.
+    Episode,
+}
+
+/// Which direction is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricOptimize {
+    /// Larger is better.
+    Max,
+    /// Smaller is better.
+    Min,
+}
+
+/// A metric's value type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricType {
+    /// true / false.
+    Boolean,
+    /// A number.
+    Float,
+}

@@ -1,0 +1,271 @@
+//! `[gateway]` and `[object_storage]`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::credentials::CredentialLocation;
+
+/// `[gateway]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Prefix for every route (default `/`).
+    pub base_path: Option<String>,
+    /// Where to listen (default `0.0.0.0:3000`).
+    pub bind_address: Option<SocketAddr>,
+    /// More verbose errors and logs.
+    #[serde(default)]
+    pub debug: bool,
+    /// Accepted for compatibility; switchyard collects no analytics.
+    #[serde(default)]
+    pub disable_pseudonymous_usage_analytics: bool,
+    /// `[gateway.export]`.
+    #[serde(default)]
+    pub export: ExportConfig,
+    /// Fetch remote input files and send them inline (default true).
+    #[serde(default = "yes")]
+    pub fetch_and_encode_input_files_before_inference: bool,
+    /// `[gateway.observability]`.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
+    /// `[gateway.template_filesystem_access]`.
+    #[serde(default)]
+    pub template_filesystem_access: TemplateFilesystemAccess,
+    /// The outbound HTTP timeout, in milliseconds (default 900000); every configured timeout
+    /// must be no larger.
+    #[serde(default = "default_global_timeout_ms")]
+    pub global_outbound_http_timeout_ms: u64,
+    /// `[gateway.relay]`.
+    pub relay: Option<RelayConfig>,
+    /// `[gateway.auth]`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Adds structured error details to error bodies.
+    #[serde(default)]
+    pub unstable_error_json: bool,
+    /// `[gateway.metrics]`.
+    #[serde(default)]
+    pub metrics: GatewayMetricsConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            base_path: None,
+            bind_address: None,
+            debug: false,
+            disable_pseudonymous_usage_analytics: false,
+            export: ExportConfig::default(),
+            fetch_and_encode_input_files_before_inference: true,
+            observability: ObservabilityConfig::default(),
+            template_filesystem_access: TemplateFilesystemAccess::default(),
+            global_outbound_http_timeout_ms: default_global_timeout_ms(),
+            relay: None,
+            auth: AuthConfig::default(),
+            unstable_error_json: false,
+            metrics: GatewayMetricsConfig::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The TensorZero Gateway's default outbound timeout: 15 minutes.
+pub const DEFAULT_GLOBAL_TIMEOUT_MS: u64 = 900_000;
+
+fn default_global_timeout_ms() -> u64 {
+    DEFAULT_GLOBAL_TIMEOUT_MS
+}
+
+/// `[gateway.export]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// `[gateway.export.otlp]`.
+    #[serde(default)]
+    pub otlp: OtlpConfig,
+}
+
+/// `[gateway.export.otlp]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// `[gateway.export.otlp.traces]`.
+    #[serde(default)]
+    pub traces: OtlpTracesConfig,
+}
+
+/// `[gateway.export.otlp.traces]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpTracesConfig {
+    /// Export traces (endpoint from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Headers sent with every export.
+    #[serde(default)]
+    pub extra_headers: BTreeMap<String, String>,
+    /// Attribute conventions.
+    #[serde(default)]
+    pub format: OtlpFormat,
+}
+
+/// Which semantic conventions spans follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpFormat {
+    /// OpenTelemetry GenAI conventions.
+    #[default]
+    Opentelemetry,
+    /// OpenInference conventions.
+    Openinference,
+}
+
+/// `[gateway.observability]` (ClickHouse storage in the TensorZero Gateway).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// `true`: require the store; `null`: use it if present; `false`: never.
+    pub enabled: Option<bool>,
+    /// Write without waiting.
+    #[serde(default)]
+    pub async_writes: bool,
+    /// Write in batches.
+    pub batch_writes: Option<BatchWritesConfig>,
+    /// Leave migrations to an operator.
+    #[serde(default)]
+    pub disable_automatic_migrations: bool,
+}
+
+/// `[gateway.observability.batch_writes]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchWritesConfig {
+    /// Must be true to batch.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Longest wait before a flush (default 100 ms).
+    pub flush_interval_ms: Option<u64>,
+    /// Most rows per batch (default 1000).
+    pub max_rows: Option<u64>,
+}
+
+/// `[gateway.template_filesystem_access]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateFilesystemAccess {
+    /// Allow `{% include %}` of files.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The directory includes are confined to (default: the config file's directory).
+    pub base_path: Option<PathBuf>,
+}
+
+/// `[gateway.relay]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// The relay's base URL; unset means relay mode is off.
+    pub gateway_url: Option<String>,
+    /// Where the relay API key comes from (`env::`, `dynamic::`, `none`, or a fallback pair).
+    pub api_key_location: Option<CredentialLocation>,
+}
+
+/// `[gateway.auth]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require `Authorization: Bearer sk-t0-...` (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// `[gateway.auth.cache]`.
+    #[serde(default)]
+    pub cache: AuthCacheConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cache: AuthCacheConfig::default(),
+        }
+    }
+}
+
+/// `[gateway.auth.cache]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthCacheConfig {
+    /// Cache key lookups (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How long a lookup is trusted, in milliseconds (default 1000).
+    #[serde(default = "default_auth_ttl_ms")]
+    pub ttl_ms: u64,
+}
+
+impl Default for AuthCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_ms: default_auth_ttl_ms(),
+        }
+    }
+}
+
+fn default_auth_ttl_ms() -> u64 {
+    1000
+}
+
+/// `[gateway.metrics]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayMetricsConfig {
+    /// Buckets of `tensorzero_inference_latency_overhead_seconds`.
+    pub tensorzero_inference_latency_overhead_seconds_buckets: Option<Vec<f64>>,
+}
+
+/// `[object_storage]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ObjectStorageConfig {
+    /// An S3-compatible service.
+    S3Compatible(S3Config),
+    /// A local directory.
+    Filesystem(FilesystemStorageConfig),
+    /// No storage.
+    Disabled(DisabledStorageConfig),
+}
+
+/// `type = "s3_compatible"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The service URL (default AWS S3).
+    pub endpoint: Option<String>,
+    /// The bucket.
+    pub bucket_name: Option<String>,
+    /// The region.
+    pub region: Option<String>,
+    /// Allow plain HTTP (local development only).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// `type = "filesystem"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemStorageConfig {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+/// `type = "disabled"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisabledStorageConfig {}

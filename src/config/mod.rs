@@ -1,0 +1,130 @@
+//! The `tensorzero.toml` format: typed structs for every section, the loader, and the semantic
+//! checks that run before the gateway starts.
+//!
+//! Every table rejects unknown keys, and every error names the file, the line and the TOML path
+//! (see [`load`]). Sections whose features switchyard does not implement yet still parse and
+//! validate; [`Warning`]s name them so nothing is silently ignored.
+
+pub mod common;
+pub mod credentials;
+pub mod functions;
+pub mod gateway;
+pub mod load;
+pub mod models;
+pub mod rate_limiting;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+pub use common::{Edit, ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
+pub use credentials::CredentialLocation;
+pub use functions::{
+    ChatCompletionConfig, FunctionConfig, JsonMode, MetricConfig, ToolChoiceConfig, ToolConfig,
+    VariantConfig,
+};
+pub use gateway::{GatewayConfig, ObjectStorageConfig, RelayConfig};
+pub use load::{ConfigError, ConfigErrors, Location, Sources, TomlPath};
+pub use models::{
+    EmbeddingModelConfig, ModelConfig, ProviderConfig, ProviderKind, ProviderType,
+    ProviderTypesConfig,
+};
+pub use rate_limiting::RateLimitingConfig;
+
+/// The whole `tensorzero.toml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[gateway]`.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// `[models.NAME]`.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+    /// `[embedding_models.NAME]`.
+    #[serde(default)]
+    pub embedding_models: BTreeMap<String, EmbeddingModelConfig>,
+    /// `[provider_types.TYPE]`.
+    #[serde(default)]
+    pub provider_types: ProviderTypesConfig,
+    /// `[functions.NAME]`.
+    #[serde(default)]
+    pub functions: BTreeMap<String, FunctionConfig>,
+    /// `[tools.NAME]`.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolConfig>,
+    /// `[metrics.NAME]`.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricConfig>,
+    /// `[rate_limiting]`.
+    #[serde(default)]
+    pub rate_limiting: RateLimitingConfig,
+    /// `[object_storage]`.
+    pub object_storage: Option<ObjectStorageConfig>,
+}
+
+/// Something in the configuration that loads but will not do what it says yet, or that is
+/// probably a mistake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// What the warning is about, with its TOML path when there is one.
+    pub message: String,
+}
+
+/// A configuration that parsed and passed every check.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The typed configuration.
+    pub config: Config,
+    /// The files it came from (empty for `--default-config`).
+    pub sources: Sources,
+    /// Things to tell the operator at start-up.
+    pub warnings: Vec<Warning>,
+    /// A hash of the files' contents, reported by `/status`.
+    pub hash: String,
+    /// The base for template includes: `template_filesystem_access.base_path`, else the
+    /// directory of the only config file.
+    pub template_base_dir: Option<PathBuf>,
+}
+
+impl LoadedConfig {
+    /// Loads, merges and checks the files `pattern` names (a path or a glob).
+    pub fn from_files(pattern: &str) -> Result<Self, ConfigErrors> {
+        let sources = load::read_files(pattern)?;
+        let config: Config = load::deserialize(&sources)?;
+        Self::checked(config, sources)
+    }
+
+    /// The configuration of `--default-config`: no functions or models of its own (shorthands
+    /// such as `openai::gpt-4o-mini` still work), no auth, no rate limits, no relay.
+    pub fn default_config() -> Self {
+        Self::checked(Config::default(), Sources::default())
+            .expect("the empty configuration is valid")
+    }
+
+    fn checked(config: Config, sources: Sources) -> Result<Self, ConfigErrors> {
+        let warnings = validate::validate(&config, &sources)?;
+        let mut hasher = Sha256::new();
+        for text in sources.texts() {
+            hasher.update(text.as_bytes());
+            hasher.update([0]);
+        }
+        let hash = format!("{:x}", hasher.finalize());
+        let template_base_dir = config
+            .gateway
+            .template_filesystem_access
+            .base_path
+            .clone()
+            .or_else(|| sources.single_dir().map(|d| d.to_path_buf()));
+        Ok(Self {
+            config,
+            sources,
+            warnings,
+            hash,
+            template_base_dir,
+        })
+    }
+}

@@ -1,0 +1,672 @@
+//! `[models]`, their providers, `[embedding_models]` and `[provider_types]`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::common::{ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
+use super::credentials::CredentialLocation;
+
+/// `[models.NAME]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Provider names, tried in order until one succeeds.
+    pub routing: Vec<String>,
+    /// The providers, by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Limits for one call of this model (all its providers).
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Call the providers from this gateway even when a relay is configured.
+    #[serde(default)]
+    pub skip_relay: bool,
+}
+
+/// Every provider type the configuration format knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderType {
+    /// Anthropic Messages API.
+    Anthropic,
+    /// AWS Bedrock Converse.
+    AwsBedrock,
+    /// AWS SageMaker endpoints.
+    AwsSagemaker,
+    /// Azure OpenAI.
+    Azure,
+    /// DeepSeek.
+    Deepseek,
+    /// Fireworks.
+    Fireworks,
+    /// Anthropic models on GCP Vertex.
+    GcpVertexAnthropic,
+    /// Gemini models on GCP Vertex.
+    GcpVertexGemini,
+    /// Gemini through Google AI Studio.
+    GoogleAiStudioGemini,
+    /// Groq.
+    Groq,
+    /// Hyperbolic.
+    Hyperbolic,
+    /// Mistral.
+    Mistral,
+    /// OpenAI.
+    Openai,
+    /// OpenRouter.
+    Openrouter,
+    /// SGLang servers.
+    Sglang,
+    /// Text Generation Inference servers.
+    Tgi,
+    /// Together.
+    Together,
+    /// vLLM servers.
+    Vllm,
+    /// xAI.
+    Xai,
+}
+
+impl ProviderType {
+    /// Every type, for reserved-prefix checks and error messages.
+    pub const ALL: [ProviderType; 19] = [
+        Self::Anthropic,
+        Self::AwsBedrock,
+        Self::AwsSagemaker,
+        Self::Azure,
+        Self::Deepseek,
+        Self::Fireworks,
+        Self::GcpVertexAnthropic,
+        Self::GcpVertexGemini,
+        Self::GoogleAiStudioGemini,
+        Self::Groq,
+        Self::Hyperbolic,
+        Self::Mistral,
+        Self::Openai,
+        Self::Openrouter,
+        Self::Sglang,
+        Self::Tgi,
+        Self::Together,
+        Self::Vllm,
+        Self::Xai,
+    ];
+
+    /// The types that have a `type::model` shorthand.
+    pub const SHORTHAND: [ProviderType; 13] = [
+        Self::Anthropic,
+        Self::Deepseek,
+        Self::Fireworks,
+        Self::GoogleAiStudioGemini,
+        Self::GcpVertexGemini,
+        Self::GcpVertexAnthropic,
+        Self::Hyperbolic,
+        Self::Groq,
+        Self::Mistral,
+        Self::Openai,
+        Self::Openrouter,
+        Self::Together,
+        Self::Xai,
+    ];
+
+    /// The name used in config files and shorthands.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anthropic => "anthropic",
+            Self::AwsBedrock => "aws_bedrock",
+            Self::AwsSagemaker => "aws_sagemaker",
+            Self::Azure => "azure",
+            Self::Deepseek => "deepseek",
+            Self::Fireworks => "fireworks",
+            Self::GcpVertexAnthropic => "gcp_vertex_anthropic",
+            Self::GcpVertexGemini => "gcp_vertex_gemini",
+            Self::GoogleAiStudioGemini => "google_ai_studio_gemini",
+            Self::Groq => "groq",
+            Self::Hyperbolic => "hyperbolic",
+            Self::Mistral => "mistral",
+            Self::Openai => "openai",
+            Self::Openrouter => "openrouter",
+            Self::Sglang => "sglang",
+            Self::Tgi => "tgi",
+            Self::Together => "together",
+            Self::Vllm => "vllm",
+            Self::Xai => "xai",
+        }
+    }
+
+    /// The type named by a shorthand prefix (`openai` in `openai::gpt-4o`).
+    pub fn from_shorthand(prefix: &str) -> Option<Self> {
+        Self::SHORTHAND.into_iter().find(|t| t.as_str() == prefix)
+    }
+
+    /// The credential location used when neither the provider nor `[provider_types]` sets one.
+    pub fn default_credential_location(self) -> CredentialLocation {
+        let env = |v: &str| CredentialLocation::Env(v.to_owned());
+        match self {
+            Self::Anthropic => env("ANTHROPIC_API_KEY"),
+            // The seed documents AZURE_OPENAI_API_KEY; newer TensorZero releases read
+            // AZURE_API_KEY first. Accept either so both kinds of deployment work unchanged.
+            Self::Azure => CredentialLocation::WithFallback {
+                default: Box::new(env("AZURE_API_KEY")),
+                fallback: Box::new(env("AZURE_OPENAI_API_KEY")),
+            },
+            Self::Deepseek => env("DEEPSEEK_API_KEY"),
+            Self::Fireworks => env("FIREWORKS_API_KEY"),
+            Self::GoogleAiStudioGemini => env("GOOGLE_AI_STUDIO_API_KEY"),
+            Self::Groq => env("GROQ_API_KEY"),
+            Self::Hyperbolic => env("HYPERBOLIC_API_KEY"),
+            Self::Mistral => env("MISTRAL_API_KEY"),
+            Self::Openai => env("OPENAI_API_KEY"),
+            Self::Openrouter => env("OPENROUTER_API_KEY"),
+            Self::Together => env("TOGETHER_API_KEY"),
+            Self::Xai => env("XAI_API_KEY"),
+            // Self-hosted servers usually run without a key; the seed documents `none`.
+            Self::Sglang | Self::Tgi => CredentialLocation::None,
+            Self::Vllm => env("VLLM_API_KEY"),
+            Self::GcpVertexAnthropic | Self::GcpVertexGemini => {
+                CredentialLocation::PathFromEnv("GCP_VERTEX_CREDENTIALS_PATH".to_owned())
+            }
+            Self::AwsBedrock | Self::AwsSagemaker => CredentialLocation::Sdk,
+        }
+    }
+}
+
+impl fmt::Display for ProviderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[models.M.providers.P]`: the fields every type has, plus the type's own.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// The type-specific fields.
+    pub kind: ProviderKind,
+    /// Edits to the request body sent to this provider.
+    pub extra_body: Vec<ExtraBodyEntry>,
+    /// Edits to the request headers sent to this provider.
+    pub extra_headers: Vec<ExtraHeaderEntry>,
+    /// Limits for one attempt at this provider.
+    pub timeouts: TimeoutsConfig,
+}
+
+/// Keys every provider table may hold besides its type's own.
+const COMMON_PROVIDER_KEYS: [&str; 3] = ["extra_body", "extra_headers", "timeouts"];
+
+impl<'de> Deserialize<'de> for ProviderConfig {
+    /// The shared keys are taken out first, and the rest goes to the type's own struct, which
+    /// rejects unknown keys (serde cannot combine `flatten` with `deny_unknown_fields`).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut table = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        fn take<T: serde::de::DeserializeOwned + Default, E: de::Error>(
+            table: &mut serde_json::Map<String, Value>,
+            key: &str,
+        ) -> Result<T, E> {
+            match table.remove(key) {
+                None => Ok(T::default()),
+                Some(v) => serde_json::from_value(v).map_err(|e| E::custom(format!("`{key}`: {e}"))),
+            }
+        }
+        let extra_body = take(&mut table, COMMON_PROVIDER_KEYS[0])?;
+        let extra_headers = take(&mut table, COMMON_PROVIDER_KEYS[1])?;
+        let timeouts = take(&mut table, COMMON_PROVIDER_KEYS[2])?;
+        let kind = ProviderKind::deserialize(Value::Object(table)).map_err(|e| {
+            let msg = e.to_string();
+            // Name the shared keys too, so the list of accepted keys is complete.
+            if msg.starts_with("unknown field") {
+                de::Error::custom(format!(
+                    "{msg} (or one of the keys every provider takes: `extra_body`, `extra_headers`, `timeouts`)"
+                ))
+            } else {
+                de::Error::custom(msg)
+            }
+        })?;
+        Ok(Self {
+            kind,
+            extra_body,
+            extra_headers,
+            timeouts,
+        })
+    }
+}
+
+/// The type-specific part of a provider, chosen by its `type` key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// `type = "anthropic"`.
+    Anthropic(HostedProvider),
+    /// `type = "aws_bedrock"`.
+    AwsBedrock(AwsBedrockProvider),
+    /// `type = "aws_sagemaker"`.
+    AwsSagemaker(AwsSagemakerProvider),
+    /// `type = "azure"`.
+    Azure(AzureProvider),
+    /// `type = "deepseek"`.
+    Deepseek(HostedProvider),
+    /// `type = "fireworks"`.
+    Fireworks(HostedProvider),
+    /// `type = "gcp_vertex_anthropic"`.
+    GcpVertexAnthropic(GcpVertexProvider),
+    /// `type = "gcp_vertex_gemini"`.
+    GcpVertexGemini(GcpVertexProvider),
+    /// `type = "google_ai_studio_gemini"`.
+    GoogleAiStudioGemini(HostedProvider),
+    /// `type = "groq"`.
+    Groq(HostedProvider),
+    /// `type = "hyperbolic"`.
+    Hyperbolic(HostedProvider),
+    /// `type = "mistral"`.
+    Mistral(HostedProvider),
+    /// `type = "openai"`.
+    Openai(OpenAiProvider),
+    /// `type = "openrouter"`.
+    Openrouter(HostedProvider),
+    /// `type = "sglang"`.
+    Sglang(SelfHostedProvider),
+    /// `type = "tgi"`.
+    Tgi(TgiProvider),
+    /// `type = "together"`.
+    Together(HostedProvider),
+    /// `type = "vllm"`.
+    Vllm(VllmProvider),
+    /// `type = "xai"`.
+    Xai(HostedProvider),
+}
+
+impl ProviderKind {
+    /// The `type` of this provider.
+    pub fn provider_type(&self) -> ProviderType {
+        match self {
+            Self::Anthropic(_) => ProviderType::Anthropic,
+            Self::AwsBedrock(_) => ProviderType::AwsBedrock,
+            Self::AwsSagemaker(_) => ProviderType::AwsSagemaker,
+            Self::Azure(_) => ProviderType::Azure,
+            Self::Deepseek(_) => ProviderType::Deepseek,
+            Self::Fireworks(_) => ProviderType::Fireworks,
+            Self::GcpVertexAnthropic(_) => ProviderType::GcpVertexAnthropic,
+            Self::GcpVertexGemini(_) => ProviderType::GcpVertexGemini,
+            Self::GoogleAiStudioGemini(_) => ProviderType::GoogleAiStudioGemini,
+            Self::Groq(_) => ProviderType::Groq,
+            Self::Hyperbolic(_) => ProviderType::Hyperbolic,
+            Self::Mistral(_) => ProviderType::Mistral,
+            Self::Openai(_) => ProviderType::Openai,
+            Self::Openrouter(_) => ProviderType::Openrouter,
+            Self::Sglang(_) => ProviderType::Sglang,
+            Self::Tgi(_) => ProviderType::Tgi,
+            Self::Together(_) => ProviderType::Together,
+            Self::Vllm(_) => ProviderType::Vllm,
+            Self::Xai(_) => ProviderType::Xai,
+        }
+    }
+
+    /// The explicitly configured key location, if any (`credential_location` for GCP types).
+    pub fn credential_location(&self) -> Option<&CredentialLocation> {
+        match self {
+            Self::Anthropic(p)
+            | Self::Deepseek(p)
+            | Self::Fireworks(p)
+            | Self::GoogleAiStudioGemini(p)
+            | Self::Groq(p)
+            | Self::Hyperbolic(p)
+            | Self::Mistral(p)
+            | Self::Openrouter(p)
+            | Self::Together(p)
+            | Self::Xai(p) => p.api_key_location.as_ref(),
+            Self::Azure(p) => p.api_key_location.as_ref(),
+            Self::Openai(p) => p.api_key_location.as_ref(),
+            Self::Sglang(p) => p.api_key_location.as_ref(),
+            Self::Tgi(p) => p.api_key_location.as_ref(),
+            Self::Vllm(p) => p.api_key_location.as_ref(),
+            Self::GcpVertexAnthropic(p) | Self::GcpVertexGemini(p) => p.credential_location.as_ref(),
+            Self::AwsBedrock(_) | Self::AwsSagemaker(_) => None,
+        }
+    }
+}
+
+/// A hosted API addressed by model name: anthropic, deepseek, fireworks, google_ai_studio_gemini,
+/// groq, hyperbolic, mistral, openrouter, together, xai.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostedProvider {
+    /// The provider's name for the model.
+    pub model_name: String,
+    /// Where the key comes from (default: the type's default).
+    pub api_key_location: Option<CredentialLocation>,
+    /// Overrides the provider's URL (a company proxy, a regional endpoint, a test server).
+    /// Not in the TensorZero format; switchyard accepts it for every type.
+    pub api_base: Option<String>,
+}
+
+/// `type = "openai"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiProvider {
+    /// The OpenAI model name.
+    pub model_name: String,
+    /// Base URL (default `https://api.openai.com/v1/`).
+    pub api_base: Option<String>,
+    /// Where the key comes from.
+    pub api_key_location: Option<CredentialLocation>,
+    /// `chat_completions` (default) or `responses`.
+    #[serde(default)]
+    pub api_type: OpenAiApiType,
+    /// Ask the Responses API for encrypted reasoning.
+    #[serde(default)]
+    pub include_encrypted_reasoning: bool,
+    /// Built-in tools for the Responses API.
+    #[serde(default)]
+    pub provider_tools: Vec<Value>,
+}
+
+/// Which OpenAI API a provider calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenAiApiType {
+    /// `/chat/completions`.
+    #[default]
+    ChatCompletions,
+    /// `/responses`.
+    Responses,
+}
+
+/// `type = "azure"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureProvider {
+    /// The deployment to call.
+    pub deployment_id: String,
+    /// The resource's endpoint URL, or `env::VAR` / `dynamic::NAME` naming where it comes from.
+    pub endpoint: String,
+    /// Where the key comes from.
+    pub api_key_location: Option<CredentialLocation>,
+    /// The `api-version` query parameter (default `2025-04-01-preview`).
+    pub api_version: Option<String>,
+}
+
+/// `type = "sglang"`: a self-hosted OpenAI-compatible server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfHostedProvider {
+    /// The server's base URL.
+    pub api_base: String,
+    /// The model name the server expects.
+    pub model_name: String,
+    /// Where the key comes from (default `none`).
+    pub api_key_location: Option<CredentialLocation>,
+}
+
+/// `type = "vllm"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VllmProvider {
+    /// The server's base URL (default `http://localhost:8000/v1/`).
+    pub api_base: Option<String>,
+    /// The model name the server expects.
+    pub model_name: String,
+    /// Where the key comes from (default `env::VLLM_API_KEY`).
+    pub api_key_location: Option<CredentialLocation>,
+}
+
+/// `type = "tgi"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TgiProvider {
+    /// The server's base URL.
+    pub api_base: String,
+    /// Where the key comes from (default `none`).
+    pub api_key_location: Option<CredentialLocation>,
+    /// The model name sent (TGI serves one model; default `tgi`).
+    pub model_name: Option<String>,
+}
+
+/// `type = "aws_bedrock"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsBedrockProvider {
+    /// The Bedrock model id or inference profile.
+    pub model_id: String,
+    /// The AWS region.
+    pub region: Option<String>,
+    /// Take the region from the AWS SDK chain when `region` is unset.
+    #[serde(default)]
+    pub allow_auto_detect_region: bool,
+    /// Overrides the endpoint URL (switchyard addition).
+    pub endpoint_url: Option<String>,
+}
+
+/// `type = "aws_sagemaker"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSagemakerProvider {
+    /// The SageMaker endpoint.
+    pub endpoint_name: String,
+    /// The wire format the endpoint speaks.
+    pub hosted_provider: SagemakerHostedProvider,
+    /// The model name sent in the body.
+    pub model_name: String,
+    /// The AWS region.
+    pub region: Option<String>,
+    /// Take the region from the AWS SDK chain when `region` is unset.
+    #[serde(default)]
+    pub allow_auto_detect_region: bool,
+    /// Overrides the endpoint URL (switchyard addition).
+    pub endpoint_url: Option<String>,
+}
+
+/// What a SageMaker endpoint speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SagemakerHostedProvider {
+    /// The OpenAI chat format (also Ollama and the like).
+    Openai,
+    /// Text Generation Inference.
+    Tgi,
+}
+
+/// `type = "gcp_vertex_gemini"` and `type = "gcp_vertex_anthropic"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpVertexProvider {
+    /// An off-the-shelf model (exactly one of `model_id`, `endpoint_id`).
+    pub model_id: Option<String>,
+    /// A custom or fine-tuned endpoint.
+    pub endpoint_id: Option<String>,
+    /// The GCP region.
+    pub location: String,
+    /// The GCP project.
+    pub project_id: String,
+    /// Where the service-account credentials come from.
+    pub credential_location: Option<CredentialLocation>,
+    /// Overrides the Vertex URL (switchyard addition).
+    pub api_base: Option<String>,
+}
+
+/// `[embedding_models.NAME]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingModelConfig {
+    /// Provider names, tried in order.
+    pub routing: Vec<String>,
+    /// The providers, by name.
+    pub providers: BTreeMap<String, EmbeddingProviderConfig>,
+    /// Limit for one call of this model.
+    pub timeout_ms: Option<u64>,
+}
+
+/// `[embedding_models.M.providers.P]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingProviderConfig {
+    /// `openai` or `openrouter`.
+    #[serde(rename = "type")]
+    pub provider_type: EmbeddingProviderType,
+    /// The provider's name for the model.
+    pub model_name: String,
+    /// Base URL override.
+    pub api_base: Option<String>,
+    /// Where the key comes from.
+    pub api_key_location: Option<CredentialLocation>,
+    /// Edits to the request body.
+    #[serde(default)]
+    pub extra_body: Vec<ExtraBodyEntry>,
+    /// Limit for one attempt at this provider.
+    pub timeout_ms: Option<u64>,
+}
+
+/// Provider types that serve embeddings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingProviderType {
+    /// OpenAI `/embeddings`.
+    Openai,
+    /// OpenRouter `/embeddings`.
+    Openrouter,
+}
+
+/// `[provider_types]`: per-type settings, chiefly default credential locations.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderTypesConfig {
+    /// `[provider_types.anthropic]`.
+    pub anthropic: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.aws_bedrock]`.
+    pub aws_bedrock: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.aws_sagemaker]`.
+    pub aws_sagemaker: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.azure]`.
+    pub azure: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.deepseek]`.
+    pub deepseek: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.fireworks]`.
+    pub fireworks: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.gcp_vertex_anthropic]`.
+    pub gcp_vertex_anthropic: Option<GcpTypeConfig>,
+    /// `[provider_types.gcp_vertex_gemini]`.
+    pub gcp_vertex_gemini: Option<GcpTypeConfig>,
+    /// `[provider_types.google_ai_studio]` (the seed's spelling; `google_ai_studio_gemini` also works).
+    #[serde(alias = "google_ai_studio_gemini")]
+    pub google_ai_studio: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.groq]`.
+    pub groq: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.hyperbolic]`.
+    pub hyperbolic: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.mistral]`.
+    pub mistral: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.openai]`.
+    pub openai: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.openrouter]`.
+    pub openrouter: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.sglang]`.
+    pub sglang: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.tgi]`.
+    pub tgi: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.together]`.
+    pub together: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.vllm]`.
+    pub vllm: Option<ApiKeyTypeConfig>,
+    /// `[provider_types.xai]`.
+    pub xai: Option<ApiKeyTypeConfig>,
+}
+
+impl ProviderTypesConfig {
+    /// The `[provider_types.T.defaults]` location for a type, if the config sets one.
+    pub fn default_location(&self, t: ProviderType) -> Option<&CredentialLocation> {
+        fn api_key(c: &Option<ApiKeyTypeConfig>) -> Option<&CredentialLocation> {
+            c.as_ref().and_then(|c| c.defaults.api_key_location.as_ref())
+        }
+        fn gcp(c: &Option<GcpTypeConfig>) -> Option<&CredentialLocation> {
+            c.as_ref().and_then(|c| c.defaults.credential_location.as_ref())
+        }
+        match t {
+            ProviderType::Anthropic => api_key(&self.anthropic),
+            ProviderType::AwsBedrock => api_key(&self.aws_bedrock),
+            ProviderType::AwsSagemaker => api_key(&self.aws_sagemaker),
+            ProviderType::Azure => api_key(&self.azure),
+            ProviderType::Deepseek => api_key(&self.deepseek),
+            ProviderType::Fireworks => api_key(&self.fireworks),
+            ProviderType::GcpVertexAnthropic => gcp(&self.gcp_vertex_anthropic),
+            ProviderType::GcpVertexGemini => gcp(&self.gcp_vertex_gemini),
+            ProviderType::GoogleAiStudioGemini => api_key(&self.google_ai_studio),
+            ProviderType::Groq => api_key(&self.groq),
+            ProviderType::Hyperbolic => api_key(&self.hyperbolic),
+            ProviderType::Mistral => api_key(&self.mistral),
+            ProviderType::Openai => api_key(&self.openai),
+            ProviderType::Openrouter => api_key(&self.openrouter),
+            ProviderType::Sglang => api_key(&self.sglang),
+            ProviderType::Tgi => api_key(&self.tgi),
+            ProviderType::Together => api_key(&self.together),
+            ProviderType::Vllm => api_key(&self.vllm),
+            ProviderType::Xai => api_key(&self.xai),
+        }
+    }
+
+    /// The location a provider of type `t` uses when it sets none itself.
+    pub fn effective_default(&self, t: ProviderType) -> CredentialLocation {
+        self.default_location(t)
+            .cloned()
+            .unwrap_or_else(|| t.default_credential_location())
+    }
+}
+
+/// `[provider_types.T]` for key-based types.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyTypeConfig {
+    /// `[provider_types.T.defaults]`.
+    #[serde(default)]
+    pub defaults: ApiKeyDefaults,
+}
+
+/// `[provider_types.T.defaults]` for key-based types.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyDefaults {
+    /// The default key location for every provider of this type, shorthands included.
+    pub api_key_location: Option<CredentialLocation>,
+}
+
+/// `[provider_types.gcp_vertex_*]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpTypeConfig {
+    /// `[provider_types.gcp_vertex_*.defaults]`.
+    #[serde(default)]
+    pub defaults: GcpDefaults,
+    /// Batch inference through Cloud Storage (Gemini only).
+    pub batch: Option<GcpBatchConfig>,
+}
+
+/// `[provider_types.gcp_vertex_*.defaults]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpDefaults {
+    /// The default credentials location.
+    pub credential_location: Option<CredentialLocation>,
+}
+
+/// `[provider_types.gcp_vertex_gemini.batch]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpBatchConfig {
+    /// `none` or `cloud_storage`.
+    #[serde(default)]
+    pub storage_type: GcpBatchStorage,
+    /// Where batch inputs are written.
+    pub input_uri_prefix: Option<String>,
+    /// Where batch outputs are read.
+    pub output_uri_prefix: Option<String>,
+}
+
+/// How Vertex batch jobs exchange files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GcpBatchStorage {
+    /// No batch inference.
+    #[default]
+    None,
+    /// Google Cloud Storage.
+    CloudStorage,
+}

@@ -1,0 +1,186 @@
+//! `[rate_limiting]`: token-bucket rules scoped by tags and API key.
+//!
+//! This module only parses and checks the rules; enforcement lives in the rate-limit layer.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// `[rate_limiting]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitingConfig {
+    /// Whether rules are enforced (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `auto`, `valkey` or `postgres` (accepted for compatibility).
+    pub backend: Option<String>,
+    /// The assumed cost of one inference, in dollars (accepted for compatibility).
+    pub default_cost: Option<f64>,
+    /// The rules.
+    #[serde(default)]
+    pub rules: Vec<RateLimitRule>,
+}
+
+impl Default for RateLimitingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            backend: None,
+            default_cost: None,
+            rules: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[[rate_limiting.rules]]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRule {
+    /// Requests per second.
+    pub model_inferences_per_second: Option<RateLimitValue>,
+    /// Requests per minute.
+    pub model_inferences_per_minute: Option<RateLimitValue>,
+    /// Requests per hour.
+    pub model_inferences_per_hour: Option<RateLimitValue>,
+    /// Requests per day.
+    pub model_inferences_per_day: Option<RateLimitValue>,
+    /// Requests per week.
+    pub model_inferences_per_week: Option<RateLimitValue>,
+    /// Requests per month (30 days).
+    pub model_inferences_per_month: Option<RateLimitValue>,
+    /// Tokens per second.
+    pub tokens_per_second: Option<RateLimitValue>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<RateLimitValue>,
+    /// Tokens per hour.
+    pub tokens_per_hour: Option<RateLimitValue>,
+    /// Tokens per day.
+    pub tokens_per_day: Option<RateLimitValue>,
+    /// Tokens per week.
+    pub tokens_per_week: Option<RateLimitValue>,
+    /// Tokens per month (30 days).
+    pub tokens_per_month: Option<RateLimitValue>,
+    /// Among matching rules only the highest priority applies.
+    pub priority: Option<u64>,
+    /// Applies whenever it matches, whatever the priorities.
+    pub always: Option<bool>,
+    /// All entries must match for the rule to apply.
+    #[serde(default)]
+    pub scope: Vec<ScopeEntry>,
+}
+
+impl RateLimitRule {
+    /// Every limit the rule sets, named by its key.
+    pub fn limits(&self) -> Vec<(&'static str, RateLimitValue)> {
+        [
+            ("model_inferences_per_second", self.model_inferences_per_second),
+            ("model_inferences_per_minute", self.model_inferences_per_minute),
+            ("model_inferences_per_hour", self.model_inferences_per_hour),
+            ("model_inferences_per_day", self.model_inferences_per_day),
+            ("model_inferences_per_week", self.model_inferences_per_week),
+            ("model_inferences_per_month", self.model_inferences_per_month),
+            ("tokens_per_second", self.tokens_per_second),
+            ("tokens_per_minute", self.tokens_per_minute),
+            ("tokens_per_hour", self.tokens_per_hour),
+            ("tokens_per_day", self.tokens_per_day),
+            ("tokens_per_week", self.tokens_per_week),
+            ("tokens_per_month", self.tokens_per_month),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// A limit: `n` (capacity = refill = n) or `{ capacity, refill_rate }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitValue {
+    /// The most the bucket holds.
+    pub capacity: u64,
+    /// How much it refills per window.
+    pub refill_rate: u64,
+}
+
+impl<'de> Deserialize<'de> for RateLimitValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = RateLimitValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative integer or { capacity = N, refill_rate = N }")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RateLimitValue {
+                    capacity: v,
+                    refill_rate: v,
+                })
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("a limit cannot be negative (got {v})")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut capacity, mut refill_rate) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "capacity" => capacity = Some(map.next_value::<u64>()?),
+                        "refill_rate" => refill_rate = Some(map.next_value::<u64>()?),
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["capacity", "refill_rate"]));
+                        }
+                    }
+                }
+                Ok(RateLimitValue {
+                    capacity: capacity.ok_or_else(|| de::Error::missing_field("capacity"))?,
+                    refill_rate: refill_rate.ok_or_else(|| de::Error::missing_field("refill_rate"))?,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+/// One `scope` entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ScopeEntry {
+    /// `{ tag_key, tag_value }`.
+    Tag {
+        /// The tag's key.
+        key: String,
+        /// A concrete value, `tensorzero::each` or `tensorzero::total`.
+        value: String,
+    },
+    /// `{ api_key_public_id }`: `tensorzero::each` or a concrete public id.
+    ApiKeyPublicId(String),
+}
+
+impl<'de> Deserialize<'de> for ScopeEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
+        let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        match keys.as_slice() {
+            ["tag_key", "tag_value"] => Ok(ScopeEntry::Tag {
+                key: fields["tag_key"].clone(),
+                value: fields["tag_value"].clone(),
+            }),
+            ["api_key_public_id"] => Ok(ScopeEntry::ApiKeyPublicId(fields["api_key_public_id"].clone())),
+            _ => Err(de::Error::custom(format!(
+                "a scope entry is {{ tag_key = \"...\", tag_value = \"...\" }} or \
+                 {{ api_key_public_id = \"...\" }}, not one with keys {keys:?}"
+            ))),
+        }
+    }
+}

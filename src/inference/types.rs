@@ -1,0 +1,406 @@
+//! The typed model call: what the API handlers build after resolving a function and variant,
+//! and what providers translate to and from their wire formats.
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::JsonMode;
+use crate::error::Error;
+
+/// Who said a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The end user.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One message of a model call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// The speaker.
+    pub role: Role,
+    /// The blocks, in order.
+    pub content: Vec<ContentBlock>,
+}
+
+/// A block of message content, after templates are rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContentBlock {
+    /// Plain text.
+    Text(String),
+    /// A tool call the model made earlier.
+    ToolCall(ToolCall),
+    /// The result of a tool call.
+    ToolResult(ToolResult),
+    /// An image or document.
+    File(FileInput),
+    /// Reasoning the model produced earlier.
+    Thought(Thought),
+    /// A provider-specific block passed through as is.
+    Unknown {
+        /// The raw block.
+        data: Value,
+    },
+}
+
+/// A tool call (in input or output).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call id.
+    pub id: String,
+    /// The tool name as the model wrote it.
+    pub name: String,
+    /// The arguments as the model wrote them (JSON text, possibly invalid).
+    pub arguments: String,
+}
+
+/// The result of a tool call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The id of the call this answers.
+    pub id: String,
+    /// The tool name.
+    pub name: String,
+    /// The result text.
+    pub result: String,
+}
+
+/// An input file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FileInput {
+    /// A URL the provider fetches.
+    Url {
+        /// The URL.
+        url: String,
+        /// The MIME type, when known.
+        mime_type: Option<String>,
+    },
+    /// Inline base64 data.
+    Base64 {
+        /// The MIME type.
+        mime_type: String,
+        /// The data.
+        data: String,
+    },
+}
+
+/// Model reasoning.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Thought {
+    /// The reasoning text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The provider's signature for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// Sampling and output parameters. `None` leaves the provider's default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceParams {
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Output token limit.
+    pub max_tokens: Option<u32>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Presence penalty.
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    pub frequency_penalty: Option<f64>,
+    /// JSON output handling.
+    pub json_mode: Option<JsonMode>,
+    /// Stop sequences.
+    pub stop_sequences: Option<Vec<String>>,
+    /// Reasoning effort for reasoning models.
+    pub reasoning_effort: Option<String>,
+    /// Service tier.
+    pub service_tier: Option<String>,
+    /// Thinking budget, for providers that take one.
+    pub thinking_budget_tokens: Option<u32>,
+    /// Verbosity, for models that take it.
+    pub verbosity: Option<String>,
+}
+
+impl InferenceParams {
+    /// `self`, with every unset field taken from `fallback`.
+    pub fn or(self, fallback: &InferenceParams) -> InferenceParams {
+        let f = fallback.clone();
+        InferenceParams {
+            temperature: self.temperature.or(f.temperature),
+            max_tokens: self.max_tokens.or(f.max_tokens),
+            seed: self.seed.or(f.seed),
+            top_p: self.top_p.or(f.top_p),
+            presence_penalty: self.presence_penalty.or(f.presence_penalty),
+            frequency_penalty: self.frequency_penalty.or(f.frequency_penalty),
+            json_mode: self.json_mode.or(f.json_mode),
+            stop_sequences: self.stop_sequences.or(f.stop_sequences),
+            reasoning_effort: self.reasoning_effort.or(f.reasoning_effort),
+            service_tier: self.service_tier.or(f.service_tier),
+            thinking_budget_tokens: self.thinking_budget_tokens.or(f.thinking_budget_tokens),
+            verbosity: self.verbosity.or(f.verbosity),
+        }
+    }
+}
+
+/// A tool the model may call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolDef {
+    /// The name sent to the model.
+    pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+    /// Strict argument generation.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+/// How the model must use tools.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// No tool.
+    None,
+    /// The model decides.
+    #[default]
+    Auto,
+    /// Some tool.
+    Required,
+    /// This tool.
+    Specific(String),
+}
+
+/// The tools of one call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolConfig {
+    /// The tools.
+    pub tools: Vec<ToolDef>,
+    /// The choice.
+    pub tool_choice: ToolChoice,
+    /// Several calls at once.
+    pub parallel_tool_calls: Option<bool>,
+}
+
+/// An `extra_body` edit, already merged from config and request (later entries win).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BodyEdit {
+    /// JSON Pointer.
+    pub pointer: String,
+    /// `Some` sets, `None` deletes.
+    pub value: Option<Value>,
+}
+
+/// An `extra_headers` edit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderEdit {
+    /// Header name.
+    pub name: String,
+    /// `Some` sets, `None` deletes.
+    pub value: Option<String>,
+}
+
+/// One call of one model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelRequest {
+    /// The system prompt.
+    pub system: Option<String>,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Sampling parameters.
+    pub params: InferenceParams,
+    /// Tools, when any.
+    pub tools: Option<ToolConfig>,
+    /// The schema the output must follow (json functions, `response_format`).
+    pub output_schema: Option<Value>,
+    /// Stream the answer.
+    pub stream: bool,
+    /// Edits to the provider body.
+    pub extra_body: ExtraEdits<BodyEdit>,
+    /// Edits to the provider headers.
+    pub extra_headers: ExtraEdits<HeaderEdit>,
+}
+
+/// `extra_body` or `extra_headers` edits from the variant and the request. A provider applies
+/// the variant's, then its own, then the request's that target it: later edits win.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtraEdits<T> {
+    /// From the variant's config.
+    pub variant: Vec<T>,
+    /// From the request, each with the providers it targets.
+    pub request: Vec<Targeted<T>>,
+}
+
+impl<T> Default for ExtraEdits<T> {
+    fn default() -> Self {
+        Self {
+            variant: Vec::new(),
+            request: Vec::new(),
+        }
+    }
+}
+
+/// A request-time edit and what it applies to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Targeted<T> {
+    /// Which providers it applies to.
+    pub target: EditTarget,
+    /// The edit.
+    pub edit: T,
+}
+
+/// Which model calls a request-time edit applies to. Variant filters are resolved by the
+/// handler before the model call, so only these two remain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EditTarget {
+    /// Every provider.
+    Always,
+    /// Providers of this model (all of them, or the one named).
+    ModelProvider {
+        /// The gateway model name.
+        model: String,
+        /// The provider name, or every provider of the model.
+        provider: Option<String>,
+    },
+}
+
+impl EditTarget {
+    /// Whether the edit applies to provider `provider` of model `model`.
+    pub fn applies_to(&self, model: &str, provider: &str) -> bool {
+        match self {
+            EditTarget::Always => true,
+            EditTarget::ModelProvider { model: m, provider: p } => {
+                m == model && p.as_deref().is_none_or(|p| p == provider)
+            }
+        }
+    }
+}
+
+/// Why the model stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A natural end.
+    Stop,
+    /// A stop sequence.
+    StopSequence,
+    /// The token limit.
+    Length,
+    /// A tool call.
+    ToolCall,
+    /// A content filter.
+    ContentFilter,
+    /// Anything else.
+    Unknown,
+}
+
+/// Token counts as the provider reported them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: Option<u32>,
+    /// Completion tokens.
+    pub output_tokens: Option<u32>,
+}
+
+impl Usage {
+    /// Adds another report (a stream may report usage in parts).
+    pub fn merge(&mut self, other: Usage) {
+        if other.input_tokens.is_some() {
+            self.input_tokens = other.input_tokens;
+        }
+        if other.output_tokens.is_some() {
+            self.output_tokens = other.output_tokens;
+        }
+    }
+}
+
+/// A block of model output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputBlock {
+    /// Text.
+    Text(String),
+    /// A tool call.
+    ToolCall(ToolCall),
+    /// Reasoning.
+    Thought(Thought),
+}
+
+/// A complete answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelResponse {
+    /// The content.
+    pub content: Vec<OutputBlock>,
+    /// Token counts.
+    pub usage: Usage,
+    /// Why it stopped.
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// A piece of a streamed answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelChunk {
+    /// New content.
+    pub content: Vec<ChunkBlock>,
+    /// Usage, usually only in the last chunk.
+    pub usage: Option<Usage>,
+    /// Why it stopped, in the last chunk.
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// A delta of one output block.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChunkBlock {
+    /// More text.
+    Text {
+        /// Which text block.
+        id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Part of a tool call: the name comes once, the arguments in pieces.
+    ToolCall {
+        /// The call id.
+        id: String,
+        /// The name (empty after the first delta).
+        raw_name: String,
+        /// More argument text.
+        raw_arguments: String,
+    },
+    /// More reasoning.
+    Thought {
+        /// Which thought block.
+        id: String,
+        /// The new text.
+        text: Option<String>,
+        /// Its signature.
+        signature: Option<String>,
+    },
+}
+
+/// The chunks after the first one.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ModelChunk, Error>> + Send>>;
+
+/// What a provider call returns.
+pub enum ProviderOutput {
+    /// A complete answer.
+    Complete(ModelResponse),
+    /// A stream whose first chunk has already arrived (so errors before it can fall back).
+    Stream {
+        /// The first chunk.
+        first: ModelChunk,
+        /// The rest.
+        rest: ChunkStream,
+    },
+}

@@ -1,0 +1,349 @@
+//! A mock LLM provider that speaks the OpenAI Chat Completions API, for tests, examples and the
+//! benchmark (there is no internet here, and tests must not depend on a real provider).
+//!
+//! It answers `POST .../chat/completions` (any prefix, so `api_base` and Azure deployment URLs
+//! both work). What it does is chosen by the request's `model`:
+//!
+//! | `model` contains | behaviour |
+//! |---|---|
+//! | (nothing special) | `mock reply to: <last user text>`; streamed word by word when `stream` is set |
+//! | `error-NNN` | HTTP NNN with an OpenAI error body |
+//! | `rate-limited` | HTTP 429 with `Retry-After: 2` |
+//! | `garbage` | HTTP 200 whose body is not JSON |
+//! | `slow-MS` | waits MS milliseconds before answering |
+//! | `tool` | a `get_weather` tool call (streamed in pieces when streaming) |
+//! | `json` | the content `{"answer":42}` |
+//! | `break` | a stream that breaks off after two chunks (non-streaming: a truncated body) |
+//! | `stream-error` | a stream that sends one chunk and then an `error` event |
+//! | `drip-MS` | a 200-chunk stream with MS milliseconds between chunks |
+//!
+//! `GET /mock/requests` lists what it received (method, path, headers, body);
+//! `GET /mock/stats` counts streams whose client went away before the end.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{json, Value};
+
+/// The mock's body: its error type lets a stream fail on purpose (hyper then aborts the
+/// connection, which is what a provider whose stream breaks looks like).
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// One request the mock received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// The method.
+    pub method: String,
+    /// The path and query.
+    pub path: String,
+    /// The headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`null` if it was not JSON).
+    pub body: Value,
+}
+
+impl Recorded {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct MockState {
+    requests: Mutex<Vec<Recorded>>,
+    aborted_streams: AtomicU64,
+    completed_streams: AtomicU64,
+}
+
+/// A running mock provider.
+#[derive(Clone)]
+pub struct MockProvider {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<MockState>,
+}
+
+impl MockProvider {
+    /// Starts a mock on `127.0.0.1` with an ephemeral port.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a mock on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(MockState::default());
+        let accept_state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = accept_state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, state })
+    }
+
+    /// The `api_base` to configure: `http://127.0.0.1:PORT/v1/`.
+    pub fn api_base(&self) -> String {
+        format!("http://{}/v1/", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().expect("mock lock").clone()
+    }
+
+    /// Streams whose client disconnected before the last chunk.
+    pub fn aborted_streams(&self) -> u64 {
+        self.state.aborted_streams.load(Ordering::SeqCst)
+    }
+
+    /// Streams sent to the end.
+    pub fn completed_streams(&self) -> u64 {
+        self.state.completed_streams.load(Ordering::SeqCst)
+    }
+}
+
+async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let bytes = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+
+    if method == Method::GET && path == "/mock/requests" {
+        let list: Vec<Value> = state
+            .requests
+            .lock()
+            .expect("mock lock")
+            .iter()
+            .map(|r| json!({ "method": r.method, "path": r.path, "headers": r.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(), "body": r.body }))
+            .collect();
+        return Ok(json_response(StatusCode::OK, &Value::Array(list)));
+    }
+    if method == Method::GET && path == "/mock/stats" {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "aborted_streams": state.aborted_streams.load(Ordering::SeqCst),
+                "completed_streams": state.completed_streams.load(Ordering::SeqCst),
+            }),
+        ));
+    }
+    if method != Method::POST || !path.split('?').next().unwrap_or("").ends_with("/chat/completions") {
+        return Ok(openai_error(StatusCode::NOT_FOUND, "unknown route on the mock provider", "invalid_request_error"));
+    }
+    state.requests.lock().expect("mock lock").push(Recorded {
+        method: method.to_string(),
+        path,
+        headers,
+        body: body.clone(),
+    });
+    Ok(complete(state, body).await)
+}
+
+fn number_after(model: &str, key: &str) -> Option<u64> {
+    let rest = &model[model.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
+    let model = body["model"].as_str().unwrap_or("mock").to_owned();
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+
+    if let Some(ms) = number_after(&model, "slow-") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = number_after(&model, "error-") {
+        let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return openai_error(status, &format!("mock provider error {code}"), "server_error");
+    }
+    if model.contains("rate-limited") {
+        let mut res = openai_error(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached for mock requests", "rate_limit_error");
+        res.headers_mut().insert("retry-after", http::HeaderValue::from_static("2"));
+        return res;
+    }
+    if model.contains("garbage") {
+        let mut res = Response::new(full("<html>definitely not json</html>"));
+        res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        return res;
+    }
+
+    let last_user = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(" "),
+            _ => String::new(),
+        })
+        .unwrap_or_default();
+    let text = if model.contains("json") {
+        "{\"answer\":42}".to_owned()
+    } else {
+        format!("mock reply to: {last_user}")
+    };
+    let prompt_tokens = (body["messages"].to_string().len() / 4) as u64 + 1;
+    let tool = model.contains("tool");
+
+    if !stream {
+        let mut message = json!({ "role": "assistant", "content": if tool { Value::Null } else { json!(text) } });
+        if tool {
+            message["tool_calls"] = json!([{
+                "id": "call_mock_1", "type": "function",
+                "function": { "name": "get_weather", "arguments": "{\"city\":\"Paris\"}" }
+            }]);
+        }
+        let completion_tokens = if tool { 9 } else { text.split_whitespace().count() as u64 };
+        let answer = json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+            "choices": [{ "index": 0, "message": message, "finish_reason": if tool { "tool_calls" } else { "stop" } }],
+            "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens }
+        });
+        if model.contains("break") {
+            let text = answer.to_string();
+            return Response::new(full(text[..text.len() / 2].to_owned()));
+        }
+        return json_response(StatusCode::OK, &answer);
+    }
+
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]
+        })
+    };
+    let mut events: Vec<Value> = vec![chunk(json!({ "role": "assistant", "content": "" }), Value::Null)];
+    let mut completion_tokens = 0u64;
+    if tool {
+        events.push(chunk(
+            json!({ "tool_calls": [{ "index": 0, "id": "call_mock_1", "type": "function", "function": { "name": "get_weather", "arguments": "" } }] }),
+            Value::Null,
+        ));
+        for piece in ["{\"city\"", ":\"Par", "is\"}"] {
+            events.push(chunk(json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }), Value::Null));
+            completion_tokens += 3;
+        }
+        events.push(chunk(json!({}), json!("tool_calls")));
+    } else {
+        let drip = number_after(&model, "drip-");
+        let words: Vec<String> = if drip.is_some() {
+            (0..200).map(|i| format!("w{i} ")).collect()
+        } else {
+            let mut words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
+            if words.is_empty() {
+                words.push(String::new());
+            }
+            words
+        };
+        for w in words {
+            completion_tokens += 1;
+            events.push(chunk(json!({ "content": w }), Value::Null));
+        }
+        events.push(chunk(json!({}), json!("stop")));
+    }
+    if include_usage {
+        events.push(json!({
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [],
+            "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens }
+        }));
+    }
+
+    enum Step {
+        Event(Value),
+        Done,
+        Break,
+        Error,
+    }
+    let mut steps: Vec<Step> = events.into_iter().map(Step::Event).collect();
+    if model.contains("stream-error") {
+        steps.truncate(2);
+        steps.push(Step::Error);
+    } else if model.contains("break") {
+        steps.truncate(3);
+        steps.push(Step::Break);
+    } else {
+        steps.push(Step::Done);
+    }
+    let gap = number_after(&model, "drip-").map(Duration::from_millis);
+    let guard = StreamGuard { state, finished: false };
+    let frames = futures_util::stream::unfold((steps.into_iter(), guard, true), move |(mut steps, mut guard, first)| async move {
+        let step = steps.next()?;
+        if let (Some(gap), false) = (gap, first) {
+            tokio::time::sleep(gap).await;
+        }
+        let frame: Result<Frame<Bytes>, std::io::Error> = match step {
+            Step::Event(e) => Ok(Frame::data(Bytes::from(format!("data: {e}\n\n")))),
+            Step::Error => Ok(Frame::data(Bytes::from(
+                "data: {\"error\":{\"message\":\"mock provider failed mid-stream\",\"type\":\"server_error\"}}\n\n",
+            ))),
+            Step::Done => {
+                guard.finished = true;
+                Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n")))
+            }
+            Step::Break => {
+                guard.finished = true;
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "mock provider broke the stream"))
+            }
+        };
+        Some((frame, (steps, guard, false)))
+    })
+    .boxed();
+    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
+    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
+    res
+}
+
+/// Counts a stream as aborted when it is dropped before its last event.
+struct StreamGuard {
+    state: Arc<MockState>,
+    finished: bool,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let counter = if self.finished { &self.state.completed_streams } else { &self.state.aborted_streams };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn full(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut res = Response::new(full(value.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    res
+}
+
+fn openai_error(status: StatusCode, message: &str, kind: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": { "message": message, "type": kind, "param": null, "code": null } }))
+}

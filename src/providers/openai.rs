@@ -1,0 +1,837 @@
+//! The OpenAI Chat Completions wire format, for `openai`, `azure` and the OpenAI-compatible
+//! family.
+//!
+//! Requests: `POST {api_base}/chat/completions` (Azure:
+//! `{endpoint}/openai/deployments/{id}/chat/completions?api-version=...` with an `api-key`
+//! header). Streams are SSE `data:` events of `chat.completion.chunk` objects ending with
+//! `data: [DONE]`; usage comes in a last chunk when `stream_options.include_usage` is set.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderName, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{apply_body_edit, bearer, sensitive_header, CallContext, Edits, ModelProvider};
+use crate::config::{JsonMode, ProviderKind, ProviderType};
+use crate::credentials::Credential;
+use crate::error::Error;
+use crate::inference::types::{
+    ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
+    ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
+};
+use crate::secret::Secret;
+use crate::sse::SseDecoder;
+
+/// The Azure API version used when the provider sets none.
+const DEFAULT_AZURE_API_VERSION: &str = "2025-04-01-preview";
+/// Largest provider response body we read (non-streaming).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest provider error body we read.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Calls one OpenAI-compatible endpoint.
+#[derive(Debug)]
+pub struct OpenAiAdapter {
+    provider_type: ProviderType,
+    model: String,
+    endpoint: Endpoint,
+}
+
+#[derive(Debug)]
+enum Endpoint {
+    /// The full chat-completions URL, known at start-up.
+    Fixed(String),
+    /// Azure with `endpoint = "dynamic::NAME"`: the base URL comes with each request.
+    AzureDynamic {
+        credential: Credential,
+        deployment_id: String,
+        api_version: String,
+    },
+}
+
+/// The default base URL of each hosted type.
+fn default_api_base(t: ProviderType) -> Option<&'static str> {
+    Some(match t {
+        ProviderType::Openai => "https://api.openai.com/v1/",
+        ProviderType::Deepseek => "https://api.deepseek.com/v1/",
+        ProviderType::Fireworks => "https://api.fireworks.ai/inference/v1/",
+        ProviderType::Groq => "https://api.groq.com/openai/v1/",
+        ProviderType::Hyperbolic => "https://api.hyperbolic.xyz/v1/",
+        ProviderType::Mistral => "https://api.mistral.ai/v1/",
+        ProviderType::Openrouter => "https://openrouter.ai/api/v1/",
+        ProviderType::Together => "https://api.together.xyz/v1/",
+        ProviderType::Xai => "https://api.x.ai/v1/",
+        ProviderType::Vllm => "http://localhost:8000/v1/",
+        _ => return None,
+    })
+}
+
+fn chat_url(base: &str) -> String {
+    format!("{}/chat/completions", base.trim_end_matches('/'))
+}
+
+fn azure_url(endpoint: &str, deployment_id: &str, api_version: &str) -> String {
+    format!(
+        "{}/openai/deployments/{deployment_id}/chat/completions?api-version={api_version}",
+        endpoint.trim_end_matches('/')
+    )
+}
+
+impl OpenAiAdapter {
+    /// The adapter for a configured provider, or `None` when the type speaks another format.
+    pub fn from_config(kind: &ProviderKind) -> Option<Result<Self, String>> {
+        let provider_type = kind.provider_type();
+        let fixed = |base: Option<&str>, model: &str| -> Result<Self, String> {
+            let base = base
+                .or_else(|| default_api_base(provider_type))
+                .ok_or_else(|| "`api_base` is required".to_owned())?;
+            Ok(Self {
+                provider_type,
+                model: model.to_owned(),
+                endpoint: Endpoint::Fixed(chat_url(base)),
+            })
+        };
+        Some(match kind {
+            ProviderKind::Openai(p) => {
+                if p.api_type == crate::config::models::OpenAiApiType::Responses {
+                    return None;
+                }
+                fixed(p.api_base.as_deref(), &p.model_name)
+            }
+            ProviderKind::Deepseek(p)
+            | ProviderKind::Fireworks(p)
+            | ProviderKind::Groq(p)
+            | ProviderKind::Hyperbolic(p)
+            | ProviderKind::Mistral(p)
+            | ProviderKind::Openrouter(p)
+            | ProviderKind::Together(p)
+            | ProviderKind::Xai(p) => fixed(p.api_base.as_deref(), &p.model_name),
+            ProviderKind::Vllm(p) => fixed(p.api_base.as_deref(), &p.model_name),
+            ProviderKind::Sglang(p) => fixed(Some(&p.api_base), &p.model_name),
+            ProviderKind::Tgi(p) => fixed(Some(&p.api_base), p.model_name.as_deref().unwrap_or("tgi")),
+            ProviderKind::Azure(p) => azure(p),
+            _ => return None,
+        })
+    }
+
+    /// The adapter of a shorthand model, or `None` when the type speaks another format.
+    pub fn shorthand(provider_type: ProviderType, model: &str) -> Option<Self> {
+        if provider_type == ProviderType::Openai && model.starts_with("responses::") {
+            return None;
+        }
+        let base = default_api_base(provider_type)?;
+        Some(Self {
+            provider_type,
+            model: model.to_owned(),
+            endpoint: Endpoint::Fixed(chat_url(base)),
+        })
+    }
+
+    /// Makes one call.
+    pub async fn infer(
+        &self,
+        provider: &ModelProvider,
+        request: &ModelRequest,
+        key: Option<&Secret>,
+        edits: &Edits<'_>,
+        cx: &CallContext<'_>,
+    ) -> Result<ProviderOutput, Error> {
+        let mut body = self.request_body(request)?;
+        for edit in &edits.body {
+            apply_body_edit(&mut body, edit);
+        }
+        let url = self.url(provider, cx)?;
+        let mut builder = Request::post(&url).header(CONTENT_TYPE, "application/json");
+        if request.stream {
+            builder = builder.header(ACCEPT, "text/event-stream");
+        }
+        if let Some(key) = key {
+            builder = match self.provider_type {
+                ProviderType::Azure => builder.header("api-key", sensitive_header(key.expose())?),
+                _ => builder.header(AUTHORIZATION, bearer(key)?),
+            };
+        }
+        let mut http_request = builder
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
+        for edit in &edits.headers {
+            let name = HeaderName::from_bytes(edit.name.as_bytes()).map_err(|_| {
+                Error::InvalidRequest(format!("`extra_headers`: `{}` is not a valid header name", edit.name))
+            })?;
+            match &edit.value {
+                Some(v) => {
+                    let value = http::HeaderValue::from_str(v).map_err(|_| {
+                        Error::InvalidRequest(format!("`extra_headers`: the value of `{}` is not a valid header value", edit.name))
+                    })?;
+                    http_request.headers_mut().insert(name, value);
+                }
+                None => {
+                    http_request.headers_mut().remove(name);
+                }
+            }
+        }
+
+        let response = cx
+            .client
+            .request(http_request)
+            .await
+            .map_err(|e| failure(provider, format!("could not reach `{url}`: {}", error_chain(&e))))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_limited(response.into_body(), MAX_ERROR_BYTES).await.unwrap_or_default();
+            return Err(Error::ProviderHttp {
+                provider_type: provider.provider_type.as_str(),
+                provider: provider.name.to_string(),
+                status: status.as_u16(),
+                message: provider_error_message(&body),
+            });
+        }
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if request.stream && !is_json {
+            self.stream(provider, response.into_body()).await
+        } else {
+            let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|e| failure(provider, format!("the response broke off: {e}")))?;
+            let parsed = parse_completion(&bytes).map_err(|e| failure(provider, e))?;
+            if request.stream {
+                // A JSON body to a streaming request: answer it as one chunk.
+                Ok(ProviderOutput::Stream {
+                    first: response_as_chunk(parsed),
+                    rest: futures_util::stream::empty().boxed(),
+                })
+            } else {
+                Ok(ProviderOutput::Complete(parsed))
+            }
+        }
+    }
+
+    fn url(&self, provider: &ModelProvider, cx: &CallContext<'_>) -> Result<String, Error> {
+        match &self.endpoint {
+            Endpoint::Fixed(url) => Ok(url.clone()),
+            Endpoint::AzureDynamic {
+                credential,
+                deployment_id,
+                api_version,
+            } => {
+                let endpoint = credential
+                    .resolve(cx.credentials)
+                    .map_err(|message| Error::ApiKeyMissing {
+                        provider: format!("`{}` of model `{}` (its Azure endpoint)", provider.name, provider.model_name),
+                        message,
+                    })?
+                    .ok_or_else(|| Error::Internal("a dynamic Azure endpoint resolved to nothing".into()))?;
+                Ok(azure_url(endpoint.expose(), deployment_id, api_version))
+            }
+        }
+    }
+
+    /// The provider request body, before `extra_body` edits.
+    pub fn request_body(&self, request: &ModelRequest) -> Result<Value, Error> {
+        let mut messages = Vec::with_capacity(request.messages.len() + 1);
+        if let Some(system) = &request.system {
+            messages.push(json!({ "role": "system", "content": system }));
+        }
+        for message in &request.messages {
+            push_message(&mut messages, message);
+        }
+        let mut body = Map::new();
+        body.insert("model".into(), json!(self.model));
+        body.insert("messages".into(), Value::Array(messages));
+        let p = &request.params;
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                body.insert(k.to_owned(), v);
+            }
+        };
+        put("temperature", p.temperature.map(|v| json!(v)));
+        put("top_p", p.top_p.map(|v| json!(v)));
+        put("seed", p.seed.map(|v| json!(v)));
+        put("presence_penalty", p.presence_penalty.map(|v| json!(v)));
+        put("frequency_penalty", p.frequency_penalty.map(|v| json!(v)));
+        put("stop", p.stop_sequences.as_ref().map(|v| json!(v)));
+        put("reasoning_effort", p.reasoning_effort.as_ref().map(|v| json!(v)));
+        put("service_tier", p.service_tier.as_ref().map(|v| json!(v)));
+        put("verbosity", p.verbosity.as_ref().map(|v| json!(v)));
+        // OpenAI's newer models reject `max_tokens`; most compatible servers only know it.
+        let max_tokens_key = match self.provider_type {
+            ProviderType::Openai | ProviderType::Azure => "max_completion_tokens",
+            _ => "max_tokens",
+        };
+        put(max_tokens_key, p.max_tokens.map(|v| json!(v)));
+        if p.thinking_budget_tokens.is_some() {
+            tracing::warn!(
+                provider_type = %self.provider_type,
+                "`thinking_budget_tokens` has no equivalent in the OpenAI chat format; it is not sent"
+            );
+        }
+        match p.json_mode {
+            None | Some(JsonMode::Off) => {}
+            Some(JsonMode::On) => put("response_format", Some(json!({ "type": "json_object" }))),
+            Some(JsonMode::Strict) => put(
+                "response_format",
+                Some(match &request.output_schema {
+                    Some(schema) => json!({
+                        "type": "json_schema",
+                        "json_schema": { "name": "response", "strict": true, "schema": schema }
+                    }),
+                    None => json!({ "type": "json_object" }),
+                }),
+            ),
+            Some(JsonMode::ImplicitTool) => {
+                return Err(Error::NotSupported("`json_mode = \"implicit_tool\"`".into()));
+            }
+        }
+        if let Some(tools) = request.tools.as_ref().filter(|t| !t.tools.is_empty()) {
+            let defs: Vec<Value> = tools
+                .tools
+                .iter()
+                .map(|t| {
+                    let mut function = json!({ "name": t.name, "description": t.description, "parameters": t.parameters });
+                    if t.strict {
+                        function["strict"] = json!(true);
+                    }
+                    json!({ "type": "function", "function": function })
+                })
+                .collect();
+            put("tools", Some(Value::Array(defs)));
+            put(
+                "tool_choice",
+                Some(match &tools.tool_choice {
+                    ToolChoice::None => json!("none"),
+                    ToolChoice::Auto => json!("auto"),
+                    ToolChoice::Required => json!("required"),
+                    ToolChoice::Specific(name) => json!({ "type": "function", "function": { "name": name } }),
+                }),
+            );
+            put("parallel_tool_calls", tools.parallel_tool_calls.map(Value::Bool));
+        }
+        if request.stream {
+            put("stream", Some(json!(true)));
+            put("stream_options", Some(json!({ "include_usage": true })));
+        }
+        Ok(Value::Object(body))
+    }
+
+    async fn stream(&self, provider: &ModelProvider, body: Incoming) -> Result<ProviderOutput, Error> {
+        let mut state = StreamState {
+            body,
+            decoder: SseDecoder::default(),
+            tool_ids: Vec::new(),
+            finished: false,
+            saw_finish_reason: false,
+            provider_type: provider.provider_type.as_str(),
+            provider: provider.name.to_string(),
+        };
+        let first = match state.next_chunk().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => return Err(e),
+            None => return Err(failure(provider, "the stream ended before any data arrived".into())),
+        };
+        let rest = futures_util::stream::unfold(state, |mut s| async move {
+            s.next_chunk().await.map(|item| (item, s))
+        })
+        .boxed();
+        Ok(ProviderOutput::Stream { first, rest })
+    }
+}
+
+fn azure(p: &crate::config::models::AzureProvider) -> Result<OpenAiAdapter, String> {
+    let api_version = p.api_version.clone().unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
+    let endpoint = if let Some(var) = p.endpoint.strip_prefix("env::") {
+        let base = std::env::var(var).map_err(|_| format!("the Azure endpoint variable `{var}` is not set"))?;
+        Endpoint::Fixed(azure_url(&base, &p.deployment_id, &api_version))
+    } else if let Some(name) = p.endpoint.strip_prefix("dynamic::") {
+        Endpoint::AzureDynamic {
+            credential: Credential::Dynamic(name.to_owned()),
+            deployment_id: p.deployment_id.clone(),
+            api_version,
+        }
+    } else {
+        Endpoint::Fixed(azure_url(&p.endpoint, &p.deployment_id, &api_version))
+    };
+    Ok(OpenAiAdapter {
+        provider_type: ProviderType::Azure,
+        model: p.deployment_id.clone(),
+        endpoint,
+    })
+}
+
+fn push_message(out: &mut Vec<Value>, message: &Message) {
+    match message.role {
+        Role::User => {
+            let mut parts: Vec<Value> = Vec::new();
+            let flush = |parts: &mut Vec<Value>, out: &mut Vec<Value>| {
+                if parts.is_empty() {
+                    return;
+                }
+                let content = match parts.as_slice() {
+                    [only] if only["type"] == "text" => only["text"].clone(),
+                    _ => Value::Array(std::mem::take(parts)),
+                };
+                parts.clear();
+                out.push(json!({ "role": "user", "content": content }));
+            };
+            for block in &message.content {
+                match block {
+                    ContentBlock::Text(text) => parts.push(json!({ "type": "text", "text": text })),
+                    ContentBlock::File(file) => parts.push(file_part(file)),
+                    ContentBlock::ToolResult(r) => {
+                        flush(&mut parts, out);
+                        out.push(json!({ "role": "tool", "tool_call_id": r.id, "content": r.result }));
+                    }
+                    ContentBlock::Unknown { data } => parts.push(data.clone()),
+                    // A user turn cannot carry these in the OpenAI format.
+                    ContentBlock::ToolCall(_) | ContentBlock::Thought(_) => {}
+                }
+            }
+            flush(&mut parts, out);
+        }
+        Role::Assistant => {
+            let mut text = String::new();
+            let mut tool_calls = Vec::new();
+            for block in &message.content {
+                match block {
+                    ContentBlock::Text(t) => {
+                        if !text.is_empty() {
+                            text.push('\n');
+                        }
+                        text.push_str(t);
+                    }
+                    ContentBlock::ToolCall(c) => tool_calls.push(json!({
+                        "id": c.id,
+                        "type": "function",
+                        "function": { "name": c.name, "arguments": c.arguments }
+                    })),
+                    // Earlier reasoning is not sent back in this format.
+                    ContentBlock::Thought(_) => {}
+                    ContentBlock::ToolResult(_) | ContentBlock::File(_) | ContentBlock::Unknown { .. } => {}
+                }
+            }
+            let mut m = json!({ "role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) } });
+            if !tool_calls.is_empty() {
+                m["tool_calls"] = Value::Array(tool_calls);
+            }
+            out.push(m);
+        }
+    }
+}
+
+fn file_part(file: &FileInput) -> Value {
+    match file {
+        FileInput::Url { url, .. } => json!({ "type": "image_url", "image_url": { "url": url } }),
+        FileInput::Base64 { mime_type, data } if mime_type.starts_with("image/") => {
+            json!({ "type": "image_url", "image_url": { "url": format!("data:{mime_type};base64,{data}") } })
+        }
+        FileInput::Base64 { mime_type, data } => json!({
+            "type": "file",
+            "file": { "file_data": format!("data:{mime_type};base64,{data}") }
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: WireMessage,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+    reasoning_content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct WireUsage {
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+        }
+    }
+}
+
+fn finish_reason(s: &str) -> FinishReason {
+    match s {
+        "stop" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCall,
+        "content_filter" => FinishReason::ContentFilter,
+        _ => FinishReason::Unknown,
+    }
+}
+
+fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
+    let completion: Completion = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "the answer is not an OpenAI chat completion ({e}); it began with: {}",
+            snippet(bytes)
+        )
+    })?;
+    let choice = completion
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("the answer has no `choices`; it began with: {}", snippet(bytes)))?;
+    let mut content = Vec::new();
+    if let Some(reasoning) = choice.message.reasoning_content.filter(|r| !r.is_empty()) {
+        content.push(OutputBlock::Thought(crate::inference::types::Thought {
+            text: Some(reasoning),
+            signature: None,
+        }));
+    }
+    if let Some(text) = choice.message.content.filter(|t| !t.is_empty()) {
+        content.push(OutputBlock::Text(text));
+    }
+    for call in choice.message.tool_calls {
+        content.push(OutputBlock::ToolCall(ToolCall {
+            id: call.id,
+            name: call.function.name,
+            arguments: call.function.arguments,
+        }));
+    }
+    Ok(ModelResponse {
+        content,
+        usage: completion.usage.map(Usage::from).unwrap_or_default(),
+        finish_reason: choice.finish_reason.as_deref().map(finish_reason),
+    })
+}
+
+fn response_as_chunk(r: ModelResponse) -> ModelChunk {
+    ModelChunk {
+        content: r
+            .content
+            .into_iter()
+            .map(|b| match b {
+                OutputBlock::Text(text) => ChunkBlock::Text { id: "0".into(), text },
+                OutputBlock::ToolCall(c) => ChunkBlock::ToolCall {
+                    id: c.id,
+                    raw_name: c.name,
+                    raw_arguments: c.arguments,
+                },
+                OutputBlock::Thought(t) => ChunkBlock::Thought {
+                    id: "0".into(),
+                    text: t.text,
+                    signature: t.signature,
+                },
+            })
+            .collect(),
+        usage: Some(r.usage),
+        finish_reason: r.finish_reason,
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    choices: Vec<StreamChoice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct StreamChoice {
+    #[serde(default)]
+    delta: Delta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<DeltaToolCall>,
+}
+
+#[derive(Deserialize)]
+struct DeltaToolCall {
+    index: Option<usize>,
+    id: Option<String>,
+    function: Option<DeltaFunction>,
+}
+
+#[derive(Deserialize)]
+struct DeltaFunction {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+struct StreamState {
+    body: Incoming,
+    decoder: SseDecoder,
+    /// Tool call ids by stream index: only the first delta of a call carries its id.
+    tool_ids: Vec<String>,
+    finished: bool,
+    saw_finish_reason: bool,
+    provider_type: &'static str,
+    provider: String,
+}
+
+impl StreamState {
+    fn fail(&mut self, message: String) -> Option<Result<ModelChunk, Error>> {
+        self.finished = true;
+        Some(Err(Error::ProviderFailure {
+            provider_type: self.provider_type,
+            provider: self.provider.clone(),
+            message,
+        }))
+    }
+
+    async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            while let Some(event) = self.decoder.next_event() {
+                if event.data.trim() == "[DONE]" {
+                    self.finished = true;
+                    return None;
+                }
+                match self.parse(&event.data) {
+                    Ok(Some(chunk)) => return Some(Ok(chunk)),
+                    Ok(None) => continue,
+                    Err(message) => return self.fail(message),
+                }
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.decoder.push(&data);
+                    }
+                }
+                Some(Err(e)) => return self.fail(format!("the stream broke off: {}", error_chain(&e))),
+                None => {
+                    if self.saw_finish_reason && !self.decoder.has_partial() {
+                        // Some compatible servers end without `[DONE]` after the last chunk.
+                        self.finished = true;
+                        return None;
+                    }
+                    return self.fail("the stream ended before the provider finished its answer".into());
+                }
+            }
+        }
+    }
+
+    fn parse(&mut self, data: &str) -> Result<Option<ModelChunk>, String> {
+        let value: Value = serde_json::from_str(data)
+            .map_err(|e| format!("a stream event is not JSON ({e}): {}", snippet(data.as_bytes())))?;
+        if let Some(error) = value.get("error") {
+            return Err(format!("the provider reported an error mid-stream: {}", error_text(error)));
+        }
+        let chunk: StreamChunk = serde_json::from_value(value)
+            .map_err(|e| format!("a stream event is not a chat.completion.chunk ({e}): {}", snippet(data.as_bytes())))?;
+        let mut out = ModelChunk {
+            usage: chunk.usage.map(Usage::from),
+            ..ModelChunk::default()
+        };
+        if let Some(choice) = chunk.choices.into_iter().next() {
+            if let Some(reason) = &choice.finish_reason {
+                self.saw_finish_reason = true;
+                out.finish_reason = Some(finish_reason(reason));
+            }
+            let delta = choice.delta;
+            if let Some(text) = delta.reasoning_content.filter(|t| !t.is_empty()) {
+                out.content.push(ChunkBlock::Thought {
+                    id: "0".into(),
+                    text: Some(text),
+                    signature: None,
+                });
+            }
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                out.content.push(ChunkBlock::Text { id: "0".into(), text });
+            }
+            for call in delta.tool_calls {
+                let index = call.index.unwrap_or(self.tool_ids.len().saturating_sub(1));
+                if let Some(id) = call.id {
+                    if self.tool_ids.len() <= index {
+                        self.tool_ids.resize(index + 1, String::new());
+                    }
+                    self.tool_ids[index] = id;
+                }
+                let id = self.tool_ids.get(index).cloned().unwrap_or_default();
+                let (name, arguments) = call
+                    .function
+                    .map(|f| (f.name.unwrap_or_default(), f.arguments.unwrap_or_default()))
+                    .unwrap_or_default();
+                out.content.push(ChunkBlock::ToolCall {
+                    id,
+                    raw_name: name,
+                    raw_arguments: arguments,
+                });
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+fn failure(provider: &ModelProvider, message: String) -> Error {
+    Error::ProviderFailure {
+        provider_type: provider.provider_type.as_str(),
+        provider: provider.name.to_string(),
+        message,
+    }
+}
+
+/// The message inside a provider's error body: OpenAI's `error.message`, other common
+/// shapes, or the start of the body.
+fn provider_error_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match v.get("error").or_else(|| v.get("message")).or_else(|| v.get("detail")) {
+            Some(e) => error_text(e),
+            None => snippet(body),
+        },
+        Err(_) if body.is_empty() => "(empty body)".to_owned(),
+        Err(_) => snippet(body),
+    }
+}
+
+fn error_text(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => match o.get("message") {
+            Some(Value::String(m)) => m.clone(),
+            _ => error.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    const MAX: usize = 300;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
+    if bytes.len() > MAX {
+        format!("{text}...")
+    } else {
+        text.into_owned()
+    }
+}
+
+/// An error and its causes, joined: hyper's own messages are terse ("client error (Connect)").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, String> {
+    let limited = http_body_util::Limited::new(body, limit);
+    limited
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| error_chain(&*e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::types::{InferenceParams, ToolConfig, ToolDef, ToolResult};
+
+    fn adapter(t: ProviderType) -> OpenAiAdapter {
+        OpenAiAdapter::shorthand(t, "m").unwrap()
+    }
+
+    #[test]
+    fn builds_messages_tools_and_params() {
+        let request = ModelRequest {
+            system: Some("be brief".into()),
+            messages: vec![
+                Message { role: Role::User, content: vec![ContentBlock::Text("hi".into())] },
+                Message {
+                    role: Role::Assistant,
+                    content: vec![ContentBlock::ToolCall(ToolCall { id: "c1".into(), name: "f".into(), arguments: "{}".into() })],
+                },
+                Message {
+                    role: Role::User,
+                    content: vec![
+                        ContentBlock::ToolResult(ToolResult { id: "c1".into(), name: "f".into(), result: "42".into() }),
+                        ContentBlock::Text("thanks".into()),
+                    ],
+                },
+            ],
+            params: InferenceParams { max_tokens: Some(7), stop_sequences: Some(vec!["x".into()]), ..Default::default() },
+            tools: Some(ToolConfig {
+                tools: vec![ToolDef { name: "f".into(), description: "d".into(), parameters: json!({"type": "object"}), strict: false }],
+                tool_choice: ToolChoice::Specific("f".into()),
+                parallel_tool_calls: Some(false),
+            }),
+            stream: true,
+            ..Default::default()
+        };
+        let body = adapter(ProviderType::Openai).request_body(&request).unwrap();
+        assert_eq!(body["max_completion_tokens"], 7);
+        assert_eq!(body["stop"], json!(["x"]));
+        assert_eq!(body["messages"][0], json!({"role": "system", "content": "be brief"}));
+        assert_eq!(body["messages"][1], json!({"role": "user", "content": "hi"}));
+        assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["name"], "f");
+        assert_eq!(body["messages"][3], json!({"role": "tool", "tool_call_id": "c1", "content": "42"}));
+        assert_eq!(body["messages"][4], json!({"role": "user", "content": "thanks"}));
+        assert_eq!(body["tool_choice"], json!({"type": "function", "function": {"name": "f"}}));
+        assert_eq!(body["parallel_tool_calls"], false);
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        let groq = adapter(ProviderType::Groq).request_body(&request).unwrap();
+        assert_eq!(groq["max_tokens"], 7);
+    }
+
+    #[test]
+    fn parses_completions_and_rejects_garbage() {
+        let ok = br#"{"choices":[{"message":{"content":"hey","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        let r = parse_completion(ok).unwrap();
+        assert_eq!(r.content.len(), 2);
+        assert_eq!(r.finish_reason, Some(FinishReason::ToolCall));
+        assert_eq!(r.usage, Usage { input_tokens: Some(3), output_tokens: Some(4) });
+        let err = parse_completion(b"<html>oops</html>").unwrap_err();
+        assert!(err.contains("<html>oops</html>"), "{err}");
+    }
+
+    #[test]
+    fn extracts_provider_error_messages() {
+        assert_eq!(provider_error_message(br#"{"error":{"message":"bad key","type":"x"}}"#), "bad key");
+        assert_eq!(provider_error_message(b"upstream exploded"), "upstream exploded");
+        assert_eq!(provider_error_message(b""), "(empty body)");
+    }
+}
