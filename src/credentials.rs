@@ -34,14 +34,17 @@ impl Credential {
             CredentialLocation::Path(path) => read_key_file(path),
             CredentialLocation::PathFromEnv(var) => {
                 let path = std::env::var(var).map_err(|_| {
-                    format!("Environment variable `{var}` (which should name the key file) is missing")
+                    format!(
+                        "Environment variable `{var}` (which should name the key file) is missing"
+                    )
                 })?;
                 read_key_file(path.as_ref())
             }
             CredentialLocation::Dynamic(name) => Ok(Credential::Dynamic(name.clone())),
             CredentialLocation::None => Ok(Credential::None),
             CredentialLocation::Sdk => Err(
-                "`sdk` credentials (the AWS/GCP SDK chains) are not supported by switchyard yet".to_owned(),
+                "`sdk` credentials (the AWS/GCP SDK chains) are not supported by switchyard yet"
+                    .to_owned(),
             ),
             CredentialLocation::WithFallback { default, fallback } => {
                 match (Credential::load(default), Credential::load(fallback)) {
@@ -118,7 +121,8 @@ mod tests {
 
     #[test]
     fn missing_env_var_names_the_variable() {
-        let err = Credential::load(&CredentialLocation::Env("SWITCHYARD_TEST_NOPE".into())).unwrap_err();
+        let err =
+            Credential::load(&CredentialLocation::Env("SWITCHYARD_TEST_NOPE".into())).unwrap_err();
         assert!(err.contains("SWITCHYARD_TEST_NOPE"), "{err}");
     }
 }

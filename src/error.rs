@@ -5,10 +5,10 @@
 //! No message ever contains a key: errors carry names of credentials, never their values.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use crate::body::{full, Body};
+use crate::body::{Body, full};
 
 /// Which error body shape a route uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,20 +152,24 @@ impl Error {
             | Error::InvalidInferenceTarget(_)
             | Error::InvalidOpenAiRequest(_)
             | Error::ApiKeyMissing { .. } => StatusCode::BAD_REQUEST,
-            Error::UnknownFunction(_) | Error::UnknownVariant { .. } | Error::RouteNotFound { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            Error::UnknownFunction(_)
+            | Error::UnknownVariant { .. }
+            | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             Error::ProviderHttp { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             Error::ProviderFailure { .. } => StatusCode::BAD_GATEWAY,
-            Error::ProviderTimeout { .. } | Error::ModelTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Error::ProviderTimeout { .. } | Error::ModelTimeout { .. } => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             Error::AllModelProvidersFailed(errors) => {
                 common_request_fault(errors).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
-            Error::AllVariantsFailed(errors) => common_request_fault(errors).unwrap_or(StatusCode::BAD_GATEWAY),
+            Error::AllVariantsFailed(errors) => {
+                common_request_fault(errors).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -174,8 +178,13 @@ impl Error {
     /// provider: a missing dynamic credential, an invalid request, an unsupported feature.
     fn request_fault(&self) -> Option<StatusCode> {
         match self {
-            Error::ApiKeyMissing { .. } | Error::InvalidRequest(_) | Error::NotSupported(_) => Some(self.status()),
-            Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => common_request_fault(errors),
+            Error::ApiKeyMissing { .. }
+            | Error::InvalidRequest(_)
+            | Error::InvalidInferenceTarget(_)
+            | Error::NotSupported(_) => Some(self.status()),
+            Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => {
+                common_request_fault(errors)
+            }
             _ => None,
         }
     }
@@ -200,7 +209,9 @@ pub fn json_error(status: StatusCode, message: &str, flavor: ErrorFlavor) -> Res
     };
     let mut res = Response::new(full(Bytes::from(body.to_string())));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }

@@ -56,7 +56,8 @@ pub fn build_state(loaded: &LoadedConfig) -> Result<Arc<api::AppState>, StartupE
                 .into(),
         ));
     }
-    let gateway = inference::Gateway::new(config, http_client::build()).map_err(StartupError::Providers)?;
+    let gateway =
+        inference::Gateway::new(config, http_client::build()).map_err(StartupError::Providers)?;
     let base_path = config
         .gateway
         .base_path
@@ -96,12 +97,17 @@ impl RunningGateway {
 }
 
 /// Binds `addr` and serves in a background task.
-pub async fn start(loaded: &LoadedConfig, addr: SocketAddr) -> Result<RunningGateway, StartupError> {
+pub async fn start(
+    loaded: &LoadedConfig,
+    addr: SocketAddr,
+) -> Result<RunningGateway, StartupError> {
     let state = build_state(loaded)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(
         listener,

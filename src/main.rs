@@ -53,9 +53,15 @@ enum LogFormat {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         LogFormat::Pretty => builder.compact().init(),
     }
 }
@@ -73,7 +79,9 @@ fn main() -> ExitCode {
             }
         },
         None => {
-            tracing::warn!("running with --default-config: no functions are configured; call models by shorthand, e.g. `openai::gpt-4o-mini`");
+            tracing::warn!(
+                "running with --default-config: no functions are configured; call models by shorthand, e.g. `openai::gpt-4o-mini`"
+            );
             LoadedConfig::default_config()
         }
     };
@@ -93,20 +101,35 @@ fn main() -> ExitCode {
         return validate(&loaded, addr);
     }
 
-    let relay = loaded.config.gateway.relay.as_ref().and_then(|r| r.gateway_url.as_deref());
+    let relay = loaded
+        .config
+        .gateway
+        .relay
+        .as_ref()
+        .and_then(|r| r.gateway_url.as_deref());
     match relay {
-        Some(url) => tracing::info!("Relay mode: configured (gateway_url = {url}) but not yet supported"),
+        Some(url) => {
+            tracing::info!("Relay mode: configured (gateway_url = {url}) but not yet supported")
+        }
         None => tracing::info!("Relay mode: disabled"),
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(switchyard::run(&loaded, addr, shutdown_signal(), switchyard::server::DEFAULT_DRAIN));
+    let result = runtime.block_on(switchyard::run(
+        &loaded,
+        addr,
+        shutdown_signal(),
+        switchyard::server::DEFAULT_DRAIN,
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -119,10 +142,9 @@ fn main() -> ExitCode {
 /// The bind address from exactly one of the flag, the environment and the config.
 fn bind_address(cli: &Cli, loaded: &LoadedConfig) -> Result<SocketAddr, String> {
     let from_env = match std::env::var(BIND_ADDRESS_ENV) {
-        Ok(v) if !v.is_empty() => Some(
-            v.parse::<SocketAddr>()
-                .map_err(|e| format!("{BIND_ADDRESS_ENV}=`{v}` is not an address like 0.0.0.0:3000: {e}"))?,
-        ),
+        Ok(v) if !v.is_empty() => Some(v.parse::<SocketAddr>().map_err(|e| {
+            format!("{BIND_ADDRESS_ENV}=`{v}` is not an address like 0.0.0.0:3000: {e}")
+        })?),
         _ => None,
     };
     let sources: Vec<(&str, SocketAddr)> = [
@@ -145,8 +167,19 @@ fn bind_address(cli: &Cli, loaded: &LoadedConfig) -> Result<SocketAddr, String> 
 
 fn validate(loaded: &LoadedConfig, addr: SocketAddr) -> ExitCode {
     let c = &loaded.config;
-    let files: Vec<String> = loaded.sources.paths().map(|p| p.display().to_string()).collect();
-    println!("configuration: {}", if files.is_empty() { "built-in default".to_owned() } else { files.join(", ") });
+    let files: Vec<String> = loaded
+        .sources
+        .paths()
+        .map(|p| p.display().to_string())
+        .collect();
+    println!(
+        "configuration: {}",
+        if files.is_empty() {
+            "built-in default".to_owned()
+        } else {
+            files.join(", ")
+        }
+    );
     println!("bind address:  {addr}");
     let models: Vec<&str> = c.models.keys().map(String::as_str).collect();
     println!("models ({}):    {}", models.len(), list(&models));
@@ -156,14 +189,28 @@ fn validate(loaded: &LoadedConfig, addr: SocketAddr) -> ExitCode {
         .map(|(name, f)| format!("{name} [{} variant(s)]", f.variants().len()))
         .collect();
     println!("functions ({}): {}", functions.len(), list(&functions));
-    let relay = c.gateway.relay.as_ref().and_then(|r| r.gateway_url.as_deref());
-    println!("relay:         {}", relay.map_or("off".to_owned(), |u| format!("on ({u})")));
-    println!("auth:          {}", if c.gateway.auth.enabled { "on" } else { "off" });
+    let relay = c
+        .gateway
+        .relay
+        .as_ref()
+        .and_then(|r| r.gateway_url.as_deref());
+    println!(
+        "relay:         {}",
+        relay.map_or("off".to_owned(), |u| format!("on ({u})"))
+    );
+    println!(
+        "auth:          {}",
+        if c.gateway.auth.enabled { "on" } else { "off" }
+    );
     let rules = &c.rate_limiting.rules;
     println!(
         "rate limits:   {} rule(s){}",
         rules.len(),
-        if !rules.is_empty() && !c.rate_limiting.enabled { " (disabled)" } else { "" }
+        if !rules.is_empty() && !c.rate_limiting.enabled {
+            " (disabled)"
+        } else {
+            ""
+        }
     );
     println!("warnings:      {}", loaded.warnings.len());
     match switchyard::build_state(loaded) {

@@ -34,7 +34,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// The mock's body: its error type lets a stream fail on purpose (hyper then aborts the
 /// connection, which is what a provider whose stream breaks looks like).
@@ -56,7 +56,10 @@ pub struct Recorded {
 impl Recorded {
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -89,7 +92,9 @@ impl MockProvider {
         let accept_state = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let state = accept_state.clone();
                 tokio::spawn(async move {
@@ -124,15 +129,32 @@ impl MockProvider {
     }
 }
 
-async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    state: Arc<MockState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
-    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let headers = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let bytes = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
 
     if method == Method::GET && path == "/mock/requests" {
@@ -154,8 +176,18 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Result<Respons
             }),
         ));
     }
-    if method != Method::POST || !path.split('?').next().unwrap_or("").ends_with("/chat/completions") {
-        return Ok(openai_error(StatusCode::NOT_FOUND, "unknown route on the mock provider", "invalid_request_error"));
+    if method != Method::POST
+        || !path
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .ends_with("/chat/completions")
+    {
+        return Ok(openai_error(
+            StatusCode::NOT_FOUND,
+            "unknown route on the mock provider",
+            "invalid_request_error",
+        ));
     }
     state.requests.lock().expect("mock lock").push(Recorded {
         method: method.to_string(),
@@ -175,23 +207,37 @@ fn number_after(model: &str, key: &str) -> Option<u64> {
 async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
     let model = body["model"].as_str().unwrap_or("mock").to_owned();
     let stream = body["stream"].as_bool().unwrap_or(false);
-    let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    let include_usage = body["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
 
     if let Some(ms) = number_after(&model, "slow-") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     if let Some(code) = number_after(&model, "error-") {
         let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return openai_error(status, &format!("mock provider error {code}"), "server_error");
+        return openai_error(
+            status,
+            &format!("mock provider error {code}"),
+            "server_error",
+        );
     }
     if model.contains("rate-limited") {
-        let mut res = openai_error(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached for mock requests", "rate_limit_error");
-        res.headers_mut().insert("retry-after", http::HeaderValue::from_static("2"));
+        let mut res = openai_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Rate limit reached for mock requests",
+            "rate_limit_error",
+        );
+        res.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("2"));
         return res;
     }
     if model.contains("garbage") {
         let mut res = Response::new(full("<html>definitely not json</html>"));
-        res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
         return res;
     }
 
@@ -200,7 +246,11 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
         .map(|m| match &m["content"] {
             Value::String(s) => s.clone(),
-            Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(" "),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
             _ => String::new(),
         })
         .unwrap_or_default();
@@ -213,14 +263,19 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
     let tool = model.contains("tool");
 
     if !stream {
-        let mut message = json!({ "role": "assistant", "content": if tool { Value::Null } else { json!(text) } });
+        let mut message =
+            json!({ "role": "assistant", "content": if tool { Value::Null } else { json!(text) } });
         if tool {
             message["tool_calls"] = json!([{
                 "id": "call_mock_1", "type": "function",
                 "function": { "name": "get_weather", "arguments": "{\"city\":\"Paris\"}" }
             }]);
         }
-        let completion_tokens = if tool { 9 } else { text.split_whitespace().count() as u64 };
+        let completion_tokens = if tool {
+            9
+        } else {
+            text.split_whitespace().count() as u64
+        };
         let answer = json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
             "choices": [{ "index": 0, "message": message, "finish_reason": if tool { "tool_calls" } else { "stop" } }],
@@ -239,7 +294,10 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
             "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]
         })
     };
-    let mut events: Vec<Value> = vec![chunk(json!({ "role": "assistant", "content": "" }), Value::Null)];
+    let mut events: Vec<Value> = vec![chunk(
+        json!({ "role": "assistant", "content": "" }),
+        Value::Null,
+    )];
     let mut completion_tokens = 0u64;
     if tool {
         events.push(chunk(
@@ -247,7 +305,10 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
             Value::Null,
         ));
         for piece in ["{\"city\"", ":\"Par", "is\"}"] {
-            events.push(chunk(json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }), Value::Null));
+            events.push(chunk(
+                json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }),
+                Value::Null,
+            ));
             completion_tokens += 3;
         }
         events.push(chunk(json!({}), json!("tool_calls")));
@@ -292,7 +353,10 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
         steps.push(Step::Done);
     }
     let gap = number_after(&model, "drip-").map(Duration::from_millis);
-    let guard = StreamGuard { state, finished: false };
+    let guard = StreamGuard {
+        state,
+        finished: false,
+    };
     let frames = futures_util::stream::unfold((steps.into_iter(), guard, true), move |(mut steps, mut guard, first)| async move {
         let step = steps.next()?;
         if let (Some(gap), false) = (gap, first) {
@@ -308,6 +372,9 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
                 Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n")))
             }
             Step::Break => {
+                // Let the chunks already written reach the client first, so the break lands
+                // mid-stream rather than before the first chunk.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 guard.finished = true;
                 Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "mock provider broke the stream"))
             }
@@ -316,7 +383,10 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
     })
     .boxed();
     let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
-    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
     res
 }
 
@@ -328,22 +398,34 @@ struct StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let counter = if self.finished { &self.state.completed_streams } else { &self.state.aborted_streams };
+        let counter = if self.finished {
+            &self.state.completed_streams
+        } else {
+            &self.state.aborted_streams
+        };
         counter.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 fn full(text: impl Into<Bytes>) -> Body {
-    Full::new(text.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut res = Response::new(full(value.to_string()));
     *res.status_mut() = status;
-    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     res
 }
 
 fn openai_error(status: StatusCode, message: &str, kind: &str) -> Response<Body> {
-    json_response(status, &json!({ "error": { "message": message, "type": kind, "param": null, "code": null } }))
+    json_response(
+        status,
+        &json!({ "error": { "message": message, "type": kind, "param": null, "code": null } }),
+    )
 }

@@ -55,8 +55,14 @@ pub async fn serve(
         }
     }
     drop(listener);
-    tracing::info!(drain_s = drain.as_secs(), "shutting down: no new connections; draining in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        drain_s = drain.as_secs(),
+        "shutting down: no new connections; draining in-flight requests"
+    );
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain time ran out; closing the remaining connections");
     }
 }

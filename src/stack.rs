@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderName, AUTHORIZATION, PROXY_AUTHORIZATION};
+use http::header::{AUTHORIZATION, HeaderName, PROXY_AUTHORIZATION};
 use switchyard_layers::{RequestLog, RequestLogLayer};
 use tower::ServiceBuilder;
 use tower_http::decompression::{RequestDecompression, RequestDecompressionLayer};

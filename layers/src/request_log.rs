@@ -106,9 +106,7 @@ fn request_id_for<B>(req: &Request<B>) -> RequestId {
         .get(&REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
-            !v.is_empty()
-                && v.len() <= MAX_CLIENT_ID_LEN
-                && v.bytes().all(|b| b.is_ascii_graphic())
+            !v.is_empty() && v.len() <= MAX_CLIENT_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic())
         });
     match from_client {
         Some(id) => RequestId::new(id),
@@ -329,16 +327,16 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         let frame = Pin::new(&mut body).poll_frame(&mut cx);
         assert!(matches!(frame, Poll::Ready(Some(Ok(_)))));
-        assert!(body.guard.0.is_none(), "the line was not written at the last frame");
+        assert!(
+            body.guard.0.is_none(),
+            "the line was not written at the last frame"
+        );
     }
 
     #[tokio::test]
     async fn generates_an_id_when_none_is_sent() {
         let svc = RequestLogLayer::new().layer(tower::service_fn(echo_id));
-        let res = svc
-            .oneshot(Request::new(String::new()))
-            .await
-            .unwrap();
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
         let id = res.headers()["x-request-id"].to_str().unwrap();
         assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
     }

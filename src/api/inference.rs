@@ -6,19 +6,19 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body as HttpBody;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::stream::{sse_response, StreamFormat};
-use super::{annotate, json_response, parse_json, read_body, AppState};
+use super::stream::{StreamFormat, sse_response};
+use super::{AppState, annotate, json_response, parse_json, read_body};
 use crate::body::Body;
 use crate::error::Error;
+use crate::inference::types::BodyEdit;
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, Message,
     ModelChunk, ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef,
     ToolResult, Usage,
 };
-use crate::inference::types::BodyEdit;
 use crate::inference::{
     DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest, RequestEdit,
     RequestEditFilter,
@@ -164,13 +164,22 @@ where
 
 fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
     if n.include_aggregated_response == Some(true) && n.stream != Some(true) {
-        return Err(Error::InvalidRequest("`include_aggregated_response` is only for streaming requests".into()));
+        return Err(Error::InvalidRequest(
+            "`include_aggregated_response` is only for streaming requests".into(),
+        ));
     }
     if n.internal_dynamic_variant_config.is_some() {
-        return Err(Error::NotSupported("`internal_dynamic_variant_config`".into()));
+        return Err(Error::NotSupported(
+            "`internal_dynamic_variant_config`".into(),
+        ));
     }
-    if n.provider_tools.as_ref().is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
-        return Err(Error::NotSupported("`provider_tools` (built-in provider tools)".into()));
+    if n.provider_tools
+        .as_ref()
+        .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+    {
+        return Err(Error::NotSupported(
+            "`provider_tools` (built-in provider tools)".into(),
+        ));
     }
     if matches!(&n.namespace, Some(ns) if ns.is_empty()) {
         return Err(Error::InvalidRequest("`namespace` cannot be empty".into()));
@@ -218,7 +227,11 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
             parallel_tool_calls: n.parallel_tool_calls,
         },
         output_schema: n.output_schema,
-        credentials: n.credentials.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
+        credentials: n
+            .credentials
+            .into_iter()
+            .map(|(k, v)| (k, Secret::new(v)))
+            .collect(),
         extra_body: parse_extra_body(&n.extra_body)?,
         extra_headers: parse_extra_headers(&n.extra_headers)?,
     })
@@ -232,10 +245,13 @@ fn convert_message(index: usize, m: NativeMessage) -> Result<Message, Error> {
             .into_iter()
             .enumerate()
             .map(|(j, block)| {
-                let block: NativeBlock = serde_json::from_value(block)
-                    .map_err(|e| Error::JsonRequest(format!("Invalid request body at `{}`: {e}", at(j))))?;
+                let block: NativeBlock = serde_json::from_value(block).map_err(|e| {
+                    Error::JsonRequest(format!("Invalid request body at `{}`: {e}", at(j)))
+                })?;
                 convert_block(block).map_err(|e| match e {
-                    Error::InvalidRequest(msg) => Error::InvalidRequest(format!("`{}`: {msg}", at(j))),
+                    Error::InvalidRequest(msg) => {
+                        Error::InvalidRequest(format!("`{}`: {msg}", at(j)))
+                    }
                     other => other,
                 })
             })
@@ -247,25 +263,43 @@ fn convert_message(index: usize, m: NativeMessage) -> Result<Message, Error> {
             )));
         }
     };
-    Ok(Message { role: m.role, content })
+    Ok(Message {
+        role: m.role,
+        content,
+    })
 }
 
 fn convert_block(block: NativeBlock) -> Result<ContentBlock, Error> {
     Ok(match block {
-        NativeBlock::Text { text: Some(text), arguments: None } => ContentBlock::Text(text),
-        NativeBlock::Text { text: None, arguments: Some(_) } => {
+        NativeBlock::Text {
+            text: Some(text),
+            arguments: None,
+        } => ContentBlock::Text(text),
+        NativeBlock::Text {
+            text: None,
+            arguments: Some(_),
+        } => {
             return Err(Error::NotSupported(
-                "structured text blocks (`arguments` for a `user_schema`/`assistant_schema`)".into(),
+                "structured text blocks (`arguments` for a `user_schema`/`assistant_schema`)"
+                    .into(),
             ));
         }
         NativeBlock::Text { .. } => {
-            return Err(Error::InvalidRequest("a text block needs exactly one of `text` and `arguments`".into()));
+            return Err(Error::InvalidRequest(
+                "a text block needs exactly one of `text` and `arguments`".into(),
+            ));
         }
         NativeBlock::Template { name, .. } => {
-            return Err(Error::NotSupported(format!("template input blocks (`{name}`)")));
+            return Err(Error::NotSupported(format!(
+                "template input blocks (`{name}`)"
+            )));
         }
         NativeBlock::RawText { value } => ContentBlock::Text(value),
-        NativeBlock::ToolCall { id, name, arguments } => ContentBlock::ToolCall(ToolCall {
+        NativeBlock::ToolCall {
+            id,
+            name,
+            arguments,
+        } => ContentBlock::ToolCall(ToolCall {
             id,
             name,
             arguments: match arguments {
@@ -273,12 +307,24 @@ fn convert_block(block: NativeBlock) -> Result<ContentBlock, Error> {
                 other => other.to_string(),
             },
         }),
-        NativeBlock::ToolResult { id, name, result } => ContentBlock::ToolResult(ToolResult { id, name, result }),
-        NativeBlock::File { file_type, url, mime_type, data, .. } => match (file_type.as_deref(), url, data) {
-            (None | Some("url"), Some(url), None) => ContentBlock::File(FileInput::Url { url, mime_type }),
+        NativeBlock::ToolResult { id, name, result } => {
+            ContentBlock::ToolResult(ToolResult { id, name, result })
+        }
+        NativeBlock::File {
+            file_type,
+            url,
+            mime_type,
+            data,
+            ..
+        } => match (file_type.as_deref(), url, data) {
+            (None | Some("url"), Some(url), None) => {
+                ContentBlock::File(FileInput::Url { url, mime_type })
+            }
             (None | Some("base64"), None, Some(data)) => ContentBlock::File(FileInput::Base64 {
                 mime_type: mime_type.ok_or_else(|| {
-                    Error::InvalidRequest("a base64 file needs `mime_type` (e.g. `image/png`)".into())
+                    Error::InvalidRequest(
+                        "a base64 file needs `mime_type` (e.g. `image/png`)".into(),
+                    )
                 })?,
                 data,
             }),
@@ -288,7 +334,9 @@ fn convert_block(block: NativeBlock) -> Result<ContentBlock, Error> {
                 ));
             }
         },
-        NativeBlock::Thought { text, signature, .. } => ContentBlock::Thought(Thought { text, signature }),
+        NativeBlock::Thought {
+            text, signature, ..
+        } => ContentBlock::Thought(Thought { text, signature }),
         NativeBlock::Unknown { data, .. } => ContentBlock::Unknown { data },
     })
 }
@@ -338,20 +386,34 @@ pub(super) fn parse_extra_body(entries: &[Value]) -> Result<Vec<RequestEdit<Body
                 _ => return Err(bad("needs either `value` or `delete: true`")),
             };
             for key in obj.keys() {
-                if !["pointer", "value", "delete", "variant_name", "model_name", "provider_name"].contains(&key.as_str()) {
+                if ![
+                    "pointer",
+                    "value",
+                    "delete",
+                    "variant_name",
+                    "model_name",
+                    "provider_name",
+                ]
+                .contains(&key.as_str())
+                {
                     return Err(bad(&format!("unknown field `{key}`")));
                 }
             }
             Ok(RequestEdit {
                 filter: edit_filter(obj, "extra_body")?,
-                edit: BodyEdit { pointer: pointer.to_owned(), value },
+                edit: BodyEdit {
+                    pointer: pointer.to_owned(),
+                    value,
+                },
             })
         })
         .collect()
 }
 
 /// Parses request-time `extra_headers` entries.
-pub(super) fn parse_extra_headers(entries: &[Value]) -> Result<Vec<RequestEdit<HeaderEdit>>, Error> {
+pub(super) fn parse_extra_headers(
+    entries: &[Value],
+) -> Result<Vec<RequestEdit<HeaderEdit>>, Error> {
     entries
         .iter()
         .enumerate()
@@ -377,7 +439,10 @@ pub(super) fn parse_extra_headers(entries: &[Value]) -> Result<Vec<RequestEdit<H
             };
             Ok(RequestEdit {
                 filter: edit_filter(obj, "extra_headers")?,
-                edit: HeaderEdit { name: name.to_owned(), value },
+                edit: HeaderEdit {
+                    name: name.to_owned(),
+                    value,
+                },
             })
         })
         .collect()
@@ -433,7 +498,9 @@ fn output_block_json(b: &OutputBlock) -> Value {
     match b {
         OutputBlock::Text(text) => json!({ "type": "text", "text": text }),
         OutputBlock::ToolCall(c) => {
-            let parsed = serde_json::from_str::<Value>(&c.arguments).ok().filter(Value::is_object);
+            let parsed = serde_json::from_str::<Value>(&c.arguments)
+                .ok()
+                .filter(Value::is_object);
             json!({
                 "type": "tool_call",
                 "id": c.id,
@@ -443,7 +510,9 @@ fn output_block_json(b: &OutputBlock) -> Value {
                 "raw_arguments": c.arguments,
             })
         }
-        OutputBlock::Thought(t) => json!({ "type": "thought", "text": t.text, "signature": t.signature }),
+        OutputBlock::Thought(t) => {
+            json!({ "type": "thought", "text": t.text, "signature": t.signature })
+        }
     }
 }
 

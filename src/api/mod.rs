@@ -15,15 +15,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use switchyard_layers::ext::InferenceInfo;
 
-use crate::body::{full, Body};
-use crate::error::{json_error, Error, ErrorFlavor};
+use crate::body::{Body, full};
+use crate::error::{Error, ErrorFlavor, json_error};
 use crate::inference::{Gateway, InferenceMeta};
 
 /// The TensorZero Gateway release whose API this build speaks, sent as
@@ -80,7 +80,10 @@ where
         Box::pin(async move {
             let mut response = route(state, req).await;
             let headers = response.headers_mut();
-            headers.insert("x-tensorzero-gateway-version", HeaderValue::from_static(TENSORZERO_COMPAT_VERSION));
+            headers.insert(
+                "x-tensorzero-gateway-version",
+                HeaderValue::from_static(TENSORZERO_COMPAT_VERSION),
+            );
             headers.insert("x-switchyard-version", HeaderValue::from_static(VERSION));
             Ok(response)
         })
@@ -97,7 +100,11 @@ where
         Some(rest) if rest.starts_with('/') => rest.to_owned(),
         _ => return not_found(req.method(), &full_path),
     };
-    let flavor = if path.starts_with("/openai/v1") { ErrorFlavor::OpenAi } else { ErrorFlavor::Native };
+    let flavor = if path.starts_with("/openai/v1") {
+        ErrorFlavor::OpenAi
+    } else {
+        ErrorFlavor::Native
+    };
     let method = req.method().clone();
     let result = match (path.as_str(), &method) {
         ("/inference", &Method::POST) => inference::handle(&state, req).await,
@@ -107,14 +114,20 @@ where
         ("/inference" | "/openai/v1/chat/completions", _) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
         }
-        ("/status" | "/health", _) => return method_not_allowed(&method, &full_path, "GET", flavor),
+        ("/status" | "/health", _) => {
+            return method_not_allowed(&method, &full_path, "GET", flavor);
+        }
         _ => return not_found(&method, &full_path),
     };
     result.unwrap_or_else(|e| e.into_response(flavor))
 }
 
 fn not_found(method: &Method, path: &str) -> Response<Body> {
-    let flavor = if path.contains("/openai/v1") { ErrorFlavor::OpenAi } else { ErrorFlavor::Native };
+    let flavor = if path.contains("/openai/v1") {
+        ErrorFlavor::OpenAi
+    } else {
+        ErrorFlavor::Native
+    };
     Error::RouteNotFound {
         method: method.to_string(),
         path: path.to_owned(),
@@ -122,13 +135,19 @@ fn not_found(method: &Method, path: &str) -> Response<Body> {
     .into_response(flavor)
 }
 
-fn method_not_allowed(method: &Method, path: &str, allowed: &'static str, flavor: ErrorFlavor) -> Response<Body> {
+fn method_not_allowed(
+    method: &Method,
+    path: &str,
+    allowed: &'static str,
+    flavor: ErrorFlavor,
+) -> Response<Body> {
     let mut res = json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!("Method {method} is not allowed on {path}; use {allowed}"),
         flavor,
     );
-    res.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allowed));
+    res.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allowed));
     res
 }
 
@@ -151,7 +170,9 @@ where
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Error::PayloadTooLarge { limit }
             } else {
                 Error::JsonRequest(format!("could not read the request body: {e}"))
@@ -165,7 +186,9 @@ where
 /// the field path for a wrong type or an unknown field.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::JsonRequest("The request body is empty; send a JSON object".into()));
+        return Err(Error::JsonRequest(
+            "The request body is empty; send a JSON object".into(),
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -188,7 +211,8 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut res = Response::new(full(Bytes::from(value.to_string())));
     *res.status_mut() = status;
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }
 

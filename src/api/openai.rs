@@ -11,12 +11,12 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body as HttpBody;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::inference::{parse_extra_body, parse_extra_headers, raw_output};
-use super::stream::{sse_response, StreamFormat};
-use super::{annotate, json_response, parse_json, read_body, AppState};
+use super::stream::{StreamFormat, sse_response};
+use super::{AppState, annotate, json_response, parse_json, read_body};
 use crate::body::Body;
 use crate::config::JsonMode;
 use crate::error::Error;
@@ -31,7 +31,14 @@ const FUNCTION_PREFIX: &str = "tensorzero::function_name::";
 const MODEL_PREFIX: &str = "tensorzero::model_name::";
 
 /// Standard OpenAI fields the gateway accepts but does not act on (no warning for these).
-const IGNORED_OPENAI_FIELDS: [&str; 6] = ["user", "metadata", "store", "logprobs", "top_logprobs", "logit_bias"];
+const IGNORED_OPENAI_FIELDS: [&str; 6] = [
+    "user",
+    "metadata",
+    "store",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+];
 
 #[derive(Debug, Deserialize)]
 struct ChatRequest {
@@ -111,7 +118,10 @@ where
 {
     let (_parts, bytes) = read_body(req, state.body_limit).await?;
     let chat: ChatRequest = parse_json(&bytes)?;
-    let include_usage = chat.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    let include_usage = chat
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage)
         || chat.include_raw_usage == Some(true);
     let (request, model_label) = into_request(chat)?;
     let outcome = state.gateway.infer(request).await?;
@@ -163,7 +173,9 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         Target::Function(n) | Target::Model(n) => n,
     };
     if name.is_empty() {
-        return Err(bad("the function or model name after the `tensorzero::` prefix is empty".into()));
+        return Err(bad(
+            "the function or model name after the `tensorzero::` prefix is empty".into(),
+        ));
     }
     if chat.n.is_some_and(|n| n != 1) {
         return Err(bad("`n` must be 1; the gateway returns one choice".into()));
@@ -177,19 +189,35 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         if chat.deny_unknown_fields {
             return Err(bad(format!(
                 "`tensorzero::deny_unknown_fields` is set to true, but found unknown fields in the request: [{}]",
-                unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                unknown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         tracing::warn!(fields = ?unknown, "ignoring unknown fields in an OpenAI-compatible request");
     }
     if chat.internal_dynamic_variant_config.is_some() {
-        return Err(Error::NotSupported("`tensorzero::internal_dynamic_variant_config`".into()));
+        return Err(Error::NotSupported(
+            "`tensorzero::internal_dynamic_variant_config`".into(),
+        ));
     }
-    if chat.provider_tools.as_ref().is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
+    if chat
+        .provider_tools
+        .as_ref()
+        .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+    {
         return Err(Error::NotSupported("`tensorzero::provider_tools`".into()));
     }
     // Accepted for compatibility; nothing is stored or cached.
-    let _ = (chat.dryrun, chat.cache_options, chat.include_raw_response, chat.include_original_response, chat.namespace);
+    let _ = (
+        chat.dryrun,
+        chat.cache_options,
+        chat.include_raw_response,
+        chat.include_original_response,
+        chat.namespace,
+    );
 
     let (system, messages) = convert_messages(&chat.messages)?;
 
@@ -202,7 +230,11 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
                 Some(JsonMode::Strict),
                 rf.get("json_schema").and_then(|s| s.get("schema")).cloned(),
             ),
-            _ => return Err(bad("`response_format.type` must be `text`, `json_object` or `json_schema`".into())),
+            _ => {
+                return Err(bad(
+                    "`response_format.type` must be `text`, `json_object` or `json_schema`".into(),
+                ));
+            }
         },
     };
     let stop_sequences = match chat.stop {
@@ -272,7 +304,11 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
             parallel_tool_calls: chat.parallel_tool_calls,
         },
         output_schema,
-        credentials: chat.credentials.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
+        credentials: chat
+            .credentials
+            .into_iter()
+            .map(|(k, v)| (k, Secret::new(v)))
+            .collect(),
         extra_body: parse_extra_body(&chat.extra_body)?,
         extra_headers: parse_extra_headers(&chat.extra_headers)?,
     };
@@ -285,11 +321,15 @@ fn convert_messages(messages: &[Value]) -> Result<(Option<String>, Vec<Message>)
     let mut out: Vec<Message> = Vec::new();
     let mut tool_names: BTreeMap<String, String> = BTreeMap::new();
     for (i, m) in messages.iter().enumerate() {
-        let role = m.get("role").and_then(Value::as_str).ok_or_else(|| bad(i, "needs a `role`"))?;
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(i, "needs a `role`"))?;
         let content = m.get("content").unwrap_or(&Value::Null);
         match role {
             "system" | "developer" => system_parts.push(
-                text_content(content).ok_or_else(|| bad(i, "a system message's content must be text"))?,
+                text_content(content)
+                    .ok_or_else(|| bad(i, "a system message's content must be text"))?,
             ),
             "user" => out.push(Message {
                 role: Role::User,
@@ -304,33 +344,65 @@ fn convert_messages(messages: &[Value]) -> Result<(Option<String>, Vec<Message>)
                         blocks.push(ContentBlock::Text(text));
                     }
                 }
-                for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                    let id = call.get("id").and_then(Value::as_str).ok_or_else(|| bad(i, "a tool call needs an `id`"))?;
-                    let f = call.get("function").ok_or_else(|| bad(i, "a tool call needs a `function`"))?;
-                    let name = f.get("name").and_then(Value::as_str).ok_or_else(|| bad(i, "a tool call needs a `function.name`"))?;
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let id = call
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad(i, "a tool call needs an `id`"))?;
+                    let f = call
+                        .get("function")
+                        .ok_or_else(|| bad(i, "a tool call needs a `function`"))?;
+                    let name = f
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad(i, "a tool call needs a `function.name`"))?;
                     let arguments = match f.get("arguments") {
                         Some(Value::String(s)) => s.clone(),
                         Some(other) => other.to_string(),
                         None => "{}".to_owned(),
                     };
                     tool_names.insert(id.to_owned(), name.to_owned());
-                    blocks.push(ContentBlock::ToolCall(ToolCall { id: id.to_owned(), name: name.to_owned(), arguments }));
+                    blocks.push(ContentBlock::ToolCall(ToolCall {
+                        id: id.to_owned(),
+                        name: name.to_owned(),
+                        arguments,
+                    }));
                 }
-                out.push(Message { role: Role::Assistant, content: blocks });
+                out.push(Message {
+                    role: Role::Assistant,
+                    content: blocks,
+                });
             }
             "tool" => {
                 let id = m
                     .get("tool_call_id")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad(i, "a tool message needs a `tool_call_id`"))?;
-                let result = text_content(content).ok_or_else(|| bad(i, "a tool message's content must be text"))?;
+                let result = text_content(content)
+                    .ok_or_else(|| bad(i, "a tool message's content must be text"))?;
                 let name = tool_names.get(id).cloned().unwrap_or_default();
                 out.push(Message {
                     role: Role::User,
-                    content: vec![ContentBlock::ToolResult(ToolResult { id: id.to_owned(), name, result })],
+                    content: vec![ContentBlock::ToolResult(ToolResult {
+                        id: id.to_owned(),
+                        name,
+                        result,
+                    })],
                 });
             }
-            other => return Err(bad(i, &format!("unknown role `{other}` (use system, developer, user, assistant or tool)"))),
+            other => {
+                return Err(bad(
+                    i,
+                    &format!(
+                        "unknown role `{other}` (use system, developer, user, assistant or tool)"
+                    ),
+                ));
+            }
         }
     }
     let system = (!system_parts.is_empty()).then(|| system_parts.join("\n"));
@@ -382,7 +454,9 @@ fn user_content(content: &Value) -> Result<Vec<ContentBlock>, String> {
                         .get("file")
                         .and_then(|f| f.get("file_data"))
                         .and_then(Value::as_str)
-                        .ok_or_else(|| "a file part needs `file.file_data` (a data: URL)".to_owned())?;
+                        .ok_or_else(|| {
+                            "a file part needs `file.file_data` (a data: URL)".to_owned()
+                        })?;
                     Ok(ContentBlock::File(file_from_url(data)))
                 }
                 Some(other) => Err(format!("content parts of type `{other}` are not supported")),
@@ -397,10 +471,16 @@ fn user_content(content: &Value) -> Result<Vec<ContentBlock>, String> {
 fn file_from_url(url: &str) -> FileInput {
     if let Some(rest) = url.strip_prefix("data:") {
         if let Some((mime, data)) = rest.split_once(";base64,") {
-            return FileInput::Base64 { mime_type: mime.to_owned(), data: data.to_owned() };
+            return FileInput::Base64 {
+                mime_type: mime.to_owned(),
+                data: data.to_owned(),
+            };
         }
     }
-    FileInput::Url { url: url.to_owned(), mime_type: None }
+    FileInput::Url {
+        url: url.to_owned(),
+        mime_type: None,
+    }
 }
 
 fn tool_def(i: usize, tool: &Value) -> Result<ToolDef, Error> {
@@ -408,11 +488,24 @@ fn tool_def(i: usize, tool: &Value) -> Result<ToolDef, Error> {
     if tool.get("type").and_then(Value::as_str) != Some("function") {
         return Err(bad("only `type: \"function\"` tools are supported"));
     }
-    let f = tool.get("function").ok_or_else(|| bad("needs a `function`"))?;
+    let f = tool
+        .get("function")
+        .ok_or_else(|| bad("needs a `function`"))?;
     Ok(ToolDef {
-        name: f.get("name").and_then(Value::as_str).ok_or_else(|| bad("needs `function.name`"))?.to_owned(),
-        description: f.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        parameters: f.get("parameters").cloned().unwrap_or_else(|| json!({ "type": "object", "properties": {} })),
+        name: f
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("needs `function.name`"))?
+            .to_owned(),
+        description: f
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        parameters: f
+            .get("parameters")
+            .cloned()
+            .unwrap_or_else(|| json!({ "type": "object", "properties": {} })),
         strict: f.get("strict").and_then(Value::as_bool).unwrap_or(false),
     })
 }
@@ -462,7 +555,10 @@ fn usage_json(u: Usage) -> Value {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn completion_json(meta: &InferenceMeta, r: &ModelResponse, model: &str) -> Value {
@@ -551,7 +647,11 @@ impl StreamFormat for OpenAiStream {
         for block in &chunk.content {
             match block {
                 ChunkBlock::Text { text: t, .. } => text.push_str(t),
-                ChunkBlock::ToolCall { id, raw_name, raw_arguments } if !self.is_json => {
+                ChunkBlock::ToolCall {
+                    id,
+                    raw_name,
+                    raw_arguments,
+                } if !self.is_json => {
                     let index = match self.tool_ids.iter().position(|known| known == id) {
                         Some(i) => i,
                         None => {
@@ -564,7 +664,9 @@ impl StreamFormat for OpenAiStream {
                             continue;
                         }
                     };
-                    calls.push(json!({ "index": index, "function": { "arguments": raw_arguments } }));
+                    calls.push(
+                        json!({ "index": index, "function": { "arguments": raw_arguments } }),
+                    );
                 }
                 _ => {}
             }
@@ -580,7 +682,8 @@ impl StreamFormat for OpenAiStream {
         if !calls.is_empty() {
             delta.insert("tool_calls".into(), Value::Array(calls));
         }
-        let choices = json!([{ "index": 0, "finish_reason": null, "logprobs": null, "delta": delta }]);
+        let choices =
+            json!([{ "index": 0, "finish_reason": null, "logprobs": null, "delta": delta }]);
         vec![self.event(choices, Value::Null)]
     }
 

@@ -3,7 +3,7 @@
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::{json_response, AppState, VERSION};
+use super::{AppState, VERSION, json_response};
 use crate::body::Body;
 
 /// `{"status":"ok","version":...,"config_hash":...}`.

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::body::Body;
 use crate::error::Error;
 use crate::inference::types::{ChunkStream, FinishReason, ModelChunk, Usage};
-use crate::sse::{data_event, DONE};
+use crate::sse::{DONE, data_event};
 
 /// How one route writes its stream events.
 pub(super) trait StreamFormat: Send + 'static {
@@ -69,7 +69,11 @@ fn encode(events: Vec<Value>, done: bool) -> Bytes {
 }
 
 /// The SSE response for a stream.
-pub(super) fn sse_response(first: ModelChunk, rest: ChunkStream, format: impl StreamFormat) -> Response<Body> {
+pub(super) fn sse_response(
+    first: ModelChunk,
+    rest: ChunkStream,
+    format: impl StreamFormat,
+) -> Response<Body> {
     let state = State {
         phase: Phase::First(first),
         rest,

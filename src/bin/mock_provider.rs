@@ -18,7 +18,11 @@ struct Args {
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let mock = switchyard::mock_provider::MockProvider::start_on(args.bind).await?;
-    println!("mock provider listening on http://{} (api_base = {})", mock.addr, mock.api_base());
+    println!(
+        "mock provider listening on http://{} (api_base = {})",
+        mock.addr,
+        mock.api_base()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -98,7 +98,9 @@ fn edit_of<T>(value: Option<T>, delete: Option<bool>, value_key: &str) -> Result
     match (value, delete) {
         (Some(v), None | Some(false)) => Ok(Edit::Set(v)),
         (None, Some(true)) => Ok(Edit::Delete),
-        (Some(_), Some(true)) => Err(format!("set either `{value_key}` or `delete = true`, not both")),
+        (Some(_), Some(true)) => Err(format!(
+            "set either `{value_key}` or `delete = true`, not both"
+        )),
         (None, _) => Err(format!("needs `{value_key}` or `delete = true`")),
     }
 }

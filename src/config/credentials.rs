@@ -4,8 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// A credential location as written in `tensorzero.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +70,9 @@ impl CredentialLocation {
     pub fn is_dynamic(&self) -> bool {
         match self {
             Self::Dynamic(_) => true,
-            Self::WithFallback { default, fallback } => default.is_dynamic() || fallback.is_dynamic(),
+            Self::WithFallback { default, fallback } => {
+                default.is_dynamic() || fallback.is_dynamic()
+            }
             _ => false,
         }
     }
@@ -86,7 +88,10 @@ impl fmt::Display for CredentialLocation {
             Self::Sdk => f.write_str("sdk"),
             Self::None => f.write_str("none"),
             Self::WithFallback { default, fallback } => {
-                write!(f, "{{ default = \"{default}\", fallback = \"{fallback}\" }}")
+                write!(
+                    f,
+                    "{{ default = \"{default}\", fallback = \"{fallback}\" }}"
+                )
             }
         }
     }
@@ -100,7 +105,9 @@ impl<'de> Deserialize<'de> for CredentialLocation {
             type Value = CredentialLocation;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a credential location string or { default = \"...\", fallback = \"...\" }")
+                f.write_str(
+                    "a credential location string or { default = \"...\", fallback = \"...\" }",
+                )
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -145,9 +152,18 @@ mod tests {
 
     #[test]
     fn parses_every_string_form() {
-        assert_eq!(CredentialLocation::parse("env::A").unwrap(), CredentialLocation::Env("A".into()));
-        assert_eq!(CredentialLocation::parse("path::/k").unwrap(), CredentialLocation::Path("/k".into()));
-        assert_eq!(CredentialLocation::parse("file::/k").unwrap(), CredentialLocation::Path("/k".into()));
+        assert_eq!(
+            CredentialLocation::parse("env::A").unwrap(),
+            CredentialLocation::Env("A".into())
+        );
+        assert_eq!(
+            CredentialLocation::parse("path::/k").unwrap(),
+            CredentialLocation::Path("/k".into())
+        );
+        assert_eq!(
+            CredentialLocation::parse("file::/k").unwrap(),
+            CredentialLocation::Path("/k".into())
+        );
         assert_eq!(
             CredentialLocation::parse("path_from_env::P").unwrap(),
             CredentialLocation::PathFromEnv("P".into())
@@ -156,14 +172,24 @@ mod tests {
             CredentialLocation::parse("dynamic::k").unwrap(),
             CredentialLocation::Dynamic("k".into())
         );
-        assert_eq!(CredentialLocation::parse("none").unwrap(), CredentialLocation::None);
-        assert_eq!(CredentialLocation::parse("sdk").unwrap(), CredentialLocation::Sdk);
+        assert_eq!(
+            CredentialLocation::parse("none").unwrap(),
+            CredentialLocation::None
+        );
+        assert_eq!(
+            CredentialLocation::parse("sdk").unwrap(),
+            CredentialLocation::Sdk
+        );
     }
 
     #[test]
     fn rejects_single_colon_and_empty_names() {
         let err = CredentialLocation::parse("env:OPENAI_API_KEY").unwrap_err();
         assert!(err.contains("double colon"), "{err}");
-        assert!(CredentialLocation::parse("env::").unwrap_err().contains("needs a name"));
+        assert!(
+            CredentialLocation::parse("env::")
+                .unwrap_err()
+                .contains("needs a name")
+        );
     }
 }

@@ -30,7 +30,12 @@ impl FunctionConfig {
     pub fn schema_files(&self) -> Vec<(&'static str, &PathBuf)> {
         let (system, user, assistant, output) = match self {
             Self::Chat(f) => (&f.system_schema, &f.user_schema, &f.assistant_schema, &None),
-            Self::Json(f) => (&f.system_schema, &f.user_schema, &f.assistant_schema, &f.output_schema),
+            Self::Json(f) => (
+                &f.system_schema,
+                &f.user_schema,
+                &f.assistant_schema,
+                &f.output_schema,
+            ),
         };
         [
             ("system_schema", system.as_ref()),

@@ -177,7 +177,7 @@ pub struct RelayConfig {
 }
 
 /// `[gateway.auth]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Require `Authorization: Bearer sk-t0-...` (default false).
@@ -186,15 +186,6 @@ pub struct AuthConfig {
     /// `[gateway.auth.cache]`.
     #[serde(default)]
     pub cache: AuthCacheConfig,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            cache: AuthCacheConfig::default(),
-        }
-    }
 }
 
 /// `[gateway.auth.cache]`.

@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 /// One step of a TOML path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +31,11 @@ impl TomlPath {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self(keys.into_iter().map(|k| PathSegment::Key(k.into())).collect())
+        Self(
+            keys.into_iter()
+                .map(|k| PathSegment::Key(k.into()))
+                .collect(),
+        )
     }
 
     /// This path with one more key.
@@ -58,7 +62,8 @@ impl fmt::Display for TomlPath {
                         f.write_str(".")?;
                     }
                     let bare = !k.is_empty()
-                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                     if bare {
                         f.write_str(k)?;
                     } else {
@@ -167,7 +172,9 @@ pub struct Sources {
 
 impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.files.iter().map(|s| &s.path)).finish()
+        f.debug_list()
+            .entries(self.files.iter().map(|s| &s.path))
+            .finish()
     }
 }
 
@@ -207,7 +214,9 @@ impl Sources {
     /// path stops above the offending key.
     pub fn find_key_under(&self, under: &TomlPath, key: &str) -> Option<(TomlPath, Location)> {
         for file in &self.files {
-            let Some(node) = node_at(&file.root, &under.0) else { continue };
+            let Some(node) = node_at(&file.root, &under.0) else {
+                continue;
+            };
             if let Some((path, offset)) = search_key(node, key, under.clone()) {
                 return Some((path, location_of(file, offset)));
             }
@@ -311,7 +320,12 @@ fn location_of(file: &SourceFile, offset: usize) -> Location {
 }
 
 /// Keys whose values are file paths, relative to the file that sets them.
-const FUNCTION_PATH_KEYS: [&str; 4] = ["system_schema", "user_schema", "assistant_schema", "output_schema"];
+const FUNCTION_PATH_KEYS: [&str; 4] = [
+    "system_schema",
+    "user_schema",
+    "assistant_schema",
+    "output_schema",
+];
 const VARIANT_PATH_KEYS: [&str; 4] = [
     "system_template",
     "user_template",
@@ -370,7 +384,9 @@ fn expand(pattern: &str) -> Result<Vec<PathBuf>, ConfigErrors> {
         .collect();
     paths.sort();
     if paths.is_empty() {
-        return Err(ConfigError::new(format!("no config file matches the glob `{pattern}`")).into());
+        return Err(
+            ConfigError::new(format!("no config file matches the glob `{pattern}`")).into(),
+        );
     }
     Ok(paths)
 }
@@ -403,7 +419,10 @@ fn resolve_relative_paths(root: &mut DeTable<'static>, dir: &Path) {
             })
         })
     }
-    fn sub_table<'a>(table: &'a mut DeTable<'static>, key: &str) -> Option<&'a mut DeTable<'static>> {
+    fn sub_table<'a>(
+        table: &'a mut DeTable<'static>,
+        key: &str,
+    ) -> Option<&'a mut DeTable<'static>> {
         match table.get_mut(key).map(|v| v.get_mut()) {
             Some(DeValue::Table(t)) => Some(t),
             _ => None,
@@ -437,7 +456,12 @@ fn merge(sources: &Sources) -> Result<DeTable<'static>, ConfigErrors> {
     let mut merged = DeTable::default();
     let mut errors = Vec::new();
     for file in &sources.files {
-        merge_into(&mut merged, file.root.clone(), &TomlPath::default(), &mut errors);
+        merge_into(
+            &mut merged,
+            file.root.clone(),
+            &TomlPath::default(),
+            &mut errors,
+        );
     }
     if errors.is_empty() {
         Ok(merged)
@@ -479,7 +503,9 @@ fn merge_into(
                 into.insert(key, value);
             }
             Some(existing) => match (existing.get_mut(), value.into_inner()) {
-                (DeValue::Table(a), DeValue::Table(b)) => merge_into(a, b, &at.key(&name), conflicts),
+                (DeValue::Table(a), DeValue::Table(b)) => {
+                    merge_into(a, b, &at.key(&name), conflicts)
+                }
                 _ => conflicts.push(at.key(&name)),
             },
         }
@@ -495,7 +521,9 @@ pub fn deserialize<T: DeserializeOwned>(sources: &Sources) -> Result<T, ConfigEr
             err.path()
                 .iter()
                 .filter_map(|seg| match seg {
-                    serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
+                    serde_path_to_error::Segment::Map { key } => {
+                        Some(PathSegment::Key(key.clone()))
+                    }
                     serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
                     _ => None,
                 })

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use serde_json::Value;
 
 use super::common::{ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
@@ -206,7 +206,9 @@ impl<'de> Deserialize<'de> for ProviderConfig {
         ) -> Result<T, E> {
             match table.remove(key) {
                 None => Ok(T::default()),
-                Some(v) => serde_json::from_value(v).map_err(|e| E::custom(format!("`{key}`: {e}"))),
+                Some(v) => {
+                    serde_json::from_value(v).map_err(|e| E::custom(format!("`{key}`: {e}")))
+                }
             }
         }
         let extra_body = take(&mut table, COMMON_PROVIDER_KEYS[0])?;
@@ -320,7 +322,9 @@ impl ProviderKind {
             Self::Sglang(p) => p.api_key_location.as_ref(),
             Self::Tgi(p) => p.api_key_location.as_ref(),
             Self::Vllm(p) => p.api_key_location.as_ref(),
-            Self::GcpVertexAnthropic(p) | Self::GcpVertexGemini(p) => p.credential_location.as_ref(),
+            Self::GcpVertexAnthropic(p) | Self::GcpVertexGemini(p) => {
+                p.credential_location.as_ref()
+            }
             Self::AwsBedrock(_) | Self::AwsSagemaker(_) => None,
         }
     }
@@ -575,10 +579,12 @@ impl ProviderTypesConfig {
     /// The `[provider_types.T.defaults]` location for a type, if the config sets one.
     pub fn default_location(&self, t: ProviderType) -> Option<&CredentialLocation> {
         fn api_key(c: &Option<ApiKeyTypeConfig>) -> Option<&CredentialLocation> {
-            c.as_ref().and_then(|c| c.defaults.api_key_location.as_ref())
+            c.as_ref()
+                .and_then(|c| c.defaults.api_key_location.as_ref())
         }
         fn gcp(c: &Option<GcpTypeConfig>) -> Option<&CredentialLocation> {
-            c.as_ref().and_then(|c| c.defaults.credential_location.as_ref())
+            c.as_ref()
+                .and_then(|c| c.defaults.credential_location.as_ref())
         }
         match t {
             ProviderType::Anthropic => api_key(&self.anthropic),

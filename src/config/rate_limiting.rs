@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// `[rate_limiting]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -79,12 +79,21 @@ impl RateLimitRule {
     /// Every limit the rule sets, named by its key.
     pub fn limits(&self) -> Vec<(&'static str, RateLimitValue)> {
         [
-            ("model_inferences_per_second", self.model_inferences_per_second),
-            ("model_inferences_per_minute", self.model_inferences_per_minute),
+            (
+                "model_inferences_per_second",
+                self.model_inferences_per_second,
+            ),
+            (
+                "model_inferences_per_minute",
+                self.model_inferences_per_minute,
+            ),
             ("model_inferences_per_hour", self.model_inferences_per_hour),
             ("model_inferences_per_day", self.model_inferences_per_day),
             ("model_inferences_per_week", self.model_inferences_per_week),
-            ("model_inferences_per_month", self.model_inferences_per_month),
+            (
+                "model_inferences_per_month",
+                self.model_inferences_per_month,
+            ),
             ("tokens_per_second", self.tokens_per_second),
             ("tokens_per_minute", self.tokens_per_minute),
             ("tokens_per_hour", self.tokens_per_hour),
@@ -138,13 +147,17 @@ impl<'de> Deserialize<'de> for RateLimitValue {
                         "capacity" => capacity = Some(map.next_value::<u64>()?),
                         "refill_rate" => refill_rate = Some(map.next_value::<u64>()?),
                         other => {
-                            return Err(de::Error::unknown_field(other, &["capacity", "refill_rate"]));
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["capacity", "refill_rate"],
+                            ));
                         }
                     }
                 }
                 Ok(RateLimitValue {
                     capacity: capacity.ok_or_else(|| de::Error::missing_field("capacity"))?,
-                    refill_rate: refill_rate.ok_or_else(|| de::Error::missing_field("refill_rate"))?,
+                    refill_rate: refill_rate
+                        .ok_or_else(|| de::Error::missing_field("refill_rate"))?,
                 })
             }
         }
@@ -176,7 +189,9 @@ impl<'de> Deserialize<'de> for ScopeEntry {
                 key: fields["tag_key"].clone(),
                 value: fields["tag_value"].clone(),
             }),
-            ["api_key_public_id"] => Ok(ScopeEntry::ApiKeyPublicId(fields["api_key_public_id"].clone())),
+            ["api_key_public_id"] => Ok(ScopeEntry::ApiKeyPublicId(
+                fields["api_key_public_id"].clone(),
+            )),
             _ => Err(de::Error::custom(format!(
                 "a scope entry is {{ tag_key = \"...\", tag_value = \"...\" }} or \
                  {{ api_key_public_id = \"...\" }}, not one with keys {keys:?}"

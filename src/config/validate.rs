@@ -50,8 +50,9 @@ pub(super) fn validate(config: &Config, sources: &Sources) -> Result<Vec<Warning
 
 /// Whether `name` is a valid `provider_type::model` shorthand.
 pub fn is_valid_shorthand(name: &str) -> bool {
-    name.split_once("::")
-        .is_some_and(|(prefix, rest)| ProviderType::from_shorthand(prefix).is_some() && !rest.is_empty())
+    name.split_once("::").is_some_and(|(prefix, rest)| {
+        ProviderType::from_shorthand(prefix).is_some() && !rest.is_empty()
+    })
 }
 
 /// The reserved prefix `name` starts with, if any.
@@ -130,22 +131,29 @@ impl Checker<'_> {
         match std::fs::read_to_string(file) {
             Ok(text) => {
                 if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
-                    self.error(path, format!("{what} file `{}` is not valid JSON: {e}", file.display()));
+                    self.error(
+                        path,
+                        format!("{what} file `{}` is not valid JSON: {e}", file.display()),
+                    );
                 }
             }
-            Err(e) => self.error(path, format!("cannot read {what} file `{}`: {e}", file.display())),
+            Err(e) => self.error(
+                path,
+                format!("cannot read {what} file `{}`: {e}", file.display()),
+            ),
         }
     }
 
     fn url(&mut self, path: TomlPath, what: &str, url: &str) {
-        let ok = url
-            .parse::<http::Uri>()
-            .ok()
-            .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some());
+        let ok = url.parse::<http::Uri>().ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        });
         if !ok {
             self.error(
                 path,
-                format!("{what} `{url}` is not an http(s) URL; write it like `https://host:port/path`"),
+                format!(
+                    "{what} `{url}` is not an http(s) URL; write it like `https://host:port/path`"
+                ),
             );
         }
     }
@@ -155,18 +163,27 @@ impl Checker<'_> {
         let at = TomlPath::keys(["gateway"]);
         if let Some(base) = &g.base_path {
             if !base.starts_with('/') {
-                self.error(at.key("base_path"), format!("`{base}` must start with `/`, e.g. `/custom/prefix`"));
+                self.error(
+                    at.key("base_path"),
+                    format!("`{base}` must start with `/`, e.g. `/custom/prefix`"),
+                );
             }
         }
         if g.global_outbound_http_timeout_ms == 0 {
-            self.error(at.key("global_outbound_http_timeout_ms"), "must be greater than 0");
+            self.error(
+                at.key("global_outbound_http_timeout_ms"),
+                "must be greater than 0",
+            );
         }
         if let Some(relay) = &g.relay {
             let rat = at.key("relay");
             match &relay.gateway_url {
                 Some(url) => {
                     self.url(rat.key("gateway_url"), "the relay URL", url);
-                    self.not_supported_yet(rat.clone(), "relay mode (`[gateway.relay]`): model calls go to the providers directly");
+                    self.not_supported_yet(
+                        rat.clone(),
+                        "relay mode (`[gateway.relay]`): model calls go to the providers directly",
+                    );
                 }
                 None => self.warn(
                     Some(rat.clone()),
@@ -221,12 +238,19 @@ impl Checker<'_> {
                 ),
                 _ => {}
             }
-            self.not_supported_yet(at.key("template_filesystem_access"), "template `{% include %}`");
+            self.not_supported_yet(
+                at.key("template_filesystem_access"),
+                "template `{% include %}`",
+            );
         }
-        if let Some(buckets) = &g.metrics.tensorzero_inference_latency_overhead_seconds_buckets {
+        if let Some(buckets) = &g
+            .metrics
+            .tensorzero_inference_latency_overhead_seconds_buckets
+        {
             if buckets.is_empty() || buckets.windows(2).any(|w| w[0] >= w[1]) {
                 self.error(
-                    at.key("metrics").key("tensorzero_inference_latency_overhead_seconds_buckets"),
+                    at.key("metrics")
+                        .key("tensorzero_inference_latency_overhead_seconds_buckets"),
                     "buckets must be a non-empty, strictly increasing list",
                 );
             }
@@ -239,7 +263,9 @@ impl Checker<'_> {
             if let Some(prefix) = reserved_prefix(name) {
                 self.error(
                     at.clone(),
-                    format!("model name `{name}` uses the reserved prefix `{prefix}`; rename the model"),
+                    format!(
+                        "model name `{name}` uses the reserved prefix `{prefix}`; rename the model"
+                    ),
                 );
             }
             if model.routing.is_empty() {
@@ -272,7 +298,12 @@ impl Checker<'_> {
             for (pname, provider) in &model.providers {
                 let pat = at.key("providers").key(pname);
                 if pname.starts_with(RESERVED_PREFIX) {
-                    self.error(pat.clone(), format!("provider name `{pname}` uses the reserved prefix `{RESERVED_PREFIX}`"));
+                    self.error(
+                        pat.clone(),
+                        format!(
+                            "provider name `{pname}` uses the reserved prefix `{RESERVED_PREFIX}`"
+                        ),
+                    );
                 }
                 self.timeouts(pat.clone(), &provider.timeouts);
                 self.extra_edits(pat.clone(), &provider.extra_body, &provider.extra_headers);
@@ -294,7 +325,10 @@ impl Checker<'_> {
             if !e.pointer.is_empty() && !e.pointer.starts_with('/') {
                 self.error(
                     at.key("extra_body").index(i),
-                    format!("`{}` is not a JSON Pointer; it must start with `/`", e.pointer),
+                    format!(
+                        "`{}` is not a JSON Pointer; it must start with `/`",
+                        e.pointer
+                    ),
                 );
             }
         }
@@ -303,7 +337,10 @@ impl Checker<'_> {
                 self.error(at.key("extra_headers").index(i), msg);
             }
             if http::HeaderName::from_bytes(e.name.as_bytes()).is_err() {
-                self.error(at.key("extra_headers").index(i), format!("`{}` is not a valid header name", e.name));
+                self.error(
+                    at.key("extra_headers").index(i),
+                    format!("`{}` is not a valid header name", e.name),
+                );
             }
         }
     }
@@ -334,14 +371,23 @@ impl Checker<'_> {
             | ProviderKind::Together(p)
             | ProviderKind::Xai(p) => p.api_base.as_deref(),
             ProviderKind::Anthropic(p) | ProviderKind::GoogleAiStudioGemini(p) => {
-                self.not_supported_yet(at.key("type"), &format!("the `{}` provider type", kind.provider_type()));
+                self.not_supported_yet(
+                    at.key("type"),
+                    &format!("the `{}` provider type", kind.provider_type()),
+                );
                 p.api_base.as_deref()
             }
             ProviderKind::GcpVertexAnthropic(p) | ProviderKind::GcpVertexGemini(p) => {
                 if p.model_id.is_some() == p.endpoint_id.is_some() {
-                    self.error(at.clone(), "set exactly one of `model_id` and `endpoint_id`");
+                    self.error(
+                        at.clone(),
+                        "set exactly one of `model_id` and `endpoint_id`",
+                    );
                 }
-                self.not_supported_yet(at.key("type"), &format!("the `{}` provider type", kind.provider_type()));
+                self.not_supported_yet(
+                    at.key("type"),
+                    &format!("the `{}` provider type", kind.provider_type()),
+                );
                 p.api_base.as_deref()
             }
             ProviderKind::AwsBedrock(p) => {
@@ -362,12 +408,20 @@ impl Checker<'_> {
         }
         if let Some(loc) = kind.credential_location() {
             if matches!(loc, CredentialLocation::Sdk)
-                && !matches!(kind, ProviderKind::AwsBedrock(_) | ProviderKind::AwsSagemaker(_)
-                    | ProviderKind::GcpVertexAnthropic(_) | ProviderKind::GcpVertexGemini(_))
+                && !matches!(
+                    kind,
+                    ProviderKind::AwsBedrock(_)
+                        | ProviderKind::AwsSagemaker(_)
+                        | ProviderKind::GcpVertexAnthropic(_)
+                        | ProviderKind::GcpVertexGemini(_)
+                )
             {
                 self.error(
                     at.clone(),
-                    format!("`sdk` credentials only apply to AWS and GCP providers, not `{}`", kind.provider_type()),
+                    format!(
+                        "`sdk` credentials only apply to AWS and GCP providers, not `{}`",
+                        kind.provider_type()
+                    ),
                 );
             }
         }
@@ -375,27 +429,41 @@ impl Checker<'_> {
 
     fn embedding_models(&mut self) {
         if !self.config.embedding_models.is_empty() {
-            self.not_supported_yet(TomlPath::keys(["embedding_models"]), "the embeddings endpoint");
+            self.not_supported_yet(
+                TomlPath::keys(["embedding_models"]),
+                "the embeddings endpoint",
+            );
         }
         let global = self.global_timeout();
         for (name, model) in &self.config.embedding_models {
             let at = TomlPath::keys(["embedding_models", name.as_str()]);
             if let Some(prefix) = reserved_prefix(name) {
-                self.error(at.clone(), format!("embedding model name `{name}` uses the reserved prefix `{prefix}`"));
+                self.error(
+                    at.clone(),
+                    format!("embedding model name `{name}` uses the reserved prefix `{prefix}`"),
+                );
             }
             if model.routing.is_empty() {
                 self.error(at.key("routing"), "must name at least one provider");
             }
             for p in &model.routing {
                 if !model.providers.contains_key(p) {
-                    self.error(at.key("routing"), format!("provider `{p}` is not defined in [embedding_models.{name}.providers]"));
+                    self.error(
+                        at.key("routing"),
+                        format!(
+                            "provider `{p}` is not defined in [embedding_models.{name}.providers]"
+                        ),
+                    );
                 }
             }
-            let limits = model.timeout_ms.into_iter().map(|t| (at.key("timeout_ms"), t)).chain(
-                model.providers.iter().filter_map(|(p, c)| {
-                    c.timeout_ms.map(|t| (at.key("providers").key(p).key("timeout_ms"), t))
-                }),
-            );
+            let limits = model
+                .timeout_ms
+                .into_iter()
+                .map(|t| (at.key("timeout_ms"), t))
+                .chain(model.providers.iter().filter_map(|(p, c)| {
+                    c.timeout_ms
+                        .map(|t| (at.key("providers").key(p).key("timeout_ms"), t))
+                }));
             for (path, ms) in limits.collect::<Vec<_>>() {
                 if ms > global {
                     self.error(path, format!("{ms} ms is larger than `gateway.global_outbound_http_timeout_ms` = {global} ms"));
@@ -410,7 +478,13 @@ impl Checker<'_> {
     }
 
     fn provider_types(&mut self) {
-        if let Some(batch) = self.config.provider_types.gcp_vertex_gemini.as_ref().and_then(|g| g.batch.as_ref()) {
+        if let Some(batch) = self
+            .config
+            .provider_types
+            .gcp_vertex_gemini
+            .as_ref()
+            .and_then(|g| g.batch.as_ref())
+        {
             let at = TomlPath::keys(["provider_types", "gcp_vertex_gemini", "batch"]);
             if batch.storage_type == super::models::GcpBatchStorage::CloudStorage
                 && (batch.input_uri_prefix.is_none() || batch.output_uri_prefix.is_none())
@@ -425,7 +499,10 @@ impl Checker<'_> {
         for (name, tool) in &self.config.tools {
             let at = TomlPath::keys(["tools", name.as_str()]);
             if name.starts_with(RESERVED_PREFIX) {
-                self.error(at.clone(), format!("tool name `{name}` uses the reserved prefix `{RESERVED_PREFIX}`"));
+                self.error(
+                    at.clone(),
+                    format!("tool name `{name}` uses the reserved prefix `{RESERVED_PREFIX}`"),
+                );
             }
             self.json_file(at.key("parameters"), "tool parameters", &tool.parameters);
         }
@@ -438,14 +515,26 @@ impl Checker<'_> {
         let hint = match model.split_once("::") {
             Some((prefix, _)) => format!(
                 "`{prefix}::` is not a shorthand prefix (they are {})",
-                ProviderType::SHORTHAND.iter().map(|t| format!("`{t}::`")).collect::<Vec<_>>().join(", ")
+                ProviderType::SHORTHAND
+                    .iter()
+                    .map(|t| format!("`{t}::`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            None => format!("define [models.{model}] or use a shorthand such as `openai::gpt-4o-mini`"),
+            None => {
+                format!("define [models.{model}] or use a shorthand such as `openai::gpt-4o-mini`")
+            }
         };
         self.error(at, format!("model `{model}` is not defined: {hint}"));
     }
 
-    fn chat_completion(&mut self, at: TomlPath, v: &ChatCompletionConfig, is_json: bool, json_mode_optional: bool) {
+    fn chat_completion(
+        &mut self,
+        at: TomlPath,
+        v: &ChatCompletionConfig,
+        is_json: bool,
+        json_mode_optional: bool,
+    ) {
         self.model_reference(at.key("model"), &v.model);
         match (is_json, v.json_mode) {
             (true, None) if !json_mode_optional => self.error(
@@ -466,7 +555,10 @@ impl Checker<'_> {
             }
         }
         if v.retries.max_delay_s.is_nan() || v.retries.max_delay_s < 0.0 {
-            self.error(at.key("retries").key("max_delay_s"), "must be a non-negative number of seconds");
+            self.error(
+                at.key("retries").key("max_delay_s"),
+                "must be a non-negative number of seconds",
+            );
         }
         if let Some(w) = v.weight {
             if !w.is_finite() || w < 0.0 {
@@ -481,7 +573,10 @@ impl Checker<'_> {
         for (name, function) in &self.config.functions {
             let at = TomlPath::keys(["functions", name.as_str()]);
             if name.starts_with(RESERVED_PREFIX) {
-                self.error(at.clone(), format!("function name `{name}` uses the reserved prefix `{RESERVED_PREFIX}`"));
+                self.error(
+                    at.clone(),
+                    format!("function name `{name}` uses the reserved prefix `{RESERVED_PREFIX}`"),
+                );
             }
             for (key, file) in function.schema_files() {
                 self.json_file(at.key(key), "schema", file);
@@ -494,7 +589,10 @@ impl Checker<'_> {
                 let mut sent_names = BTreeMap::new();
                 for tool in &chat.tools {
                     match self.config.tools.get(tool) {
-                        None => self.error(at.key("tools"), format!("tool `{tool}` is not defined; add a [tools.{tool}] section")),
+                        None => self.error(
+                            at.key("tools"),
+                            format!("tool `{tool}` is not defined; add a [tools.{tool}] section"),
+                        ),
                         Some(t) => {
                             let sent = t.name.clone().unwrap_or_else(|| tool.clone());
                             if let Some(other) = sent_names.insert(sent.clone(), tool) {
@@ -514,7 +612,11 @@ impl Checker<'_> {
                 match variant {
                     VariantConfig::ChatCompletion(v) => {
                         self.chat_completion(vat.clone(), v, is_json, false);
-                        if v.system_template.is_some() || v.user_template.is_some() || v.assistant_template.is_some() || v.system_instructions.is_some() {
+                        if v.system_template.is_some()
+                            || v.user_template.is_some()
+                            || v.assistant_template.is_some()
+                            || v.system_instructions.is_some()
+                        {
                             self.not_supported_yet(vat, "prompt templates");
                         }
                     }
@@ -523,7 +625,10 @@ impl Checker<'_> {
                             self.error(vat.clone(), "`experimental_chain_of_thought` variants are only for json functions");
                         }
                         self.chat_completion(vat.clone(), v, is_json, false);
-                        self.not_supported_yet(vat, "the `experimental_chain_of_thought` variant type");
+                        self.not_supported_yet(
+                            vat,
+                            "the `experimental_chain_of_thought` variant type",
+                        );
                     }
                     VariantConfig::ExperimentalBestOfN(v) => {
                         self.candidates(vat.clone(), &v.candidates, function);
@@ -534,7 +639,10 @@ impl Checker<'_> {
                     VariantConfig::ExperimentalMixtureOfN(v) => {
                         self.candidates(vat.clone(), &v.candidates, function);
                         if !is_json && v.fuser.json_mode.is_some() {
-                            self.error(vat.key("fuser").key("json_mode"), "`json_mode` is only for json functions");
+                            self.error(
+                                vat.key("fuser").key("json_mode"),
+                                "`json_mode` is only for json functions",
+                            );
                         }
                         self.chat_completion(vat.key("fuser"), &v.fuser, is_json, false);
                         self.timeouts(vat.clone(), &v.timeouts);
@@ -542,8 +650,13 @@ impl Checker<'_> {
                     }
                     VariantConfig::ExperimentalDynamicInContextLearning(v) => {
                         self.model_reference(vat.key("model"), &v.model);
-                        let known = self.config.embedding_models.contains_key(&v.embedding_model)
-                            || ["openai::", "openrouter::"].iter().any(|p| v.embedding_model.starts_with(p));
+                        let known = self
+                            .config
+                            .embedding_models
+                            .contains_key(&v.embedding_model)
+                            || ["openai::", "openrouter::"]
+                                .iter()
+                                .any(|p| v.embedding_model.starts_with(p));
                         if !known {
                             self.error(
                                 vat.key("embedding_model"),
@@ -551,16 +664,29 @@ impl Checker<'_> {
                             );
                         }
                         if is_json && v.json_mode.is_none() {
-                            self.error(vat.clone(), "`json_mode` is required for variants of json functions");
+                            self.error(
+                                vat.clone(),
+                                "`json_mode` is required for variants of json functions",
+                            );
                         }
                         if !is_json && v.json_mode.is_some() {
-                            self.error(vat.key("json_mode"), "`json_mode` is only for variants of json functions; remove it");
+                            self.error(
+                                vat.key("json_mode"),
+                                "`json_mode` is only for variants of json functions; remove it",
+                            );
                         }
                         if let Some(f) = &v.system_instructions {
-                            self.file_exists(vat.key("system_instructions"), "system instructions", f);
+                            self.file_exists(
+                                vat.key("system_instructions"),
+                                "system instructions",
+                                f,
+                            );
                         }
                         self.timeouts(vat.clone(), &v.timeouts);
-                        self.not_supported_yet(vat, "the `experimental_dynamic_in_context_learning` variant type");
+                        self.not_supported_yet(
+                            vat,
+                            "the `experimental_dynamic_in_context_learning` variant type",
+                        );
                     }
                 }
             }
@@ -573,21 +699,33 @@ impl Checker<'_> {
         }
         for c in candidates {
             if !function.variants().contains_key(c) {
-                self.error(at.key("candidates"), format!("candidate `{c}` is not a variant of this function"));
+                self.error(
+                    at.key("candidates"),
+                    format!("candidate `{c}` is not a variant of this function"),
+                );
             }
         }
     }
 
     fn metrics(&mut self) {
         if !self.config.metrics.is_empty() {
-            self.not_supported_yet(TomlPath::keys(["metrics"]), "feedback metrics (`/feedback`)");
+            self.not_supported_yet(
+                TomlPath::keys(["metrics"]),
+                "feedback metrics (`/feedback`)",
+            );
         }
         for name in self.config.metrics.keys() {
             let at = TomlPath::keys(["metrics", name.as_str()]);
             if RESERVED_METRIC_NAMES.contains(&name.as_str()) {
-                self.error(at, format!("`{name}` is reserved; pick another metric name"));
+                self.error(
+                    at,
+                    format!("`{name}` is reserved; pick another metric name"),
+                );
             } else if name.starts_with(RESERVED_PREFIX) {
-                self.error(at, format!("metric name `{name}` uses the reserved prefix `{RESERVED_PREFIX}`"));
+                self.error(
+                    at,
+                    format!("metric name `{name}` uses the reserved prefix `{RESERVED_PREFIX}`"),
+                );
             }
         }
     }
@@ -598,8 +736,12 @@ impl Checker<'_> {
         for (i, rule) in rl.rules.iter().enumerate() {
             let at = TomlPath::keys(["rate_limiting", "rules"]).index(i);
             match (rule.priority, rule.always) {
-                (Some(_), Some(true)) => self.error(at.clone(), "set `priority` or `always = true`, not both"),
-                (None, None | Some(false)) => self.error(at.clone(), "set `priority = N` or `always = true`"),
+                (Some(_), Some(true)) => {
+                    self.error(at.clone(), "set `priority` or `always = true`, not both")
+                }
+                (None, None | Some(false)) => {
+                    self.error(at.clone(), "set `priority = N` or `always = true`")
+                }
                 _ => {}
             }
             if rule.limits().is_empty() {
@@ -613,14 +755,18 @@ impl Checker<'_> {
                 }
                 match entry {
                     ScopeEntry::Tag { key, value } => {
-                        if value.starts_with(RESERVED_PREFIX) && value != "tensorzero::each" && value != "tensorzero::total" {
+                        if value.starts_with(RESERVED_PREFIX)
+                            && value != "tensorzero::each"
+                            && value != "tensorzero::total"
+                        {
                             self.error(sat, format!("`tag_value = \"{value}\"`: the only special values are `tensorzero::each` and `tensorzero::total`"));
                         } else if key.is_empty() {
                             self.error(sat, "`tag_key` cannot be empty");
                         }
                     }
                     ScopeEntry::ApiKeyPublicId(id) => {
-                        let concrete_ok = id.len() == 12 && id.chars().all(|c| c.is_ascii_alphanumeric());
+                        let concrete_ok =
+                            id.len() == 12 && id.chars().all(|c| c.is_ascii_alphanumeric());
                         if id != "tensorzero::each" && !concrete_ok {
                             self.error(sat, format!("`api_key_public_id = \"{id}\"` must be `tensorzero::each` or a 12-character public id"));
                         }
@@ -631,24 +777,41 @@ impl Checker<'_> {
             set.sort();
             set.dedup();
             if let Some(first) = scope_sets.insert(set, i) {
-                self.error(at.clone(), format!("has the same scope as rule {first}; merge the two rules or change a scope"));
+                self.error(
+                    at.clone(),
+                    format!(
+                        "has the same scope as rule {first}; merge the two rules or change a scope"
+                    ),
+                );
             }
         }
         if !rl.rules.is_empty() {
             if rl.enabled {
-                self.not_supported_yet(TomlPath::keys(["rate_limiting"]), "rate limiting: the rules are checked but not enforced");
+                self.not_supported_yet(
+                    TomlPath::keys(["rate_limiting"]),
+                    "rate limiting: the rules are checked but not enforced",
+                );
             } else {
-                self.warn(Some(TomlPath::keys(["rate_limiting"])), "`enabled = false`, so the rules are not enforced");
+                self.warn(
+                    Some(TomlPath::keys(["rate_limiting"])),
+                    "`enabled = false`, so the rules are not enforced",
+                );
             }
         }
         if let Some(cost) = rl.default_cost {
             if !cost.is_finite() || cost < 0.0 {
-                self.error(TomlPath::keys(["rate_limiting", "default_cost"]), "must be a finite, non-negative number of dollars");
+                self.error(
+                    TomlPath::keys(["rate_limiting", "default_cost"]),
+                    "must be a finite, non-negative number of dollars",
+                );
             }
         }
         if let Some(backend) = &rl.backend {
             if !["auto", "valkey", "postgres"].contains(&backend.as_str()) {
-                self.error(TomlPath::keys(["rate_limiting", "backend"]), format!("`{backend}` is not a backend: use `auto`, `valkey` or `postgres`"));
+                self.error(
+                    TomlPath::keys(["rate_limiting", "backend"]),
+                    format!("`{backend}` is not a backend: use `auto`, `valkey` or `postgres`"),
+                );
             }
         }
     }
@@ -671,7 +834,9 @@ impl Checker<'_> {
 
 fn relay_location_ok(loc: &CredentialLocation) -> bool {
     match loc {
-        CredentialLocation::Env(_) | CredentialLocation::Dynamic(_) | CredentialLocation::None => true,
+        CredentialLocation::Env(_) | CredentialLocation::Dynamic(_) | CredentialLocation::None => {
+            true
+        }
         CredentialLocation::WithFallback { default, fallback } => {
             relay_location_ok(default) && relay_location_ok(fallback)
         }

@@ -23,7 +23,7 @@ use crate::credentials::DynamicCredentials;
 use crate::error::Error;
 use crate::http_client::HttpClient;
 use crate::providers::CallContext;
-use models::{ModelTable, ModelOutput};
+use models::{ModelOutput, ModelTable};
 use types::{
     BodyEdit, ChunkStream, ContentBlock, EditTarget, ExtraEdits, HeaderEdit, InferenceParams,
     Message, ModelChunk, ModelRequest, ModelResponse, ProviderOutput, Targeted, ToolChoice,
@@ -185,7 +185,9 @@ impl Gateway {
                 models,
                 functions,
                 client,
-                global_timeout: Duration::from_millis(config.gateway.global_outbound_http_timeout_ms),
+                global_timeout: Duration::from_millis(
+                    config.gateway.global_outbound_http_timeout_ms,
+                ),
             }),
             _ => Err(errors),
         }
@@ -225,9 +227,14 @@ impl Gateway {
                         "`variant_name` cannot be used with `model_name`; it pins a variant of a function".into(),
                     ));
                 }
+                // An unknown model is the client's mistake: say so before any variant runs.
+                self.models.get(model)?;
                 let model = model.clone();
                 let variant = default_variant(&model);
-                let ids = Ids { inference_id, episode_id };
+                let ids = Ids {
+                    inference_id,
+                    episode_id,
+                };
                 self.run_variant(&request, None, DEFAULT_FUNCTION_NAME, &model, &variant, ids)
                     .await
                     .map_err(|e| Error::AllVariantsFailed(vec![(model.clone(), e)]))
@@ -237,14 +244,26 @@ impl Gateway {
                     .functions
                     .get(function_name)
                     .ok_or_else(|| Error::UnknownFunction(function_name.clone()))?;
-                let ids = Ids { inference_id, episode_id };
+                let ids = Ids {
+                    inference_id,
+                    episode_id,
+                };
                 let variants = function.config.variants();
                 if let Some(pinned) = &request.variant_name {
                     let variant = variants.get(pinned).ok_or_else(|| Error::UnknownVariant {
                         function: function_name.clone(),
                         variant: pinned.clone(),
                     })?;
-                    return self.run_variant(&request, Some(function), function_name, pinned, variant, ids).await;
+                    return self
+                        .run_variant(
+                            &request,
+                            Some(function),
+                            function_name,
+                            pinned,
+                            variant,
+                            ids,
+                        )
+                        .await;
                 }
                 if variants.is_empty() {
                     return Err(Error::InvalidRequest(format!(
@@ -254,7 +273,10 @@ impl Gateway {
                 let mut errors = Vec::new();
                 for name in sampling_order(variants) {
                     let variant = &variants[name];
-                    match self.run_variant(&request, Some(function), function_name, name, variant, ids).await {
+                    match self
+                        .run_variant(&request, Some(function), function_name, name, variant, ids)
+                        .await
+                    {
                         Ok(outcome) => return Ok(outcome),
                         Err(e) => {
                             tracing::warn!(function = %function_name, variant = %name, error = %e, "variant failed");
@@ -319,7 +341,9 @@ impl Gateway {
         };
         Ok(match output {
             ProviderOutput::Complete(response) => InferenceOutcome::Complete { meta, response },
-            ProviderOutput::Stream { first, rest } => InferenceOutcome::Stream { meta, first, rest },
+            ProviderOutput::Stream { first, rest } => {
+                InferenceOutcome::Stream { meta, first, rest }
+            }
         })
     }
 
@@ -360,20 +384,27 @@ impl Gateway {
             tools: tool_config(function, &request.tools)?,
             output_schema,
             stream: request.stream,
-            extra_body: edits(&cc.extra_body, &request.extra_body, variant_name, |e| BodyEdit {
-                pointer: e.pointer.clone(),
-                value: match e.edit() {
-                    Ok(crate::config::Edit::Set(v)) => Some(v.clone()),
-                    _ => None,
-                },
+            extra_body: edits(&cc.extra_body, &request.extra_body, variant_name, |e| {
+                BodyEdit {
+                    pointer: e.pointer.clone(),
+                    value: match e.edit() {
+                        Ok(crate::config::Edit::Set(v)) => Some(v.clone()),
+                        _ => None,
+                    },
+                }
             }),
-            extra_headers: edits(&cc.extra_headers, &request.extra_headers, variant_name, |e| HeaderEdit {
-                name: e.name.clone(),
-                value: match e.edit() {
-                    Ok(crate::config::Edit::Set(v)) => Some(v.clone()),
-                    _ => None,
+            extra_headers: edits(
+                &cc.extra_headers,
+                &request.extra_headers,
+                variant_name,
+                |e| HeaderEdit {
+                    name: e.name.clone(),
+                    value: match e.edit() {
+                        Ok(crate::config::Edit::Set(v)) => Some(v.clone()),
+                        _ => None,
+                    },
                 },
-            }),
+            ),
         })
     }
 }
@@ -419,12 +450,25 @@ fn sampling_order(variants: &BTreeMap<String, VariantConfig>) -> Vec<&String> {
     let any_weight = variants.values().any(|v| v.weight().is_some());
     let mut weighted: Vec<(&String, f64)> = variants
         .iter()
-        .map(|(name, v)| (name, if any_weight { v.weight().unwrap_or(0.0) } else { 1.0 }))
+        .map(|(name, v)| {
+            (
+                name,
+                if any_weight {
+                    v.weight().unwrap_or(0.0)
+                } else {
+                    1.0
+                },
+            )
+        })
         .collect();
     let mut order = Vec::with_capacity(weighted.len());
     let mut rng = rand::rng();
     loop {
-        let total: f64 = weighted.iter().filter(|(_, w)| *w > 0.0).map(|(_, w)| w).sum();
+        let total: f64 = weighted
+            .iter()
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(_, w)| w)
+            .sum();
         if total <= 0.0 {
             break;
         }
@@ -441,7 +485,12 @@ fn sampling_order(variants: &BTreeMap<String, VariantConfig>) -> Vec<&String> {
                 pick -= w;
                 false
             })
-            .unwrap_or_else(|| weighted.iter().rposition(|(_, w)| *w > 0.0).expect("total > 0"));
+            .unwrap_or_else(|| {
+                weighted
+                    .iter()
+                    .rposition(|(_, w)| *w > 0.0)
+                    .expect("total > 0")
+            });
         order.push(weighted.remove(index).0);
     }
     order.extend(weighted.into_iter().map(|(name, _)| name));
@@ -450,14 +499,19 @@ fn sampling_order(variants: &BTreeMap<String, VariantConfig>) -> Vec<&String> {
 
 fn function_info(config: &Config, function: &FunctionConfig) -> Result<FunctionInfo, String> {
     let read_json = |path: &std::path::Path| -> Result<Value, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("`{}` is not valid JSON: {e}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("`{}` is not valid JSON: {e}", path.display()))
     };
     let (tools, output_schema) = match function {
         FunctionConfig::Chat(chat) => {
             let mut tools = Vec::new();
             for name in &chat.tools {
-                let tool = config.tools.get(name).ok_or_else(|| format!("tool `{name}` is not defined"))?;
+                let tool = config
+                    .tools
+                    .get(name)
+                    .ok_or_else(|| format!("tool `{name}` is not defined"))?;
                 tools.push(ToolDef {
                     name: tool.name.clone().unwrap_or_else(|| name.clone()),
                     description: tool.description.clone(),
@@ -467,7 +521,10 @@ fn function_info(config: &Config, function: &FunctionConfig) -> Result<FunctionI
             }
             (tools, None)
         }
-        FunctionConfig::Json(json) => (Vec::new(), json.output_schema.as_deref().map(read_json).transpose()?),
+        FunctionConfig::Json(json) => (
+            Vec::new(),
+            json.output_schema.as_deref().map(read_json).transpose()?,
+        ),
     };
     Ok(FunctionInfo {
         config: function.clone(),
@@ -476,7 +533,10 @@ fn function_info(config: &Config, function: &FunctionConfig) -> Result<FunctionI
     })
 }
 
-fn tool_config(function: Option<&FunctionInfo>, dynamic: &DynamicToolParams) -> Result<Option<ToolConfig>, Error> {
+fn tool_config(
+    function: Option<&FunctionInfo>,
+    dynamic: &DynamicToolParams,
+) -> Result<Option<ToolConfig>, Error> {
     let (configured, choice, parallel) = match function.map(|f| &f.config) {
         Some(FunctionConfig::Chat(chat)) => (
             function.map(|f| f.tools.as_slice()).unwrap_or_default(),
@@ -500,7 +560,11 @@ fn tool_config(function: Option<&FunctionInfo>, dynamic: &DynamicToolParams) -> 
                     )));
                 }
             }
-            configured.iter().filter(|t| allowed.contains(&t.name)).cloned().collect()
+            configured
+                .iter()
+                .filter(|t| allowed.contains(&t.name))
+                .cloned()
+                .collect()
         }
     };
     for tool in &dynamic.additional_tools {
@@ -545,10 +609,12 @@ fn edits<C, T: Clone>(
                     RequestEditFilter::Always => EditTarget::Always,
                     RequestEditFilter::Variant(v) if v == variant_name => EditTarget::Always,
                     RequestEditFilter::Variant(_) => return None,
-                    RequestEditFilter::ModelProvider { model, provider } => EditTarget::ModelProvider {
-                        model: model.clone(),
-                        provider: provider.clone(),
-                    },
+                    RequestEditFilter::ModelProvider { model, provider } => {
+                        EditTarget::ModelProvider {
+                            model: model.clone(),
+                            provider: provider.clone(),
+                        }
+                    }
                 };
                 Some(Targeted {
                     target,
@@ -613,9 +679,15 @@ mod tests {
 
     #[test]
     fn weights_shape_the_first_pick() {
-        let variants: BTreeMap<String, VariantConfig> =
-            [("a".to_owned(), variant(Some(1.0))), ("b".to_owned(), variant(Some(3.0)))].into_iter().collect();
-        let b_first = (0..4000).filter(|_| sampling_order(&variants)[0] == "b").count();
+        let variants: BTreeMap<String, VariantConfig> = [
+            ("a".to_owned(), variant(Some(1.0))),
+            ("b".to_owned(), variant(Some(3.0))),
+        ]
+        .into_iter()
+        .collect();
+        let b_first = (0..4000)
+            .filter(|_| sampling_order(&variants)[0] == "b")
+            .count();
         // Expected 3000; the bound is many standard deviations (~27) wide.
         assert!((2700..3300).contains(&b_first), "{b_first}");
     }

@@ -38,8 +38,15 @@ impl ModelTable {
         for (name, model) in &config.models {
             let mut providers = Vec::new();
             for provider_name in &model.routing {
-                let Some(provider) = model.providers.get(provider_name) else { continue };
-                match ModelProvider::from_config(name, provider_name, provider, &config.provider_types) {
+                let Some(provider) = model.providers.get(provider_name) else {
+                    continue;
+                };
+                match ModelProvider::from_config(
+                    name,
+                    provider_name,
+                    provider,
+                    &config.provider_types,
+                ) {
                     Ok(p) => providers.push(p),
                     Err(e) => errors.push(e.0),
                 }
@@ -73,7 +80,12 @@ impl ModelTable {
             if let Some(t) = ProviderType::from_shorthand(prefix).filter(|_| !model.is_empty()) {
                 return Ok(Arc::new(Model {
                     name: name.into(),
-                    providers: vec![ModelProvider::shorthand(name, t, model, &self.provider_types)],
+                    providers: vec![ModelProvider::shorthand(
+                        name,
+                        t,
+                        model,
+                        &self.provider_types,
+                    )],
                     timeouts: TimeoutsConfig::default(),
                     skip_relay: false,
                 }));
@@ -121,7 +133,11 @@ impl Model {
         }
     }
 
-    async fn fallback<'a>(&'a self, request: &ModelRequest, cx: &CallContext<'_>) -> Result<ModelOutput<'a>, Error> {
+    async fn fallback<'a>(
+        &'a self,
+        request: &ModelRequest,
+        cx: &CallContext<'_>,
+    ) -> Result<ModelOutput<'a>, Error> {
         let mut errors = Vec::new();
         for provider in &self.providers {
             let (limit, kind) = pick_timeout(&provider.timeouts, request.stream);
@@ -155,7 +171,9 @@ impl Model {
 fn pick_timeout(t: &TimeoutsConfig, stream: bool) -> (Option<Duration>, &'static str) {
     if stream {
         match (t.streaming.ttft_ms, t.streaming.total_ms) {
-            (Some(ttft), Some(total)) if total < ttft => (Some(Duration::from_millis(total)), "streaming.total_ms"),
+            (Some(ttft), Some(total)) if total < ttft => {
+                (Some(Duration::from_millis(total)), "streaming.total_ms")
+            }
             (Some(ttft), _) => (Some(Duration::from_millis(ttft)), "streaming.ttft_ms"),
             (None, Some(total)) => (Some(Duration::from_millis(total)), "streaming.total_ms"),
             (None, None) => (None, ""),

@@ -280,9 +280,10 @@ impl EditTarget {
     pub fn applies_to(&self, model: &str, provider: &str) -> bool {
         match self {
             EditTarget::Always => true,
-            EditTarget::ModelProvider { model: m, provider: p } => {
-                m == model && p.as_deref().is_none_or(|p| p == provider)
-            }
+            EditTarget::ModelProvider {
+                model: m,
+                provider: p,
+            } => m == model && p.as_deref().is_none_or(|p| p == provider),
         }
     }
 }

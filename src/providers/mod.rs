@@ -104,7 +104,12 @@ impl ModelProvider {
 
     /// The provider of a shorthand model such as `openai::gpt-4o-mini`. Its key is looked up
     /// now but a missing one is only reported when the call needs it.
-    pub fn shorthand(full_name: &str, provider_type: ProviderType, model: &str, types: &ProviderTypesConfig) -> Self {
+    pub fn shorthand(
+        full_name: &str,
+        provider_type: ProviderType,
+        model: &str,
+        types: &ProviderTypesConfig,
+    ) -> Self {
         let adapter = match openai::OpenAiAdapter::shorthand(provider_type, model) {
             Some(a) => Adapter::OpenAi(a),
             None => Adapter::NotYetSupported,
@@ -122,7 +127,11 @@ impl ModelProvider {
     }
 
     /// Makes one attempt at this provider.
-    pub async fn infer(&self, request: &ModelRequest, cx: &CallContext<'_>) -> Result<ProviderOutput, Error> {
+    pub async fn infer(
+        &self,
+        request: &ModelRequest,
+        cx: &CallContext<'_>,
+    ) -> Result<ProviderOutput, Error> {
         let adapter = match &self.adapter {
             Adapter::OpenAi(a) => a,
             Adapter::NotYetSupported => {
@@ -132,10 +141,13 @@ impl ModelProvider {
                 )));
             }
         };
-        let key = self.credential.resolve(cx.credentials).map_err(|message| Error::ApiKeyMissing {
-            provider: format!("`{}` of model `{}`", self.name, self.model_name),
-            message,
-        })?;
+        let key =
+            self.credential
+                .resolve(cx.credentials)
+                .map_err(|message| Error::ApiKeyMissing {
+                    provider: format!("`{}` of model `{}`", self.name, self.model_name),
+                    message,
+                })?;
         let edits = Edits {
             body: self.body_edits(request),
             headers: self.header_edits(request),
@@ -150,7 +162,14 @@ impl ModelProvider {
             .variant
             .iter()
             .chain(&self.extra_body)
-            .chain(request.extra_body.request.iter().filter(|t| t.target.applies_to(&self.model_name, &self.name)).map(|t| &t.edit))
+            .chain(
+                request
+                    .extra_body
+                    .request
+                    .iter()
+                    .filter(|t| t.target.applies_to(&self.model_name, &self.name))
+                    .map(|t| &t.edit),
+            )
             .collect()
     }
 
@@ -160,7 +179,14 @@ impl ModelProvider {
             .variant
             .iter()
             .chain(&self.extra_headers)
-            .chain(request.extra_headers.request.iter().filter(|t| t.target.applies_to(&self.model_name, &self.name)).map(|t| &t.edit))
+            .chain(
+                request
+                    .extra_headers
+                    .request
+                    .iter()
+                    .filter(|t| t.target.applies_to(&self.model_name, &self.name))
+                    .map(|t| &t.edit),
+            )
             .collect()
     }
 }
@@ -215,9 +241,11 @@ pub fn apply_body_edit(body: &mut Value, edit: &BodyEdit) {
                 if edit.value.is_none() && !map.contains_key(token) {
                     return;
                 }
-                map.entry(token.clone()).or_insert_with(|| Value::Object(Default::default()))
+                map.entry(token.clone())
+                    .or_insert_with(|| Value::Object(Default::default()))
             }
-            Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+            Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get_mut(i))
+            {
                 Some(v) => v,
                 None => return,
             },
@@ -226,7 +254,11 @@ pub fn apply_body_edit(body: &mut Value, edit: &BodyEdit) {
                     return;
                 }
                 *other = Value::Object(Default::default());
-                other.as_object_mut().expect("just made an object").entry(token.clone()).or_insert(Value::Null)
+                other
+                    .as_object_mut()
+                    .expect("just made an object")
+                    .entry(token.clone())
+                    .or_insert(Value::Null)
             }
         };
     }
@@ -264,8 +296,11 @@ pub fn apply_body_edit(body: &mut Value, edit: &BodyEdit) {
 
 /// Marks a key as sensitive so that no header dump can show it.
 pub fn sensitive_header(value: &str) -> Result<http::HeaderValue, Error> {
-    let mut v = http::HeaderValue::from_str(value)
-        .map_err(|_| Error::InvalidRequest("a credential contains characters that cannot go in an HTTP header".into()))?;
+    let mut v = http::HeaderValue::from_str(value).map_err(|_| {
+        Error::InvalidRequest(
+            "a credential contains characters that cannot go in an HTTP header".into(),
+        )
+    })?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -281,16 +316,31 @@ mod tests {
     use serde_json::json;
 
     fn set(pointer: &str, v: Value) -> BodyEdit {
-        BodyEdit { pointer: pointer.into(), value: Some(v) }
+        BodyEdit {
+            pointer: pointer.into(),
+            value: Some(v),
+        }
     }
 
     #[test]
     fn body_edits_set_nested_and_delete() {
         let mut body = json!({"a": {"b": 1}, "list": [1, 2]});
         apply_body_edit(&mut body, &set("/a/c/d", json!(true)));
-        apply_body_edit(&mut body, &BodyEdit { pointer: "/a/b".into(), value: None });
+        apply_body_edit(
+            &mut body,
+            &BodyEdit {
+                pointer: "/a/b".into(),
+                value: None,
+            },
+        );
         apply_body_edit(&mut body, &set("/list/-", json!(3)));
-        apply_body_edit(&mut body, &BodyEdit { pointer: "/missing/x".into(), value: None });
+        apply_body_edit(
+            &mut body,
+            &BodyEdit {
+                pointer: "/missing/x".into(),
+                value: None,
+            },
+        );
         assert_eq!(body, json!({"a": {"c": {"d": true}}, "list": [1, 2, 3]}));
     }
 

@@ -13,9 +13,9 @@ use http::{HeaderName, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::{apply_body_edit, bearer, sensitive_header, CallContext, Edits, ModelProvider};
+use super::{CallContext, Edits, ModelProvider, apply_body_edit, bearer, sensitive_header};
 use crate::config::{JsonMode, ProviderKind, ProviderType};
 use crate::credentials::Credential;
 use crate::error::Error;
@@ -112,7 +112,9 @@ impl OpenAiAdapter {
             | ProviderKind::Xai(p) => fixed(p.api_base.as_deref(), &p.model_name),
             ProviderKind::Vllm(p) => fixed(p.api_base.as_deref(), &p.model_name),
             ProviderKind::Sglang(p) => fixed(Some(&p.api_base), &p.model_name),
-            ProviderKind::Tgi(p) => fixed(Some(&p.api_base), p.model_name.as_deref().unwrap_or("tgi")),
+            ProviderKind::Tgi(p) => {
+                fixed(Some(&p.api_base), p.model_name.as_deref().unwrap_or("tgi"))
+            }
             ProviderKind::Azure(p) => azure(p),
             _ => return None,
         })
@@ -160,12 +162,18 @@ impl OpenAiAdapter {
             .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
         for edit in &edits.headers {
             let name = HeaderName::from_bytes(edit.name.as_bytes()).map_err(|_| {
-                Error::InvalidRequest(format!("`extra_headers`: `{}` is not a valid header name", edit.name))
+                Error::InvalidRequest(format!(
+                    "`extra_headers`: `{}` is not a valid header name",
+                    edit.name
+                ))
             })?;
             match &edit.value {
                 Some(v) => {
                     let value = http::HeaderValue::from_str(v).map_err(|_| {
-                        Error::InvalidRequest(format!("`extra_headers`: the value of `{}` is not a valid header value", edit.name))
+                        Error::InvalidRequest(format!(
+                            "`extra_headers`: the value of `{}` is not a valid header value",
+                            edit.name
+                        ))
                     })?;
                     http_request.headers_mut().insert(name, value);
                 }
@@ -175,14 +183,17 @@ impl OpenAiAdapter {
             }
         }
 
-        let response = cx
-            .client
-            .request(http_request)
-            .await
-            .map_err(|e| failure(provider, format!("could not reach `{url}`: {}", error_chain(&e))))?;
+        let response = cx.client.request(http_request).await.map_err(|e| {
+            failure(
+                provider,
+                format!("could not reach `{url}`: {}", error_chain(&e)),
+            )
+        })?;
         let status = response.status();
         if !status.is_success() {
-            let body = read_limited(response.into_body(), MAX_ERROR_BYTES).await.unwrap_or_default();
+            let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
+                .await
+                .unwrap_or_default();
             return Err(Error::ProviderHttp {
                 provider_type: provider.provider_type.as_str(),
                 provider: provider.name.to_string(),
@@ -225,10 +236,15 @@ impl OpenAiAdapter {
                 let endpoint = credential
                     .resolve(cx.credentials)
                     .map_err(|message| Error::ApiKeyMissing {
-                        provider: format!("`{}` of model `{}` (its Azure endpoint)", provider.name, provider.model_name),
+                        provider: format!(
+                            "`{}` of model `{}` (its Azure endpoint)",
+                            provider.name, provider.model_name
+                        ),
                         message,
                     })?
-                    .ok_or_else(|| Error::Internal("a dynamic Azure endpoint resolved to nothing".into()))?;
+                    .ok_or_else(|| {
+                        Error::Internal("a dynamic Azure endpoint resolved to nothing".into())
+                    })?;
                 Ok(azure_url(endpoint.expose(), deployment_id, api_version))
             }
         }
@@ -258,7 +274,10 @@ impl OpenAiAdapter {
         put("presence_penalty", p.presence_penalty.map(|v| json!(v)));
         put("frequency_penalty", p.frequency_penalty.map(|v| json!(v)));
         put("stop", p.stop_sequences.as_ref().map(|v| json!(v)));
-        put("reasoning_effort", p.reasoning_effort.as_ref().map(|v| json!(v)));
+        put(
+            "reasoning_effort",
+            p.reasoning_effort.as_ref().map(|v| json!(v)),
+        );
         put("service_tier", p.service_tier.as_ref().map(|v| json!(v)));
         put("verbosity", p.verbosity.as_ref().map(|v| json!(v)));
         // OpenAI's newer models reject `max_tokens`; most compatible servers only know it.
@@ -287,7 +306,9 @@ impl OpenAiAdapter {
                 }),
             ),
             Some(JsonMode::ImplicitTool) => {
-                return Err(Error::NotSupported("`json_mode = \"implicit_tool\"`".into()));
+                return Err(Error::NotSupported(
+                    "`json_mode = \"implicit_tool\"`".into(),
+                ));
             }
         }
         if let Some(tools) = request.tools.as_ref().filter(|t| !t.tools.is_empty()) {
@@ -309,10 +330,15 @@ impl OpenAiAdapter {
                     ToolChoice::None => json!("none"),
                     ToolChoice::Auto => json!("auto"),
                     ToolChoice::Required => json!("required"),
-                    ToolChoice::Specific(name) => json!({ "type": "function", "function": { "name": name } }),
+                    ToolChoice::Specific(name) => {
+                        json!({ "type": "function", "function": { "name": name } })
+                    }
                 }),
             );
-            put("parallel_tool_calls", tools.parallel_tool_calls.map(Value::Bool));
+            put(
+                "parallel_tool_calls",
+                tools.parallel_tool_calls.map(Value::Bool),
+            );
         }
         if request.stream {
             put("stream", Some(json!(true)));
@@ -321,7 +347,11 @@ impl OpenAiAdapter {
         Ok(Value::Object(body))
     }
 
-    async fn stream(&self, provider: &ModelProvider, body: Incoming) -> Result<ProviderOutput, Error> {
+    async fn stream(
+        &self,
+        provider: &ModelProvider,
+        body: Incoming,
+    ) -> Result<ProviderOutput, Error> {
         let mut state = StreamState {
             body,
             decoder: SseDecoder::default(),
@@ -334,7 +364,12 @@ impl OpenAiAdapter {
         let first = match state.next_chunk().await {
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => return Err(e),
-            None => return Err(failure(provider, "the stream ended before any data arrived".into())),
+            None => {
+                return Err(failure(
+                    provider,
+                    "the stream ended before any data arrived".into(),
+                ));
+            }
         };
         let rest = futures_util::stream::unfold(state, |mut s| async move {
             s.next_chunk().await.map(|item| (item, s))
@@ -345,9 +380,13 @@ impl OpenAiAdapter {
 }
 
 fn azure(p: &crate::config::models::AzureProvider) -> Result<OpenAiAdapter, String> {
-    let api_version = p.api_version.clone().unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
+    let api_version = p
+        .api_version
+        .clone()
+        .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
     let endpoint = if let Some(var) = p.endpoint.strip_prefix("env::") {
-        let base = std::env::var(var).map_err(|_| format!("the Azure endpoint variable `{var}` is not set"))?;
+        let base = std::env::var(var)
+            .map_err(|_| format!("the Azure endpoint variable `{var}` is not set"))?;
         Endpoint::Fixed(azure_url(&base, &p.deployment_id, &api_version))
     } else if let Some(name) = p.endpoint.strip_prefix("dynamic::") {
         Endpoint::AzureDynamic {
@@ -386,7 +425,9 @@ fn push_message(out: &mut Vec<Value>, message: &Message) {
                     ContentBlock::File(file) => parts.push(file_part(file)),
                     ContentBlock::ToolResult(r) => {
                         flush(&mut parts, out);
-                        out.push(json!({ "role": "tool", "tool_call_id": r.id, "content": r.result }));
+                        out.push(
+                            json!({ "role": "tool", "tool_call_id": r.id, "content": r.result }),
+                        );
                     }
                     ContentBlock::Unknown { data } => parts.push(data.clone()),
                     // A user turn cannot carry these in the OpenAI format.
@@ -413,7 +454,9 @@ fn push_message(out: &mut Vec<Value>, message: &Message) {
                     })),
                     // Earlier reasoning is not sent back in this format.
                     ContentBlock::Thought(_) => {}
-                    ContentBlock::ToolResult(_) | ContentBlock::File(_) | ContentBlock::Unknown { .. } => {}
+                    ContentBlock::ToolResult(_)
+                    | ContentBlock::File(_)
+                    | ContentBlock::Unknown { .. } => {}
                 }
             }
             let mut m = json!({ "role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) } });
@@ -504,11 +547,12 @@ fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
             snippet(bytes)
         )
     })?;
-    let choice = completion
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("the answer has no `choices`; it began with: {}", snippet(bytes)))?;
+    let choice = completion.choices.into_iter().next().ok_or_else(|| {
+        format!(
+            "the answer has no `choices`; it began with: {}",
+            snippet(bytes)
+        )
+    })?;
     let mut content = Vec::new();
     if let Some(reasoning) = choice.message.reasoning_content.filter(|r| !r.is_empty()) {
         content.push(OutputBlock::Thought(crate::inference::types::Thought {
@@ -539,7 +583,10 @@ fn response_as_chunk(r: ModelResponse) -> ModelChunk {
             .content
             .into_iter()
             .map(|b| match b {
-                OutputBlock::Text(text) => ChunkBlock::Text { id: "0".into(), text },
+                OutputBlock::Text(text) => ChunkBlock::Text {
+                    id: "0".into(),
+                    text,
+                },
                 OutputBlock::ToolCall(c) => ChunkBlock::ToolCall {
                     id: c.id,
                     raw_name: c.name,
@@ -635,27 +682,41 @@ impl StreamState {
                         self.decoder.push(&data);
                     }
                 }
-                Some(Err(e)) => return self.fail(format!("the stream broke off: {}", error_chain(&e))),
+                Some(Err(e)) => {
+                    return self.fail(format!("the stream broke off: {}", error_chain(&e)));
+                }
                 None => {
                     if self.saw_finish_reason && !self.decoder.has_partial() {
                         // Some compatible servers end without `[DONE]` after the last chunk.
                         self.finished = true;
                         return None;
                     }
-                    return self.fail("the stream ended before the provider finished its answer".into());
+                    return self
+                        .fail("the stream ended before the provider finished its answer".into());
                 }
             }
         }
     }
 
     fn parse(&mut self, data: &str) -> Result<Option<ModelChunk>, String> {
-        let value: Value = serde_json::from_str(data)
-            .map_err(|e| format!("a stream event is not JSON ({e}): {}", snippet(data.as_bytes())))?;
+        let value: Value = serde_json::from_str(data).map_err(|e| {
+            format!(
+                "a stream event is not JSON ({e}): {}",
+                snippet(data.as_bytes())
+            )
+        })?;
         if let Some(error) = value.get("error") {
-            return Err(format!("the provider reported an error mid-stream: {}", error_text(error)));
+            return Err(format!(
+                "the provider reported an error mid-stream: {}",
+                error_text(error)
+            ));
         }
-        let chunk: StreamChunk = serde_json::from_value(value)
-            .map_err(|e| format!("a stream event is not a chat.completion.chunk ({e}): {}", snippet(data.as_bytes())))?;
+        let chunk: StreamChunk = serde_json::from_value(value).map_err(|e| {
+            format!(
+                "a stream event is not a chat.completion.chunk ({e}): {}",
+                snippet(data.as_bytes())
+            )
+        })?;
         let mut out = ModelChunk {
             usage: chunk.usage.map(Usage::from),
             ..ModelChunk::default()
@@ -674,7 +735,10 @@ impl StreamState {
                 });
             }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                out.content.push(ChunkBlock::Text { id: "0".into(), text });
+                out.content.push(ChunkBlock::Text {
+                    id: "0".into(),
+                    text,
+                });
             }
             for call in delta.tool_calls {
                 let index = call.index.unwrap_or(self.tool_ids.len().saturating_sub(1));
@@ -712,7 +776,11 @@ fn failure(provider: &ModelProvider, message: String) -> Error {
 /// shapes, or the start of the body.
 fn provider_error_message(body: &[u8]) -> String {
     match serde_json::from_slice::<Value>(body) {
-        Ok(v) => match v.get("error").or_else(|| v.get("message")).or_else(|| v.get("detail")) {
+        Ok(v) => match v
+            .get("error")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("detail"))
+        {
             Some(e) => error_text(e),
             None => snippet(body),
         },
@@ -780,37 +848,77 @@ mod tests {
         let request = ModelRequest {
             system: Some("be brief".into()),
             messages: vec![
-                Message { role: Role::User, content: vec![ContentBlock::Text("hi".into())] },
+                Message {
+                    role: Role::User,
+                    content: vec![ContentBlock::Text("hi".into())],
+                },
                 Message {
                     role: Role::Assistant,
-                    content: vec![ContentBlock::ToolCall(ToolCall { id: "c1".into(), name: "f".into(), arguments: "{}".into() })],
+                    content: vec![ContentBlock::ToolCall(ToolCall {
+                        id: "c1".into(),
+                        name: "f".into(),
+                        arguments: "{}".into(),
+                    })],
                 },
                 Message {
                     role: Role::User,
                     content: vec![
-                        ContentBlock::ToolResult(ToolResult { id: "c1".into(), name: "f".into(), result: "42".into() }),
+                        ContentBlock::ToolResult(ToolResult {
+                            id: "c1".into(),
+                            name: "f".into(),
+                            result: "42".into(),
+                        }),
                         ContentBlock::Text("thanks".into()),
                     ],
                 },
             ],
-            params: InferenceParams { max_tokens: Some(7), stop_sequences: Some(vec!["x".into()]), ..Default::default() },
+            params: InferenceParams {
+                max_tokens: Some(7),
+                stop_sequences: Some(vec!["x".into()]),
+                ..Default::default()
+            },
             tools: Some(ToolConfig {
-                tools: vec![ToolDef { name: "f".into(), description: "d".into(), parameters: json!({"type": "object"}), strict: false }],
+                tools: vec![ToolDef {
+                    name: "f".into(),
+                    description: "d".into(),
+                    parameters: json!({"type": "object"}),
+                    strict: false,
+                }],
                 tool_choice: ToolChoice::Specific("f".into()),
                 parallel_tool_calls: Some(false),
             }),
             stream: true,
             ..Default::default()
         };
-        let body = adapter(ProviderType::Openai).request_body(&request).unwrap();
+        let body = adapter(ProviderType::Openai)
+            .request_body(&request)
+            .unwrap();
         assert_eq!(body["max_completion_tokens"], 7);
         assert_eq!(body["stop"], json!(["x"]));
-        assert_eq!(body["messages"][0], json!({"role": "system", "content": "be brief"}));
-        assert_eq!(body["messages"][1], json!({"role": "user", "content": "hi"}));
-        assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["name"], "f");
-        assert_eq!(body["messages"][3], json!({"role": "tool", "tool_call_id": "c1", "content": "42"}));
-        assert_eq!(body["messages"][4], json!({"role": "user", "content": "thanks"}));
-        assert_eq!(body["tool_choice"], json!({"type": "function", "function": {"name": "f"}}));
+        assert_eq!(
+            body["messages"][0],
+            json!({"role": "system", "content": "be brief"})
+        );
+        assert_eq!(
+            body["messages"][1],
+            json!({"role": "user", "content": "hi"})
+        );
+        assert_eq!(
+            body["messages"][2]["tool_calls"][0]["function"]["name"],
+            "f"
+        );
+        assert_eq!(
+            body["messages"][3],
+            json!({"role": "tool", "tool_call_id": "c1", "content": "42"})
+        );
+        assert_eq!(
+            body["messages"][4],
+            json!({"role": "user", "content": "thanks"})
+        );
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "function", "function": {"name": "f"}})
+        );
         assert_eq!(body["parallel_tool_calls"], false);
         assert_eq!(body["stream_options"], json!({"include_usage": true}));
         let groq = adapter(ProviderType::Groq).request_body(&request).unwrap();
@@ -823,15 +931,27 @@ mod tests {
         let r = parse_completion(ok).unwrap();
         assert_eq!(r.content.len(), 2);
         assert_eq!(r.finish_reason, Some(FinishReason::ToolCall));
-        assert_eq!(r.usage, Usage { input_tokens: Some(3), output_tokens: Some(4) });
+        assert_eq!(
+            r.usage,
+            Usage {
+                input_tokens: Some(3),
+                output_tokens: Some(4)
+            }
+        );
         let err = parse_completion(b"<html>oops</html>").unwrap_err();
         assert!(err.contains("<html>oops</html>"), "{err}");
     }
 
     #[test]
     fn extracts_provider_error_messages() {
-        assert_eq!(provider_error_message(br#"{"error":{"message":"bad key","type":"x"}}"#), "bad key");
-        assert_eq!(provider_error_message(b"upstream exploded"), "upstream exploded");
+        assert_eq!(
+            provider_error_message(br#"{"error":{"message":"bad key","type":"x"}}"#),
+            "bad key"
+        );
+        assert_eq!(
+            provider_error_message(b"upstream exploded"),
+            "upstream exploded"
+        );
         assert_eq!(provider_error_message(b""), "(empty body)");
     }
 }

@@ -1,0 +1,204 @@
+//! Every bad input gets a clear error with the right status, and nothing reaches the provider.
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::json;
+
+use crate::harness::{BASIC, Harness, inference, send};
+
+#[tokio::test]
+async fn malformed_json_says_where() {
+    let h = Harness::start(BASIC).await;
+    let r = send(
+        Method::POST,
+        &h.url("/inference"),
+        Bytes::from_static(b"{\"model_name\": \"mock\",\n \"input\": {"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let e = r.error();
+    assert!(e.contains("Malformed JSON") && e.contains("line 2"), "{e}");
+    let r = send(
+        Method::POST,
+        &h.url("/openai/v1/chat/completions"),
+        Bytes::from_static(b"{oops}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("column 2"), "{}", r.error());
+    let r = send(Method::POST, &h.url("/inference"), Bytes::new(), &[]).await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("empty"), "{}", r.error());
+    assert!(h.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_types_and_unknown_fields_name_the_field() {
+    let h = Harness::start(BASIC).await;
+    let mut body = inference("mock", "hi");
+    body["stream"] = json!("yes");
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error().contains("`stream`") && r.error().contains("expected a boolean"),
+        "{}",
+        r.error()
+    );
+
+    let mut body = inference("mock", "hi");
+    body["params"] = json!({ "chat_completion": { "temperature": "hot" } });
+    let r = h.post("/inference", &body).await;
+    assert!(
+        r.error().contains("params.chat_completion.temperature"),
+        "{}",
+        r.error()
+    );
+
+    let mut body = inference("mock", "hi");
+    body["modle_name"] = json!("x");
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error().contains("unknown field `modle_name`"),
+        "{}",
+        r.error()
+    );
+
+    let body = json!({ "model_name": "mock", "input": { "messages": [{ "role": "user", "content": [{ "type": "txet", "text": "x" }] }] } });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error().contains("input.messages[0].content[0]") && r.error().contains("txet"),
+        "{}",
+        r.error()
+    );
+    assert!(h.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_model_and_function_are_named() {
+    let h = Harness::start(BASIC).await;
+    let r = h.post("/inference", &inference("gpt-9", "hi")).await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("'gpt-9'"), "{}", r.error());
+    let r = h
+        .post("/inference", &inference("nosuchprovider::m", "hi"))
+        .await;
+    assert_eq!(r.status, 400);
+    let r = h
+        .post(
+            "/inference",
+            &json!({ "function_name": "ghost", "input": { "messages": [] } }),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "Unknown function: ghost");
+    let r = h
+        .post(
+            "/openai/v1/chat/completions",
+            &json!({ "model": "tensorzero::model_name::gpt-9", "messages": [] }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("gpt-9"));
+    assert!(h.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn exactly_one_target() {
+    let h = Harness::start(BASIC).await;
+    let both = json!({ "model_name": "mock", "function_name": "f", "input": { "messages": [] } });
+    let r = h.post("/inference", &both).await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("Only one of"), "{}", r.error());
+    let neither = json!({ "input": { "messages": [] } });
+    let r = h.post("/inference", &neither).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error().contains("Either `function_name` or `model_name`"),
+        "{}",
+        r.error()
+    );
+    let pinned = json!({ "model_name": "mock", "variant_name": "v", "input": { "messages": [] } });
+    assert_eq!(h.post("/inference", &pinned).await.status, 400);
+    assert!(h.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn reserved_tags_are_refused() {
+    let h = Harness::start(BASIC).await;
+    let mut body = inference("mock", "hi");
+    body["tags"] = json!({ "tensorzero::api_key_public_id": "spoofed" });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("tensorzero::"), "{}", r.error());
+    let r = h.post("/openai/v1/chat/completions", &json!({
+        "model": "tensorzero::model_name::mock", "messages": [{ "role": "user", "content": "x" }],
+        "tensorzero::tags": { "tensorzero::x": "y" }
+    })).await;
+    assert_eq!(r.status, 400);
+    assert!(h.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn episode_ids_must_be_uuid_v7() {
+    let h = Harness::start(BASIC).await;
+    let mut body = inference("mock", "hi");
+    body["episode_id"] = json!(uuid::Uuid::new_v4());
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("UUIDv7"), "{}", r.error());
+    let id = uuid::Uuid::now_v7();
+    body["episode_id"] = json!(id);
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.json()["episode_id"], json!(id));
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let h = Harness::start(BASIC).await;
+    // Declared too large: refused before reading.
+    let r = send(
+        Method::POST,
+        &h.url("/inference"),
+        Bytes::from_static(b"{}"),
+        &[("content-length", "2")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "a small body is read normally");
+    let limit = switchyard::api::DEFAULT_BODY_LIMIT;
+    let big = Bytes::from(vec![b' '; limit + 1]);
+    let r = send(Method::POST, &h.url("/inference"), big, &[]).await;
+    assert_eq!(r.status, 413);
+    assert!(r.error().contains(&limit.to_string()), "{}", r.error());
+    assert!(h.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let h = Harness::start(BASIC).await;
+    let r = h.get("/nope").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "Route not found: GET /nope");
+    let r = h.get("/openai/v1/models").await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.json()["error"]["message"].is_string(),
+        "OpenAI-shaped under /openai/v1"
+    );
+    let r = h.get("/inference").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers["allow"], "POST");
+}
+
+#[tokio::test]
+async fn templates_without_schema_are_refused_clearly() {
+    let h = Harness::start(BASIC).await;
+    let body = json!({ "model_name": "mock", "input": { "messages": [{ "role": "user", "content": [{ "type": "template", "name": "t", "arguments": {} }] }] } });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 501);
+    assert!(r.error().contains("template"), "{}", r.error());
+    assert!(h.mock.requests().is_empty());
+}

@@ -1,0 +1,328 @@
+//! Provider behaviour: errors, fallback, credentials, timeouts, broken streams, cancellation.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Harness, inference, last_request};
+
+fn model(name: &str, provider_model: &str) -> String {
+    format!(
+        "[models.{name}]\nrouting = [\"p\"]\n[models.{name}.providers.p]\ntype = \"openai\"\napi_base = \"{{mock}}\"\nmodel_name = \"{provider_model}\"\napi_key_location = \"none\"\n"
+    )
+}
+
+#[tokio::test]
+async fn provider_5xx_names_the_provider_and_its_message() {
+    let h = Harness::start(&model("broken", "error-503")).await;
+    let r = h.post("/inference", &inference("broken", "hi")).await;
+    assert_eq!(r.status, 502);
+    let e = r.error();
+    assert!(
+        e.starts_with("All variants failed with errors: broken: All model providers failed"),
+        "{e}"
+    );
+    assert!(
+        e.contains("openai provider `p` (HTTP 503): mock provider error 503"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn provider_garbage_and_truncation_are_reported() {
+    let h = Harness::start(&format!(
+        "{}{}",
+        model("junk", "garbage"),
+        model("cut", "break")
+    ))
+    .await;
+    let e = h.post("/inference", &inference("junk", "hi")).await.error();
+    assert!(
+        e.contains("not an OpenAI chat completion") && e.contains("definitely not json"),
+        "{e}"
+    );
+    let e = h.post("/inference", &inference("cut", "hi")).await.error();
+    assert!(e.contains("provider `p`"), "{e}");
+}
+
+#[tokio::test]
+async fn unreachable_provider_is_named() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = format!(
+        "[models.gone]\nrouting = [\"p\"]\n[models.gone.providers.p]\ntype = \"openai\"\napi_base = \"http://127.0.0.1:{port}/v1\"\nmodel_name = \"x\"\napi_key_location = \"none\"\n"
+    );
+    let h = Harness::start(&cfg).await;
+    let r = h.post("/inference", &inference("gone", "hi")).await;
+    assert_eq!(r.status, 502);
+    let e = r.error();
+    assert!(
+        e.contains("could not reach") && e.contains(&port.to_string()),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn falls_back_to_the_next_provider() {
+    let cfg = r#"
+[models.m]
+routing = ["first", "second"]
+[models.m.providers.first]
+type = "openai"
+api_base = "{mock}"
+model_name = "error-500"
+api_key_location = "none"
+[models.m.providers.second]
+type = "vllm"
+api_base = "{mock}"
+model_name = "good"
+api_key_location = "none"
+"#;
+    let h = Harness::start(cfg).await;
+    let r = h.post("/inference", &inference("m", "hi")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let models: Vec<_> = h
+        .mock
+        .requests()
+        .iter()
+        .map(|r| r.body["model"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(models, ["error-500", "good"]);
+    // vLLM takes `max_tokens`, not `max_completion_tokens`.
+    let mut body = inference("m", "hi");
+    body["params"] = json!({ "chat_completion": { "max_tokens": 5 } });
+    h.post("/inference", &body).await;
+    assert_eq!(last_request(&h.mock).body["max_tokens"], 5);
+}
+
+#[tokio::test]
+async fn keys_from_files_and_dynamic_credentials_go_to_the_provider_only() {
+    // (Keys from `env::` are covered by the CLI tests, which can set a child's environment.)
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("openai.key");
+    std::fs::write(&key_file, "sk-from-file-123\n").unwrap();
+    let cfg = r#"
+[models.env]
+routing = ["p"]
+[models.env.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "m"
+api_key_location = "path::KEY_FILE"
+
+[models.dyn]
+routing = ["p"]
+[models.dyn.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "m"
+api_key_location = "dynamic::customer_key"
+"#
+    .replace("KEY_FILE", key_file.to_str().unwrap());
+    let h = Harness::start(&cfg).await;
+    let r = crate::harness::send(
+        http::Method::POST,
+        &h.url("/inference"),
+        inference("env", "hi").to_string().into(),
+        &[("authorization", "Bearer client-secret-must-not-leak")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        last_request(&h.mock).header("authorization"),
+        Some("Bearer sk-from-file-123")
+    );
+
+    let r = h.post("/inference", &inference("dyn", "hi")).await;
+    assert_eq!(
+        r.status, 400,
+        "a missing dynamic credential is the client's to fix"
+    );
+    assert!(
+        r.error()
+            .contains("Dynamic api key `customer_key` is missing"),
+        "{}",
+        r.error()
+    );
+
+    let mut body = inference("dyn", "hi");
+    body["credentials"] = json!({ "customer_key": "sk-dynamic-456" });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("sk-dynamic-456"),
+        "credentials are never echoed"
+    );
+    assert_eq!(
+        last_request(&h.mock).header("authorization"),
+        Some("Bearer sk-dynamic-456")
+    );
+
+    let r = h.post("/openai/v1/chat/completions", &json!({
+        "model": "tensorzero::model_name::dyn", "messages": [{ "role": "user", "content": "x" }],
+        "tensorzero::credentials": { "customer_key": "sk-openai-route-789" }
+    })).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        last_request(&h.mock).header("authorization"),
+        Some("Bearer sk-openai-route-789")
+    );
+    for req in h.mock.requests() {
+        assert!(
+            req.headers
+                .iter()
+                .all(|(_, v)| !v.contains("client-secret-must-not-leak"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn azure_uses_its_url_and_api_key_header() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("azure.key");
+    std::fs::write(&key_file, "azure-key-1").unwrap();
+    let cfg = r#"
+[models.az]
+routing = ["a"]
+[models.az.providers.a]
+type = "azure"
+endpoint = "{mock}"
+deployment_id = "my-deployment"
+api_key_location = "path::KEY_FILE"
+"#
+    .replace("KEY_FILE", key_file.to_str().unwrap());
+    let h = Harness::start(&cfg).await;
+    let r = h.post("/inference", &inference("az", "hi")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let sent = last_request(&h.mock);
+    assert!(
+        sent.path
+            .contains("/openai/deployments/my-deployment/chat/completions?api-version="),
+        "{}",
+        sent.path
+    );
+    assert_eq!(sent.header("api-key"), Some("azure-key-1"));
+    assert_eq!(sent.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn provider_timeouts_fall_back() {
+    let cfg = r#"
+[models.m]
+routing = ["slow", "fast"]
+[models.m.providers.slow]
+type = "openai"
+api_base = "{mock}"
+model_name = "slow-3000"
+api_key_location = "none"
+timeouts = { non_streaming = { total_ms = 200 }, streaming = { ttft_ms = 200 } }
+[models.m.providers.fast]
+type = "openai"
+api_base = "{mock}"
+model_name = "fast"
+api_key_location = "none"
+"#;
+    let h = Harness::start(cfg).await;
+    let r = h.post("/inference", &inference("m", "hi")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["content"][0]["text"], "mock reply to: hi");
+
+    let only_slow = cfg.replace("routing = [\"slow\", \"fast\"]", "routing = [\"slow\"]").replace("[models.m.providers.fast]\ntype = \"openai\"\napi_base = \"{mock}\"\nmodel_name = \"fast\"\napi_key_location = \"none\"\n", "");
+    let h = Harness::start(&only_slow).await;
+    let r = h.post("/inference", &inference("m", "hi")).await;
+    assert_eq!(r.status, 502);
+    assert!(
+        r.error()
+            .contains("timed out due to configured `non_streaming.total_ms` timeout (200 ms)"),
+        "{}",
+        r.error()
+    );
+}
+
+#[tokio::test]
+async fn stream_errors_before_the_first_chunk_are_plain_errors() {
+    let h = Harness::start(&model("bad", "error-500")).await;
+    let mut body = inference("bad", "hi");
+    body["stream"] = json!(true);
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.headers["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_ends_with_an_error_event() {
+    let h = Harness::start(&format!(
+        "{}{}",
+        model("cut", "break"),
+        model("err", "stream-error")
+    ))
+    .await;
+    for (name, expect) in [
+        ("cut", "broke off"),
+        ("err", "mock provider failed mid-stream"),
+    ] {
+        let mut body = inference(name, "hi");
+        body["stream"] = json!(true);
+        let r = h.post("/inference", &body).await;
+        assert_eq!(r.status, 200);
+        let events = r.events();
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        let error = &events[events.len() - 2];
+        assert!(
+            error.contains("\"error\"") && error.contains(expect),
+            "{name}: {events:?}"
+        );
+
+        let r = h.post("/openai/v1/chat/completions", &json!({
+            "model": format!("tensorzero::model_name::{name}"), "stream": true, "messages": [{ "role": "user", "content": "x" }]
+        })).await;
+        let events = r.events();
+        let error: serde_json::Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(expect),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_stream_cancels_the_provider_call() {
+    use http_body_util::BodyExt;
+    let h = Harness::start(&model("drip", "drip-50")).await;
+    let mut body = inference("drip", "hi");
+    body["stream"] = json!(true);
+    let client = switchyard::http_client::build();
+    let req = http::Request::post(h.url("/inference"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    let mut res_body = res.into_body();
+    // Read a few events, then go away.
+    let mut got = 0;
+    while got < 3 {
+        if let Some(Ok(frame)) = res_body.frame().await {
+            if frame.data_ref().is_some() {
+                got += 1;
+            }
+        }
+    }
+    drop(res_body);
+    drop(client);
+    // The 200-chunk stream takes 10 s to finish; the mock sees it abandoned well before that.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while h.mock.aborted_streams() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        h.mock.aborted_streams(),
+        1,
+        "the upstream stream was not cancelled"
+    );
+    assert_eq!(h.mock.completed_streams(), 0);
+}
