@@ -1,0 +1,77 @@
+"""Fixtures: the mock provider and the gateway, started as the real binaries on free ports."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+
+
+class Process:
+    """A child process whose output is kept in a file so it can be read while it runs."""
+
+    def __init__(self, args, log_path, env=None):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+
+    def output(self):
+        return pathlib.Path(self.log_path).read_text()
+
+    def wait_for(self, pattern, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output())
+            if match:
+                return match
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"process exited early:\n{self.output()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{pattern!r} not seen in:\n{self.output()}")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def mock_provider(tmp_path_factory):
+    p = Process([str(TARGET / "mock-provider"), "--bind", "127.0.0.1:0"], tmp_path_factory.mktemp("mock") / "mock.log")
+    addr = p.wait_for(r"listening on http://(127\.0\.0\.1:\d+)").group(1)
+    yield addr
+    p.stop()
+
+
+def start_gateway(config_path, log_dir, extra_env=None):
+    env = dict(os.environ, RUST_LOG="info", **(extra_env or {}))
+    env.pop("TENSORZERO_GATEWAY_BIND_ADDRESS", None)
+    p = Process(
+        [str(TARGET / "switchyard"), "--config-file", str(config_path), "--bind-address", "127.0.0.1:0", "--log-format", "json"],
+        log_dir / "gateway.log",
+        env=env,
+    )
+    line = p.wait_for(r'\{[^\n]*"switchyard listening"[^\n]*\}').group(0)
+    return p, json.loads(line)["address"]
+
+
+@pytest.fixture(scope="session")
+def quickstart_gateway(mock_provider, tmp_path_factory):
+    """The README's quick-start configuration, pointed at this run's mock provider."""
+    d = tmp_path_factory.mktemp("gateway")
+    text = (ROOT / "examples/quickstart/tensorzero.toml").read_text()
+    assert "127.0.0.1:3030" in text
+    config = d / "tensorzero.toml"
+    config.write_text(text.replace("127.0.0.1:3030", mock_provider))
+    p, addr = start_gateway(config, d)
+    yield {"url": f"http://{addr}", "process": p}
+    p.stop()
