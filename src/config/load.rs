@@ -530,6 +530,10 @@ pub fn deserialize<T: DeserializeOwned>(sources: &Sources) -> Result<T, ConfigEr
                 .collect(),
         );
         let message = err.into_inner().message().to_owned();
+        let (path, message) = match merge(sources) {
+            Ok(tree) => super::refine::refine(&tree, path, message),
+            Err(_) => (path, message),
+        };
         ConfigErrors(vec![locate_serde_error(sources, path, message)])
     })
 }

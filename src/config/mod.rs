@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod load;
 pub mod models;
 pub mod rate_limiting;
+mod refine;
 mod validate;
 
 use std::collections::BTreeMap;

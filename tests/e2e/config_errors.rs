@@ -396,3 +396,32 @@ allow_http = true
     assert_eq!(loaded.config.rate_limiting.rules.len(), 2);
     assert!(loaded.warnings.len() >= 5, "{:#?}", loaded.warnings);
 }
+
+#[test]
+fn wrong_types_inside_tagged_tables_point_at_the_key() {
+    let text = "[functions.f]\ntype = \"chat\"\n\n[functions.f.variants.v]\ntype = \"chat_completion\"\nmodel = \"openai::gpt\"\ntemperature = \"hot\"\n";
+    let e = load(&[("c.toml", text)]).unwrap_err();
+    assert!(
+        e.contains("c.toml:7:1: `functions.f.variants.v.temperature`")
+            && e.contains("expected f64"),
+        "{e}"
+    );
+
+    let text = "[models.m]\nrouting = [\"p\"]\n[models.m.providers.p]\ntype = \"openai\"\nmodel_name = 5\n";
+    let e = load(&[("c.toml", text)]).unwrap_err();
+    assert!(
+        e.contains("c.toml:5:1: `models.m.providers.p.model_name`"),
+        "{e}"
+    );
+
+    let text = "[models.m]\nrouting = [\"p\"]\n[models.m.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\ntimeouts = { non_streaming = { total_ms = \"soon\" } }\n";
+    let e = load(&[("c.toml", text)]).unwrap_err();
+    assert!(
+        e.contains("`models.m.providers.p.timeouts.non_streaming.total_ms`"),
+        "{e}"
+    );
+
+    let text = "[functions.f]\ntype = \"chat\"\ntools = \"weather\"\n";
+    let e = load(&[("c.toml", text)]).unwrap_err();
+    assert!(e.contains("c.toml:3:1: `functions.f.tools`"), "{e}");
+}

@@ -53,7 +53,7 @@ def mock_provider(tmp_path_factory):
 
 
 def start_gateway(config_path, log_dir, extra_env=None):
-    env = dict(os.environ, RUST_LOG="info", **(extra_env or {}))
+    env = {**os.environ, "RUST_LOG": "info", **(extra_env or {})}
     env.pop("TENSORZERO_GATEWAY_BIND_ADDRESS", None)
     p = Process(
         [str(TARGET / "switchyard"), "--config-file", str(config_path), "--bind-address", "127.0.0.1:0", "--log-format", "json"],
