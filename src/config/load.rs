@@ -53,6 +53,22 @@ impl TomlPath {
     }
 }
 
+impl From<&serde_path_to_error::Path> for TomlPath {
+    fn from(path: &serde_path_to_error::Path) -> Self {
+        Self(
+            path.iter()
+                .filter_map(|seg| match seg {
+                    serde_path_to_error::Segment::Map { key } => {
+                        Some(PathSegment::Key(key.clone()))
+                    }
+                    serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+}
+
 impl fmt::Display for TomlPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, seg) in self.0.iter().enumerate() {
@@ -517,18 +533,7 @@ pub fn deserialize<T: DeserializeOwned>(sources: &Sources) -> Result<T, ConfigEr
     let merged = merge(sources)?;
     let deserializer = toml::de::Deserializer::from(Spanned::new(0..0, merged));
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let path = TomlPath(
-            err.path()
-                .iter()
-                .filter_map(|seg| match seg {
-                    serde_path_to_error::Segment::Map { key } => {
-                        Some(PathSegment::Key(key.clone()))
-                    }
-                    serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
-                    _ => None,
-                })
-                .collect(),
-        );
+        let path = TomlPath::from(err.path());
         let message = err.into_inner().message().to_owned();
         let (path, message) = match merge(sources) {
             Ok(tree) => super::refine::refine(&tree, path, message),

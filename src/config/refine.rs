@@ -84,20 +84,7 @@ fn check<T: DeserializeOwned>(table: &DeTable<'static>, without: &[&str]) -> Che
     serde_path_to_error::deserialize::<_, T>(de)
         .map(|_| ())
         .map_err(|e| {
-            let path = TomlPath(
-                e.path()
-                    .iter()
-                    .filter_map(|s| match s {
-                        serde_path_to_error::Segment::Map { key } => {
-                            Some(PathSegment::Key(key.clone()))
-                        }
-                        serde_path_to_error::Segment::Seq { index } => {
-                            Some(PathSegment::Index(*index))
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-            );
+            let path = TomlPath::from(e.path());
             (path, e.into_inner().message().to_owned())
         })
 }

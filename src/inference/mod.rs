@@ -25,9 +25,9 @@ use crate::http_client::HttpClient;
 use crate::providers::CallContext;
 use models::{ModelOutput, ModelTable};
 use types::{
-    BodyEdit, ChunkStream, ContentBlock, EditTarget, ExtraEdits, HeaderEdit, InferenceParams,
-    Message, ModelChunk, ModelRequest, ModelResponse, ProviderOutput, Targeted, ToolChoice,
-    ToolConfig, ToolDef,
+    BodyEdit, ChunkStream, EditTarget, ExtraEdits, HeaderEdit, InferenceParams, Message,
+    ModelChunk, ModelRequest, ModelResponse, ProviderOutput, Targeted, ToolChoice, ToolConfig,
+    ToolDef,
 };
 
 /// The name the built-in function of `model_name` calls is stored under.
@@ -384,27 +384,8 @@ impl Gateway {
             tools: tool_config(function, &request.tools)?,
             output_schema,
             stream: request.stream,
-            extra_body: edits(&cc.extra_body, &request.extra_body, variant_name, |e| {
-                BodyEdit {
-                    pointer: e.pointer.clone(),
-                    value: match e.edit() {
-                        Ok(crate::config::Edit::Set(v)) => Some(v.clone()),
-                        _ => None,
-                    },
-                }
-            }),
-            extra_headers: edits(
-                &cc.extra_headers,
-                &request.extra_headers,
-                variant_name,
-                |e| HeaderEdit {
-                    name: e.name.clone(),
-                    value: match e.edit() {
-                        Ok(crate::config::Edit::Set(v)) => Some(v.clone()),
-                        _ => None,
-                    },
-                },
-            ),
+            extra_body: edits(&cc.extra_body, &request.extra_body, variant_name),
+            extra_headers: edits(&cc.extra_headers, &request.extra_headers, variant_name),
         })
     }
 }
@@ -594,14 +575,13 @@ fn tool_config(
     }))
 }
 
-fn edits<C, T: Clone>(
-    configured: &[C],
+fn edits<'c, C: 'c, T: Clone + From<&'c C>>(
+    configured: &'c [C],
     requested: &[RequestEdit<T>],
     variant_name: &str,
-    convert: impl Fn(&C) -> T,
 ) -> ExtraEdits<T> {
     ExtraEdits {
-        variant: configured.iter().map(convert).collect(),
+        variant: configured.iter().map(T::from).collect(),
         request: requested
             .iter()
             .filter_map(|e| {
@@ -634,18 +614,6 @@ fn check_episode_id(id: Uuid) -> Result<Uuid, Error> {
         )));
     }
     Ok(id)
-}
-
-/// Whether a content block list holds only text.
-pub fn text_of(content: &[ContentBlock]) -> Option<String> {
-    let mut out = String::new();
-    for block in content {
-        match block {
-            ContentBlock::Text(t) => out.push_str(t),
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

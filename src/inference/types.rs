@@ -202,6 +202,31 @@ pub struct BodyEdit {
     pub value: Option<Value>,
 }
 
+impl From<&crate::config::ExtraBodyEntry> for BodyEdit {
+    /// Validation has already rejected entries that are neither a set nor a delete.
+    fn from(e: &crate::config::ExtraBodyEntry) -> Self {
+        BodyEdit {
+            pointer: e.pointer.clone(),
+            value: match e.edit() {
+                Ok(crate::config::Edit::Set(v)) => Some(v.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl From<&crate::config::ExtraHeaderEntry> for HeaderEdit {
+    fn from(e: &crate::config::ExtraHeaderEntry) -> Self {
+        HeaderEdit {
+            name: e.name.clone(),
+            value: match e.edit() {
+                Ok(crate::config::Edit::Set(v)) => Some(v.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// An `extra_headers` edit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeaderEdit {

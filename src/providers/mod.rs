@@ -11,10 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::{
-    Edit, ExtraBodyEntry, ExtraHeaderEntry, ProviderConfig, ProviderType, ProviderTypesConfig,
-    TimeoutsConfig,
-};
+use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig, TimeoutsConfig};
 use crate::credentials::{Credential, DynamicCredentials};
 use crate::error::Error;
 use crate::http_client::HttpClient;
@@ -96,8 +93,8 @@ impl ModelProvider {
             provider_type,
             adapter,
             credential,
-            extra_body: config.extra_body.iter().map(body_edit).collect(),
-            extra_headers: config.extra_headers.iter().map(header_edit).collect(),
+            extra_body: config.extra_body.iter().map(BodyEdit::from).collect(),
+            extra_headers: config.extra_headers.iter().map(HeaderEdit::from).collect(),
             timeouts: config.timeouts.clone(),
         })
     }
@@ -197,27 +194,6 @@ pub struct Edits<'a> {
     pub body: Vec<&'a BodyEdit>,
     /// Header edits.
     pub headers: Vec<&'a HeaderEdit>,
-}
-
-fn body_edit(e: &ExtraBodyEntry) -> BodyEdit {
-    BodyEdit {
-        pointer: e.pointer.clone(),
-        // Validation has already rejected entries that are neither a set nor a delete.
-        value: match e.edit() {
-            Ok(Edit::Set(v)) => Some(v.clone()),
-            _ => None,
-        },
-    }
-}
-
-fn header_edit(e: &ExtraHeaderEntry) -> HeaderEdit {
-    HeaderEdit {
-        name: e.name.clone(),
-        value: match e.edit() {
-            Ok(Edit::Set(v)) => Some(v.clone()),
-            _ => None,
-        },
-    }
 }
 
 /// Sets (or with `None`, removes) the value at a JSON Pointer, creating objects on the way.
