@@ -68,6 +68,7 @@ struct MockState {
     requests: Mutex<Vec<Recorded>>,
     aborted_streams: AtomicU64,
     completed_streams: AtomicU64,
+    cancelled_requests: AtomicU64,
 }
 
 /// A running mock provider.
@@ -123,6 +124,11 @@ impl MockProvider {
         self.state.aborted_streams.load(Ordering::SeqCst)
     }
 
+    /// Requests whose client went away before the answer was ready (e.g. during `slow-MS`).
+    pub fn cancelled_requests(&self) -> u64 {
+        self.state.cancelled_requests.load(Ordering::SeqCst)
+    }
+
     /// Streams sent to the end.
     pub fn completed_streams(&self) -> u64 {
         self.state.completed_streams.load(Ordering::SeqCst)
@@ -173,6 +179,7 @@ async fn handle(
             &json!({
                 "aborted_streams": state.aborted_streams.load(Ordering::SeqCst),
                 "completed_streams": state.completed_streams.load(Ordering::SeqCst),
+                "cancelled_requests": state.cancelled_requests.load(Ordering::SeqCst),
             }),
         ));
     }
@@ -195,7 +202,25 @@ async fn handle(
         headers,
         body: body.clone(),
     });
-    Ok(complete(state, body).await)
+    // hyper drops this future when the caller closes the connection before the answer is
+    // ready; the guard counts that as a cancelled request.
+    let mut guard = CancelGuard { state: state.clone(), answered: false };
+    let response = complete(state, body).await;
+    guard.answered = true;
+    Ok(response)
+}
+
+struct CancelGuard {
+    state: Arc<MockState>,
+    answered: bool,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.state.cancelled_requests.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 fn number_after(model: &str, key: &str) -> Option<u64> {

@@ -95,7 +95,7 @@ where
         };
         ResponseFuture {
             inner: self.inner.call(req),
-            entry: Some(entry),
+            guard: LogGuard(Some(entry)),
         }
     }
 }
@@ -115,11 +115,12 @@ fn request_id_for<B>(req: &Request<B>) -> RequestId {
 }
 
 pin_project! {
-    /// The future of [`RequestLog`].
+    /// The future of [`RequestLog`]. If it is dropped before the response exists (hyper does
+    /// that when the client disconnects), its guard logs the request as abandoned.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        entry: Option<LogEntry>,
+        guard: LogGuard,
     }
 }
 
@@ -132,7 +133,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
-        let mut entry = this.entry.take().expect("polled after completion");
+        let mut entry = this.guard.0.take().expect("polled after completion");
         Poll::Ready(match result {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
