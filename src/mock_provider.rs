@@ -204,7 +204,10 @@ async fn handle(
     });
     // hyper drops this future when the caller closes the connection before the answer is
     // ready; the guard counts that as a cancelled request.
-    let mut guard = CancelGuard { state: state.clone(), answered: false };
+    let mut guard = CancelGuard {
+        state: state.clone(),
+        answered: false,
+    };
     let response = complete(state, body).await;
     guard.answered = true;
     Ok(response)

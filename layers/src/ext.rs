@@ -1,13 +1,19 @@
 //! Typed request and response extensions: the only way layers and handlers pass data to each
 //! other.
 //!
-//! | extension | written by | read by |
-//! |---|---|---|
-//! | [`RequestId`] (request) | `request_log` | handlers (error bodies, upstream `x-request-id`) |
-//! | [`InferenceInfo`] (response) | inference handlers | `request_log` (the per-request log line) |
+//! | extension | on | written by | read by |
+//! |---|---|---|---|
+//! | [`RequestId`] | HTTP request | `request_log` | handlers |
+//! | [`InferenceInfo`] | HTTP response | inference handlers | `request_log` (the log line) |
+//! | [`DynamicCredentials`] | model call | inference handlers | `credentials`, the relay client |
+//! | [`ProviderKey`] | model call | `credentials` | provider adapters, the relay client |
+//! | [`Tags`] | model call | inference handlers | the relay client (rate limits, later) |
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+
+use crate::secret::Secret;
 
 /// The id of one inbound request: the client's `x-request-id` when it sent a usable one,
 /// otherwise a fresh UUIDv7. It is echoed in the response's `x-request-id` header.
@@ -47,3 +53,17 @@ pub struct InferenceInfo {
     /// The variant that was used, if any.
     pub variant: Option<Arc<str>>,
 }
+
+/// The request's `credentials` map (`tensorzero::credentials` on the OpenAI route): fills
+/// `dynamic::NAME` key locations, and is forwarded whole to a relay.
+#[derive(Clone, Debug, Default)]
+pub struct DynamicCredentials(pub Arc<BTreeMap<String, Secret>>);
+
+/// The key the credentials layer resolved for the provider about to be called (`None`: send no
+/// key).
+#[derive(Clone, Debug)]
+pub struct ProviderKey(pub Option<Secret>);
+
+/// The request's user tags (never keys starting with `tensorzero::`).
+#[derive(Clone, Debug, Default)]
+pub struct Tags(pub Arc<BTreeMap<String, String>>);

@@ -10,7 +10,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod call;
+pub mod credentials;
 pub mod ext;
+pub mod fallback;
 pub mod request_log;
+pub mod retry;
+pub mod route;
+pub mod secret;
+pub mod timeout;
 
 pub use request_log::{RequestLog, RequestLogLayer};
+pub use secret::Secret;

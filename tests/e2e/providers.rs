@@ -332,7 +332,9 @@ async fn client_disconnect_while_waiting_cancels_the_provider_call() {
     let h = Harness::start(&model("slow", "slow-5000")).await;
     let client = switchyard::http_client::build();
     let req = http::Request::post(h.url("/inference"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(inference("slow", "hi").to_string())))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            inference("slow", "hi").to_string(),
+        )))
         .unwrap();
     // Give up after the request has reached the provider.
     let _ = tokio::time::timeout(Duration::from_millis(500), client.request(req)).await;
@@ -342,5 +344,9 @@ async fn client_disconnect_while_waiting_cancels_the_provider_call() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(h.mock.requests().len(), 1);
-    assert_eq!(h.mock.cancelled_requests(), 1, "the provider call outlived the client");
+    assert_eq!(
+        h.mock.cancelled_requests(),
+        1,
+        "the provider call outlived the client"
+    );
 }
