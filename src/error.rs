@@ -4,9 +4,15 @@
 //! (`All variants failed with errors: ...`), and otherwise say what was wrong and how to fix it.
 //! No message ever contains a key: errors carry names of credentials, never their values.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
+use switchyard_layers::credentials::MissingCredential;
+use switchyard_layers::fallback::AllFailed;
+use switchyard_layers::retry::{AllRetriesFailed, Classify, RetryDecision};
+use switchyard_layers::timeout::Elapsed;
 
 use crate::body::{Body, full};
 
@@ -63,13 +69,8 @@ pub enum Error {
     #[error("Not supported by switchyard yet: {0}")]
     NotSupported(String),
     /// A provider key could not be found.
-    #[error("API key missing for provider {provider}: {message}")]
-    ApiKeyMissing {
-        /// The provider (model and provider name).
-        provider: String,
-        /// What is missing, by name only.
-        message: String,
-    },
+    #[error("{0}")]
+    ApiKeyMissing(MissingCredential),
     /// A provider answered with an HTTP error.
     #[error("Error from {provider_type} provider `{provider}` (HTTP {status}): {message}")]
     ProviderHttp {
@@ -81,6 +82,8 @@ pub enum Error {
         status: u16,
         /// The provider's own message (its `error.message`, or the start of its body).
         message: String,
+        /// When the provider asked to be called again (`Retry-After`), on 429 and 503.
+        retry_after: Option<Duration>,
     },
     /// A provider could not be reached, or its answer could not be understood.
     #[error("Error from {provider_type} provider `{provider}`: {message}")]
@@ -92,29 +95,25 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// A provider took longer than a configured timeout.
-    #[error("Model provider {provider} timed out due to configured `{kind}` timeout ({millis} ms)")]
-    ProviderTimeout {
-        /// The provider name.
-        provider: String,
-        /// Which timeout fired.
-        kind: &'static str,
-        /// Its value.
-        millis: u64,
+    /// The relay gateway failed or could not be reached.
+    #[error("Error forwarding request in relay mode: {message}")]
+    Relay {
+        /// The relay's status code, when it answered.
+        status: Option<u16>,
+        /// What it said, or why it could not be reached.
+        message: String,
+        /// When the relay asked to be called again (`Retry-After`).
+        retry_after: Option<Duration>,
     },
-    /// A model took longer than its configured timeout.
-    #[error("Model {model} timed out due to configured `{kind}` timeout ({millis} ms)")]
-    ModelTimeout {
-        /// The model name.
-        model: String,
-        /// Which timeout fired.
-        kind: &'static str,
-        /// Its value.
-        millis: u64,
-    },
+    /// A provider, model or variant took longer than a configured timeout.
+    #[error("{0}")]
+    Timeout(Elapsed),
     /// Every provider of a model failed.
     #[error("All model providers failed to infer with errors: {}", join(.0, ", "))]
     AllModelProvidersFailed(Vec<(String, Error)>),
+    /// Every attempt of a retried model call failed.
+    #[error("All retries failed with errors: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))]
+    AllRetriesFailed(Vec<Error>),
     /// Every variant of a function failed.
     #[error("All variants failed with errors: {}", join(.0, "\n"))]
     AllVariantsFailed(Vec<(String, Error)>),
@@ -123,11 +122,15 @@ pub enum Error {
     Internal(String),
 }
 
-/// When every wrapped error is the same request fault, the wrapper answers with its status
-/// rather than a blanket 5xx: a client that forgot a credential gets a 400 it can act on.
-/// (The TensorZero Gateway answers 502 here; the message text is the same.)
-fn common_request_fault(errors: &[(String, Error)]) -> Option<StatusCode> {
-    let mut statuses = errors.iter().map(|(_, e)| e.request_fault());
+/// When every wrapped error has the same transparent status, the wrapper answers with it rather
+/// than a blanket 5xx: a client that forgot a credential gets a 400 it can act on, and a relay's
+/// 401 or 429 reaches the client as such. (The TensorZero Gateway answers 502 here; the message
+/// text is the same.)
+fn common_transparent_status(errors: &[(String, Error)]) -> Option<StatusCode> {
+    same_status(errors.iter().map(|(_, e)| e.transparent_status()))
+}
+
+fn same_status(mut statuses: impl Iterator<Item = Option<StatusCode>>) -> Option<StatusCode> {
     let first = statuses.next()??;
     statuses.all(|s| s == Some(first)).then_some(first)
 }
@@ -151,7 +154,7 @@ impl Error {
             | Error::InvalidRequest(_)
             | Error::InvalidInferenceTarget(_)
             | Error::InvalidOpenAiRequest(_)
-            | Error::ApiKeyMissing { .. } => StatusCode::BAD_REQUEST,
+            | Error::ApiKeyMissing(_) => StatusCode::BAD_REQUEST,
             Error::UnknownFunction(_)
             | Error::UnknownVariant { .. }
             | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
@@ -161,30 +164,37 @@ impl Error {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             Error::ProviderFailure { .. } => StatusCode::BAD_GATEWAY,
-            Error::ProviderTimeout { .. } | Error::ModelTimeout { .. } => {
-                StatusCode::REQUEST_TIMEOUT
-            }
+            Error::Relay { status, .. } => status
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::BAD_GATEWAY),
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::AllModelProvidersFailed(errors) => {
-                common_request_fault(errors).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                common_transparent_status(errors).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Error::AllRetriesFailed(errors) => {
+                errors.last().map_or(StatusCode::BAD_GATEWAY, Error::status)
             }
             Error::AllVariantsFailed(errors) => {
-                common_request_fault(errors).unwrap_or(StatusCode::BAD_GATEWAY)
+                common_transparent_status(errors).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The status of an error that the client (or the gateway's configuration) caused, not the
-    /// provider: a missing dynamic credential, an invalid request, an unsupported feature.
-    fn request_fault(&self) -> Option<StatusCode> {
+    /// The status of an error whose cause the client should see as is through fallback and
+    /// sampling: a request fault (missing credential, invalid request, unsupported feature),
+    /// or a relay's own answer.
+    fn transparent_status(&self) -> Option<StatusCode> {
         match self {
-            Error::ApiKeyMissing { .. }
+            Error::ApiKeyMissing(_)
             | Error::InvalidRequest(_)
             | Error::InvalidInferenceTarget(_)
-            | Error::NotSupported(_) => Some(self.status()),
+            | Error::NotSupported(_)
+            | Error::Relay { .. } => Some(self.status()),
             Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => {
-                common_request_fault(errors)
+                common_transparent_status(errors)
             }
+            Error::AllRetriesFailed(errors) => errors.last().and_then(Error::transparent_status),
             _ => None,
         }
     }
@@ -197,7 +207,104 @@ impl Error {
         } else {
             tracing::debug!(status = status.as_u16(), error = %self, "request rejected");
         }
-        json_error(status, &self.to_string(), flavor)
+        let mut res = json_error(status, &self.to_string(), flavor);
+        if let Some(after) = self
+            .retry_after()
+            .filter(|_| status == StatusCode::TOO_MANY_REQUESTS)
+        {
+            if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        res
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::ProviderHttp { retry_after, .. } | Error::Relay { retry_after, .. } => {
+                *retry_after
+            }
+            Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => {
+                errors.iter().filter_map(|(_, e)| e.retry_after()).max()
+            }
+            Error::AllRetriesFailed(errors) => errors.last().and_then(Error::retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl Classify for Error {
+    /// Retry what a second attempt can fix: provider 5xx, 408, 409 and 429, unreachable or
+    /// broken providers, timeouts and relay failures of the same kinds. Never retry a request
+    /// the client must change (4xx), a missing key, or a feature that is not there.
+    fn retry_decision(&self) -> RetryDecision {
+        let retryable_status = |s: u16| s >= 500 || matches!(s, 408 | 409 | 429);
+        match self {
+            Error::ProviderHttp {
+                status,
+                retry_after,
+                ..
+            } if retryable_status(*status) => RetryDecision::Retry {
+                after: *retry_after,
+            },
+            Error::Relay {
+                status,
+                retry_after,
+                ..
+            } if status.is_none_or(retryable_status) => RetryDecision::Retry {
+                after: *retry_after,
+            },
+            Error::ProviderFailure { .. } | Error::Timeout(_) => {
+                RetryDecision::Retry { after: None }
+            }
+            Error::AllModelProvidersFailed(errors) => {
+                let decisions: Vec<RetryDecision> =
+                    errors.iter().map(|(_, e)| e.retry_decision()).collect();
+                if decisions.iter().all(|d| *d == RetryDecision::Never) {
+                    RetryDecision::Never
+                } else {
+                    // Come back when the most patient provider asked to, if any said.
+                    let after = decisions
+                        .iter()
+                        .filter_map(|d| match d {
+                            RetryDecision::Retry { after } => *after,
+                            RetryDecision::Never => None,
+                        })
+                        .max();
+                    RetryDecision::Retry { after }
+                }
+            }
+            _ => RetryDecision::Never,
+        }
+    }
+}
+
+impl From<MissingCredential> for Error {
+    fn from(e: MissingCredential) -> Self {
+        Error::ApiKeyMissing(e)
+    }
+}
+
+impl From<Elapsed> for Error {
+    fn from(e: Elapsed) -> Self {
+        Error::Timeout(e)
+    }
+}
+
+impl From<AllFailed<Error>> for Error {
+    fn from(all: AllFailed<Error>) -> Self {
+        Error::AllModelProvidersFailed(
+            all.errors
+                .into_iter()
+                .map(|(n, e)| (n.to_string(), e))
+                .collect(),
+        )
+    }
+}
+
+impl From<AllRetriesFailed<Error>> for Error {
+    fn from(all: AllRetriesFailed<Error>) -> Self {
+        Error::AllRetriesFailed(all.errors)
     }
 }
 
@@ -214,4 +321,109 @@ pub fn json_error(status: StatusCode, message: &str, flavor: ErrorFlavor) -> Res
         HeaderValue::from_static("application/json"),
     );
     res
+}
+
+/// Parses `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("150"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn relay_status_passes_through_wrappers() {
+        let relay = Error::Relay {
+            status: Some(401),
+            message: "no".into(),
+            retry_after: None,
+        };
+        let wrapped = Error::AllVariantsFailed(vec![("m".into(), relay)]);
+        assert_eq!(wrapped.status(), StatusCode::UNAUTHORIZED);
+        let provider = Error::ProviderHttp {
+            provider_type: "openai",
+            provider: "p".into(),
+            status: 401,
+            message: "bad key".into(),
+            retry_after: None,
+        };
+        let wrapped = Error::AllVariantsFailed(vec![(
+            "m".into(),
+            Error::AllModelProvidersFailed(vec![("p".into(), provider)]),
+        )]);
+        assert_eq!(
+            wrapped.status(),
+            StatusCode::BAD_GATEWAY,
+            "a provider's 401 is the gateway's problem"
+        );
+    }
+
+    #[test]
+    fn only_fixable_errors_are_retried() {
+        let http = |status| Error::ProviderHttp {
+            provider_type: "openai",
+            provider: "p".into(),
+            status,
+            message: String::new(),
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert_eq!(
+            http(429).retry_decision(),
+            RetryDecision::Retry {
+                after: Some(Duration::from_secs(1))
+            }
+        );
+        assert_eq!(
+            http(503).retry_decision(),
+            RetryDecision::Retry {
+                after: Some(Duration::from_secs(1))
+            }
+        );
+        assert_eq!(http(400).retry_decision(), RetryDecision::Never);
+        assert_eq!(
+            Error::InvalidRequest("x".into()).retry_decision(),
+            RetryDecision::Never
+        );
+        let all =
+            Error::AllModelProvidersFailed(vec![("a".into(), http(400)), ("b".into(), http(503))]);
+        assert!(matches!(all.retry_decision(), RetryDecision::Retry { .. }));
+    }
 }

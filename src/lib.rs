@@ -58,6 +58,25 @@ pub fn build_state(loaded: &LoadedConfig) -> Result<Arc<api::AppState>, StartupE
     }
     let gateway =
         inference::Gateway::new(config, http_client::build()).map_err(StartupError::Providers)?;
+    match config
+        .gateway
+        .relay
+        .as_ref()
+        .and_then(|r| r.gateway_url.as_deref())
+    {
+        Some(url) => {
+            tracing::info!("Relay mode: enabled (gateway_url = {url})");
+            let relayed = gateway.relayed_models();
+            if !relayed.is_empty() {
+                tracing::warn!(
+                    "relay mode: these models' own providers are not used, their calls go to the relay \
+                     (set `skip_relay = true` on a model to call its providers directly): {}",
+                    relayed.join(", ")
+                );
+            }
+        }
+        None => tracing::info!("Relay mode: disabled"),
+    }
     let base_path = config
         .gateway
         .base_path

@@ -101,19 +101,6 @@ fn main() -> ExitCode {
         return validate(&loaded, addr);
     }
 
-    let relay = loaded
-        .config
-        .gateway
-        .relay
-        .as_ref()
-        .and_then(|r| r.gateway_url.as_deref());
-    match relay {
-        Some(url) => {
-            tracing::info!("Relay mode: configured (gateway_url = {url}) but not yet supported")
-        }
-        None => tracing::info!("Relay mode: disabled"),
-    }
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,6 +9,8 @@
 //! | (nothing special) | `mock reply to: <last user text>`; streamed word by word when `stream` is set |
 //! | `error-NNN` | HTTP NNN with an OpenAI error body |
 //! | `rate-limited` | HTTP 429 with `Retry-After: 2` |
+//! | `busy-MS` | the first request for this model name: HTTP 429 with `retry-after-ms: MS`; then normal |
+//! | `flaky` | the first request for this model name: HTTP 503; then normal |
 //! | `garbage` | HTTP 200 whose body is not JSON |
 //! | `slow-MS` | waits MS milliseconds before answering |
 //! | `tool` | a `get_weather` tool call (streamed in pieces when streaming) |
@@ -17,7 +19,8 @@
 //! | `stream-error` | a stream that sends one chunk and then an `error` event |
 //! | `drip-MS` | a 200-chunk stream with MS milliseconds between chunks |
 //!
-//! `GET /mock/requests` lists what it received (method, path, headers, body);
+//! `GET /mock/requests` lists every other request it received (method, path, headers, body),
+//! answered or not (anything but `POST .../chat/completions` gets a 404);
 //! `GET /mock/stats` counts streams whose client went away before the end.
 
 use std::convert::Infallible;
@@ -69,6 +72,8 @@ struct MockState {
     aborted_streams: AtomicU64,
     completed_streams: AtomicU64,
     cancelled_requests: AtomicU64,
+    /// Requests per model name, for behaviours that change after the first request.
+    seen: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A running mock provider.
@@ -183,25 +188,24 @@ async fn handle(
             }),
         ));
     }
-    if method != Method::POST
-        || !path
-            .split('?')
-            .next()
-            .unwrap_or("")
-            .ends_with("/chat/completions")
-    {
-        return Ok(openai_error(
-            StatusCode::NOT_FOUND,
-            "unknown route on the mock provider",
-            "invalid_request_error",
-        ));
-    }
+    let is_chat = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .ends_with("/chat/completions");
     state.requests.lock().expect("mock lock").push(Recorded {
         method: method.to_string(),
         path,
         headers,
         body: body.clone(),
     });
+    if method != Method::POST || !is_chat {
+        return Ok(openai_error(
+            StatusCode::NOT_FOUND,
+            "unknown route on the mock provider",
+            "invalid_request_error",
+        ));
+    }
     // hyper drops this future when the caller closes the connection before the answer is
     // ready; the guard counts that as a cancelled request.
     let mut guard = CancelGuard {
@@ -241,6 +245,29 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
 
     if let Some(ms) = number_after(&model, "slow-") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let nth = {
+        let mut seen = state.seen.lock().expect("mock lock");
+        let n = seen.entry(model.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if let (Some(ms), 1) = (number_after(&model, "busy-"), nth) {
+        let mut res = openai_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy, come back later",
+            "rate_limit_error",
+        );
+        res.headers_mut()
+            .insert("retry-after-ms", http::HeaderValue::from(ms));
+        return res;
+    }
+    if model.contains("flaky") && nth == 1 {
+        return openai_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mock provider briefly unavailable",
+            "server_error",
+        );
     }
     if let Some(code) = number_after(&model, "error-") {
         let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -12,19 +12,51 @@
 //!    size limit, runs the handler, and turns every error into the route's JSON error body
 //!    (the one rescue point, `error.rs`). Handlers write `InferenceInfo`.
 //!
-//! The model-call path after the router (function and variant resolution, fallback over a
-//! model's providers, credentials, the provider adapter, the pooled hyper client) lives in
-//! `inference` and `providers`.
+//! # The model-call stack
+//!
+//! After the router has resolved the function and variant and built the typed model request
+//! (`inference`), each model call goes through, outermost first:
+//!
+//! 5. variant `Timeout` (layers `timeout`, scope variant): bounds all attempts together.
+//! 6. `Retry` (layers `retry`): the variant's `retries`, backoff with jitter, `Retry-After`
+//!    (errors classify themselves, `error.rs`).
+//! 7. model `Timeout` (scope model): the model's `timeouts`; it also covers relayed calls.
+//! 8. `RelayOrSkip` (layers `route`): to the relay, unless there is none or the model sets
+//!    `skip_relay = true`.
+//!    - relay: `Credentials` (the relay key; writes `ProviderKey`, reads `DynamicCredentials`)
+//!      over the `RelayClient` (`providers::relay`; reads `ProviderKey`, `DynamicCredentials`,
+//!      `Tags`).
+//! 9. `Fallback` (layers `fallback`): the model's `routing`, in order, on any error.
+//! 10. provider `Timeout` (scope provider): one attempt.
+//! 11. `Credentials` (layers `credentials`): resolves the provider's key; writes `ProviderKey`,
+//!     reads `DynamicCredentials`.
+//! 12. `ProviderService` (`providers`): the wire format (reads `ProviderKey`), over the pooled
+//!     hyper client (`http_client`).
+//!
+//! Stages 7 to 12 are built once per model at start-up ([`model`]); 5 and 6 per request, from
+//! the variant's settings ([`variant`]), which costs no allocation.
 
 use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, HeaderName, PROXY_AUTHORIZATION};
+use switchyard_layers::call::Call;
+use switchyard_layers::credentials::{CredentialLayer, Credentials};
+use switchyard_layers::fallback::Fallback;
+use switchyard_layers::retry::{Retry, RetryLayer, RetryPolicy};
+use switchyard_layers::route::RelayOrSkip;
+use switchyard_layers::timeout::{Scope, Timeout, TimeoutLayer, Timeouts};
 use switchyard_layers::{RequestLog, RequestLogLayer};
 use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
 use tower_http::decompression::{RequestDecompression, RequestDecompressionLayer};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 
 use crate::api::{AppState, Router};
+use crate::error::Error;
+use crate::inference::models::StackContext;
+use crate::inference::types::{ModelOutput, ModelRequest};
+use crate::providers::relay::{RELAY_PROVIDER, RelayClient};
+use crate::providers::{ProviderService, ProviderSpec};
 
 /// The inbound service type: cheap to clone (the state is behind an `Arc`).
 pub type InboundService = RequestLog<SetSensitiveRequestHeaders<RequestDecompression<Router>>>;
@@ -40,4 +72,70 @@ pub fn inbound(state: Arc<AppState>) -> InboundService {
         ]))
         .layer(RequestDecompressionLayer::new())
         .service(Router::new(state))
+}
+
+/// One model's call stack (stages 7 to 12), type-erased so every model has the same type.
+pub type ModelService = BoxCloneSyncService<Call<ModelRequest>, ModelOutput, Error>;
+
+/// One provider attempt (stages 10 to 12).
+pub type ProviderStack = Timeout<Credentials<ProviderService>>;
+
+/// Builds a model's stack: its timeouts, relay-or-skip, and fallback over its providers.
+pub fn model(
+    name: Arc<str>,
+    providers: Vec<Arc<ProviderSpec>>,
+    timeouts: Timeouts,
+    skip_relay: bool,
+    cx: &StackContext,
+) -> ModelService {
+    let direct = Fallback::new(
+        providers
+            .into_iter()
+            .map(|spec| (spec.name.clone(), provider(spec, cx)))
+            .collect(),
+    );
+    let relay = cx.relay.as_ref().map(|relay| {
+        ServiceBuilder::new()
+            .layer(CredentialLayer::new(relay.key.clone(), RELAY_PROVIDER))
+            .service(RelayClient::new(
+                &relay.gateway_url,
+                name.clone(),
+                cx.client.clone(),
+                cx.global_timeout,
+            ))
+    });
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(TimeoutLayer::new(Scope::Model, name, timeouts))
+            .service(RelayOrSkip::new(relay, skip_relay, direct)),
+    )
+}
+
+/// Builds one provider attempt: its timeouts, its key, its wire format.
+pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
+    ServiceBuilder::new()
+        .layer(TimeoutLayer::new(
+            Scope::Provider,
+            spec.name.clone(),
+            spec.timeouts,
+        ))
+        .layer(CredentialLayer::new(spec.credential.clone(), spec.label()))
+        .service(ProviderService::new(
+            spec,
+            cx.client.clone(),
+            cx.global_timeout,
+        ))
+}
+
+/// Wraps a model's stack in a variant's timeouts and retries (stages 5 and 6).
+pub fn variant(
+    name: Arc<str>,
+    timeouts: Timeouts,
+    retries: RetryPolicy,
+    model: ModelService,
+) -> Timeout<Retry<ModelService>> {
+    ServiceBuilder::new()
+        .layer(TimeoutLayer::new(Scope::Variant, name, timeouts))
+        .layer(RetryLayer::new(retries))
+        .service(model)
 }

@@ -24,6 +24,8 @@ use crate::inference::{
     RequestEditFilter,
 };
 use crate::secret::Secret;
+use std::sync::Arc;
+use switchyard_layers::ext::DynamicCredentials;
 
 /// The request body (`deny_unknown_fields`, as in the TensorZero Gateway).
 #[derive(Debug, Deserialize)]
@@ -227,11 +229,12 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
             parallel_tool_calls: n.parallel_tool_calls,
         },
         output_schema: n.output_schema,
-        credentials: n
-            .credentials
-            .into_iter()
-            .map(|(k, v)| (k, Secret::new(v)))
-            .collect(),
+        credentials: DynamicCredentials(Arc::new(
+            n.credentials
+                .into_iter()
+                .map(|(k, v)| (k, Secret::new(v)))
+                .collect(),
+        )),
         extra_body: parse_extra_body(&n.extra_body)?,
         extra_headers: parse_extra_headers(&n.extra_headers)?,
     })

@@ -26,6 +26,8 @@ use crate::inference::types::{
 };
 use crate::inference::{DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::secret::Secret;
+use std::sync::Arc;
+use switchyard_layers::ext::DynamicCredentials;
 
 const FUNCTION_PREFIX: &str = "tensorzero::function_name::";
 const MODEL_PREFIX: &str = "tensorzero::model_name::";
@@ -304,11 +306,12 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
             parallel_tool_calls: chat.parallel_tool_calls,
         },
         output_schema,
-        credentials: chat
-            .credentials
-            .into_iter()
-            .map(|(k, v)| (k, Secret::new(v)))
-            .collect(),
+        credentials: DynamicCredentials(Arc::new(
+            chat.credentials
+                .into_iter()
+                .map(|(k, v)| (k, Secret::new(v)))
+                .collect(),
+        )),
         extra_body: parse_extra_body(&chat.extra_body)?,
         extra_headers: parse_extra_headers(&chat.extra_headers)?,
     };

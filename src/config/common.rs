@@ -32,6 +32,9 @@ pub struct StreamingTimeouts {
     pub ttft_ms: Option<u64>,
     /// The whole stream, in milliseconds.
     pub total_ms: Option<u64>,
+    /// The longest silence between two chunks, in milliseconds. A switchyard extension: a
+    /// stream that goes quiet fails with an error event instead of hanging.
+    pub idle_ms: Option<u64>,
 }
 
 impl TimeoutsConfig {
@@ -41,9 +44,22 @@ impl TimeoutsConfig {
             ("non_streaming.total_ms", self.non_streaming.total_ms),
             ("streaming.ttft_ms", self.streaming.ttft_ms),
             ("streaming.total_ms", self.streaming.total_ms),
+            ("streaming.idle_ms", self.streaming.idle_ms),
         ]
         .into_iter()
         .filter_map(|(name, v)| v.map(|v| (name, v)))
+    }
+}
+
+impl From<&TimeoutsConfig> for switchyard_layers::timeout::Timeouts {
+    fn from(t: &TimeoutsConfig) -> Self {
+        let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
+        Self {
+            non_streaming_total: ms(t.non_streaming.total_ms),
+            streaming_ttft: ms(t.streaming.ttft_ms),
+            streaming_total: ms(t.streaming.total_ms),
+            streaming_idle: ms(t.streaming.idle_ms),
+        }
     }
 }
 

@@ -175,6 +175,16 @@ fn default_max_delay_s() -> f64 {
     10.0
 }
 
+impl From<&RetryConfig> for switchyard_layers::retry::RetryPolicy {
+    fn from(r: &RetryConfig) -> Self {
+        Self {
+            num_retries: r.num_retries,
+            max_delay: std::time::Duration::from_secs_f64(r.max_delay_s.max(0.0)),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {

@@ -180,10 +180,6 @@ impl Checker<'_> {
             match &relay.gateway_url {
                 Some(url) => {
                     self.url(rat.key("gateway_url"), "the relay URL", url);
-                    self.not_supported_yet(
-                        rat.clone(),
-                        "relay mode (`[gateway.relay]`): model calls go to the providers directly",
-                    );
                 }
                 None => self.warn(
                     Some(rat.clone()),

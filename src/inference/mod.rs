@@ -14,20 +14,24 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde_json::Value;
+use switchyard_layers::call::Call;
+use switchyard_layers::credentials::CredentialSource;
+use switchyard_layers::ext::{DynamicCredentials, Tags};
+use switchyard_layers::retry::RetryPolicy;
+use switchyard_layers::timeout::Timeouts;
+use tower::ServiceExt;
 use uuid::Uuid;
 
 use crate::config::{
     ChatCompletionConfig, Config, FunctionConfig, JsonMode, ToolChoiceConfig, VariantConfig,
 };
-use crate::credentials::DynamicCredentials;
 use crate::error::Error;
 use crate::http_client::HttpClient;
-use crate::providers::CallContext;
-use models::{ModelOutput, ModelTable};
+use models::{ModelTable, RelaySettings, StackContext};
 use types::{
     BodyEdit, ChunkStream, EditTarget, ExtraEdits, HeaderEdit, InferenceParams, Message,
-    ModelChunk, ModelRequest, ModelResponse, ProviderOutput, Targeted, ToolChoice, ToolConfig,
-    ToolDef,
+    ModelChunk, ModelOutput, ModelRequest, ModelResponse, ProviderOutput, Targeted, ToolChoice,
+    ToolConfig, ToolDef,
 };
 
 /// The name the built-in function of `model_name` calls is stored under.
@@ -156,15 +160,25 @@ struct FunctionInfo {
 pub struct Gateway {
     models: ModelTable,
     functions: HashMap<String, FunctionInfo>,
-    client: HttpClient,
-    global_timeout: Duration,
 }
 
 impl Gateway {
     /// Sets up models, credentials and functions. Every problem is returned at once.
     pub fn new(config: &Config, client: HttpClient) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
-        let models = match ModelTable::new(config) {
+        let relay = match relay_settings(config) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        let context = StackContext {
+            client,
+            global_timeout: Duration::from_millis(config.gateway.global_outbound_http_timeout_ms),
+            relay,
+        };
+        let models = match ModelTable::new(config, context) {
             Ok(m) => Some(m),
             Err(e) => {
                 errors.extend(e);
@@ -181,23 +195,14 @@ impl Gateway {
             }
         }
         match models {
-            Some(models) if errors.is_empty() => Ok(Self {
-                models,
-                functions,
-                client,
-                global_timeout: Duration::from_millis(
-                    config.gateway.global_outbound_http_timeout_ms,
-                ),
-            }),
+            Some(models) if errors.is_empty() => Ok(Self { models, functions }),
             _ => Err(errors),
         }
     }
 
-    /// The configured model names.
-    pub fn model_names(&self) -> Vec<&str> {
-        let mut names: Vec<_> = self.models.names().collect();
-        names.sort_unstable();
-        names
+    /// Configured models whose calls go to the relay.
+    pub fn relayed_models(&self) -> Vec<&str> {
+        self.models.relayed()
     }
 
     /// Runs one inference.
@@ -323,20 +328,24 @@ impl Gateway {
         }
         let is_json = matches!(function.map(|f| &f.config), Some(FunctionConfig::Json(_)));
         let model = self.models.get(&cc.model)?;
-        let model_request = self.model_request(request, function, variant_name, cc, is_json)?;
-        let cx = CallContext {
-            client: &self.client,
-            credentials: &request.credentials,
-            global_timeout: self.global_timeout,
-        };
-        let ModelOutput { output, provider } = model.infer(&model_request, &cx).await?;
+        let mut call =
+            Call::new(self.model_request(request, function, variant_name, cc, is_json)?);
+        call.extensions.insert(request.credentials.clone());
+        call.extensions.insert(Tags(Arc::new(request.tags.clone())));
+        let service = crate::stack::variant(
+            variant_name.into(),
+            Timeouts::from(&cc.timeouts),
+            RetryPolicy::from(&cc.retries),
+            model.service.clone(),
+        );
+        let ModelOutput { provider, output } = service.oneshot(call).await?;
         let meta = InferenceMeta {
             inference_id: ids.inference_id,
             episode_id: ids.episode_id,
             function_name: function_name.into(),
             variant_name: variant_name.into(),
             model_name: model.name.clone(),
-            provider_name: provider.name.clone(),
+            provider_name: provider,
             is_json,
         };
         Ok(match output {
@@ -388,6 +397,30 @@ impl Gateway {
             extra_headers: edits(&cc.extra_headers, &request.extra_headers, variant_name),
         })
     }
+}
+
+/// `[gateway.relay]` with a `gateway_url`, its key read now: a missing `env::` key stops
+/// start-up, as for providers.
+fn relay_settings(config: &Config) -> Result<Option<RelaySettings>, String> {
+    let Some(relay) = config.gateway.relay.as_ref() else {
+        return Ok(None);
+    };
+    let Some(url) = relay.gateway_url.as_ref() else {
+        return Ok(None);
+    };
+    let key = match &relay.api_key_location {
+        None => CredentialSource::None,
+        Some(location) => crate::credentials::load(location).map_err(|e| {
+            format!(
+                "API key missing for provider {}: {e}",
+                crate::providers::relay::RELAY_PROVIDER
+            )
+        })?,
+    };
+    Ok(Some(RelaySettings {
+        gateway_url: url.clone(),
+        key,
+    }))
 }
 
 #[derive(Clone, Copy)]

@@ -1,26 +1,48 @@
-//! The model table: configured models (providers and credentials set up at start-up) and
-//! shorthand models (`openai::gpt-4o-mini`), built per request.
+//! The model table: every configured model's call stack, built once at start-up, and
+//! shorthand models (`openai::gpt-4o-mini`), built when a request names one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, ProviderType, ProviderTypesConfig, TimeoutsConfig};
-use crate::error::Error;
-use crate::inference::types::{ModelRequest, ProviderOutput};
-use crate::providers::{CallContext, ModelProvider};
+use switchyard_layers::credentials::CredentialSource;
+use switchyard_layers::timeout::Timeouts;
 
-/// A model: its providers in `routing` order.
+use crate::config::{Config, ProviderType, ProviderTypesConfig};
+use crate::error::Error;
+use crate::http_client::HttpClient;
+use crate::providers::ProviderSpec;
+use crate::stack::{self, ModelService};
+
+/// Where relayed calls go, from `[gateway.relay]`.
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    /// The relay's base URL.
+    pub gateway_url: String,
+    /// Where the relay key comes from.
+    pub key: CredentialSource,
+}
+
+/// A model, ready to call.
 #[derive(Debug)]
 pub struct Model {
     /// The gateway's name for it.
     pub name: Arc<str>,
-    /// Providers, tried in order.
-    pub providers: Vec<ModelProvider>,
-    /// Limits on one call of the whole model.
-    pub timeouts: TimeoutsConfig,
-    /// Call providers directly even in relay mode.
-    pub skip_relay: bool,
+    /// Its call stack.
+    pub service: ModelService,
+    /// Whether its calls go to the relay.
+    pub relayed: bool,
+}
+
+/// What every model stack is built with.
+#[derive(Clone, Debug)]
+pub struct StackContext {
+    /// The shared outbound client.
+    pub client: HttpClient,
+    /// `gateway.global_outbound_http_timeout_ms`.
+    pub global_timeout: Duration,
+    /// Relay mode, when configured.
+    pub relay: Option<RelaySettings>,
 }
 
 /// All configured models, and how to build shorthand ones.
@@ -28,36 +50,47 @@ pub struct Model {
 pub struct ModelTable {
     configured: HashMap<String, Arc<Model>>,
     provider_types: ProviderTypesConfig,
+    context: StackContext,
 }
 
 impl ModelTable {
-    /// Sets up every configured model. Returns every credential or endpoint problem at once.
-    pub fn new(config: &Config) -> Result<Self, Vec<String>> {
+    /// Builds every configured model's stack. Provider keys are checked now, except for models
+    /// whose calls go to the relay (the edge holds no provider keys). Every problem is returned
+    /// at once.
+    pub fn new(config: &Config, context: StackContext) -> Result<Self, Vec<String>> {
         let mut configured = HashMap::new();
         let mut errors = Vec::new();
         for (name, model) in &config.models {
+            let relayed = context.relay.is_some() && !model.skip_relay;
             let mut providers = Vec::new();
             for provider_name in &model.routing {
                 let Some(provider) = model.providers.get(provider_name) else {
                     continue;
                 };
-                match ModelProvider::from_config(
+                match ProviderSpec::from_config(
                     name,
                     provider_name,
                     provider,
                     &config.provider_types,
+                    !relayed,
                 ) {
-                    Ok(p) => providers.push(p),
+                    Ok(p) => providers.push(Arc::new(p)),
                     Err(e) => errors.push(e.0),
                 }
             }
+            let service = stack::model(
+                name.as_str().into(),
+                providers,
+                Timeouts::from(&model.timeouts),
+                model.skip_relay,
+                &context,
+            );
             configured.insert(
                 name.clone(),
                 Arc::new(Model {
                     name: name.as_str().into(),
-                    providers,
-                    timeouts: model.timeouts.clone(),
-                    skip_relay: model.skip_relay,
+                    service,
+                    relayed,
                 }),
             );
         }
@@ -65,6 +98,7 @@ impl ModelTable {
             Ok(Self {
                 configured,
                 provider_types: config.provider_types.clone(),
+                context,
             })
         } else {
             Err(errors)
@@ -78,16 +112,18 @@ impl ModelTable {
         }
         if let Some((prefix, model)) = name.split_once("::") {
             if let Some(t) = ProviderType::from_shorthand(prefix).filter(|_| !model.is_empty()) {
+                let spec = ProviderSpec::shorthand(name, t, model, &self.provider_types);
+                let service = stack::model(
+                    name.into(),
+                    vec![Arc::new(spec)],
+                    Timeouts::default(),
+                    false,
+                    &self.context,
+                );
                 return Ok(Arc::new(Model {
                     name: name.into(),
-                    providers: vec![ModelProvider::shorthand(
-                        name,
-                        t,
-                        model,
-                        &self.provider_types,
-                    )],
-                    timeouts: TimeoutsConfig::default(),
-                    skip_relay: false,
+                    service,
+                    relayed: self.context.relay.is_some(),
                 }));
             }
         }
@@ -97,91 +133,15 @@ impl ModelTable {
         )))
     }
 
-    /// The configured model names.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.configured.keys().map(String::as_str)
-    }
-}
-
-/// The outcome of a model call: the output and the provider that produced it.
-pub struct ModelOutput<'a> {
-    /// What the provider returned.
-    pub output: ProviderOutput,
-    /// Who returned it.
-    pub provider: &'a ModelProvider,
-}
-
-impl Model {
-    /// Calls the providers in order until one succeeds, each attempt under its own timeout
-    /// and the whole under the model's.
-    pub async fn infer<'a>(
-        &'a self,
-        request: &ModelRequest,
-        cx: &CallContext<'_>,
-    ) -> Result<ModelOutput<'a>, Error> {
-        let (limit, kind) = pick_timeout(&self.timeouts, request.stream);
-        let Some(limit) = limit else {
-            return self.fallback(request, cx).await;
-        };
-        match tokio::time::timeout(limit, self.fallback(request, cx)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::ModelTimeout {
-                model: self.name.to_string(),
-                kind,
-                millis: limit.as_millis() as u64,
-            }),
-        }
-    }
-
-    async fn fallback<'a>(
-        &'a self,
-        request: &ModelRequest,
-        cx: &CallContext<'_>,
-    ) -> Result<ModelOutput<'a>, Error> {
-        let mut errors = Vec::new();
-        for provider in &self.providers {
-            let (limit, kind) = pick_timeout(&provider.timeouts, request.stream);
-            let limit = limit.unwrap_or(cx.global_timeout).min(cx.global_timeout);
-            let attempt = tokio::time::timeout(limit, provider.infer(request, cx)).await;
-            match attempt {
-                Ok(Ok(output)) => return Ok(ModelOutput { output, provider }),
-                Ok(Err(e)) => {
-                    tracing::debug!(model = %self.name, provider = %provider.name, error = %e, "provider attempt failed");
-                    errors.push((provider.name.to_string(), e));
-                }
-                Err(_) => errors.push((
-                    provider.name.to_string(),
-                    Error::ProviderTimeout {
-                        provider: provider.name.to_string(),
-                        kind: if limit == cx.global_timeout && kind.is_empty() {
-                            "gateway.global_outbound_http_timeout_ms"
-                        } else {
-                            kind
-                        },
-                        millis: limit.as_millis() as u64,
-                    },
-                )),
-            }
-        }
-        Err(Error::AllModelProvidersFailed(errors))
-    }
-}
-
-/// The timeout that bounds getting an answer (non-streaming) or its first chunk (streaming).
-fn pick_timeout(t: &TimeoutsConfig, stream: bool) -> (Option<Duration>, &'static str) {
-    if stream {
-        match (t.streaming.ttft_ms, t.streaming.total_ms) {
-            (Some(ttft), Some(total)) if total < ttft => {
-                (Some(Duration::from_millis(total)), "streaming.total_ms")
-            }
-            (Some(ttft), _) => (Some(Duration::from_millis(ttft)), "streaming.ttft_ms"),
-            (None, Some(total)) => (Some(Duration::from_millis(total)), "streaming.total_ms"),
-            (None, None) => (None, ""),
-        }
-    } else {
-        match t.non_streaming.total_ms {
-            Some(ms) => (Some(Duration::from_millis(ms)), "non_streaming.total_ms"),
-            None => (None, ""),
-        }
+    /// Configured models whose calls go to the relay.
+    pub fn relayed(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .configured
+            .values()
+            .filter(|m| m.relayed)
+            .map(|m| m.name.as_ref())
+            .collect();
+        names.sort_unstable();
+        names
     }
 }

@@ -2,10 +2,13 @@
 //! and what providers translate to and from their wire formats.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use switchyard_layers::call::Payload;
+use switchyard_layers::timeout::{LimitStream, StreamLimits};
 
 use crate::config::JsonMode;
 use crate::error::Error;
@@ -429,4 +432,61 @@ pub enum ProviderOutput {
         /// The rest.
         rest: ChunkStream,
     },
+}
+
+/// What the model-call stack returns: the output, and who produced it.
+pub struct ModelOutput {
+    /// The provider that answered (`tensorzero::relay` for relayed calls).
+    pub provider: Arc<str>,
+    /// The answer.
+    pub output: ProviderOutput,
+}
+
+impl Payload for ModelRequest {
+    fn is_streaming(&self) -> bool {
+        self.stream
+    }
+}
+
+impl LimitStream for ModelOutput {
+    /// Bounds the rest of a stream: past the deadline, or after a silence longer than the idle
+    /// limit, the stream yields the timeout error and ends.
+    fn limit_stream(self, limits: StreamLimits) -> Self {
+        let ProviderOutput::Stream { first, rest } = self.output else {
+            return self;
+        };
+        let limited = futures_util::stream::unfold(Some((rest, limits)), |state| async move {
+            let (mut rest, limits) = state?;
+            let deadline = async {
+                match &limits.deadline {
+                    Some((at, _)) => tokio::time::sleep_until(*at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let idle = async {
+                match &limits.idle {
+                    Some((after, _)) => tokio::time::sleep(*after).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                item = rest.next() => item.map(|item| (item, Some((rest, limits)))),
+                () = deadline => {
+                    let elapsed = limits.deadline.map(|(_, e)| e).expect("a deadline fired");
+                    Some((Err(Error::Timeout(elapsed)), None))
+                }
+                () = idle => {
+                    let elapsed = limits.idle.map(|(_, e)| e).expect("an idle limit fired");
+                    Some((Err(Error::Timeout(elapsed)), None))
+                }
+            }
+        });
+        ModelOutput {
+            provider: self.provider,
+            output: ProviderOutput::Stream {
+                first,
+                rest: limited.boxed(),
+            },
+        }
+    }
 }

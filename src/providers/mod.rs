@@ -1,69 +1,72 @@
-//! Model providers: one adapter per wire format, and the per-provider settings around it
-//! (credential, `extra_body`/`extra_headers`, timeouts).
+//! Model providers: one adapter per wire format, and the service that is the innermost stage
+//! of the model-call stack (after credentials have been resolved).
 //!
 //! The OpenAI chat format serves `openai`, `azure` and the OpenAI-compatible family
 //! (deepseek, fireworks, groq, hyperbolic, mistral, openrouter, together, xai, vllm, sglang,
-//! tgi). Other types load and validate but answer "not supported yet" until their adapters land.
+//! tgi); [`relay`] speaks the TensorZero native API to a relay gateway. Other types load and
+//! validate but answer "not supported yet" until their adapters land.
 
 pub mod openai;
+pub mod relay;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use serde_json::Value;
+use switchyard_layers::call::Call;
+use switchyard_layers::credentials::CredentialSource;
+use switchyard_layers::ext::{DynamicCredentials, ProviderKey};
+use switchyard_layers::timeout::Timeouts;
 
-use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig, TimeoutsConfig};
-use crate::credentials::{Credential, DynamicCredentials};
+use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
+use crate::credentials;
 use crate::error::Error;
 use crate::http_client::HttpClient;
-use crate::inference::types::{BodyEdit, HeaderEdit, ModelRequest, ProviderOutput};
+use crate::inference::types::{BodyEdit, HeaderEdit, ModelOutput, ModelRequest};
 use crate::secret::Secret;
 
-/// What a provider call needs besides the request.
-pub struct CallContext<'a> {
-    /// The shared outbound client.
-    pub client: &'a HttpClient,
-    /// The request's dynamic credentials.
-    pub credentials: &'a DynamicCredentials,
-    /// The limit on any outbound call, from `gateway.global_outbound_http_timeout_ms`.
-    pub global_timeout: std::time::Duration,
-}
-
-/// One provider of one model, ready to call.
+/// Everything start-up knows about one provider of one model.
 #[derive(Debug)]
-pub struct ModelProvider {
+pub struct ProviderSpec {
     /// The provider's name within the model (`routing` entry).
     pub name: Arc<str>,
     /// The gateway's model name (configured name or shorthand).
     pub model_name: Arc<str>,
     /// The provider type.
     pub provider_type: ProviderType,
+    /// Where its key comes from.
+    pub credential: CredentialSource,
+    /// Limits for one attempt.
+    pub timeouts: Timeouts,
     adapter: Adapter,
-    credential: Credential,
     extra_body: Vec<BodyEdit>,
     extra_headers: Vec<HeaderEdit>,
-    /// Limits for one attempt.
-    pub timeouts: TimeoutsConfig,
 }
 
 #[derive(Debug)]
 enum Adapter {
     OpenAi(openai::OpenAiAdapter),
     /// A type whose adapter is not written yet: calls fail with a clear 501.
-    NotYetSupported,
+    NotYetSupported(String),
 }
 
 /// Why a configured provider could not be set up.
 #[derive(Debug)]
 pub struct ProviderSetupError(pub String);
 
-impl ModelProvider {
-    /// Sets up a configured provider. Credentials are read now: a missing environment variable
-    /// or key file is an error that names it.
+impl ProviderSpec {
+    /// Sets up a configured provider. With `check_credentials`, a missing environment variable
+    /// or key file is an error that names it; without (relayed models: the edge holds no
+    /// provider keys), it is reported only if a call needs it.
     pub fn from_config(
         model: &str,
         name: &str,
         config: &ProviderConfig,
         types: &ProviderTypesConfig,
+        check_credentials: bool,
     ) -> Result<Self, ProviderSetupError> {
         let provider_type = config.kind.provider_type();
         let location = config
@@ -71,16 +74,18 @@ impl ModelProvider {
             .credential_location()
             .cloned()
             .unwrap_or_else(|| types.effective_default(provider_type));
-        let adapter = match openai::OpenAiAdapter::from_config(&config.kind) {
+        let adapter = match openai::OpenAiAdapter::from_config(&config.kind, check_credentials) {
             Some(result) => Adapter::OpenAi(result.map_err(|e| {
                 ProviderSetupError(format!("provider `{name}` of model `{model}`: {e}"))
             })?),
-            None => Adapter::NotYetSupported,
+            None => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
         let credential = match adapter {
-            // No key is needed for a provider that cannot be called yet.
-            Adapter::NotYetSupported => Credential::load_lazily(&location),
-            Adapter::OpenAi(_) => Credential::load(&location).map_err(|e| {
+            // No key is needed for a provider that cannot be called yet, nor checked for one
+            // whose calls go to the relay.
+            Adapter::NotYetSupported(_) => credentials::load_lazily(&location),
+            Adapter::OpenAi(_) if !check_credentials => credentials::load_lazily(&location),
+            Adapter::OpenAi(_) => credentials::load(&location).map_err(|e| {
                 ProviderSetupError(format!(
                     "API key missing for provider `{name}` (type `{provider_type}`) of model `{model}`: {e}. \
                      Set it, or point `api_key_location` at where the key is (`none` if the server needs no key)"
@@ -91,16 +96,16 @@ impl ModelProvider {
             name: name.into(),
             model_name: model.into(),
             provider_type,
-            adapter,
             credential,
+            timeouts: Timeouts::from(&config.timeouts),
+            adapter,
             extra_body: config.extra_body.iter().map(BodyEdit::from).collect(),
             extra_headers: config.extra_headers.iter().map(HeaderEdit::from).collect(),
-            timeouts: config.timeouts.clone(),
         })
     }
 
     /// The provider of a shorthand model such as `openai::gpt-4o-mini`. Its key is looked up
-    /// now but a missing one is only reported when the call needs it.
+    /// now, but a missing one is only reported when a call needs it.
     pub fn shorthand(
         full_name: &str,
         provider_type: ProviderType,
@@ -109,86 +114,150 @@ impl ModelProvider {
     ) -> Self {
         let adapter = match openai::OpenAiAdapter::shorthand(provider_type, model) {
             Some(a) => Adapter::OpenAi(a),
-            None => Adapter::NotYetSupported,
+            None if provider_type == ProviderType::Openai => Adapter::NotYetSupported(
+                "the OpenAI Responses API (`openai::responses::...`)".into(),
+            ),
+            None => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
         Self {
             name: provider_type.as_str().into(),
             model_name: full_name.into(),
             provider_type,
+            credential: credentials::load_lazily(&types.effective_default(provider_type)),
+            timeouts: Timeouts::default(),
             adapter,
-            credential: Credential::load_lazily(&types.effective_default(provider_type)),
             extra_body: Vec::new(),
             extra_headers: Vec::new(),
-            timeouts: TimeoutsConfig::default(),
         }
     }
 
-    /// Makes one attempt at this provider.
-    pub async fn infer(
-        &self,
-        request: &ModelRequest,
-        cx: &CallContext<'_>,
-    ) -> Result<ProviderOutput, Error> {
-        let adapter = match &self.adapter {
-            Adapter::OpenAi(a) => a,
-            Adapter::NotYetSupported => {
-                return Err(Error::NotSupported(format!(
-                    "the `{}` provider type (provider `{}` of model `{}`)",
-                    self.provider_type, self.name, self.model_name
-                )));
-            }
-        };
-        let key =
-            self.credential
-                .resolve(cx.credentials)
-                .map_err(|message| Error::ApiKeyMissing {
-                    provider: format!("`{}` of model `{}`", self.name, self.model_name),
-                    message,
-                })?;
-        let edits = Edits {
-            body: self.body_edits(request),
-            headers: self.header_edits(request),
-        };
-        adapter.infer(self, request, key.as_ref(), &edits, cx).await
-    }
-
-    /// Variant edits, then this provider's, then the request's (later ones win).
-    fn body_edits<'a>(&'a self, request: &'a ModelRequest) -> Vec<&'a BodyEdit> {
-        request
-            .extra_body
-            .variant
-            .iter()
-            .chain(&self.extra_body)
-            .chain(
-                request
-                    .extra_body
-                    .request
-                    .iter()
-                    .filter(|t| t.target.applies_to(&self.model_name, &self.name))
-                    .map(|t| &t.edit),
-            )
-            .collect()
-    }
-
-    fn header_edits<'a>(&'a self, request: &'a ModelRequest) -> Vec<&'a HeaderEdit> {
-        request
-            .extra_headers
-            .variant
-            .iter()
-            .chain(&self.extra_headers)
-            .chain(
-                request
-                    .extra_headers
-                    .request
-                    .iter()
-                    .filter(|t| t.target.applies_to(&self.model_name, &self.name))
-                    .map(|t| &t.edit),
-            )
-            .collect()
+    /// The label credential errors use: "`openai` of model `gpt`".
+    pub fn label(&self) -> String {
+        format!("`{}` of model `{}`", self.name, self.model_name)
     }
 }
 
-/// The edits that apply to one provider attempt, in order.
+/// The provider adapter as a service: translates the call to the provider's wire format, sends
+/// it with the key the credentials layer put in [`ProviderKey`], and translates the answer back.
+#[derive(Clone, Debug)]
+pub struct ProviderService {
+    spec: Arc<ProviderSpec>,
+    client: HttpClient,
+    global_timeout: Duration,
+}
+
+impl ProviderService {
+    /// The service for `spec`, sending through `client`; no HTTP exchange may take longer than
+    /// `global_timeout` (`gateway.global_outbound_http_timeout_ms`).
+    pub fn new(spec: Arc<ProviderSpec>, client: HttpClient, global_timeout: Duration) -> Self {
+        Self {
+            spec,
+            client,
+            global_timeout,
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>;
+
+impl tower::Service<Call<ModelRequest>> for ProviderService {
+    type Response = ModelOutput;
+    type Error = Error;
+    type Future = BoxFuture<ModelOutput>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call<ModelRequest>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let spec = &this.spec;
+            let adapter = match &spec.adapter {
+                Adapter::OpenAi(a) => a,
+                Adapter::NotYetSupported(what) => {
+                    return Err(Error::NotSupported(format!(
+                        "{what} (provider {})",
+                        spec.label()
+                    )));
+                }
+            };
+            let key = call
+                .extensions
+                .get::<ProviderKey>()
+                .and_then(|k| k.0.clone());
+            let dynamic = call
+                .extensions
+                .get::<DynamicCredentials>()
+                .cloned()
+                .unwrap_or_default();
+            let request = &call.payload;
+            let edits = Edits {
+                body: request
+                    .extra_body
+                    .variant
+                    .iter()
+                    .chain(&spec.extra_body)
+                    .chain(
+                        request
+                            .extra_body
+                            .request
+                            .iter()
+                            .filter(|t| t.target.applies_to(&spec.model_name, &spec.name))
+                            .map(|t| &t.edit),
+                    )
+                    .collect(),
+                headers: request
+                    .extra_headers
+                    .variant
+                    .iter()
+                    .chain(&spec.extra_headers)
+                    .chain(
+                        request
+                            .extra_headers
+                            .request
+                            .iter()
+                            .filter(|t| t.target.applies_to(&spec.model_name, &spec.name))
+                            .map(|t| &t.edit),
+                    )
+                    .collect(),
+            };
+            let cx = CallContext {
+                client: &this.client,
+                credentials: &dynamic,
+            };
+            let attempt = adapter.infer(spec, request, key.as_ref(), &edits, &cx);
+            let output = match tokio::time::timeout(this.global_timeout, attempt).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(Error::ProviderFailure {
+                        provider_type: spec.provider_type.as_str(),
+                        provider: spec.name.to_string(),
+                        message: format!(
+                            "no answer within `gateway.global_outbound_http_timeout_ms` ({} ms)",
+                            this.global_timeout.as_millis()
+                        ),
+                    });
+                }
+            };
+            Ok(ModelOutput {
+                provider: spec.name.clone(),
+                output,
+            })
+        })
+    }
+}
+
+/// What an adapter needs besides the request.
+pub struct CallContext<'a> {
+    /// The shared outbound client.
+    pub client: &'a HttpClient,
+    /// The request's dynamic credentials (Azure can take its endpoint from them).
+    pub credentials: &'a DynamicCredentials,
+}
+
+/// The edits that apply to one provider attempt, in order: the variant's, the provider's, then
+/// the request's that target this provider (later ones win).
 pub struct Edits<'a> {
     /// Body edits.
     pub body: Vec<&'a BodyEdit>,
@@ -284,6 +353,36 @@ pub fn sensitive_header(value: &str) -> Result<http::HeaderValue, Error> {
 /// A key as an `Authorization: Bearer` value.
 pub fn bearer(key: &Secret) -> Result<http::HeaderValue, Error> {
     sensitive_header(&format!("Bearer {}", key.expose()))
+}
+
+/// Applies `extra_headers` edits to an outgoing request.
+pub fn apply_header_edits(
+    headers: &mut http::HeaderMap,
+    edits: &[&HeaderEdit],
+) -> Result<(), Error> {
+    for edit in edits {
+        let name = http::HeaderName::from_bytes(edit.name.as_bytes()).map_err(|_| {
+            Error::InvalidRequest(format!(
+                "`extra_headers`: `{}` is not a valid header name",
+                edit.name
+            ))
+        })?;
+        match &edit.value {
+            Some(v) => {
+                let value = http::HeaderValue::from_str(v).map_err(|_| {
+                    Error::InvalidRequest(format!(
+                        "`extra_headers`: the value of `{}` is not a valid header value",
+                        edit.name
+                    ))
+                })?;
+                headers.insert(name, value);
+            }
+            None => {
+                headers.remove(name);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,16 +8,17 @@
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use http::Request;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderName, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{CallContext, Edits, ModelProvider, apply_body_edit, bearer, sensitive_header};
+use super::{
+    CallContext, Edits, ProviderSpec, apply_body_edit, apply_header_edits, bearer, sensitive_header,
+};
 use crate::config::{JsonMode, ProviderKind, ProviderType};
-use crate::credentials::Credential;
 use crate::error::Error;
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
@@ -25,6 +26,7 @@ use crate::inference::types::{
 };
 use crate::secret::Secret;
 use crate::sse::SseDecoder;
+use switchyard_layers::credentials::CredentialSource;
 
 /// The Azure API version used when the provider sets none.
 const DEFAULT_AZURE_API_VERSION: &str = "2025-04-01-preview";
@@ -47,7 +49,7 @@ enum Endpoint {
     Fixed(String),
     /// Azure with `endpoint = "dynamic::NAME"`: the base URL comes with each request.
     AzureDynamic {
-        credential: Credential,
+        credential: CredentialSource,
         deployment_id: String,
         api_version: String,
     },
@@ -83,7 +85,11 @@ fn azure_url(endpoint: &str, deployment_id: &str, api_version: &str) -> String {
 
 impl OpenAiAdapter {
     /// The adapter for a configured provider, or `None` when the type speaks another format.
-    pub fn from_config(kind: &ProviderKind) -> Option<Result<Self, String>> {
+    /// `check_credentials` also covers an Azure endpoint read from the environment.
+    pub fn from_config(
+        kind: &ProviderKind,
+        check_credentials: bool,
+    ) -> Option<Result<Self, String>> {
         let provider_type = kind.provider_type();
         let fixed = |base: Option<&str>, model: &str| -> Result<Self, String> {
             let base = base
@@ -115,7 +121,7 @@ impl OpenAiAdapter {
             ProviderKind::Tgi(p) => {
                 fixed(Some(&p.api_base), p.model_name.as_deref().unwrap_or("tgi"))
             }
-            ProviderKind::Azure(p) => azure(p),
+            ProviderKind::Azure(p) => azure(p, check_credentials),
             _ => return None,
         })
     }
@@ -136,7 +142,7 @@ impl OpenAiAdapter {
     /// Makes one call.
     pub async fn infer(
         &self,
-        provider: &ModelProvider,
+        provider: &ProviderSpec,
         request: &ModelRequest,
         key: Option<&Secret>,
         edits: &Edits<'_>,
@@ -160,28 +166,7 @@ impl OpenAiAdapter {
         let mut http_request = builder
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
-        for edit in &edits.headers {
-            let name = HeaderName::from_bytes(edit.name.as_bytes()).map_err(|_| {
-                Error::InvalidRequest(format!(
-                    "`extra_headers`: `{}` is not a valid header name",
-                    edit.name
-                ))
-            })?;
-            match &edit.value {
-                Some(v) => {
-                    let value = http::HeaderValue::from_str(v).map_err(|_| {
-                        Error::InvalidRequest(format!(
-                            "`extra_headers`: the value of `{}` is not a valid header value",
-                            edit.name
-                        ))
-                    })?;
-                    http_request.headers_mut().insert(name, value);
-                }
-                None => {
-                    http_request.headers_mut().remove(name);
-                }
-            }
-        }
+        apply_header_edits(http_request.headers_mut(), &edits.headers)?;
 
         let response = cx.client.request(http_request).await.map_err(|e| {
             failure(
@@ -191,6 +176,7 @@ impl OpenAiAdapter {
         })?;
         let status = response.status();
         if !status.is_success() {
+            let retry_after = crate::error::retry_after(response.headers());
             let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
                 .await
                 .unwrap_or_default();
@@ -199,6 +185,7 @@ impl OpenAiAdapter {
                 provider: provider.name.to_string(),
                 status: status.as_u16(),
                 message: provider_error_message(&body),
+                retry_after,
             });
         }
         let is_json = response
@@ -225,7 +212,7 @@ impl OpenAiAdapter {
         }
     }
 
-    fn url(&self, provider: &ModelProvider, cx: &CallContext<'_>) -> Result<String, Error> {
+    fn url(&self, provider: &ProviderSpec, cx: &CallContext<'_>) -> Result<String, Error> {
         match &self.endpoint {
             Endpoint::Fixed(url) => Ok(url.clone()),
             Endpoint::AzureDynamic {
@@ -234,13 +221,12 @@ impl OpenAiAdapter {
                 api_version,
             } => {
                 let endpoint = credential
-                    .resolve(cx.credentials)
-                    .map_err(|message| Error::ApiKeyMissing {
-                        provider: format!(
-                            "`{}` of model `{}` (its Azure endpoint)",
-                            provider.name, provider.model_name
-                        ),
-                        message,
+                    .resolve(Some(cx.credentials))
+                    .map_err(|reason| {
+                        Error::ApiKeyMissing(switchyard_layers::credentials::MissingCredential {
+                            provider: format!("{} (its Azure endpoint)", provider.label()).into(),
+                            reason,
+                        })
                     })?
                     .ok_or_else(|| {
                         Error::Internal("a dynamic Azure endpoint resolved to nothing".into())
@@ -349,7 +335,7 @@ impl OpenAiAdapter {
 
     async fn stream(
         &self,
-        provider: &ModelProvider,
+        provider: &ProviderSpec,
         body: Incoming,
     ) -> Result<ProviderOutput, Error> {
         let mut state = StreamState {
@@ -379,18 +365,31 @@ impl OpenAiAdapter {
     }
 }
 
-fn azure(p: &crate::config::models::AzureProvider) -> Result<OpenAiAdapter, String> {
+fn azure(
+    p: &crate::config::models::AzureProvider,
+    check_credentials: bool,
+) -> Result<OpenAiAdapter, String> {
     let api_version = p
         .api_version
         .clone()
         .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
     let endpoint = if let Some(var) = p.endpoint.strip_prefix("env::") {
-        let base = std::env::var(var)
-            .map_err(|_| format!("the Azure endpoint variable `{var}` is not set"))?;
-        Endpoint::Fixed(azure_url(&base, &p.deployment_id, &api_version))
+        match std::env::var(var) {
+            Ok(base) => Endpoint::Fixed(azure_url(&base, &p.deployment_id, &api_version)),
+            Err(_) if check_credentials => {
+                return Err(format!("the Azure endpoint variable `{var}` is not set"));
+            }
+            Err(_) => Endpoint::AzureDynamic {
+                credential: CredentialSource::Missing(format!(
+                    "the Azure endpoint variable `{var}` is not set"
+                )),
+                deployment_id: p.deployment_id.clone(),
+                api_version,
+            },
+        }
     } else if let Some(name) = p.endpoint.strip_prefix("dynamic::") {
         Endpoint::AzureDynamic {
-            credential: Credential::Dynamic(name.to_owned()),
+            credential: CredentialSource::Dynamic(name.to_owned()),
             deployment_id: p.deployment_id.clone(),
             api_version,
         }
@@ -764,7 +763,7 @@ impl StreamState {
     }
 }
 
-fn failure(provider: &ModelProvider, message: String) -> Error {
+fn failure(provider: &ProviderSpec, message: String) -> Error {
     Error::ProviderFailure {
         provider_type: provider.provider_type.as_str(),
         provider: provider.name.to_string(),
@@ -774,7 +773,7 @@ fn failure(provider: &ModelProvider, message: String) -> Error {
 
 /// The message inside a provider's error body: OpenAI's `error.message`, other common
 /// shapes, or the start of the body.
-fn provider_error_message(body: &[u8]) -> String {
+pub(crate) fn provider_error_message(body: &[u8]) -> String {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => match v
             .get("error")
@@ -789,7 +788,7 @@ fn provider_error_message(body: &[u8]) -> String {
     }
 }
 
-fn error_text(error: &Value) -> String {
+pub(crate) fn error_text(error: &Value) -> String {
     match error {
         Value::String(s) => s.clone(),
         Value::Object(o) => match o.get("message") {
@@ -800,7 +799,7 @@ fn error_text(error: &Value) -> String {
     }
 }
 
-fn snippet(bytes: &[u8]) -> String {
+pub(crate) fn snippet(bytes: &[u8]) -> String {
     const MAX: usize = 300;
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
     if bytes.len() > MAX {
@@ -825,7 +824,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, String> {
+pub(crate) async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, String> {
     let limited = http_body_util::Limited::new(body, limit);
     limited
         .collect()

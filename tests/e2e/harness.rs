@@ -154,3 +154,31 @@ pub fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// A gateway started from `toml` after replacing each `(from, to)` pair; keep the returned
+/// directory alive as long as the gateway.
+pub async fn gateway(
+    toml: &str,
+    replacements: &[(&str, &str)],
+) -> (RunningGateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = toml.to_owned();
+    for (from, to) in replacements {
+        text = text.replace(from, to);
+    }
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, text).unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap())
+        .unwrap_or_else(|e| panic!("config did not load: {e}"));
+    let gw = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+    (gw, dir)
+}
+
+/// A key file holding `key`.
+pub fn key_file(dir: &tempfile::TempDir, name: &str, key: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, key).unwrap();
+    path.to_str().unwrap().to_owned()
+}

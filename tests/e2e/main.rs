@@ -7,3 +7,4 @@ mod harness;
 mod inference;
 mod openai;
 mod providers;
+mod relay;

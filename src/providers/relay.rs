@@ -1,0 +1,680 @@
+//! The relay client: sends a model call to a relay gateway as a native `POST /inference`
+//! (reference §1.5), and reads its answer (JSON or SSE) back as a model output.
+//!
+//! The relay sees a default-function call: `function_name: null`, the edge's model name, the
+//! rendered input, the merged parameters (`json_mode` always set), the user's tags (no
+//! `tensorzero::` keys), the whole `credentials` map, every tool as `additional_tools`, and the
+//! `extra_body`/`extra_headers` entries that apply (variant entries as unconditional ones,
+//! model/provider-targeted ones unchanged, so the relay applies them to its own providers).
+//! The key comes from the credentials layer as [`ProviderKey`], sent as `Authorization: Bearer`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::Request;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{Map, Value, json};
+use switchyard_layers::call::Call;
+use switchyard_layers::ext::{DynamicCredentials, ProviderKey, Tags};
+
+use super::bearer;
+use super::openai::{error_chain, error_text, read_limited, snippet};
+use crate::config::JsonMode;
+use crate::error::Error;
+use crate::http_client::HttpClient;
+use crate::inference::types::{
+    ChunkBlock, ContentBlock, EditTarget, FileInput, FinishReason, ModelChunk, ModelOutput,
+    ModelRequest, ModelResponse, OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice,
+    Usage,
+};
+use crate::sse::SseDecoder;
+
+/// The provider name relayed calls are recorded under.
+pub const RELAY_PROVIDER: &str = "tensorzero::relay";
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Sends one model's calls to the relay.
+#[derive(Clone, Debug)]
+pub struct RelayClient {
+    inner: Arc<RelayTarget>,
+    client: HttpClient,
+    global_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct RelayTarget {
+    /// `{gateway_url}/inference`, keeping any path prefix.
+    url: String,
+    /// The edge's name for the model; the relay must know it too.
+    model_name: Arc<str>,
+}
+
+/// The inference URL of a relay: a path prefix in `gateway_url` is kept.
+pub fn inference_url(gateway_url: &str) -> String {
+    format!("{}/inference", gateway_url.trim_end_matches('/'))
+}
+
+impl RelayClient {
+    /// A client for calls of `model_name` to the relay at `gateway_url`.
+    pub fn new(
+        gateway_url: &str,
+        model_name: Arc<str>,
+        client: HttpClient,
+        global_timeout: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(RelayTarget {
+                url: inference_url(gateway_url),
+                model_name,
+            }),
+            client,
+            global_timeout,
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>;
+
+fn relay_error(status: Option<u16>, message: String) -> Error {
+    Error::Relay {
+        status,
+        message,
+        retry_after: None,
+    }
+}
+
+impl tower::Service<Call<ModelRequest>> for RelayClient {
+    type Response = ModelOutput;
+    type Error = Error;
+    type Future = BoxFuture<ModelOutput>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call<ModelRequest>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let target = &this.inner;
+            let body = relay_body(&target.model_name, &call);
+            let mut builder = Request::post(&target.url).header(CONTENT_TYPE, "application/json");
+            if call.payload.stream {
+                builder = builder.header(ACCEPT, "text/event-stream");
+            }
+            if let Some(key) = call
+                .extensions
+                .get::<ProviderKey>()
+                .and_then(|k| k.0.as_ref())
+            {
+                builder = builder.header(AUTHORIZATION, bearer(key)?);
+            }
+            let request = builder
+                .body(Full::new(Bytes::from(body.to_string())))
+                .map_err(|e| {
+                    relay_error(
+                        None,
+                        format!("cannot build a request to `{}`: {e}", target.url),
+                    )
+                })?;
+            let exchange = async {
+                let response = this.client.request(request).await.map_err(|e| {
+                    relay_error(
+                        None,
+                        format!(
+                            "could not reach the relay at `{}`: {}",
+                            target.url,
+                            error_chain(&e)
+                        ),
+                    )
+                })?;
+                let status = response.status();
+                if !status.is_success() {
+                    let retry_after = crate::error::retry_after(response.headers());
+                    let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
+                        .await
+                        .unwrap_or_default();
+                    let message = match serde_json::from_slice::<Value>(&body) {
+                        Ok(v) if v.get("error").is_some() => error_text(&v["error"]),
+                        _ => snippet(&body),
+                    };
+                    return Err(Error::Relay {
+                        status: Some(status.as_u16()),
+                        message: format!("HTTP Error (status code {}): {message}", status.as_u16()),
+                        retry_after,
+                    });
+                }
+                let is_sse = response
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("text/event-stream"));
+                if is_sse {
+                    stream(response.into_body()).await
+                } else {
+                    let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+                        .await
+                        .map_err(|e| {
+                            relay_error(None, format!("the relay's answer broke off: {e}"))
+                        })?;
+                    let parsed = parse_response(&bytes).map_err(|m| relay_error(None, m))?;
+                    Ok(ProviderOutput::Complete(parsed))
+                }
+            };
+            let output = match tokio::time::timeout(this.global_timeout, exchange).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(relay_error(
+                        None,
+                        format!(
+                            "no answer from `{}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
+                            target.url,
+                            this.global_timeout.as_millis()
+                        ),
+                    ));
+                }
+            };
+            Ok(ModelOutput {
+                provider: RELAY_PROVIDER.into(),
+                output,
+            })
+        })
+    }
+}
+
+/// The body of `POST {gateway_url}/inference` (reference §1.5).
+pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
+    let request = &call.payload;
+    let p = &request.params;
+    let json_mode = p.json_mode.unwrap_or(JsonMode::Off);
+    let mut params = json!({
+        "temperature": p.temperature,
+        "max_tokens": p.max_tokens,
+        "seed": p.seed,
+        "top_p": p.top_p,
+        "presence_penalty": p.presence_penalty,
+        "frequency_penalty": p.frequency_penalty,
+        "stop_sequences": p.stop_sequences,
+        "json_mode": json_mode,
+    });
+    for (key, value) in [
+        (
+            "reasoning_effort",
+            p.reasoning_effort.as_ref().map(|v| json!(v)),
+        ),
+        ("service_tier", p.service_tier.as_ref().map(|v| json!(v))),
+        (
+            "thinking_budget_tokens",
+            p.thinking_budget_tokens.map(|v| json!(v)),
+        ),
+        ("verbosity", p.verbosity.as_ref().map(|v| json!(v))),
+    ] {
+        if let Some(v) = value {
+            params[key] = v;
+        }
+    }
+    let mut input = Map::new();
+    if let Some(system) = &request.system {
+        input.insert("system".into(), json!(system));
+    }
+    input.insert(
+        "messages".into(),
+        Value::Array(
+            request
+                .messages
+                .iter()
+                .map(|m| {
+                    json!({
+                        "role": match m.role { Role::User => "user", Role::Assistant => "assistant" },
+                        "content": m.content.iter().map(input_block).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        ),
+    );
+    let tags: Map<String, Value> = call
+        .extensions
+        .get::<Tags>()
+        .map(|t| {
+            t.0.iter()
+                .filter(|(k, _)| !k.starts_with("tensorzero::"))
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let credentials: Map<String, Value> = call
+        .extensions
+        .get::<DynamicCredentials>()
+        .map(|d| {
+            d.0.iter()
+                .map(|(k, v)| (k.clone(), json!(v.expose())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut body = json!({
+        "function_name": null,
+        "model_name": model_name,
+        "episode_id": null,
+        "input": input,
+        "stream": request.stream,
+        "params": { "chat_completion": params },
+        "variant_name": null,
+        "dryrun": null,
+        "internal": false,
+        "tags": tags,
+        "credentials": credentials,
+        "output_schema": request.output_schema,
+    });
+    if let Some(tools) = &request.tools {
+        body["additional_tools"] = Value::Array(
+            tools
+                .tools
+                .iter()
+                .map(|t| json!({ "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict }))
+                .collect(),
+        );
+        body["tool_choice"] = match &tools.tool_choice {
+            ToolChoice::None => json!("none"),
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Specific(name) => json!({ "specific": name }),
+        };
+        if let Some(parallel) = tools.parallel_tool_calls {
+            body["parallel_tool_calls"] = json!(parallel);
+        }
+    }
+    body["extra_body"] = Value::Array(
+        request
+            .extra_body
+            .variant
+            .iter()
+            .map(|e| (EditTarget::Always, e))
+            .chain(
+                request
+                    .extra_body
+                    .request
+                    .iter()
+                    .map(|t| (t.target.clone(), &t.edit)),
+            )
+            .map(|(target, e)| {
+                let mut entry = match &e.value {
+                    Some(v) => json!({ "pointer": e.pointer, "value": v }),
+                    None => json!({ "pointer": e.pointer, "delete": true }),
+                };
+                add_target(&mut entry, &target);
+                entry
+            })
+            .collect(),
+    );
+    body["extra_headers"] = Value::Array(
+        request
+            .extra_headers
+            .variant
+            .iter()
+            .map(|e| (EditTarget::Always, e))
+            .chain(
+                request
+                    .extra_headers
+                    .request
+                    .iter()
+                    .map(|t| (t.target.clone(), &t.edit)),
+            )
+            .map(|(target, e)| {
+                let mut entry = match &e.value {
+                    Some(v) => json!({ "name": e.name, "value": v }),
+                    None => json!({ "name": e.name, "delete": true }),
+                };
+                add_target(&mut entry, &target);
+                entry
+            })
+            .collect(),
+    );
+    body
+}
+
+fn add_target(entry: &mut Value, target: &EditTarget) {
+    if let EditTarget::ModelProvider { model, provider } = target {
+        entry["model_name"] = json!(model);
+        if let Some(p) = provider {
+            entry["provider_name"] = json!(p);
+        }
+    }
+}
+
+fn input_block(block: &ContentBlock) -> Value {
+    match block {
+        ContentBlock::Text(text) => json!({ "type": "text", "text": text }),
+        ContentBlock::ToolCall(c) => {
+            json!({ "type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments })
+        }
+        ContentBlock::ToolResult(r) => {
+            json!({ "type": "tool_result", "id": r.id, "name": r.name, "result": r.result })
+        }
+        ContentBlock::File(FileInput::Url { url, mime_type }) => {
+            let mut v = json!({ "type": "file", "file_type": "url", "url": url });
+            if let Some(m) = mime_type {
+                v["mime_type"] = json!(m);
+            }
+            v
+        }
+        ContentBlock::File(FileInput::Base64 { mime_type, data }) => {
+            json!({ "type": "file", "file_type": "base64", "mime_type": mime_type, "data": data })
+        }
+        ContentBlock::Thought(t) => {
+            json!({ "type": "thought", "text": t.text, "signature": t.signature })
+        }
+        ContentBlock::Unknown { data } => json!({ "type": "unknown", "data": data }),
+    }
+}
+
+fn finish_reason(s: &str) -> FinishReason {
+    match s {
+        "stop" => FinishReason::Stop,
+        "stop_sequence" => FinishReason::StopSequence,
+        "length" => FinishReason::Length,
+        "tool_call" => FinishReason::ToolCall,
+        "content_filter" => FinishReason::ContentFilter,
+        _ => FinishReason::Unknown,
+    }
+}
+
+fn usage(v: &Value) -> Option<Usage> {
+    let u = v.get("usage")?;
+    Some(Usage {
+        input_tokens: u
+            .get("input_tokens")
+            .and_then(Value::as_u64)
+            .map(|n| n as u32),
+        output_tokens: u
+            .get("output_tokens")
+            .and_then(Value::as_u64)
+            .map(|n| n as u32),
+    })
+}
+
+/// A native `/inference` response as a model response.
+fn parse_response(bytes: &[u8]) -> Result<ModelResponse, String> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the relay's answer is not JSON ({e}): {}", snippet(bytes)))?;
+    let mut content = Vec::new();
+    if let Some(raw) = v
+        .get("output")
+        .and_then(|o| o.get("raw"))
+        .and_then(Value::as_str)
+    {
+        content.push(OutputBlock::Text(raw.to_owned()));
+    } else {
+        let blocks = v
+            .get("content")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("the relay's answer has no `content`: {}", snippet(bytes)))?;
+        for b in blocks {
+            match b.get("type").and_then(Value::as_str) {
+                Some("text") => content.push(OutputBlock::Text(
+                    b["text"].as_str().unwrap_or_default().to_owned(),
+                )),
+                Some("tool_call") => content.push(OutputBlock::ToolCall(ToolCall {
+                    id: b["id"].as_str().unwrap_or_default().to_owned(),
+                    name: b["raw_name"]
+                        .as_str()
+                        .or(b["name"].as_str())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    arguments: b["raw_arguments"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| b["arguments"].to_string()),
+                })),
+                Some("thought") => content.push(OutputBlock::Thought(Thought {
+                    text: b["text"].as_str().map(str::to_owned),
+                    signature: b["signature"].as_str().map(str::to_owned),
+                })),
+                _ => {}
+            }
+        }
+    }
+    Ok(ModelResponse {
+        content,
+        usage: usage(&v).unwrap_or_default(),
+        finish_reason: v
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(finish_reason),
+    })
+}
+
+/// One native SSE chunk as a model chunk.
+fn parse_chunk(v: &Value) -> ModelChunk {
+    let mut chunk = ModelChunk {
+        usage: usage(v),
+        finish_reason: v
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(finish_reason),
+        ..ModelChunk::default()
+    };
+    if let Some(raw) = v
+        .get("raw")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+    {
+        chunk.content.push(ChunkBlock::Text {
+            id: "0".into(),
+            text: raw.to_owned(),
+        });
+    }
+    for b in v
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let id = b["id"].as_str().unwrap_or("0").to_owned();
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => chunk.content.push(ChunkBlock::Text {
+                id,
+                text: b["text"].as_str().unwrap_or_default().to_owned(),
+            }),
+            Some("tool_call") => chunk.content.push(ChunkBlock::ToolCall {
+                id,
+                raw_name: b["raw_name"].as_str().unwrap_or_default().to_owned(),
+                raw_arguments: b["raw_arguments"].as_str().unwrap_or_default().to_owned(),
+            }),
+            Some("thought") => chunk.content.push(ChunkBlock::Thought {
+                id,
+                text: b["text"].as_str().map(str::to_owned),
+                signature: b["signature"].as_str().map(str::to_owned),
+            }),
+            _ => {}
+        }
+    }
+    chunk
+}
+
+async fn stream(body: Incoming) -> Result<ProviderOutput, Error> {
+    let mut state = RelayStream {
+        body,
+        decoder: SseDecoder::default(),
+        finished: false,
+    };
+    let first = match state.next_chunk().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => return Err(e),
+        None => {
+            return Err(relay_error(
+                None,
+                "the relay's stream ended before any data arrived".into(),
+            ));
+        }
+    };
+    let rest = futures_util::stream::unfold(state, |mut s| async move {
+        s.next_chunk().await.map(|item| (item, s))
+    })
+    .boxed();
+    Ok(ProviderOutput::Stream { first, rest })
+}
+
+struct RelayStream {
+    body: Incoming,
+    decoder: SseDecoder,
+    finished: bool,
+}
+
+impl RelayStream {
+    fn fail(&mut self, message: String) -> Option<Result<ModelChunk, Error>> {
+        self.finished = true;
+        Some(Err(relay_error(None, message)))
+    }
+
+    async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            while let Some(event) = self.decoder.next_event() {
+                if event.data.trim() == "[DONE]" {
+                    self.finished = true;
+                    return None;
+                }
+                let v: Value = match serde_json::from_str(&event.data) {
+                    Ok(v) => v,
+                    Err(e) => return self.fail(format!("a relay stream event is not JSON ({e})")),
+                };
+                if let Some(error) = v.get("error") {
+                    return self.fail(format!(
+                        "the relay reported an error mid-stream: {}",
+                        error_text(error)
+                    ));
+                }
+                return Some(Ok(parse_chunk(&v)));
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.decoder.push(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return self.fail(format!("the relay's stream broke off: {}", error_chain(&e)));
+                }
+                None => return self.fail("the relay's stream ended without `[DONE]`".into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::types::{
+        BodyEdit, ExtraEdits, InferenceParams, Message, Targeted, ToolConfig, ToolDef,
+    };
+    use crate::secret::Secret;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn prefixes_are_kept() {
+        assert_eq!(
+            inference_url("http://relay:3000"),
+            "http://relay:3000/inference"
+        );
+        assert_eq!(
+            inference_url("http://gw/team-a/"),
+            "http://gw/team-a/inference"
+        );
+    }
+
+    #[test]
+    fn the_body_is_a_default_function_call() {
+        let request = ModelRequest {
+            system: Some("sys".into()),
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![ContentBlock::Text("hi".into())],
+            }],
+            params: InferenceParams {
+                temperature: Some(0.5),
+                ..Default::default()
+            },
+            tools: Some(ToolConfig {
+                tools: vec![ToolDef {
+                    name: "t".into(),
+                    description: "d".into(),
+                    parameters: json!({}),
+                    strict: false,
+                }],
+                tool_choice: ToolChoice::Specific("t".into()),
+                parallel_tool_calls: None,
+            }),
+            stream: true,
+            extra_body: ExtraEdits {
+                variant: vec![BodyEdit {
+                    pointer: "/a".into(),
+                    value: Some(json!(1)),
+                }],
+                request: vec![Targeted {
+                    target: EditTarget::ModelProvider {
+                        model: "m".into(),
+                        provider: Some("p".into()),
+                    },
+                    edit: BodyEdit {
+                        pointer: "/b".into(),
+                        value: None,
+                    },
+                }],
+            },
+            ..Default::default()
+        };
+        let mut call = Call::new(request);
+        let tags: BTreeMap<String, String> = [
+            ("team".to_owned(), "x".to_owned()),
+            ("tensorzero::internal".to_owned(), "y".to_owned()),
+        ]
+        .into();
+        call.extensions.insert(Tags(Arc::new(tags)));
+        let creds: BTreeMap<String, Secret> = [("k".to_owned(), Secret::new("v"))].into();
+        call.extensions.insert(DynamicCredentials(Arc::new(creds)));
+        let body = relay_body("openai::gpt", &call);
+        assert_eq!(body["function_name"], Value::Null);
+        assert_eq!(body["model_name"], "openai::gpt");
+        assert_eq!(body["input"]["system"], "sys");
+        assert_eq!(
+            body["input"]["messages"][0]["content"][0],
+            json!({ "type": "text", "text": "hi" })
+        );
+        assert_eq!(body["params"]["chat_completion"]["json_mode"], "off");
+        assert_eq!(body["params"]["chat_completion"]["temperature"], 0.5);
+        assert_eq!(body["tags"], json!({ "team": "x" }));
+        assert_eq!(body["credentials"], json!({ "k": "v" }));
+        assert_eq!(body["additional_tools"][0]["name"], "t");
+        assert_eq!(body["tool_choice"], json!({ "specific": "t" }));
+        assert_eq!(body["stream"], true);
+        assert_eq!(
+            body["extra_body"],
+            json!([{ "pointer": "/a", "value": 1 }, { "pointer": "/b", "delete": true, "model_name": "m", "provider_name": "p" }])
+        );
+    }
+
+    #[test]
+    fn native_answers_parse() {
+        let r = parse_response(br#"{"inference_id":"x","content":[{"type":"text","text":"hi"},{"type":"tool_call","id":"c","name":"f","arguments":{"a":1},"raw_name":"f","raw_arguments":"{\"a\":1}"}],"usage":{"input_tokens":3,"output_tokens":4},"finish_reason":"tool_call"}"#).unwrap();
+        assert_eq!(r.content.len(), 2);
+        assert_eq!(r.finish_reason, Some(FinishReason::ToolCall));
+        assert_eq!(r.usage.output_tokens, Some(4));
+        let c = parse_chunk(&json!({"content":[{"type":"text","id":"0","text":"a"}]}));
+        assert_eq!(
+            c.content,
+            vec![ChunkBlock::Text {
+                id: "0".into(),
+                text: "a".into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! Two tiers, as in the seed's relay guide: an edge that holds no provider key relays model
+//! calls to a relay that injects its own; `skip_relay` models call providers from the edge.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::json;
+use switchyard::mock_provider::MockProvider;
+
+use crate::harness::{gateway, inference, key_file, send};
+
+/// The relay: owns the provider key (from a file), falls back from a failing provider.
+const RELAY: &str = r#"
+[models.mock]
+routing = ["openai"]
+[models.mock.providers.openai]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "path::{relay_key}"
+
+[models.fallback]
+routing = ["broken", "slow", "good"]
+[models.fallback.providers.broken]
+type = "openai"
+api_base = "{mock}"
+model_name = "error-503"
+api_key_location = "none"
+[models.fallback.providers.slow]
+type = "openai"
+api_base = "{mock}"
+model_name = "slow-3000"
+api_key_location = "none"
+timeouts = { non_streaming = { total_ms = 200 } }
+[models.fallback.providers.good]
+type = "openai"
+api_base = "{mock}"
+model_name = "good"
+api_key_location = "none"
+
+[models.customer]
+routing = ["openai"]
+[models.customer.providers.openai]
+type = "openai"
+api_base = "{mock}"
+model_name = "customer"
+api_key_location = "dynamic::customer_key"
+
+[models.drip]
+routing = ["openai"]
+[models.drip.providers.openai]
+type = "openai"
+api_base = "{mock}"
+model_name = "drip-50"
+api_key_location = "none"
+"#;
+
+/// The edge: relays everything except `local`; its providers name keys it does not have.
+const EDGE: &str = r#"
+[gateway.relay]
+gateway_url = "{relay}"
+
+[models.mock]
+routing = ["openai"]
+[models.mock.providers.openai]
+type = "openai"
+api_base = "{mock}"
+model_name = "edge-must-not-call-this"
+api_key_location = "env::SWITCHYARD_EDGE_HAS_NO_SUCH_KEY"
+
+[models.fallback]
+routing = ["x"]
+[models.fallback.providers.x]
+type = "openai"
+model_name = "x"
+api_key_location = "env::SWITCHYARD_EDGE_HAS_NO_SUCH_KEY"
+
+[models.customer]
+routing = ["x"]
+[models.customer.providers.x]
+type = "openai"
+model_name = "x"
+
+[models.drip]
+routing = ["x"]
+[models.drip.providers.x]
+type = "openai"
+model_name = "x"
+
+[models.local]
+routing = ["openai"]
+skip_relay = true
+[models.local.providers.openai]
+type = "openai"
+api_base = "{mock}"
+model_name = "local-model"
+api_key_location = "path::{edge_key}"
+
+[functions.chat]
+type = "chat"
+[functions.chat.variants.v]
+type = "chat_completion"
+model = "mock"
+max_tokens = 64
+extra_body = [{ pointer = "/from_edge_variant", value = true }]
+"#;
+
+struct Tiers {
+    mock: MockProvider,
+    relay: switchyard::RunningGateway,
+    edge: switchyard::RunningGateway,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn tiers() -> Tiers {
+    let mock = MockProvider::start().await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let relay_key = key_file(&keys, "relay.key", "sk-relay-key");
+    let edge_key = key_file(&keys, "edge.key", "sk-edge-key");
+    let base = mock.api_base();
+    let (relay, d1) = gateway(RELAY, &[("{mock}", &base), ("{relay_key}", &relay_key)]).await;
+    let relay_url = relay.url();
+    let (edge, d2) = gateway(
+        EDGE,
+        &[
+            ("{mock}", &base),
+            ("{relay}", &relay_url),
+            ("{edge_key}", &edge_key),
+        ],
+    )
+    .await;
+    Tiers {
+        mock,
+        relay,
+        edge,
+        _dirs: vec![keys, d1, d2],
+    }
+}
+
+async fn post(
+    gw: &switchyard::RunningGateway,
+    path: &str,
+    body: &serde_json::Value,
+) -> crate::harness::Reply {
+    send(
+        Method::POST,
+        &format!("{}{path}", gw.url()),
+        Bytes::from(body.to_string()),
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_edge_has_no_key_and_the_relay_injects_its_own() {
+    let t = tiers().await;
+    let r = post(&t.edge, "/inference", &inference("mock", "via relay")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["content"][0]["text"], "mock reply to: via relay");
+    assert_eq!(v["variant_name"], "mock");
+    let seen = t.mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].body["model"], "mock-model",
+        "the relay's provider was called, not the edge's"
+    );
+    assert_eq!(seen[0].header("authorization"), Some("Bearer sk-relay-key"));
+}
+
+#[tokio::test]
+async fn skip_relay_models_use_the_edges_own_key() {
+    let t = tiers().await;
+    let r = post(&t.edge, "/inference", &inference("local", "direct")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen = t.mock.requests();
+    assert_eq!(seen[0].body["model"], "local-model");
+    assert_eq!(seen[0].header("authorization"), Some("Bearer sk-edge-key"));
+}
+
+#[tokio::test]
+async fn dynamic_credentials_reach_the_provider_through_the_relay() {
+    let t = tiers().await;
+    let mut body = inference("customer", "mine");
+    body["credentials"] = json!({ "customer_key": "sk-customer-1" });
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        t.mock.requests()[0].header("authorization"),
+        Some("Bearer sk-customer-1")
+    );
+
+    // Without it, the relay's 400 reaches the client as a 400 that names the credential.
+    let r = post(&t.edge, "/inference", &inference("customer", "mine")).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    let e = r.error();
+    assert!(
+        e.contains("Error forwarding request in relay mode: HTTP Error (status code 400)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("Dynamic api key `customer_key` is missing"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_relay_falls_back_on_5xx_and_timeouts() {
+    let t = tiers().await;
+    let r = post(&t.edge, "/inference", &inference("fallback", "x")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let models: Vec<String> = t
+        .mock
+        .requests()
+        .iter()
+        .map(|r| r.body["model"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(models, ["error-503", "slow-3000", "good"]);
+}
+
+#[tokio::test]
+async fn streaming_through_the_relay_uses_the_edges_ids() {
+    let t = tiers().await;
+    let mut body = inference("mock", "stream me");
+    body["stream"] = json!(true);
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200);
+    let events = r.json_events();
+    let text: String = events
+        .iter()
+        .flat_map(|e| e["content"].as_array().cloned().unwrap_or_default())
+        .map(|b| b["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(text, "mock reply to: stream me");
+    let last = events.last().unwrap();
+    assert_eq!(last["finish_reason"], "stop");
+    assert_eq!(last["usage"]["output_tokens"], 5);
+    let ids: std::collections::BTreeSet<String> = events
+        .iter()
+        .map(|e| e["inference_id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 1);
+
+    // And through the OpenAI route with the usage chunk.
+    let r = post(&t.edge, "/openai/v1/chat/completions", &json!({
+        "model": "tensorzero::model_name::mock", "stream": true, "stream_options": { "include_usage": true },
+        "messages": [{ "role": "user", "content": "hi" }]
+    })).await;
+    let events = r.json_events();
+    assert_eq!(events.last().unwrap()["usage"]["completion_tokens"], 4);
+}
+
+#[tokio::test]
+async fn variant_and_request_extra_body_are_forwarded_and_applied_by_the_relay() {
+    let t = tiers().await;
+    let body = json!({
+        "function_name": "chat",
+        "input": { "messages": [{ "role": "user", "content": "x" }] },
+        "extra_body": [
+            { "model_name": "mock", "provider_name": "openai", "pointer": "/from_request", "value": 7 },
+            { "model_name": "other", "pointer": "/not_for_us", "value": 1 }
+        ],
+        "tags": { "team": "search" }
+    });
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let sent = &t.mock.requests()[0].body;
+    assert_eq!(sent["from_edge_variant"], true);
+    assert_eq!(sent["from_request"], 7);
+    assert!(sent.get("not_for_us").is_none());
+    assert_eq!(
+        sent["max_tokens"],
+        serde_json::Value::Null,
+        "openai type sends max_completion_tokens"
+    );
+    assert_eq!(sent["max_completion_tokens"], 64);
+}
+
+#[tokio::test]
+async fn the_wire_request_to_the_relay_follows_the_reference() {
+    // A mock provider as the "relay" records exactly what the edge sends (and answers 404).
+    let mock = MockProvider::start().await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let edge_key = key_file(&keys, "k", "sk-edge");
+    let edge = EDGE.replace(
+        "gateway_url = \"{relay}\"",
+        "gateway_url = \"{relay}\"\napi_key_location = \"dynamic::relay_key\"",
+    );
+    let prefix = format!("http://{}/team-a/", mock.addr);
+    let (gw, _d) = gateway(
+        &edge,
+        &[
+            ("{relay}", &prefix),
+            ("{mock}", &mock.api_base()),
+            ("{edge_key}", &edge_key),
+        ],
+    )
+    .await;
+    let body = json!({
+        "model_name": "mock",
+        "episode_id": uuid::Uuid::now_v7(),
+        "input": { "system": "sys", "messages": [
+            { "role": "user", "content": "hello" },
+            { "role": "assistant", "content": [{ "type": "tool_call", "id": "c1", "name": "t", "arguments": "{}" }] },
+            { "role": "user", "content": [{ "type": "tool_result", "id": "c1", "name": "t", "result": "ok" }] }
+        ] },
+        "stream": false,
+        "params": { "chat_completion": { "temperature": 0.4, "max_tokens": 9 } },
+        "tags": { "user_id": "u-1" },
+        "credentials": { "customer_key": "sk-c", "relay_key": "sk-t0-relay" },
+        "additional_tools": [{ "name": "t", "description": "d", "parameters": { "type": "object" } }],
+        "tool_choice": "required"
+    });
+    let r = post(&gw, "/inference", &body).await;
+    // The mock answers 404 to /inference: the relay's status and message reach the client.
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error()
+            .contains("HTTP Error (status code 404): unknown route on the mock provider"),
+        "{}",
+        r.error()
+    );
+    let sent = mock.requests();
+    assert_eq!(sent.len(), 1);
+    let req = &sent[0];
+    assert_eq!(
+        req.path, "/team-a/inference",
+        "the path prefix of gateway_url is kept"
+    );
+    assert_eq!(req.header("authorization"), Some("Bearer sk-t0-relay"));
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    let b = &req.body;
+    assert_eq!(b["function_name"], serde_json::Value::Null);
+    assert_eq!(b["model_name"], "mock");
+    assert_eq!(
+        b["episode_id"],
+        serde_json::Value::Null,
+        "the relay makes its own episode"
+    );
+    assert_eq!(b["variant_name"], serde_json::Value::Null);
+    assert_eq!(b["internal"], false);
+    assert_eq!(b["stream"], false);
+    assert_eq!(b["input"]["system"], "sys");
+    assert_eq!(
+        b["input"]["messages"][1]["content"][0],
+        json!({ "type": "tool_call", "id": "c1", "name": "t", "arguments": "{}" })
+    );
+    assert_eq!(
+        b["input"]["messages"][2]["content"][0],
+        json!({ "type": "tool_result", "id": "c1", "name": "t", "result": "ok" })
+    );
+    assert_eq!(b["params"]["chat_completion"]["temperature"], 0.4);
+    assert_eq!(b["params"]["chat_completion"]["max_tokens"], 9);
+    assert_eq!(b["params"]["chat_completion"]["json_mode"], "off");
+    assert_eq!(b["tags"], json!({ "user_id": "u-1" }));
+    assert_eq!(
+        b["credentials"],
+        json!({ "customer_key": "sk-c", "relay_key": "sk-t0-relay" })
+    );
+    assert_eq!(b["additional_tools"][0]["name"], "t");
+    assert_eq!(b["tool_choice"], "required");
+    drop(keys);
+}
+
+#[tokio::test]
+async fn an_unreachable_relay_is_a_502_naming_the_url() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (gw, _d) = gateway(
+        EDGE,
+        &[
+            ("{relay}", &url),
+            ("{mock}", "http://127.0.0.1:1/v1/"),
+            ("{edge_key}", "/dev/null"),
+        ],
+    )
+    .await;
+    let r = post(&gw, "/inference", &inference("mock", "x")).await;
+    assert_eq!(r.status, 502);
+    let e = r.error();
+    assert!(
+        e.contains("Error forwarding request in relay mode: could not reach the relay at")
+            && e.contains(&url),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_call_through_the_relay() {
+    use http_body_util::BodyExt;
+    let t = tiers().await;
+    let mut body = inference("drip", "x");
+    body["stream"] = json!(true);
+    let client = switchyard::http_client::build();
+    let req = http::Request::post(format!("{}/inference", t.edge.url()))
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    let mut res_body = res.into_body();
+    let mut got = 0;
+    while got < 3 {
+        if let Some(Ok(frame)) = res_body.frame().await {
+            if frame.data_ref().is_some() {
+                got += 1;
+            }
+        }
+    }
+    drop(res_body);
+    drop(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while t.mock.aborted_streams() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        t.mock.aborted_streams(),
+        1,
+        "the provider stream outlived the client"
+    );
+    let _ = &t.relay;
+}
