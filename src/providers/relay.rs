@@ -194,17 +194,20 @@ pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
     let request = &call.payload;
     let p = &request.params;
     let json_mode = p.json_mode.unwrap_or(JsonMode::Off);
-    let mut params = json!({
-        "temperature": p.temperature,
-        "max_tokens": p.max_tokens,
-        "seed": p.seed,
-        "top_p": p.top_p,
-        "presence_penalty": p.presence_penalty,
-        "frequency_penalty": p.frequency_penalty,
-        "stop_sequences": p.stop_sequences,
-        "json_mode": json_mode,
-    });
+    // Unset parameters are left out, as the TensorZero Gateway's own edge does.
+    let mut params = Map::new();
+    params.insert("json_mode".into(), json!(json_mode));
     for (key, value) in [
+        ("temperature", p.temperature.map(|v| json!(v))),
+        ("max_tokens", p.max_tokens.map(|v| json!(v))),
+        ("seed", p.seed.map(|v| json!(v))),
+        ("top_p", p.top_p.map(|v| json!(v))),
+        ("presence_penalty", p.presence_penalty.map(|v| json!(v))),
+        ("frequency_penalty", p.frequency_penalty.map(|v| json!(v))),
+        (
+            "stop_sequences",
+            p.stop_sequences.as_ref().map(|v| json!(v)),
+        ),
         (
             "reasoning_effort",
             p.reasoning_effort.as_ref().map(|v| json!(v)),
@@ -217,7 +220,7 @@ pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
         ("verbosity", p.verbosity.as_ref().map(|v| json!(v))),
     ] {
         if let Some(v) = value {
-            params[key] = v;
+            params.insert(key.into(), v);
         }
     }
     let mut input = Map::new();
@@ -277,7 +280,7 @@ pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
             tools
                 .tools
                 .iter()
-                .map(|t| json!({ "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict }))
+                .map(|t| json!({ "type": "function", "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict }))
                 .collect(),
         );
         body["tool_choice"] = match &tools.tool_choice {
@@ -538,7 +541,7 @@ impl RelayStream {
             if self.finished {
                 return None;
             }
-            while let Some(event) = self.decoder.next_event() {
+            if let Some(event) = self.decoder.next_event() {
                 if event.data.trim() == "[DONE]" {
                     self.finished = true;
                     return None;

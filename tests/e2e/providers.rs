@@ -350,3 +350,131 @@ async fn client_disconnect_while_waiting_cancels_the_provider_call() {
         "the provider call outlived the client"
     );
 }
+
+fn with_variant(model_name: &str, variant_extra: &str) -> String {
+    format!(
+        "{}\n[functions.f]\ntype = \"chat\"\n[functions.f.variants.v]\ntype = \"chat_completion\"\nmodel = \"m\"\n{variant_extra}\n",
+        model("m", model_name)
+    )
+}
+
+#[tokio::test]
+async fn retries_honour_retry_after_when_it_fits() {
+    let h = Harness::start(&with_variant(
+        "busy-300",
+        "retries = { num_retries = 1, max_delay_s = 1 }",
+    ))
+    .await;
+    let r = h.post("/inference", &json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "x" }] } })).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(h.mock.requests().len(), 2, "one 429, then one retry");
+
+    // When the provider asks for a longer wait than max_delay_s allows, the gateway gives up
+    // at once rather than retry early.
+    let h = Harness::start(&with_variant(
+        "busy-5000",
+        "retries = { num_retries = 3, max_delay_s = 1 }",
+    ))
+    .await;
+    let r = h.post("/inference", &json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "x" }] } })).await;
+    assert_eq!(h.mock.requests().len(), 1);
+    assert!(r.error().contains("HTTP 429"), "{}", r.error());
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_bad_requests_are_not() {
+    let h = Harness::start(&with_variant(
+        "flaky",
+        "retries = { num_retries = 2, max_delay_s = 0.05 }",
+    ))
+    .await;
+    let r = h.post("/inference", &json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "x" }] } })).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(h.mock.requests().len(), 2);
+
+    let h = Harness::start(&with_variant(
+        "error-400",
+        "retries = { num_retries = 2, max_delay_s = 0.05 }",
+    ))
+    .await;
+    let r = h.post("/inference", &json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "x" }] } })).await;
+    assert_eq!(h.mock.requests().len(), 1, "a 400 is not retried");
+    assert!(r.error().contains("HTTP 400"), "{}", r.error());
+
+    let h = Harness::start(&with_variant(
+        "error-500",
+        "retries = { num_retries = 2, max_delay_s = 0.05 }",
+    ))
+    .await;
+    let r = h.post("/inference", &json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "x" }] } })).await;
+    assert_eq!(h.mock.requests().len(), 3);
+    assert!(
+        r.error().contains("All retries failed with errors:"),
+        "{}",
+        r.error()
+    );
+}
+
+#[tokio::test]
+async fn streams_are_retried_until_the_first_chunk() {
+    let h = Harness::start(&with_variant(
+        "flaky",
+        "retries = { num_retries = 1, max_delay_s = 0.05 }",
+    ))
+    .await;
+    let r = h.post("/inference", &json!({ "function_name": "f", "stream": true, "input": { "messages": [{ "role": "user", "content": "x" }] } })).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json_events().last().unwrap()["finish_reason"], "stop");
+    assert_eq!(h.mock.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_silent_stream_fails_with_an_idle_timeout_event() {
+    let cfg = r#"
+[models.m]
+routing = ["p"]
+[models.m.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "drip-1000"
+api_key_location = "none"
+timeouts = { streaming = { idle_ms = 150 } }
+"#;
+    let h = Harness::start(cfg).await;
+    let mut body = inference("m", "x");
+    body["stream"] = json!(true);
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200);
+    let events = r.events();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let error = &events[events.len() - 2];
+    assert!(
+        error.contains("timed out due to configured `streaming.idle_ms` timeout (150 ms)"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn streaming_total_ms_bounds_the_whole_stream() {
+    let cfg = r#"
+[models.m]
+routing = ["p"]
+timeouts = { streaming = { ttft_ms = 2000, total_ms = 400 } }
+[models.m.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "drip-50"
+api_key_location = "none"
+"#;
+    let h = Harness::start(cfg).await;
+    let mut body = inference("m", "x");
+    body["stream"] = json!(true);
+    let r = h.post("/inference", &body).await;
+    let events = r.events();
+    let error = &events[events.len() - 2];
+    assert!(
+        error.contains("Model m timed out due to configured `streaming.total_ms` timeout (400 ms)"),
+        "{error}"
+    );
+    assert!(events.len() > 3, "some chunks arrived before the deadline");
+}
