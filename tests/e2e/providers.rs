@@ -478,3 +478,73 @@ api_key_location = "none"
     );
     assert!(events.len() > 3, "some chunks arrived before the deadline");
 }
+
+#[tokio::test]
+async fn extra_body_and_headers_follow_the_documented_precedence() {
+    let cfg = r#"
+[models.m]
+routing = ["p", "q"]
+[models.m.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "error-500"
+api_key_location = "none"
+extra_body = [{ pointer = "/level", value = "provider" }, { pointer = "/provider_only", value = 1 }]
+extra_headers = [{ name = "x-level", value = "provider" }]
+[models.m.providers.q]
+type = "openai"
+api_base = "{mock}"
+model_name = "good"
+api_key_location = "none"
+extra_body = [{ pointer = "/level", value = "provider-q" }, { pointer = "/temperature", delete = true }]
+
+[functions.f]
+type = "chat"
+[functions.f.variants.v]
+type = "chat_completion"
+model = "m"
+temperature = 0.5
+extra_body = [{ pointer = "/level", value = "variant" }, { pointer = "/variant_only", value = true }]
+extra_headers = [{ name = "x-level", value = "variant" }, { name = "x-variant", value = "yes" }]
+"#;
+    let h = Harness::start(cfg).await;
+    let body = json!({
+        "function_name": "f",
+        "input": { "messages": [{ "role": "user", "content": "x" }] },
+        "extra_body": [
+            { "variant_name": "v", "pointer": "/request_variant", "value": "applies" },
+            { "variant_name": "other", "pointer": "/request_other_variant", "value": "must not apply" },
+            { "model_name": "m", "provider_name": "p", "pointer": "/level", "value": "request-for-p" }
+        ],
+        "extra_headers": [{ "name": "x-variant", "delete": true }]
+    });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let sent = h.mock.requests();
+    let (p, q) = (&sent[0], &sent[1]);
+    // Provider p: the request's entry for p wins over the provider's, which wins over the variant's.
+    assert_eq!(p.body["level"], "request-for-p");
+    assert_eq!(p.body["provider_only"], 1);
+    assert_eq!(p.body["variant_only"], true);
+    assert_eq!(p.body["request_variant"], "applies");
+    assert!(p.body.get("request_other_variant").is_none());
+    assert_eq!(p.header("x-level"), Some("provider"));
+    assert_eq!(p.header("x-variant"), None, "the request deleted it");
+    // Provider q: its own entries, and the variant's temperature deleted.
+    assert_eq!(q.body["level"], "provider-q");
+    assert!(q.body.get("temperature").is_none());
+    assert!(q.body.get("provider_only").is_none());
+}
+
+#[tokio::test]
+async fn variant_timeouts_bound_all_retries_together() {
+    let cfg = with_variant(
+        "slow-400",
+        "retries = { num_retries = 5, max_delay_s = 0.01 }\ntimeouts = { non_streaming = { total_ms = 1000 } }",
+    );
+    let h = Harness::start(&cfg.replace("[models.m.providers.p]", "[models.m.providers.p]\ntimeouts = { non_streaming = { total_ms = 300 } }")).await;
+    let r = h.post("/inference", &json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "x" }] } })).await;
+    assert!(r.error().contains("Variant `v` timed out due to configured `non_streaming.total_ms` timeout (1000 ms)"), "{}", r.error());
+    let attempts = h.mock.requests().len();
+    assert!((2..6).contains(&attempts), "retries ran until the variant's limit: {attempts} attempts");
+}

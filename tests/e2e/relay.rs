@@ -423,3 +423,21 @@ async fn a_client_that_leaves_cancels_the_call_through_the_relay() {
     );
     let _ = &t.relay;
 }
+
+#[tokio::test]
+async fn model_timeouts_on_the_edge_cover_relayed_calls() {
+    let mock = MockProvider::start().await.unwrap();
+    let relay_cfg = "[models.slow]\nrouting = [\"p\"]\n[models.slow.providers.p]\ntype = \"openai\"\napi_base = \"{mock}\"\nmodel_name = \"slow-3000\"\napi_key_location = \"none\"\n";
+    let (relay, _d1) = gateway(relay_cfg, &[("{mock}", &mock.api_base())]).await;
+    let edge_cfg = "[gateway.relay]\ngateway_url = \"{relay}\"\n[models.slow]\nrouting = [\"p\"]\ntimeouts = { non_streaming = { total_ms = 300 } }\n[models.slow.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\n";
+    let relay_url = relay.url();
+    let (edge, _d2) = gateway(edge_cfg, &[("{relay}", &relay_url)]).await;
+    let r = post(&edge, "/inference", &inference("slow", "x")).await;
+    assert!(r.error().contains("Model slow timed out due to configured `non_streaming.total_ms` timeout (300 ms)"), "{}", r.error());
+    // The edge gave up, so the relay's provider call was cancelled too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while mock.cancelled_requests() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mock.cancelled_requests(), 1);
+}
