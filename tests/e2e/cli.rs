@@ -182,7 +182,10 @@ fn relay_mode_skips_provider_key_checks_but_not_for_skip_relay_models() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("relay:         on (http://relay:3000)"));
 
-    let (_d, path) = write_config(&relayed.replace("routing = [\"p\"]\n", "routing = [\"p\"]\nskip_relay = true\n"));
+    let (_d, path) = write_config(&relayed.replace(
+        "routing = [\"p\"]\n",
+        "routing = [\"p\"]\nskip_relay = true\n",
+    ));
     let o = switchyard(&["--config-file", &path, "--validate-config"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("SWITCHYARD_CLI_NO_KEY"), "{}", text(&o));
@@ -190,15 +193,26 @@ fn relay_mode_skips_provider_key_checks_but_not_for_skip_relay_models() {
 
 #[test]
 fn a_missing_relay_key_stops_start_up() {
-    let (_d, path) = write_config("[gateway.relay]\ngateway_url = \"http://relay:3000\"\napi_key_location = \"env::SWITCHYARD_CLI_NO_RELAY_KEY\"\n");
+    let (_d, path) = write_config(
+        "[gateway.relay]\ngateway_url = \"http://relay:3000\"\napi_key_location = \"env::SWITCHYARD_CLI_NO_RELAY_KEY\"\n",
+    );
     let o = switchyard(&["--config-file", &path, "--validate-config"], &[]);
     assert_eq!(o.status.code(), Some(1));
     let out = text(&o);
     assert!(out.contains("API key missing for provider tensorzero::relay: Environment variable `SWITCHYARD_CLI_NO_RELAY_KEY` is missing"), "{out}");
-    let o = switchyard(&["--config-file", &path, "--validate-config"], &[("SWITCHYARD_CLI_NO_RELAY_KEY", "sk-t0-x")]);
+    let o = switchyard(
+        &["--config-file", &path, "--validate-config"],
+        &[("SWITCHYARD_CLI_NO_RELAY_KEY", "sk-t0-x")],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let (_d, path) = write_config("[gateway.relay]\ngateway_url = \"http://relay:3000\"\napi_key_location = \"path::/k\"\n");
+    let (_d, path) = write_config(
+        "[gateway.relay]\ngateway_url = \"http://relay:3000\"\napi_key_location = \"path::/k\"\n",
+    );
     let o = switchyard(&["--config-file", &path, "--validate-config"], &[]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("cannot hold the relay key"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot hold the relay key"),
+        "{}",
+        text(&o)
+    );
 }

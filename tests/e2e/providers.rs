@@ -542,9 +542,22 @@ async fn variant_timeouts_bound_all_retries_together() {
         "slow-400",
         "retries = { num_retries = 5, max_delay_s = 0.01 }\ntimeouts = { non_streaming = { total_ms = 1000 } }",
     );
-    let h = Harness::start(&cfg.replace("[models.m.providers.p]", "[models.m.providers.p]\ntimeouts = { non_streaming = { total_ms = 300 } }")).await;
+    let h = Harness::start(&cfg.replace(
+        "[models.m.providers.p]",
+        "[models.m.providers.p]\ntimeouts = { non_streaming = { total_ms = 300 } }",
+    ))
+    .await;
     let r = h.post("/inference", &json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "x" }] } })).await;
-    assert!(r.error().contains("Variant `v` timed out due to configured `non_streaming.total_ms` timeout (1000 ms)"), "{}", r.error());
+    assert!(
+        r.error().contains(
+            "Variant `v` timed out due to configured `non_streaming.total_ms` timeout (1000 ms)"
+        ),
+        "{}",
+        r.error()
+    );
     let attempts = h.mock.requests().len();
-    assert!((2..6).contains(&attempts), "retries ran until the variant's limit: {attempts} attempts");
+    assert!(
+        (2..6).contains(&attempts),
+        "retries ran until the variant's limit: {attempts} attempts"
+    );
 }

@@ -433,7 +433,13 @@ async fn model_timeouts_on_the_edge_cover_relayed_calls() {
     let relay_url = relay.url();
     let (edge, _d2) = gateway(edge_cfg, &[("{relay}", &relay_url)]).await;
     let r = post(&edge, "/inference", &inference("slow", "x")).await;
-    assert!(r.error().contains("Model slow timed out due to configured `non_streaming.total_ms` timeout (300 ms)"), "{}", r.error());
+    assert!(
+        r.error().contains(
+            "Model slow timed out due to configured `non_streaming.total_ms` timeout (300 ms)"
+        ),
+        "{}",
+        r.error()
+    );
     // The edge gave up, so the relay's provider call was cancelled too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
     while mock.cancelled_requests() == 0 && tokio::time::Instant::now() < deadline {
