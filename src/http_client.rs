@@ -21,8 +21,8 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a TCP connect may take before the attempt fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Builds the client. Call once at start-up and clone (clones share the pool).
-pub fn build() -> HttpClient {
+/// The TLS settings of every outbound connection (providers, the relay, Postgres).
+pub fn tls_config() -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let native = rustls_native_certs::load_native_certs();
@@ -30,14 +30,16 @@ pub fn build() -> HttpClient {
         // A malformed system certificate should not take the gateway down; skip it.
         let _ = roots.add(cert);
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports TLS 1.2 and 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
 
+/// Builds the client. Call once at start-up and clone (clones share the pool).
+pub fn build() -> HttpClient {
+    let tls = tls_config();
     let mut http = HttpConnector::new();
     // Without TCP_NODELAY small request bodies can wait for the peer's delayed ACK (~40 ms).
     http.set_nodelay(true);

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod credentials;
@@ -27,6 +28,25 @@ use std::time::Duration;
 
 use config::LoadedConfig;
 
+/// What start-up reads from the process environment, gathered in one place so that tests and
+/// embedders can supply it.
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    /// `TENSORZERO_POSTGRES_URL`: the API-key store.
+    pub postgres_url: Option<String>,
+}
+
+impl Environment {
+    /// Reads the process environment.
+    pub fn from_process() -> Self {
+        Self {
+            postgres_url: std::env::var("TENSORZERO_POSTGRES_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+        }
+    }
+}
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -46,16 +66,18 @@ pub enum StartupError {
     },
 }
 
-/// Builds the shared state: checks what cannot be served, sets up models and credentials.
-pub fn build_state(loaded: &LoadedConfig) -> Result<Arc<api::AppState>, StartupError> {
+/// Everything a running gateway serves with.
+pub struct App {
+    /// What the handlers share.
+    pub state: Arc<api::AppState>,
+    /// API-key authentication (disabled unless `gateway.auth.enabled`).
+    pub auth: switchyard_layers::auth::AuthLayer<body::Body>,
+}
+
+/// Builds the shared state: sets up models and credentials, and, with auth on, checks that the
+/// key store answers.
+pub async fn build_state(loaded: &LoadedConfig, env: &Environment) -> Result<App, StartupError> {
     let config = &loaded.config;
-    if config.gateway.auth.enabled {
-        return Err(StartupError::Config(
-            "`gateway.auth.enabled = true`, but switchyard cannot check API keys yet; refusing to \
-             serve unauthenticated. Remove the setting or run a build with auth support."
-                .into(),
-        ));
-    }
     let gateway =
         inference::Gateway::new(config, http_client::build()).map_err(StartupError::Providers)?;
     match config
@@ -84,12 +106,33 @@ pub fn build_state(loaded: &LoadedConfig) -> Result<Arc<api::AppState>, StartupE
         .unwrap_or("/")
         .trim_end_matches('/')
         .to_owned();
-    Ok(Arc::new(api::AppState {
+    let (key_store, auth) = if config.gateway.auth.enabled {
+        let unavailable = |why: String| {
+            StartupError::Config(format!(
+                "Authentication is enabled (`gateway.auth.enabled = true`) but Postgres is not available: {why}"
+            ))
+        };
+        let url = env.postgres_url.as_deref().ok_or_else(|| {
+            unavailable(
+                "set TENSORZERO_POSTGRES_URL to the database that holds the API keys".into(),
+            )
+        })?;
+        let store = auth::PostgresKeyStore::connect(url).map_err(unavailable)?;
+        store.check().await.map_err(unavailable)?;
+        tracing::info!("Authentication: enabled (API keys in Postgres)");
+        let layer = api::auth_layer(&config.gateway.auth, &base_path, Arc::new(store.clone()));
+        (Some(store), layer)
+    } else {
+        (None, switchyard_layers::auth::AuthLayer::disabled())
+    };
+    let state = Arc::new(api::AppState {
         gateway,
         base_path,
         body_limit: api::DEFAULT_BODY_LIMIT,
         config_hash: loaded.hash.clone(),
-    }))
+        key_store,
+    });
+    Ok(App { state, auth })
 }
 
 /// A gateway serving in the background (for tests and embedding).
@@ -115,12 +158,21 @@ impl RunningGateway {
     }
 }
 
-/// Binds `addr` and serves in a background task.
+/// Binds `addr` and serves in a background task, with nothing from the process environment.
 pub async fn start(
     loaded: &LoadedConfig,
     addr: SocketAddr,
 ) -> Result<RunningGateway, StartupError> {
-    let state = build_state(loaded)?;
+    start_with(loaded, addr, &Environment::default()).await
+}
+
+/// Binds `addr` and serves in a background task.
+pub async fn start_with(
+    loaded: &LoadedConfig,
+    addr: SocketAddr,
+    env: &Environment,
+) -> Result<RunningGateway, StartupError> {
+    let app = build_state(loaded, env).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
@@ -130,7 +182,7 @@ pub async fn start(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(
         listener,
-        stack::inbound(state),
+        stack::inbound(app.state, app.auth),
         async move {
             let _ = rx.await;
         },
@@ -146,16 +198,23 @@ pub async fn start(
 /// Binds `addr` and serves until `shutdown` resolves (what the binary runs).
 pub async fn run(
     loaded: &LoadedConfig,
+    env: &Environment,
     addr: SocketAddr,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> Result<(), StartupError> {
-    let state = build_state(loaded)?;
+    let app = build_state(loaded, env).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     tracing::info!(address = %local, "switchyard listening");
-    server::serve(listener, stack::inbound(state), shutdown, drain).await;
+    server::serve(
+        listener,
+        stack::inbound(app.state, app.auth),
+        shutdown,
+        drain,
+    )
+    .await;
     Ok(())
 }

@@ -1,11 +1,13 @@
-//! The `switchyard` binary: command line, start-up checks, serving, shutdown.
+//! The `switchyard` binary: command line, start-up checks, serving, shutdown, and the API-key
+//! administration commands.
 //!
 //! The flags are the TensorZero Gateway's, so a deployment can swap the binary.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{Parser, ValueEnum};
+use switchyard::Environment;
 use switchyard::config::LoadedConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -17,10 +19,9 @@ const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0:3000";
 /// An LLM gateway that serves the TensorZero Gateway API from tensorzero.toml.
 #[derive(Parser, Debug)]
 #[command(name = "switchyard", version, about, long_about = None)]
-#[command(group(ArgGroup::new("config").required(true).args(["config_file", "default_config"])))]
 struct Cli {
     /// The configuration file, or a glob matching several files to merge (quote it).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "default_config")]
     config_file: Option<String>,
 
     /// Run with the built-in empty configuration: shorthand models such as
@@ -33,14 +34,52 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     bind_address: Option<SocketAddr>,
 
-    /// Load and check the configuration (including provider credentials), print a summary,
-    /// and exit 0 if it is valid, 1 if not.
+    /// Load and check the configuration (including provider credentials, and Postgres when auth
+    /// is on), print a summary, and exit 0 if it is valid, 1 if not.
     #[arg(long)]
     validate_config: bool,
 
     /// Log line format. Filter with RUST_LOG (e.g. `RUST_LOG=switchyard=debug`).
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+
+    /// Create the API-key table in TENSORZERO_POSTGRES_URL if it is missing, then exit.
+    #[arg(long, help_heading = "API keys (TENSORZERO_POSTGRES_URL)")]
+    run_postgres_migrations: bool,
+
+    /// Create an API key and print it (only the key, on stdout), then exit.
+    #[arg(long, help_heading = "API keys (TENSORZERO_POSTGRES_URL)")]
+    create_api_key: bool,
+
+    /// With --create-api-key: when the key stops working, e.g. 2026-12-20T23:00:00Z.
+    #[arg(
+        long,
+        value_name = "TIME",
+        requires = "create_api_key",
+        help_heading = "API keys (TENSORZERO_POSTGRES_URL)"
+    )]
+    expiration: Option<String>,
+
+    /// With --create-api-key: a note stored with the key (who or what it is for).
+    #[arg(
+        long,
+        value_name = "TEXT",
+        requires = "create_api_key",
+        help_heading = "API keys (TENSORZERO_POSTGRES_URL)"
+    )]
+    description: Option<String>,
+
+    /// Disable the API key with this public id (the 12 characters after `sk-t0-`), then exit.
+    #[arg(
+        long,
+        value_name = "PUBLIC_ID",
+        help_heading = "API keys (TENSORZERO_POSTGRES_URL)"
+    )]
+    disable_api_key: Option<String>,
+
+    /// List API keys (public id, description, created, expires, disabled; never a secret), then exit.
+    #[arg(long, help_heading = "API keys (TENSORZERO_POSTGRES_URL)")]
+    list_api_keys: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,6 +88,15 @@ enum LogFormat {
     Json,
     /// Human-readable lines.
     Pretty,
+}
+
+impl Cli {
+    fn administers_keys(&self) -> bool {
+        self.run_postgres_migrations
+            || self.create_api_key
+            || self.disable_api_key.is_some()
+            || self.list_api_keys
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -69,20 +117,38 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let env = Environment::from_process();
+    if cli.administers_keys() {
+        return runtime.block_on(administer_keys(&cli, &env));
+    }
 
-    let loaded = match &cli.config_file {
-        Some(pattern) => match LoadedConfig::from_files(pattern) {
+    let loaded = match (&cli.config_file, cli.default_config) {
+        (Some(pattern), false) => match LoadedConfig::from_files(pattern) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         },
-        None => {
+        (None, true) => {
             tracing::warn!(
                 "running with --default-config: no functions are configured; call models by shorthand, e.g. `openai::gpt-4o-mini`"
             );
             LoadedConfig::default_config()
+        }
+        _ => {
+            eprintln!("error: give either --config-file PATH or --default-config (see --help)");
+            return ExitCode::from(2);
         }
     };
     for warning in &loaded.warnings {
@@ -98,25 +164,84 @@ fn main() -> ExitCode {
     };
 
     if cli.validate_config {
-        return validate(&loaded, addr);
+        return runtime.block_on(validate(&loaded, &env, addr));
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = runtime.block_on(switchyard::run(
         &loaded,
+        &env,
         addr,
         shutdown_signal(),
         switchyard::server::DEFAULT_DRAIN,
     ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The API-key commands: they need only TENSORZERO_POSTGRES_URL, no configuration file.
+async fn administer_keys(cli: &Cli, env: &Environment) -> ExitCode {
+    let Some(url) = env.postgres_url.as_deref() else {
+        eprintln!("error: set TENSORZERO_POSTGRES_URL to the database that holds the API keys");
+        return ExitCode::FAILURE;
+    };
+    let store = match switchyard::auth::PostgresKeyStore::connect(url) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = async {
+        if cli.run_postgres_migrations {
+            store.migrate().await?;
+            eprintln!("Postgres migrations applied");
+        }
+        if cli.create_api_key {
+            let expiration = cli
+                .expiration
+                .as_deref()
+                .map(switchyard::auth::parse_expiration)
+                .transpose()?;
+            let key = store.create(cli.description.as_deref(), expiration).await?;
+            // Only the key goes to stdout, so scripts can capture it.
+            println!("{}", key.expose());
+        }
+        if let Some(public_id) = &cli.disable_api_key {
+            if store.disable(public_id).await? {
+                eprintln!("API key {public_id} disabled");
+            } else {
+                eprintln!("API key {public_id} was already disabled");
+            }
+        }
+        if cli.list_api_keys {
+            let keys = store.list().await?;
+            let show = |t: &Option<chrono::DateTime<chrono::Utc>>| {
+                t.as_ref()
+                    .map_or("-".to_owned(), switchyard::auth::display_time)
+            };
+            println!(
+                "{:<12}  {:<27}  {:<27}  {:<27}  DESCRIPTION",
+                "PUBLIC ID", "CREATED", "EXPIRES", "DISABLED"
+            );
+            for k in keys {
+                println!(
+                    "{:<12}  {:<27}  {:<27}  {:<27}  {}",
+                    k.public_id,
+                    show(&k.created_at),
+                    show(&k.expires_at),
+                    show(&k.disabled_at),
+                    k.description.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Ok::<(), String>(())
+    }
+    .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -152,7 +277,7 @@ fn bind_address(cli: &Cli, loaded: &LoadedConfig) -> Result<SocketAddr, String> 
     }
 }
 
-fn validate(loaded: &LoadedConfig, addr: SocketAddr) -> ExitCode {
+async fn validate(loaded: &LoadedConfig, env: &Environment, addr: SocketAddr) -> ExitCode {
     let c = &loaded.config;
     let files: Vec<String> = loaded
         .sources
@@ -200,7 +325,7 @@ fn validate(loaded: &LoadedConfig, addr: SocketAddr) -> ExitCode {
         }
     );
     println!("warnings:      {}", loaded.warnings.len());
-    match switchyard::build_state(loaded) {
+    match switchyard::build_state(loaded, env).await {
         Ok(_) => {
             println!("configuration is valid");
             ExitCode::SUCCESS

@@ -7,7 +7,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use switchyard_layers::ext::ClientAddr;
 use tokio::net::TcpListener;
+use tower_http::add_extension::AddExtension;
 
 use crate::stack::InboundService;
 
@@ -41,8 +43,10 @@ pub async fn serve(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "could not set TCP_NODELAY");
                 }
+                // The client's address travels with each of its requests (the auth shield keys on it).
+                let service = AddExtension::new(service.clone(), ClientAddr(peer.ip()));
                 let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

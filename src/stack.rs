@@ -7,8 +7,12 @@
 //!    ends (reads the `InferenceInfo` response extension for model and provider).
 //! 2. `SetSensitiveRequestHeadersLayer` (tower-http): marks `authorization`,
 //!    `proxy-authorization` and `api-key` sensitive, so no debug output can show them.
-//! 3. `RequestDecompressionLayer` (tower-http): gzip, br and zstd request bodies.
-//! 4. `Router` (`api`): matches the route under `gateway.base_path`, reads the body under the
+//! 3. `RequestDecompressionLayer` (tower-http): gzip, br and zstd request bodies (lazily: the
+//!    body is not read until a handler reads it).
+//! 4. `AuthLayer` (layers `auth`): with `gateway.auth.enabled`, checks the API key before any
+//!    body is read; writes `ApiKeyPublicId`, reads `ClientAddr` (set per connection by the
+//!    server) for the brute-force shield. Refusals are rendered by `api::auth_rejection`.
+//! 5. `Router` (`api`): matches the route under `gateway.base_path`, reads the body under the
 //!    size limit, runs the handler, and turns every error into the route's JSON error body
 //!    (the one rescue point, `error.rs`). Handlers write `InferenceInfo`.
 //!
@@ -17,28 +21,29 @@
 //! After the router has resolved the function and variant and built the typed model request
 //! (`inference`), each model call goes through, outermost first:
 //!
-//! 5. variant `Timeout` (layers `timeout`, scope variant): bounds all attempts together.
-//! 6. `Retry` (layers `retry`): the variant's `retries`, backoff with jitter, `Retry-After`
+//! 6. variant `Timeout` (layers `timeout`, scope variant): bounds all attempts together.
+//! 7. `Retry` (layers `retry`): the variant's `retries`, backoff with jitter, `Retry-After`
 //!    (errors classify themselves, `error.rs`).
-//! 7. model `Timeout` (scope model): the model's `timeouts`; it also covers relayed calls.
-//! 8. `RelayOrSkip` (layers `route`): to the relay, unless there is none or the model sets
+//! 8. model `Timeout` (scope model): the model's `timeouts`; it also covers relayed calls.
+//! 9. `RelayOrSkip` (layers `route`): to the relay, unless there is none or the model sets
 //!    `skip_relay = true`.
 //!    - relay: `Credentials` (the relay key; writes `ProviderKey`, reads `DynamicCredentials`)
 //!      over the `RelayClient` (`providers::relay`; reads `ProviderKey`, `DynamicCredentials`,
 //!      `Tags`).
-//! 9. `Fallback` (layers `fallback`): the model's `routing`, in order, on any error.
-//! 10. provider `Timeout` (scope provider): one attempt.
-//! 11. `Credentials` (layers `credentials`): resolves the provider's key; writes `ProviderKey`,
+//! 10. `Fallback` (layers `fallback`): the model's `routing`, in order, on any error.
+//! 11. provider `Timeout` (scope provider): one attempt.
+//! 12. `Credentials` (layers `credentials`): resolves the provider's key; writes `ProviderKey`,
 //!     reads `DynamicCredentials`.
-//! 12. `ProviderService` (`providers`): the wire format (reads `ProviderKey`), over the pooled
+//! 13. `ProviderService` (`providers`): the wire format (reads `ProviderKey`), over the pooled
 //!     hyper client (`http_client`).
 //!
-//! Stages 7 to 12 are built once per model at start-up ([`model`]); 5 and 6 per request, from
+//! Stages 8 to 13 are built once per model at start-up ([`model`]); 6 and 7 per request, from
 //! the variant's settings ([`variant`]), which costs no allocation.
 
 use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, HeaderName, PROXY_AUTHORIZATION};
+use switchyard_layers::auth::{Auth, AuthLayer};
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::{CredentialLayer, Credentials};
 use switchyard_layers::fallback::Fallback;
@@ -52,6 +57,7 @@ use tower_http::decompression::{RequestDecompression, RequestDecompressionLayer}
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 
 use crate::api::{AppState, Router};
+use crate::body::Body;
 use crate::error::Error;
 use crate::inference::models::StackContext;
 use crate::inference::types::{ModelOutput, ModelRequest};
@@ -59,10 +65,11 @@ use crate::providers::relay::{RELAY_PROVIDER, RelayClient};
 use crate::providers::{ProviderService, ProviderSpec};
 
 /// The inbound service type: cheap to clone (the state is behind an `Arc`).
-pub type InboundService = RequestLog<SetSensitiveRequestHeaders<RequestDecompression<Router>>>;
+pub type InboundService =
+    RequestLog<SetSensitiveRequestHeaders<RequestDecompression<Auth<Router, Body>>>>;
 
 /// Builds the inbound stack over `state`.
-pub fn inbound(state: Arc<AppState>) -> InboundService {
+pub fn inbound(state: Arc<AppState>, auth: AuthLayer<Body>) -> InboundService {
     ServiceBuilder::new()
         .layer(RequestLogLayer::new())
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -71,13 +78,14 @@ pub fn inbound(state: Arc<AppState>) -> InboundService {
             HeaderName::from_static("api-key"),
         ]))
         .layer(RequestDecompressionLayer::new())
+        .layer(auth)
         .service(Router::new(state))
 }
 
-/// One model's call stack (stages 7 to 12), type-erased so every model has the same type.
+/// One model's call stack (stages 8 to 13), type-erased so every model has the same type.
 pub type ModelService = BoxCloneSyncService<Call<ModelRequest>, ModelOutput, Error>;
 
-/// One provider attempt (stages 10 to 12).
+/// One provider attempt (stages 11 to 13).
 pub type ProviderStack = Timeout<Credentials<ProviderService>>;
 
 /// Builds a model's stack: its timeouts, relay-or-skip, and fallback over its providers.
@@ -127,7 +135,7 @@ pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
         ))
 }
 
-/// Wraps a model's stack in a variant's timeouts and retries (stages 5 and 6).
+/// Wraps a model's stack in a variant's timeouts and retries (stages 6 and 7).
 pub fn variant(
     name: Arc<str>,
     timeouts: Timeouts,

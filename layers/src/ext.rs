@@ -8,6 +8,8 @@
 //! | [`DynamicCredentials`] | model call | inference handlers | `credentials`, the relay client |
 //! | [`ProviderKey`] | model call | `credentials` | provider adapters, the relay client |
 //! | [`Tags`] | model call | inference handlers | the relay client (rate limits, later) |
+//! | [`ClientAddr`] | HTTP request | the server (per connection) | `auth` (the brute-force shield) |
+//! | [`ApiKeyPublicId`] | HTTP request | `auth` | handlers (tag, rate-limit scope) |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,3 +69,11 @@ pub struct ProviderKey(pub Option<Secret>);
 /// The request's user tags (never keys starting with `tensorzero::`).
 #[derive(Clone, Debug, Default)]
 pub struct Tags(pub Arc<BTreeMap<String, String>>);
+
+/// The address of the client's TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The public id of the API key that authenticated the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyPublicId(pub Arc<str>);

@@ -25,6 +25,7 @@ use crate::inference::{
 };
 use crate::secret::Secret;
 use std::sync::Arc;
+use switchyard_layers::ext::ApiKeyPublicId;
 use switchyard_layers::ext::DynamicCredentials;
 
 /// The request body (`deny_unknown_fields`, as in the TensorZero Gateway).
@@ -144,9 +145,13 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (_parts, bytes) = read_body(req, state.body_limit).await?;
+    let (parts, bytes) = read_body(req, state.body_limit).await?;
     let native: NativeRequest = parse_json(&bytes)?;
-    let request = into_request(native)?;
+    let mut request = into_request(native)?;
+    request.api_key_public_id = parts
+        .extensions
+        .get::<ApiKeyPublicId>()
+        .map(|k| k.0.clone());
     let stream = request.stream;
     let outcome = state.gateway.infer(request).await?;
     Ok(match outcome {
@@ -237,6 +242,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
         )),
         extra_body: parse_extra_body(&n.extra_body)?,
         extra_headers: parse_extra_headers(&n.extra_headers)?,
+        api_key_public_id: None,
     })
 }
 

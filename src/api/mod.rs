@@ -46,6 +46,74 @@ pub struct AppState {
     pub body_limit: usize,
     /// The config's hash, for `/status`.
     pub config_hash: String,
+    /// The API-key store, when auth is on (`/health` checks it).
+    pub key_store: Option<crate::auth::PostgresKeyStore>,
+}
+
+/// The auth layer for `[gateway.auth]`, with `/health` and `/status` open under `base_path`.
+pub fn auth_layer(
+    config: &crate::config::gateway::AuthConfig,
+    base_path: &str,
+    store: Arc<dyn switchyard_layers::auth::KeyStore>,
+) -> switchyard_layers::auth::AuthLayer<Body> {
+    use std::num::NonZeroU32;
+    use switchyard_layers::auth::{AuthLayer, AuthSettings, ShieldSettings};
+    let shield = &config.shield;
+    let settings = AuthSettings {
+        open_paths: vec![format!("{base_path}/health"), format!("{base_path}/status")],
+        cache_ttl: config
+            .cache
+            .enabled
+            .then(|| std::time::Duration::from_millis(config.cache.ttl_ms)),
+        shield: match (
+            shield.enabled,
+            NonZeroU32::new(shield.failures_per_minute),
+            NonZeroU32::new(shield.burst),
+        ) {
+            (true, Some(failures_per_minute), Some(burst)) => Some(ShieldSettings {
+                failures_per_minute,
+                burst,
+            }),
+            _ => None,
+        },
+    };
+    let base = base_path.to_owned();
+    AuthLayer::new(
+        store,
+        settings,
+        Arc::new(move |failure, parts| auth_rejection(failure, parts, &base)),
+    )
+}
+
+/// How a refused request is answered: the route's error shape, and `Retry-After` when the
+/// shield blocked the client or the store is down.
+fn auth_rejection(
+    failure: &switchyard_layers::auth::AuthFailure,
+    parts: &http::request::Parts,
+    base_path: &str,
+) -> Response<Body> {
+    use switchyard_layers::auth::AuthFailure;
+    let openai = parts
+        .uri
+        .path()
+        .strip_prefix(base_path)
+        .is_some_and(|p| p.starts_with("/openai/v1"));
+    let flavor = if openai {
+        ErrorFlavor::OpenAi
+    } else {
+        ErrorFlavor::Native
+    };
+    let mut res = json_error(failure.status(), &failure.to_string(), flavor);
+    let retry_after = match failure {
+        AuthFailure::TooManyFailures { retry_after } => Some(retry_after.as_secs().max(1)),
+        AuthFailure::Unavailable(_) => Some(1),
+        _ => None,
+    };
+    if let Some(secs) = retry_after {
+        res.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
 }
 
 /// The router: a tower service from requests to responses that never fails (errors are
@@ -110,7 +178,7 @@ where
         ("/inference", &Method::POST) => inference::handle(&state, req).await,
         ("/openai/v1/chat/completions", &Method::POST) => openai::handle(&state, req).await,
         ("/status", &Method::GET | &Method::HEAD) => Ok(status::status(&state)),
-        ("/health", &Method::GET | &Method::HEAD) => Ok(status::health()),
+        ("/health", &Method::GET | &Method::HEAD) => Ok(status::health(&state).await),
         ("/inference" | "/openai/v1/chat/completions", _) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
         }

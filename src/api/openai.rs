@@ -27,6 +27,7 @@ use crate::inference::types::{
 use crate::inference::{DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::secret::Secret;
 use std::sync::Arc;
+use switchyard_layers::ext::ApiKeyPublicId;
 use switchyard_layers::ext::DynamicCredentials;
 
 const FUNCTION_PREFIX: &str = "tensorzero::function_name::";
@@ -118,14 +119,18 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (_parts, bytes) = read_body(req, state.body_limit).await?;
+    let (parts, bytes) = read_body(req, state.body_limit).await?;
     let chat: ChatRequest = parse_json(&bytes)?;
     let include_usage = chat
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage)
         || chat.include_raw_usage == Some(true);
-    let (request, model_label) = into_request(chat)?;
+    let (mut request, model_label) = into_request(chat)?;
+    request.api_key_public_id = parts
+        .extensions
+        .get::<ApiKeyPublicId>()
+        .map(|k| k.0.clone());
     let outcome = state.gateway.infer(request).await?;
     Ok(match outcome {
         InferenceOutcome::Complete { meta, response } => {
@@ -314,6 +319,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         )),
         extra_body: parse_extra_body(&chat.extra_body)?,
         extra_headers: parse_extra_headers(&chat.extra_headers)?,
+        api_key_public_id: None,
     };
     Ok((request, target))
 }

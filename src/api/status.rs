@@ -14,10 +14,23 @@ pub fn status(state: &AppState) -> Response<Body> {
     )
 }
 
-/// The health of the gateway and its backends (disabled backends count as `ok`).
-pub fn health() -> Response<Body> {
+/// The health of the gateway and its backends (disabled backends count as `ok`): 503 when an
+/// enabled backend does not answer within a second.
+pub async fn health(state: &AppState) -> Response<Body> {
+    let postgres = match &state.key_store {
+        None => true,
+        Some(store) => matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), store.check()).await,
+            Ok(Ok(()))
+        ),
+    };
+    let status = if postgres {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     json_response(
-        StatusCode::OK,
-        &json!({ "gateway": "ok", "postgres": "ok", "valkey": "ok" }),
+        status,
+        &json!({ "gateway": "ok", "postgres": if postgres { "ok" } else { "error" }, "valkey": "ok" }),
     )
 }

@@ -186,6 +186,43 @@ pub struct AuthConfig {
     /// `[gateway.auth.cache]`.
     #[serde(default)]
     pub cache: AuthCacheConfig,
+    /// `[gateway.auth.shield]`: limits on failed attempts per client address (a switchyard
+    /// extension; on by default when auth is on).
+    #[serde(default)]
+    pub shield: ShieldConfig,
+}
+
+/// `[gateway.auth.shield]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShieldConfig {
+    /// Limit failed attempts (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Sustained failed attempts allowed per client address per minute (default 30).
+    #[serde(default = "default_failures_per_minute")]
+    pub failures_per_minute: u32,
+    /// Failed attempts allowed in a burst (default 10).
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for ShieldConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failures_per_minute: default_failures_per_minute(),
+            burst: default_burst(),
+        }
+    }
+}
+
+fn default_failures_per_minute() -> u32 {
+    30
+}
+
+fn default_burst() -> u32 {
+    10
 }
 
 /// `[gateway.auth.cache]`.

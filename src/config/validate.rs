@@ -198,10 +198,11 @@ impl Checker<'_> {
                 }
             }
         }
-        if g.auth.enabled {
-            self.warn(
-                Some(at.key("auth")),
-                "API-key authentication is not supported by switchyard yet; the gateway will refuse to start with `auth.enabled = true` rather than serve unauthenticated",
+        let shield = &g.auth.shield;
+        if shield.enabled && (shield.failures_per_minute == 0 || shield.burst == 0) {
+            self.error(
+                at.key("auth").key("shield"),
+                "`failures_per_minute` and `burst` must be at least 1 (or set `enabled = false`)",
             );
         }
         if g.export.otlp.traces.enabled {

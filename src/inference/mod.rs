@@ -106,6 +106,8 @@ pub struct InferenceRequest {
     pub extra_body: Vec<RequestEdit<BodyEdit>>,
     /// Request-time `extra_headers`.
     pub extra_headers: Vec<RequestEdit<HeaderEdit>>,
+    /// The public id of the API key that authenticated the request, when auth is on.
+    pub api_key_public_id: Option<Arc<str>>,
 }
 
 /// Who answered, for the response and the log.
@@ -213,6 +215,13 @@ impl Gateway {
                     "Tag name cannot start with 'tensorzero::': `{key}` (that prefix is reserved for the gateway's own tags)"
                 )));
             }
+        }
+        let mut request = request;
+        if let Some(id) = &request.api_key_public_id {
+            // Set by the gateway after the check above, so clients cannot forge it.
+            request
+                .tags
+                .insert("tensorzero::api_key_public_id".into(), id.to_string());
         }
         let episode_id = match request.episode_id {
             Some(id) => check_episode_id(id)?,

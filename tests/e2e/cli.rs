@@ -6,6 +6,7 @@ fn switchyard(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     cmd.args(args)
         .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
+        .env_remove("TENSORZERO_POSTGRES_URL")
         .env("RUST_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
@@ -150,12 +151,13 @@ fn bind_address_may_be_set_in_only_one_place() {
 }
 
 #[test]
-fn auth_enabled_refuses_to_start_unauthenticated() {
+fn auth_without_postgres_refuses_to_start() {
     let (_d, path) = write_config("[gateway]\nauth.enabled = true\n");
     let o = switchyard(&["--config-file", &path, "--validate-config"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o).contains("refusing to serve unauthenticated"),
+        text(&o).contains("Authentication is enabled")
+            && text(&o).contains("TENSORZERO_POSTGRES_URL"),
         "{}",
         text(&o)
     );

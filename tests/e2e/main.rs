@@ -1,10 +1,12 @@
 //! End-to-end tests: a real gateway and a real (mock) provider, over HTTP on 127.0.0.1.
 
+mod auth;
 mod bad_input;
 mod cli;
 mod config_errors;
 mod harness;
 mod inference;
 mod openai;
+mod pg;
 mod providers;
 mod relay;

@@ -1,0 +1,627 @@
+//! API keys in a real Postgres: the admin commands, the auth layer end to end, the cache TTL,
+//! Postgres going away and coming back, the brute-force shield, and a relay with auth on.
+
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::json;
+use switchyard::config::LoadedConfig;
+use switchyard::mock_provider::MockProvider;
+use switchyard::{Environment, RunningGateway};
+
+use crate::harness::{inference, send};
+use crate::pg::Postgres;
+
+fn admin(pg: &Postgres, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("TENSORZERO_POSTGRES_URL", pg.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn create_key(pg: &Postgres, extra: &[&str]) -> String {
+    let mut args = vec!["--create-api-key"];
+    args.extend_from_slice(extra);
+    let o = admin(pg, &args);
+    assert!(o.status.success(), "{}", out(&o));
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+    assert!(
+        key.starts_with("sk-t0-") && key.len() == 67,
+        "stdout must hold only the key: {key:?}"
+    );
+    key
+}
+
+fn public_id(key: &str) -> &str {
+    &key[6..18]
+}
+
+const AUTH_CONFIG: &str = r#"
+[gateway]
+auth.enabled = true
+auth.cache = { ttl_ms = 300 }
+
+[models.mock]
+routing = ["p"]
+[models.mock.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+"#;
+
+async fn gateway_with(
+    pg: &Postgres,
+    toml: &str,
+    mock: &MockProvider,
+) -> (RunningGateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, toml.replace("{mock}", &mock.api_base())).unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+    let env = Environment {
+        postgres_url: Some(pg.url()),
+    };
+    let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
+        .await
+        .unwrap();
+    (gw, dir)
+}
+
+async fn call(gw: &RunningGateway, path: &str, key: Option<&str>) -> crate::harness::Reply {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let body = if path.contains("openai") {
+        json!({ "model": "tensorzero::model_name::mock", "messages": [{ "role": "user", "content": "x" }] })
+    } else {
+        inference("mock", "x")
+    };
+    send(
+        Method::POST,
+        &format!("{}{path}", gw.url()),
+        Bytes::from(body.to_string()),
+        &headers,
+    )
+    .await
+}
+
+#[test]
+fn admin_commands_create_list_disable_and_expire_keys() {
+    let pg = Postgres::start();
+    for _ in 0..2 {
+        let o = admin(&pg, &["--run-postgres-migrations"]);
+        assert!(
+            o.status.success(),
+            "migrations must be idempotent: {}",
+            out(&o)
+        );
+    }
+    let key = create_key(&pg, &["--description", "team search"]);
+    let later = create_key(&pg, &["--expiration", "2099-01-01T00:00:00Z"]);
+    let o = admin(&pg, &["--list-api-keys"]);
+    let listing = out(&o);
+    assert!(
+        listing.contains(public_id(&key)) && listing.contains("team search"),
+        "{listing}"
+    );
+    assert!(listing.contains("2099-01-01T00:00:00.000000Z"), "{listing}");
+    assert!(
+        !listing.contains(&key[19..]) && !listing.contains(&later[19..]),
+        "a listing never shows a secret"
+    );
+
+    let o = admin(&pg, &["--disable-api-key", public_id(&key)]);
+    assert!(
+        o.status.success() && out(&o).contains("disabled"),
+        "{}",
+        out(&o)
+    );
+    let o = admin(&pg, &["--list-api-keys"]);
+    let line = out(&o)
+        .lines()
+        .find(|l| l.starts_with(public_id(&key)))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.split_whitespace().nth(3).is_some_and(|d| d != "-"),
+        "disabled time shown: {line}"
+    );
+    let o = admin(&pg, &["--disable-api-key", "nosuchkey123"]);
+    assert!(
+        !o.status.success() && out(&o).contains("no API key has the public id"),
+        "{}",
+        out(&o)
+    );
+
+    let o = admin(
+        &pg,
+        &["--create-api-key", "--expiration", "2001-01-01T00:00:00Z"],
+    );
+    assert!(
+        !o.status.success() && out(&o).contains("in the past"),
+        "{}",
+        out(&o)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("--list-api-keys")
+        .env_remove("TENSORZERO_POSTGRES_URL")
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && out(&o).contains("TENSORZERO_POSTGRES_URL"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[tokio::test]
+async fn start_up_refuses_without_a_usable_key_store() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[gateway]\nauth.enabled = true\n").unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let e = switchyard::start_with(&loaded, addr, &Environment::default())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("Authentication is enabled") && e.contains("TENSORZERO_POSTGRES_URL"),
+        "{e}"
+    );
+    let env = Environment {
+        postgres_url: Some(pg.url()),
+    };
+    let e = switchyard::start_with(&loaded, addr, &env)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("--run-postgres-migrations"), "{e}");
+    pg.stop();
+    let e = switchyard::start_with(&loaded, addr, &env)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("cannot connect to Postgres"), "{e}");
+}
+
+#[tokio::test]
+async fn keys_are_checked_on_every_route_but_health_and_status() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let key = create_key(&pg, &[]);
+    let mock = MockProvider::start().await.unwrap();
+    // This test fails on purpose more often than the default shield allows.
+    let cfg = AUTH_CONFIG.replace(
+        "auth.cache = { ttl_ms = 300 }",
+        "auth.cache = { ttl_ms = 300 }\nauth.shield = { burst = 100 }",
+    );
+    let (gw, _d) = gateway_with(&pg, &cfg, &mock).await;
+
+    let r = call(&gw, "/inference", Some(&key)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = call(&gw, "/openai/v1/chat/completions", Some(&key)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| r.header("authorization").is_none()),
+        "the client's key never reaches a provider"
+    );
+
+    let cases: [(Option<&str>, &str); 5] = [
+        (None, "Authorization header is required"),
+        (
+            Some("sk-t0-abc"),
+            "Invalid format for TensorZero API key: API key must be of the form",
+        ),
+        (
+            Some("sk-t1-abcdefabcdef-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            "must start with `sk-t0-`",
+        ),
+        (
+            Some("sk-t0-abcdefabcdef-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            "does not exist in the database",
+        ),
+        (
+            Some(&format!("{}x", &key[..66])),
+            "does not exist in the database",
+        ),
+    ];
+    for (k, expected) in cases {
+        let r = call(&gw, "/inference", k).await;
+        assert_eq!(r.status, 401);
+        assert!(
+            r.error().starts_with("TensorZero authentication error:")
+                && r.error().contains(expected),
+            "{}",
+            r.error()
+        );
+        if let Some(k) = k {
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains(&k[6.min(k.len())..]),
+                "the key is never echoed"
+            );
+        }
+        let r = call(&gw, "/openai/v1/chat/completions", k).await;
+        assert_eq!(r.status, 401);
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(expected)
+        );
+    }
+    let r = send(
+        Method::POST,
+        &format!("{}/inference", gw.url()),
+        Bytes::new(),
+        &[("authorization", "Basic abc")],
+    )
+    .await;
+    assert!(
+        r.error().contains("must start with 'Bearer '"),
+        "{}",
+        r.error()
+    );
+    // Open routes, and everything else closed (even unknown routes and malformed bodies).
+    for path in ["/health", "/status"] {
+        assert_eq!(
+            send(
+                Method::GET,
+                &format!("{}{path}", gw.url()),
+                Bytes::new(),
+                &[]
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    assert_eq!(
+        send(
+            Method::GET,
+            &format!("{}/metrics", gw.url()),
+            Bytes::new(),
+            &[]
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        send(
+            Method::GET,
+            &format!("{}/nope", gw.url()),
+            Bytes::new(),
+            &[]
+        )
+        .await
+        .status,
+        401
+    );
+    let r = send(
+        Method::POST,
+        &format!("{}/inference", gw.url()),
+        Bytes::from_static(b"{not json"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 401, "auth runs before the body is read");
+}
+
+#[tokio::test]
+async fn open_routes_follow_base_path() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let mock = MockProvider::start().await.unwrap();
+    let (gw, _d) = gateway_with(
+        &pg,
+        &AUTH_CONFIG.replace("[gateway]\n", "[gateway]\nbase_path = \"/gw\"\n"),
+        &mock,
+    )
+    .await;
+    assert_eq!(
+        send(
+            Method::GET,
+            &format!("{}/gw/health", gw.url()),
+            Bytes::new(),
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        send(
+            Method::GET,
+            &format!("{}/gw/status", gw.url()),
+            Bytes::new(),
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(call(&gw, "/gw/inference", None).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_disabled_key_stops_working_after_the_cache_ttl_and_expired_keys_fail() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let key = create_key(&pg, &[]);
+    let mock = MockProvider::start().await.unwrap();
+    let (gw, _d) = gateway_with(&pg, AUTH_CONFIG, &mock).await;
+    assert_eq!(call(&gw, "/inference", Some(&key)).await.status, 200);
+    assert!(
+        admin(&pg, &["--disable-api-key", public_id(&key)])
+            .status
+            .success()
+    );
+    // Within the 300 ms TTL the cached result still holds; after it, the key is refused.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = call(&gw, "/inference", Some(&key)).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.error().contains("API key was disabled at:"),
+        "{}",
+        r.error()
+    );
+
+    let soon = create_key(&pg, &["--expiration", "2099-01-01T00:00:00Z"]);
+    pg.sql(&format!("UPDATE tensorzero_auth_api_key SET expires_at = now() - interval '1 second' WHERE public_id = '{}'", public_id(&soon)))
+        .await;
+    let r = call(&gw, "/inference", Some(&soon)).await;
+    assert_eq!(r.status, 401);
+    assert!(r.error().contains("API key expired at:"), "{}", r.error());
+}
+
+#[tokio::test]
+async fn postgres_down_means_503_for_uncached_keys_and_recovery_after_restart() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let cached = create_key(&pg, &[]);
+    let uncached = create_key(&pg, &[]);
+    let mock = MockProvider::start().await.unwrap();
+    let (gw, _d) = gateway_with(
+        &pg,
+        &AUTH_CONFIG.replace("ttl_ms = 300", "ttl_ms = 30000"),
+        &mock,
+    )
+    .await;
+    assert_eq!(call(&gw, "/inference", Some(&cached)).await.status, 200);
+
+    pg.stop();
+    assert_eq!(
+        call(&gw, "/inference", Some(&cached)).await.status,
+        200,
+        "cached keys keep working"
+    );
+    let r = call(&gw, "/inference", Some(&uncached)).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.error().contains("unavailable"), "{}", r.error());
+    let health = send(
+        Method::GET,
+        &format!("{}/health", gw.url()),
+        Bytes::new(),
+        &[],
+    )
+    .await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["postgres"], "error");
+
+    pg.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    while tokio::time::Instant::now() < deadline {
+        status = call(&gw, "/inference", Some(&uncached))
+            .await
+            .status
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the gateway reconnects once Postgres is back");
+    assert_eq!(
+        send(
+            Method::GET,
+            &format!("{}/health", gw.url()),
+            Bytes::new(),
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_shield_answers_429_after_repeated_failures() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let key = create_key(&pg, &[]);
+    let mock = MockProvider::start().await.unwrap();
+    let cfg = AUTH_CONFIG.replace(
+        "auth.cache = { ttl_ms = 300 }",
+        "auth.cache = { ttl_ms = 300 }\nauth.shield = { failures_per_minute = 1, burst = 3 }",
+    );
+    let (gw, _d) = gateway_with(&pg, &cfg, &mock).await;
+    let guess = "sk-t0-abcdefabcdef-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for _ in 0..3 {
+        assert_eq!(call(&gw, "/inference", Some(guess)).await.status, 401);
+    }
+    let r = call(&gw, "/inference", Some(guess)).await;
+    assert_eq!(r.status, 429);
+    let retry_after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        call(&gw, "/inference", Some(&key)).await.status,
+        429,
+        "no guess gets through while blocked"
+    );
+    assert!(mock.requests().is_empty());
+}
+
+/// The seed's relay guide with auth on the relay: the edge's relay key comes from
+/// `env::TENSORZERO_RELAY_API_KEY`; both gateways run as processes so their logs can be read.
+#[tokio::test]
+async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let key = create_key(&pg, &[]);
+    let mock = MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let provider_key = dir.path().join("provider.key");
+    std::fs::write(&provider_key, "sk-provider-secret-1").unwrap();
+    let relay_cfg = dir.path().join("relay.toml");
+    std::fs::write(
+        &relay_cfg,
+        AUTH_CONFIG.replace("{mock}", &mock.api_base()).replace(
+            "api_key_location = \"none\"",
+            &format!("api_key_location = \"path::{}\"", provider_key.display()),
+        ),
+    )
+    .unwrap();
+    let relay = Process::start(
+        &relay_cfg,
+        &[("TENSORZERO_POSTGRES_URL", pg.url().as_str())],
+        dir.path().join("relay.log"),
+    );
+    let edge_cfg = dir.path().join("edge.toml");
+    std::fs::write(
+        &edge_cfg,
+        format!(
+            "[gateway.relay]\ngateway_url = \"{}\"\napi_key_location = \"env::TENSORZERO_RELAY_API_KEY\"\n\n[models.mock]\nrouting = [\"p\"]\n[models.mock.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\n",
+            relay.url
+        ),
+    )
+    .unwrap();
+    let edge = Process::start(
+        &edge_cfg,
+        &[("TENSORZERO_RELAY_API_KEY", key.as_str())],
+        dir.path().join("edge.log"),
+    );
+    let r = send(
+        Method::POST,
+        &format!("{}/inference", edge.url),
+        Bytes::from(inference("mock", "hi").to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        Some("Bearer sk-provider-secret-1")
+    );
+
+    let wrong = Process::start(
+        &edge_cfg,
+        &[(
+            "TENSORZERO_RELAY_API_KEY",
+            "sk-t0-abcdefabcdef-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        )],
+        dir.path().join("wrong.log"),
+    );
+    let r = send(
+        Method::POST,
+        &format!("{}/inference", wrong.url),
+        Bytes::from(inference("mock", "hi").to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        401,
+        "the relay's 401 reaches the client: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(
+        r.error().contains("does not exist in the database"),
+        "{}",
+        r.error()
+    );
+
+    let logs: String = [relay.stop(), edge.stop(), wrong.stop()].concat();
+    assert!(
+        logs.contains("switchyard::request"),
+        "request lines are logged"
+    );
+    for secret in [
+        &key[19..],
+        "sk-provider-secret-1",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ] {
+        assert!(!logs.contains(secret), "a secret reached a log line");
+    }
+}
+
+struct Process {
+    child: std::process::Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    fn start(config: &std::path::Path, env: &[(&str, &str)], log: std::path::PathBuf) -> Process {
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args([
+            "--config-file",
+            config.to_str().unwrap(),
+            "--bind-address",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "trace")
+        .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
+        .stdout(Stdio::null())
+        .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let url = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("switchyard listening")) {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                break format!("http://{}", v["address"].as_str().unwrap());
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("did not start:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Process { child, url, log }
+    }
+
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
