@@ -75,3 +75,60 @@ def quickstart_gateway(mock_provider, tmp_path_factory):
     p, addr = start_gateway(config, d)
     yield {"url": f"http://{addr}", "process": p}
     p.stop()
+
+
+class Postgres:
+    """A private PostgreSQL server in a temporary directory (initdb refuses root, so as root it
+    runs as the postgres user)."""
+
+    def __init__(self, base):
+        import glob
+        import socket
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        assert bins, "PostgreSQL is not installed (tests/run installs it)"
+        self.bin = pathlib.Path(bins[-1]).parent
+        self.dir = base
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            subprocess.run(["chown", "postgres:", str(base)], check=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._run("initdb", "-D", str(base / "data"), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+        opts = f"-p {self.port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(base / "data"), "-l", str(base / "pg.log"), "-o", opts, "-w", "start")
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool, *args):
+        cmd = [str(self.bin / tool), *args]
+        if self.as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    def stop(self):
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    import shutil
+    import tempfile
+
+    # Not under pytest's temporary root: that is private to root, and the server runs as postgres.
+    base = pathlib.Path(tempfile.mkdtemp(prefix="switchyard-pg-"))
+    pg = Postgres(base)
+    yield pg
+    pg.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def switchyard_admin(postgres, *args):
+    """Runs a key-administration command; returns its stdout."""
+    out = subprocess.run(
+        [str(TARGET / "switchyard"), *args],
+        env={**os.environ, "TENSORZERO_POSTGRES_URL": postgres.url, "RUST_LOG": "warn"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
