@@ -11,6 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 use switchyard_layers::credentials::MissingCredential;
 use switchyard_layers::fallback::AllFailed;
+use switchyard_layers::rate_limit::{LimiterUnavailable, MaybeCharged, RateLimited, Resource};
 use switchyard_layers::retry::{AllRetriesFailed, Classify, RetryDecision};
 use switchyard_layers::timeout::Elapsed;
 
@@ -105,6 +106,12 @@ pub enum Error {
         /// When the relay asked to be called again (`Retry-After`).
         retry_after: Option<Duration>,
     },
+    /// A rate limit was hit: the request would exceed a bucket.
+    #[error("{0}")]
+    RateLimited(RateLimited),
+    /// The rate-limit store could not answer: the request is refused (fail closed).
+    #[error("{0}")]
+    LimiterUnavailable(LimiterUnavailable),
     /// A provider, model or variant took longer than a configured timeout.
     #[error("{0}")]
     Timeout(Elapsed),
@@ -168,6 +175,8 @@ impl Error {
                 .and_then(|s| StatusCode::from_u16(s).ok())
                 .unwrap_or(StatusCode::BAD_GATEWAY),
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::LimiterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::AllModelProvidersFailed(errors) => {
                 common_transparent_status(errors).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -190,6 +199,8 @@ impl Error {
             | Error::InvalidRequest(_)
             | Error::InvalidInferenceTarget(_)
             | Error::NotSupported(_)
+            | Error::RateLimited(_)
+            | Error::LimiterUnavailable(_)
             | Error::Relay { .. } => Some(self.status()),
             Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => {
                 common_transparent_status(errors)
@@ -208,7 +219,9 @@ impl Error {
             tracing::debug!(status = status.as_u16(), error = %self, "request rejected");
         }
         let mut res = json_error(status, &self.to_string(), flavor);
-        if let Some(after) = self
+        if let Some(limited) = self.rate_limited() {
+            rate_limit_headers(res.headers_mut(), limited);
+        } else if let Some(after) = self
             .retry_after()
             .filter(|_| status == StatusCode::TOO_MANY_REQUESTS)
         {
@@ -216,7 +229,56 @@ impl Error {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
+        if matches!(self.unwrapped(), Error::LimiterUnavailable(_)) {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         res
+    }
+
+    /// The innermost error when wrappers hold exactly one (the usual case for a rate limit).
+    pub fn unwrapped(&self) -> &Error {
+        match self {
+            Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors)
+                if errors.len() == 1 =>
+            {
+                errors[0].1.unwrapped()
+            }
+            Error::AllRetriesFailed(errors) if errors.len() == 1 => errors[0].unwrapped(),
+            other => other,
+        }
+    }
+
+    /// The innermost error, owned, when wrappers hold exactly one.
+    pub fn into_unwrapped(self) -> Error {
+        match self {
+            Error::AllModelProvidersFailed(mut errors) | Error::AllVariantsFailed(mut errors)
+                if errors.len() == 1 =>
+            {
+                errors.pop().expect("one error").1.into_unwrapped()
+            }
+            Error::AllRetriesFailed(mut errors) if errors.len() == 1 => {
+                errors.pop().expect("one error").into_unwrapped()
+            }
+            other => other,
+        }
+    }
+
+    /// The rate limit this error (or the one it wraps) reports.
+    pub fn rate_limited(&self) -> Option<&RateLimited> {
+        match self.unwrapped() {
+            Error::RateLimited(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Whether this error is the rate limiter's (denial or store down): other variants would be
+    /// refused the same way, so sampling stops.
+    pub fn is_rate_limit(&self) -> bool {
+        matches!(
+            self.unwrapped(),
+            Error::RateLimited(_) | Error::LimiterUnavailable(_)
+        )
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -275,6 +337,79 @@ impl Classify for Error {
                 }
             }
             _ => RetryDecision::Never,
+        }
+    }
+}
+
+impl MaybeCharged for Error {
+    /// A provider that answered with an error, could not be reached, or was never called did not
+    /// bill; a timeout or a broken stream may have.
+    fn provider_may_have_charged(&self) -> bool {
+        match self {
+            Error::Timeout(_) => true,
+            Error::ProviderFailure { message, .. } => {
+                message.contains("broke off") || message.contains("no answer within")
+            }
+            Error::Relay { status: None, .. } => true,
+            Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => {
+                errors.iter().any(|(_, e)| e.provider_may_have_charged())
+            }
+            Error::AllRetriesFailed(errors) => {
+                errors.iter().any(MaybeCharged::provider_may_have_charged)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<RateLimited> for Error {
+    fn from(e: RateLimited) -> Self {
+        Error::RateLimited(e)
+    }
+}
+
+impl From<LimiterUnavailable> for Error {
+    fn from(e: LimiterUnavailable) -> Self {
+        Error::LimiterUnavailable(e)
+    }
+}
+
+/// `Retry-After` and the OpenAI-style `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
+/// headers (the tightest bucket of each resource), so clients such as the OpenAI SDK back off.
+fn rate_limit_headers(headers: &mut http::HeaderMap, limited: &RateLimited) {
+    if let Some(wait) = limited.retry_after() {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64),
+        );
+    }
+    for (resource, suffix) in [
+        (Resource::ModelInferences, "requests"),
+        (Resource::Tokens, "tokens"),
+    ] {
+        let tightest = limited
+            .buckets
+            .iter()
+            .filter(|b| b.resource == resource)
+            .min_by_key(|b| b.remaining);
+        if let Some(b) = tightest {
+            let mut put = |name: String, value: String| {
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::try_from(name),
+                    HeaderValue::try_from(value),
+                ) {
+                    headers.insert(n, v);
+                }
+            };
+            put(format!("x-ratelimit-limit-{suffix}"), b.limit.to_string());
+            put(
+                format!("x-ratelimit-remaining-{suffix}"),
+                b.remaining.to_string(),
+            );
+            put(
+                format!("x-ratelimit-reset-{suffix}"),
+                format!("{:.3}s", b.reset.as_secs_f64()),
+            );
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod error;
 pub mod http_client;
 pub mod inference;
+pub mod limiter;
 pub mod mock_provider;
 pub mod providers;
 pub mod secret;
@@ -34,6 +35,8 @@ use config::LoadedConfig;
 pub struct Environment {
     /// `TENSORZERO_POSTGRES_URL`: the API-key store.
     pub postgres_url: Option<String>,
+    /// `TENSORZERO_VALKEY_URL`: the shared rate-limit store.
+    pub valkey_url: Option<String>,
 }
 
 impl Environment {
@@ -41,6 +44,9 @@ impl Environment {
     pub fn from_process() -> Self {
         Self {
             postgres_url: std::env::var("TENSORZERO_POSTGRES_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            valkey_url: std::env::var("TENSORZERO_VALKEY_URL")
                 .ok()
                 .filter(|v| !v.is_empty()),
         }
@@ -78,8 +84,12 @@ pub struct App {
 /// key store answers.
 pub async fn build_state(loaded: &LoadedConfig, env: &Environment) -> Result<App, StartupError> {
     let config = &loaded.config;
-    let gateway =
-        inference::Gateway::new(config, http_client::build()).map_err(StartupError::Providers)?;
+    let (rate_limit, limiter_store) =
+        limiter::build(&config.rate_limiting, env.valkey_url.as_deref())
+            .await
+            .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
+    let gateway = inference::Gateway::new(config, http_client::build(), rate_limit)
+        .map_err(StartupError::Providers)?;
     match config
         .gateway
         .relay
@@ -131,6 +141,7 @@ pub async fn build_state(loaded: &LoadedConfig, env: &Environment) -> Result<App
         body_limit: api::DEFAULT_BODY_LIMIT,
         config_hash: loaded.hash.clone(),
         key_store,
+        limiter_store,
     });
     Ok(App { state, auth })
 }

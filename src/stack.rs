@@ -21,23 +21,26 @@
 //! After the router has resolved the function and variant and built the typed model request
 //! (`inference`), each model call goes through, outermost first:
 //!
-//! 6. variant `Timeout` (layers `timeout`, scope variant): bounds all attempts together.
-//! 7. `Retry` (layers `retry`): the variant's `retries`, backoff with jitter, `Retry-After`
+//! 6. `RateLimit` (layers `rate_limit`): one reservation per model inference in every bucket
+//!    the matching rules name (reads `Tags`, `ApiKeyPublicId`); settles with the usage the
+//!    answer reports. A denial is final: no retry, no fallback.
+//! 7. variant `Timeout` (layers `timeout`, scope variant): bounds all attempts together.
+//! 8. `Retry` (layers `retry`): the variant's `retries`, backoff with jitter, `Retry-After`
 //!    (errors classify themselves, `error.rs`).
-//! 8. model `Timeout` (scope model): the model's `timeouts`; it also covers relayed calls.
-//! 9. `RelayOrSkip` (layers `route`): to the relay, unless there is none or the model sets
-//!    `skip_relay = true`.
-//!    - relay: `Credentials` (the relay key; writes `ProviderKey`, reads `DynamicCredentials`)
-//!      over the `RelayClient` (`providers::relay`; reads `ProviderKey`, `DynamicCredentials`,
-//!      `Tags`).
-//! 10. `Fallback` (layers `fallback`): the model's `routing`, in order, on any error.
-//! 11. provider `Timeout` (scope provider): one attempt.
-//! 12. `Credentials` (layers `credentials`): resolves the provider's key; writes `ProviderKey`,
+//! 9. model `Timeout` (scope model): the model's `timeouts`; it also covers relayed calls.
+//! 10. `RelayOrSkip` (layers `route`): to the relay, unless there is none or the model sets
+//!     `skip_relay = true`.
+//!     - relay: `Credentials` (the relay key; writes `ProviderKey`, reads `DynamicCredentials`)
+//!       over the `RelayClient` (`providers::relay`; reads `ProviderKey`, `DynamicCredentials`,
+//!       `Tags`).
+//! 11. `Fallback` (layers `fallback`): the model's `routing`, in order, on any error.
+//! 12. provider `Timeout` (scope provider): one attempt.
+//! 13. `Credentials` (layers `credentials`): resolves the provider's key; writes `ProviderKey`,
 //!     reads `DynamicCredentials`.
-//! 13. `ProviderService` (`providers`): the wire format (reads `ProviderKey`), over the pooled
+//! 14. `ProviderService` (`providers`): the wire format (reads `ProviderKey`), over the pooled
 //!     hyper client (`http_client`).
 //!
-//! Stages 8 to 13 are built once per model at start-up ([`model`]); 6 and 7 per request, from
+//! Stages 9 to 14 are built once per model at start-up ([`model`]); 6 to 8 per request, from
 //! the variant's settings ([`variant`]), which costs no allocation.
 
 use std::sync::Arc;
@@ -47,6 +50,7 @@ use switchyard_layers::auth::{Auth, AuthLayer};
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::{CredentialLayer, Credentials};
 use switchyard_layers::fallback::Fallback;
+use switchyard_layers::rate_limit::{RateLimit, RateLimitLayer};
 use switchyard_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use switchyard_layers::route::RelayOrSkip;
 use switchyard_layers::timeout::{Scope, Timeout, TimeoutLayer, Timeouts};
@@ -82,10 +86,10 @@ pub fn inbound(state: Arc<AppState>, auth: AuthLayer<Body>) -> InboundService {
         .service(Router::new(state))
 }
 
-/// One model's call stack (stages 8 to 13), type-erased so every model has the same type.
+/// One model's call stack (stages 9 to 14), type-erased so every model has the same type.
 pub type ModelService = BoxCloneSyncService<Call<ModelRequest>, ModelOutput, Error>;
 
-/// One provider attempt (stages 11 to 13).
+/// One provider attempt (stages 12 to 14).
 pub type ProviderStack = Timeout<Credentials<ProviderService>>;
 
 /// Builds a model's stack: its timeouts, relay-or-skip, and fallback over its providers.
@@ -135,14 +139,16 @@ pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
         ))
 }
 
-/// Wraps a model's stack in a variant's timeouts and retries (stages 6 and 7).
+/// Wraps a model's stack in the rate limit, and a variant's timeouts and retries (stages 6 to 8).
 pub fn variant(
+    rate_limit: &RateLimitLayer,
     name: Arc<str>,
     timeouts: Timeouts,
     retries: RetryPolicy,
     model: ModelService,
-) -> Timeout<Retry<ModelService>> {
+) -> RateLimit<Timeout<Retry<ModelService>>> {
     ServiceBuilder::new()
+        .layer(rate_limit.clone())
         .layer(TimeoutLayer::new(Scope::Variant, name, timeouts))
         .layer(RetryLayer::new(retries))
         .service(model)

@@ -642,6 +642,18 @@ struct LimiterShared {
     default_max_tokens: u32,
 }
 
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.shared {
+            Some(s) => f
+                .debug_struct("RateLimitLayer")
+                .field("rules", &s.rules)
+                .finish_non_exhaustive(),
+            None => f.write_str("RateLimitLayer(disabled)"),
+        }
+    }
+}
+
 impl RateLimitLayer {
     /// Enforces `rules` with `backend`.
     pub fn new(rules: Rules, backend: Arc<dyn LimiterBackend>, default_max_tokens: u32) -> Self {

@@ -48,6 +48,8 @@ pub struct AppState {
     pub config_hash: String,
     /// The API-key store, when auth is on (`/health` checks it).
     pub key_store: Option<crate::auth::PostgresKeyStore>,
+    /// The shared rate-limit store, when rules use Valkey/Redis (`/health` checks it).
+    pub limiter_store: Option<crate::limiter::RedisBackend>,
 }
 
 /// The auth layer for `[gateway.auth]`, with `/health` and `/status` open under `base_path`.

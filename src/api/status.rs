@@ -24,13 +24,21 @@ pub async fn health(state: &AppState) -> Response<Body> {
             Ok(Ok(()))
         ),
     };
-    let status = if postgres {
+    let valkey = match &state.limiter_store {
+        None => true,
+        Some(store) => matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), store.ping()).await,
+            Ok(Ok(()))
+        ),
+    };
+    let word = |ok: bool| if ok { "ok" } else { "error" };
+    let status = if postgres && valkey {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     json_response(
         status,
-        &json!({ "gateway": "ok", "postgres": if postgres { "ok" } else { "error" }, "valkey": "ok" }),
+        &json!({ "gateway": "ok", "postgres": word(postgres), "valkey": word(valkey) }),
     )
 }

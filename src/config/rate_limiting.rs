@@ -18,6 +18,9 @@ pub struct RateLimitingConfig {
     pub backend: Option<String>,
     /// The assumed cost of one inference, in dollars (accepted for compatibility).
     pub default_cost: Option<f64>,
+    /// The output tokens reserved for a call that sets no `max_tokens` (default 1024; a
+    /// switchyard extension, so token limits also hold for clients that never send it).
+    pub default_max_tokens: Option<u32>,
     /// The rules.
     #[serde(default)]
     pub rules: Vec<RateLimitRule>,
@@ -29,6 +32,7 @@ impl Default for RateLimitingConfig {
             enabled: true,
             backend: None,
             default_cost: None,
+            default_max_tokens: None,
             rules: Vec::new(),
         }
     }

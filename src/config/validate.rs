@@ -782,18 +782,11 @@ impl Checker<'_> {
                 );
             }
         }
-        if !rl.rules.is_empty() {
-            if rl.enabled {
-                self.not_supported_yet(
-                    TomlPath::keys(["rate_limiting"]),
-                    "rate limiting: the rules are checked but not enforced",
-                );
-            } else {
-                self.warn(
-                    Some(TomlPath::keys(["rate_limiting"])),
-                    "`enabled = false`, so the rules are not enforced",
-                );
-            }
+        if !rl.rules.is_empty() && !rl.enabled {
+            self.warn(
+                Some(TomlPath::keys(["rate_limiting"])),
+                "`enabled = false`, so the rules are not enforced",
+            );
         }
         if let Some(cost) = rl.default_cost {
             if !cost.is_finite() || cost < 0.0 {
@@ -804,10 +797,10 @@ impl Checker<'_> {
             }
         }
         if let Some(backend) = &rl.backend {
-            if !["auto", "valkey", "postgres"].contains(&backend.as_str()) {
+            if !["auto", "valkey", "memory", "postgres"].contains(&backend.as_str()) {
                 self.error(
                     TomlPath::keys(["rate_limiting", "backend"]),
-                    format!("`{backend}` is not a backend: use `auto`, `valkey` or `postgres`"),
+                    format!("`{backend}` is not a backend: use `auto`, `valkey` or `memory`"),
                 );
             }
         }

@@ -16,7 +16,8 @@ use rand::Rng;
 use serde_json::Value;
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::CredentialSource;
-use switchyard_layers::ext::{DynamicCredentials, Tags};
+use switchyard_layers::ext::{ApiKeyPublicId, DynamicCredentials, Tags};
+use switchyard_layers::rate_limit::RateLimitLayer;
 use switchyard_layers::retry::RetryPolicy;
 use switchyard_layers::timeout::Timeouts;
 use tower::ServiceExt;
@@ -162,11 +163,16 @@ struct FunctionInfo {
 pub struct Gateway {
     models: ModelTable,
     functions: HashMap<String, FunctionInfo>,
+    rate_limit: RateLimitLayer,
 }
 
 impl Gateway {
     /// Sets up models, credentials and functions. Every problem is returned at once.
-    pub fn new(config: &Config, client: HttpClient) -> Result<Self, Vec<String>> {
+    pub fn new(
+        config: &Config,
+        client: HttpClient,
+        rate_limit: RateLimitLayer,
+    ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let relay = match relay_settings(config) {
             Ok(r) => r,
@@ -197,7 +203,11 @@ impl Gateway {
             }
         }
         match models {
-            Some(models) if errors.is_empty() => Ok(Self { models, functions }),
+            Some(models) if errors.is_empty() => Ok(Self {
+                models,
+                functions,
+                rate_limit,
+            }),
             _ => Err(errors),
         }
     }
@@ -207,8 +217,19 @@ impl Gateway {
         self.models.relayed()
     }
 
-    /// Runs one inference.
+    /// Runs one inference. A rate-limit refusal comes back as itself, not wrapped: its message
+    /// and headers are for the client to act on.
     pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
+        self.infer_inner(request).await.map_err(|e| {
+            if e.is_rate_limit() {
+                e.into_unwrapped()
+            } else {
+                e
+            }
+        })
+    }
+
+    async fn infer_inner(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
         for key in request.tags.keys() {
             if key.starts_with("tensorzero::") {
                 return Err(Error::InvalidRequest(format!(
@@ -292,6 +313,11 @@ impl Gateway {
                         .await
                     {
                         Ok(outcome) => return Ok(outcome),
+                        Err(e) if e.is_rate_limit() => {
+                            // Every variant would be limited the same way: stop here.
+                            errors.push((name.clone(), e));
+                            break;
+                        }
                         Err(e) => {
                             tracing::warn!(function = %function_name, variant = %name, error = %e, "variant failed");
                             errors.push((name.clone(), e));
@@ -341,7 +367,11 @@ impl Gateway {
             Call::new(self.model_request(request, function, variant_name, cc, is_json)?);
         call.extensions.insert(request.credentials.clone());
         call.extensions.insert(Tags(Arc::new(request.tags.clone())));
+        if let Some(id) = &request.api_key_public_id {
+            call.extensions.insert(ApiKeyPublicId(id.clone()));
+        }
         let service = crate::stack::variant(
+            &self.rate_limit,
             variant_name.into(),
             Timeouts::from(&cc.timeouts),
             RetryPolicy::from(&cc.retries),

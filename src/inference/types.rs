@@ -8,6 +8,7 @@ use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_layers::call::Payload;
+use switchyard_layers::rate_limit::{EstimateTokens, ReportUsage};
 use switchyard_layers::timeout::{LimitStream, StreamLimits};
 
 use crate::config::JsonMode;
@@ -445,6 +446,112 @@ pub struct ModelOutput {
 impl Payload for ModelRequest {
     fn is_streaming(&self) -> bool {
         self.stream
+    }
+}
+
+/// Bytes of text per estimated token (a common average for English; settlement corrects it).
+const BYTES_PER_TOKEN: u64 = 4;
+/// Tokens assumed for each image or document in the input.
+const TOKENS_PER_FILE: u64 = 1_000;
+
+impl EstimateTokens for ModelRequest {
+    /// The input's text length / 4, plus 1,000 per file, plus `max_tokens` (or the configured
+    /// default when the call sets none).
+    fn estimated_tokens(&self, default_max_tokens: u32) -> u64 {
+        let text = |s: &str| s.len() as u64;
+        let mut bytes = self.system.as_deref().map_or(0, text);
+        let mut files = 0;
+        for message in &self.messages {
+            for block in &message.content {
+                match block {
+                    ContentBlock::Text(t) => bytes += text(t),
+                    ContentBlock::ToolCall(c) => bytes += text(&c.name) + text(&c.arguments),
+                    ContentBlock::ToolResult(r) => bytes += text(&r.name) + text(&r.result),
+                    ContentBlock::Thought(t) => bytes += t.text.as_deref().map_or(0, text),
+                    ContentBlock::File(_) => files += 1,
+                    ContentBlock::Unknown { data } => bytes += data.to_string().len() as u64,
+                }
+            }
+        }
+        bytes.div_ceil(BYTES_PER_TOKEN)
+            + files * TOKENS_PER_FILE
+            + u64::from(self.params.max_tokens.unwrap_or(default_max_tokens))
+    }
+}
+
+fn total_tokens(u: &Usage) -> Option<u64> {
+    Some(u64::from(u.input_tokens?) + u64::from(u.output_tokens?))
+}
+
+impl ReportUsage for ModelOutput {
+    /// A complete answer reports at once; a stream when it ends (or, abandoned, as unknown).
+    fn report_usage(self, settle: Box<dyn FnOnce(Option<u64>) + Send>) -> Self {
+        match self.output {
+            ProviderOutput::Complete(response) => {
+                settle(total_tokens(&response.usage));
+                ModelOutput {
+                    provider: self.provider,
+                    output: ProviderOutput::Complete(response),
+                }
+            }
+            ProviderOutput::Stream { first, rest } => {
+                let mut usage = Usage::default();
+                if let Some(u) = first.usage {
+                    usage.merge(u);
+                }
+                let guard = SettleGuard {
+                    settle: Some(settle),
+                    usage,
+                };
+                let rest = futures_util::stream::unfold(Some((rest, guard)), |state| async move {
+                    let (mut rest, mut guard) = state?;
+                    match rest.next().await {
+                        Some(item) => {
+                            if let Ok(chunk) = &item {
+                                if let Some(u) = chunk.usage {
+                                    guard.usage.merge(u);
+                                }
+                            }
+                            Some((item, Some((rest, guard))))
+                        }
+                        None => {
+                            guard.finish();
+                            None
+                        }
+                    }
+                });
+                ModelOutput {
+                    provider: self.provider,
+                    output: ProviderOutput::Stream {
+                        first,
+                        rest: rest.boxed(),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Settles a stream's reservation once: with its usage when it ends, as unknown if it is
+/// dropped first.
+struct SettleGuard {
+    settle: Option<Box<dyn FnOnce(Option<u64>) + Send>>,
+    usage: Usage,
+}
+
+impl SettleGuard {
+    fn finish(&mut self) {
+        if let Some(settle) = self.settle.take() {
+            settle(total_tokens(&self.usage));
+        }
+    }
+}
+
+impl Drop for SettleGuard {
+    fn drop(&mut self) {
+        if let Some(settle) = self.settle.take() {
+            settle(None);
+        }
     }
 }
 

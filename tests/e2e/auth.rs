@@ -74,6 +74,7 @@ async fn gateway_with(
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
     let env = Environment {
         postgres_url: Some(pg.url()),
+        ..Environment::default()
     };
     let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
         .await
@@ -186,6 +187,7 @@ async fn start_up_refuses_without_a_usable_key_store() {
     );
     let env = Environment {
         postgres_url: Some(pg.url()),
+        ..Environment::default()
     };
     let e = switchyard::start_with(&loaded, addr, &env)
         .await

@@ -196,7 +196,6 @@ fn unsupported_sections_load_with_warnings() {
         "OpenTelemetry trace export",
         "object storage",
         "the `anthropic` provider type",
-        "rate limiting",
     ] {
         assert!(
             warnings

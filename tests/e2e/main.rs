@@ -9,4 +9,6 @@ mod inference;
 mod openai;
 mod pg;
 mod providers;
+mod rate_limits;
+mod redis;
 mod relay;

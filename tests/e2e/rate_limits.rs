@@ -1,0 +1,385 @@
+//! Rate limits end to end: denials are 429s with their headers, tokens are settled with real
+//! usage, both backends agree on one scenario table, and replicas sharing Redis hold one limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::json;
+use switchyard::config::LoadedConfig;
+use switchyard::mock_provider::MockProvider;
+use switchyard::{Environment, RunningGateway};
+
+use crate::harness::{Reply, inference, send};
+use crate::redis::Redis;
+
+const MODEL: &str = r#"
+[models.mock]
+routing = ["p"]
+[models.mock.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+"#;
+
+async fn gateway(
+    rules: &str,
+    mock: &MockProvider,
+    valkey: Option<&Redis>,
+) -> (RunningGateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(
+        &path,
+        format!("{}\n{rules}", MODEL.replace("{mock}", &mock.api_base())),
+    )
+    .unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let env = Environment {
+        valkey_url: valkey.map(|r| r.url()),
+        ..Environment::default()
+    };
+    let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (gw, dir)
+}
+
+async fn ask(gw: &RunningGateway, tags: &[(&str, &str)], max_tokens: Option<u32>) -> Reply {
+    let mut body = inference("mock", "hi");
+    body["tags"] = json!(
+        tags.iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+    );
+    if let Some(m) = max_tokens {
+        body["params"] = json!({ "chat_completion": { "max_tokens": m } });
+    }
+    send(
+        Method::POST,
+        &format!("{}/inference", gw.url()),
+        Bytes::from(body.to_string()),
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_denial_is_a_429_with_its_scope_and_openai_style_headers() {
+    let mock = MockProvider::start().await.unwrap();
+    let rules = r#"
+[[rate_limiting.rules]]
+model_inferences_per_hour = 2
+priority = 1
+scope = [{ tag_key = "user_id", tag_value = "tensorzero::each" }]
+"#;
+    let (gw, _d) = gateway(rules, &mock, None).await;
+    for _ in 0..2 {
+        assert_eq!(ask(&gw, &[("user_id", "ann")], None).await.status, 200);
+    }
+    let r = ask(&gw, &[("user_id", "ann")], None).await;
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    let e = r.error();
+    assert!(
+        e.starts_with("TensorZero rate limit exceeded for `model_inferences` resource."),
+        "{e}"
+    );
+    assert!(e.contains("Rule: rate_limiting.rules[0]"), "{e}");
+    assert!(
+        e.contains(r#"Scope: tag_key="user_id", tag_value="tensorzero::each" (matched: "ann")"#),
+        "{e}"
+    );
+    assert!(e.contains("Requested: 1\nAvailable: 0"), "{e}");
+    let retry_after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (1700..=1800).contains(&retry_after),
+        "half an hour until one more fits: {retry_after}"
+    );
+    assert_eq!(r.headers["x-ratelimit-limit-requests"], "2");
+    assert_eq!(r.headers["x-ratelimit-remaining-requests"], "0");
+    assert!(
+        r.headers["x-ratelimit-reset-requests"]
+            .to_str()
+            .unwrap()
+            .ends_with('s')
+    );
+    // Another user has a bucket of their own; a request without the tag matches no rule.
+    assert_eq!(ask(&gw, &[("user_id", "bob")], None).await.status, 200);
+    assert_eq!(ask(&gw, &[], None).await.status, 200);
+    assert_eq!(
+        mock.requests().len(),
+        4,
+        "the denied request never reached the provider"
+    );
+
+    // The OpenAI route: the same 429, in its error shape.
+    let r = send(
+        Method::POST,
+        &format!("{}/openai/v1/chat/completions", gw.url()),
+        Bytes::from(json!({ "model": "tensorzero::model_name::mock", "messages": [{ "role": "user", "content": "x" }], "tensorzero::tags": { "user_id": "ann" } }).to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 429);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit exceeded")
+    );
+}
+
+#[tokio::test]
+async fn token_limits_reserve_an_estimate_and_settle_with_real_usage() {
+    let mock = MockProvider::start().await.unwrap();
+    // 100 tokens a day. A call reserves input/4 + max_tokens (or the default of 50 here);
+    // the mock's answers really use about 10.
+    let rules = r#"
+[rate_limiting]
+default_max_tokens = 50
+[[rate_limiting.rules]]
+tokens_per_day = 100
+always = true
+"#;
+    let (gw, _d) = gateway(rules, &mock, None).await;
+    // Without max_tokens, 51 are reserved (1 for "hi" + the default 50); only one such call
+    // would fit in 100 if nothing were settled. Each call really uses about 13, so after
+    // settlement four fit (100 - 3 * 13 = 61 >= 51), and the fifth does not (48 < 51).
+    for i in 0..4 {
+        let r = ask(&gw, &[], None).await;
+        assert_eq!(r.status, 200, "call {i}: {}", r.error());
+        tokio::time::sleep(Duration::from_millis(20)).await; // settlement runs after the answer
+    }
+    let r = ask(&gw, &[], None).await;
+    assert_eq!(r.status, 429);
+    assert!(r.error().contains("Requested: 51"), "{}", r.error());
+    // A call whose max_tokens alone exceeds what is left is refused.
+    let r = ask(&gw, &[], Some(90)).await;
+    assert_eq!(r.status, 429);
+    assert!(r.error().contains("`tokens` resource"), "{}", r.error());
+    // More than the capacity can never fit: said so, and no Retry-After to wait for.
+    let r = ask(&gw, &[], Some(1000)).await;
+    assert_eq!(r.status, 429);
+    assert!(r.error().contains("can never fit"), "{}", r.error());
+    assert!(!r.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_failed_call_gives_its_reservation_back() {
+    let mock = MockProvider::start().await.unwrap();
+    let rules = r#"
+[[rate_limiting.rules]]
+model_inferences_per_day = 1
+always = true
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    let cfg = MODEL
+        .replace("mock-model", "error-400")
+        .replace("{mock}", &mock.api_base());
+    std::fs::write(&path, format!("{cfg}\n{rules}")).unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+    let gw = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let r = ask(&gw, &[], None).await;
+        assert!(
+            r.error().contains("HTTP 400"),
+            "the provider refused, so nothing was spent: {}",
+            r.error()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One table of rules and requests, run against both backends: they cannot drift apart.
+async fn scenario(valkey: Option<&Redis>) {
+    let mock = MockProvider::start().await.unwrap();
+    let rules = r#"
+[[rate_limiting.rules]]
+model_inferences_per_hour = 3
+priority = 1
+scope = [{ tag_key = "team", tag_value = "tensorzero::total" }]
+
+[[rate_limiting.rules]]
+model_inferences_per_hour = { capacity = 1, refill_rate = 1 }
+priority = 2
+scope = [{ tag_key = "user", tag_value = "vip" }]
+
+[[rate_limiting.rules]]
+model_inferences_per_day = 5
+always = true
+"#;
+    let (gw, _d) = gateway(rules, &mock, valkey).await;
+    let steps: [(&[(&str, &str)], u16); 9] = [
+        (&[("team", "a")], 200),                  // team total 3→2, global 5→4
+        (&[("team", "b")], 200),                  // team total is shared: 2→1, global 3
+        (&[("team", "a"), ("user", "vip")], 200), // priority 2 wins over 1: vip 1→0, global 2
+        (&[("team", "a"), ("user", "vip")], 429), // vip empty (team untouched), global stays 2
+        (&[("team", "c")], 200),                  // team 1→0, global 1
+        (&[("team", "a")], 429),                  // team empty
+        (&[], 200),                               // only the global rule: 1→0
+        (&[], 429),                               // global empty
+        (&[("user", "vip")], 429),                // vip and global both empty
+    ];
+    for (i, (tags, expected)) in steps.iter().enumerate() {
+        let r = ask(&gw, tags, None).await;
+        assert_eq!(
+            r.status.as_u16(),
+            *expected,
+            "step {i} {tags:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_scenario_table_in_process() {
+    scenario(None).await;
+}
+
+#[tokio::test]
+async fn the_scenario_table_with_redis() {
+    let redis = Redis::start();
+    scenario(Some(&redis)).await;
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_hold_one_global_limit_exactly() {
+    let redis = Redis::start();
+    let mock = MockProvider::start().await.unwrap();
+    let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 50\nalways = true\n";
+    let (a, _d1) = gateway(rules, &mock, Some(&redis)).await;
+    let (b, _d2) = gateway(rules, &mock, Some(&redis)).await;
+    let urls = Arc::new([a.url(), b.url()]);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let urls = urls.clone();
+            tokio::spawn(async move {
+                let body = Bytes::from(inference("mock", "x").to_string());
+                send(
+                    Method::POST,
+                    &format!("{}/inference", urls[i % 2]),
+                    body,
+                    &[],
+                )
+                .await
+                .status
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut limited = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(
+        (ok, limited),
+        (50, 150),
+        "exactly the limit got through, across both replicas"
+    );
+    assert_eq!(mock.requests().len(), 50);
+}
+
+#[tokio::test]
+async fn redis_down_fails_closed_with_503_and_recovers() {
+    let mut redis = Redis::start();
+    let mock = MockProvider::start().await.unwrap();
+    let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 100\nalways = true\n";
+    let (gw, _d) = gateway(rules, &mock, Some(&redis)).await;
+    assert_eq!(ask(&gw, &[], None).await.status, 200);
+    redis.stop();
+    let r = ask(&gw, &[], None).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error().contains("rate-limit store is unavailable") && r.error().contains(&redis.url()),
+        "{}",
+        r.error()
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    let health = send(
+        Method::GET,
+        &format!("{}/health", gw.url()),
+        Bytes::new(),
+        &[],
+    )
+    .await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["valkey"], "error");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "nothing reaches a provider while limits cannot be checked"
+    );
+
+    redis.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    while tokio::time::Instant::now() < deadline {
+        status = ask(&gw, &[], None).await.status.as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 200,
+        "the gateway recovers by itself once Redis is back"
+    );
+}
+
+#[tokio::test]
+async fn edge_and_relay_each_enforce_their_own_rules() {
+    let mock = MockProvider::start().await.unwrap();
+    // The relay holds the organisation's limit per user tag; the edge holds a team limit.
+    let relay_rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 2\npriority = 0\nscope = [{ tag_key = \"user\", tag_value = \"tensorzero::each\" }]\n";
+    let (relay, _d1) = gateway(relay_rules, &mock, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway.relay]\ngateway_url = \"{}\"\n[models.mock]\nrouting = [\"p\"]\n[models.mock.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\n\n[[rate_limiting.rules]]\nmodel_inferences_per_hour = 3\nalways = true\n",
+            relay.url()
+        ),
+    )
+    .unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+    let edge = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    assert_eq!(ask(&edge, &[("user", "ann")], None).await.status, 200);
+    assert_eq!(ask(&edge, &[("user", "ann")], None).await.status, 200);
+    // The relay's per-user limit, reached through the edge with the user's forwarded tag.
+    let r = ask(&edge, &[("user", "ann")], None).await;
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error()
+            .contains("Error forwarding request in relay mode: HTTP Error (status code 429)"),
+        "{}",
+        r.error()
+    );
+    assert!(
+        r.headers.contains_key("retry-after"),
+        "the relay's Retry-After reaches the client"
+    );
+    // The edge's own limit: 3 an hour. Ann's third call was refused by the relay without any
+    // provider charging for it, so the edge gave that reservation back: Bob gets the third.
+    assert_eq!(ask(&edge, &[("user", "bob")], None).await.status, 200);
+    let r = ask(&edge, &[("user", "carl")], None).await;
+    assert_eq!(r.status, 429);
+    assert!(
+        r.error().starts_with("TensorZero rate limit exceeded"),
+        "{}",
+        r.error()
+    );
+}
