@@ -94,9 +94,7 @@ impl PostgresKeyStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, String> {
         self.pool.get().await.map_err(|e| {
             let detail = match &e {
-                deadpool_postgres::PoolError::Backend(b) => {
-                    crate::providers::openai::error_chain(b)
-                }
+                deadpool_postgres::PoolError::Backend(b) => crate::error::error_chain(b),
                 other => other.to_string(),
             };
             format!("cannot connect to Postgres: {detail}")

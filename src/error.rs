@@ -479,6 +479,21 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     )
 }
 
+/// An error and its causes, joined: hyper's own messages are terse ("client error (Connect)").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -385,6 +385,43 @@ pub fn apply_header_edits(
     Ok(())
 }
 
+/// The text of a provider's `error` value: its `message`, or the whole value.
+pub fn error_text(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => match o.get("message") {
+            Some(Value::String(m)) => m.clone(),
+            _ => error.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// The start of a body, for error messages.
+pub fn snippet(bytes: &[u8]) -> String {
+    const MAX: usize = 300;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
+    if bytes.len() > MAX {
+        format!("{text}...")
+    } else {
+        text.into_owned()
+    }
+}
+
+/// Reads a body of at most `limit` bytes.
+pub async fn read_limited(
+    body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<bytes::Bytes, String> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, limit);
+    limited
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| crate::error::error_chain(&*e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

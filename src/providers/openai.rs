@@ -16,10 +16,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallContext, Edits, ProviderSpec, apply_body_edit, apply_header_edits, bearer, sensitive_header,
+    CallContext, Edits, ProviderSpec, apply_body_edit, apply_header_edits, bearer, error_text,
+    read_limited, sensitive_header, snippet,
 };
 use crate::config::{JsonMode, ProviderKind, ProviderType};
-use crate::error::Error;
+use crate::error::{Error, error_chain};
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
@@ -786,51 +787,6 @@ pub(crate) fn provider_error_message(body: &[u8]) -> String {
         Err(_) if body.is_empty() => "(empty body)".to_owned(),
         Err(_) => snippet(body),
     }
-}
-
-pub(crate) fn error_text(error: &Value) -> String {
-    match error {
-        Value::String(s) => s.clone(),
-        Value::Object(o) => match o.get("message") {
-            Some(Value::String(m)) => m.clone(),
-            _ => error.to_string(),
-        },
-        other => other.to_string(),
-    }
-}
-
-pub(crate) fn snippet(bytes: &[u8]) -> String {
-    const MAX: usize = 300;
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
-    if bytes.len() > MAX {
-        format!("{text}...")
-    } else {
-        text.into_owned()
-    }
-}
-
-/// An error and its causes, joined: hyper's own messages are terse ("client error (Connect)").
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-pub(crate) async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, String> {
-    let limited = http_body_util::Limited::new(body, limit);
-    limited
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| error_chain(&*e))
 }
 
 #[cfg(test)]

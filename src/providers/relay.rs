@@ -25,9 +25,10 @@ use switchyard_layers::call::Call;
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey, Tags};
 
 use super::bearer;
-use super::openai::{error_chain, error_text, read_limited, snippet};
+use super::{error_text, read_limited, snippet};
 use crate::config::JsonMode;
 use crate::error::Error;
+use crate::error::error_chain;
 use crate::http_client::HttpClient;
 use crate::inference::types::{
     ChunkBlock, ContentBlock, EditTarget, FileInput, FinishReason, ModelChunk, ModelOutput,
