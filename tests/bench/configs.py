@@ -1,0 +1,58 @@
+"""The configurations the benchmark runs, as text (MOCK, RELAY and KEYFILE are filled in)."""
+
+# One model on the mock, and the function the TensorZero Gateway's own load test uses.
+GATEWAY = """
+[models."gpt-4.1-mini"]
+routing = ["openai"]
+[models."gpt-4.1-mini".providers.openai]
+type = "openai"
+api_base = "http://MOCK/v1/"
+model_name = "gpt-4.1-mini"
+api_key_location = "none"
+
+[functions.function1]
+type = "chat"
+[functions.function1.variants.variant1]
+type = "chat_completion"
+model = "gpt-4.1-mini"
+max_tokens = 100
+"""
+
+EDGE = """
+[gateway.relay]
+gateway_url = "http://RELAY"
+
+[models."gpt-4.1-mini"]
+routing = ["openai"]
+[models."gpt-4.1-mini".providers.openai]
+type = "openai"
+model_name = "gpt-4.1-mini"
+
+[functions.function1]
+type = "chat"
+[functions.function1.variants.variant1]
+type = "chat_completion"
+model = "gpt-4.1-mini"
+max_tokens = 100
+"""
+
+# A relay with auth on and three rules whose limits are never reached: it measures the cost of
+# checking, not of refusing.
+RELAY_SECURED = GATEWAY + """
+[gateway]
+auth.enabled = true
+
+[[rate_limiting.rules]]
+model_inferences_per_second = 1000000
+priority = 1
+scope = [{ tag_key = "user_id", tag_value = "tensorzero::each" }]
+
+[[rate_limiting.rules]]
+tokens_per_minute = 1000000000
+always = true
+scope = [{ api_key_public_id = "tensorzero::each" }]
+
+[[rate_limiting.rules]]
+model_inferences_per_minute = 100000000
+always = true
+"""
