@@ -19,6 +19,10 @@
 //! | `stream-error` | a stream that sends one chunk and then an `error` event |
 //! | `drip-MS` | a 200-chunk stream with MS milliseconds between chunks |
 //!
+//! `POST .../messages` answers in the Anthropic Messages format (JSON and its SSE event
+//! sequence) with the same behaviours (also `think`: a signed thinking block first), errors in
+//! Anthropic's `{"type":"error","error":{...}}` shape.
+//!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
 //! answered or not (anything but `POST .../chat/completions` gets a 404);
 //! `GET /mock/stats` counts streams whose client went away before the end.
@@ -188,17 +192,18 @@ async fn handle(
             }),
         ));
     }
-    let is_chat = path
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .ends_with("/chat/completions");
+    let route = path.split('?').next().unwrap_or("").to_owned();
+    let is_chat = route.ends_with("/chat/completions");
+    let is_anthropic = route.ends_with("/messages");
     state.requests.lock().expect("mock lock").push(Recorded {
         method: method.to_string(),
         path,
         headers,
         body: body.clone(),
     });
+    if method == Method::POST && is_anthropic {
+        return Ok(anthropic(state, body).await);
+    }
     if method != Method::POST || !is_chat {
         return Ok(openai_error(
             StatusCode::NOT_FOUND,
@@ -483,4 +488,158 @@ fn openai_error(status: StatusCode, message: &str, kind: &str) -> Response<Body>
         status,
         &json!({ "error": { "message": message, "type": kind, "param": null, "code": null } }),
     )
+}
+
+fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    json_response(
+        status,
+        &json!({ "type": "error", "error": { "type": kind, "message": message } }),
+    )
+}
+
+/// The Anthropic Messages API: the same behaviours as the OpenAI route, in Anthropic's format.
+async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
+    let model = body["model"].as_str().unwrap_or("mock").to_owned();
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    if let Some(ms) = number_after(&model, "slow-") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = number_after(&model, "error-") {
+        let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return anthropic_error(status, "api_error", &format!("mock provider error {code}"));
+    }
+    if model.contains("rate-limited") {
+        let mut res = anthropic_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "Number of requests has exceeded your rate limit",
+        );
+        res.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("2"));
+        return res;
+    }
+    let last_user = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_array().cloned())
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let text = format!("mock reply to: {last_user}");
+    let tool = model.contains("tool");
+    let thinking = model.contains("think");
+    let input_tokens = (body["messages"].to_string().len() / 4) as u64 + 1;
+    let output_tokens = if tool {
+        9
+    } else {
+        text.split_whitespace().count() as u64
+    };
+    if !stream {
+        let mut content = Vec::new();
+        if thinking {
+            content.push(
+                json!({ "type": "thinking", "thinking": "let me think", "signature": "sig-mock" }),
+            );
+        }
+        if tool {
+            content.push(json!({ "type": "tool_use", "id": "toolu_mock_1", "name": "get_weather", "input": { "city": "Paris" } }));
+        } else {
+            content.push(json!({ "type": "text", "text": text }));
+        }
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
+                "stop_reason": if tool { "tool_use" } else { "end_turn" }, "stop_sequence": null,
+                "usage": { "input_tokens": input_tokens, "output_tokens": output_tokens }
+            }),
+        );
+    }
+    let mut events: Vec<(&str, Value)> = vec![(
+        "message_start",
+        json!({ "type": "message_start", "message": { "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "usage": { "input_tokens": input_tokens, "output_tokens": 1 } } }),
+    )];
+    let mut index = 0;
+    if thinking {
+        events.push(("content_block_start", json!({ "type": "content_block_start", "index": index, "content_block": { "type": "thinking", "thinking": "" } })));
+        events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": index, "delta": { "type": "thinking_delta", "thinking": "let me think" } })));
+        events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": index, "delta": { "type": "signature_delta", "signature": "sig-mock" } })));
+        events.push((
+            "content_block_stop",
+            json!({ "type": "content_block_stop", "index": index }),
+        ));
+        index += 1;
+    }
+    if tool {
+        events.push(("content_block_start", json!({ "type": "content_block_start", "index": index,
+            "content_block": { "type": "tool_use", "id": "toolu_mock_1", "name": "get_weather", "input": {} } })));
+        for piece in ["{\"city\"", ":\"Par", "is\"}"] {
+            events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": index, "delta": { "type": "input_json_delta", "partial_json": piece } })));
+        }
+    } else {
+        events.push(("content_block_start", json!({ "type": "content_block_start", "index": index, "content_block": { "type": "text", "text": "" } })));
+        for w in text.split_inclusive(' ') {
+            events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": index, "delta": { "type": "text_delta", "text": w } })));
+        }
+    }
+    events.push((
+        "content_block_stop",
+        json!({ "type": "content_block_stop", "index": index }),
+    ));
+    events.push(("message_delta", json!({ "type": "message_delta",
+        "delta": { "stop_reason": if tool { "tool_use" } else { "end_turn" }, "stop_sequence": null },
+        "usage": { "output_tokens": output_tokens } })));
+    events.push(("message_stop", json!({ "type": "message_stop" })));
+    if model.contains("stream-error") {
+        events.truncate(3);
+        events.push(("error", json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } })));
+    }
+    let broken = model.contains("break");
+    if broken {
+        events.truncate(3);
+    }
+    let guard = StreamGuard {
+        state,
+        finished: false,
+    };
+    let frames = futures_util::stream::unfold(
+        (events.into_iter(), guard, broken),
+        |(mut events, mut guard, broken)| async move {
+            match events.next() {
+                Some((name, data)) => {
+                    let frame: Result<Frame<Bytes>, std::io::Error> = Ok(Frame::data(Bytes::from(
+                        format!("event: {name}\ndata: {data}\n\n"),
+                    )));
+                    Some((frame, (events, guard, broken)))
+                }
+                None if broken => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    guard.finished = true;
+                    let frame: Result<Frame<Bytes>, std::io::Error> = Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "mock provider broke the stream",
+                    ));
+                    Some((frame, (events, guard, false)))
+                }
+                None => {
+                    guard.finished = true;
+                    drop(guard);
+                    None
+                }
+            }
+        },
+    )
+    .boxed();
+    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    res
 }

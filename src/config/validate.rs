@@ -367,7 +367,8 @@ impl Checker<'_> {
             | ProviderKind::Openrouter(p)
             | ProviderKind::Together(p)
             | ProviderKind::Xai(p) => p.api_base.as_deref(),
-            ProviderKind::Anthropic(p) | ProviderKind::GoogleAiStudioGemini(p) => {
+            ProviderKind::Anthropic(p) => p.api_base.as_deref(),
+            ProviderKind::GoogleAiStudioGemini(p) => {
                 self.not_supported_yet(
                     at.key("type"),
                     &format!("the `{}` provider type", kind.provider_type()),

@@ -6,6 +6,7 @@
 //! tgi); [`relay`] speaks the TensorZero native API to a relay gateway. Other types load and
 //! validate but answer "not supported yet" until their adapters land.
 
+pub mod anthropic;
 pub mod openai;
 pub mod relay;
 
@@ -49,6 +50,7 @@ pub struct ProviderSpec {
 #[derive(Debug)]
 enum Adapter {
     OpenAi(openai::OpenAiAdapter),
+    Anthropic(anthropic::AnthropicAdapter),
     /// A type whose adapter is not written yet: calls fail with a clear 501.
     NotYetSupported(String),
 }
@@ -74,18 +76,25 @@ impl ProviderSpec {
             .credential_location()
             .cloned()
             .unwrap_or_else(|| types.effective_default(provider_type));
-        let adapter = match openai::OpenAiAdapter::from_config(&config.kind, check_credentials) {
-            Some(result) => Adapter::OpenAi(result.map_err(|e| {
+        let adapter = match (
+            &config.kind,
+            openai::OpenAiAdapter::from_config(&config.kind, check_credentials),
+        ) {
+            (_, Some(result)) => Adapter::OpenAi(result.map_err(|e| {
                 ProviderSetupError(format!("provider `{name}` of model `{model}`: {e}"))
             })?),
-            None => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
+            (crate::config::ProviderKind::Anthropic(p), None) => Adapter::Anthropic(
+                anthropic::AnthropicAdapter::new(&p.model_name, p.api_base.as_deref()),
+            ),
+            (_, None) => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
         let credential = match adapter {
             // No key is needed for a provider that cannot be called yet, nor checked for one
             // whose calls go to the relay.
-            Adapter::NotYetSupported(_) => credentials::load_lazily(&location),
+                        Adapter::NotYetSupported(_) => credentials::load_lazily(&location),
+            Adapter::Anthropic(_) if !check_credentials => credentials::load_lazily(&location),
             Adapter::OpenAi(_) if !check_credentials => credentials::load_lazily(&location),
-            Adapter::OpenAi(_) => credentials::load(&location).map_err(|e| {
+                        Adapter::OpenAi(_) | Adapter::Anthropic(_) => credentials::load(&location).map_err(|e| {
                 ProviderSetupError(format!(
                     "API key missing for provider `{name}` (type `{provider_type}`) of model `{model}`: {e}. \
                      Set it, or point `api_key_location` at where the key is (`none` if the server needs no key)"
@@ -114,6 +123,9 @@ impl ProviderSpec {
     ) -> Self {
         let adapter = match openai::OpenAiAdapter::shorthand(provider_type, model) {
             Some(a) => Adapter::OpenAi(a),
+            None if provider_type == ProviderType::Anthropic => {
+                Adapter::Anthropic(anthropic::AnthropicAdapter::new(model, None))
+            }
             None if provider_type == ProviderType::Openai => Adapter::NotYetSupported(
                 "the OpenAI Responses API (`openai::responses::...`)".into(),
             ),
@@ -173,15 +185,12 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
         let this = self.clone();
         Box::pin(async move {
             let spec = &this.spec;
-            let adapter = match &spec.adapter {
-                Adapter::OpenAi(a) => a,
-                Adapter::NotYetSupported(what) => {
-                    return Err(Error::NotSupported(format!(
-                        "{what} (provider {})",
-                        spec.label()
-                    )));
-                }
-            };
+            if let Adapter::NotYetSupported(what) = &spec.adapter {
+                return Err(Error::NotSupported(format!(
+                    "{what} (provider {})",
+                    spec.label()
+                )));
+            }
             let key = call
                 .extensions
                 .get::<ProviderKey>()
@@ -226,7 +235,15 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                 client: &this.client,
                 credentials: &dynamic,
             };
-            let attempt = adapter.infer(spec, request, key.as_ref(), &edits, &cx);
+            let attempt = async {
+                match &spec.adapter {
+                    Adapter::OpenAi(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
+                    Adapter::Anthropic(a) => {
+                        a.infer(spec, request, key.as_ref(), &edits, &cx).await
+                    }
+                    Adapter::NotYetSupported(_) => unreachable!("refused above"),
+                }
+            };
             let output = match tokio::time::timeout(this.global_timeout, attempt).await {
                 Ok(result) => result?,
                 Err(_) => {
