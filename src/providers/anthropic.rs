@@ -9,16 +9,15 @@
 //! `message_stop`, `ping` and `error`.
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallContext, Edits, ProviderSpec, apply_body_edit, apply_header_edits, error_text,
-    read_limited, sensitive_header, snippet,
+    CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
+    error_text, peek_stream, read_limited, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, error_chain};
@@ -27,7 +26,6 @@ use crate::inference::types::{
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
 use crate::secret::Secret;
-use crate::sse::SseDecoder;
 
 /// The API version header every request carries.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -352,29 +350,17 @@ fn parse_message(bytes: &[u8]) -> Result<ModelResponse, String> {
 }
 
 async fn stream(provider: &ProviderSpec, body: Incoming) -> Result<ProviderOutput, Error> {
-    let mut state = StreamState {
-        body,
-        decoder: SseDecoder::default(),
+    let state = StreamState {
+        reader: SseReader::new(body),
         blocks: Vec::new(),
         finished: false,
         provider_type: provider.provider_type.as_str(),
         provider: provider.name.to_string(),
     };
-    let first = match state.next_chunk().await {
-        Some(Ok(chunk)) => chunk,
-        Some(Err(e)) => return Err(e),
-        None => {
-            return Err(failure(
-                provider,
-                "the stream ended before any data arrived".into(),
-            ));
-        }
-    };
-    let rest = futures_util::stream::unfold(state, |mut s| async move {
-        s.next_chunk().await.map(|i| (i, s))
+    peek_stream(state, || {
+        failure(provider, "the stream ended before any data arrived".into())
     })
-    .boxed();
-    Ok(ProviderOutput::Stream { first, rest })
+    .await
 }
 
 /// What each content block index is, so deltas can be labelled.
@@ -387,12 +373,40 @@ enum BlockKind {
 }
 
 struct StreamState {
-    body: Incoming,
-    decoder: SseDecoder,
+    reader: SseReader,
     blocks: Vec<BlockKind>,
     finished: bool,
     provider_type: &'static str,
     provider: String,
+}
+
+impl ChunkSource for StreamState {
+    async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            let event = match self.reader.next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => return self.fail("the stream ended before `message_stop`".into()),
+                Err(message) => return self.fail(message),
+            };
+            let v: Value = match serde_json::from_str(&event.data) {
+                Ok(v) => v,
+                Err(e) => {
+                    return self.fail(format!(
+                        "a stream event is not JSON ({e}): {}",
+                        snippet(event.data.as_bytes())
+                    ));
+                }
+            };
+            match self.handle(&v) {
+                Ok(Some(chunk)) => return Some(Ok(chunk)),
+                Ok(None) => {}
+                Err(message) => return self.fail(message),
+            }
+        }
+    }
 }
 
 impl StreamState {
@@ -403,44 +417,6 @@ impl StreamState {
             provider: self.provider.clone(),
             message,
         }))
-    }
-
-    async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
-        loop {
-            if self.finished {
-                return None;
-            }
-            while let Some(event) = self.decoder.next_event() {
-                let v: Value = match serde_json::from_str(&event.data) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return self.fail(format!(
-                            "a stream event is not JSON ({e}): {}",
-                            snippet(event.data.as_bytes())
-                        ));
-                    }
-                };
-                match self.handle(&v) {
-                    Ok(Some(chunk)) => return Some(Ok(chunk)),
-                    Ok(None) => {}
-                    Err(message) => return self.fail(message),
-                }
-                if self.finished {
-                    return None;
-                }
-            }
-            match self.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.decoder.push(&data);
-                    }
-                }
-                Some(Err(e)) => {
-                    return self.fail(format!("the stream broke off: {}", error_chain(&e)));
-                }
-                None => return self.fail("the stream ended before `message_stop`".into()),
-            }
-        }
     }
 
     /// One event: a chunk to pass on, nothing (bookkeeping events), or an error.

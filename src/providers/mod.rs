@@ -26,7 +26,9 @@ use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::credentials;
 use crate::error::Error;
 use crate::http_client::HttpClient;
-use crate::inference::types::{BodyEdit, HeaderEdit, ModelOutput, ModelRequest};
+use crate::inference::types::{
+    BodyEdit, HeaderEdit, ModelChunk, ModelOutput, ModelRequest, ProviderOutput,
+};
 use crate::secret::Secret;
 
 /// Everything start-up knows about one provider of one model.
@@ -280,6 +282,79 @@ pub struct Edits<'a> {
     pub body: Vec<&'a BodyEdit>,
     /// Header edits.
     pub headers: Vec<&'a HeaderEdit>,
+}
+
+/// Reads a provider's SSE response body event by event.
+pub struct SseReader {
+    body: hyper::body::Incoming,
+    decoder: crate::sse::SseDecoder,
+}
+
+impl SseReader {
+    /// Reads `body`.
+    pub fn new(body: hyper::body::Incoming) -> Self {
+        Self {
+            body,
+            decoder: crate::sse::SseDecoder::default(),
+        }
+    }
+
+    /// The next event; `Ok(None)` when the body has ended (cleanly or not: see
+    /// [`SseReader::ended_mid_event`]); `Err` with what happened when the connection broke.
+    pub async fn next(&mut self) -> Result<Option<crate::sse::SseEvent>, String> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(event) = self.decoder.next_event() {
+                return Ok(Some(event));
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.decoder.push(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(format!(
+                        "the stream broke off: {}",
+                        crate::error::error_chain(&e)
+                    ));
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Whether the body ended in the middle of an event.
+    pub fn ended_mid_event(&self) -> bool {
+        self.decoder.has_partial()
+    }
+}
+
+/// A provider stream, read chunk by chunk.
+pub trait ChunkSource: Send + 'static {
+    /// The next chunk; `None` once the stream has ended.
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<Result<ModelChunk, Error>>> + Send;
+}
+
+/// Waits for a stream's first chunk (so that a failure before it is an ordinary error, and the
+/// next provider can be tried), then hands on the rest.
+pub async fn peek_stream<S: ChunkSource>(
+    mut source: S,
+    empty: impl FnOnce() -> Error,
+) -> Result<ProviderOutput, Error> {
+    use futures_util::StreamExt;
+    let first = match source.next_chunk().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => return Err(e),
+        None => return Err(empty()),
+    };
+    let rest = futures_util::stream::unfold(source, |mut s| async move {
+        s.next_chunk().await.map(|item| (item, s))
+    })
+    .boxed();
+    Ok(ProviderOutput::Stream { first, rest })
 }
 
 /// Sets (or with `None`, removes) the value at a JSON Pointer, creating objects on the way.

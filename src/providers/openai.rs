@@ -10,14 +10,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::Request;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallContext, Edits, ProviderSpec, apply_body_edit, apply_header_edits, bearer, error_text,
-    read_limited, sensitive_header, snippet,
+    CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
+    bearer, error_text, peek_stream, read_limited, sensitive_header, snippet,
 };
 use crate::config::{JsonMode, ProviderKind, ProviderType};
 use crate::error::{Error, error_chain};
@@ -26,7 +26,6 @@ use crate::inference::types::{
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
 };
 use crate::secret::Secret;
-use crate::sse::SseDecoder;
 use switchyard_layers::credentials::CredentialSource;
 
 /// The Azure API version used when the provider sets none.
@@ -339,30 +338,18 @@ impl OpenAiAdapter {
         provider: &ProviderSpec,
         body: Incoming,
     ) -> Result<ProviderOutput, Error> {
-        let mut state = StreamState {
-            body,
-            decoder: SseDecoder::default(),
+        let state = StreamState {
+            reader: SseReader::new(body),
             tool_ids: Vec::new(),
             finished: false,
             saw_finish_reason: false,
             provider_type: provider.provider_type.as_str(),
             provider: provider.name.to_string(),
         };
-        let first = match state.next_chunk().await {
-            Some(Ok(chunk)) => chunk,
-            Some(Err(e)) => return Err(e),
-            None => {
-                return Err(failure(
-                    provider,
-                    "the stream ended before any data arrived".into(),
-                ));
-            }
-        };
-        let rest = futures_util::stream::unfold(state, |mut s| async move {
-            s.next_chunk().await.map(|item| (item, s))
+        peek_stream(state, || {
+            failure(provider, "the stream ended before any data arrived".into())
         })
-        .boxed();
-        Ok(ProviderOutput::Stream { first, rest })
+        .await
     }
 }
 
@@ -640,14 +627,44 @@ struct DeltaFunction {
 }
 
 struct StreamState {
-    body: Incoming,
-    decoder: SseDecoder,
+    reader: SseReader,
     /// Tool call ids by stream index: only the first delta of a call carries its id.
     tool_ids: Vec<String>,
     finished: bool,
     saw_finish_reason: bool,
     provider_type: &'static str,
     provider: String,
+}
+
+impl ChunkSource for StreamState {
+    async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            match self.reader.next().await {
+                Err(message) => return self.fail(message),
+                Ok(Some(event)) if event.data.trim() == "[DONE]" => {
+                    self.finished = true;
+                    return None;
+                }
+                Ok(Some(event)) => match self.parse(&event.data) {
+                    Ok(Some(chunk)) => return Some(Ok(chunk)),
+                    Ok(None) => continue,
+                    Err(message) => return self.fail(message),
+                },
+                // Some compatible servers end without `[DONE]` after the last chunk.
+                Ok(None) if self.saw_finish_reason && !self.reader.ended_mid_event() => {
+                    self.finished = true;
+                    return None;
+                }
+                Ok(None) => {
+                    return self
+                        .fail("the stream ended before the provider finished its answer".into());
+                }
+            }
+        }
+    }
 }
 
 impl StreamState {
@@ -658,44 +675,6 @@ impl StreamState {
             provider: self.provider.clone(),
             message,
         }))
-    }
-
-    async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
-        loop {
-            if self.finished {
-                return None;
-            }
-            while let Some(event) = self.decoder.next_event() {
-                if event.data.trim() == "[DONE]" {
-                    self.finished = true;
-                    return None;
-                }
-                match self.parse(&event.data) {
-                    Ok(Some(chunk)) => return Some(Ok(chunk)),
-                    Ok(None) => continue,
-                    Err(message) => return self.fail(message),
-                }
-            }
-            match self.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.decoder.push(&data);
-                    }
-                }
-                Some(Err(e)) => {
-                    return self.fail(format!("the stream broke off: {}", error_chain(&e)));
-                }
-                None => {
-                    if self.saw_finish_reason && !self.decoder.has_partial() {
-                        // Some compatible servers end without `[DONE]` after the last chunk.
-                        self.finished = true;
-                        return None;
-                    }
-                    return self
-                        .fail("the stream ended before the provider finished its answer".into());
-                }
-            }
-        }
     }
 
     fn parse(&mut self, data: &str) -> Result<Option<ModelChunk>, String> {

@@ -15,16 +15,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::Request;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 use switchyard_layers::call::Call;
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey, Tags};
 
-use super::bearer;
+use super::{ChunkSource, SseReader, bearer, peek_stream};
 use super::{error_text, read_limited, snippet};
 use crate::config::JsonMode;
 use crate::error::Error;
@@ -35,7 +34,6 @@ use crate::inference::types::{
     ModelRequest, ModelResponse, OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice,
     Usage,
 };
-use crate::sse::SseDecoder;
 
 /// The provider name relayed calls are recorded under.
 pub const RELAY_PROVIDER: &str = "tensorzero::relay";
@@ -503,31 +501,21 @@ fn parse_chunk(v: &Value) -> ModelChunk {
 }
 
 async fn stream(body: Incoming) -> Result<ProviderOutput, Error> {
-    let mut state = RelayStream {
-        body,
-        decoder: SseDecoder::default(),
+    let state = RelayStream {
+        reader: SseReader::new(body),
         finished: false,
     };
-    let first = match state.next_chunk().await {
-        Some(Ok(chunk)) => chunk,
-        Some(Err(e)) => return Err(e),
-        None => {
-            return Err(relay_error(
-                None,
-                "the relay's stream ended before any data arrived".into(),
-            ));
-        }
-    };
-    let rest = futures_util::stream::unfold(state, |mut s| async move {
-        s.next_chunk().await.map(|item| (item, s))
+    peek_stream(state, || {
+        relay_error(
+            None,
+            "the relay's stream ended before any data arrived".into(),
+        )
     })
-    .boxed();
-    Ok(ProviderOutput::Stream { first, rest })
+    .await
 }
 
 struct RelayStream {
-    body: Incoming,
-    decoder: SseDecoder,
+    reader: SseReader,
     finished: bool,
 }
 
@@ -536,41 +524,38 @@ impl RelayStream {
         self.finished = true;
         Some(Err(relay_error(None, message)))
     }
+}
 
+impl ChunkSource for RelayStream {
     async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
-        loop {
-            if self.finished {
-                return None;
-            }
-            if let Some(event) = self.decoder.next_event() {
-                if event.data.trim() == "[DONE]" {
-                    self.finished = true;
-                    return None;
-                }
-                let v: Value = match serde_json::from_str(&event.data) {
-                    Ok(v) => v,
-                    Err(e) => return self.fail(format!("a relay stream event is not JSON ({e})")),
-                };
-                if let Some(error) = v.get("error") {
-                    return self.fail(format!(
-                        "the relay reported an error mid-stream: {}",
-                        error_text(error)
-                    ));
-                }
-                return Some(Ok(parse_chunk(&v)));
-            }
-            match self.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.decoder.push(&data);
-                    }
-                }
-                Some(Err(e)) => {
-                    return self.fail(format!("the relay's stream broke off: {}", error_chain(&e)));
-                }
-                None => return self.fail("the relay's stream ended without `[DONE]`".into()),
-            }
+        if self.finished {
+            return None;
         }
+        let event = match self.reader.next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return self.fail("the relay's stream ended without `[DONE]`".into()),
+            Err(message) => {
+                return self.fail(format!(
+                    "the relay's {}",
+                    message.trim_start_matches("the ")
+                ));
+            }
+        };
+        if event.data.trim() == "[DONE]" {
+            self.finished = true;
+            return None;
+        }
+        let v: Value = match serde_json::from_str(&event.data) {
+            Ok(v) => v,
+            Err(e) => return self.fail(format!("a relay stream event is not JSON ({e})")),
+        };
+        if let Some(error) = v.get("error") {
+            return self.fail(format!(
+                "the relay reported an error mid-stream: {}",
+                error_text(error)
+            ));
+        }
+        Some(Ok(parse_chunk(&v)))
     }
 }
 
