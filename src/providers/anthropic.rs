@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    error_text, peek_stream, read_limited, sensitive_header, snippet,
+    error_text, peek_stream, provider_error_message, read_limited, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, error_chain};
@@ -95,11 +95,7 @@ impl AnthropicAdapter {
             let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
                 .await
                 .unwrap_or_default();
-            let message = match serde_json::from_slice::<Value>(&body) {
-                Ok(v) if v.get("error").is_some() => error_text(&v["error"]),
-                _ if body.is_empty() => "(empty body)".to_owned(),
-                _ => snippet(&body),
-            };
+            let message = provider_error_message(&body);
             return Err(Error::ProviderHttp {
                 provider_type: provider.provider_type.as_str(),
                 provider: provider.name.to_string(),

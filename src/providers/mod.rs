@@ -284,6 +284,23 @@ pub struct Edits<'a> {
     pub headers: Vec<&'a HeaderEdit>,
 }
 
+/// The message inside a provider's error body: OpenAI's `error.message`, other common
+/// shapes, or the start of the body.
+pub fn provider_error_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match v
+            .get("error")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("detail"))
+        {
+            Some(e) => error_text(e),
+            None => snippet(body),
+        },
+        Err(_) if body.is_empty() => "(empty body)".to_owned(),
+        Err(_) => snippet(body),
+    }
+}
+
 /// Reads a provider's SSE response body event by event.
 pub struct SseReader {
     body: hyper::body::Incoming,

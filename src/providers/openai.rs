@@ -17,7 +17,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, read_limited, sensitive_header, snippet,
+    bearer, error_text, peek_stream, provider_error_message, read_limited, sensitive_header,
+    snippet,
 };
 use crate::config::{JsonMode, ProviderKind, ProviderType};
 use crate::error::{Error, error_chain};
@@ -748,23 +749,6 @@ fn failure(provider: &ProviderSpec, message: String) -> Error {
         provider_type: provider.provider_type.as_str(),
         provider: provider.name.to_string(),
         message,
-    }
-}
-
-/// The message inside a provider's error body: OpenAI's `error.message`, other common
-/// shapes, or the start of the body.
-pub(crate) fn provider_error_message(body: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) => match v
-            .get("error")
-            .or_else(|| v.get("message"))
-            .or_else(|| v.get("detail"))
-        {
-            Some(e) => error_text(e),
-            None => snippet(body),
-        },
-        Err(_) if body.is_empty() => "(empty body)".to_owned(),
-        Err(_) => snippet(body),
     }
 }
 

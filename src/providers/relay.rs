@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use switchyard_layers::call::Call;
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey, Tags};
 
-use super::{ChunkSource, SseReader, bearer, peek_stream};
+use super::{ChunkSource, SseReader, bearer, peek_stream, provider_error_message};
 use super::{error_text, read_limited, snippet};
 use crate::config::JsonMode;
 use crate::error::Error;
@@ -140,10 +140,7 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                     let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
                         .await
                         .unwrap_or_default();
-                    let message = match serde_json::from_slice::<Value>(&body) {
-                        Ok(v) if v.get("error").is_some() => error_text(&v["error"]),
-                        _ => snippet(&body),
-                    };
+                    let message = provider_error_message(&body);
                     return Err(Error::Relay {
                         status: Some(status.as_u16()),
                         message: format!("HTTP Error (status code {}): {message}", status.as_u16()),
