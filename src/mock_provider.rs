@@ -23,6 +23,9 @@
 //! sequence) with the same behaviours (also `think`: a signed thinking block first), errors in
 //! Anthropic's `{"type":"error","error":{...}}` shape.
 //!
+//! `POST .../models/NAME:generateContent` (and `:streamGenerateContent?alt=sse`) answers in the
+//! Gemini format, the model named in the path choosing the behaviour.
+//!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
 //! answered or not (anything but `POST .../chat/completions` gets a 404);
 //! `GET /mock/stats` counts streams whose client went away before the end.
@@ -201,6 +204,23 @@ async fn handle(
         headers,
         body: body.clone(),
     });
+    if method == Method::POST
+        && (route.ends_with(":generateContent") || route.ends_with(":streamGenerateContent"))
+    {
+        let model = route
+            .rsplit("/models/")
+            .next()
+            .and_then(|m| m.split(':').next())
+            .unwrap_or("mock")
+            .to_owned();
+        return Ok(gemini(
+            state,
+            body,
+            model,
+            route.ends_with(":streamGenerateContent"),
+        )
+        .await);
+    }
     if method == Method::POST && is_anthropic {
         return Ok(anthropic(state, body).await);
     }
@@ -627,6 +647,107 @@ async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
                     ));
                     Some((frame, (events, guard, false)))
                 }
+                None => {
+                    guard.finished = true;
+                    drop(guard);
+                    None
+                }
+            }
+        },
+    )
+    .boxed();
+    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    res
+}
+
+/// The Gemini API: the same behaviours, in Gemini's format (the model comes from the path).
+async fn gemini(state: Arc<MockState>, body: Value, model: String, stream: bool) -> Response<Body> {
+    if let Some(code) = number_after(&model, "error-") {
+        let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return json_response(
+            status,
+            &json!({ "error": { "code": code, "message": format!("mock provider error {code}"), "status": "UNAVAILABLE" } }),
+        );
+    }
+    let last_user = body["contents"]
+        .as_array()
+        .and_then(|c| c.iter().rev().find(|c| c["role"] == "user"))
+        .and_then(|c| c["parts"].as_array().cloned())
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let text = format!("mock reply to: {last_user}");
+    let prompt_tokens = (body["contents"].to_string().len() / 4) as u64 + 1;
+    let tool = model.contains("tool");
+    let thinking = model.contains("think");
+    let words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
+    let usage = json!({ "promptTokenCount": prompt_tokens, "candidatesTokenCount": words.len(), "totalTokenCount": prompt_tokens + words.len() as u64 });
+    let response = |parts: Value, finish: Option<&str>, usage: Option<&Value>| {
+        let mut candidate = json!({ "content": { "role": "model", "parts": parts }, "index": 0 });
+        if let Some(f) = finish {
+            candidate["finishReason"] = json!(f);
+        }
+        let mut r = json!({ "candidates": [candidate], "modelVersion": model });
+        if let Some(u) = usage {
+            r["usageMetadata"] = u.clone();
+        }
+        r
+    };
+    let mut parts = Vec::new();
+    if thinking {
+        parts.push(
+            json!({ "text": "let me think", "thought": true, "thoughtSignature": "sig-mock" }),
+        );
+    }
+    if tool {
+        parts.push(
+            json!({ "functionCall": { "name": "get_weather", "args": { "city": "Paris" } } }),
+        );
+    }
+    if !stream {
+        if !tool {
+            parts.push(json!({ "text": text }));
+        }
+        return json_response(
+            StatusCode::OK,
+            &response(Value::Array(parts), Some("STOP"), Some(&usage)),
+        );
+    }
+    let mut events: Vec<Value> = Vec::new();
+    if !parts.is_empty() {
+        events.push(response(Value::Array(parts), None, None));
+    }
+    if !tool {
+        for w in &words {
+            events.push(response(json!([{ "text": w }]), None, None));
+        }
+    }
+    events.push(response(
+        json!([{ "text": "" }]),
+        Some("STOP"),
+        Some(&usage),
+    ));
+    let guard = StreamGuard {
+        state,
+        finished: false,
+    };
+    let frames = futures_util::stream::unfold(
+        (events.into_iter(), guard),
+        |(mut events, mut guard)| async move {
+            match events.next() {
+                Some(e) => Some((
+                    Ok::<_, std::io::Error>(Frame::data(Bytes::from(format!("data: {e}\r\n\r\n")))),
+                    (events, guard),
+                )),
                 None => {
                     guard.finished = true;
                     drop(guard);

@@ -368,13 +368,7 @@ impl Checker<'_> {
             | ProviderKind::Together(p)
             | ProviderKind::Xai(p) => p.api_base.as_deref(),
             ProviderKind::Anthropic(p) => p.api_base.as_deref(),
-            ProviderKind::GoogleAiStudioGemini(p) => {
-                self.not_supported_yet(
-                    at.key("type"),
-                    &format!("the `{}` provider type", kind.provider_type()),
-                );
-                p.api_base.as_deref()
-            }
+            ProviderKind::GoogleAiStudioGemini(p) => p.api_base.as_deref(),
             ProviderKind::GcpVertexAnthropic(p) | ProviderKind::GcpVertexGemini(p) => {
                 if p.model_id.is_some() == p.endpoint_id.is_some() {
                     self.error(

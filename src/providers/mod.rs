@@ -7,6 +7,7 @@
 //! validate but answer "not supported yet" until their adapters land.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod relay;
 
@@ -53,6 +54,7 @@ pub struct ProviderSpec {
 enum Adapter {
     OpenAi(openai::OpenAiAdapter),
     Anthropic(anthropic::AnthropicAdapter),
+    Gemini(gemini::GeminiAdapter),
     /// A type whose adapter is not written yet: calls fail with a clear 501.
     NotYetSupported(String),
 }
@@ -88,15 +90,18 @@ impl ProviderSpec {
             (crate::config::ProviderKind::Anthropic(p), None) => Adapter::Anthropic(
                 anthropic::AnthropicAdapter::new(&p.model_name, p.api_base.as_deref()),
             ),
+            (crate::config::ProviderKind::GoogleAiStudioGemini(p), None) => Adapter::Gemini(
+                gemini::GeminiAdapter::new(&p.model_name, p.api_base.as_deref()),
+            ),
             (_, None) => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
         let credential = match adapter {
             // No key is needed for a provider that cannot be called yet, nor checked for one
             // whose calls go to the relay.
                         Adapter::NotYetSupported(_) => credentials::load_lazily(&location),
-            Adapter::Anthropic(_) if !check_credentials => credentials::load_lazily(&location),
+            Adapter::Anthropic(_) | Adapter::Gemini(_) if !check_credentials => credentials::load_lazily(&location),
             Adapter::OpenAi(_) if !check_credentials => credentials::load_lazily(&location),
-                        Adapter::OpenAi(_) | Adapter::Anthropic(_) => credentials::load(&location).map_err(|e| {
+                        Adapter::OpenAi(_) | Adapter::Anthropic(_) | Adapter::Gemini(_) => credentials::load(&location).map_err(|e| {
                 ProviderSetupError(format!(
                     "API key missing for provider `{name}` (type `{provider_type}`) of model `{model}`: {e}. \
                      Set it, or point `api_key_location` at where the key is (`none` if the server needs no key)"
@@ -127,6 +132,9 @@ impl ProviderSpec {
             Some(a) => Adapter::OpenAi(a),
             None if provider_type == ProviderType::Anthropic => {
                 Adapter::Anthropic(anthropic::AnthropicAdapter::new(model, None))
+            }
+            None if provider_type == ProviderType::GoogleAiStudioGemini => {
+                Adapter::Gemini(gemini::GeminiAdapter::new(model, None))
             }
             None if provider_type == ProviderType::Openai => Adapter::NotYetSupported(
                 "the OpenAI Responses API (`openai::responses::...`)".into(),
@@ -243,6 +251,7 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                     Adapter::Anthropic(a) => {
                         a.infer(spec, request, key.as_ref(), &edits, &cx).await
                     }
+                    Adapter::Gemini(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
                     Adapter::NotYetSupported(_) => unreachable!("refused above"),
                 }
             };

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod config_errors;
+mod gemini;
 mod harness;
 mod inference;
 mod openai;
