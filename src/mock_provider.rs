@@ -26,6 +26,9 @@
 //! `POST .../models/NAME:generateContent` (and `:streamGenerateContent?alt=sse`) answers in the
 //! Gemini format, the model named in the path choosing the behaviour.
 //!
+//! For Vertex AI it also answers `POST .../token` (an OAuth token for any service-account
+//! assertion) and `POST .../models/NAME:rawPredict` / `:streamRawPredict` (Anthropic on Vertex).
+//!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
 //! answered or not (anything but `POST .../chat/completions` gets a 404);
 //! `GET /mock/stats` counts streams whose client went away before the end.
@@ -173,7 +176,14 @@ async fn handle(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // Bodies that are not JSON (a token request's form) are kept as text.
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        if bytes.is_empty() {
+            Value::Null
+        } else {
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    });
 
     if method == Method::GET && path == "/mock/requests" {
         let list: Vec<Value> = state
@@ -220,6 +230,26 @@ async fn handle(
             route.ends_with(":streamGenerateContent"),
         )
         .await);
+    }
+    if method == Method::POST && route.ends_with("/token") {
+        // A GCP OAuth token endpoint: any assertion is accepted.
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({ "access_token": "ya29.mock-token", "expires_in": 3600, "token_type": "Bearer" }),
+        ));
+    }
+    if method == Method::POST
+        && (route.ends_with(":rawPredict") || route.ends_with(":streamRawPredict"))
+    {
+        // Anthropic on Vertex: the model is in the path, not the body.
+        let model = route
+            .rsplit("/models/")
+            .next()
+            .and_then(|m| m.split(':').next())
+            .unwrap_or("mock");
+        let mut body = body;
+        body["model"] = json!(model);
+        return Ok(anthropic(state, body).await);
     }
     if method == Method::POST && is_anthropic {
         return Ok(anthropic(state, body).await);

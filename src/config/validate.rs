@@ -376,10 +376,6 @@ impl Checker<'_> {
                         "set exactly one of `model_id` and `endpoint_id`",
                     );
                 }
-                self.not_supported_yet(
-                    at.key("type"),
-                    &format!("the `{}` provider type", kind.provider_type()),
-                );
                 p.api_base.as_deref()
             }
             ProviderKind::AwsBedrock(p) => {

@@ -15,9 +15,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
+use super::gcp::{GcpAuth, vertex_base, vertex_target};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    error_text, peek_stream, provider_error_message, read_limited, sensitive_header, snippet,
+    bearer, error_text, peek_stream, provider_error_message, read_limited, sensitive_header,
+    snippet,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, error_chain};
@@ -35,20 +37,46 @@ const DEFAULT_API_BASE: &str = "https://api.anthropic.com/v1/";
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// Calls one Anthropic model.
+/// The `anthropic_version` Vertex AI takes in the body.
+pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
+/// Calls one Anthropic model, directly or on Vertex AI.
 #[derive(Debug)]
 pub struct AnthropicAdapter {
     model: String,
     url: String,
+    stream_url: String,
+    /// Vertex: the token source; `None` for Anthropic's own API.
+    vertex: Option<GcpAuth>,
 }
 
 impl AnthropicAdapter {
     /// `api_base` defaults to `https://api.anthropic.com/v1/`.
     pub fn new(model: &str, api_base: Option<&str>) -> Self {
         let base = api_base.unwrap_or(DEFAULT_API_BASE);
+        let url = format!("{}/messages", base.trim_end_matches('/'));
         Self {
             model: model.to_owned(),
-            url: format!("{}/messages", base.trim_end_matches('/')),
+            stream_url: url.clone(),
+            url,
+            vertex: None,
+        }
+    }
+
+    /// An Anthropic model on Vertex AI (`gcp_vertex_anthropic`): the Messages format posted to
+    /// `:rawPredict` / `:streamRawPredict`, with `anthropic_version` in the body and no `model`.
+    pub fn vertex(p: &crate::config::models::GcpVertexProvider) -> Self {
+        let base = vertex_base(p);
+        let target = vertex_target(p, "anthropic");
+        Self {
+            model: p
+                .model_id
+                .clone()
+                .or_else(|| p.endpoint_id.clone())
+                .unwrap_or_default(),
+            url: format!("{base}/{target}:rawPredict"),
+            stream_url: format!("{base}/{target}:streamRawPredict"),
+            vertex: Some(GcpAuth::default()),
         }
     }
 
@@ -65,28 +93,39 @@ impl AnthropicAdapter {
         for edit in &edits.body {
             apply_body_edit(&mut body, edit);
         }
-        let mut builder = Request::post(&self.url)
-            .header(CONTENT_TYPE, "application/json")
-            .header("anthropic-version", ANTHROPIC_VERSION);
+        let url = if request.stream {
+            &self.stream_url
+        } else {
+            &self.url
+        };
+        let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
+        if self.vertex.is_none() {
+            builder = builder.header("anthropic-version", ANTHROPIC_VERSION);
+        }
         if request.stream {
             builder = builder.header(ACCEPT, "text/event-stream");
         }
-        if let Some(key) = key {
-            builder = builder.header("x-api-key", sensitive_header(key.expose())?);
+        match (key, &self.vertex) {
+            (Some(key), None) => {
+                builder = builder.header("x-api-key", sensitive_header(key.expose())?)
+            }
+            (Some(credentials), Some(auth)) => {
+                let token = auth
+                    .access_token(credentials, cx.client)
+                    .await
+                    .map_err(|m| failure(provider, m))?;
+                builder = builder.header(http::header::AUTHORIZATION, bearer(&token)?);
+            }
+            (None, _) => {}
         }
         let mut http_request = builder
             .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| {
-                failure(
-                    provider,
-                    format!("cannot build a request to `{}`: {e}", self.url),
-                )
-            })?;
+            .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
         let response = cx.client.request(http_request).await.map_err(|e| {
             failure(
                 provider,
-                format!("could not reach `{}`: {}", self.url, error_chain(&e)),
+                format!("could not reach `{url}`: {}", error_chain(&e)),
             )
         })?;
         let status = response.status();
@@ -124,7 +163,11 @@ impl AnthropicAdapter {
     ) -> Result<Value, Error> {
         let p = &request.params;
         let mut body = Map::new();
-        body.insert("model".into(), json!(self.model));
+        if self.vertex.is_some() {
+            body.insert("anthropic_version".into(), json!(VERTEX_ANTHROPIC_VERSION));
+        } else {
+            body.insert("model".into(), json!(self.model));
+        }
         body.insert(
             "max_tokens".into(),
             json!(p.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),

@@ -13,9 +13,11 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
+use super::gcp::{GcpAuth, vertex_base, vertex_target};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    error_text, peek_stream, provider_error_message, read_limited, sensitive_header, snippet,
+    bearer, error_text, peek_stream, provider_error_message, read_limited, sensitive_header,
+    snippet,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, error_chain};
@@ -29,11 +31,14 @@ const DEFAULT_API_BASE: &str = "https://generativelanguage.googleapis.com/v1beta
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// Calls one Gemini model through Google AI Studio.
+/// Calls one Gemini model through Google AI Studio (key in `x-goog-api-key`) or Vertex AI
+/// (an OAuth token from a service account).
 #[derive(Debug)]
 pub struct GeminiAdapter {
     generate_url: String,
     stream_url: String,
+    /// Vertex: the token source; `None` for Google AI Studio.
+    vertex: Option<GcpAuth>,
 }
 
 impl GeminiAdapter {
@@ -44,6 +49,19 @@ impl GeminiAdapter {
         Self {
             generate_url: format!("{base}/models/{model}:generateContent"),
             stream_url: format!("{base}/models/{model}:streamGenerateContent?alt=sse"),
+            vertex: None,
+        }
+    }
+
+    /// A Gemini model on Vertex AI (`gcp_vertex_gemini`): the same wire format at the model's
+    /// resource path, authorised with the service account's token.
+    pub fn vertex(p: &crate::config::models::GcpVertexProvider) -> Self {
+        let base = vertex_base(p);
+        let target = vertex_target(p, "google");
+        Self {
+            generate_url: format!("{base}/{target}:generateContent"),
+            stream_url: format!("{base}/{target}:streamGenerateContent?alt=sse"),
+            vertex: Some(GcpAuth::default()),
         }
     }
 
@@ -69,8 +87,18 @@ impl GeminiAdapter {
         if request.stream {
             builder = builder.header(ACCEPT, "text/event-stream");
         }
-        if let Some(key) = key {
-            builder = builder.header("x-goog-api-key", sensitive_header(key.expose())?);
+        match (key, &self.vertex) {
+            (Some(key), None) => {
+                builder = builder.header("x-goog-api-key", sensitive_header(key.expose())?)
+            }
+            (Some(credentials), Some(auth)) => {
+                let token = auth
+                    .access_token(credentials, cx.client)
+                    .await
+                    .map_err(|m| failure(provider, m))?;
+                builder = builder.header(http::header::AUTHORIZATION, bearer(&token)?);
+            }
+            (None, _) => {}
         }
         let mut http_request = builder
             .body(Full::new(Bytes::from(body.to_string())))

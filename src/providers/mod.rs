@@ -7,6 +7,7 @@
 //! validate but answer "not supported yet" until their adapters land.
 
 pub mod anthropic;
+pub mod gcp;
 pub mod gemini;
 pub mod openai;
 pub mod relay;
@@ -93,6 +94,12 @@ impl ProviderSpec {
             (crate::config::ProviderKind::GoogleAiStudioGemini(p), None) => Adapter::Gemini(
                 gemini::GeminiAdapter::new(&p.model_name, p.api_base.as_deref()),
             ),
+            (crate::config::ProviderKind::GcpVertexGemini(p), None) => {
+                Adapter::Gemini(gemini::GeminiAdapter::vertex(p))
+            }
+            (crate::config::ProviderKind::GcpVertexAnthropic(p), None) => {
+                Adapter::Anthropic(anthropic::AnthropicAdapter::vertex(p))
+            }
             (_, None) => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
         let credential = match adapter {

@@ -80,7 +80,12 @@ pub fn load(
 impl Harness {
     /// Starts a mock and a gateway with `toml`.
     pub async fn start(toml: &str) -> Harness {
-        let mock = MockProvider::start().await.unwrap();
+        Self::start_with_mock(MockProvider::start().await.unwrap(), toml).await
+    }
+
+    /// Starts a gateway against an already running mock (when the config must name its address
+    /// in places `{mock}` does not reach, such as a key file).
+    pub async fn start_with_mock(mock: MockProvider, toml: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let loaded = load(toml, &mock, &dir).unwrap_or_else(|e| panic!("config did not load: {e}"));
         let gateway = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))

@@ -14,3 +14,4 @@ mod providers;
 mod rate_limits;
 mod redis;
 mod relay;
+mod vertex;

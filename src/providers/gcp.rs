@@ -1,0 +1,176 @@
+//! Google Cloud service-account credentials for the Vertex providers: the credential is the
+//! service account's JSON key (a file, or a dynamic credential); calls carry an OAuth access
+//! token obtained by signing a JWT (RS256) with the account's key and exchanging it at the
+//! account's `token_uri`. Tokens are cached until a minute before they expire.
+//!
+//! Neither the key nor the token ever reaches a log line or an error message.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http::Request;
+use http::header::CONTENT_TYPE;
+use http_body_util::Full;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use super::read_limited;
+use crate::error::error_chain;
+use crate::http_client::HttpClient;
+use crate::secret::Secret;
+
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+/// Tokens are renewed this long before they expire.
+const RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+struct ServiceAccount {
+    client_email: String,
+    private_key: String,
+    #[serde(default)]
+    token_uri: Option<String>,
+}
+
+struct Cached {
+    fingerprint: [u8; 32],
+    token: Secret,
+    renew_at: Instant,
+}
+
+/// Turns service-account keys into access tokens, with a cache.
+#[derive(Default)]
+pub struct GcpAuth {
+    cached: Mutex<Option<Cached>>,
+}
+
+impl std::fmt::Debug for GcpAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GcpAuth")
+    }
+}
+
+impl GcpAuth {
+    /// An access token for the service account whose JSON key is `credentials`.
+    pub async fn access_token(
+        &self,
+        credentials: &Secret,
+        client: &HttpClient,
+    ) -> Result<Secret, String> {
+        let fingerprint: [u8; 32] = Sha256::digest(credentials.expose().as_bytes()).into();
+        if let Some(c) = self.cached.lock().expect("token cache").as_ref() {
+            if c.fingerprint == fingerprint && Instant::now() < c.renew_at {
+                return Ok(c.token.clone());
+            }
+        }
+        let account: ServiceAccount = serde_json::from_str(credentials.expose())
+            .map_err(|e| format!("the GCP credentials are not a service-account JSON key ({e})"))?;
+        let token_uri = account
+            .token_uri
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+        let assertion = sign_jwt(&account, &token_uri, SystemTime::now())?;
+        let form = format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
+        );
+        let request = Request::post(&token_uri)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| format!("cannot build the token request to `{token_uri}`: {e}"))?;
+        let response = client.request(request).await.map_err(|e| {
+            format!(
+                "could not reach the GCP token endpoint `{token_uri}`: {}",
+                error_chain(&e)
+            )
+        })?;
+        let status = response.status();
+        let body = read_limited(response.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let why = v
+                .get("error_description")
+                .or_else(|| v.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            return Err(format!(
+                "the GCP token endpoint refused the service account `{}` (HTTP {status}): {why}",
+                account.client_email
+            ));
+        }
+        let token = v
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| "the GCP token endpoint's answer has no `access_token`".to_owned())?;
+        let lifetime =
+            Duration::from_secs(v.get("expires_in").and_then(Value::as_u64).unwrap_or(3600));
+        let token = Secret::new(token);
+        *self.cached.lock().expect("token cache") = Some(Cached {
+            fingerprint,
+            token: token.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(RENEW_BEFORE),
+        });
+        Ok(token)
+    }
+}
+
+/// A JWT asserting the service account, signed with its RSA key (RS256).
+fn sign_jwt(account: &ServiceAccount, audience: &str, now: SystemTime) -> Result<String, String> {
+    let iat = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let header = URL_SAFE_NO_PAD.encode(json!({ "alg": "RS256", "typ": "JWT" }).to_string());
+    let claims = URL_SAFE_NO_PAD.encode(
+        json!({ "iss": account.client_email, "scope": SCOPE, "aud": audience, "iat": iat, "exp": iat + 3600 }).to_string(),
+    );
+    let signing_input = format!("{header}.{claims}");
+    let pem: String = account
+        .private_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    let der = STANDARD
+        .decode(pem.trim())
+        .map_err(|_| "the service account's `private_key` is not PEM".to_owned())?;
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der)
+        .map_err(|_| "the service account's `private_key` is not a PKCS#8 RSA key".to_owned())?;
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| "could not sign the service-account assertion".to_owned())?;
+    Ok(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature)
+    ))
+}
+
+/// The Vertex base URL: `api_base`, or `https://{location}-aiplatform.googleapis.com/v1`.
+pub fn vertex_base(p: &crate::config::models::GcpVertexProvider) -> String {
+    match &p.api_base {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => format!("https://{}-aiplatform.googleapis.com/v1", p.location),
+    }
+}
+
+/// The model's resource path: a publisher model (`model_id`) or a deployed endpoint
+/// (`endpoint_id`; validation guarantees exactly one is set).
+pub fn vertex_target(p: &crate::config::models::GcpVertexProvider, publisher: &str) -> String {
+    let scope = format!("projects/{}/locations/{}", p.project_id, p.location);
+    match (&p.model_id, &p.endpoint_id) {
+        (Some(model), _) => format!("{scope}/publishers/{publisher}/models/{model}"),
+        (None, Some(endpoint)) => format!("{scope}/endpoints/{endpoint}"),
+        (None, None) => format!("{scope}/publishers/{publisher}/models/unset"),
+    }
+}
