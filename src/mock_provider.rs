@@ -29,6 +29,11 @@
 //! For Vertex AI it also answers `POST .../token` (an OAuth token for any service-account
 //! assertion) and `POST .../models/NAME:rawPredict` / `:streamRawPredict` (Anthropic on Vertex).
 //!
+//! `POST .../model/ID/converse` (and `/converse-stream`) answers in AWS Bedrock's Converse
+//! format, streams in AWS's binary event-stream framing (`stream-error`: an exception message
+//! mid-stream), errors as `{"message": ...}` with `x-amzn-ErrorType`. A request without a SigV4
+//! `Authorization` header gets Bedrock's 403.
+//!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
 //! answered or not (anything but `POST .../chat/completions` gets a 404);
 //! `GET /mock/stats` counts streams whose client went away before the end.
@@ -160,7 +165,7 @@ async fn handle(
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    let headers = req
+    let headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .map(|(n, v)| {
@@ -208,6 +213,9 @@ async fn handle(
     let route = path.split('?').next().unwrap_or("").to_owned();
     let is_chat = route.ends_with("/chat/completions");
     let is_anthropic = route.ends_with("/messages");
+    let sigv4_signed = headers.iter().any(|(n, v): &(String, String)| {
+        n == "authorization" && v.starts_with("AWS4-HMAC-SHA256 Credential=")
+    });
     state.requests.lock().expect("mock lock").push(Recorded {
         method: method.to_string(),
         path,
@@ -230,6 +238,25 @@ async fn handle(
             route.ends_with(":streamGenerateContent"),
         )
         .await);
+    }
+    if method == Method::POST
+        && route.starts_with("/model/")
+        && (route.ends_with("/converse") || route.ends_with("/converse-stream"))
+    {
+        if !sigv4_signed {
+            return Ok(bedrock_error(
+                StatusCode::FORBIDDEN,
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            ));
+        }
+        let stream = route.ends_with("/converse-stream");
+        let model = route
+            .trim_start_matches("/model/")
+            .rsplit_once('/')
+            .map(|(id, _)| percent_decode(id))
+            .unwrap_or_default();
+        return Ok(bedrock(state, body, model, stream).await);
     }
     if method == Method::POST && route.ends_with("/token") {
         // A GCP OAuth token endpoint: any assertion is accepted.
@@ -791,6 +818,193 @@ async fn gemini(state: Arc<MockState>, body: Value, model: String, stream: bool)
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/event-stream"),
+    );
+    res
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn bedrock_error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    let mut res = json_response(status, &json!({ "message": message }));
+    if let Ok(v) = http::HeaderValue::from_str(kind) {
+        res.headers_mut().insert("x-amzn-errortype", v);
+    }
+    res
+}
+
+/// Bedrock's Converse API: the same behaviours, the model coming from the path.
+async fn bedrock(
+    state: Arc<MockState>,
+    body: Value,
+    model: String,
+    stream: bool,
+) -> Response<Body> {
+    use crate::providers::bedrock::encode_message;
+    if let Some(code) = number_after(&model, "error-") {
+        let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return bedrock_error(
+            status,
+            "InternalServerException",
+            &format!("mock provider error {code}"),
+        );
+    }
+    if model.contains("rate-limited") {
+        return bedrock_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        );
+    }
+    let last_user = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_array().cloned())
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let text = format!("mock reply to: {last_user}");
+    let tool = model.contains("tool");
+    let thinking = model.contains("think");
+    let input_tokens = (body["messages"].to_string().len() / 4) as u64 + 1;
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let output_tokens = if tool { 9 } else { words.len() as u64 };
+    let usage = json!({ "inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens });
+    let stop_reason = if tool { "tool_use" } else { "end_turn" };
+    if !stream {
+        let mut content = Vec::new();
+        if thinking {
+            content.push(json!({ "reasoningContent": { "reasoningText": { "text": "let me think", "signature": "sig-mock" } } }));
+        }
+        if tool {
+            content.push(json!({ "toolUse": { "toolUseId": "tooluse_mock_1", "name": "get_weather", "input": { "city": "Paris" } } }));
+        } else {
+            content.push(json!({ "text": text }));
+        }
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "output": { "message": { "role": "assistant", "content": content } },
+                "stopReason": stop_reason, "usage": usage, "metrics": { "latencyMs": 1 }
+            }),
+        );
+    }
+    let mut events: Vec<(&str, Value)> = vec![("messageStart", json!({ "role": "assistant" }))];
+    let mut index = 0;
+    if thinking {
+        events.push(("contentBlockDelta", json!({ "contentBlockIndex": index, "delta": { "reasoningContent": { "text": "let me think" } } })));
+        events.push(("contentBlockDelta", json!({ "contentBlockIndex": index, "delta": { "reasoningContent": { "signature": "sig-mock" } } })));
+        events.push(("contentBlockStop", json!({ "contentBlockIndex": index })));
+        index += 1;
+    }
+    if tool {
+        events.push(("contentBlockStart", json!({ "contentBlockIndex": index, "start": { "toolUse": { "toolUseId": "tooluse_mock_1", "name": "get_weather" } } })));
+        for piece in ["{\"city\"", ":\"Par", "is\"}"] {
+            events.push((
+                "contentBlockDelta",
+                json!({ "contentBlockIndex": index, "delta": { "toolUse": { "input": piece } } }),
+            ));
+        }
+    } else {
+        for w in &words {
+            events.push((
+                "contentBlockDelta",
+                json!({ "contentBlockIndex": index, "delta": { "text": w } }),
+            ));
+        }
+    }
+    events.push(("contentBlockStop", json!({ "contentBlockIndex": index })));
+    events.push(("messageStop", json!({ "stopReason": stop_reason })));
+    events.push((
+        "metadata",
+        json!({ "usage": usage, "metrics": { "latencyMs": 1 } }),
+    ));
+    let mut frames: Vec<Bytes> = events
+        .iter()
+        .map(|(kind, payload)| {
+            encode_message(
+                &[
+                    (":event-type", kind),
+                    (":content-type", "application/json"),
+                    (":message-type", "event"),
+                ],
+                payload.to_string().as_bytes(),
+            )
+        })
+        .collect();
+    if model.contains("stream-error") {
+        frames.truncate(2);
+        frames.push(encode_message(
+            &[
+                (":exception-type", "modelStreamErrorException"),
+                (":content-type", "application/json"),
+                (":message-type", "exception"),
+            ],
+            json!({ "message": "The model stream failed" })
+                .to_string()
+                .as_bytes(),
+        ));
+    }
+    let broken = model.contains("break");
+    if broken {
+        frames.truncate(2);
+    }
+    let guard = StreamGuard {
+        state,
+        finished: false,
+    };
+    let frames = futures_util::stream::unfold(
+        (frames.into_iter(), guard, broken),
+        |(mut frames, mut guard, broken)| async move {
+            match frames.next() {
+                Some(frame) => Some((Ok(Frame::data(frame)), (frames, guard, broken))),
+                None if broken => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    guard.finished = true;
+                    let error = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "mock provider broke the stream",
+                    );
+                    Some((Err(error), (frames, guard, false)))
+                }
+                None => {
+                    guard.finished = true;
+                    drop(guard);
+                    None
+                }
+            }
+        },
+    )
+    .boxed();
+    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/vnd.amazon.eventstream"),
     );
     res
 }

@@ -7,6 +7,7 @@
 //! validate but answer "not supported yet" until their adapters land.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gcp;
 pub mod gemini;
 pub mod openai;
@@ -56,6 +57,7 @@ enum Adapter {
     OpenAi(openai::OpenAiAdapter),
     Anthropic(anthropic::AnthropicAdapter),
     Gemini(gemini::GeminiAdapter),
+    Bedrock(bedrock::BedrockAdapter),
     /// A type whose adapter is not written yet: calls fail with a clear 501.
     NotYetSupported(String),
 }
@@ -100,12 +102,36 @@ impl ProviderSpec {
             (crate::config::ProviderKind::GcpVertexAnthropic(p), None) => {
                 Adapter::Anthropic(anthropic::AnthropicAdapter::vertex(p))
             }
+            (crate::config::ProviderKind::AwsBedrock(p), None) => {
+                let credentials = bedrock::AwsCredentials::from_env();
+                if credentials.is_none() && check_credentials {
+                    tracing::warn!(
+                        "provider `{name}` of model `{model}` (type `aws_bedrock`) has no AWS credentials: \
+                         set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or its calls will fail"
+                    );
+                }
+                let detected_region = p
+                    .allow_auto_detect_region
+                    .then(|| {
+                        std::env::var("AWS_REGION")
+                            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                            .ok()
+                    })
+                    .flatten();
+                Adapter::Bedrock(bedrock::BedrockAdapter::new(
+                    p,
+                    detected_region,
+                    credentials,
+                ))
+            }
             (_, None) => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
         let credential = match adapter {
             // No key is needed for a provider that cannot be called yet, nor checked for one
             // whose calls go to the relay.
                         Adapter::NotYetSupported(_) => credentials::load_lazily(&location),
+            // Bedrock signs with the AWS credentials its adapter holds, not with a key.
+            Adapter::Bedrock(_) => switchyard_layers::credentials::CredentialSource::None,
             Adapter::Anthropic(_) | Adapter::Gemini(_) if !check_credentials => credentials::load_lazily(&location),
             Adapter::OpenAi(_) if !check_credentials => credentials::load_lazily(&location),
                         Adapter::OpenAi(_) | Adapter::Anthropic(_) | Adapter::Gemini(_) => credentials::load(&location).map_err(|e| {
@@ -259,6 +285,7 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                         a.infer(spec, request, key.as_ref(), &edits, &cx).await
                     }
                     Adapter::Gemini(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
+                    Adapter::Bedrock(a) => a.infer(spec, request, &edits, &cx).await,
                     Adapter::NotYetSupported(_) => unreachable!("refused above"),
                 }
             };

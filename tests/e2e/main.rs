@@ -3,6 +3,7 @@
 mod anthropic;
 mod auth;
 mod bad_input;
+mod bedrock;
 mod cli;
 mod config_errors;
 mod gemini;

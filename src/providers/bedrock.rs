@@ -1,0 +1,759 @@
+//! AWS Bedrock's Converse API: `POST {endpoint}/model/{modelId}/converse` (streaming:
+//! `/converse-stream`, answered in AWS's binary event-stream framing), signed with AWS
+//! Signature Version 4 using the credentials start-up read from the environment
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::Request;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{
+    CallContext, ChunkSource, Edits, ProviderSpec, apply_body_edit, apply_header_edits, error_text,
+    peek_stream, provider_error_message, read_limited, sensitive_header, snippet,
+};
+use crate::config::JsonMode;
+use crate::error::{Error, error_chain};
+use crate::inference::types::{
+    ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
+    OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
+};
+use crate::secret::Secret;
+
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// AWS credentials (the environment part of the SDK chain).
+#[derive(Clone, Debug)]
+pub struct AwsCredentials {
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Secret,
+    /// `AWS_SESSION_TOKEN`, for temporary credentials.
+    pub session_token: Option<Secret>,
+}
+
+impl AwsCredentials {
+    /// The credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`,
+    /// if the first two are set.
+    pub fn from_env() -> Option<Self> {
+        let access_key_id = std::env::var("AWS_ACCESS_KEY_ID")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        Some(Self {
+            access_key_id,
+            secret_access_key: Secret::new(secret),
+            session_token: std::env::var("AWS_SESSION_TOKEN")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret::new),
+        })
+    }
+}
+
+/// Calls one Bedrock model.
+#[derive(Debug)]
+pub struct BedrockAdapter {
+    endpoint: String,
+    model_path: String,
+    region: String,
+    credentials: Option<AwsCredentials>,
+}
+
+/// Path-segment encoding as SigV4 wants it (everything but unreserved characters).
+fn uri_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+        data.as_bytes(),
+    )
+    .as_ref()
+    .to_vec()
+}
+
+/// The `Authorization` value of an AWS Signature Version 4 request.
+#[allow(clippy::too_many_arguments)]
+pub fn sigv4_authorization(
+    method: &str,
+    host: &str,
+    canonical_path: &str,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+    amz_date: &str,
+    region: &str,
+    service: &str,
+    access_key_id: &str,
+    secret: &str,
+) -> String {
+    let mut sorted: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    sorted.push(("host".into(), host.to_owned()));
+    sorted.sort();
+    let canonical_headers: String = sorted.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let signed_headers = sorted
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    let canonical_request = format!(
+        "{method}\n{canonical_path}\n\n{canonical_headers}\n{signed_headers}\n{}",
+        hex(&Sha256::digest(payload))
+    );
+    let date = &amz_date[..8];
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical_request.as_bytes()))
+    );
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date);
+    let k_region = hmac(&k_date, region);
+    let k_service = hmac(&k_region, service);
+    let k_signing = hmac(&k_service, "aws4_request");
+    let signature = hex(&hmac(&k_signing, &string_to_sign));
+    format!(
+        "AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
+    )
+}
+
+impl BedrockAdapter {
+    /// `endpoint_url` defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
+    pub fn new(
+        p: &crate::config::models::AwsBedrockProvider,
+        region: Option<String>,
+        credentials: Option<AwsCredentials>,
+    ) -> Self {
+        let region = p
+            .region
+            .clone()
+            .or(region)
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = p
+            .endpoint_url
+            .clone()
+            .unwrap_or_else(|| format!("https://bedrock-runtime.{region}.amazonaws.com"))
+            .trim_end_matches('/')
+            .to_owned();
+        Self {
+            endpoint,
+            model_path: uri_encode(&p.model_id),
+            region,
+            credentials,
+        }
+    }
+
+    /// Makes one call.
+    pub async fn infer(
+        &self,
+        provider: &ProviderSpec,
+        request: &ModelRequest,
+        edits: &Edits<'_>,
+        cx: &CallContext<'_>,
+    ) -> Result<ProviderOutput, Error> {
+        let credentials = self.credentials.as_ref().ok_or_else(|| {
+            Error::ApiKeyMissing(switchyard_layers::credentials::MissingCredential {
+                provider: provider.label().into(),
+                reason:
+                    "AWS credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                        .into(),
+            })
+        })?;
+        let mut body = request_body(provider, request)?;
+        for edit in &edits.body {
+            apply_body_edit(&mut body, edit);
+        }
+        let payload = body.to_string();
+        let action = if request.stream {
+            "converse-stream"
+        } else {
+            "converse"
+        };
+        let path = format!("/model/{}/{action}", self.model_path);
+        let url = format!("{}{path}", self.endpoint);
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| failure(provider, format!("`{url}` is not a URL: {e}")))?;
+        let host = uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
+        // The canonical path encodes each segment once more (SigV4 for every service but S3).
+        let canonical_path: String = uri
+            .path()
+            .split('/')
+            .map(uri_encode)
+            .collect::<Vec<_>>()
+            .join("/");
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let mut signed: Vec<(&str, &str)> = vec![
+            ("content-type", "application/json"),
+            ("x-amz-date", &amz_date),
+        ];
+        if let Some(token) = &credentials.session_token {
+            signed.push(("x-amz-security-token", token.expose()));
+        }
+        let authorization = sigv4_authorization(
+            "POST",
+            &host,
+            &canonical_path,
+            &signed,
+            payload.as_bytes(),
+            &amz_date,
+            &self.region,
+            "bedrock",
+            &credentials.access_key_id,
+            credentials.secret_access_key.expose(),
+        );
+        let mut builder = Request::post(&url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("x-amz-date", &amz_date)
+            .header(
+                http::header::AUTHORIZATION,
+                sensitive_header(&authorization)?,
+            );
+        if let Some(token) = &credentials.session_token {
+            builder = builder.header("x-amz-security-token", sensitive_header(token.expose())?);
+        }
+        if request.stream {
+            builder = builder.header(ACCEPT, "application/vnd.amazon.eventstream");
+        }
+        let mut http_request = builder
+            .body(Full::new(Bytes::from(payload)))
+            .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
+        apply_header_edits(http_request.headers_mut(), &edits.headers)?;
+        let response = cx.client.request(http_request).await.map_err(|e| {
+            failure(
+                provider,
+                format!("could not reach `{url}`: {}", error_chain(&e)),
+            )
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = crate::error::retry_after(response.headers());
+            let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
+                .await
+                .unwrap_or_default();
+            return Err(Error::ProviderHttp {
+                provider_type: provider.provider_type.as_str(),
+                provider: provider.name.to_string(),
+                status: status.as_u16(),
+                message: provider_error_message(&body),
+                retry_after,
+            });
+        }
+        if request.stream {
+            let state = EventStream {
+                body: response.into_body(),
+                buffer: BytesMut::new(),
+                finished: false,
+                blocks: Vec::new(),
+                provider_type: provider.provider_type.as_str(),
+                provider: provider.name.to_string(),
+            };
+            peek_stream(state, || {
+                failure(provider, "the stream ended before any event arrived".into())
+            })
+            .await
+        } else {
+            let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|e| failure(provider, format!("the response broke off: {e}")))?;
+            parse_response(&bytes)
+                .map(ProviderOutput::Complete)
+                .map_err(|m| failure(provider, m))
+        }
+    }
+}
+
+/// The Converse request body, before `extra_body` edits.
+pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<Value, Error> {
+    let p = &request.params;
+    let mut messages: Vec<Value> = Vec::new();
+    for message in &request.messages {
+        let role = match message.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        let blocks: Vec<Value> = message
+            .content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text(text) => Some(json!({ "text": text })),
+                ContentBlock::ToolCall(c) => {
+                    let input = serde_json::from_str::<Value>(&c.arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
+                    Some(json!({ "toolUse": { "toolUseId": c.id, "name": c.name, "input": input } }))
+                }
+                ContentBlock::ToolResult(r) => {
+                    Some(json!({ "toolResult": { "toolUseId": r.id, "content": [{ "text": r.result }] } }))
+                }
+                ContentBlock::File(FileInput::Base64 { mime_type, data }) if mime_type.starts_with("image/") => Some(json!({
+                    "image": { "format": mime_type.trim_start_matches("image/"), "source": { "bytes": data } }
+                })),
+                ContentBlock::File(_) => {
+                    tracing::warn!(provider = %provider.name, "Bedrock takes images as inline data only; a file was left out");
+                    None
+                }
+                ContentBlock::Thought(t) => t.text.as_ref().map(|text| {
+                    json!({ "reasoningContent": { "reasoningText": { "text": text, "signature": t.signature } } })
+                }),
+                ContentBlock::Unknown { data } => Some(data.clone()),
+            })
+            .collect();
+        if blocks.is_empty() {
+            continue;
+        }
+        match messages.last_mut() {
+            Some(last) if last["role"] == role => last["content"]
+                .as_array_mut()
+                .expect("a list")
+                .extend(blocks),
+            _ => messages.push(json!({ "role": role, "content": blocks })),
+        }
+    }
+    let mut body = Map::new();
+    body.insert("messages".into(), Value::Array(messages));
+    let mut system = request.system.clone();
+    if matches!(p.json_mode, Some(JsonMode::On | JsonMode::Strict)) {
+        let instruction = match &request.output_schema {
+            Some(schema) => {
+                format!("Respond with a single JSON object following this JSON Schema: {schema}")
+            }
+            None => "Respond with a single JSON object and nothing else.".to_owned(),
+        };
+        system = Some(system.map_or(instruction.clone(), |s| format!("{s}\n\n{instruction}")));
+    }
+    if p.json_mode == Some(JsonMode::ImplicitTool) {
+        return Err(Error::NotSupported(
+            "`json_mode = \"implicit_tool\"` with Bedrock models".into(),
+        ));
+    }
+    if let Some(system) = system {
+        body.insert("system".into(), json!([{ "text": system }]));
+    }
+    let mut config = Map::new();
+    for (k, v) in [
+        ("maxTokens", p.max_tokens.map(|v| json!(v))),
+        ("temperature", p.temperature.map(|v| json!(v))),
+        ("topP", p.top_p.map(|v| json!(v))),
+        ("stopSequences", p.stop_sequences.as_ref().map(|v| json!(v))),
+    ] {
+        if let Some(v) = v {
+            config.insert(k.into(), v);
+        }
+    }
+    if !config.is_empty() {
+        body.insert("inferenceConfig".into(), Value::Object(config));
+    }
+    if let Some(budget) = p.thinking_budget_tokens {
+        body.insert(
+            "additionalModelRequestFields".into(),
+            json!({ "thinking": { "type": "enabled", "budget_tokens": budget } }),
+        );
+    }
+    for (name, set) in [
+        ("seed", p.seed.is_some()),
+        ("presence_penalty", p.presence_penalty.is_some()),
+        ("frequency_penalty", p.frequency_penalty.is_some()),
+    ] {
+        if set {
+            tracing::warn!(provider = %provider.name, "`{name}` is not supported by Bedrock's Converse API; it is not sent");
+        }
+    }
+    if let Some(tools) = request
+        .tools
+        .as_ref()
+        .filter(|t| !t.tools.is_empty() && t.tool_choice != ToolChoice::None)
+    {
+        let mut tool_config = json!({ "tools": tools.tools.iter().map(|t| json!({
+            "toolSpec": { "name": t.name, "description": t.description, "inputSchema": { "json": t.parameters } }
+        })).collect::<Vec<_>>() });
+        tool_config["toolChoice"] = match &tools.tool_choice {
+            ToolChoice::Required => json!({ "any": {} }),
+            ToolChoice::Specific(name) => json!({ "tool": { "name": name } }),
+            _ => json!({ "auto": {} }),
+        };
+        body.insert("toolConfig".into(), tool_config);
+    }
+    Ok(Value::Object(body))
+}
+
+fn finish_reason(s: &str) -> FinishReason {
+    match s {
+        "end_turn" => FinishReason::Stop,
+        "stop_sequence" => FinishReason::StopSequence,
+        "max_tokens" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCall,
+        "content_filtered" | "guardrail_intervened" => FinishReason::ContentFilter,
+        _ => FinishReason::Unknown,
+    }
+}
+
+fn usage(v: &Value) -> Usage {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).map(|n| n as u32);
+    Usage {
+        input_tokens: n("inputTokens"),
+        output_tokens: n("outputTokens"),
+    }
+}
+
+fn parse_response(bytes: &[u8]) -> Result<ModelResponse, String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "the answer is not a Converse response ({e}); it began with: {}",
+            snippet(bytes)
+        )
+    })?;
+    let blocks = v
+        .pointer("/output/message/content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            format!(
+                "the answer has no `output.message.content`: {}",
+                snippet(bytes)
+            )
+        })?;
+    let mut content = Vec::new();
+    for b in blocks {
+        if let Some(text) = b.get("text").and_then(Value::as_str) {
+            content.push(OutputBlock::Text(text.to_owned()));
+        } else if let Some(t) = b.get("toolUse") {
+            content.push(OutputBlock::ToolCall(ToolCall {
+                id: t["toolUseId"].as_str().unwrap_or_default().to_owned(),
+                name: t["name"].as_str().unwrap_or_default().to_owned(),
+                arguments: t
+                    .get("input")
+                    .map(Value::to_string)
+                    .unwrap_or_else(|| "{}".into()),
+            }));
+        } else if let Some(r) = b.pointer("/reasoningContent/reasoningText") {
+            content.push(OutputBlock::Thought(Thought {
+                text: r["text"].as_str().map(str::to_owned),
+                signature: r["signature"].as_str().map(str::to_owned),
+            }));
+        }
+    }
+    Ok(ModelResponse {
+        content,
+        usage: v.get("usage").map(usage).unwrap_or_default(),
+        finish_reason: v
+            .get("stopReason")
+            .and_then(Value::as_str)
+            .map(finish_reason),
+    })
+}
+
+/// One message of AWS's event-stream framing: headers and a JSON payload.
+pub struct EventMessage {
+    /// `:message-type` (`event` or `exception`).
+    pub message_type: String,
+    /// `:event-type` or `:exception-type`.
+    pub kind: String,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// Takes one whole message off `buffer`, checking its CRCs; `Ok(None)` until one has arrived.
+pub fn decode_message(buffer: &mut BytesMut) -> Result<Option<EventMessage>, String> {
+    if buffer.len() < 12 {
+        return Ok(None);
+    }
+    let total = u32::from_be_bytes(buffer[0..4].try_into().expect("4 bytes")) as usize;
+    let headers_len = u32::from_be_bytes(buffer[4..8].try_into().expect("4 bytes")) as usize;
+    let prelude_crc = u32::from_be_bytes(buffer[8..12].try_into().expect("4 bytes"));
+    if crc32fast::hash(&buffer[0..8]) != prelude_crc {
+        return Err("an event-stream message has a bad prelude checksum".into());
+    }
+    if total < 16 + headers_len {
+        return Err("an event-stream message is shorter than its headers".into());
+    }
+    if buffer.len() < total {
+        return Ok(None);
+    }
+    let message = buffer.split_to(total).freeze();
+    let crc = u32::from_be_bytes(message[total - 4..].try_into().expect("4 bytes"));
+    if crc32fast::hash(&message[..total - 4]) != crc {
+        return Err("an event-stream message has a bad checksum".into());
+    }
+    let mut headers = &message[12..12 + headers_len];
+    let (mut message_type, mut kind) = (String::new(), String::new());
+    while headers.has_remaining() {
+        let name_len = headers.get_u8() as usize;
+        if headers.remaining() < name_len + 1 {
+            return Err("an event-stream header is cut short".into());
+        }
+        let name = String::from_utf8_lossy(&headers[..name_len]).into_owned();
+        headers.advance(name_len);
+        let value_type = headers.get_u8();
+        let value = match value_type {
+            0 | 1 => String::new(),
+            2 => (headers.get_u8() as i8).to_string(),
+            3 => headers.get_i16().to_string(),
+            4 => headers.get_i32().to_string(),
+            5 | 8 => headers.get_i64().to_string(),
+            6 | 7 => {
+                let len = headers.get_u16() as usize;
+                if headers.remaining() < len {
+                    return Err("an event-stream header value is cut short".into());
+                }
+                let v = String::from_utf8_lossy(&headers[..len]).into_owned();
+                headers.advance(len);
+                v
+            }
+            9 => {
+                headers.advance(16);
+                String::new()
+            }
+            other => {
+                return Err(format!(
+                    "an event-stream header has an unknown type {other}"
+                ));
+            }
+        };
+        match name.as_str() {
+            ":message-type" => message_type = value,
+            ":event-type" | ":exception-type" => kind = value,
+            _ => {}
+        }
+    }
+    Ok(Some(EventMessage {
+        message_type,
+        kind,
+        payload: message.slice(12 + headers_len..total - 4),
+    }))
+}
+
+/// Encodes one message (used by the mock provider and tests).
+pub fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
+    let mut h = BytesMut::new();
+    for (name, value) in headers {
+        h.extend_from_slice(&[name.len() as u8]);
+        h.extend_from_slice(name.as_bytes());
+        h.extend_from_slice(&[7]);
+        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        h.extend_from_slice(value.as_bytes());
+    }
+    let total = 16 + h.len() + payload.len();
+    let mut m = BytesMut::with_capacity(total);
+    m.extend_from_slice(&(total as u32).to_be_bytes());
+    m.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&m[..8]);
+    m.extend_from_slice(&prelude_crc.to_be_bytes());
+    m.extend_from_slice(&h);
+    m.extend_from_slice(payload);
+    let crc = crc32fast::hash(&m);
+    m.extend_from_slice(&crc.to_be_bytes());
+    m.freeze()
+}
+
+struct EventStream {
+    body: Incoming,
+    buffer: BytesMut,
+    finished: bool,
+    /// Tool-use ids by content block index.
+    blocks: Vec<Option<String>>,
+    provider_type: &'static str,
+    provider: String,
+}
+
+impl EventStream {
+    fn fail(&mut self, message: String) -> Option<Result<ModelChunk, Error>> {
+        self.finished = true;
+        Some(Err(Error::ProviderFailure {
+            provider_type: self.provider_type,
+            provider: self.provider.clone(),
+            message,
+        }))
+    }
+
+    fn chunk(&mut self, message: &EventMessage) -> Result<Option<ModelChunk>, String> {
+        let v: Value = serde_json::from_slice(&message.payload)
+            .map_err(|e| format!("an event's payload is not JSON ({e})"))?;
+        if message.message_type == "exception" {
+            return Err(format!(
+                "the provider reported `{}` mid-stream: {}",
+                message.kind,
+                error_text(&v)
+            ));
+        }
+        let index = v
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
+        let mut chunk = ModelChunk::default();
+        match message.kind.as_str() {
+            "contentBlockStart" => {
+                if let Some(t) = v.pointer("/start/toolUse") {
+                    let id = t["toolUseId"].as_str().unwrap_or_default().to_owned();
+                    if self.blocks.len() <= index {
+                        self.blocks.resize(index + 1, None);
+                    }
+                    self.blocks[index] = Some(id.clone());
+                    chunk.content.push(ChunkBlock::ToolCall {
+                        id,
+                        raw_name: t["name"].as_str().unwrap_or_default().to_owned(),
+                        raw_arguments: String::new(),
+                    });
+                }
+            }
+            "contentBlockDelta" => {
+                let d = &v["delta"];
+                if let Some(text) = d.get("text").and_then(Value::as_str) {
+                    chunk.content.push(ChunkBlock::Text {
+                        id: index.to_string(),
+                        text: text.to_owned(),
+                    });
+                } else if let Some(input) = d.pointer("/toolUse/input").and_then(Value::as_str) {
+                    let id = self
+                        .blocks
+                        .get(index)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_default();
+                    chunk.content.push(ChunkBlock::ToolCall {
+                        id,
+                        raw_name: String::new(),
+                        raw_arguments: input.to_owned(),
+                    });
+                } else if let Some(r) = d.get("reasoningContent") {
+                    chunk.content.push(ChunkBlock::Thought {
+                        id: index.to_string(),
+                        text: r["text"].as_str().map(str::to_owned),
+                        signature: r["signature"].as_str().map(str::to_owned),
+                    });
+                }
+            }
+            "messageStop" => {
+                chunk.finish_reason = v
+                    .get("stopReason")
+                    .and_then(Value::as_str)
+                    .map(finish_reason)
+            }
+            "metadata" => {
+                chunk.usage = v.get("usage").map(usage);
+                // Bedrock sends the metadata last.
+                self.finished = true;
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some(chunk))
+    }
+}
+
+impl ChunkSource for EventStream {
+    async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            match decode_message(&mut self.buffer) {
+                Err(message) => return self.fail(message),
+                Ok(Some(message)) => match self.chunk(&message) {
+                    Ok(Some(chunk)) => return Some(Ok(chunk)),
+                    Ok(None) => continue,
+                    Err(m) => return self.fail(m),
+                },
+                Ok(None) => {}
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return self.fail(format!("the stream broke off: {}", error_chain(&e)));
+                }
+                None => return self.fail("the stream ended before its metadata event".into()),
+            }
+        }
+    }
+}
+
+fn failure(provider: &ProviderSpec, message: String) -> Error {
+    Error::ProviderFailure {
+        provider_type: provider.provider_type.as_str(),
+        provider: provider.name.to_string(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigv4_matches_the_aws_test_suite() {
+        // AWS's published "get-vanilla" case of the Signature Version 4 test suite.
+        let auth = sigv4_authorization(
+            "GET",
+            "example.amazonaws.com",
+            "/",
+            &[("x-amz-date", "20150830T123600Z")],
+            b"",
+            "20150830T123600Z",
+            "us-east-1",
+            "service",
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        );
+        assert_eq!(
+            auth,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
+    }
+
+    #[test]
+    fn event_stream_messages_round_trip_and_bad_checksums_are_refused() {
+        let m = encode_message(
+            &[(":message-type", "event"), (":event-type", "messageStop")],
+            br#"{"stopReason":"end_turn"}"#,
+        );
+        let mut buf = BytesMut::from(&m[..10]);
+        assert!(
+            decode_message(&mut buf).unwrap().is_none(),
+            "a partial message waits"
+        );
+        let mut buf = BytesMut::from(&m[..]);
+        let got = decode_message(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            (got.message_type.as_str(), got.kind.as_str()),
+            ("event", "messageStop")
+        );
+        assert_eq!(&got.payload[..], br#"{"stopReason":"end_turn"}"#);
+        let mut bad = BytesMut::from(&m[..]);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(decode_message(&mut bad).is_err());
+    }
+
+    #[test]
+    fn model_ids_are_encoded_in_the_path() {
+        assert_eq!(
+            uri_encode("anthropic.claude-3-haiku-20240307-v1:0"),
+            "anthropic.claude-3-haiku-20240307-v1%3A0"
+        );
+    }
+}

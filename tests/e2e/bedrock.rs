@@ -1,0 +1,290 @@
+//! The AWS Bedrock (Converse API) adapter against the mock's Converse wire format.
+//!
+//! AWS credentials come from the process environment, so these tests run the real binary as a
+//! child process with its own environment rather than an in-process gateway (setting variables
+//! in this process would race with the other tests).
+
+use std::process::{Child, Command, Stdio};
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::{Value, json};
+use switchyard::mock_provider::MockProvider;
+
+use crate::harness::{Reply, inference, last_request, send};
+
+const ACCESS_KEY_ID: &str = "AKIDMOCKBEDROCK";
+const SECRET: &str = "bedrock-secret-never-logged";
+const SESSION_TOKEN: &str = "bedrock-session-token-never-logged";
+
+struct Gateway {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    async fn post(&self, body: &Value) -> Reply {
+        send(
+            Method::POST,
+            &format!("{}/inference", self.url),
+            Bytes::from(body.to_string()),
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
+
+    /// Stops the gateway and returns everything it logged.
+    fn logs(mut self) -> String {
+        let _ = self.child.kill();
+        let output = std::mem::replace(
+            &mut self.child,
+            Command::new("true").spawn().expect("`true` runs"),
+        )
+        .wait_with_output()
+        .expect("the gateway's output");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+}
+
+/// Starts the binary with one Bedrock model per `(name, model_id)`, all pointed at the mock.
+async fn start(mock: &MockProvider, models: &[(&str, &str)], credentials: bool) -> Gateway {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = format!("[gateway]\nbind_address = \"127.0.0.1:{port}\"\n\n");
+    for (name, id) in models {
+        config.push_str(&format!(
+            "[models.{name}]\nrouting = [\"b\"]\n[models.{name}.providers.b]\ntype = \"aws_bedrock\"\n\
+             model_id = \"{id}\"\nregion = \"eu-west-3\"\nendpoint_url = \"{}\"\n\n",
+            mock.api_base().trim_end_matches('/').trim_end_matches("/v1")
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.args(["--config-file", path.to_str().unwrap()])
+        .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
+        .env_remove("TENSORZERO_POSTGRES_URL")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if credentials {
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_SESSION_TOKEN", SESSION_TOKEN);
+    }
+    let child = cmd.spawn().expect("the binary runs");
+    let gateway = Gateway {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return gateway;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the gateway did not start: {}", gateway.logs());
+}
+
+#[tokio::test]
+async fn converse_requests_are_signed_and_answers_read() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = start(
+        &mock,
+        &[
+            ("claude", "anthropic.claude-3-haiku-20240307-v1:0"),
+            ("tools", "think-tool"),
+        ],
+        true,
+    )
+    .await;
+    let body = json!({
+        "model_name": "claude",
+        "input": {
+            "system": "be brief",
+            "messages": [
+                { "role": "user", "content": "weather?" },
+                { "role": "assistant", "content": [{ "type": "tool_call", "id": "c1", "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}" }] },
+                { "role": "user", "content": [{ "type": "tool_result", "id": "c1", "name": "get_weather", "result": "cold" }, { "type": "text", "text": "thanks" }] }
+            ]
+        },
+        "params": { "chat_completion": { "temperature": 0.3, "max_tokens": 64, "stop_sequences": ["END"] } },
+        "additional_tools": [{ "name": "get_weather", "description": "w", "parameters": { "type": "object" } }],
+        "tool_choice": "required"
+    });
+    let r = gw.post(&body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["content"][0]["text"], "mock reply to: thanks");
+    assert_eq!(v["finish_reason"], "stop");
+    assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0);
+
+    let sent = last_request(&mock);
+    // The model id is one path segment: its `:` is percent-encoded.
+    assert_eq!(
+        sent.path,
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+    );
+    let authorization = sent.header("authorization").unwrap();
+    let date = sent.header("x-amz-date").unwrap();
+    assert!(
+        authorization.starts_with(&format!(
+            "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{}/eu-west-3/bedrock/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=",
+            &date[..8]
+        )),
+        "{authorization}"
+    );
+    assert_eq!(sent.header("x-amz-security-token"), Some(SESSION_TOKEN));
+    assert!(
+        !sent.headers.iter().any(|(_, v)| v.contains(SECRET)),
+        "the secret key itself is never sent"
+    );
+    let b = &sent.body;
+    assert_eq!(b["system"], json!([{ "text": "be brief" }]));
+    assert_eq!(
+        b["messages"][1],
+        json!({ "role": "assistant", "content": [{ "toolUse": { "toolUseId": "c1", "name": "get_weather", "input": { "city": "Oslo" } } }] })
+    );
+    assert_eq!(
+        b["messages"][2]["content"],
+        json!([{ "toolResult": { "toolUseId": "c1", "content": [{ "text": "cold" }] } }, { "text": "thanks" }])
+    );
+    assert_eq!(
+        b["inferenceConfig"],
+        json!({ "maxTokens": 64, "temperature": 0.3, "stopSequences": ["END"] })
+    );
+    assert_eq!(b["toolConfig"]["toolChoice"], json!({ "any": {} }));
+    assert_eq!(
+        b["toolConfig"]["tools"][0]["toolSpec"]["name"],
+        "get_weather"
+    );
+
+    // Tool calls and reasoning, whole and streamed.
+    let v = gw.post(&inference("tools", "weather?")).await.json();
+    assert_eq!(
+        v["content"][0],
+        json!({ "type": "thought", "text": "let me think", "signature": "sig-mock" })
+    );
+    assert_eq!(v["content"][1]["name"], "get_weather");
+    assert_eq!(v["content"][1]["arguments"], json!({ "city": "Paris" }));
+    assert_eq!(v["finish_reason"], "tool_call");
+
+    let mut body = inference("tools", "weather?");
+    body["stream"] = json!(true);
+    let events = gw.post(&body).await.json_events();
+    let arguments: String = events
+        .iter()
+        .flat_map(|e| e["content"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["type"] == "tool_call")
+        .filter_map(|b| b["raw_arguments"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(arguments, "{\"city\":\"Paris\"}");
+    assert_eq!(events.last().unwrap()["finish_reason"], "tool_call");
+
+    let logs = gw.logs();
+    assert!(!logs.contains(SECRET), "the secret key reached the log");
+    assert!(
+        !logs.contains(SESSION_TOKEN),
+        "the session token reached the log"
+    );
+}
+
+#[tokio::test]
+async fn event_streams_are_decoded_and_failures_reported() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = start(
+        &mock,
+        &[
+            ("plain", "mock-model"),
+            ("down", "error-503"),
+            ("throttled", "rate-limited"),
+            ("fails", "stream-error"),
+            ("broken", "break"),
+        ],
+        true,
+    )
+    .await;
+    let mut body = inference("plain", "stream it");
+    body["stream"] = json!(true);
+    let r = gw.post(&body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let events = r.json_events();
+    let text: String = events
+        .iter()
+        .flat_map(|e| e["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, "mock reply to: stream it");
+    let last = events.last().unwrap();
+    assert_eq!(last["finish_reason"], "stop");
+    assert_eq!(last["usage"]["output_tokens"], 5);
+    let sent = last_request(&mock);
+    assert_eq!(sent.path, "/model/mock-model/converse-stream");
+    assert_eq!(
+        sent.header("accept"),
+        Some("application/vnd.amazon.eventstream")
+    );
+
+    let e = gw.post(&inference("down", "x")).await;
+    assert_eq!(e.status, 502);
+    assert!(
+        e.error()
+            .contains("aws_bedrock provider `b` (HTTP 503): mock provider error 503"),
+        "{}",
+        e.error()
+    );
+    let e = gw.post(&inference("throttled", "x")).await;
+    assert!(e.error().contains("Too many requests"), "{}", e.error());
+
+    for (model, expected) in [
+        ("fails", "modelStreamErrorException"),
+        ("broken", "the stream broke off"),
+    ] {
+        let mut body = inference(model, "x");
+        body["stream"] = json!(true);
+        let r = gw.post(&body).await;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(text.contains(expected), "{model}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn missing_aws_credentials_are_named() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = start(&mock, &[("claude", "anthropic.claude")], false).await;
+    let r = gw.post(&inference("claude", "x")).await;
+    // The same status as any other missing provider key.
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error().contains("AWS_ACCESS_KEY_ID"),
+        "the error says what to set: {}",
+        r.error()
+    );
+    assert!(mock.requests().is_empty(), "nothing unsigned is sent");
+    let logs = gw.logs();
+    assert!(
+        logs.contains("has no AWS credentials"),
+        "start-up warns: {logs}"
+    );
+}
