@@ -60,6 +60,16 @@ impl Gateway {
 
 /// Starts the binary with one Bedrock model per `(name, model_id)`, all pointed at the mock.
 async fn start(mock: &MockProvider, models: &[(&str, &str)], credentials: bool) -> Gateway {
+    start_with(mock, models, credentials, "").await
+}
+
+/// [`start`], with `extra` appended to the configuration (`{mock}` standing for the mock's URL).
+async fn start_with(
+    mock: &MockProvider,
+    models: &[(&str, &str)],
+    credentials: bool,
+    extra: &str,
+) -> Gateway {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -73,6 +83,7 @@ async fn start(mock: &MockProvider, models: &[(&str, &str)], credentials: bool) 
             mock.api_base().trim_end_matches('/').trim_end_matches("/v1")
         ));
     }
+    config.push_str(&extra.replace("{mock}", &mock.api_base()));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tensorzero.toml");
     std::fs::write(&path, config).unwrap();
@@ -178,6 +189,22 @@ async fn converse_requests_are_signed_and_answers_read() {
     assert_eq!(
         b["toolConfig"]["tools"][0]["toolSpec"]["name"],
         "get_weather"
+    );
+
+    // JSON mode: Converse has no JSON switch, so the instruction goes in the system prompt.
+    let mut body = inference("claude", "x");
+    body["params"] = json!({ "chat_completion": { "json_mode": "strict" } });
+    body["output_schema"] =
+        json!({ "type": "object", "properties": { "answer": { "type": "integer" } } });
+    let r = gw.post(&body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let system = last_request(&mock).body["system"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        system.contains("JSON Schema") && system.contains("answer"),
+        "{system}"
     );
 
     // Tool calls and reasoning, whole and streamed.
@@ -286,5 +313,67 @@ async fn missing_aws_credentials_are_named() {
     assert!(
         logs.contains("has no AWS credentials"),
         "start-up warns: {logs}"
+    );
+}
+
+#[tokio::test]
+async fn falls_back_across_three_provider_types_on_the_openai_route() {
+    let mock = MockProvider::start().await.unwrap();
+    let bedrock_base = mock.api_base();
+    let bedrock_base = bedrock_base.trim_end_matches('/').trim_end_matches("/v1");
+    let chain = format!(
+        "[models.chain]\nrouting = [\"claude\", \"gemini\", \"bedrock\"]\n\
+         [models.chain.providers.claude]\ntype = \"anthropic\"\napi_base = \"{{mock}}\"\nmodel_name = \"error-503\"\napi_key_location = \"none\"\n\
+         [models.chain.providers.gemini]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{{mock}}\"\nmodel_name = \"error-500\"\napi_key_location = \"none\"\n\
+         [models.chain.providers.bedrock]\ntype = \"aws_bedrock\"\nmodel_id = \"tool\"\nregion = \"us-east-1\"\nendpoint_url = \"{bedrock_base}\"\n"
+    );
+    let gw = start_with(&mock, &[], true, &chain).await;
+    let url = format!("{}/openai/v1/chat/completions", gw.url);
+    let request = |stream: bool| {
+        json!({
+            "model": "tensorzero::model_name::chain",
+            "messages": [{ "role": "user", "content": "weather in Paris?" }],
+            "tools": [{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object" } } }],
+            "stream": stream
+        })
+    };
+    let r = send(
+        Method::POST,
+        &url,
+        Bytes::from(request(false).to_string()),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    let paths: Vec<String> = mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(paths[0].ends_with("/messages"), "{paths:?}");
+    assert!(
+        paths[1].ends_with("/models/error-500:generateContent"),
+        "{paths:?}"
+    );
+    assert_eq!(paths[2], "/model/tool/converse", "{paths:?}");
+
+    let r = send(
+        Method::POST,
+        &url,
+        Bytes::from(request(true).to_string()),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let events = r.json_events();
+    let arguments: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(arguments, "{\"city\":\"Paris\"}");
+    assert_eq!(
+        mock.requests().last().unwrap().path,
+        "/model/tool/converse-stream"
     );
 }
