@@ -34,6 +34,11 @@
 //! mid-stream), errors as `{"message": ...}` with `x-amzn-ErrorType`. A request without a SigV4
 //! `Authorization` header gets Bedrock's 403.
 //!
+//! `POST /endpoints/NAME/invocations` (and `/invocations-response-stream`) is a SageMaker
+//! endpoint whose container speaks the OpenAI format: the answer is the chat completion, the
+//! stream its SSE bytes cut into `PayloadPart` event-stream messages, and a container error
+//! becomes SageMaker's 424 `ModelError`. It also wants a SigV4 `Authorization` header.
+//!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
 //! answered or not (anything but `POST .../chat/completions` gets a 404);
 //! `GET /mock/stats` counts streams whose client went away before the end.
@@ -257,6 +262,19 @@ async fn handle(
             .map(|(id, _)| percent_decode(id))
             .unwrap_or_default();
         return Ok(bedrock(state, body, model, stream).await);
+    }
+    if method == Method::POST
+        && route.starts_with("/endpoints/")
+        && (route.ends_with("/invocations") || route.ends_with("/invocations-response-stream"))
+    {
+        if !sigv4_signed {
+            return Ok(bedrock_error(
+                StatusCode::FORBIDDEN,
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            ));
+        }
+        return Ok(sagemaker(state, body, route.ends_with("/invocations-response-stream")).await);
     }
     if method == Method::POST && route.ends_with("/token") {
         // A GCP OAuth token endpoint: any assertion is accepted.
@@ -1002,6 +1020,56 @@ async fn bedrock(
     )
     .boxed();
     let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    res
+}
+
+/// A SageMaker endpoint in front of an OpenAI-format container.
+async fn sagemaker(state: Arc<MockState>, body: Value, stream: bool) -> Response<Body> {
+    use crate::providers::bedrock::encode_message;
+    let container = complete(state, body).await;
+    let status = container.status();
+    if !status.is_success() {
+        let text = container
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let message = format!(
+            "Received server error ({}) from primary with message \"{}\".",
+            status.as_u16(),
+            String::from_utf8_lossy(&text)
+        );
+        let mut res = json_response(
+            StatusCode::FAILED_DEPENDENCY,
+            &json!({ "ErrorCode": "CLIENT_ERROR_FROM_MODEL", "Message": message, "OriginalStatusCode": status.as_u16() }),
+        );
+        res.headers_mut().insert(
+            "x-amzn-errortype",
+            http::HeaderValue::from_static("ModelError"),
+        );
+        return res;
+    }
+    if !stream {
+        return container;
+    }
+    let parts = container.into_body().into_data_stream().map(|piece| {
+        piece.map(|bytes| {
+            Frame::data(encode_message(
+                &[
+                    (":event-type", "PayloadPart"),
+                    (":content-type", "application/octet-stream"),
+                    (":message-type", "event"),
+                ],
+                &bytes,
+            ))
+        })
+    });
+    let mut res = Response::new(StreamBody::new(parts).boxed_unsync());
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/vnd.amazon.eventstream"),

@@ -379,10 +379,7 @@ impl Checker<'_> {
                 p.api_base.as_deref()
             }
             ProviderKind::AwsBedrock(p) => p.endpoint_url.as_deref(),
-            ProviderKind::AwsSagemaker(p) => {
-                self.not_supported_yet(at.key("type"), "the `aws_sagemaker` provider type");
-                p.endpoint_url.as_deref()
-            }
+            ProviderKind::AwsSagemaker(p) => p.endpoint_url.as_deref(),
         };
         if let Some(base) = api_base {
             let key = match kind {

@@ -67,7 +67,7 @@ pub struct BedrockAdapter {
 }
 
 /// Path-segment encoding as SigV4 wants it (everything but unreserved characters).
-fn uri_encode(s: &str) -> String {
+pub(super) fn uri_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -79,9 +79,10 @@ fn uri_encode(s: &str) -> String {
     out
 }
 
-/// The headers that sign one Bedrock request with SigV4 (`x-amz-date`, `authorization` and,
+/// The headers that sign one request to AWS `service` with SigV4 (`x-amz-date`, `authorization` and,
 /// for temporary credentials, `x-amz-security-token`), computed by AWS's own signer.
-fn signing_headers(
+pub(super) fn signing_headers(
+    service: &str,
     url: &str,
     headers: &[(&str, &str)],
     payload: &[u8],
@@ -104,7 +105,7 @@ fn signing_headers(
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("bedrock")
+        .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()
@@ -184,6 +185,7 @@ impl BedrockAdapter {
         url.parse::<http::Uri>()
             .map_err(|e| failure(provider, format!("`{url}` is not a URL: {e}")))?;
         let signature = signing_headers(
+            "bedrock",
             &url,
             &[("content-type", "application/json")],
             payload.as_bytes(),
@@ -672,6 +674,7 @@ mod tests {
         };
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
         let got = signing_headers(
+            "bedrock",
             "https://bedrock-runtime.eu-west-3.amazonaws.com/model/anthropic.claude-v1%3A0/converse",
             &[("content-type", "application/json")],
             br#"{"messages":[]}"#,

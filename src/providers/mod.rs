@@ -12,6 +12,7 @@ pub mod gcp;
 pub mod gemini;
 pub mod openai;
 pub mod relay;
+pub mod sagemaker;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::Value;
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::CredentialSource;
@@ -58,8 +60,35 @@ enum Adapter {
     Anthropic(anthropic::AnthropicAdapter),
     Gemini(gemini::GeminiAdapter),
     Bedrock(bedrock::BedrockAdapter),
+    Sagemaker(sagemaker::SagemakerAdapter),
     /// A type whose adapter is not written yet: calls fail with a clear 501.
     NotYetSupported(String),
+}
+
+/// The region (when `allow_auto_detect_region` lets it come from `AWS_REGION` or
+/// `AWS_DEFAULT_REGION`) and the credentials of an AWS provider, warning at start-up when a
+/// provider that will be called has none.
+fn aws_setup(
+    model: &str,
+    name: &str,
+    allow_auto_detect_region: bool,
+    check_credentials: bool,
+) -> (Option<String>, Option<bedrock::AwsCredentials>) {
+    let credentials = bedrock::AwsCredentials::from_env();
+    if credentials.is_none() && check_credentials {
+        tracing::warn!(
+            "provider `{name}` of model `{model}` has no AWS credentials: set AWS_ACCESS_KEY_ID \
+             and AWS_SECRET_ACCESS_KEY, or its calls will fail"
+        );
+    }
+    let region = allow_auto_detect_region
+        .then(|| {
+            std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .ok()
+        })
+        .flatten();
+    (region, credentials)
 }
 
 /// Why a configured provider could not be set up.
@@ -103,26 +132,14 @@ impl ProviderSpec {
                 Adapter::Anthropic(anthropic::AnthropicAdapter::vertex(p))
             }
             (crate::config::ProviderKind::AwsBedrock(p), None) => {
-                let credentials = bedrock::AwsCredentials::from_env();
-                if credentials.is_none() && check_credentials {
-                    tracing::warn!(
-                        "provider `{name}` of model `{model}` (type `aws_bedrock`) has no AWS credentials: \
-                         set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or its calls will fail"
-                    );
-                }
-                let detected_region = p
-                    .allow_auto_detect_region
-                    .then(|| {
-                        std::env::var("AWS_REGION")
-                            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-                            .ok()
-                    })
-                    .flatten();
-                Adapter::Bedrock(bedrock::BedrockAdapter::new(
-                    p,
-                    detected_region,
-                    credentials,
-                ))
+                let (region, credentials) =
+                    aws_setup(model, name, p.allow_auto_detect_region, check_credentials);
+                Adapter::Bedrock(bedrock::BedrockAdapter::new(p, region, credentials))
+            }
+            (crate::config::ProviderKind::AwsSagemaker(p), None) => {
+                let (region, credentials) =
+                    aws_setup(model, name, p.allow_auto_detect_region, check_credentials);
+                Adapter::Sagemaker(sagemaker::SagemakerAdapter::new(p, region, credentials))
             }
             (_, None) => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
@@ -131,7 +148,7 @@ impl ProviderSpec {
             // whose calls go to the relay.
                         Adapter::NotYetSupported(_) => credentials::load_lazily(&location),
             // Bedrock signs with the AWS credentials its adapter holds, not with a key.
-            Adapter::Bedrock(_) => switchyard_layers::credentials::CredentialSource::None,
+            Adapter::Bedrock(_) | Adapter::Sagemaker(_) => CredentialSource::None,
             Adapter::Anthropic(_) | Adapter::Gemini(_) if !check_credentials => credentials::load_lazily(&location),
             Adapter::OpenAi(_) if !check_credentials => credentials::load_lazily(&location),
                         Adapter::OpenAi(_) | Adapter::Anthropic(_) | Adapter::Gemini(_) => credentials::load(&location).map_err(|e| {
@@ -286,6 +303,7 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                     }
                     Adapter::Gemini(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
                     Adapter::Bedrock(a) => a.infer(spec, request, &edits, &cx).await,
+                    Adapter::Sagemaker(a) => a.infer(spec, request, &edits, &cx).await,
                     Adapter::NotYetSupported(_) => unreachable!("refused above"),
                 }
             };
@@ -334,6 +352,7 @@ pub fn provider_error_message(body: &[u8]) -> String {
         Ok(v) => match v
             .get("error")
             .or_else(|| v.get("message"))
+            .or_else(|| v.get("Message"))
             .or_else(|| v.get("detail"))
         {
             Some(e) => error_text(e),
@@ -346,15 +365,38 @@ pub fn provider_error_message(body: &[u8]) -> String {
 
 /// Reads a provider's SSE response body event by event.
 pub struct SseReader {
-    body: hyper::body::Incoming,
+    source: SseSource,
     decoder: crate::sse::SseDecoder,
+}
+
+/// Where an SSE byte stream comes from.
+enum SseSource {
+    /// The response body itself.
+    Body(hyper::body::Incoming),
+    /// The `PayloadPart` messages of an AWS event stream (SageMaker's response streams carry
+    /// the container's own output, SSE included, in them).
+    EventStream {
+        body: hyper::body::Incoming,
+        buffer: bytes::BytesMut,
+    },
 }
 
 impl SseReader {
     /// Reads `body`.
     pub fn new(body: hyper::body::Incoming) -> Self {
         Self {
-            body,
+            source: SseSource::Body(body),
+            decoder: crate::sse::SseDecoder::default(),
+        }
+    }
+
+    /// Reads the SSE carried in the `PayloadPart` events of an AWS event-stream `body`.
+    pub fn in_event_stream(body: hyper::body::Incoming) -> Self {
+        Self {
+            source: SseSource::EventStream {
+                body,
+                buffer: bytes::BytesMut::new(),
+            },
             decoder: crate::sse::SseDecoder::default(),
         }
     }
@@ -362,23 +404,12 @@ impl SseReader {
     /// The next event; `Ok(None)` when the body has ended (cleanly or not: see
     /// [`SseReader::ended_mid_event`]); `Err` with what happened when the connection broke.
     pub async fn next(&mut self) -> Result<Option<crate::sse::SseEvent>, String> {
-        use http_body_util::BodyExt;
         loop {
             if let Some(event) = self.decoder.next_event() {
                 return Ok(Some(event));
             }
-            match self.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.decoder.push(&data);
-                    }
-                }
-                Some(Err(e)) => {
-                    return Err(format!(
-                        "the stream broke off: {}",
-                        crate::error::error_chain(&e)
-                    ));
-                }
+            match self.source.next_bytes().await? {
+                Some(data) => self.decoder.push(&data),
                 None => return Ok(None),
             }
         }
@@ -387,6 +418,59 @@ impl SseReader {
     /// Whether the body ended in the middle of an event.
     pub fn ended_mid_event(&self) -> bool {
         self.decoder.has_partial()
+    }
+}
+
+impl SseSource {
+    /// The next piece of the SSE byte stream; `Ok(None)` at its end.
+    async fn next_bytes(&mut self) -> Result<Option<Bytes>, String> {
+        use http_body_util::BodyExt;
+        let broke =
+            |e: hyper::Error| format!("the stream broke off: {}", crate::error::error_chain(&e));
+        match self {
+            SseSource::Body(body) => loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Ok(Some(data));
+                        }
+                    }
+                    Some(Err(e)) => return Err(broke(e)),
+                    None => return Ok(None),
+                }
+            },
+            SseSource::EventStream { body, buffer } => loop {
+                if let Some(message) = bedrock::decode_message(buffer)? {
+                    if message.message_type == "exception" {
+                        return Err(format!(
+                            "the provider reported `{}` mid-stream: {}",
+                            message.kind,
+                            error_text(&serde_json::from_slice(&message.payload).unwrap_or_else(
+                                |_| {
+                                    Value::String(
+                                        String::from_utf8_lossy(&message.payload).into_owned(),
+                                    )
+                                }
+                            ))
+                        ));
+                    }
+                    if message.kind == "PayloadPart" {
+                        return Ok(Some(message.payload));
+                    }
+                    continue;
+                }
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            buffer.extend_from_slice(&data);
+                        }
+                    }
+                    Some(Err(e)) => return Err(broke(e)),
+                    None if buffer.is_empty() => return Ok(None),
+                    None => return Err("the event stream ended mid-message".into()),
+                }
+            },
+        }
     }
 }
 

@@ -140,6 +140,16 @@ impl OpenAiAdapter {
         })
     }
 
+    /// The body format of a SageMaker endpoint that speaks the OpenAI chat API (its
+    /// `hosted_provider` is `openai` or `tgi`); the SageMaker adapter does the calling.
+    pub fn for_sagemaker(model: &str) -> Self {
+        Self {
+            provider_type: ProviderType::AwsSagemaker,
+            model: model.to_owned(),
+            endpoint: Endpoint::Fixed(String::new()),
+        }
+    }
+
     /// Makes one call.
     pub async fn infer(
         &self,
@@ -339,8 +349,17 @@ impl OpenAiAdapter {
         provider: &ProviderSpec,
         body: Incoming,
     ) -> Result<ProviderOutput, Error> {
+        self.read_stream(provider, SseReader::new(body)).await
+    }
+
+    /// Reads a stream of chat.completion.chunk events.
+    pub async fn read_stream(
+        &self,
+        provider: &ProviderSpec,
+        reader: SseReader,
+    ) -> Result<ProviderOutput, Error> {
         let state = StreamState {
-            reader: SseReader::new(body),
+            reader,
             tool_ids: Vec::new(),
             finished: false,
             saw_finish_reason: false,
@@ -528,7 +547,7 @@ fn finish_reason(s: &str) -> FinishReason {
     }
 }
 
-fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
+pub fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
     let completion: Completion = serde_json::from_slice(bytes).map_err(|e| {
         format!(
             "the answer is not an OpenAI chat completion ({e}); it began with: {}",

@@ -2,8 +2,8 @@
 
 mod anthropic;
 mod auth;
+mod aws;
 mod bad_input;
-mod bedrock;
 mod cli;
 mod config_errors;
 mod gemini;

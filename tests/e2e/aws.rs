@@ -1,4 +1,5 @@
-//! The AWS Bedrock (Converse API) adapter against the mock's Converse wire format.
+//! The AWS adapters against the mock's wire formats: Bedrock's Converse API and SageMaker
+//! endpoints (both SigV4-signed, both streaming in AWS's binary event-stream framing).
 //!
 //! AWS credentials come from the process environment, so these tests run the real binary as a
 //! child process with its own environment rather than an in-process gateway (setting variables
@@ -376,4 +377,102 @@ async fn falls_back_across_three_provider_types_on_the_openai_route() {
         mock.requests().last().unwrap().path,
         "/model/tool/converse-stream"
     );
+}
+
+/// A SageMaker provider section for the endpoint `endpoint`, its container running `model`.
+fn sagemaker(name: &str, endpoint: &str, hosted: &str, model: &str, mock: &MockProvider) -> String {
+    let base = mock.api_base();
+    format!(
+        "[models.{name}]\nrouting = [\"s\"]\n[models.{name}.providers.s]\ntype = \"aws_sagemaker\"\n\
+         endpoint_name = \"{endpoint}\"\nhosted_provider = \"{hosted}\"\nmodel_name = \"{model}\"\n\
+         region = \"ap-south-1\"\nendpoint_url = \"{}\"\n\n",
+        base.trim_end_matches('/').trim_end_matches("/v1")
+    )
+}
+
+#[tokio::test]
+async fn sagemaker_endpoints_are_invoked_signed_and_streamed() {
+    let mock = MockProvider::start().await.unwrap();
+    let config = [
+        sagemaker("sm", "my-endpoint", "openai", "mock-model", &mock),
+        sagemaker("sm_tools", "tools-endpoint", "openai", "tool", &mock),
+        sagemaker("sm_tgi", "tgi-endpoint", "tgi", "ignored", &mock),
+        sagemaker("sm_down", "down", "openai", "error-503", &mock),
+        sagemaker("sm_broken", "broken", "openai", "break", &mock),
+    ]
+    .concat();
+    let gw = start_with(&mock, &[], true, &config).await;
+
+    let r = gw.post(&inference("sm", "hello")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["content"][0]["text"], "mock reply to: hello");
+    let sent = last_request(&mock);
+    assert_eq!(sent.path, "/endpoints/my-endpoint/invocations");
+    assert_eq!(sent.body["model"], "mock-model");
+    let authorization = sent.header("authorization").unwrap();
+    assert!(
+        authorization.contains("/ap-south-1/sagemaker/aws4_request"),
+        "{authorization}"
+    );
+
+    // TGI containers take the OpenAI chat format with the model named `tgi`.
+    let r = gw.post(&inference("sm_tgi", "hi")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(last_request(&mock).body["model"], "tgi");
+
+    // Streams arrive as PayloadPart messages carrying the container's SSE.
+    let mut body = inference("sm_tools", "weather?");
+    body["stream"] = json!(true);
+    let r = gw.post(&body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let events = r.json_events();
+    let arguments: String = events
+        .iter()
+        .flat_map(|e| e["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["raw_arguments"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(arguments, "{\"city\":\"Paris\"}");
+    assert_eq!(events.last().unwrap()["finish_reason"], "tool_call");
+    let sent = last_request(&mock);
+    assert_eq!(
+        sent.path,
+        "/endpoints/tools-endpoint/invocations-response-stream"
+    );
+    assert_eq!(sent.body["stream"], true);
+
+    // Through the OpenAI-compatible route too.
+    let r = send(
+        Method::POST,
+        &format!("{}/openai/v1/chat/completions", gw.url),
+        Bytes::from(
+            json!({ "model": "tensorzero::model_name::sm", "messages": [{ "role": "user", "content": "hey" }] })
+                .to_string(),
+        ),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "mock reply to: hey"
+    );
+
+    // A container error is SageMaker's 424 ModelError, and names the container's status.
+    let e = gw.post(&inference("sm_down", "x")).await;
+    assert_eq!(e.status, 502);
+    assert!(
+        e.error().contains("aws_sagemaker provider `s` (HTTP 424)")
+            && e.error().contains("Received server error (503)"),
+        "{}",
+        e.error()
+    );
+
+    let mut body = inference("sm_broken", "x");
+    body["stream"] = json!(true);
+    let r = gw.post(&body).await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(text.contains("the stream broke off"), "{text}");
+
+    let logs = gw.logs();
+    assert!(!logs.contains(SECRET) && !logs.contains(SESSION_TOKEN));
 }
