@@ -13,7 +13,7 @@
 //! | `flaky` | the first request for this model name: HTTP 503; then normal |
 //! | `garbage` | HTTP 200 whose body is not JSON |
 //! | `slow-MS` | waits MS milliseconds before answering |
-//! | `tool` | a `get_weather` tool call (streamed in pieces when streaming) |
+//! | `tool` | a tool call with `{"city":"Paris"}`: to the tool the request forces, else `get_weather` (streamed in pieces when streaming) |
 //! | `json` | the content `{"answer":42}` |
 //! | `break` | a stream that breaks off after two chunks (non-streaming: a truncated body) |
 //! | `stream-error` | a stream that sends one chunk and then an `error` event |
@@ -415,7 +415,12 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
         format!("mock reply to: {last_user}")
     };
     let prompt_tokens = (body["messages"].to_string().len() / 4) as u64 + 1;
+    // `tool` calls the tool the request forces, if it forces one, else get_weather.
+    let forced_tool = body["tool_choice"]["function"]["name"]
+        .as_str()
+        .map(str::to_owned);
     let tool = model.contains("tool");
+    let tool_name = forced_tool.unwrap_or_else(|| "get_weather".to_owned());
 
     if !stream {
         let mut message =
@@ -423,7 +428,7 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
         if tool {
             message["tool_calls"] = json!([{
                 "id": "call_mock_1", "type": "function",
-                "function": { "name": "get_weather", "arguments": "{\"city\":\"Paris\"}" }
+                "function": { "name": tool_name, "arguments": "{\"city\":\"Paris\"}" }
             }]);
         }
         let completion_tokens = if tool {
@@ -456,7 +461,7 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
     let mut completion_tokens = 0u64;
     if tool {
         events.push(chunk(
-            json!({ "tool_calls": [{ "index": 0, "id": "call_mock_1", "type": "function", "function": { "name": "get_weather", "arguments": "" } }] }),
+            json!({ "tool_calls": [{ "index": 0, "id": "call_mock_1", "type": "function", "function": { "name": tool_name, "arguments": "" } }] }),
             Value::Null,
         ));
         for piece in ["{\"city\"", ":\"Par", "is\"}"] {
@@ -626,7 +631,14 @@ async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
         })
         .unwrap_or_default();
     let text = format!("mock reply to: {last_user}");
+    // `tool` calls the tool the request forces, if it forces one, else get_weather.
+    let forced_tool = body["tool_choice"]
+        .get("name")
+        .filter(|_| body["tool_choice"]["type"] == "tool")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let tool = model.contains("tool");
+    let tool_name = forced_tool.unwrap_or_else(|| "get_weather".to_owned());
     let thinking = model.contains("think");
     let input_tokens = (body["messages"].to_string().len() / 4) as u64 + 1;
     let output_tokens = if tool {
@@ -642,7 +654,7 @@ async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
             );
         }
         if tool {
-            content.push(json!({ "type": "tool_use", "id": "toolu_mock_1", "name": "get_weather", "input": { "city": "Paris" } }));
+            content.push(json!({ "type": "tool_use", "id": "toolu_mock_1", "name": tool_name, "input": { "city": "Paris" } }));
         } else {
             content.push(json!({ "type": "text", "text": text }));
         }
@@ -673,7 +685,7 @@ async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
     }
     if tool {
         events.push(("content_block_start", json!({ "type": "content_block_start", "index": index,
-            "content_block": { "type": "tool_use", "id": "toolu_mock_1", "name": "get_weather", "input": {} } })));
+            "content_block": { "type": "tool_use", "id": "toolu_mock_1", "name": tool_name, "input": {} } })));
         for piece in ["{\"city\"", ":\"Par", "is\"}"] {
             events.push(("content_block_delta", json!({ "type": "content_block_delta", "index": index, "delta": { "type": "input_json_delta", "partial_json": piece } })));
         }
@@ -762,7 +774,12 @@ async fn gemini(state: Arc<MockState>, body: Value, model: String, stream: bool)
         .unwrap_or_default();
     let text = format!("mock reply to: {last_user}");
     let prompt_tokens = (body["contents"].to_string().len() / 4) as u64 + 1;
+    // `tool` calls the tool the request forces, if it forces one, else get_weather.
+    let forced_tool = body["toolConfig"]["functionCallingConfig"]["allowedFunctionNames"][0]
+        .as_str()
+        .map(str::to_owned);
     let tool = model.contains("tool");
+    let tool_name = forced_tool.unwrap_or_else(|| "get_weather".to_owned());
     let thinking = model.contains("think");
     let words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
     let usage = json!({ "promptTokenCount": prompt_tokens, "candidatesTokenCount": words.len(), "totalTokenCount": prompt_tokens + words.len() as u64 });
@@ -784,9 +801,7 @@ async fn gemini(state: Arc<MockState>, body: Value, model: String, stream: bool)
         );
     }
     if tool {
-        parts.push(
-            json!({ "functionCall": { "name": "get_weather", "args": { "city": "Paris" } } }),
-        );
+        parts.push(json!({ "functionCall": { "name": tool_name, "args": { "city": "Paris" } } }));
     }
     if !stream {
         if !tool {
@@ -907,7 +922,12 @@ async fn bedrock(
         })
         .unwrap_or_default();
     let text = format!("mock reply to: {last_user}");
+    // `tool` calls the tool the request forces, if it forces one, else get_weather.
+    let forced_tool = body["toolConfig"]["toolChoice"]["tool"]["name"]
+        .as_str()
+        .map(str::to_owned);
     let tool = model.contains("tool");
+    let tool_name = forced_tool.unwrap_or_else(|| "get_weather".to_owned());
     let thinking = model.contains("think");
     let input_tokens = (body["messages"].to_string().len() / 4) as u64 + 1;
     let words: Vec<&str> = text.split_inclusive(' ').collect();
@@ -920,7 +940,7 @@ async fn bedrock(
             content.push(json!({ "reasoningContent": { "reasoningText": { "text": "let me think", "signature": "sig-mock" } } }));
         }
         if tool {
-            content.push(json!({ "toolUse": { "toolUseId": "tooluse_mock_1", "name": "get_weather", "input": { "city": "Paris" } } }));
+            content.push(json!({ "toolUse": { "toolUseId": "tooluse_mock_1", "name": tool_name, "input": { "city": "Paris" } } }));
         } else {
             content.push(json!({ "text": text }));
         }
@@ -941,7 +961,7 @@ async fn bedrock(
         index += 1;
     }
     if tool {
-        events.push(("contentBlockStart", json!({ "contentBlockIndex": index, "start": { "toolUse": { "toolUseId": "tooluse_mock_1", "name": "get_weather" } } })));
+        events.push(("contentBlockStart", json!({ "contentBlockIndex": index, "start": { "toolUse": { "toolUseId": "tooluse_mock_1", "name": tool_name } } })));
         for piece in ["{\"city\"", ":\"Par", "is\"}"] {
             events.push((
                 "contentBlockDelta",

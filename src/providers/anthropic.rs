@@ -188,9 +188,7 @@ impl AnthropicAdapter {
                 });
             }
             Some(JsonMode::ImplicitTool) => {
-                return Err(Error::NotSupported(
-                    "`json_mode = \"implicit_tool\"` with Anthropic models".into(),
-                ));
+                // Already rewritten into a forced `respond` tool call (see implicit_tool.rs).
             }
         }
         if let Some(system) = system {

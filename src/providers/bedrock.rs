@@ -306,11 +306,6 @@ pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<V
         };
         system = Some(system.map_or(instruction.clone(), |s| format!("{s}\n\n{instruction}")));
     }
-    if p.json_mode == Some(JsonMode::ImplicitTool) {
-        return Err(Error::NotSupported(
-            "`json_mode = \"implicit_tool\"` with Bedrock models".into(),
-        ));
-    }
     if let Some(system) = system {
         body.insert("system".into(), json!([{ "text": system }]));
     }

@@ -279,9 +279,7 @@ pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<V
             put("responseJsonSchema", request.output_schema.clone());
         }
         Some(JsonMode::ImplicitTool) => {
-            return Err(Error::NotSupported(
-                "`json_mode = \"implicit_tool\"` with Gemini models".into(),
-            ));
+            // Already rewritten into a forced `respond` tool call (see implicit_tool.rs).
         }
     }
     for (name, set) in [

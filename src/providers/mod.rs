@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod gcp;
 pub mod gemini;
+pub mod implicit_tool;
 pub mod openai;
 pub mod relay;
 pub mod sagemaker;
@@ -260,7 +261,8 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                 .get::<DynamicCredentials>()
                 .cloned()
                 .unwrap_or_default();
-            let request = &call.payload;
+            let implicit_tool = implicit_tool::rewrite(&call.payload);
+            let request = implicit_tool.as_ref().unwrap_or(&call.payload);
             let edits = Edits {
                 body: request
                     .extra_body
@@ -319,6 +321,11 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                         ),
                     });
                 }
+            };
+            let output = if implicit_tool.is_some() {
+                implicit_tool::unwrap(output)
+            } else {
+                output
             };
             Ok(ModelOutput {
                 provider: spec.name.clone(),

@@ -303,9 +303,7 @@ impl OpenAiAdapter {
                 }),
             ),
             Some(JsonMode::ImplicitTool) => {
-                return Err(Error::NotSupported(
-                    "`json_mode = \"implicit_tool\"`".into(),
-                ));
+                // Already rewritten into a forced `respond` tool call (see implicit_tool.rs).
             }
         }
         if let Some(tools) = request.tools.as_ref().filter(|t| !t.tools.is_empty()) {

@@ -126,6 +126,7 @@ async fn converse_requests_are_signed_and_answers_read() {
         &[
             ("claude", "anthropic.claude-3-haiku-20240307-v1:0"),
             ("tools", "think-tool"),
+            ("json_tool", "tool"),
         ],
         true,
     )
@@ -206,6 +207,16 @@ async fn converse_requests_are_signed_and_answers_read() {
     assert!(
         system.contains("JSON Schema") && system.contains("answer"),
         "{system}"
+    );
+
+    // `implicit_tool`: Bedrock is made to call `respond`, and its arguments are the answer.
+    let mut body = inference("json_tool", "x");
+    body["params"] = json!({ "chat_completion": { "json_mode": "implicit_tool" } });
+    let v = gw.post(&body).await.json();
+    assert_eq!(v["content"][0]["text"], "{\"city\":\"Paris\"}", "{v}");
+    assert_eq!(
+        last_request(&mock).body["toolConfig"]["toolChoice"],
+        json!({ "tool": { "name": "respond" } })
     );
 
     // Tool calls and reasoning, whole and streamed.

@@ -561,3 +561,74 @@ async fn variant_timeouts_bound_all_retries_together() {
         "retries ran until the variant's limit: {attempts} attempts"
     );
 }
+
+#[tokio::test]
+async fn implicit_tool_json_mode_works_with_every_native_format() {
+    let cfg = "[models.openai]\nrouting = [\"p\"]\n[models.openai.providers.p]\ntype = \"openai\"\napi_base = \"{mock}\"\nmodel_name = \"tool\"\napi_key_location = \"none\"\n\n\
+               [models.anthropic]\nrouting = [\"p\"]\n[models.anthropic.providers.p]\ntype = \"anthropic\"\napi_base = \"{mock}\"\nmodel_name = \"tool\"\napi_key_location = \"none\"\n\n\
+               [models.gemini]\nrouting = [\"p\"]\n[models.gemini.providers.p]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{mock}\"\nmodel_name = \"tool\"\napi_key_location = \"none\"\n";
+    let h = Harness::start(cfg).await;
+    for model in ["openai", "anthropic", "gemini"] {
+        for stream in [false, true] {
+            let mut body = inference(model, "answer in JSON");
+            body["params"] = json!({ "chat_completion": { "json_mode": "implicit_tool" } });
+            body["output_schema"] =
+                json!({ "type": "object", "properties": { "city": { "type": "string" } } });
+            body["stream"] = json!(stream);
+            let r = h.post("/inference", &body).await;
+            assert_eq!(
+                r.status,
+                200,
+                "{model}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let (text, finish) = if stream {
+                let events = r.json_events();
+                let text: String = events
+                    .iter()
+                    .flat_map(|e| e["content"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|b| b["text"].as_str().map(str::to_owned))
+                    .collect();
+                (text, events.last().unwrap()["finish_reason"].clone())
+            } else {
+                let v = r.json();
+                assert_eq!(v["content"].as_array().unwrap().len(), 1, "{model}: {v}");
+                (
+                    v["content"][0]["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    v["finish_reason"].clone(),
+                )
+            };
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default(),
+                json!({ "city": "Paris" }),
+                "{model} (stream {stream}): {text}"
+            );
+            assert_eq!(finish, "stop", "{model} (stream {stream})");
+        }
+    }
+    // Each provider was made to call `respond`, whose parameters are the output schema.
+    let sent = h.mock.requests();
+    let anthropic = sent.iter().find(|r| r.path.ends_with("/messages")).unwrap();
+    assert_eq!(anthropic.body["tool_choice"]["name"], "respond");
+    assert_eq!(
+        anthropic.body["tools"][0]["input_schema"]["properties"]["city"]["type"],
+        "string"
+    );
+    let gemini = sent
+        .iter()
+        .find(|r| r.path.contains(":generateContent"))
+        .unwrap();
+    assert_eq!(
+        gemini.body["toolConfig"]["functionCallingConfig"]["allowedFunctionNames"],
+        json!(["respond"])
+    );
+    let openai = sent
+        .iter()
+        .find(|r| r.path.ends_with("/chat/completions"))
+        .unwrap();
+    assert_eq!(openai.body["tool_choice"]["function"]["name"], "respond");
+    assert!(openai.body.get("response_format").is_none());
+}
