@@ -112,7 +112,7 @@ impl ModelTable {
         }
         if let Some((prefix, model)) = name.split_once("::") {
             if let Some(t) = ProviderType::from_shorthand(prefix).filter(|_| !model.is_empty()) {
-                let spec = ProviderSpec::shorthand(name, t, model, &self.provider_types);
+                let spec = ProviderSpec::shorthand(name, t, model, &self.provider_types)?;
                 let service = stack::model(
                     name.into(),
                     vec![Arc::new(spec)],

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::read_limited;
-use crate::error::error_chain;
+use crate::error::{Error, error_chain};
 use crate::http_client::HttpClient;
 use crate::secret::Secret;
 
@@ -156,6 +156,45 @@ fn sign_jwt(account: &ServiceAccount, audience: &str, now: SystemTime) -> Result
     ))
 }
 
+/// The provider a Vertex shorthand model names by its resource path:
+/// `projects/P/locations/L/publishers/{publisher}/models/M` or `projects/P/locations/L/endpoints/E`.
+pub fn parse_resource_path(
+    path: &str,
+    publisher: &str,
+) -> Result<crate::config::models::GcpVertexProvider, Error> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let (model_id, endpoint_id) = match segments.as_slice() {
+        ["projects", _, "locations", _, "publishers", p, "models", m]
+            if *p == publisher && !m.is_empty() =>
+        {
+            (Some(m.to_string()), None)
+        }
+        ["projects", _, "locations", _, "endpoints", e] if !e.is_empty() => {
+            (None, Some(e.to_string()))
+        }
+        _ => {
+            return Err(Error::InvalidInferenceTarget(format!(
+                "`{path}` is not a Vertex resource path: write \
+                 `projects/PROJECT/locations/LOCATION/publishers/{publisher}/models/MODEL` or \
+                 `projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT` after the `::`"
+            )));
+        }
+    };
+    if segments[1].is_empty() || segments[3].is_empty() {
+        return Err(Error::InvalidInferenceTarget(format!(
+            "`{path}` names no project or location"
+        )));
+    }
+    Ok(crate::config::models::GcpVertexProvider {
+        model_id,
+        endpoint_id,
+        location: segments[3].to_owned(),
+        project_id: segments[1].to_owned(),
+        credential_location: None,
+        api_base: None,
+    })
+}
+
 /// The Vertex base URL: `api_base`, or `https://{location}-aiplatform.googleapis.com/v1`.
 pub fn vertex_base(p: &crate::config::models::GcpVertexProvider) -> String {
     match &p.api_base {
@@ -172,5 +211,45 @@ pub fn vertex_target(p: &crate::config::models::GcpVertexProvider, publisher: &s
         (Some(model), _) => format!("{scope}/publishers/{publisher}/models/{model}"),
         (None, Some(endpoint)) => format!("{scope}/endpoints/{endpoint}"),
         (None, None) => format!("{scope}/publishers/{publisher}/models/unset"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorthand_resource_paths_become_vertex_targets() {
+        let p = parse_resource_path(
+            "projects/acme/locations/europe-west4/publishers/google/models/gemini-2.5-flash",
+            "google",
+        )
+        .unwrap();
+        assert_eq!(
+            vertex_base(&p),
+            "https://europe-west4-aiplatform.googleapis.com/v1"
+        );
+        assert_eq!(
+            vertex_target(&p, "google"),
+            "projects/acme/locations/europe-west4/publishers/google/models/gemini-2.5-flash"
+        );
+        let p = parse_resource_path(
+            "projects/acme/locations/us-east5/endpoints/123",
+            "anthropic",
+        )
+        .unwrap();
+        assert_eq!(
+            vertex_target(&p, "anthropic"),
+            "projects/acme/locations/us-east5/endpoints/123"
+        );
+        for bad in [
+            "gemini-2.5-flash",
+            "projects/acme/locations/us/publishers/anthropic/models/claude",
+            "projects//locations/us/endpoints/1",
+            "projects/acme/locations/us/endpoints/",
+        ] {
+            let e = parse_resource_path(bad, "google").unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
     }
 }

@@ -172,13 +172,14 @@ impl ProviderSpec {
     }
 
     /// The provider of a shorthand model such as `openai::gpt-4o-mini`. Its key is looked up
-    /// now, but a missing one is only reported when a call needs it.
+    /// now, but a missing one is only reported when a call needs it. Vertex shorthands name a
+    /// resource path; one that is not well-formed is refused.
     pub fn shorthand(
         full_name: &str,
         provider_type: ProviderType,
         model: &str,
         types: &ProviderTypesConfig,
-    ) -> Self {
+    ) -> Result<Self, Error> {
         let adapter = match openai::OpenAiAdapter::shorthand(provider_type, model) {
             Some(a) => Adapter::OpenAi(a),
             None if provider_type == ProviderType::Anthropic => {
@@ -187,12 +188,18 @@ impl ProviderSpec {
             None if provider_type == ProviderType::GoogleAiStudioGemini => {
                 Adapter::Gemini(gemini::GeminiAdapter::new(model, None))
             }
+            None if provider_type == ProviderType::GcpVertexGemini => Adapter::Gemini(
+                gemini::GeminiAdapter::vertex(&gcp::parse_resource_path(model, "google")?),
+            ),
+            None if provider_type == ProviderType::GcpVertexAnthropic => Adapter::Anthropic(
+                anthropic::AnthropicAdapter::vertex(&gcp::parse_resource_path(model, "anthropic")?),
+            ),
             None if provider_type == ProviderType::Openai => Adapter::NotYetSupported(
                 "the OpenAI Responses API (`openai::responses::...`)".into(),
             ),
             None => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
-        Self {
+        Ok(Self {
             name: provider_type.as_str().into(),
             model_name: full_name.into(),
             provider_type,
@@ -201,7 +208,7 @@ impl ProviderSpec {
             adapter,
             extra_body: Vec::new(),
             extra_headers: Vec::new(),
-        }
+        })
     }
 
     /// The label credential errors use: "`openai` of model `gpt`".

@@ -186,3 +186,42 @@ async fn a_bad_key_file_is_a_clear_error() {
     );
     assert!(!e.contains("not json"), "the key's content is never echoed");
 }
+
+#[tokio::test]
+async fn shorthand_models_take_a_resource_path() {
+    let mock = switchyard::mock_provider::MockProvider::start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sa = service_account(&dir, &format!("{}token", mock.api_base()));
+    // No internet here: a well-formed path gets as far as calling Google (502, quickly).
+    let config = format!(
+        "[gateway]\nglobal_outbound_http_timeout_ms = 3000\n\n\
+         [provider_types.gcp_vertex_gemini.defaults]\ncredential_location = \"path::{sa}\"\n"
+    );
+    let h = Harness::start_with_mock(mock, &config).await;
+    let r = h
+        .post(
+            "/inference",
+            &inference("gcp_vertex_gemini::gemini-2.5-flash", "x"),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error()
+            .contains("projects/PROJECT/locations/LOCATION/publishers/google/models/MODEL"),
+        "the error shows the expected form: {}",
+        r.error()
+    );
+    let r = h
+        .post(
+            "/inference",
+            &inference(
+                "gcp_vertex_gemini::projects/proj/locations/us-central1/publishers/google/models/gemini-mock",
+                "x",
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.error().contains("gcp_vertex_gemini"), "{}", r.error());
+}
