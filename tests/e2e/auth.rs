@@ -243,7 +243,12 @@ async fn keys_are_checked_on_every_route_but_health_and_status() {
             "does not exist in the database",
         ),
         (
-            Some(&format!("{}x", &key[..66])),
+            // The real key with its last character changed (to one it is not already).
+            Some(&format!(
+                "{}{}",
+                &key[..66],
+                if key.ends_with('x') { 'y' } else { 'x' }
+            )),
             "does not exist in the database",
         ),
     ];
