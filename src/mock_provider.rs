@@ -37,7 +37,8 @@
 //! `POST /endpoints/NAME/invocations` (and `/invocations-response-stream`) is a SageMaker
 //! endpoint whose container speaks the OpenAI format: the answer is the chat completion, the
 //! stream its SSE bytes cut into `PayloadPart` event-stream messages, and a container error
-//! becomes SageMaker's 424 `ModelError`. It also wants a SigV4 `Authorization` header.
+//! becomes SageMaker's 424 `ModelError` (`stream-exception`: a `ModelStreamError` exception
+//! message after two parts). It also wants a SigV4 `Authorization` header.
 //!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
 //! answered or not (anything but `POST .../chat/completions` gets a 404);
@@ -1050,6 +1051,9 @@ async fn bedrock(
 /// A SageMaker endpoint in front of an OpenAI-format container.
 async fn sagemaker(state: Arc<MockState>, body: Value, stream: bool) -> Response<Body> {
     use crate::providers::bedrock::encode_message;
+    let exception = body["model"]
+        .as_str()
+        .is_some_and(|m| m.contains("stream-exception"));
     let container = complete(state, body).await;
     let status = container.status();
     if !status.is_success() {
@@ -1077,18 +1081,41 @@ async fn sagemaker(state: Arc<MockState>, body: Value, stream: bool) -> Response
     if !stream {
         return container;
     }
-    let parts = container.into_body().into_data_stream().map(|piece| {
-        piece.map(|bytes| {
-            Frame::data(encode_message(
-                &[
-                    (":event-type", "PayloadPart"),
-                    (":content-type", "application/octet-stream"),
-                    (":message-type", "event"),
-                ],
-                &bytes,
-            ))
-        })
-    });
+    let payload_part = |bytes: &[u8]| {
+        encode_message(
+            &[
+                (":event-type", "PayloadPart"),
+                (":content-type", "application/octet-stream"),
+                (":message-type", "event"),
+            ],
+            bytes,
+        )
+    };
+    let parts = container
+        .into_body()
+        .into_data_stream()
+        .map(move |piece| piece.map(|bytes| Frame::data(payload_part(&bytes))));
+    // `stream-exception`: SageMaker itself fails the stream after two parts.
+    let parts = if exception {
+        let failure = encode_message(
+            &[
+                (":exception-type", "ModelStreamError"),
+                (":content-type", "application/json"),
+                (":message-type", "exception"),
+            ],
+            json!({ "Message": "The model took too long", "ErrorCode": "ModelInvocationTimeExceeded" })
+                .to_string()
+                .as_bytes(),
+        );
+        parts
+            .take(2)
+            .chain(futures_util::stream::once(async move {
+                Ok(Frame::data(failure))
+            }))
+            .boxed()
+    } else {
+        parts.boxed()
+    };
     let mut res = Response::new(StreamBody::new(parts).boxed_unsync());
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,

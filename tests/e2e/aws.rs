@@ -410,6 +410,13 @@ async fn sagemaker_endpoints_are_invoked_signed_and_streamed() {
         sagemaker("sm_tgi", "tgi-endpoint", "tgi", "ignored", &mock),
         sagemaker("sm_down", "down", "openai", "error-503", &mock),
         sagemaker("sm_broken", "broken", "openai", "break", &mock),
+        sagemaker(
+            "sm_exception",
+            "exception",
+            "openai",
+            "stream-exception",
+            &mock,
+        ),
     ]
     .concat();
     let gw = start_with(&mock, &[], true, &config).await;
@@ -478,11 +485,16 @@ async fn sagemaker_endpoints_are_invoked_signed_and_streamed() {
         e.error()
     );
 
-    let mut body = inference("sm_broken", "x");
-    body["stream"] = json!(true);
-    let r = gw.post(&body).await;
-    let text = String::from_utf8_lossy(&r.body).into_owned();
-    assert!(text.contains("the stream broke off"), "{text}");
+    for (model, expected) in [
+        ("sm_broken", "the stream broke off"),
+        ("sm_exception", "`ModelStreamError` mid-stream"),
+    ] {
+        let mut body = inference(model, "x");
+        body["stream"] = json!(true);
+        let r = gw.post(&body).await;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(text.contains(expected), "{model}: {text}");
+    }
 
     let logs = gw.logs();
     assert!(!logs.contains(SECRET) && !logs.contains(SESSION_TOKEN));

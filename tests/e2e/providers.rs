@@ -632,3 +632,43 @@ async fn implicit_tool_json_mode_works_with_every_native_format() {
     assert_eq!(openai.body["tool_choice"]["function"]["name"], "respond");
     assert!(openai.body.get("response_format").is_none());
 }
+
+#[tokio::test]
+async fn json_mode_through_the_openai_route_reaches_each_native_format() {
+    let cfg = "[models.anthropic]\nrouting = [\"p\"]\n[models.anthropic.providers.p]\ntype = \"anthropic\"\napi_base = \"{mock}\"\nmodel_name = \"claude\"\napi_key_location = \"none\"\n\n\
+               [models.gemini]\nrouting = [\"p\"]\n[models.gemini.providers.p]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{mock}\"\nmodel_name = \"gem\"\napi_key_location = \"none\"\n";
+    let h = Harness::start(cfg).await;
+    let schema = json!({ "type": "object", "properties": { "answer": { "type": "integer" } }, "required": ["answer"] });
+    for model in ["anthropic", "gemini"] {
+        let body = json!({
+            "model": format!("tensorzero::model_name::{model}"),
+            "messages": [{ "role": "user", "content": "answer in JSON" }],
+            "response_format": { "type": "json_schema", "json_schema": { "name": "answer", "schema": schema, "strict": true } }
+        });
+        let r = h.post("/openai/v1/chat/completions", &body).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{model}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let sent = last_request(&h.mock);
+        match model {
+            // Anthropic has no JSON switch: the schema goes into the system prompt.
+            "anthropic" => {
+                let system = sent.body["system"].as_str().unwrap_or_default();
+                assert!(system.contains("\"required\":[\"answer\"]"), "{system}");
+            }
+            _ => {
+                assert_eq!(
+                    sent.body["generationConfig"]["responseMimeType"],
+                    "application/json"
+                );
+                assert_eq!(
+                    sent.body["generationConfig"]["responseJsonSchema"]["required"],
+                    json!(["answer"])
+                );
+            }
+        }
+    }
+}
