@@ -74,7 +74,7 @@ async fn start() -> (Harness, tempfile::TempDir) {
 
 #[tokio::test]
 async fn gemini_on_vertex_signs_a_token_and_calls_the_resource_path() {
-    let (h, _d) = start().await;
+    let (h, dir) = start().await;
     let r = h
         .post("/inference", &inference("gem", "hello vertex"))
         .await;
@@ -110,6 +110,31 @@ async fn gemini_on_vertex_signs_a_token_and_calls_the_resource_path() {
         URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(),
         256,
         "an RS256 signature of a 2048-bit key"
+    );
+    // openssl checks the signature with the account's public key.
+    let d = dir.path();
+    std::fs::write(d.join("signed.txt"), format!("{}.{}", parts[0], parts[1])).unwrap();
+    std::fs::write(d.join("sig.bin"), URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    let public = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(d.join("key.pem"))
+        .arg("-out")
+        .arg(d.join("pub.pem"))
+        .status()
+        .unwrap();
+    assert!(public.success());
+    let verified = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(d.join("pub.pem"))
+        .arg("-signature")
+        .arg(d.join("sig.bin"))
+        .arg(d.join("signed.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
     );
     let call = &seen[1];
     assert!(call.path.ends_with("/projects/proj/locations/us-central1/publishers/google/models/gemini-mock:generateContent"), "{}", call.path);
