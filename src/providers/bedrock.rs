@@ -253,6 +253,8 @@ impl BedrockAdapter {
 pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<Value, Error> {
     let p = &request.params;
     let mut messages: Vec<Value> = Vec::new();
+    // Documents need a name unique in the request.
+    let mut files = 0;
     for message in &request.messages {
         let role = match message.role {
             Role::User => "user",
@@ -262,27 +264,29 @@ pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<V
             .content
             .iter()
             .filter_map(|b| match b {
-                ContentBlock::Text(text) => Some(json!({ "text": text })),
+                ContentBlock::Text(text) => Some(Ok(json!({ "text": text }))),
                 ContentBlock::ToolCall(c) => {
-                    let input = serde_json::from_str::<Value>(&c.arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
-                    Some(json!({ "toolUse": { "toolUseId": c.id, "name": c.name, "input": input } }))
+                    let input = serde_json::from_str::<Value>(&c.arguments)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| json!({}));
+                    Some(Ok(
+                        json!({ "toolUse": { "toolUseId": c.id, "name": c.name, "input": input } }),
+                    ))
                 }
-                ContentBlock::ToolResult(r) => {
-                    Some(json!({ "toolResult": { "toolUseId": r.id, "content": [{ "text": r.result }] } }))
-                }
-                ContentBlock::File(FileInput::Base64 { mime_type, data }) if mime_type.starts_with("image/") => Some(json!({
-                    "image": { "format": mime_type.trim_start_matches("image/"), "source": { "bytes": data } }
-                })),
-                ContentBlock::File(_) => {
-                    tracing::warn!(provider = %provider.name, "Bedrock takes images as inline data only; a file was left out");
-                    None
+                ContentBlock::ToolResult(r) => Some(Ok(
+                    json!({ "toolResult": { "toolUseId": r.id, "content": [{ "text": r.result }] } }),
+                )),
+                ContentBlock::File(file) => {
+                    files += 1;
+                    Some(file_block(file, files))
                 }
                 ContentBlock::Thought(t) => t.text.as_ref().map(|text| {
-                    json!({ "reasoningContent": { "reasoningText": { "text": text, "signature": t.signature } } })
+                    Ok(json!({ "reasoningContent": { "reasoningText": { "text": text, "signature": t.signature } } }))
                 }),
-                ContentBlock::Unknown { data } => Some(data.clone()),
+                ContentBlock::Unknown { data } => Some(Ok(data.clone())),
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         if blocks.is_empty() {
             continue;
         }
@@ -354,6 +358,49 @@ pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<V
         body.insert("toolConfig".into(), tool_config);
     }
     Ok(Value::Object(body))
+}
+
+/// A file as a Converse `image` or `document` block. Converse takes files inline only, in the
+/// formats below; anything else is refused rather than left out of the conversation.
+fn file_block(file: &FileInput, number: usize) -> Result<Value, Error> {
+    let (mime_type, data) = match file {
+        FileInput::Base64 { mime_type, data } => (mime_type.as_str(), data),
+        FileInput::Url { url, .. } => {
+            return Err(Error::NotSupported(format!(
+                "files by URL with Bedrock models (`{url}`): Converse takes files inline; send them as base64 data"
+            )));
+        }
+    };
+    let image = match mime_type {
+        "image/png" => Some("png"),
+        "image/jpeg" => Some("jpeg"),
+        "image/gif" => Some("gif"),
+        "image/webp" => Some("webp"),
+        _ => None,
+    };
+    if let Some(format) = image {
+        return Ok(json!({ "image": { "format": format, "source": { "bytes": data } } }));
+    }
+    let document = match mime_type {
+        "application/pdf" => "pdf",
+        "text/csv" => "csv",
+        "text/html" => "html",
+        "text/plain" => "txt",
+        "text/markdown" => "md",
+        "application/msword" => "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.ms-excel" => "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        other => {
+            return Err(Error::NotSupported(format!(
+                "`{other}` files with Bedrock models (Converse takes PNG, JPEG, GIF and WebP images, \
+                 and PDF, CSV, HTML, text, Markdown, Word and Excel documents)"
+            )));
+        }
+    };
+    Ok(
+        json!({ "document": { "format": document, "name": format!("document-{number}"), "source": { "bytes": data } } }),
+    )
 }
 
 fn finish_reason(s: &str) -> FinishReason {
@@ -719,6 +766,34 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(decode_message(&mut bad).is_err());
+    }
+
+    #[test]
+    fn files_become_images_or_documents_or_are_refused() {
+        let inline = |mime: &str| FileInput::Base64 {
+            mime_type: mime.into(),
+            data: "AAAA".into(),
+        };
+        assert_eq!(
+            file_block(&inline("image/png"), 1).unwrap(),
+            json!({ "image": { "format": "png", "source": { "bytes": "AAAA" } } })
+        );
+        assert_eq!(
+            file_block(&inline("application/pdf"), 2).unwrap(),
+            json!({ "document": { "format": "pdf", "name": "document-2", "source": { "bytes": "AAAA" } } })
+        );
+        let e = file_block(&inline("audio/wav"), 3).unwrap_err().to_string();
+        assert!(e.contains("audio/wav"), "{e}");
+        let by_url = FileInput::Url {
+            url: "https://example.com/a.png".into(),
+            mime_type: None,
+        };
+        assert!(
+            file_block(&by_url, 4)
+                .unwrap_err()
+                .to_string()
+                .contains("base64")
+        );
     }
 
     #[test]

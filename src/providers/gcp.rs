@@ -1,7 +1,8 @@
 //! Google Cloud service-account credentials for the Vertex providers: the credential is the
 //! service account's JSON key (a file, or a dynamic credential); calls carry an OAuth access
-//! token obtained by signing a JWT (RS256, with the `jsonwebtoken` crate) with the account's key and exchanging it at the
-//! account's `token_uri`. Tokens are cached until a minute before they expire.
+//! token obtained by signing a JWT (RS256, with the `jsonwebtoken` crate) with the account's
+//! key and exchanging it at the account's `token_uri`. Tokens are cached until a minute before
+//! they expire.
 //!
 //! Neither the key nor the token ever reaches a log line or an error message.
 
