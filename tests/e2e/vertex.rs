@@ -250,3 +250,65 @@ async fn shorthand_models_take_a_resource_path() {
     assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.error().contains("gcp_vertex_gemini"), "{}", r.error());
 }
+
+#[tokio::test]
+async fn both_vertex_providers_stream_tools_and_json_through_the_openai_route() {
+    let mock = switchyard::mock_provider::MockProvider::start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sa = service_account(&dir, &format!("{}token", mock.api_base()));
+    let config = CONFIG
+        .replace("SA", &sa)
+        .replace("gemini-mock", "gemini-tool")
+        .replace("claude-mock", "claude-tool");
+    let h = Harness::start_with_mock(mock, &config).await;
+    for model in ["gem", "claude"] {
+        for stream in [false, true] {
+            let body = json!({
+                "model": format!("tensorzero::model_name::{model}"),
+                "messages": [{ "role": "user", "content": "weather in Paris?" }],
+                "tools": [{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object" } } }],
+                "stream": stream
+            });
+            let r = h.post("/openai/v1/chat/completions", &body).await;
+            assert_eq!(
+                r.status,
+                200,
+                "{model}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let arguments: String = if stream {
+                r.json_events()
+                    .iter()
+                    .filter_map(|e| {
+                        e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            } else {
+                r.json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            assert_eq!(
+                serde_json::from_str::<Value>(&arguments).unwrap_or_default(),
+                json!({ "city": "Paris" }),
+                "{model} (stream {stream}): {arguments}"
+            );
+        }
+        // JSON mode (implicit_tool through the native API, answered by a forced tool call).
+        let mut body = inference(model, "answer in JSON");
+        body["params"] = json!({ "chat_completion": { "json_mode": "implicit_tool" } });
+        let r = h.post("/inference", &body).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{model}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["content"][0]["text"], "{\"city\":\"Paris\"}");
+    }
+}
