@@ -62,8 +62,7 @@ impl AwsCredentials {
 pub struct BedrockAdapter {
     endpoint: String,
     model_path: String,
-    region: String,
-    credentials: Option<AwsCredentials>,
+    signer: AwsSigner,
 }
 
 /// Path-segment encoding as SigV4 wants it (everything but unreserved characters).
@@ -127,40 +126,27 @@ pub(super) fn signing_headers(
         .collect())
 }
 
-impl BedrockAdapter {
-    /// `endpoint_url` defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
-    pub fn new(
-        p: &crate::config::models::AwsBedrockProvider,
-        region: Option<String>,
-        credentials: Option<AwsCredentials>,
-    ) -> Self {
-        let region = p
-            .region
-            .clone()
-            .or(region)
-            .unwrap_or_else(|| "us-east-1".into());
-        let endpoint = p
-            .endpoint_url
-            .clone()
-            .unwrap_or_else(|| format!("https://bedrock-runtime.{region}.amazonaws.com"))
-            .trim_end_matches('/')
-            .to_owned();
-        Self {
-            endpoint,
-            model_path: uri_encode(&p.model_id),
-            region,
-            credentials,
-        }
-    }
+/// Where and as whom an AWS adapter's calls go: the SigV4 service and region, and the
+/// credentials (none: every call fails naming the variables to set).
+#[derive(Debug)]
+pub(super) struct AwsSigner {
+    pub service: &'static str,
+    pub region: String,
+    pub credentials: Option<AwsCredentials>,
+}
 
-    /// Makes one call.
-    pub async fn infer(
+impl AwsSigner {
+    /// Sends `body` (after the `extra_body` edits) as a signed JSON POST to `url`; streaming
+    /// calls ask for AWS's event stream. A non-2xx answer is the provider's error.
+    pub(super) async fn post(
         &self,
+        url: &str,
+        mut body: Value,
+        stream: bool,
         provider: &ProviderSpec,
-        request: &ModelRequest,
         edits: &Edits<'_>,
         cx: &CallContext<'_>,
-    ) -> Result<ProviderOutput, Error> {
+    ) -> Result<hyper::Response<Incoming>, Error> {
         let credentials = self.credentials.as_ref().ok_or_else(|| {
             Error::ApiKeyMissing(switchyard_layers::credentials::MissingCredential {
                 provider: provider.label().into(),
@@ -169,24 +155,16 @@ impl BedrockAdapter {
                         .into(),
             })
         })?;
-        let mut body = request_body(provider, request)?;
         for edit in &edits.body {
             apply_body_edit(&mut body, edit);
         }
         let payload = body.to_string();
-        let action = if request.stream {
-            "converse-stream"
-        } else {
-            "converse"
-        };
-        let path = format!("/model/{}/{action}", self.model_path);
-        let url = format!("{}{path}", self.endpoint);
         // A bad `endpoint_url` is named before anything is signed.
         url.parse::<http::Uri>()
             .map_err(|e| failure(provider, format!("`{url}` is not a URL: {e}")))?;
         let signature = signing_headers(
-            "bedrock",
-            &url,
+            self.service,
+            url,
             &[("content-type", "application/json")],
             payload.as_bytes(),
             &self.region,
@@ -194,11 +172,11 @@ impl BedrockAdapter {
             std::time::SystemTime::now(),
         )
         .map_err(|m| failure(provider, m))?;
-        let mut builder = Request::post(&url).header(CONTENT_TYPE, "application/json");
+        let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
         for (name, value) in &signature {
             builder = builder.header(name.as_str(), sensitive_header(value)?);
         }
-        if request.stream {
+        if stream {
             builder = builder.header(ACCEPT, "application/vnd.amazon.eventstream");
         }
         let mut http_request = builder
@@ -225,6 +203,58 @@ impl BedrockAdapter {
                 retry_after,
             });
         }
+        Ok(response)
+    }
+}
+
+impl BedrockAdapter {
+    /// `endpoint_url` defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
+    pub fn new(
+        p: &crate::config::models::AwsBedrockProvider,
+        region: Option<String>,
+        credentials: Option<AwsCredentials>,
+    ) -> Self {
+        let region = p
+            .region
+            .clone()
+            .or(region)
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = p
+            .endpoint_url
+            .clone()
+            .unwrap_or_else(|| format!("https://bedrock-runtime.{region}.amazonaws.com"))
+            .trim_end_matches('/')
+            .to_owned();
+        Self {
+            endpoint,
+            model_path: uri_encode(&p.model_id),
+            signer: AwsSigner {
+                service: "bedrock",
+                region,
+                credentials,
+            },
+        }
+    }
+
+    /// Makes one call.
+    pub async fn infer(
+        &self,
+        provider: &ProviderSpec,
+        request: &ModelRequest,
+        edits: &Edits<'_>,
+        cx: &CallContext<'_>,
+    ) -> Result<ProviderOutput, Error> {
+        let body = request_body(provider, request)?;
+        let action = if request.stream {
+            "converse-stream"
+        } else {
+            "converse"
+        };
+        let url = format!("{}/model/{}/{action}", self.endpoint, self.model_path);
+        let response = self
+            .signer
+            .post(&url, body, request.stream, provider, edits, cx)
+            .await?;
         if request.stream {
             let state = EventStream {
                 body: response.into_body(),
