@@ -18,11 +18,10 @@ use serde_json::{Map, Value, json};
 use super::gcp::{GcpAuth, vertex_base, vertex_target};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, provider_error_message, read_limited, sensitive_header,
-    snippet,
+    bearer, error_text, peek_stream, read_limited, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
-use crate::error::{Error, error_chain};
+use crate::error::Error;
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
@@ -35,7 +34,6 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 const DEFAULT_API_BASE: &str = "https://api.anthropic.com/v1/";
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// The `anthropic_version` Vertex AI takes in the body.
 pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
@@ -113,45 +111,25 @@ impl AnthropicAdapter {
                 let token = auth
                     .access_token(credentials, cx.client)
                     .await
-                    .map_err(|m| failure(provider, m))?;
+                    .map_err(|m| provider.failure(m))?;
                 builder = builder.header(http::header::AUTHORIZATION, bearer(&token)?);
             }
             (None, _) => {}
         }
         let mut http_request = builder
             .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
+            .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
-        let response = cx.client.request(http_request).await.map_err(|e| {
-            failure(
-                provider,
-                format!("could not reach `{url}`: {}", error_chain(&e)),
-            )
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = crate::error::retry_after(response.headers());
-            let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
-                .await
-                .unwrap_or_default();
-            let message = provider_error_message(&body);
-            return Err(Error::ProviderHttp {
-                provider_type: provider.provider_type.as_str(),
-                provider: provider.name.to_string(),
-                status: status.as_u16(),
-                message,
-                retry_after,
-            });
-        }
+        let response = super::send(provider, cx, url, http_request).await?;
         if request.stream {
             stream(provider, response.into_body()).await
         } else {
             let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
                 .await
-                .map_err(|e| failure(provider, format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
             parse_message(&bytes)
                 .map(ProviderOutput::Complete)
-                .map_err(|m| failure(provider, m))
+                .map_err(|m| provider.failure(m))
         }
     }
 
@@ -395,7 +373,7 @@ async fn stream(provider: &ProviderSpec, body: Incoming) -> Result<ProviderOutpu
         provider: provider.name.to_string(),
     };
     peek_stream(state, || {
-        failure(provider, "the stream ended before any data arrived".into())
+        provider.failure("the stream ended before any data arrived".into())
     })
     .await
 }
@@ -546,13 +524,5 @@ impl StreamState {
             _ => return Ok(None),
         }
         Ok(Some(chunk))
-    }
-}
-
-fn failure(provider: &ProviderSpec, message: String) -> Error {
-    Error::ProviderFailure {
-        provider_type: provider.provider_type.as_str(),
-        provider: provider.name.to_string(),
-        message,
     }
 }

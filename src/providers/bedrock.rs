@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, apply_body_edit, apply_header_edits, error_text,
-    peek_stream, provider_error_message, read_limited, sensitive_header, snippet,
+    peek_stream, read_limited, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, error_chain};
@@ -23,7 +23,6 @@ use crate::inference::types::{
 use crate::secret::Secret;
 
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// AWS credentials (the environment part of the SDK chain).
 #[derive(Clone, Debug)]
@@ -161,7 +160,7 @@ impl AwsSigner {
         let payload = body.to_string();
         // A bad `endpoint_url` is named before anything is signed.
         url.parse::<http::Uri>()
-            .map_err(|e| failure(provider, format!("`{url}` is not a URL: {e}")))?;
+            .map_err(|e| provider.failure(format!("`{url}` is not a URL: {e}")))?;
         let signature = signing_headers(
             self.service,
             url,
@@ -171,7 +170,7 @@ impl AwsSigner {
             credentials,
             std::time::SystemTime::now(),
         )
-        .map_err(|m| failure(provider, m))?;
+        .map_err(|m| provider.failure(m))?;
         let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
         for (name, value) in &signature {
             builder = builder.header(name.as_str(), sensitive_header(value)?);
@@ -181,28 +180,9 @@ impl AwsSigner {
         }
         let mut http_request = builder
             .body(Full::new(Bytes::from(payload)))
-            .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
+            .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
-        let response = cx.client.request(http_request).await.map_err(|e| {
-            failure(
-                provider,
-                format!("could not reach `{url}`: {}", error_chain(&e)),
-            )
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = crate::error::retry_after(response.headers());
-            let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
-                .await
-                .unwrap_or_default();
-            return Err(Error::ProviderHttp {
-                provider_type: provider.provider_type.as_str(),
-                provider: provider.name.to_string(),
-                status: status.as_u16(),
-                message: provider_error_message(&body),
-                retry_after,
-            });
-        }
+        let response = super::send(provider, cx, url, http_request).await?;
         Ok(response)
     }
 }
@@ -265,16 +245,16 @@ impl BedrockAdapter {
                 provider: provider.name.to_string(),
             };
             peek_stream(state, || {
-                failure(provider, "the stream ended before any event arrived".into())
+                provider.failure("the stream ended before any event arrived".into())
             })
             .await
         } else {
             let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
                 .await
-                .map_err(|e| failure(provider, format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
             parse_response(&bytes)
                 .map(ProviderOutput::Complete)
-                .map_err(|m| failure(provider, m))
+                .map_err(|m| provider.failure(m))
         }
     }
 }
@@ -722,14 +702,6 @@ impl ChunkSource for EventStream {
                 None => return self.fail("the stream ended before its metadata event".into()),
             }
         }
-    }
-}
-
-fn failure(provider: &ProviderSpec, message: String) -> Error {
-    Error::ProviderFailure {
-        provider_type: provider.provider_type.as_str(),
-        provider: provider.name.to_string(),
-        message,
     }
 }
 

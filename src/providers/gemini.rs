@@ -16,11 +16,10 @@ use serde_json::{Map, Value, json};
 use super::gcp::{GcpAuth, vertex_base, vertex_target};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, provider_error_message, read_limited, sensitive_header,
-    snippet,
+    bearer, error_text, peek_stream, read_limited, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
-use crate::error::{Error, error_chain};
+use crate::error::Error;
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
@@ -29,7 +28,6 @@ use crate::secret::Secret;
 
 const DEFAULT_API_BASE: &str = "https://generativelanguage.googleapis.com/v1beta/";
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// Calls one Gemini model through Google AI Studio (key in `x-goog-api-key`) or Vertex AI
 /// (an OAuth token from a service account).
@@ -95,35 +93,16 @@ impl GeminiAdapter {
                 let token = auth
                     .access_token(credentials, cx.client)
                     .await
-                    .map_err(|m| failure(provider, m))?;
+                    .map_err(|m| provider.failure(m))?;
                 builder = builder.header(http::header::AUTHORIZATION, bearer(&token)?);
             }
             (None, _) => {}
         }
         let mut http_request = builder
             .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
+            .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
-        let response = cx.client.request(http_request).await.map_err(|e| {
-            failure(
-                provider,
-                format!("could not reach `{url}`: {}", error_chain(&e)),
-            )
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = crate::error::retry_after(response.headers());
-            let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
-                .await
-                .unwrap_or_default();
-            return Err(Error::ProviderHttp {
-                provider_type: provider.provider_type.as_str(),
-                provider: provider.name.to_string(),
-                status: status.as_u16(),
-                message: provider_error_message(&body),
-                retry_after,
-            });
-        }
+        let response = super::send(provider, cx, url, http_request).await?;
         if request.stream {
             let state = StreamState {
                 reader: SseReader::new(response.into_body()),
@@ -133,21 +112,18 @@ impl GeminiAdapter {
                 provider: provider.name.to_string(),
             };
             peek_stream(state, || {
-                failure(provider, "the stream ended before any data arrived".into())
+                provider.failure("the stream ended before any data arrived".into())
             })
             .await
         } else {
             let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
                 .await
-                .map_err(|e| failure(provider, format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                failure(
-                    provider,
-                    format!(
-                        "the answer is not a Gemini response ({e}); it began with: {}",
-                        snippet(&bytes)
-                    ),
-                )
+                provider.failure(format!(
+                    "the answer is not a Gemini response ({e}); it began with: {}",
+                    snippet(&bytes)
+                ))
             })?;
             if v.get("candidates")
                 .and_then(Value::as_array)
@@ -157,10 +133,7 @@ impl GeminiAdapter {
                     .pointer("/promptFeedback/blockReason")
                     .and_then(Value::as_str)
                     .unwrap_or("no candidates");
-                return Err(failure(
-                    provider,
-                    format!("the answer has no candidates ({why})"),
-                ));
+                return Err(provider.failure(format!("the answer has no candidates ({why})")));
             }
             let mut calls = 0;
             let chunk = parse_chunk(&v, &mut calls);
@@ -445,13 +418,5 @@ impl ChunkSource for StreamState {
             );
         }
         Some(Ok(parse_chunk(&v, &mut self.calls)))
-    }
-}
-
-fn failure(provider: &ProviderSpec, message: String) -> Error {
-    Error::ProviderFailure {
-        provider_type: provider.provider_type.as_str(),
-        provider: provider.name.to_string(),
-        message,
     }
 }

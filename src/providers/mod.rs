@@ -211,6 +211,16 @@ impl ProviderSpec {
         })
     }
 
+    /// A failure of this provider that is not an HTTP error status: unreachable, a broken or
+    /// unreadable answer.
+    pub fn failure(&self, message: String) -> Error {
+        Error::ProviderFailure {
+            provider_type: self.provider_type.as_str(),
+            provider: self.name.to_string(),
+            message,
+        }
+    }
+
     /// The label credential errors use: "`openai` of model `gpt`".
     pub fn label(&self) -> String {
         format!("`{}` of model `{}`", self.name, self.model_name)
@@ -375,6 +385,40 @@ pub fn provider_error_message(body: &[u8]) -> String {
         Err(_) if body.is_empty() => "(empty body)".to_owned(),
         Err(_) => snippet(body),
     }
+}
+
+/// How much of a provider's error body is read for its message.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Sends one provider request; a non-2xx answer becomes the provider's error (its status, its
+/// message and any `Retry-After`), an unreachable one a failure naming `url`.
+pub async fn send(
+    provider: &ProviderSpec,
+    cx: &CallContext<'_>,
+    url: &str,
+    request: http::Request<http_body_util::Full<Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, Error> {
+    let response = cx.client.request(request).await.map_err(|e| {
+        provider.failure(format!(
+            "could not reach `{url}`: {}",
+            crate::error::error_chain(&e)
+        ))
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = crate::error::retry_after(response.headers());
+    let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
+        .await
+        .unwrap_or_default();
+    Err(Error::ProviderHttp {
+        provider_type: provider.provider_type.as_str(),
+        provider: provider.name.to_string(),
+        status: status.as_u16(),
+        message: provider_error_message(&body),
+        retry_after,
+    })
 }
 
 /// Reads a provider's SSE response body event by event.

@@ -17,11 +17,10 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, provider_error_message, read_limited, sensitive_header,
-    snippet,
+    bearer, error_text, peek_stream, read_limited, sensitive_header, snippet,
 };
 use crate::config::{JsonMode, ProviderKind, ProviderType};
-use crate::error::{Error, error_chain};
+use crate::error::Error;
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
@@ -33,8 +32,6 @@ use switchyard_layers::credentials::CredentialSource;
 const DEFAULT_AZURE_API_VERSION: &str = "2025-04-01-preview";
 /// Largest provider response body we read (non-streaming).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-/// Largest provider error body we read.
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// Calls one OpenAI-compatible endpoint.
 #[derive(Debug)]
@@ -176,29 +173,10 @@ impl OpenAiAdapter {
         }
         let mut http_request = builder
             .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| failure(provider, format!("cannot build a request to `{url}`: {e}")))?;
+            .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
 
-        let response = cx.client.request(http_request).await.map_err(|e| {
-            failure(
-                provider,
-                format!("could not reach `{url}`: {}", error_chain(&e)),
-            )
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = crate::error::retry_after(response.headers());
-            let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
-                .await
-                .unwrap_or_default();
-            return Err(Error::ProviderHttp {
-                provider_type: provider.provider_type.as_str(),
-                provider: provider.name.to_string(),
-                status: status.as_u16(),
-                message: provider_error_message(&body),
-                retry_after,
-            });
-        }
+        let response = super::send(provider, cx, &url, http_request).await?;
         let is_json = response
             .headers()
             .get(CONTENT_TYPE)
@@ -209,8 +187,8 @@ impl OpenAiAdapter {
         } else {
             let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
                 .await
-                .map_err(|e| failure(provider, format!("the response broke off: {e}")))?;
-            let parsed = parse_completion(&bytes).map_err(|e| failure(provider, e))?;
+                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
+            let parsed = parse_completion(&bytes).map_err(|e| provider.failure(e))?;
             if request.stream {
                 // A JSON body to a streaming request: answer it as one chunk.
                 Ok(ProviderOutput::Stream {
@@ -365,7 +343,7 @@ impl OpenAiAdapter {
             provider: provider.name.to_string(),
         };
         peek_stream(state, || {
-            failure(provider, "the stream ended before any data arrived".into())
+            provider.failure("the stream ended before any data arrived".into())
         })
         .await
     }
@@ -761,18 +739,11 @@ impl StreamState {
     }
 }
 
-fn failure(provider: &ProviderSpec, message: String) -> Error {
-    Error::ProviderFailure {
-        provider_type: provider.provider_type.as_str(),
-        provider: provider.name.to_string(),
-        message,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inference::types::{InferenceParams, ToolConfig, ToolDef, ToolResult};
+    use crate::providers::provider_error_message;
 
     fn adapter(t: ProviderType) -> OpenAiAdapter {
         OpenAiAdapter::shorthand(t, "m").unwrap()

@@ -84,18 +84,10 @@ impl SagemakerAdapter {
         } else {
             let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
                 .await
-                .map_err(|e| failure(provider, format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
             parse_completion(&bytes)
                 .map(ProviderOutput::Complete)
-                .map_err(|m| failure(provider, m))
+                .map_err(|m| provider.failure(m))
         }
-    }
-}
-
-fn failure(provider: &ProviderSpec, message: String) -> Error {
-    Error::ProviderFailure {
-        provider_type: provider.provider_type.as_str(),
-        provider: provider.name.to_string(),
-        message,
     }
 }
