@@ -14,9 +14,11 @@ pub mod credentials;
 pub mod error;
 pub mod http_client;
 pub mod inference;
+pub mod lifecycle;
 pub mod limiter;
 pub mod mock_provider;
 pub mod providers;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod sse;
@@ -72,7 +74,46 @@ pub enum StartupError {
     },
 }
 
-/// Everything a running gateway serves with.
+/// What outlives a configuration reload: the process environment, the outbound connection
+/// pool, the rate-limit buckets, the API-key store's connection pool, and the lifecycle.
+pub struct Resources {
+    /// What start-up read from the environment.
+    pub env: Environment,
+    /// Draining or not (readiness).
+    pub lifecycle: Arc<lifecycle::Lifecycle>,
+    client: http_client::HttpClient,
+    buckets: limiter::BucketStores,
+    key_store: tokio::sync::OnceCell<auth::PostgresKeyStore>,
+}
+
+impl Resources {
+    /// Fresh resources: nothing is connected until a configuration needs it.
+    pub fn new(env: Environment) -> Self {
+        Self {
+            env,
+            lifecycle: Arc::default(),
+            client: http_client::build(),
+            buckets: limiter::BucketStores::default(),
+            key_store: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The API-key store. Its first use checks that Postgres answers (so start-up fails
+    /// clearly); later configurations reuse the pool, and a database that is briefly down then
+    /// does not block a reload (requests see 503s until it is back).
+    async fn key_store(&self, url: &str) -> Result<auth::PostgresKeyStore, String> {
+        self.key_store
+            .get_or_try_init(|| async {
+                let store = auth::PostgresKeyStore::connect(url)?;
+                store.check().await?;
+                Ok::<_, String>(store)
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Everything a running gateway serves with, for one configuration.
 pub struct App {
     /// What the handlers share.
     pub state: Arc<api::AppState>,
@@ -80,15 +121,29 @@ pub struct App {
     pub auth: switchyard_layers::auth::AuthLayer<body::Body>,
 }
 
-/// Builds the shared state: sets up models and credentials, and, with auth on, checks that the
-/// key store answers.
-pub async fn build_state(loaded: &LoadedConfig, env: &Environment) -> Result<App, StartupError> {
+impl App {
+    /// The configuration-dependent part of the inbound stack (what a reload swaps).
+    pub fn service(self) -> stack::ConfiguredService {
+        stack::configured(self.state, self.auth)
+    }
+}
+
+/// Builds the shared state for one configuration: sets up models and credentials, and, with
+/// auth on, checks that the key store answers.
+pub async fn build_state(
+    loaded: &LoadedConfig,
+    resources: &Resources,
+) -> Result<App, StartupError> {
     let config = &loaded.config;
-    let (rate_limit, limiter_store) =
-        limiter::build(&config.rate_limiting, env.valkey_url.as_deref())
-            .await
-            .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
-    let gateway = inference::Gateway::new(config, http_client::build(), rate_limit)
+    let env = &resources.env;
+    let (rate_limit, limiter_store) = limiter::build(
+        &config.rate_limiting,
+        env.valkey_url.as_deref(),
+        &resources.buckets,
+    )
+    .await
+    .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
+    let gateway = inference::Gateway::new(config, resources.client.clone(), rate_limit)
         .map_err(StartupError::Providers)?;
     match config
         .gateway
@@ -127,8 +182,7 @@ pub async fn build_state(loaded: &LoadedConfig, env: &Environment) -> Result<App
                 "set TENSORZERO_POSTGRES_URL to the database that holds the API keys".into(),
             )
         })?;
-        let store = auth::PostgresKeyStore::connect(url).map_err(unavailable)?;
-        store.check().await.map_err(unavailable)?;
+        let store = resources.key_store(url).await.map_err(unavailable)?;
         tracing::info!("Authentication: enabled (API keys in Postgres)");
         let layer = api::auth_layer(&config.gateway.auth, &base_path, Arc::new(store.clone()));
         (Some(store), layer)
@@ -142,6 +196,7 @@ pub async fn build_state(loaded: &LoadedConfig, env: &Environment) -> Result<App
         config_hash: loaded.hash.clone(),
         key_store,
         limiter_store,
+        lifecycle: resources.lifecycle.clone(),
     });
     Ok(App { state, auth })
 }
@@ -183,7 +238,8 @@ pub async fn start_with(
     addr: SocketAddr,
     env: &Environment,
 ) -> Result<RunningGateway, StartupError> {
-    let app = build_state(loaded, env).await?;
+    let resources = Resources::new(env.clone());
+    let app = build_state(loaded, &resources).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
@@ -193,7 +249,7 @@ pub async fn start_with(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(
         listener,
-        stack::inbound(app.state, app.auth),
+        stack::inbound(reload::Swappable::new(app.service())),
         async move {
             let _ = rx.await;
         },
@@ -206,26 +262,61 @@ pub async fn start_with(
     })
 }
 
-/// Binds `addr` and serves until `shutdown` resolves (what the binary runs).
+/// How the binary serves: where, how it shuts down, and how often it looks for a changed
+/// configuration.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The listening address.
+    pub addr: SocketAddr,
+    /// Shutdown delay and drain timeout.
+    pub shutdown: lifecycle::ShutdownTimings,
+    /// How often the configuration files are checked for changes (`None`: only on SIGHUP).
+    pub config_poll: Option<Duration>,
+}
+
+/// Binds the address and serves until `shutdown` resolves, reloading the configuration on
+/// SIGHUP and when its files change (what the binary runs). On `shutdown`: readiness fails,
+/// the shutdown delay passes with the gateway still serving, then the listener closes and
+/// in-flight requests get the drain timeout to finish.
 pub async fn run(
+    source: reload::ConfigSource,
     loaded: &LoadedConfig,
     env: &Environment,
-    addr: SocketAddr,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
 ) -> Result<(), StartupError> {
-    let app = build_state(loaded, env).await?;
+    let resources = Arc::new(Resources::new(env.clone()));
+    let app = build_state(loaded, &resources).await?;
+    let addr = options.addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
+    let service = reload::Swappable::new(app.service());
+    let reloader = reload::Reloader::new(source, resources.clone(), service.clone(), loaded)
+        .spawn(options.config_poll);
     tracing::info!(address = %local, "switchyard listening");
+    let lifecycle = resources.lifecycle.clone();
+    let delay = options.shutdown.delay;
+    let stop_accepting = async move {
+        shutdown.await;
+        lifecycle.start_draining();
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "shutting down: readiness now fails; still serving during the shutdown delay"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
     server::serve(
         listener,
-        stack::inbound(app.state, app.auth),
-        shutdown,
-        drain,
+        stack::inbound(service),
+        stop_accepting,
+        options.shutdown.drain,
     )
     .await;
+    reloader.abort();
+    tracing::info!("switchyard stopped");
     Ok(())
 }

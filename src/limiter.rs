@@ -95,9 +95,13 @@ pub fn rules(config: &RateLimitingConfig) -> Rules {
 
 /// The limiter for this configuration: in-process by default, Redis/Valkey when
 /// `TENSORZERO_VALKEY_URL` is set (or `backend = "valkey"` demands it).
+///
+/// The stores come from `stores`, which outlives configuration reloads: the buckets keep their
+/// balances when the rules are reloaded, and the Redis connection is made once.
 pub async fn build(
     config: &RateLimitingConfig,
     valkey_url: Option<&str>,
+    stores: &BucketStores,
 ) -> Result<(RateLimitLayer, Option<RedisBackend>), String> {
     let rules = rules(config);
     if rules.is_empty() {
@@ -108,10 +112,10 @@ pub async fn build(
     match (backend, valkey_url) {
         ("memory", _) | ("auto", None) => {
             tracing::info!("Rate limiting: {} rule(s), buckets in this process", config.rules.len());
-            Ok((RateLimitLayer::new(rules, Arc::new(InProcessBackend::default()), default_max_tokens), None))
+            Ok((RateLimitLayer::new(rules, stores.in_process.clone(), default_max_tokens), None))
         }
         ("valkey" | "auto", Some(url)) => {
-            let redis = RedisBackend::connect(url).await?;
+            let redis = stores.redis.get_or_try_init(|| RedisBackend::connect(url)).await?.clone();
             tracing::info!("Rate limiting: {} rule(s), buckets in {}", config.rules.len(), redis.label);
             Ok((RateLimitLayer::new(rules, Arc::new(redis.clone()), default_max_tokens), Some(redis)))
         }
@@ -121,6 +125,13 @@ pub async fn build(
         ),
         (other, _) => Err(format!("unknown rate-limit backend `{other}`")),
     }
+}
+
+/// Where buckets live, kept for the life of the process (across configuration reloads).
+#[derive(Default)]
+pub struct BucketStores {
+    in_process: Arc<InProcessBackend>,
+    redis: tokio::sync::OnceCell<RedisBackend>,
 }
 
 /// Buckets in Redis or Valkey, shared by every replica.

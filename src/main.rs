@@ -5,10 +5,13 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use switchyard::Environment;
 use switchyard::config::LoadedConfig;
+use switchyard::lifecycle::ShutdownTimings;
+use switchyard::reload::ConfigSource;
+use switchyard::{Environment, ServeOptions};
 use tracing_subscriber::EnvFilter;
 
 /// The environment variable that may set the bind address.
@@ -42,6 +45,42 @@ struct Cli {
     /// Log line format. Filter with RUST_LOG (e.g. `RUST_LOG=switchyard=debug`).
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+
+    /// Seconds to keep serving after SIGTERM, with /ready failing, before the listener closes
+    /// (for load balancers that have not noticed yet; 0 when a preStop hook waits instead).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SWITCHYARD_SHUTDOWN_DELAY",
+        default_value = "0",
+        value_parser = seconds,
+        help_heading = "Lifecycle"
+    )]
+    shutdown_delay: Duration,
+
+    /// Seconds in-flight requests and streams get to finish once the listener has closed; what
+    /// is still open then is cut.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SWITCHYARD_DRAIN_TIMEOUT",
+        default_value = "30",
+        value_parser = seconds,
+        help_heading = "Lifecycle"
+    )]
+    drain_timeout: Duration,
+
+    /// Seconds between checks of the configuration files for changes, which are then reloaded
+    /// (0: reload only on SIGHUP).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SWITCHYARD_CONFIG_POLL_INTERVAL",
+        default_value = "5",
+        value_parser = seconds,
+        help_heading = "Lifecycle"
+    )]
+    config_poll_interval: Duration,
 
     /// Create the API-key table in TENSORZERO_POSTGRES_URL if it is missing, then exit.
     #[arg(long, help_heading = "API keys (TENSORZERO_POSTGRES_URL)")]
@@ -80,6 +119,15 @@ struct Cli {
     /// List API keys (public id, description, created, expires, disabled; never a secret), then exit.
     #[arg(long, help_heading = "API keys (TENSORZERO_POSTGRES_URL)")]
     list_api_keys: bool,
+}
+
+/// A duration given in (possibly fractional) seconds.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("`{text}` is not a valid duration: give 0 or more seconds"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -132,23 +180,24 @@ fn main() -> ExitCode {
         return runtime.block_on(administer_keys(&cli, &env));
     }
 
-    let loaded = match (&cli.config_file, cli.default_config) {
-        (Some(pattern), false) => match LoadedConfig::from_files(pattern) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let source = match (&cli.config_file, cli.default_config) {
+        (Some(pattern), false) => ConfigSource::Files(pattern.clone()),
         (None, true) => {
             tracing::warn!(
                 "running with --default-config: no functions are configured; call models by shorthand, e.g. `openai::gpt-4o-mini`"
             );
-            LoadedConfig::default_config()
+            ConfigSource::BuiltInDefault
         }
         _ => {
             eprintln!("error: give either --config-file PATH or --default-config (see --help)");
             return ExitCode::from(2);
+        }
+    };
+    let loaded = match source.load() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
     };
     for warning in &loaded.warnings {
@@ -167,12 +216,20 @@ fn main() -> ExitCode {
         return runtime.block_on(validate(&loaded, &env, addr));
     }
 
+    let options = ServeOptions {
+        addr,
+        shutdown: ShutdownTimings {
+            delay: cli.shutdown_delay,
+            drain: cli.drain_timeout,
+        },
+        config_poll: (!cli.config_poll_interval.is_zero()).then_some(cli.config_poll_interval),
+    };
     let result = runtime.block_on(switchyard::run(
+        source,
         &loaded,
         &env,
-        addr,
+        options,
         shutdown_signal(),
-        switchyard::server::DEFAULT_DRAIN,
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -325,7 +382,7 @@ async fn validate(loaded: &LoadedConfig, env: &Environment, addr: SocketAddr) ->
         }
     );
     println!("warnings:      {}", loaded.warnings.len());
-    match switchyard::build_state(loaded, env).await {
+    match switchyard::build_state(loaded, &switchyard::Resources::new(env.clone())).await {
         Ok(_) => {
             println!("configuration is valid");
             ExitCode::SUCCESS

@@ -13,9 +13,6 @@ use tower_http::add_extension::AddExtension;
 
 use crate::stack::InboundService;
 
-/// How long in-flight requests may run after shutdown begins.
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
-
 /// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight connections finish for up to `drain`.
 pub async fn serve(
@@ -60,13 +57,13 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!(
-        drain_s = drain.as_secs(),
-        "shutting down: no new connections; draining in-flight requests"
+        drain_timeout_ms = drain.as_millis() as u64,
+        "shutting down: no new connections; in-flight requests and streams are finishing"
     );
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain time ran out; closing the remaining connections");
+    match tokio::time::timeout(drain, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("every in-flight request finished"),
+        Err(_) => tracing::warn!(
+            "the drain timeout ran out; closing the connections still open (their requests are cut short)"
+        ),
     }
 }

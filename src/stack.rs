@@ -9,6 +9,11 @@
 //!    `proxy-authorization` and `api-key` sensitive, so no debug output can show them.
 //! 3. `RequestDecompressionLayer` (tower-http): gzip, br and zstd request bodies (lazily: the
 //!    body is not read until a handler reads it).
+//!
+//! Stages 4 and 5 are built per configuration. A reload (`reload`) swaps them atomically
+//! between requests through `Swappable`: a request runs to its end on the configuration it
+//! started with, and the next one, even on the same connection, gets the new one.
+//!
 //! 4. `AuthLayer` (layers `auth`): with `gateway.auth.enabled`, checks the API key before any
 //!    body is read; writes `ApiKeyPublicId`, reads `ClientAddr` (set per connection by the
 //!    server) for the brute-force shield. Refusals are rendered by `api::auth_rejection`.
@@ -55,8 +60,8 @@ use switchyard_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use switchyard_layers::route::RelayOrSkip;
 use switchyard_layers::timeout::{Scope, Timeout, TimeoutLayer, Timeouts};
 use switchyard_layers::{RequestLog, RequestLogLayer};
-use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceBuilder};
 use tower_http::decompression::{RequestDecompression, RequestDecompressionLayer};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 
@@ -67,13 +72,24 @@ use crate::inference::models::StackContext;
 use crate::inference::types::{ModelOutput, ModelRequest};
 use crate::providers::relay::{RELAY_PROVIDER, RelayClient};
 use crate::providers::{ProviderService, ProviderSpec};
+use crate::reload::Swappable;
+
+/// The part of the inbound stack that depends on the configuration (stages 4 and 5): what a
+/// reload replaces.
+pub type ConfiguredService = Auth<Router, Body>;
 
 /// The inbound service type: cheap to clone (the state is behind an `Arc`).
 pub type InboundService =
-    RequestLog<SetSensitiveRequestHeaders<RequestDecompression<Auth<Router, Body>>>>;
+    RequestLog<SetSensitiveRequestHeaders<RequestDecompression<Swappable<ConfiguredService>>>>;
 
-/// Builds the inbound stack over `state`.
-pub fn inbound(state: Arc<AppState>, auth: AuthLayer<Body>) -> InboundService {
+/// Builds stages 4 and 5 for one configuration.
+pub fn configured(state: Arc<AppState>, auth: AuthLayer<Body>) -> ConfiguredService {
+    auth.layer(Router::new(state))
+}
+
+/// Builds the inbound stack: stages 1 to 3 over whichever configuration `current` holds when
+/// each request arrives.
+pub fn inbound(current: Swappable<ConfiguredService>) -> InboundService {
     ServiceBuilder::new()
         .layer(RequestLogLayer::new())
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -82,8 +98,7 @@ pub fn inbound(state: Arc<AppState>, auth: AuthLayer<Body>) -> InboundService {
             HeaderName::from_static("api-key"),
         ]))
         .layer(RequestDecompressionLayer::new())
-        .layer(auth)
-        .service(Router::new(state))
+        .service(current)
 }
 
 /// One model's call stack (stages 9 to 14), type-erased so every model has the same type.

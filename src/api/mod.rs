@@ -1,7 +1,8 @@
 //! The HTTP API: routing, body reading, and the endpoint handlers.
 //!
 //! Routes (all under `gateway.base_path`): `POST /inference`,
-//! `POST /openai/v1/chat/completions`, `GET /status`, `GET /health`. Anything else is a JSON 404.
+//! `POST /openai/v1/chat/completions`, `GET /status`, `GET /health`, and the probes `GET /live`
+//! and `GET /ready`. Anything else is a JSON 404.
 
 pub mod inference;
 pub mod openai;
@@ -50,9 +51,12 @@ pub struct AppState {
     pub key_store: Option<crate::auth::PostgresKeyStore>,
     /// The shared rate-limit store, when rules use Valkey/Redis (`/health` checks it).
     pub limiter_store: Option<crate::limiter::RedisBackend>,
+    /// Whether the process is shutting down (`/ready` fails then).
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
 
-/// The auth layer for `[gateway.auth]`, with `/health` and `/status` open under `base_path`.
+/// The auth layer for `[gateway.auth]`, with `/health`, `/status` and the probes open under
+/// `base_path`.
 pub fn auth_layer(
     config: &crate::config::gateway::AuthConfig,
     base_path: &str,
@@ -62,7 +66,10 @@ pub fn auth_layer(
     use switchyard_layers::auth::{AuthLayer, AuthSettings, ShieldSettings};
     let shield = &config.shield;
     let settings = AuthSettings {
-        open_paths: vec![format!("{base_path}/health"), format!("{base_path}/status")],
+        open_paths: ["/health", "/status", "/live", "/ready"]
+            .iter()
+            .map(|p| format!("{base_path}{p}"))
+            .collect(),
         cache_ttl: config
             .cache
             .enabled
@@ -181,10 +188,12 @@ where
         ("/openai/v1/chat/completions", &Method::POST) => openai::handle(&state, req).await,
         ("/status", &Method::GET | &Method::HEAD) => Ok(status::status(&state)),
         ("/health", &Method::GET | &Method::HEAD) => Ok(status::health(&state).await),
+        ("/live", &Method::GET | &Method::HEAD) => Ok(status::live()),
+        ("/ready", &Method::GET | &Method::HEAD) => Ok(status::ready(&state).await),
         ("/inference" | "/openai/v1/chat/completions", _) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
         }
-        ("/status" | "/health", _) => {
+        ("/status" | "/health" | "/live" | "/ready", _) => {
             return method_not_allowed(&method, &full_path, "GET", flavor);
         }
         _ => return not_found(&method, &full_path),

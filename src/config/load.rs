@@ -381,7 +381,8 @@ pub fn read_files(pattern: &str) -> Result<Sources, ConfigErrors> {
     Ok(sources)
 }
 
-fn expand(pattern: &str) -> Result<Vec<PathBuf>, ConfigErrors> {
+/// The files `pattern` names, in merge order.
+pub(crate) fn expand(pattern: &str) -> Result<Vec<PathBuf>, ConfigErrors> {
     let is_glob = pattern.contains(['*', '?', '[']);
     if !is_glob {
         let path = PathBuf::from(pattern);

@@ -108,12 +108,7 @@ impl LoadedConfig {
 
     fn checked(config: Config, sources: Sources) -> Result<Self, ConfigErrors> {
         let warnings = validate::validate(&config, &sources)?;
-        let mut hasher = Sha256::new();
-        for text in sources.texts() {
-            hasher.update(text.as_bytes());
-            hasher.update([0]);
-        }
-        let hash = format!("{:x}", hasher.finalize());
+        let hash = content_hash(sources.texts());
         let template_base_dir = config
             .gateway
             .template_filesystem_access
@@ -128,4 +123,28 @@ impl LoadedConfig {
             template_base_dir,
         })
     }
+}
+
+/// The hash `/status` reports: SHA-256 over the files' texts, in merge order.
+pub fn content_hash<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut hasher = Sha256::new();
+    for text in texts {
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// The hash the files `pattern` names would load with, read without parsing: a cheap way to see
+/// whether they changed (the reload watcher polls it). An error says what cannot be read.
+pub fn files_hash(pattern: &str) -> Result<String, String> {
+    let texts = load::expand(pattern)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|path| {
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read config file `{}`: {e}", path.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(content_hash(texts.iter().map(String::as_str)))
 }

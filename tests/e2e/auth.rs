@@ -289,7 +289,7 @@ async fn keys_are_checked_on_every_route_but_health_and_status() {
         r.error()
     );
     // Open routes, and everything else closed (even unknown routes and malformed bodies).
-    for path in ["/health", "/status"] {
+    for path in ["/health", "/status", "/live", "/ready"] {
         assert_eq!(
             send(
                 Method::GET,
@@ -435,6 +435,25 @@ async fn postgres_down_means_503_for_uncached_keys_and_recovery_after_restart() 
     .await;
     assert_eq!(health.status, 503);
     assert_eq!(health.json()["postgres"], "error");
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", gw.url());
+        async move { send(Method::GET, &url, Bytes::new(), &[]).await }
+    };
+    let ready = get("/ready").await;
+    assert_eq!(ready.status, 503, "not ready while the key store is down");
+    assert!(
+        ready.json()["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("Postgres"),
+        "{}",
+        ready.json()
+    );
+    assert_eq!(
+        get("/live").await.status,
+        200,
+        "but alive: no restart for an outage"
+    );
 
     pg.restart();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -9,6 +9,7 @@ mod config_errors;
 mod gemini;
 mod harness;
 mod inference;
+mod lifecycle;
 mod openai;
 mod pg;
 mod providers;

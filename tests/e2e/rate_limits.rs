@@ -315,6 +315,22 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
     .await;
     assert_eq!(health.status, 503);
     assert_eq!(health.json()["valkey"], "error");
+    let ready = send(
+        Method::GET,
+        &format!("{}/ready", gw.url()),
+        Bytes::new(),
+        &[],
+    )
+    .await;
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.json()["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("Valkey/Redis"),
+        "{}",
+        ready.json()
+    );
     assert_eq!(
         mock.requests().len(),
         1,

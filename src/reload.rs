@@ -1,0 +1,285 @@
+//! Configuration reload without a restart.
+//!
+//! Two triggers:
+//!
+//! - **SIGHUP** always reloads (also when the files look unchanged: a template or a key file
+//!   they point to may have changed).
+//! - **A poll of the files' contents** reloads when they changed. Kubernetes updates a mounted
+//!   ConfigMap by swapping a symlink in the volume, which a watch on the file itself misses;
+//!   reading the contents sees it. The poll reads a few kilobytes every few seconds.
+//!
+//! A reload loads and validates the new files exactly as start-up does, then builds the new
+//! configuration's stack (models, providers, auth, rules) over the process's long-lived
+//! [`Resources`]: the outbound connection pool, the rate-limit buckets (their balances carry
+//! over) and the Postgres and Redis connections. Only then is the stack swapped in, atomically
+//! ([`Swappable`]); requests already running finish on the configuration they started with.
+//! A file that does not load or validate changes nothing: the error is logged, with file, line
+//! and TOML path, and the previous configuration keeps serving.
+//!
+//! Not reloadable: the listening address (`gateway.bind_address`) and the process environment
+//! (`TENSORZERO_POSTGRES_URL`, `TENSORZERO_VALKEY_URL`, provider keys read from `env::`
+//! locations keep the values they had at start-up). A changed bind address is reported as a
+//! warning; restart to apply it. Each successful reload keeps the new files' text in memory for
+//! the life of the process (error locations point into it), so reloads cost a few kilobytes
+//! each: fine for configuration changes, not for reloading in a loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tower::Service;
+use tower::util::{Oneshot, ServiceExt};
+
+use crate::config::{ConfigErrors, LoadedConfig, files_hash};
+use crate::stack::ConfiguredService;
+use crate::{Resources, build_state};
+
+/// Where the configuration comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// `--config-file PATH_OR_GLOB`.
+    Files(String),
+    /// `--default-config`: nothing to reload.
+    BuiltInDefault,
+}
+
+impl ConfigSource {
+    /// Loads and validates the configuration.
+    pub fn load(&self) -> Result<LoadedConfig, ConfigErrors> {
+        match self {
+            Self::Files(pattern) => LoadedConfig::from_files(pattern),
+            Self::BuiltInDefault => Ok(LoadedConfig::default_config()),
+        }
+    }
+
+    /// What the files hash to now (the hash `/status` would show), or what stops them being
+    /// read; `None` for the built-in configuration.
+    fn current_hash(&self) -> Option<String> {
+        match self {
+            Self::Files(pattern) => {
+                Some(files_hash(pattern).unwrap_or_else(|e| format!("unreadable: {e}")))
+            }
+            Self::BuiltInDefault => None,
+        }
+    }
+}
+
+/// A service that can be replaced while it serves: each call runs on whichever service is
+/// current when the call is made (one atomic load and a clone, no lock).
+pub struct Swappable<S> {
+    current: Arc<ArcSwap<S>>,
+}
+
+impl<S> Clone for Swappable<S> {
+    fn clone(&self) -> Self {
+        Self {
+            current: self.current.clone(),
+        }
+    }
+}
+
+impl<S> Swappable<S> {
+    /// Starts with `service`.
+    pub fn new(service: S) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(service)),
+        }
+    }
+
+    /// Makes `service` the one new calls use.
+    pub fn replace(&self, service: S) {
+        self.current.store(Arc::new(service));
+    }
+}
+
+impl<S, R> Service<R> for Swappable<S>
+where
+    S: Service<R> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Oneshot<S, R>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is the current service's, checked in the call (`oneshot`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        S::clone(&self.current.load()).oneshot(req)
+    }
+}
+
+/// Why a reload was attempted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// The poll saw different file contents.
+    FilesChanged,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Signal => "SIGHUP",
+            Self::FilesChanged => "the configuration files changed",
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The new configuration serves from now on.
+    Reloaded {
+        /// The hash of the configuration it replaced.
+        from: String,
+        /// Its own hash.
+        to: String,
+    },
+    /// The built-in configuration has nothing to reload.
+    NothingToReload,
+}
+
+/// Reloads the configuration into a [`Swappable`] stack.
+pub struct Reloader {
+    source: ConfigSource,
+    resources: Arc<Resources>,
+    service: Swappable<ConfiguredService>,
+    /// The hash of the configuration being served.
+    serving: String,
+    /// The hash of files that failed to load: the poll does not retry them until they change.
+    rejected: Option<String>,
+    bind_address: Option<SocketAddr>,
+}
+
+impl Reloader {
+    /// A reloader for `service`, which serves `loaded` (read from `source`).
+    pub fn new(
+        source: ConfigSource,
+        resources: Arc<Resources>,
+        service: Swappable<ConfiguredService>,
+        loaded: &LoadedConfig,
+    ) -> Self {
+        Self {
+            source,
+            resources,
+            service,
+            serving: loaded.hash.clone(),
+            rejected: None,
+            bind_address: loaded.config.gateway.bind_address,
+        }
+    }
+
+    /// Loads, validates and builds the configuration, and swaps it in. On error nothing
+    /// changes and the error says why.
+    pub async fn reload(&mut self) -> Result<Outcome, String> {
+        if matches!(self.source, ConfigSource::BuiltInDefault) {
+            return Ok(Outcome::NothingToReload);
+        }
+        let loaded = self.source.load().map_err(|e| e.to_string())?;
+        let app = build_state(&loaded, &self.resources)
+            .await
+            .map_err(|e| e.to_string())?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{}", warning.message);
+        }
+        if loaded.config.gateway.bind_address != self.bind_address {
+            tracing::warn!(
+                "`gateway.bind_address` changed; the gateway keeps listening where it is: restart it to apply the new address"
+            );
+        }
+        self.service.replace(app.service());
+        let from = std::mem::replace(&mut self.serving, loaded.hash.clone());
+        self.rejected = None;
+        Ok(Outcome::Reloaded {
+            from,
+            to: loaded.hash,
+        })
+    }
+
+    async fn reload_and_log(&mut self, trigger: Trigger) {
+        let attempted = self.source.current_hash();
+        match self.reload().await {
+            Ok(Outcome::Reloaded { from, to }) => tracing::info!(
+                trigger = trigger.as_str(),
+                from_config_hash = %from,
+                config_hash = %to,
+                "configuration reloaded"
+            ),
+            Ok(Outcome::NothingToReload) => tracing::info!(
+                trigger = trigger.as_str(),
+                "the built-in default configuration has nothing to reload"
+            ),
+            Err(e) => {
+                self.rejected = attempted;
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    config_hash = %self.serving,
+                    "configuration reload failed; still serving the previous configuration: {e}"
+                );
+            }
+        }
+    }
+
+    /// Whether the poll should reload: the files differ from what serves and from what
+    /// failed last time.
+    fn files_changed(&self) -> bool {
+        match self.source.current_hash() {
+            Some(now) => now != self.serving && Some(&now) != self.rejected.as_ref(),
+            None => false,
+        }
+    }
+
+    /// Reloads on SIGHUP, and when a poll every `poll` (if any) sees the files change. The
+    /// signal handler is installed before this returns, so a SIGHUP sent from then on reloads
+    /// rather than ending the process (the default action of SIGHUP).
+    pub fn spawn(mut self, poll: Option<Duration>) -> tokio::task::JoinHandle<()> {
+        #[cfg(unix)]
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by file change only");
+                None
+            }
+        };
+        tokio::spawn(async move {
+            let mut ticks = poll.map(|every| {
+                let mut t = tokio::time::interval(every);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            loop {
+                let hangup = async {
+                    #[cfg(unix)]
+                    if let Some(h) = hangups.as_mut() {
+                        h.recv().await;
+                        return;
+                    }
+                    std::future::pending::<()>().await
+                };
+                let tick = async {
+                    match ticks.as_mut() {
+                        Some(t) => {
+                            t.tick().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                let trigger = tokio::select! {
+                    () = hangup => Trigger::Signal,
+                    () = tick => Trigger::FilesChanged,
+                };
+                if trigger == Trigger::FilesChanged && !self.files_changed() {
+                    continue;
+                }
+                self.reload_and_log(trigger).await;
+            }
+        })
+    }
+}
