@@ -136,6 +136,26 @@ impl ProviderType {
         }
     }
 
+    /// Whether `[provider_types.T.defaults] api_base` applies: the types whose providers may
+    /// leave `api_base` out (a hosted default URL).
+    pub fn takes_default_api_base(self) -> bool {
+        matches!(
+            self,
+            Self::Anthropic
+                | Self::Deepseek
+                | Self::Fireworks
+                | Self::GoogleAiStudioGemini
+                | Self::Groq
+                | Self::Hyperbolic
+                | Self::Mistral
+                | Self::Openai
+                | Self::Openrouter
+                | Self::Together
+                | Self::Vllm
+                | Self::Xai
+        )
+    }
+
     /// The type named by a shorthand prefix (`openai` in `openai::gpt-4o`).
     pub fn from_shorthand(prefix: &str) -> Option<Self> {
         Self::SHORTHAND.into_iter().find(|t| t.as_str() == prefix)
@@ -609,6 +629,36 @@ impl ProviderTypesConfig {
         }
     }
 
+    /// The `[provider_types.T.defaults] api_base` for a type, if the config sets one.
+    pub fn default_api_base(&self, t: ProviderType) -> Option<&str> {
+        self.api_key_type(t)
+            .and_then(|c| c.defaults.api_base.as_deref())
+    }
+
+    /// The settings of a key-based type (`None` for the Vertex types and unset ones).
+    pub fn api_key_type(&self, t: ProviderType) -> Option<&ApiKeyTypeConfig> {
+        match t {
+            ProviderType::Anthropic => self.anthropic.as_ref(),
+            ProviderType::AwsBedrock => self.aws_bedrock.as_ref(),
+            ProviderType::AwsSagemaker => self.aws_sagemaker.as_ref(),
+            ProviderType::Azure => self.azure.as_ref(),
+            ProviderType::Deepseek => self.deepseek.as_ref(),
+            ProviderType::Fireworks => self.fireworks.as_ref(),
+            ProviderType::GcpVertexAnthropic | ProviderType::GcpVertexGemini => None,
+            ProviderType::GoogleAiStudioGemini => self.google_ai_studio.as_ref(),
+            ProviderType::Groq => self.groq.as_ref(),
+            ProviderType::Hyperbolic => self.hyperbolic.as_ref(),
+            ProviderType::Mistral => self.mistral.as_ref(),
+            ProviderType::Openai => self.openai.as_ref(),
+            ProviderType::Openrouter => self.openrouter.as_ref(),
+            ProviderType::Sglang => self.sglang.as_ref(),
+            ProviderType::Tgi => self.tgi.as_ref(),
+            ProviderType::Together => self.together.as_ref(),
+            ProviderType::Vllm => self.vllm.as_ref(),
+            ProviderType::Xai => self.xai.as_ref(),
+        }
+    }
+
     /// The location a provider of type `t` uses when it sets none itself.
     pub fn effective_default(&self, t: ProviderType) -> CredentialLocation {
         self.default_location(t)
@@ -632,6 +682,10 @@ pub struct ApiKeyTypeConfig {
 pub struct ApiKeyDefaults {
     /// The default key location for every provider of this type, shorthands included.
     pub api_key_location: Option<CredentialLocation>,
+    /// The base URL for every provider of this type that sets none, shorthands included (a
+    /// switchyard extension: route `openai::...` through an egress proxy or a private
+    /// deployment, or to a mock in tests and examples).
+    pub api_base: Option<String>,
 }
 
 /// `[provider_types.gcp_vertex_*]`.

@@ -460,6 +460,27 @@ impl Checker<'_> {
     }
 
     fn provider_types(&mut self) {
+        for t in ProviderType::ALL {
+            let Some(base) = self.config.provider_types.default_api_base(t) else {
+                continue;
+            };
+            let table = match t {
+                ProviderType::GoogleAiStudioGemini => "google_ai_studio",
+                other => other.as_str(),
+            };
+            let at = TomlPath::keys(["provider_types", table, "defaults", "api_base"]);
+            if t.takes_default_api_base() {
+                self.url(at, "api_base", base);
+            } else {
+                self.error(
+                    at,
+                    format!(
+                        "`api_base` defaults are for types with a hosted default URL (openai, anthropic, \
+                         google_ai_studio_gemini, deepseek, ...); set the address of each `{t}` provider on the provider"
+                    ),
+                );
+            }
+        }
         if let Some(batch) = self
             .config
             .provider_types

@@ -115,17 +115,31 @@ impl ProviderSpec {
             .unwrap_or_else(|| types.effective_default(provider_type));
         let adapter = match (
             &config.kind,
-            openai::OpenAiAdapter::from_config(&config.kind, check_credentials),
+            openai::OpenAiAdapter::from_config(
+                &config.kind,
+                types.default_api_base(provider_type),
+                check_credentials,
+            ),
         ) {
             (_, Some(result)) => Adapter::OpenAi(result.map_err(|e| {
                 ProviderSetupError(format!("provider `{name}` of model `{model}`: {e}"))
             })?),
-            (crate::config::ProviderKind::Anthropic(p), None) => Adapter::Anthropic(
-                anthropic::AnthropicAdapter::new(&p.model_name, p.api_base.as_deref()),
-            ),
-            (crate::config::ProviderKind::GoogleAiStudioGemini(p), None) => Adapter::Gemini(
-                gemini::GeminiAdapter::new(&p.model_name, p.api_base.as_deref()),
-            ),
+            (crate::config::ProviderKind::Anthropic(p), None) => {
+                Adapter::Anthropic(anthropic::AnthropicAdapter::new(
+                    &p.model_name,
+                    p.api_base
+                        .as_deref()
+                        .or(types.default_api_base(provider_type)),
+                ))
+            }
+            (crate::config::ProviderKind::GoogleAiStudioGemini(p), None) => {
+                Adapter::Gemini(gemini::GeminiAdapter::new(
+                    &p.model_name,
+                    p.api_base
+                        .as_deref()
+                        .or(types.default_api_base(provider_type)),
+                ))
+            }
             (crate::config::ProviderKind::GcpVertexGemini(p), None) => {
                 Adapter::Gemini(gemini::GeminiAdapter::vertex(p))
             }
@@ -180,13 +194,14 @@ impl ProviderSpec {
         model: &str,
         types: &ProviderTypesConfig,
     ) -> Result<Self, Error> {
-        let adapter = match openai::OpenAiAdapter::shorthand(provider_type, model) {
+        let base = types.default_api_base(provider_type);
+        let adapter = match openai::OpenAiAdapter::shorthand(provider_type, model, base) {
             Some(a) => Adapter::OpenAi(a),
             None if provider_type == ProviderType::Anthropic => {
-                Adapter::Anthropic(anthropic::AnthropicAdapter::new(model, None))
+                Adapter::Anthropic(anthropic::AnthropicAdapter::new(model, base))
             }
             None if provider_type == ProviderType::GoogleAiStudioGemini => {
-                Adapter::Gemini(gemini::GeminiAdapter::new(model, None))
+                Adapter::Gemini(gemini::GeminiAdapter::new(model, base))
             }
             None if provider_type == ProviderType::GcpVertexGemini => Adapter::Gemini(
                 gemini::GeminiAdapter::vertex(&gcp::parse_resource_path(model, "google")?),

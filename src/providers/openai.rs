@@ -84,13 +84,16 @@ fn azure_url(endpoint: &str, deployment_id: &str, api_version: &str) -> String {
 impl OpenAiAdapter {
     /// The adapter for a configured provider, or `None` when the type speaks another format.
     /// `check_credentials` also covers an Azure endpoint read from the environment.
+    /// `type_base` is the type's `[provider_types]` default, used when the provider sets none.
     pub fn from_config(
         kind: &ProviderKind,
+        type_base: Option<&str>,
         check_credentials: bool,
     ) -> Option<Result<Self, String>> {
         let provider_type = kind.provider_type();
         let fixed = |base: Option<&str>, model: &str| -> Result<Self, String> {
             let base = base
+                .or(type_base)
                 .or_else(|| default_api_base(provider_type))
                 .ok_or_else(|| "`api_base` is required".to_owned())?;
             Ok(Self {
@@ -125,11 +128,16 @@ impl OpenAiAdapter {
     }
 
     /// The adapter of a shorthand model, or `None` when the type speaks another format.
-    pub fn shorthand(provider_type: ProviderType, model: &str) -> Option<Self> {
+    /// `type_base` is the type's `[provider_types]` default, used instead of the hosted URL.
+    pub fn shorthand(
+        provider_type: ProviderType,
+        model: &str,
+        type_base: Option<&str>,
+    ) -> Option<Self> {
         if provider_type == ProviderType::Openai && model.starts_with("responses::") {
             return None;
         }
-        let base = default_api_base(provider_type)?;
+        let base = type_base.or_else(|| default_api_base(provider_type))?;
         Some(Self {
             provider_type,
             model: model.to_owned(),
@@ -746,7 +754,7 @@ mod tests {
     use crate::providers::provider_error_message;
 
     fn adapter(t: ProviderType) -> OpenAiAdapter {
-        OpenAiAdapter::shorthand(t, "m").unwrap()
+        OpenAiAdapter::shorthand(t, "m", None).unwrap()
     }
 
     #[test]

@@ -420,3 +420,25 @@ fn wrong_types_inside_tagged_tables_point_at_the_key() {
     let e = load(&[("c.toml", text)]).unwrap_err();
     assert!(e.contains("c.toml:3:1: `functions.f.tools`"), "{e}");
 }
+
+#[test]
+fn provider_type_api_base_is_checked() {
+    let e = load(&[(
+        "tensorzero.toml",
+        "[provider_types.openai.defaults]\napi_base = \"localhost:3030\"\n\n[provider_types.azure.defaults]\napi_base = \"https://x\"\n",
+    )])
+    .unwrap_err();
+    assert!(
+        e.contains("`provider_types.openai.defaults.api_base`"),
+        "{e}"
+    );
+    assert!(e.contains("is not an http(s) URL"), "{e}");
+    assert!(
+        e.contains("`provider_types.azure.defaults.api_base`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("set the address of each `azure` provider"),
+        "{e}"
+    );
+}

@@ -672,3 +672,27 @@ async fn json_mode_through_the_openai_route_reaches_each_native_format() {
         }
     }
 }
+
+#[tokio::test]
+async fn provider_type_default_api_base_reroutes_shorthands_and_configured_providers() {
+    let h = Harness::start(
+        "[provider_types.openai.defaults]\napi_base = \"{mock}\"\napi_key_location = \"none\"\n\n\
+         [provider_types.anthropic.defaults]\napi_base = \"{mock}\"\napi_key_location = \"none\"\n\n\
+         [models.plain]\nrouting = [\"p\"]\n[models.plain.providers.p]\ntype = \"openai\"\nmodel_name = \"configured\"\n",
+    )
+    .await;
+    for (model, seen) in [
+        ("openai::gpt-5-mini", "gpt-5-mini"),
+        ("plain", "configured"),
+        ("anthropic::claude-haiku", "claude-haiku"),
+    ] {
+        let r = h.post("/inference", &inference(model, "hi")).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{model}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(last_request(&h.mock).body["model"], seen);
+    }
+}
