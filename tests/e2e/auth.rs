@@ -2,7 +2,7 @@
 //! Postgres going away and coming back, the brute-force shield, and a relay with auth on.
 
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use switchyard::config::LoadedConfig;
 use switchyard::mock_provider::MockProvider;
 use switchyard::{Environment, RunningGateway};
 
-use crate::harness::{inference, send};
+use crate::harness::{GatewayProcess, inference, send};
 use crate::pg::Postgres;
 
 fn admin(pg: &Postgres, args: &[&str]) -> Output {
@@ -529,9 +529,13 @@ async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
         ),
     )
     .unwrap();
-    let relay = Process::start(
+    let relay = GatewayProcess::start(
         &relay_cfg,
-        &[("TENSORZERO_POSTGRES_URL", pg.url().as_str())],
+        &[],
+        &[
+            ("TENSORZERO_POSTGRES_URL", pg.url().as_str()),
+            ("RUST_LOG", "trace"),
+        ],
         dir.path().join("relay.log"),
     );
     let edge_cfg = dir.path().join("edge.toml");
@@ -543,9 +547,13 @@ async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
         ),
     )
     .unwrap();
-    let edge = Process::start(
+    let edge = GatewayProcess::start(
         &edge_cfg,
-        &[("TENSORZERO_RELAY_API_KEY", key.as_str())],
+        &[],
+        &[
+            ("TENSORZERO_RELAY_API_KEY", key.as_str()),
+            ("RUST_LOG", "trace"),
+        ],
         dir.path().join("edge.log"),
     );
     let r = send(
@@ -561,12 +569,16 @@ async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
         Some("Bearer sk-provider-secret-1")
     );
 
-    let wrong = Process::start(
+    let wrong = GatewayProcess::start(
         &edge_cfg,
-        &[(
-            "TENSORZERO_RELAY_API_KEY",
-            "sk-t0-abcdefabcdef-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        )],
+        &[],
+        &[
+            (
+                "TENSORZERO_RELAY_API_KEY",
+                "sk-t0-abcdefabcdef-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            ),
+            ("RUST_LOG", "trace"),
+        ],
         dir.path().join("wrong.log"),
     );
     let r = send(
@@ -599,55 +611,5 @@ async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     ] {
         assert!(!logs.contains(secret), "a secret reached a log line");
-    }
-}
-
-struct Process {
-    child: std::process::Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Process {
-    fn start(config: &std::path::Path, env: &[(&str, &str)], log: std::path::PathBuf) -> Process {
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--bind-address",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .env("RUST_LOG", "trace")
-        .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
-        .stdout(Stdio::null())
-        .stderr(file);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let url = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(line) = text.lines().find(|l| l.contains("switchyard listening")) {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                break format!("http://{}", v["address"].as_str().unwrap());
-            }
-            if std::time::Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("did not start:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Process { child, url, log }
-    }
-
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

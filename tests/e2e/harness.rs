@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -186,4 +187,140 @@ pub fn key_file(dir: &tempfile::TempDir, name: &str, key: &str) -> String {
     let path = dir.path().join(name);
     std::fs::write(&path, key).unwrap();
     path.to_str().unwrap().to_owned()
+}
+
+/// The switchyard binary as a child process, with JSON logs in a file: for tests that need
+/// their own environment, real signals, or the process's exit code.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl GatewayProcess {
+    /// Starts `switchyard --config-file CONFIG --bind-address 127.0.0.1:0 ARGS` with the
+    /// environment's gateway variables removed, then `env` set (RUST_LOG is `info` unless
+    /// `env` sets it), logging to `log`; returns once it listens.
+    pub fn start(
+        config: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: std::path::PathBuf,
+    ) -> GatewayProcess {
+        let mut all = vec!["--config-file", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Self::spawn(&all, env, log)
+    }
+
+    /// [`Self::start`] without a config file: `args` say where the configuration comes from.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], log: std::path::PathBuf) -> GatewayProcess {
+        use std::process::{Command, Stdio};
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(["--bind-address", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
+            .env_remove("TENSORZERO_POSTGRES_URL")
+            .env_remove("TENSORZERO_VALKEY_URL")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file);
+        let mut gateway = GatewayProcess {
+            child: cmd.spawn().unwrap(),
+            url: String::new(),
+            log,
+        };
+        let line = gateway.wait_for_log("switchyard listening", Duration::from_secs(20));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        gateway.url = format!("http://{}", v["address"].as_str().unwrap());
+        gateway
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the process and returns everything it logged.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.logs()
+    }
+
+    /// The first log line containing `text`, waiting for it up to `within`.
+    pub fn wait_for_log(&self, text: &str, within: Duration) -> String {
+        self.wait_for_nth_log(text, 1, within)
+    }
+
+    /// The `n`th log line containing `text`.
+    pub fn wait_for_nth_log(&self, text: &str, n: usize, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let logs = self.logs();
+            if let Some(line) = logs.lines().filter(|l| l.contains(text)).nth(n - 1) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line #{n} with {text:?}:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, ...).
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {name} failed");
+    }
+
+    /// Waits for the process to exit; whether it exited 0.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running {within:?} after the signal:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        send(
+            Method::GET,
+            &format!("{}{path}", self.url),
+            Bytes::new(),
+            &[],
+        )
+        .await
+    }
+
+    /// `POST /inference` with a JSON body.
+    pub async fn infer(&self, body: &Value) -> Reply {
+        send(
+            Method::POST,
+            &format!("{}/inference", self.url),
+            Bytes::from(body.to_string()),
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
 }

@@ -4,148 +4,15 @@
 //! requests, rate-limit buckets).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use switchyard::mock_provider::MockProvider;
 
-use crate::harness::{Reply, inference, send};
-
-/// The switchyard binary, running as a child process with JSON logs in a file.
-struct Gateway {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn start(config: &Path, args: &[&str]) -> Gateway {
-        let log = config.with_extension(format!("{}.log", rand_suffix()));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--bind-address",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
-        .env_remove("TENSORZERO_POSTGRES_URL")
-        .env_remove("TENSORZERO_VALKEY_URL")
-        .stdout(Stdio::null())
-        .stderr(file);
-        let child = cmd.spawn().unwrap();
-        let mut gateway = Gateway {
-            child,
-            url: String::new(),
-            log,
-        };
-        let line = gateway.wait_for_log("switchyard listening", Duration::from_secs(20));
-        let v: Value = serde_json::from_str(&line).unwrap();
-        gateway.url = format!("http://{}", v["address"].as_str().unwrap());
-        gateway
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The first log line containing `text`, waiting for it up to `within`.
-    fn wait_for_log(&self, text: &str, within: Duration) -> String {
-        self.wait_for_nth_log(text, 1, within)
-    }
-
-    /// The `n`th log line containing `text`.
-    fn wait_for_nth_log(&self, text: &str, n: usize, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let logs = self.logs();
-            if let Some(line) = logs.lines().filter(|l| l.contains(text)).nth(n - 1) {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line #{n} with {text:?}:\n{logs}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -s {name} failed");
-    }
-
-    /// Waits for the process to exit and returns whether it exited 0.
-    fn wait_exit(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running {within:?} after the signal:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        send(
-            Method::GET,
-            &format!("{}{path}", self.url),
-            Bytes::new(),
-            &[],
-        )
-        .await
-    }
-
-    async fn infer(&self, body: &Value) -> Reply {
-        send(
-            Method::POST,
-            &format!("{}/inference", self.url),
-            Bytes::from(body.to_string()),
-            &[("content-type", "application/json")],
-        )
-        .await
-    }
-
-    async fn config_hash(&self) -> String {
-        self.get("/status").await.json()["config_hash"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn refuses_connections(&self) -> bool {
-        std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_err()
-    }
-}
-
-fn rand_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
-}
+use crate::harness::{GatewayProcess, inference};
 
 /// Streams `body` to `/inference`, reading until the stream ends or breaks: the bytes read and
 /// whether it ended cleanly.
@@ -170,6 +37,21 @@ async fn stream(url: String, body: Value) -> (String, bool) {
             }
         }
     }
+}
+
+fn log_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("gateway.log")
+}
+
+async fn config_hash(gw: &GatewayProcess) -> String {
+    gw.get("/status").await.json()["config_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn refuses_connections(gw: &GatewayProcess) -> bool {
+    std::net::TcpStream::connect(gw.url.trim_start_matches("http://")).is_err()
 }
 
 fn streaming(model: &str) -> Value {
@@ -211,7 +93,12 @@ async fn sigterm_fails_readiness_then_drains_in_flight_streams_and_exits_zero() 
         dir.path(),
         &(model("story", &mock, "drip-20") + &model("quick", &mock, "quick")),
     );
-    let mut gw = Gateway::start(&config, &["--shutdown-delay", "2", "--drain-timeout", "20"]);
+    let mut gw = GatewayProcess::start(
+        &config,
+        &["--shutdown-delay", "2", "--drain-timeout", "20"],
+        &[],
+        log_path(&dir),
+    );
     assert_eq!(gw.get("/ready").await.status, 200);
     assert_eq!(gw.get("/live").await.status, 200);
 
@@ -243,7 +130,7 @@ async fn sigterm_fails_readiness_then_drains_in_flight_streams_and_exits_zero() 
 
     // After the delay: new connections are refused while the stream goes on.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !gw.refuses_connections() {
+    while !refuses_connections(&gw) {
         assert!(Instant::now() < deadline, "still accepting after the delay");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -266,7 +153,7 @@ async fn a_stream_longer_than_the_drain_timeout_is_cut_and_the_process_still_exi
     let mock = MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &model("story", &mock, "drip-50"));
-    let mut gw = Gateway::start(&config, &["--drain-timeout", "0.5"]);
+    let mut gw = GatewayProcess::start(&config, &["--drain-timeout", "0.5"], &[], log_path(&dir));
     let in_flight = tokio::spawn(stream(gw.url.clone(), streaming("story")));
     until_mock_has(&mock, 1).await;
     let signalled = Instant::now();
@@ -290,8 +177,13 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_configuration() {
     let mock = MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &model("first", &mock, "one"));
-    let gw = Gateway::start(&config, &["--config-poll-interval", "0"]);
-    let before = gw.config_hash().await;
+    let gw = GatewayProcess::start(
+        &config,
+        &["--config-poll-interval", "0"],
+        &[],
+        log_path(&dir),
+    );
+    let before = config_hash(&gw).await;
     assert_eq!(gw.infer(&inference("first", "hi")).await.status, 200);
     assert_eq!(gw.infer(&inference("second", "hi")).await.status, 400);
 
@@ -301,7 +193,7 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_configuration() {
     );
     gw.signal("HUP");
     gw.wait_for_log("configuration reloaded", Duration::from_secs(10));
-    let after = gw.config_hash().await;
+    let after = config_hash(&gw).await;
     assert_ne!(before, after);
     assert_eq!(gw.infer(&inference("second", "hi")).await.status, 200);
 
@@ -317,7 +209,7 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_configuration() {
         line.contains("models.second.providers.m.model_name"),
         "{line}"
     );
-    assert_eq!(gw.config_hash().await, after);
+    assert_eq!(config_hash(&gw).await, after);
     assert_eq!(gw.infer(&inference("first", "hi")).await.status, 200);
     assert_eq!(gw.infer(&inference("second", "hi")).await.status, 200);
 
@@ -330,7 +222,7 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_configuration() {
     gw.signal("HUP");
     let line = gw.wait_for_nth_log("configuration reload failed", 2, Duration::from_secs(10));
     assert!(line.contains("SWITCHYARD_TEST_UNSET_KEY"), "{line}");
-    assert_eq!(gw.config_hash().await, after);
+    assert_eq!(config_hash(&gw).await, after);
     assert_eq!(gw.get("/ready").await.status, 200);
 }
 
@@ -352,7 +244,12 @@ async fn a_configmap_update_is_picked_up_by_the_poll_and_in_flight_requests_fini
     publish("v1", &model("story", &mock, "drip-10"));
     let config = dir.path().join("tensorzero.toml");
     std::os::unix::fs::symlink("..data/tensorzero.toml", &config).unwrap();
-    let gw = Gateway::start(&config, &["--config-poll-interval", "0.2"]);
+    let gw = GatewayProcess::start(
+        &config,
+        &["--config-poll-interval", "0.2"],
+        &[],
+        log_path(&dir),
+    );
 
     // A 2 s stream on the first configuration...
     let in_flight = tokio::spawn(stream(gw.url.clone(), streaming("story")));
@@ -384,7 +281,12 @@ async fn rate_limit_buckets_keep_their_balance_across_a_reload() {
     let rules = "[rate_limiting]\nbackend = \"memory\"\n[[rate_limiting.rules]]\n\
                  model_inferences_per_hour = 3\nalways = true\n\n";
     let config = write_config(dir.path(), &(rules.to_owned() + &model("a", &mock, "a")));
-    let gw = Gateway::start(&config, &["--config-poll-interval", "0"]);
+    let gw = GatewayProcess::start(
+        &config,
+        &["--config-poll-interval", "0"],
+        &[],
+        log_path(&dir),
+    );
     for _ in 0..2 {
         assert_eq!(gw.infer(&inference("a", "hi")).await.status, 200);
     }
@@ -401,36 +303,13 @@ async fn rate_limit_buckets_keep_their_balance_across_a_reload() {
 
 #[tokio::test]
 async fn sighup_with_the_built_in_configuration_does_not_stop_the_gateway() {
-    let log_dir = tempfile::tempdir().unwrap();
-    let log = log_dir.path().join("gw.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "--default-config",
-            "--bind-address",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let gw = Gateway {
-        url: String::new(),
-        log,
-        child: Command::new("true").spawn().unwrap(),
-    };
-    gw.wait_for_log("switchyard listening", Duration::from_secs(20));
-    Command::new("kill")
-        .args(["-s", "HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = GatewayProcess::spawn(&["--default-config"], &[], log_path(&dir));
+    gw.signal("HUP");
     gw.wait_for_log("nothing to reload", Duration::from_secs(10));
     assert!(
-        child.try_wait().unwrap().is_none(),
+        gw.child.try_wait().unwrap().is_none(),
         "SIGHUP ended the process"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    assert_eq!(gw.get("/live").await.status, 200);
 }
