@@ -61,8 +61,9 @@ pub enum StartupError {
     /// The configuration asks for something that cannot be served safely.
     #[error("{0}")]
     Config(String),
-    /// Providers could not be set up (missing keys, endpoints).
-    #[error("cannot set up providers:\n  - {}", .0.join("\n  - "))]
+    /// Providers, functions or templates could not be set up (missing keys, unreadable or
+    /// invalid schemas and templates).
+    #[error("cannot set up models and functions:\n  - {}", .0.join("\n  - "))]
     Providers(Vec<String>),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -143,7 +144,12 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
-    let gateway = inference::Gateway::new(config, resources.client.clone(), rate_limit)
+    let gateway = inference::Gateway::new(
+        config,
+        loaded.template_base_dir.as_deref(),
+        resources.client.clone(),
+        rate_limit,
+    )
         .map_err(StartupError::Providers)?;
     match config
         .gateway

@@ -14,10 +14,11 @@ use super::{AppState, annotate, json_response, parse_json, read_body};
 use crate::body::Body;
 use crate::error::Error;
 use crate::inference::types::BodyEdit;
+use crate::inference::functions::{checked_tool_call, output_text, parsed_json};
+use crate::inference::input::{Input, InputBlock, InputMessage, SystemInput};
 use crate::inference::types::{
-    ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, Message,
-    ModelChunk, ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef,
-    ToolResult, Usage,
+    ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, ModelChunk,
+    ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
 };
 use crate::inference::{
     DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest, RequestEdit,
@@ -98,7 +99,6 @@ enum NativeBlock {
     },
     Template {
         name: String,
-        #[allow(dead_code)]
         arguments: Value,
     },
     RawText {
@@ -203,11 +203,13 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
     );
     let system = match n.input.system {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => {
-            return Err(Error::NotSupported(
-                "structured `input.system` (template arguments for a `system_schema`)".into(),
-            ));
+        Some(Value::String(s)) => Some(SystemInput::Text(s)),
+        Some(Value::Object(arguments)) => Some(SystemInput::Arguments(arguments)),
+        Some(other) => {
+            return Err(Error::JsonRequest(format!(
+                "Invalid request body at `input.system`: expected a string or an object of template arguments, got {}",
+                type_name(&other)
+            )));
         }
     };
     let messages = n
@@ -222,8 +224,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
         model_name: n.model_name,
         variant_name: n.variant_name,
         episode_id: n.episode_id,
-        system,
-        messages,
+        input: Input { system, messages },
         stream: n.stream.unwrap_or(false),
         params: n.params.chat_completion.unwrap_or_default(),
         tags: n.tags,
@@ -246,10 +247,10 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
     })
 }
 
-fn convert_message(index: usize, m: NativeMessage) -> Result<Message, Error> {
+fn convert_message(index: usize, m: NativeMessage) -> Result<InputMessage, Error> {
     let at = |j: usize| format!("input.messages[{index}].content[{j}]");
     let content = match m.content {
-        Value::String(text) => vec![ContentBlock::Text(text)],
+        Value::String(text) => vec![InputBlock::Text(text)],
         Value::Array(blocks) => blocks
             .into_iter()
             .enumerate()
@@ -257,7 +258,7 @@ fn convert_message(index: usize, m: NativeMessage) -> Result<Message, Error> {
                 let block: NativeBlock = serde_json::from_value(block).map_err(|e| {
                     Error::JsonRequest(format!("Invalid request body at `{}`: {e}", at(j)))
                 })?;
-                convert_block(block).map_err(|e| match e {
+                convert_block(m.role, block).map_err(|e| match e {
                     Error::InvalidRequest(msg) => {
                         Error::InvalidRequest(format!("`{}`: {msg}", at(j)))
                     }
@@ -272,38 +273,51 @@ fn convert_message(index: usize, m: NativeMessage) -> Result<Message, Error> {
             )));
         }
     };
-    Ok(Message {
+    Ok(InputMessage {
         role: m.role,
         content,
     })
 }
 
-fn convert_block(block: NativeBlock) -> Result<ContentBlock, Error> {
-    Ok(match block {
+fn convert_block(role: Role, block: NativeBlock) -> Result<InputBlock, Error> {
+    let arguments_object = |arguments: Value| match arguments {
+        Value::Object(map) => Ok(map),
+        other => Err(Error::InvalidRequest(format!(
+            "template `arguments` must be an object, got {}",
+            type_name(&other)
+        ))),
+    };
+    Ok(InputBlock::Other(match block {
         NativeBlock::Text {
             text: Some(text),
             arguments: None,
-        } => ContentBlock::Text(text),
+        } => return Ok(InputBlock::Text(text)),
+        // The older spelling of a template block for the role's own template.
         NativeBlock::Text {
             text: None,
-            arguments: Some(_),
+            arguments: Some(arguments),
         } => {
-            return Err(Error::NotSupported(
-                "structured text blocks (`arguments` for a `user_schema`/`assistant_schema`)"
-                    .into(),
-            ));
+            return Ok(InputBlock::Template {
+                name: match role {
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                }
+                .to_owned(),
+                arguments: arguments_object(arguments)?,
+            });
         }
         NativeBlock::Text { .. } => {
             return Err(Error::InvalidRequest(
                 "a text block needs exactly one of `text` and `arguments`".into(),
             ));
         }
-        NativeBlock::Template { name, .. } => {
-            return Err(Error::NotSupported(format!(
-                "template input blocks (`{name}`)"
-            )));
+        NativeBlock::Template { name, arguments } => {
+            return Ok(InputBlock::Template {
+                name,
+                arguments: arguments_object(arguments)?,
+            });
         }
-        NativeBlock::RawText { value } => ContentBlock::Text(value),
+        NativeBlock::RawText { value } => return Ok(InputBlock::RawText(value)),
         NativeBlock::ToolCall {
             id,
             name,
@@ -347,7 +361,7 @@ fn convert_block(block: NativeBlock) -> Result<ContentBlock, Error> {
             text, signature, ..
         } => ContentBlock::Thought(Thought { text, signature }),
         NativeBlock::Unknown { data, .. } => ContentBlock::Unknown { data },
-    })
+    }))
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -472,17 +486,6 @@ fn usage_json(u: Usage) -> Value {
     json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cost": null })
 }
 
-/// The text of a json function's answer.
-pub(super) fn raw_output(content: &[OutputBlock]) -> String {
-    content
-        .iter()
-        .filter_map(|b| match b {
-            OutputBlock::Text(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> Value {
     let mut out = json!({
         "inference_id": meta.inference_id,
@@ -491,11 +494,16 @@ fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> Value {
         "usage": usage_json(r.usage),
     });
     if meta.is_json {
-        let raw = raw_output(&r.content);
-        let parsed = serde_json::from_str::<Value>(&raw).ok();
+        let raw = output_text(&r.content);
+        let parsed = parsed_json(&meta.output_check, &raw);
         out["output"] = json!({ "raw": raw, "parsed": parsed });
     } else {
-        out["content"] = Value::Array(r.content.iter().map(output_block_json).collect());
+        out["content"] = Value::Array(
+            r.content
+                .iter()
+                .map(|b| output_block_json(meta, b))
+                .collect(),
+        );
     }
     if let Some(reason) = r.finish_reason {
         out["finish_reason"] = json!(finish_reason_str(reason));
@@ -503,18 +511,16 @@ fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> Value {
     out
 }
 
-fn output_block_json(b: &OutputBlock) -> Value {
+fn output_block_json(meta: &InferenceMeta, b: &OutputBlock) -> Value {
     match b {
         OutputBlock::Text(text) => json!({ "type": "text", "text": text }),
         OutputBlock::ToolCall(c) => {
-            let parsed = serde_json::from_str::<Value>(&c.arguments)
-                .ok()
-                .filter(Value::is_object);
+            let (name, arguments) = checked_tool_call(&meta.output_check, &c.name, &c.arguments);
             json!({
                 "type": "tool_call",
                 "id": c.id,
-                "name": c.name,
-                "arguments": parsed,
+                "name": name,
+                "arguments": arguments,
                 "raw_name": c.name,
                 "raw_arguments": c.arguments,
             })

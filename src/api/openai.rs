@@ -11,19 +11,21 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body as HttpBody;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::inference::{parse_extra_body, parse_extra_headers, raw_output};
+use super::inference::{parse_extra_body, parse_extra_headers};
 use super::stream::{StreamFormat, sse_response};
 use super::{AppState, annotate, json_response, parse_json, read_body};
 use crate::body::Body;
 use crate::config::JsonMode;
 use crate::error::Error;
 use crate::inference::types::{
-    ChunkBlock, ContentBlock, FileInput, FinishReason, InferenceParams, Message, ModelChunk,
+    ChunkBlock, ContentBlock, FileInput, FinishReason, InferenceParams, ModelChunk,
     ModelResponse, OutputBlock, Role, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
 };
+use crate::inference::functions::output_text;
+use crate::inference::input::{Input, InputBlock, InputMessage, SystemInput};
 use crate::inference::{DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::secret::Secret;
 use std::sync::Arc;
@@ -226,7 +228,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         chat.namespace,
     );
 
-    let (system, messages) = convert_messages(&chat.messages)?;
+    let input = convert_messages(&chat.messages)?;
 
     let (json_mode, output_schema) = match &chat.response_format {
         None => (None, None),
@@ -299,8 +301,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         model_name,
         variant_name: chat.variant_name,
         episode_id: chat.episode_id,
-        system,
-        messages,
+        input,
         stream: chat.stream.unwrap_or(false),
         params,
         tags: chat.tags,
@@ -324,10 +325,11 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
     Ok((request, target))
 }
 
-fn convert_messages(messages: &[Value]) -> Result<(Option<String>, Vec<Message>), Error> {
+fn convert_messages(messages: &[Value]) -> Result<Input, Error> {
     let bad = |i: usize, m: &str| Error::InvalidOpenAiRequest(format!("`messages[{i}]`: {m}"));
-    let mut system_parts: Vec<String> = Vec::new();
-    let mut out: Vec<Message> = Vec::new();
+    let mut system_texts: Vec<String> = Vec::new();
+    let mut system_arguments: Option<Map<String, Value>> = None;
+    let mut out: Vec<InputMessage> = Vec::new();
     let mut tool_names: BTreeMap<String, String> = BTreeMap::new();
     for (i, m) in messages.iter().enumerate() {
         let role = m
@@ -336,21 +338,45 @@ fn convert_messages(messages: &[Value]) -> Result<(Option<String>, Vec<Message>)
             .ok_or_else(|| bad(i, "needs a `role`"))?;
         let content = m.get("content").unwrap_or(&Value::Null);
         match role {
-            "system" | "developer" => system_parts.push(
-                text_content(content)
-                    .ok_or_else(|| bad(i, "a system message's content must be text"))?,
-            ),
-            "user" => out.push(Message {
-                role: Role::User,
-                content: user_content(content).map_err(|e| bad(i, &e))?,
-            }),
+            "system" | "developer" => {
+                let blocks = content_blocks(content, "system").map_err(|e| bad(i, &e))?;
+                for block in blocks {
+                    match block {
+                        InputBlock::Text(t) | InputBlock::RawText(t) => system_texts.push(t),
+                        InputBlock::Template { name, arguments } if name == "system" => {
+                            if system_arguments.replace(arguments).is_some() {
+                                return Err(bad(i, "only one system message may hold template arguments"));
+                            }
+                        }
+                        InputBlock::Template { name, .. } => {
+                            return Err(bad(i, &format!("a system message can only fill the `system` template, not `{name}`")));
+                        }
+                        InputBlock::Other(_) => {
+                            return Err(bad(i, "a system message's content must be text or a `tensorzero::template` block"));
+                        }
+                    }
+                }
+            }
+            "user" => {
+                if content.is_null() {
+                    return Err(bad(i, "a user message needs `content`"));
+                }
+                out.push(InputMessage {
+                    role: Role::User,
+                    content: content_blocks(content, "user").map_err(|e| bad(i, &e))?,
+                });
+            }
             "assistant" => {
                 let mut blocks = Vec::new();
                 if !content.is_null() {
-                    let text = text_content(content)
-                        .ok_or_else(|| bad(i, "an assistant message's content must be text"))?;
-                    if !text.is_empty() {
-                        blocks.push(ContentBlock::Text(text));
+                    for block in content_blocks(content, "assistant").map_err(|e| bad(i, &e))? {
+                        match &block {
+                            InputBlock::Text(t) if t.is_empty() => {}
+                            InputBlock::Other(_) => {
+                                return Err(bad(i, "an assistant message's content must be text or template blocks"));
+                            }
+                            _ => blocks.push(block),
+                        }
                     }
                 }
                 for call in m
@@ -376,13 +402,13 @@ fn convert_messages(messages: &[Value]) -> Result<(Option<String>, Vec<Message>)
                         None => "{}".to_owned(),
                     };
                     tool_names.insert(id.to_owned(), name.to_owned());
-                    blocks.push(ContentBlock::ToolCall(ToolCall {
+                    blocks.push(InputBlock::Other(ContentBlock::ToolCall(ToolCall {
                         id: id.to_owned(),
                         name: name.to_owned(),
                         arguments,
-                    }));
+                    })));
                 }
-                out.push(Message {
+                out.push(InputMessage {
                     role: Role::Assistant,
                     content: blocks,
                 });
@@ -395,13 +421,13 @@ fn convert_messages(messages: &[Value]) -> Result<(Option<String>, Vec<Message>)
                 let result = text_content(content)
                     .ok_or_else(|| bad(i, "a tool message's content must be text"))?;
                 let name = tool_names.get(id).cloned().unwrap_or_default();
-                out.push(Message {
+                out.push(InputMessage {
                     role: Role::User,
-                    content: vec![ContentBlock::ToolResult(ToolResult {
+                    content: vec![InputBlock::Other(ContentBlock::ToolResult(ToolResult {
                         id: id.to_owned(),
                         name,
                         result,
-                    })],
+                    }))],
                 });
             }
             other => {
@@ -414,8 +440,20 @@ fn convert_messages(messages: &[Value]) -> Result<(Option<String>, Vec<Message>)
             }
         }
     }
-    let system = (!system_parts.is_empty()).then(|| system_parts.join("\n"));
-    Ok((system, out))
+    let system = match (system_arguments, system_texts.is_empty()) {
+        (Some(arguments), true) => Some(SystemInput::Arguments(arguments)),
+        (Some(_), false) => {
+            return Err(Error::InvalidOpenAiRequest(
+                "system messages hold both text and template arguments; send one or the other".into(),
+            ));
+        }
+        (None, true) => None,
+        (None, false) => Some(SystemInput::Text(system_texts.join("\n"))),
+    };
+    Ok(Input {
+        system,
+        messages: out,
+    })
 }
 
 /// Text content: a string, or a list of text parts joined.
@@ -434,29 +472,47 @@ fn text_content(content: &Value) -> Option<String> {
     }
 }
 
-fn user_content(content: &Value) -> Result<Vec<ContentBlock>, String> {
+/// Message content as input blocks: a string, or a list of parts (`text`, with `text` or
+/// `tensorzero::arguments` for the `role`'s template; `tensorzero::raw_text`;
+/// `tensorzero::template`; `image_url`; `file`).
+fn content_blocks(content: &Value, role: &str) -> Result<Vec<InputBlock>, String> {
+    let arguments = |v: Option<&Value>, what: &str| match v {
+        Some(Value::Object(map)) => Ok(map.clone()),
+        _ => Err(format!("{what} needs an object of template arguments")),
+    };
     match content {
-        Value::String(s) => Ok(vec![ContentBlock::Text(s.clone())]),
+        Value::String(s) => Ok(vec![InputBlock::Text(s.clone())]),
         Value::Array(parts) => parts
             .iter()
             .map(|p| match p.get("type").and_then(Value::as_str) {
-                Some("text") => p
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .map(|t| ContentBlock::Text(t.to_owned()))
-                    .ok_or_else(|| "a text part needs `text`".to_owned()),
+                Some("text") => match (p.get("text"), p.get("tensorzero::arguments")) {
+                    (Some(Value::String(t)), None) => Ok(InputBlock::Text(t.clone())),
+                    (None, Some(a)) => Ok(InputBlock::Template {
+                        name: role.to_owned(),
+                        arguments: arguments(Some(a), "a text part with `tensorzero::arguments`")?,
+                    }),
+                    _ => Err("a text part needs a string `text` (or `tensorzero::arguments`)".to_owned()),
+                },
                 Some("tensorzero::raw_text") => p
                     .get("value")
                     .and_then(Value::as_str)
-                    .map(|t| ContentBlock::Text(t.to_owned()))
+                    .map(|t| InputBlock::RawText(t.to_owned()))
                     .ok_or_else(|| "a raw_text part needs `value`".to_owned()),
+                Some("tensorzero::template") => Ok(InputBlock::Template {
+                    name: p
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| "a `tensorzero::template` part needs a `name`".to_owned())?
+                        .to_owned(),
+                    arguments: arguments(p.get("arguments"), "a `tensorzero::template` part")?,
+                }),
                 Some("image_url") => {
                     let url = p
                         .get("image_url")
                         .and_then(|i| i.get("url"))
                         .and_then(Value::as_str)
                         .ok_or_else(|| "an image_url part needs `image_url.url`".to_owned())?;
-                    Ok(ContentBlock::File(file_from_url(url)))
+                    Ok(InputBlock::Other(ContentBlock::File(file_from_url(url))))
                 }
                 Some("file") => {
                     let data = p
@@ -466,13 +522,13 @@ fn user_content(content: &Value) -> Result<Vec<ContentBlock>, String> {
                         .ok_or_else(|| {
                             "a file part needs `file.file_data` (a data: URL)".to_owned()
                         })?;
-                    Ok(ContentBlock::File(file_from_url(data)))
+                    Ok(InputBlock::Other(ContentBlock::File(file_from_url(data))))
                 }
                 Some(other) => Err(format!("content parts of type `{other}` are not supported")),
                 None => Err("every content part needs a `type`".to_owned()),
             })
             .collect(),
-        Value::Null => Err("a user message needs `content`".to_owned()),
+        Value::Null => Err("the message needs `content`".to_owned()),
         _ => Err("`content` must be a string or a list of parts".to_owned()),
     }
 }
@@ -572,7 +628,7 @@ fn now_secs() -> u64 {
 
 fn completion_json(meta: &InferenceMeta, r: &ModelResponse, model: &str) -> Value {
     let text = if meta.is_json {
-        Some(raw_output(&r.content))
+        Some(output_text(&r.content))
     } else {
         let t: String = r
             .content

@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 pub use common::{Edit, ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
 pub use credentials::CredentialLocation;
 pub use functions::{
-    ChatCompletionConfig, FunctionConfig, JsonMode, MetricConfig, ToolChoiceConfig, ToolConfig,
-    VariantConfig,
+    BestOfNConfig, ChatCompletionConfig, FunctionConfig, JsonMode, MetricConfig, MixtureOfNConfig,
+    ToolChoiceConfig, ToolConfig, VariantConfig,
 };
 pub use gateway::{GatewayConfig, ObjectStorageConfig, RelayConfig};
 pub use load::{ConfigError, ConfigErrors, Location, Sources, TomlPath};

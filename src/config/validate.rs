@@ -235,10 +235,6 @@ impl Checker<'_> {
                 ),
                 _ => {}
             }
-            self.not_supported_yet(
-                at.key("template_filesystem_access"),
-                "template `{% include %}`",
-            );
         }
         if let Some(buckets) = &g
             .metrics
@@ -584,9 +580,6 @@ impl Checker<'_> {
             for (key, file) in function.schema_files() {
                 self.json_file(at.key(key), "schema", file);
             }
-            if !function.schema_files().is_empty() {
-                self.not_supported_yet(at.clone(), "input and output schemas");
-            }
             let is_json = matches!(function, FunctionConfig::Json(_));
             if let FunctionConfig::Chat(chat) = function {
                 let mut sent_names = BTreeMap::new();
@@ -615,29 +608,17 @@ impl Checker<'_> {
                 match variant {
                     VariantConfig::ChatCompletion(v) => {
                         self.chat_completion(vat.clone(), v, is_json, false);
-                        if v.system_template.is_some()
-                            || v.user_template.is_some()
-                            || v.assistant_template.is_some()
-                            || v.system_instructions.is_some()
-                        {
-                            self.not_supported_yet(vat, "prompt templates");
-                        }
                     }
                     VariantConfig::ExperimentalChainOfThought(v) => {
                         if !is_json {
                             self.error(vat.clone(), "`experimental_chain_of_thought` variants are only for json functions");
                         }
-                        self.chat_completion(vat.clone(), v, is_json, false);
-                        self.not_supported_yet(
-                            vat,
-                            "the `experimental_chain_of_thought` variant type",
-                        );
+                        self.chat_completion(vat, v, is_json, false);
                     }
                     VariantConfig::ExperimentalBestOfN(v) => {
                         self.candidates(vat.clone(), &v.candidates, function);
                         self.chat_completion(vat.key("evaluator"), &v.evaluator, is_json, true);
-                        self.timeouts(vat.clone(), &v.timeouts);
-                        self.not_supported_yet(vat, "the `experimental_best_of_n` variant type");
+                        self.timeouts(vat, &v.timeouts);
                     }
                     VariantConfig::ExperimentalMixtureOfN(v) => {
                         self.candidates(vat.clone(), &v.candidates, function);
@@ -648,8 +629,7 @@ impl Checker<'_> {
                             );
                         }
                         self.chat_completion(vat.key("fuser"), &v.fuser, is_json, false);
-                        self.timeouts(vat.clone(), &v.timeouts);
-                        self.not_supported_yet(vat, "the `experimental_mixture_of_n` variant type");
+                        self.timeouts(vat, &v.timeouts);
                     }
                     VariantConfig::ExperimentalDynamicInContextLearning(v) => {
                         self.model_reference(vat.key("model"), &v.model);
@@ -686,9 +666,11 @@ impl Checker<'_> {
                             );
                         }
                         self.timeouts(vat.clone(), &v.timeouts);
-                        self.not_supported_yet(
-                            vat,
-                            "the `experimental_dynamic_in_context_learning` variant type",
+                        self.warn(
+                            Some(vat),
+                            "`experimental_dynamic_in_context_learning` variants need stored examples, which switchyard does not keep: \
+                             the variant loads, but a request that runs it gets a 501 (give it weight 0 so sampling skips it)"
+                                .to_owned(),
                         );
                     }
                 }
@@ -701,11 +683,19 @@ impl Checker<'_> {
             self.error(at.key("candidates"), "must name at least one variant");
         }
         for c in candidates {
-            if !function.variants().contains_key(c) {
-                self.error(
+            match function.variants().get(c) {
+                None => self.error(
                     at.key("candidates"),
                     format!("candidate `{c}` is not a variant of this function"),
-                );
+                ),
+                Some(VariantConfig::ChatCompletion(_) | VariantConfig::ExperimentalChainOfThought(_)) => {}
+                Some(other) => self.error(
+                    at.key("candidates"),
+                    format!(
+                        "candidate `{c}` is an `{}` variant; candidates must be `chat_completion` or `experimental_chain_of_thought` variants",
+                        other.type_name()
+                    ),
+                ),
             }
         }
     }

@@ -5,15 +5,20 @@
 //! Both API routes (`/inference` and `/openai/v1/chat/completions`) parse their own wire format
 //! into an [`InferenceRequest`] and format the [`InferenceOutcome`] back.
 
+pub mod ensemble;
+pub mod functions;
+pub mod input;
 pub mod models;
+pub mod schema;
+pub mod templates;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
-use serde_json::Value;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::CredentialSource;
 use switchyard_layers::ext::{ApiKeyPublicId, DynamicCredentials, Tags};
@@ -23,16 +28,17 @@ use switchyard_layers::timeout::Timeouts;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use crate::config::{
-    ChatCompletionConfig, Config, FunctionConfig, JsonMode, ToolChoiceConfig, VariantConfig,
-};
+use crate::config::{ChatCompletionConfig, Config, JsonMode, VariantConfig};
 use crate::error::Error;
 use crate::http_client::HttpClient;
+use functions::{FunctionInfo, OutputCheck, Variant};
+use input::Input;
 use models::{ModelTable, RelaySettings, StackContext};
+use templates::Templates;
 use types::{
     BodyEdit, ChunkStream, EditTarget, ExtraEdits, HeaderEdit, InferenceParams, Message,
-    ModelChunk, ModelOutput, ModelRequest, ModelResponse, ProviderOutput, Targeted, ToolChoice,
-    ToolConfig, ToolDef,
+    ModelChunk, ModelOutput, ModelRequest, ModelResponse, OutputBlock, ProviderOutput, Targeted,
+    ToolChoice, ToolDef,
 };
 
 /// The name the built-in function of `model_name` calls is stored under.
@@ -87,10 +93,8 @@ pub struct InferenceRequest {
     pub variant_name: Option<String>,
     /// The episode this inference belongs to (a new one when absent).
     pub episode_id: Option<Uuid>,
-    /// The system prompt.
-    pub system: Option<String>,
-    /// The conversation.
-    pub messages: Vec<Message>,
+    /// The system prompt and the conversation, before templates.
+    pub input: Input,
     /// Stream the answer.
     pub stream: bool,
     /// Inference-time parameters (they override the variant's).
@@ -128,6 +132,8 @@ pub struct InferenceMeta {
     pub provider_name: Arc<str>,
     /// A json function: the answer is `output {raw, parsed}`.
     pub is_json: bool,
+    /// How the answer is checked (tool arguments, json output).
+    pub output_check: OutputCheck,
 }
 
 /// What an inference produced.
@@ -150,26 +156,21 @@ pub enum InferenceOutcome {
     },
 }
 
-/// A function, with what start-up resolved for it (tool definitions, output schema).
-#[derive(Debug)]
-struct FunctionInfo {
-    config: FunctionConfig,
-    tools: Vec<ToolDef>,
-    output_schema: Option<Value>,
-}
-
-/// Everything inference needs, built once at start-up.
+/// Everything inference needs, built once per configuration.
 #[derive(Debug)]
 pub struct Gateway {
     models: ModelTable,
     functions: HashMap<String, FunctionInfo>,
+    templates: Templates,
     rate_limit: RateLimitLayer,
 }
 
 impl Gateway {
-    /// Sets up models, credentials and functions. Every problem is returned at once.
+    /// Sets up models, credentials, functions and templates. Every problem is returned at once.
+    /// `template_base` is where `{% include %}` may read (when the config allows it).
     pub fn new(
         config: &Config,
+        template_base: Option<&std::path::Path>,
         client: HttpClient,
         rate_limit: RateLimitLayer,
     ) -> Result<Self, Vec<String>> {
@@ -193,19 +194,18 @@ impl Gateway {
                 None
             }
         };
-        let mut functions = HashMap::new();
-        for (name, function) in &config.functions {
-            match function_info(config, function) {
-                Ok(info) => {
-                    functions.insert(name.clone(), info);
-                }
-                Err(e) => errors.push(format!("function `{name}`: {e}")),
+        let functions = match functions::build_all(config, template_base) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                errors.extend(e);
+                None
             }
-        }
-        match models {
-            Some(models) if errors.is_empty() => Ok(Self {
+        };
+        match (models, functions) {
+            (Some(models), Some((functions, templates))) if errors.is_empty() => Ok(Self {
                 models,
                 functions,
+                templates,
                 rate_limit,
             }),
             _ => Err(errors),
@@ -248,7 +248,10 @@ impl Gateway {
             Some(id) => check_episode_id(id)?,
             None => Uuid::now_v7(),
         };
-        let inference_id = Uuid::now_v7();
+        let ids = Ids {
+            inference_id: Uuid::now_v7(),
+            episode_id,
+        };
         match (&request.function_name, &request.model_name) {
             (Some(_), Some(_)) => Err(Error::InvalidInferenceTarget(
                 "Only one of `function_name` or `model_name` can be provided".into(),
@@ -265,12 +268,17 @@ impl Gateway {
                 // An unknown model is the client's mistake: say so before any variant runs.
                 self.models.get(model)?;
                 let model = model.clone();
-                let variant = default_variant(&model);
-                let ids = Ids {
-                    inference_id,
-                    episode_id,
+                let cc = default_variant(&model);
+                let (system, messages) = request.input.untemplated()?;
+                let call = ChatCall {
+                    request: &request,
+                    function: None,
+                    function_name: DEFAULT_FUNCTION_NAME,
+                    variant_name: &model,
+                    cc: &cc,
+                    ids,
                 };
-                self.run_variant(&request, None, DEFAULT_FUNCTION_NAME, &model, &variant, ids)
+                call.run(self, system, messages)
                     .await
                     .map_err(|e| Error::AllVariantsFailed(vec![(model.clone(), e)]))
             }
@@ -279,25 +287,18 @@ impl Gateway {
                     .functions
                     .get(function_name)
                     .ok_or_else(|| Error::UnknownFunction(function_name.clone()))?;
-                let ids = Ids {
-                    inference_id,
-                    episode_id,
-                };
-                let variants = function.config.variants();
+                request
+                    .input
+                    .validate(&function.schemas, |name| function.has_template(name))?;
+                let variants = &function.variants;
                 if let Some(pinned) = &request.variant_name {
                     let variant = variants.get(pinned).ok_or_else(|| Error::UnknownVariant {
                         function: function_name.clone(),
                         variant: pinned.clone(),
                     })?;
+                    // A pinned variant runs alone: no sampling, no fallback.
                     return self
-                        .run_variant(
-                            &request,
-                            Some(function),
-                            function_name,
-                            pinned,
-                            variant,
-                            ids,
-                        )
+                        .run_variant(&request, function, function_name, pinned, variant, ids)
                         .await;
                 }
                 if variants.is_empty() {
@@ -306,10 +307,10 @@ impl Gateway {
                     )));
                 }
                 let mut errors = Vec::new();
-                for name in sampling_order(variants) {
+                for name in sampling_order(variants, function_name, episode_id) {
                     let variant = &variants[name];
                     match self
-                        .run_variant(&request, Some(function), function_name, name, variant, ids)
+                        .run_variant(&request, function, function_name, name, variant, ids)
                         .await
                     {
                         Ok(outcome) => return Ok(outcome),
@@ -332,77 +333,104 @@ impl Gateway {
     async fn run_variant(
         &self,
         request: &InferenceRequest,
-        function: Option<&FunctionInfo>,
+        function: &FunctionInfo,
         function_name: &str,
         variant_name: &str,
-        variant: &VariantConfig,
+        variant: &Variant,
         ids: Ids,
     ) -> Result<InferenceOutcome, Error> {
-        let VariantConfig::ChatCompletion(cc) = variant else {
-            return Err(Error::NotSupported(format!(
-                "variant `{variant_name}` is of type `{}`; only `chat_completion` variants run so far",
-                variant.type_name()
-            )));
-        };
-        if cc.system_template.is_some()
-            || cc.user_template.is_some()
-            || cc.assistant_template.is_some()
-            || cc.system_instructions.is_some()
-        {
-            return Err(Error::NotSupported(format!(
-                "variant `{variant_name}` uses prompt templates, which are not rendered yet"
-            )));
-        }
-        if let Some(f) = function {
-            let schemas = f.config.schema_files();
-            if schemas.iter().any(|(k, _)| *k != "output_schema") {
-                return Err(Error::NotSupported(format!(
-                    "function `{function_name}` has input schemas, which are not validated yet"
-                )));
+        match &variant.config {
+            VariantConfig::ChatCompletion(cc) => {
+                let (system, messages) = variant.prompt.render(&request.input, Some(&self.templates))?;
+                let call = ChatCall {
+                    request,
+                    function: Some(function),
+                    function_name,
+                    variant_name,
+                    cc,
+                    ids,
+                };
+                call.run(self, system, messages).await
             }
-        }
-        let is_json = matches!(function.map(|f| &f.config), Some(FunctionConfig::Json(_)));
-        let model = self.models.get(&cc.model)?;
-        let mut call =
-            Call::new(self.model_request(request, function, variant_name, cc, is_json)?);
-        call.extensions.insert(request.credentials.clone());
-        call.extensions.insert(Tags(Arc::new(request.tags.clone())));
-        if let Some(id) = &request.api_key_public_id {
-            call.extensions.insert(ApiKeyPublicId(id.clone()));
-        }
-        let service = crate::stack::variant(
-            &self.rate_limit,
-            variant_name.into(),
-            Timeouts::from(&cc.timeouts),
-            RetryPolicy::from(&cc.retries),
-            model.service.clone(),
-        );
-        let ModelOutput { provider, output } = service.oneshot(call).await?;
-        let meta = InferenceMeta {
-            inference_id: ids.inference_id,
-            episode_id: ids.episode_id,
-            function_name: function_name.into(),
-            variant_name: variant_name.into(),
-            model_name: model.name.clone(),
-            provider_name: provider,
-            is_json,
-        };
-        Ok(match output {
-            ProviderOutput::Complete(response) => InferenceOutcome::Complete { meta, response },
-            ProviderOutput::Stream { first, rest } => {
-                InferenceOutcome::Stream { meta, first, rest }
+            VariantConfig::ExperimentalChainOfThought(cc) => {
+                if request.stream {
+                    return Err(Error::InvalidRequest(format!(
+                        "variant `{variant_name}` is an `experimental_chain_of_thought` variant, which does not stream; send `stream: false` or pin another variant"
+                    )));
+                }
+                let (system, messages) = variant.prompt.render(&request.input, Some(&self.templates))?;
+                let call = ChatCall {
+                    request,
+                    function: Some(function),
+                    function_name,
+                    variant_name,
+                    cc,
+                    ids,
+                };
+                call.run_chain_of_thought(self, system, messages).await
             }
-        })
+            VariantConfig::ExperimentalBestOfN(config) => {
+                ensemble::Ensemble {
+                    gateway: self,
+                    request,
+                    function,
+                    function_name,
+                    variant_name,
+                    ids,
+                }
+                .best_of_n(config, &variant.prompt)
+                .await
+            }
+            VariantConfig::ExperimentalMixtureOfN(config) => {
+                ensemble::Ensemble {
+                    gateway: self,
+                    request,
+                    function,
+                    function_name,
+                    variant_name,
+                    ids,
+                }
+                .mixture_of_n(config, &variant.prompt)
+                .await
+            }
+            VariantConfig::ExperimentalDynamicInContextLearning(_) => Err(Error::NotSupported(format!(
+                "variant `{variant_name}` is an `experimental_dynamic_in_context_learning` variant, which needs a store of curated examples to pick from; switchyard stores no inferences, so it cannot run it. Pin another variant, or give this one weight 0"
+            ))),
+        }
+    }
+}
+
+/// One model call of a chat-completion-shaped variant (a `chat_completion` variant, a
+/// chain-of-thought variant, a best-of-n candidate or evaluator, a mixture-of-n fuser).
+pub(crate) struct ChatCall<'a> {
+    pub request: &'a InferenceRequest,
+    pub function: Option<&'a FunctionInfo>,
+    pub function_name: &'a str,
+    pub variant_name: &'a str,
+    pub cc: &'a ChatCompletionConfig,
+    pub ids: Ids,
+}
+
+impl ChatCall<'_> {
+    /// Builds the model request from rendered messages and runs it.
+    async fn run(
+        &self,
+        gateway: &Gateway,
+        system: Option<String>,
+        messages: Vec<Message>,
+    ) -> Result<InferenceOutcome, Error> {
+        let (model_request, check) = self.model_request(system, messages)?;
+        self.call(gateway, model_request, check).await
     }
 
-    fn model_request(
+    /// The typed model request, and how its answer will be checked.
+    pub(crate) fn model_request(
         &self,
-        request: &InferenceRequest,
-        function: Option<&FunctionInfo>,
-        variant_name: &str,
-        cc: &ChatCompletionConfig,
-        is_json: bool,
-    ) -> Result<ModelRequest, Error> {
+        system: Option<String>,
+        messages: Vec<Message>,
+    ) -> Result<(ModelRequest, OutputCheck), Error> {
+        let cc = self.cc;
+        let request = self.request;
         let variant_params = InferenceParams {
             temperature: cc.temperature,
             max_tokens: cc.max_tokens,
@@ -418,23 +446,132 @@ impl Gateway {
             verbosity: cc.verbosity.clone(),
         };
         let mut params = request.params.clone().or(&variant_params);
-        let output_schema = request
+        let is_json = self.function.is_some_and(FunctionInfo::is_json);
+        let (tools, check, output_schema) = if is_json {
+            let schema = match &request.output_schema {
+                Some(dynamic) => Some(schema::JsonSchema::compile(dynamic.clone()).map_err(|e| {
+                    Error::InvalidRequest(format!("`output_schema` is {e}"))
+                })?),
+                None => self.function.and_then(|f| f.output_schema.clone()),
+            };
+            if params.json_mode.is_none() {
+                params.json_mode = Some(JsonMode::Strict);
+            }
+            let document = schema.as_ref().map(|s| s.document().clone());
+            (None, OutputCheck::Json(schema), document)
+        } else {
+            let (tools, offered) = functions::tool_config(self.function, &request.tools)?;
+            let check = if offered.is_empty() {
+                OutputCheck::Chat
+            } else {
+                OutputCheck::Tools(Arc::new(offered))
+            };
+            // `response_format` on a chat call (OpenAI route, default function).
+            (tools, check, request.output_schema.clone())
+        };
+        Ok((
+            ModelRequest {
+                system,
+                messages,
+                params,
+                tools,
+                output_schema,
+                stream: request.stream,
+                extra_body: edits(&cc.extra_body, &request.extra_body, self.variant_name),
+                extra_headers: edits(&cc.extra_headers, &request.extra_headers, self.variant_name),
+            },
+            check,
+        ))
+    }
+
+    /// Sends `model_request` through the variant's stack (rate limit, timeouts, retries, the
+    /// model's providers or the relay).
+    pub(crate) async fn call(
+        &self,
+        gateway: &Gateway,
+        model_request: ModelRequest,
+        output_check: OutputCheck,
+    ) -> Result<InferenceOutcome, Error> {
+        let request = self.request;
+        let model = gateway.models.get(&self.cc.model)?;
+        let mut call = Call::new(model_request);
+        call.extensions.insert(request.credentials.clone());
+        call.extensions.insert(Tags(Arc::new(request.tags.clone())));
+        if let Some(id) = &request.api_key_public_id {
+            call.extensions.insert(ApiKeyPublicId(id.clone()));
+        }
+        let service = crate::stack::variant(
+            &gateway.rate_limit,
+            self.variant_name.into(),
+            Timeouts::from(&self.cc.timeouts),
+            RetryPolicy::from(&self.cc.retries),
+            model.service.clone(),
+        );
+        let ModelOutput { provider, output } = service.oneshot(call).await?;
+        let meta = InferenceMeta {
+            inference_id: self.ids.inference_id,
+            episode_id: self.ids.episode_id,
+            function_name: self.function_name.into(),
+            variant_name: self.variant_name.into(),
+            model_name: model.name.clone(),
+            provider_name: provider,
+            is_json: self.function.is_some_and(FunctionInfo::is_json),
+            output_check,
+        };
+        Ok(match output {
+            ProviderOutput::Complete(response) => InferenceOutcome::Complete { meta, response },
+            ProviderOutput::Stream { first, rest } => {
+                InferenceOutcome::Stream { meta, first, rest }
+            }
+        })
+    }
+
+    /// `experimental_chain_of_thought`: the model answers `{"thinking": ..., "response": ...}`
+    /// under a schema that wraps the function's; the client gets `response` as the output and
+    /// the thinking as a thought block.
+    async fn run_chain_of_thought(
+        &self,
+        gateway: &Gateway,
+        system: Option<String>,
+        messages: Vec<Message>,
+    ) -> Result<InferenceOutcome, Error> {
+        let (mut model_request, check) = self.model_request(system, messages)?;
+        let response_schema = model_request
             .output_schema
             .clone()
-            .or_else(|| function.and_then(|f| f.output_schema.clone()));
-        if is_json && params.json_mode.is_none() {
-            params.json_mode = Some(JsonMode::Strict);
+            .unwrap_or_else(|| json!({}));
+        model_request.output_schema = Some(json!({
+            "type": "object",
+            "properties": {
+                "thinking": {
+                    "type": "string",
+                    "description": "Your reasoning, step by step, before the answer."
+                },
+                "response": response_schema
+            },
+            "required": ["thinking", "response"],
+            "additionalProperties": false
+        }));
+        let outcome = self.call(gateway, model_request, check).await?;
+        let InferenceOutcome::Complete { meta, mut response } = outcome else {
+            return Err(Error::Internal("a non-streaming call returned a stream".into()));
+        };
+        let raw = functions::output_text(&response.content);
+        if let Ok(Value::Object(mut answer)) = serde_json::from_str::<Value>(&raw) {
+            if let (Some(Value::String(thinking)), Some(inner)) =
+                (answer.remove("thinking"), answer.remove("response"))
+            {
+                response.content = vec![
+                    OutputBlock::Thought(types::Thought {
+                        text: Some(thinking),
+                        signature: None,
+                    }),
+                    OutputBlock::Text(inner.to_string()),
+                ];
+            }
         }
-        Ok(ModelRequest {
-            system: request.system.clone(),
-            messages: request.messages.clone(),
-            params,
-            tools: tool_config(function, &request.tools)?,
-            output_schema,
-            stream: request.stream,
-            extra_body: edits(&cc.extra_body, &request.extra_body, variant_name),
-            extra_headers: edits(&cc.extra_headers, &request.extra_headers, variant_name),
-        })
+        // An answer without the two fields is passed on as it is; `parsed` will be null.
+        Ok(InferenceOutcome::Complete { meta, response })
     }
 }
 
@@ -462,15 +599,16 @@ fn relay_settings(config: &Config) -> Result<Option<RelaySettings>, String> {
     }))
 }
 
-#[derive(Clone, Copy)]
-struct Ids {
-    inference_id: Uuid,
-    episode_id: Uuid,
+/// The ids of one inference.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ids {
+    pub inference_id: Uuid,
+    pub episode_id: Uuid,
 }
 
 /// The variant the default function runs for `model_name`.
-fn default_variant(model: &str) -> VariantConfig {
-    VariantConfig::ChatCompletion(ChatCompletionConfig {
+fn default_variant(model: &str) -> ChatCompletionConfig {
+    ChatCompletionConfig {
         model: model.to_owned(),
         weight: None,
         system_template: None,
@@ -493,21 +631,41 @@ fn default_variant(model: &str) -> VariantConfig {
         timeouts: Default::default(),
         extra_body: Vec::new(),
         extra_headers: Vec::new(),
-    })
+    }
+}
+
+/// A number in [0, 1) drawn from the function, the episode and the round: the same episode
+/// gets the same variants in the same order (an episode's inferences stay on one variant), and
+/// over many episodes the draws are uniform. Tests seed it by choosing the episode ids.
+fn uniform_draw(function_name: &str, episode_id: Uuid, round: usize) -> f64 {
+    let mut hasher = Sha256::new();
+    hasher.update(function_name.as_bytes());
+    hasher.update([0]);
+    hasher.update(episode_id.as_bytes());
+    hasher.update((round as u64).to_le_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    // The top 53 bits make an evenly spaced double in [0, 1).
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Variants with a positive weight, sampled by weight without replacement; then the ones with
 /// weight 0 (fallbacks), in name order. With no weights set at all, every variant is equally
-/// likely.
-fn sampling_order(variants: &BTreeMap<String, VariantConfig>) -> Vec<&String> {
-    let any_weight = variants.values().any(|v| v.weight().is_some());
+/// likely. The draws come from [`uniform_draw`].
+fn sampling_order<'v>(
+    variants: &'v BTreeMap<String, Variant>,
+    function_name: &str,
+    episode_id: Uuid,
+) -> Vec<&'v String> {
+    let any_weight = variants.values().any(|v| v.config.weight().is_some());
     let mut weighted: Vec<(&String, f64)> = variants
         .iter()
         .map(|(name, v)| {
             (
                 name,
                 if any_weight {
-                    v.weight().unwrap_or(0.0)
+                    v.config.weight().unwrap_or(0.0)
                 } else {
                     1.0
                 },
@@ -515,7 +673,7 @@ fn sampling_order(variants: &BTreeMap<String, VariantConfig>) -> Vec<&String> {
         })
         .collect();
     let mut order = Vec::with_capacity(weighted.len());
-    let mut rng = rand::rng();
+    let mut round = 0;
     loop {
         let total: f64 = weighted
             .iter()
@@ -525,7 +683,8 @@ fn sampling_order(variants: &BTreeMap<String, VariantConfig>) -> Vec<&String> {
         if total <= 0.0 {
             break;
         }
-        let mut pick = rng.random_range(0.0..total);
+        let mut pick = uniform_draw(function_name, episode_id, round) * total;
+        round += 1;
         let index = weighted
             .iter()
             .position(|(_, w)| {
@@ -548,103 +707,6 @@ fn sampling_order(variants: &BTreeMap<String, VariantConfig>) -> Vec<&String> {
     }
     order.extend(weighted.into_iter().map(|(name, _)| name));
     order
-}
-
-fn function_info(config: &Config, function: &FunctionConfig) -> Result<FunctionInfo, String> {
-    let read_json = |path: &std::path::Path| -> Result<Value, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("`{}` is not valid JSON: {e}", path.display()))
-    };
-    let (tools, output_schema) = match function {
-        FunctionConfig::Chat(chat) => {
-            let mut tools = Vec::new();
-            for name in &chat.tools {
-                let tool = config
-                    .tools
-                    .get(name)
-                    .ok_or_else(|| format!("tool `{name}` is not defined"))?;
-                tools.push(ToolDef {
-                    name: tool.name.clone().unwrap_or_else(|| name.clone()),
-                    description: tool.description.clone(),
-                    parameters: read_json(&tool.parameters)?,
-                    strict: tool.strict,
-                });
-            }
-            (tools, None)
-        }
-        FunctionConfig::Json(json) => (
-            Vec::new(),
-            json.output_schema.as_deref().map(read_json).transpose()?,
-        ),
-    };
-    Ok(FunctionInfo {
-        config: function.clone(),
-        tools,
-        output_schema,
-    })
-}
-
-fn tool_config(
-    function: Option<&FunctionInfo>,
-    dynamic: &DynamicToolParams,
-) -> Result<Option<ToolConfig>, Error> {
-    let (configured, choice, parallel) = match function.map(|f| &f.config) {
-        Some(FunctionConfig::Chat(chat)) => (
-            function.map(|f| f.tools.as_slice()).unwrap_or_default(),
-            match &chat.tool_choice {
-                ToolChoiceConfig::None => ToolChoice::None,
-                ToolChoiceConfig::Auto => ToolChoice::Auto,
-                ToolChoiceConfig::Required => ToolChoice::Required,
-                ToolChoiceConfig::Specific(t) => ToolChoice::Specific(t.clone()),
-            },
-            chat.parallel_tool_calls,
-        ),
-        _ => (&[][..], ToolChoice::Auto, None),
-    };
-    let mut tools: Vec<ToolDef> = match &dynamic.allowed_tools {
-        None => configured.to_vec(),
-        Some(allowed) => {
-            for name in allowed {
-                if !configured.iter().any(|t| &t.name == name) {
-                    return Err(Error::InvalidRequest(format!(
-                        "`allowed_tools` names `{name}`, which is not a tool of this function"
-                    )));
-                }
-            }
-            configured
-                .iter()
-                .filter(|t| allowed.contains(&t.name))
-                .cloned()
-                .collect()
-        }
-    };
-    for tool in &dynamic.additional_tools {
-        if tools.iter().any(|t| t.name == tool.name) {
-            return Err(Error::InvalidRequest(format!(
-                "two tools are named `{}`; tool names must be unique in one request",
-                tool.name
-            )));
-        }
-        tools.push(tool.clone());
-    }
-    let tool_choice = dynamic.tool_choice.clone().unwrap_or(choice);
-    if let ToolChoice::Specific(name) = &tool_choice {
-        if !tools.iter().any(|t| &t.name == name) {
-            return Err(Error::InvalidRequest(format!(
-                "`tool_choice` names `{name}`, but no tool of that name is available"
-            )));
-        }
-    }
-    if tools.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(ToolConfig {
-        tools,
-        tool_choice,
-        parallel_tool_calls: dynamic.parallel_tool_calls.or(parallel),
-    }))
 }
 
 fn edits<'c, C: 'c, T: Clone + From<&'c C>>(
@@ -691,20 +753,20 @@ fn check_episode_id(id: Uuid) -> Result<Uuid, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use input::Prompt;
 
-    fn variant(weight: Option<f64>) -> VariantConfig {
-        match default_variant("m") {
-            VariantConfig::ChatCompletion(mut c) => {
-                c.weight = weight;
-                VariantConfig::ChatCompletion(c)
-            }
-            _ => unreachable!(),
+    fn variant(weight: Option<f64>) -> Variant {
+        let mut c = default_variant("m");
+        c.weight = weight;
+        Variant {
+            config: VariantConfig::ChatCompletion(c),
+            prompt: Prompt::default(),
         }
     }
 
     #[test]
     fn zero_weight_variants_come_last() {
-        let variants: BTreeMap<String, VariantConfig> = [
+        let variants: BTreeMap<String, Variant> = [
             ("a".to_owned(), variant(Some(0.0))),
             ("b".to_owned(), variant(Some(1.0))),
             ("c".to_owned(), variant(None)),
@@ -712,24 +774,46 @@ mod tests {
         .into_iter()
         .collect();
         for _ in 0..20 {
-            let order = sampling_order(&variants);
+            let order = sampling_order(&variants, "f", Uuid::now_v7());
             assert_eq!(order, vec!["b", "a", "c"]);
         }
     }
 
     #[test]
-    fn weights_shape_the_first_pick() {
-        let variants: BTreeMap<String, VariantConfig> = [
+    fn weights_shape_the_first_pick_and_episodes_are_sticky() {
+        let variants: BTreeMap<String, Variant> = [
             ("a".to_owned(), variant(Some(1.0))),
             ("b".to_owned(), variant(Some(3.0))),
         ]
         .into_iter()
         .collect();
-        let b_first = (0..4000)
-            .filter(|_| sampling_order(&variants)[0] == "b")
+        let episodes: Vec<Uuid> = (0..4000u128)
+            .map(|i| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | i))
+            .collect();
+        let b_first = episodes
+            .iter()
+            .filter(|e| sampling_order(&variants, "f", **e)[0] == "b")
             .count();
         // Expected 3000; the bound is many standard deviations (~27) wide.
         assert!((2700..3300).contains(&b_first), "{b_first}");
+        for e in &episodes[..50] {
+            assert_eq!(
+                sampling_order(&variants, "f", *e),
+                sampling_order(&variants, "f", *e)
+            );
+        }
+    }
+
+    #[test]
+    fn draws_are_uniform() {
+        let mut buckets = [0u32; 10];
+        for i in 0..10_000u128 {
+            let d = uniform_draw("f", Uuid::from_u128(i), 0);
+            assert!((0.0..1.0).contains(&d));
+            buckets[(d * 10.0) as usize] += 1;
+        }
+        // Each bucket expects 1000 (sd ~30).
+        assert!(buckets.iter().all(|b| (880..1120).contains(b)), "{buckets:?}");
     }
 
     #[test]

@@ -194,11 +194,11 @@ async fn unknown_routes_and_methods() {
 }
 
 #[tokio::test]
-async fn templates_without_schema_are_refused_clearly() {
+async fn template_arguments_without_templates_are_refused_clearly() {
     let h = Harness::start(BASIC).await;
     let body = json!({ "model_name": "mock", "input": { "messages": [{ "role": "user", "content": [{ "type": "template", "name": "t", "arguments": {} }] }] } });
     let r = h.post("/inference", &body).await;
-    assert_eq!(r.status, 501);
-    assert!(r.error().contains("template"), "{}", r.error());
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("template arguments"), "{}", r.error());
     assert!(h.mock.requests().is_empty());
 }
