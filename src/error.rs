@@ -44,6 +44,9 @@ pub enum Error {
     /// `function_name` names no function.
     #[error("Unknown function: {0}")]
     UnknownFunction(String),
+    /// An embeddings request names no embedding model.
+    #[error("Model not found: {0}")]
+    EmbeddingModelNotFound(String),
     /// `variant_name` names no variant of the function.
     #[error("Unknown variant `{variant}` of function `{function}`")]
     UnknownVariant {
@@ -163,6 +166,7 @@ impl Error {
             | Error::InvalidOpenAiRequest(_)
             | Error::ApiKeyMissing(_) => StatusCode::BAD_REQUEST,
             Error::UnknownFunction(_)
+            | Error::EmbeddingModelNotFound(_)
             | Error::UnknownVariant { .. }
             | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

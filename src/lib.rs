@@ -11,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod credentials;
+pub mod embeddings;
 pub mod error;
 pub mod http_client;
 pub mod inference;

@@ -19,6 +19,11 @@
 //! | `stream-error` | a stream that sends one chunk and then an `error` event |
 //! | `drip-MS` | a 200-chunk stream with MS milliseconds between chunks |
 //!
+//! `POST .../embeddings` answers in the OpenAI embeddings format: for each input a vector of
+//! `dimensions` (default 4) numbers that depend only on the input, so equal inputs embed
+//! equally (`base64` packs them as little-endian f32); `prompt_tokens` counts whitespace-split
+//! words (token ids count one each). `error-NNN` and `slow-MS` in `model` work as above.
+//!
 //! `POST .../messages` answers in the Anthropic Messages format (JSON and its SSE event
 //! sequence) with the same behaviours (also `think`: a signed thinking block first), errors in
 //! Anthropic's `{"type":"error","error":{...}}` shape.
@@ -300,6 +305,9 @@ async fn handle(
     if method == Method::POST && is_anthropic {
         return Ok(anthropic(state, body).await);
     }
+    if method == Method::POST && route.ends_with("/embeddings") {
+        return Ok(embeddings(body).await);
+    }
     if method != Method::POST || !is_chat {
         return Ok(openai_error(
             StatusCode::NOT_FOUND,
@@ -316,6 +324,69 @@ async fn handle(
     let response = complete(state, body).await;
     guard.answered = true;
     Ok(response)
+}
+
+/// `POST .../embeddings`.
+async fn embeddings(body: Value) -> Response<Body> {
+    let model = body["model"].as_str().unwrap_or("mock").to_owned();
+    if let Some(ms) = number_after(&model, "slow-") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = number_after(&model, "error-") {
+        let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return openai_error(status, &format!("mock error {code}"), "server_error");
+    }
+    let inputs: Vec<Value> = match &body["input"] {
+        Value::Array(items) if items.iter().all(Value::is_u64) => vec![body["input"].clone()],
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let dimensions = body["dimensions"].as_u64().unwrap_or(4).clamp(1, 4096) as usize;
+    let base64 = body["encoding_format"] == "base64";
+    let mut tokens = 0u64;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| {
+            let text = match input {
+                Value::String(s) => {
+                    tokens += s.split_whitespace().count() as u64;
+                    s.clone()
+                }
+                other => {
+                    tokens += other.as_array().map_or(1, |a| a.len() as u64);
+                    other.to_string()
+                }
+            };
+            // A deterministic vector: each dimension from a running hash of the text.
+            let mut h: u64 = 1469598103934665603;
+            let vector: Vec<f32> = (0..dimensions)
+                .map(|d| {
+                    for b in text.bytes().chain([d as u8]) {
+                        h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
+                    }
+                    ((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect();
+            let embedding = if base64 {
+                use base64::Engine;
+                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({ "object": "embedding", "index": index, "embedding": embedding })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+        }),
+    )
 }
 
 struct CancelGuard {

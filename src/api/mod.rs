@@ -4,6 +4,7 @@
 //! `POST /openai/v1/chat/completions`, `GET /status`, `GET /health`, and the probes `GET /live`
 //! and `GET /ready`. Anything else is a JSON 404.
 
+pub mod embeddings;
 pub mod inference;
 pub mod openai;
 pub mod status;
@@ -186,11 +187,12 @@ where
     let result = match (path.as_str(), &method) {
         ("/inference", &Method::POST) => inference::handle(&state, req).await,
         ("/openai/v1/chat/completions", &Method::POST) => openai::handle(&state, req).await,
+        ("/openai/v1/embeddings", &Method::POST) => embeddings::handle(&state, req).await,
         ("/status", &Method::GET | &Method::HEAD) => Ok(status::status(&state)),
         ("/health", &Method::GET | &Method::HEAD) => Ok(status::health(&state).await),
         ("/live", &Method::GET | &Method::HEAD) => Ok(status::live()),
         ("/ready", &Method::GET | &Method::HEAD) => Ok(status::ready(&state).await),
-        ("/inference" | "/openai/v1/chat/completions", _) => {
+        ("/inference" | "/openai/v1/chat/completions" | "/openai/v1/embeddings", _) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
         }
         ("/status" | "/health" | "/live" | "/ready", _) => {

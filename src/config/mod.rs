@@ -30,8 +30,8 @@ pub use functions::{
 pub use gateway::{GatewayConfig, ObjectStorageConfig, RelayConfig};
 pub use load::{ConfigError, ConfigErrors, Location, Sources, TomlPath};
 pub use models::{
-    EmbeddingModelConfig, ModelConfig, ProviderConfig, ProviderKind, ProviderType,
-    ProviderTypesConfig,
+    EmbeddingModelConfig, EmbeddingProviderConfig, EmbeddingProviderType, ModelConfig,
+    ProviderConfig, ProviderKind, ProviderType, ProviderTypesConfig,
 };
 pub use rate_limiting::RateLimitingConfig;
 

@@ -406,12 +406,6 @@ impl Checker<'_> {
     }
 
     fn embedding_models(&mut self) {
-        if !self.config.embedding_models.is_empty() {
-            self.not_supported_yet(
-                TomlPath::keys(["embedding_models"]),
-                "the embeddings endpoint",
-            );
-        }
         let global = self.global_timeout();
         for (name, model) in &self.config.embedding_models {
             let at = TomlPath::keys(["embedding_models", name.as_str()]);

@@ -160,6 +160,7 @@ pub enum InferenceOutcome {
 #[derive(Debug)]
 pub struct Gateway {
     models: ModelTable,
+    embeddings: crate::embeddings::EmbeddingModels,
     functions: HashMap<String, FunctionInfo>,
     templates: Templates,
     rate_limit: RateLimitLayer,
@@ -182,6 +183,18 @@ impl Gateway {
                 None
             }
         };
+        let embeddings = match crate::embeddings::EmbeddingModels::new(
+            config,
+            client.clone(),
+            relay.clone(),
+            rate_limit.clone(),
+        ) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
         let context = StackContext {
             client,
             global_timeout: Duration::from_millis(config.gateway.global_outbound_http_timeout_ms),
@@ -201,9 +214,10 @@ impl Gateway {
                 None
             }
         };
-        match (models, functions) {
-            (Some(models), Some((functions, templates))) if errors.is_empty() => Ok(Self {
+        match (models, embeddings, functions) {
+            (Some(models), Some(embeddings), Some((functions, templates))) if errors.is_empty() => Ok(Self {
                 models,
+                embeddings,
                 functions,
                 templates,
                 rate_limit,
@@ -215,6 +229,11 @@ impl Gateway {
     /// Configured models whose calls go to the relay.
     pub fn relayed_models(&self) -> Vec<&str> {
         self.models.relayed()
+    }
+
+    /// The embedding models.
+    pub fn embeddings(&self) -> &crate::embeddings::EmbeddingModels {
+        &self.embeddings
     }
 
     /// Runs one inference. A rate-limit refusal comes back as itself, not wrapped: its message

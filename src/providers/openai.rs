@@ -54,7 +54,7 @@ enum Endpoint {
 }
 
 /// The default base URL of each hosted type.
-fn default_api_base(t: ProviderType) -> Option<&'static str> {
+pub(crate) fn default_api_base(t: ProviderType) -> Option<&'static str> {
     Some(match t {
         ProviderType::Openai => "https://api.openai.com/v1/",
         ProviderType::Deepseek => "https://api.deepseek.com/v1/",

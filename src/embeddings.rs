@@ -1,0 +1,611 @@
+//! Embedding models: `[embedding_models]`, shorthands (`openai::…`, `openrouter::…`) and the
+//! model-call stack behind `POST /openai/v1/embeddings`.
+//!
+//! The stack is built from the same layers as chat models, in the same order: rate limit (one
+//! reservation per call, no tags), the model's `timeout_ms`, relay-or-skip (embedding calls
+//! always go to the relay when one is configured: there is no `skip_relay` for them, reference
+//! §1.3), fallback over `routing`, each provider's `timeout_ms`, its key, and the OpenAI
+//! `/embeddings` wire format (the only one the configuration allows).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use switchyard_layers::call::{Call, Payload};
+use switchyard_layers::credentials::{CredentialLayer, CredentialSource};
+use switchyard_layers::ext::ProviderKey;
+use switchyard_layers::ext::DynamicCredentials;
+use switchyard_layers::fallback::Fallback;
+use switchyard_layers::rate_limit::{EstimateTokens, RateLimitLayer, ReportUsage};
+use switchyard_layers::route::RelayOrSkip;
+use switchyard_layers::timeout::{LimitStream, Scope, StreamLimits, TimeoutLayer, Timeouts};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceBuilder, ServiceExt};
+
+use crate::config::{
+    Config, EmbeddingProviderConfig, EmbeddingProviderType, ProviderType, ProviderTypesConfig,
+};
+use crate::error::{Error, error_chain};
+use crate::http_client::HttpClient;
+use crate::inference::models::RelaySettings;
+use crate::inference::types::BodyEdit;
+use crate::providers::{apply_body_edit, bearer, provider_error_message, read_limited};
+
+/// The prefix of embedding model names on the OpenAI-compatible route.
+pub const EMBEDDING_MODEL_PREFIX: &str = "tensorzero::embedding_model_name::";
+
+/// How much of an answer is read: a large batch of large vectors is a few MiB.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// How much of an error body is read for its message.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// The texts (or token arrays) to embed, as the client sent them (a string, a list of strings,
+/// a list of tokens, or a list of token lists), checked to be one of those and not empty.
+#[derive(Clone, Debug)]
+pub struct EmbeddingRequest {
+    /// The input, passed on as is.
+    pub input: Value,
+    /// `dimensions`.
+    pub dimensions: Option<u32>,
+    /// `encoding_format` (`float` or `base64`).
+    pub encoding_format: Option<String>,
+}
+
+impl EmbeddingRequest {
+    /// Checks `input`'s shape; the error says what is accepted.
+    pub fn new(
+        input: Value,
+        dimensions: Option<u32>,
+        encoding_format: Option<String>,
+    ) -> Result<Self, Error> {
+        let is_tokens = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_u64));
+        let empty = match &input {
+            Value::String(_) => false,
+            Value::Array(items) if items.iter().all(Value::is_string) => items.is_empty(),
+            Value::Array(items) if items.iter().all(Value::is_u64) => items.is_empty(),
+            Value::Array(items) if items.iter().all(is_tokens) => {
+                items.is_empty() || items.iter().any(|t| t.as_array().is_some_and(Vec::is_empty))
+            }
+            _ => {
+                return Err(Error::InvalidOpenAiRequest(
+                    "`input` must be a string, a list of strings, a list of token ids, or a list of token-id lists".into(),
+                ));
+            }
+        };
+        if empty {
+            return Err(Error::InvalidOpenAiRequest("Input cannot be empty".into()));
+        }
+        if let Some(format) = encoding_format.as_deref() {
+            if format != "float" && format != "base64" {
+                return Err(Error::InvalidOpenAiRequest(format!(
+                    "`encoding_format` must be `float` or `base64`, not `{format}`"
+                )));
+            }
+        }
+        Ok(Self {
+            input,
+            dimensions,
+            encoding_format,
+        })
+    }
+
+    fn body(&self, model: &str) -> Value {
+        let mut body = json!({ "input": self.input, "model": model });
+        if let Some(d) = self.dimensions {
+            body["dimensions"] = json!(d);
+        }
+        if let Some(f) = &self.encoding_format {
+            body["encoding_format"] = json!(f);
+        }
+        body
+    }
+}
+
+impl Payload for EmbeddingRequest {
+    fn is_streaming(&self) -> bool {
+        false
+    }
+}
+
+impl EstimateTokens for EmbeddingRequest {
+    /// Text bytes / 4, or the number of token ids; embeddings produce no output tokens.
+    fn estimated_tokens(&self, _default_max_tokens: u32) -> u64 {
+        fn count(v: &Value) -> u64 {
+            match v {
+                Value::String(s) => (s.len() as u64).div_ceil(4),
+                Value::Number(_) => 1,
+                Value::Array(items) => items.iter().map(count).sum(),
+                _ => 0,
+            }
+        }
+        count(&self.input).max(1)
+    }
+}
+
+/// An answer: the vectors in input order, and the tokens the provider counted.
+#[derive(Clone, Debug)]
+pub struct EmbeddingOutput {
+    /// The provider that answered (`tensorzero::relay` when relayed).
+    pub provider: Arc<str>,
+    /// One embedding per input, as the provider wrote it (numbers, or base64 text).
+    pub embeddings: Vec<Value>,
+    /// `usage.prompt_tokens`.
+    pub prompt_tokens: Option<u32>,
+}
+
+impl LimitStream for EmbeddingOutput {
+    fn limit_stream(self, _limits: StreamLimits) -> Self {
+        self
+    }
+}
+
+impl ReportUsage for EmbeddingOutput {
+    fn report_usage(self, settle: Box<dyn FnOnce(Option<u64>) + Send>) -> Self {
+        settle(self.prompt_tokens.map(u64::from));
+        self
+    }
+}
+
+/// One embedding model's stack below the rate limit.
+type EmbeddingService = BoxCloneSyncService<Call<EmbeddingRequest>, EmbeddingOutput, Error>;
+
+/// Every embedding model, and how to reach shorthand ones and the relay.
+#[derive(Debug)]
+pub struct EmbeddingModels {
+    configured: HashMap<String, EmbeddingService>,
+    provider_types: ProviderTypesConfig,
+    client: HttpClient,
+    global_timeout: Duration,
+    relay: Option<RelaySettings>,
+    rate_limit: RateLimitLayer,
+}
+
+impl EmbeddingModels {
+    /// Builds every configured embedding model. With a relay, providers' keys are not needed
+    /// here (the relay holds them) and are not checked.
+    pub fn new(
+        config: &Config,
+        client: HttpClient,
+        relay: Option<RelaySettings>,
+        rate_limit: RateLimitLayer,
+    ) -> Result<Self, Vec<String>> {
+        let global_timeout = Duration::from_millis(config.gateway.global_outbound_http_timeout_ms);
+        let mut configured = HashMap::new();
+        let mut errors = Vec::new();
+        for (name, model) in &config.embedding_models {
+            let mut providers = Vec::new();
+            for provider_name in &model.routing {
+                let Some(provider) = model.providers.get(provider_name) else {
+                    continue;
+                };
+                match EmbeddingProvider::from_config(
+                    name,
+                    provider_name,
+                    provider,
+                    &config.provider_types,
+                    relay.is_none(),
+                ) {
+                    Ok(p) => providers.push(p),
+                    Err(e) => errors.push(e),
+                }
+            }
+            let timeouts = Timeouts {
+                non_streaming_total: model.timeout_ms.map(Duration::from_millis),
+                ..Timeouts::default()
+            };
+            configured.insert(
+                name.clone(),
+                stack(name, providers, timeouts, &client, global_timeout, relay.as_ref()),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            configured,
+            provider_types: config.provider_types.clone(),
+            client,
+            global_timeout,
+            relay,
+            rate_limit,
+        })
+    }
+
+    /// Embeds with model `name`: a configured model, a shorthand, or (with a relay) any name,
+    /// which the relay resolves.
+    pub async fn embed(
+        &self,
+        name: &str,
+        call: Call<EmbeddingRequest>,
+    ) -> Result<EmbeddingOutput, Error> {
+        let service = match self.configured.get(name) {
+            Some(s) => s.clone(),
+            None if self.relay.is_some() => stack(
+                name,
+                Vec::new(),
+                Timeouts::default(),
+                &self.client,
+                self.global_timeout,
+                self.relay.as_ref(),
+            ),
+            None => {
+                let provider = name
+                    .split_once("::")
+                    .and_then(|(prefix, model)| {
+                        let t = match prefix {
+                            "openai" => ProviderType::Openai,
+                            "openrouter" => ProviderType::Openrouter,
+                            _ => return None,
+                        };
+                        (!model.is_empty()).then(|| {
+                            EmbeddingProvider::shorthand(name, t, model, &self.provider_types)
+                        })
+                    })
+                    .ok_or_else(|| Error::EmbeddingModelNotFound(name.to_owned()))?;
+                stack(
+                    name,
+                    vec![provider],
+                    Timeouts::default(),
+                    &self.client,
+                    self.global_timeout,
+                    None,
+                )
+            }
+        };
+        self.rate_limit.layer(service).oneshot(call).await
+    }
+}
+
+/// Builds one embedding model's stack (below the rate limit).
+fn stack(
+    name: &str,
+    providers: Vec<EmbeddingProvider>,
+    timeouts: Timeouts,
+    client: &HttpClient,
+    global_timeout: Duration,
+    relay: Option<&RelaySettings>,
+) -> EmbeddingService {
+    let direct = Fallback::new(
+        providers
+            .into_iter()
+            .map(|p| {
+                let p = Arc::new(p);
+                let attempt = ServiceBuilder::new()
+                    .layer(TimeoutLayer::new(
+                        Scope::Provider,
+                        p.name.clone(),
+                        p.timeouts,
+                    ))
+                    .layer(CredentialLayer::new(p.credential.clone(), p.label()))
+                    .service(EmbeddingClient {
+                        target: Target::Provider(p.clone()),
+                        client: client.clone(),
+                        global_timeout,
+                    });
+                (p.name.clone(), attempt)
+            })
+            .collect(),
+    );
+    let relay = relay.map(|relay| {
+        ServiceBuilder::new()
+            .layer(CredentialLayer::new(
+                relay.key.clone(),
+                crate::providers::relay::RELAY_PROVIDER,
+            ))
+            .service(EmbeddingClient {
+                target: Target::Relay {
+                    url: format!(
+                        "{}/openai/v1/embeddings",
+                        relay.gateway_url.trim_end_matches('/')
+                    ),
+                    model: format!("{EMBEDDING_MODEL_PREFIX}{name}"),
+                },
+                client: client.clone(),
+                global_timeout,
+            })
+    });
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(TimeoutLayer::new(Scope::Model, Arc::from(name), timeouts))
+            .service(RelayOrSkip::new(relay, false, direct)),
+    )
+}
+
+/// One provider of an embedding model.
+#[derive(Debug)]
+struct EmbeddingProvider {
+    name: Arc<str>,
+    model_name: Arc<str>,
+    provider_type: ProviderType,
+    url: String,
+    provider_model: String,
+    credential: CredentialSource,
+    extra_body: Vec<BodyEdit>,
+    timeouts: Timeouts,
+}
+
+impl EmbeddingProvider {
+    fn from_config(
+        model: &str,
+        name: &str,
+        config: &EmbeddingProviderConfig,
+        types: &ProviderTypesConfig,
+        check_credentials: bool,
+    ) -> Result<Self, String> {
+        let provider_type = match config.provider_type {
+            EmbeddingProviderType::Openai => ProviderType::Openai,
+            EmbeddingProviderType::Openrouter => ProviderType::Openrouter,
+        };
+        let location = config
+            .api_key_location
+            .clone()
+            .unwrap_or_else(|| types.effective_default(provider_type));
+        let credential = if check_credentials {
+            crate::credentials::load(&location).map_err(|e| {
+                format!("API key missing for provider `{name}` of embedding model `{model}`: {e}")
+            })?
+        } else {
+            crate::credentials::load_lazily(&location)
+        };
+        Ok(Self {
+            name: name.into(),
+            model_name: model.into(),
+            provider_type,
+            url: embeddings_url(
+                config
+                    .api_base
+                    .as_deref()
+                    .or(types.default_api_base(provider_type))
+                    .or(crate::providers::openai::default_api_base(provider_type))
+                    .unwrap_or_default(),
+            ),
+            provider_model: config.model_name.clone(),
+            credential,
+            extra_body: config.extra_body.iter().map(BodyEdit::from).collect(),
+            timeouts: Timeouts {
+                non_streaming_total: config.timeout_ms.map(Duration::from_millis),
+                ..Timeouts::default()
+            },
+        })
+    }
+
+    fn shorthand(
+        full_name: &str,
+        provider_type: ProviderType,
+        model: &str,
+        types: &ProviderTypesConfig,
+    ) -> Self {
+        Self {
+            name: provider_type.as_str().into(),
+            model_name: full_name.into(),
+            provider_type,
+            url: embeddings_url(
+                types
+                    .default_api_base(provider_type)
+                    .or(crate::providers::openai::default_api_base(provider_type))
+                    .unwrap_or_default(),
+            ),
+            provider_model: model.to_owned(),
+            credential: crate::credentials::load_lazily(&types.effective_default(provider_type)),
+            extra_body: Vec::new(),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("`{}` of embedding model `{}`", self.name, self.model_name)
+    }
+}
+
+fn embeddings_url(base: &str) -> String {
+    format!("{}/embeddings", base.trim_end_matches('/'))
+}
+
+/// Where an embedding call goes.
+#[derive(Clone, Debug)]
+enum Target {
+    /// A provider's `/embeddings`.
+    Provider(Arc<EmbeddingProvider>),
+    /// The relay's `/openai/v1/embeddings` (reference §1.9).
+    Relay { url: String, model: String },
+}
+
+/// Sends one embedding call in the OpenAI wire format.
+#[derive(Clone, Debug)]
+struct EmbeddingClient {
+    target: Target,
+    client: HttpClient,
+    global_timeout: Duration,
+}
+
+impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
+    type Response = EmbeddingOutput;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<EmbeddingOutput, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call<EmbeddingRequest>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let key = call
+                .extensions
+                .get::<ProviderKey>()
+                .and_then(|k| k.0.clone());
+            let (url, body, provider, fail): (&str, Value, Arc<str>, Box<dyn Fn(Option<u16>, String) -> Error + Send + Sync>) =
+                match &this.target {
+                    Target::Provider(p) => {
+                        let mut body = call.payload.body(&p.provider_model);
+                        for edit in &p.extra_body {
+                            apply_body_edit(&mut body, edit);
+                        }
+                        let (ptype, pname) = (p.provider_type.as_str(), p.name.to_string());
+                        (
+                            &p.url,
+                            body,
+                            p.name.clone(),
+                            Box::new(move |status, message| match status {
+                                Some(status) => Error::ProviderHttp {
+                                    provider_type: ptype,
+                                    provider: pname.clone(),
+                                    status,
+                                    message,
+                                    retry_after: None,
+                                },
+                                None => Error::ProviderFailure {
+                                    provider_type: ptype,
+                                    provider: pname.clone(),
+                                    message,
+                                },
+                            }),
+                        )
+                    }
+                    Target::Relay { url, model } => {
+                        let mut body = call.payload.body(model);
+                        // Dynamic credentials travel to the relay, which resolves its providers' keys.
+                        let credentials: serde_json::Map<String, Value> = call
+                            .extensions
+                            .get::<DynamicCredentials>()
+                            .map(|c| {
+                                c.0.iter()
+                                    .map(|(k, v)| (k.clone(), json!(v.expose())))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        body["tensorzero::credentials"] = Value::Object(credentials);
+                        body["tensorzero::dryrun"] = Value::Null;
+                        body["tensorzero::cache_options"] = Value::Null;
+                        body["tensorzero::include_raw_response"] = json!(false);
+                        (
+                            url,
+                            body,
+                            crate::providers::relay::RELAY_PROVIDER.into(),
+                            Box::new(|status, message| Error::Relay {
+                                status,
+                                message,
+                                retry_after: None,
+                            }),
+                        )
+                    }
+                };
+            let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
+            if let Some(key) = &key {
+                builder = builder.header(AUTHORIZATION, bearer(key)?);
+            }
+            let request = builder
+                .body(Full::new(Bytes::from(body.to_string())))
+                .map_err(|e| fail(None, format!("cannot build a request to `{url}`: {e}")))?;
+            let exchange = async {
+                let response = this.client.request(request).await.map_err(|e| {
+                    fail(None, format!("could not reach `{url}`: {}", error_chain(&e)))
+                })?;
+                let status = response.status();
+                let retry_after = crate::error::retry_after(response.headers());
+                if !status.is_success() {
+                    let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
+                        .await
+                        .unwrap_or_default();
+                    let mut error = fail(Some(status.as_u16()), provider_error_message(&body));
+                    if let Error::ProviderHttp { retry_after: r, .. } | Error::Relay { retry_after: r, .. } = &mut error {
+                        *r = retry_after;
+                    }
+                    return Err(error);
+                }
+                let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+                    .await
+                    .map_err(|e| fail(None, format!("the answer broke off: {e}")))?;
+                parse_embeddings(&bytes).map_err(|m| fail(None, m))
+            };
+            let (embeddings, prompt_tokens) =
+                match tokio::time::timeout(this.global_timeout, exchange).await {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        return Err(fail(
+                            None,
+                            format!(
+                                "no answer from `{url}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
+                                this.global_timeout.as_millis()
+                            ),
+                        ));
+                    }
+                };
+            Ok(EmbeddingOutput {
+                provider,
+                embeddings,
+                prompt_tokens,
+            })
+        })
+    }
+}
+
+/// The vectors (ordered by `index`) and `usage.prompt_tokens` of an OpenAI embeddings answer.
+fn parse_embeddings(bytes: &[u8]) -> Result<(Vec<Value>, Option<u32>), String> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the answer is not JSON: {e}"))?;
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or("the answer has no `data` list")?;
+    let mut indexed = Vec::with_capacity(data.len());
+    for (position, item) in data.iter().enumerate() {
+        let embedding = item
+            .get("embedding")
+            .filter(|e| e.is_array() || e.is_string())
+            .ok_or("an item of `data` has no `embedding`")?;
+        let index = item
+            .get("index")
+            .and_then(Value::as_u64)
+            .map_or(position, |i| i as usize);
+        indexed.push((index, embedding.clone()));
+    }
+    indexed.sort_by_key(|(i, _)| *i);
+    let tokens = v
+        .get("usage")
+        .and_then(|u| u.get("prompt_tokens"))
+        .and_then(Value::as_u64)
+        .and_then(|t| u32::try_from(t).ok());
+    Ok((indexed.into_iter().map(|(_, e)| e).collect(), tokens))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_checked() {
+        for ok in [json!("a"), json!(["a", "b"]), json!([1, 2]), json!([[1], [2, 3]])] {
+            assert!(EmbeddingRequest::new(ok.clone(), None, None).is_ok(), "{ok}");
+        }
+        for empty in [json!([]), json!([[]])] {
+            let err = EmbeddingRequest::new(empty, None, None).unwrap_err();
+            assert!(err.to_string().contains("Input cannot be empty"), "{err}");
+        }
+        for bad in [json!(1), json!({"a": 1}), json!(["a", 1])] {
+            assert!(EmbeddingRequest::new(bad, None, None).is_err());
+        }
+        assert!(EmbeddingRequest::new(json!("a"), None, Some("hex".into())).is_err());
+    }
+
+    #[test]
+    fn answers_are_put_in_input_order() {
+        let body = json!({
+            "data": [
+                {"object": "embedding", "index": 1, "embedding": [0.5]},
+                {"object": "embedding", "index": 0, "embedding": [0.25]}
+            ],
+            "usage": {"prompt_tokens": 7, "total_tokens": 7}
+        });
+        let (vectors, tokens) = parse_embeddings(body.to_string().as_bytes()).unwrap();
+        assert_eq!(vectors, vec![json!([0.25]), json!([0.5])]);
+        assert_eq!(tokens, Some(7));
+    }
+}
