@@ -20,8 +20,8 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use switchyard_layers::call::{Call, Payload};
 use switchyard_layers::credentials::{CredentialLayer, CredentialSource};
-use switchyard_layers::ext::ProviderKey;
 use switchyard_layers::ext::DynamicCredentials;
+use switchyard_layers::ext::ProviderKey;
 use switchyard_layers::fallback::Fallback;
 use switchyard_layers::rate_limit::{EstimateTokens, RateLimitLayer, ReportUsage};
 use switchyard_layers::route::RelayOrSkip;
@@ -71,7 +71,10 @@ impl EmbeddingRequest {
             Value::Array(items) if items.iter().all(Value::is_string) => items.is_empty(),
             Value::Array(items) if items.iter().all(Value::is_u64) => items.is_empty(),
             Value::Array(items) if items.iter().all(is_tokens) => {
-                items.is_empty() || items.iter().any(|t| t.as_array().is_some_and(Vec::is_empty))
+                items.is_empty()
+                    || items
+                        .iter()
+                        .any(|t| t.as_array().is_some_and(Vec::is_empty))
             }
             _ => {
                 return Err(Error::InvalidOpenAiRequest(
@@ -202,7 +205,14 @@ impl EmbeddingModels {
             };
             configured.insert(
                 name.clone(),
-                stack(name, providers, timeouts, &client, global_timeout, relay.as_ref()),
+                stack(
+                    name,
+                    providers,
+                    timeouts,
+                    &client,
+                    global_timeout,
+                    relay.as_ref(),
+                ),
             );
         }
         if !errors.is_empty() {
@@ -441,62 +451,66 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                 .extensions
                 .get::<ProviderKey>()
                 .and_then(|k| k.0.clone());
-            let (url, body, provider, fail): (&str, Value, Arc<str>, Box<dyn Fn(Option<u16>, String) -> Error + Send + Sync>) =
-                match &this.target {
-                    Target::Provider(p) => {
-                        let mut body = call.payload.body(&p.provider_model);
-                        for edit in &p.extra_body {
-                            apply_body_edit(&mut body, edit);
-                        }
-                        let (ptype, pname) = (p.provider_type.as_str(), p.name.to_string());
-                        (
-                            &p.url,
-                            body,
-                            p.name.clone(),
-                            Box::new(move |status, message| match status {
-                                Some(status) => Error::ProviderHttp {
-                                    provider_type: ptype,
-                                    provider: pname.clone(),
-                                    status,
-                                    message,
-                                    retry_after: None,
-                                },
-                                None => Error::ProviderFailure {
-                                    provider_type: ptype,
-                                    provider: pname.clone(),
-                                    message,
-                                },
-                            }),
-                        )
+            let (url, body, provider, fail): (
+                &str,
+                Value,
+                Arc<str>,
+                Box<dyn Fn(Option<u16>, String) -> Error + Send + Sync>,
+            ) = match &this.target {
+                Target::Provider(p) => {
+                    let mut body = call.payload.body(&p.provider_model);
+                    for edit in &p.extra_body {
+                        apply_body_edit(&mut body, edit);
                     }
-                    Target::Relay { url, model } => {
-                        let mut body = call.payload.body(model);
-                        // Dynamic credentials travel to the relay, which resolves its providers' keys.
-                        let credentials: serde_json::Map<String, Value> = call
-                            .extensions
-                            .get::<DynamicCredentials>()
-                            .map(|c| {
-                                c.0.iter()
-                                    .map(|(k, v)| (k.clone(), json!(v.expose())))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        body["tensorzero::credentials"] = Value::Object(credentials);
-                        body["tensorzero::dryrun"] = Value::Null;
-                        body["tensorzero::cache_options"] = Value::Null;
-                        body["tensorzero::include_raw_response"] = json!(false);
-                        (
-                            url,
-                            body,
-                            crate::providers::relay::RELAY_PROVIDER.into(),
-                            Box::new(|status, message| Error::Relay {
+                    let (ptype, pname) = (p.provider_type.as_str(), p.name.to_string());
+                    (
+                        &p.url,
+                        body,
+                        p.name.clone(),
+                        Box::new(move |status, message| match status {
+                            Some(status) => Error::ProviderHttp {
+                                provider_type: ptype,
+                                provider: pname.clone(),
                                 status,
                                 message,
                                 retry_after: None,
-                            }),
-                        )
-                    }
-                };
+                            },
+                            None => Error::ProviderFailure {
+                                provider_type: ptype,
+                                provider: pname.clone(),
+                                message,
+                            },
+                        }),
+                    )
+                }
+                Target::Relay { url, model } => {
+                    let mut body = call.payload.body(model);
+                    // Dynamic credentials travel to the relay, which resolves its providers' keys.
+                    let credentials: serde_json::Map<String, Value> = call
+                        .extensions
+                        .get::<DynamicCredentials>()
+                        .map(|c| {
+                            c.0.iter()
+                                .map(|(k, v)| (k.clone(), json!(v.expose())))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    body["tensorzero::credentials"] = Value::Object(credentials);
+                    body["tensorzero::dryrun"] = Value::Null;
+                    body["tensorzero::cache_options"] = Value::Null;
+                    body["tensorzero::include_raw_response"] = json!(false);
+                    (
+                        url,
+                        body,
+                        crate::providers::relay::RELAY_PROVIDER.into(),
+                        Box::new(|status, message| Error::Relay {
+                            status,
+                            message,
+                            retry_after: None,
+                        }),
+                    )
+                }
+            };
             let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
             if let Some(key) = &key {
                 builder = builder.header(AUTHORIZATION, bearer(key)?);
@@ -506,7 +520,10 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                 .map_err(|e| fail(None, format!("cannot build a request to `{url}`: {e}")))?;
             let exchange = async {
                 let response = this.client.request(request).await.map_err(|e| {
-                    fail(None, format!("could not reach `{url}`: {}", error_chain(&e)))
+                    fail(
+                        None,
+                        format!("could not reach `{url}`: {}", error_chain(&e)),
+                    )
                 })?;
                 let status = response.status();
                 let retry_after = crate::error::retry_after(response.headers());
@@ -515,7 +532,9 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                         .await
                         .unwrap_or_default();
                     let mut error = fail(Some(status.as_u16()), provider_error_message(&body));
-                    if let Error::ProviderHttp { retry_after: r, .. } | Error::Relay { retry_after: r, .. } = &mut error {
+                    if let Error::ProviderHttp { retry_after: r, .. }
+                    | Error::Relay { retry_after: r, .. } = &mut error
+                    {
                         *r = retry_after;
                     }
                     return Err(error);
@@ -525,19 +544,23 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                     .map_err(|e| fail(None, format!("the answer broke off: {e}")))?;
                 parse_embeddings(&bytes).map_err(|m| fail(None, m))
             };
-            let (embeddings, prompt_tokens) =
-                match tokio::time::timeout(this.global_timeout, exchange).await {
-                    Ok(result) => result?,
-                    Err(_) => {
-                        return Err(fail(
-                            None,
-                            format!(
-                                "no answer from `{url}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
-                                this.global_timeout.as_millis()
-                            ),
-                        ));
-                    }
-                };
+            let (embeddings, prompt_tokens) = match tokio::time::timeout(
+                this.global_timeout,
+                exchange,
+            )
+            .await
+            {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(fail(
+                        None,
+                        format!(
+                            "no answer from `{url}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
+                            this.global_timeout.as_millis()
+                        ),
+                    ));
+                }
+            };
             Ok(EmbeddingOutput {
                 provider,
                 embeddings,
@@ -549,8 +572,8 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
 
 /// The vectors (ordered by `index`) and `usage.prompt_tokens` of an OpenAI embeddings answer.
 fn parse_embeddings(bytes: &[u8]) -> Result<(Vec<Value>, Option<u32>), String> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("the answer is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("the answer is not JSON: {e}"))?;
     let data = v
         .get("data")
         .and_then(Value::as_array)
@@ -582,8 +605,16 @@ mod tests {
 
     #[test]
     fn inputs_are_checked() {
-        for ok in [json!("a"), json!(["a", "b"]), json!([1, 2]), json!([[1], [2, 3]])] {
-            assert!(EmbeddingRequest::new(ok.clone(), None, None).is_ok(), "{ok}");
+        for ok in [
+            json!("a"),
+            json!(["a", "b"]),
+            json!([1, 2]),
+            json!([[1], [2, 3]]),
+        ] {
+            assert!(
+                EmbeddingRequest::new(ok.clone(), None, None).is_ok(),
+                "{ok}"
+            );
         }
         for empty in [json!([]), json!([[]])] {
             let err = EmbeddingRequest::new(empty, None, None).unwrap_err();

@@ -151,7 +151,7 @@ pub async fn build_state(
         resources.client.clone(),
         rate_limit,
     )
-        .map_err(StartupError::Providers)?;
+    .map_err(StartupError::Providers)?;
     match config
         .gateway
         .relay

@@ -15,6 +15,8 @@
 //! | `slow-MS` | waits MS milliseconds before answering |
 //! | `tool` | a tool call with `{"city":"Paris"}`: to the tool the request forces, else `get_weather` (streamed in pieces when streaming) |
 //! | `json` | the content `{"answer":42}` |
+//! | `choose-N` | a best-of-n evaluator's answer: `{"thinking":...,"answer_choice":N}` |
+//! | `cot` | a chain-of-thought answer: `{"thinking":...,"response":{"answer":42}}` |
 //! | `break` | a stream that breaks off after two chunks (non-streaming: a truncated body) |
 //! | `stream-error` | a stream that sends one chunk and then an `error` event |
 //! | `drip-MS` | a 200-chunk stream with MS milliseconds between chunks |
@@ -483,6 +485,10 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
         .unwrap_or_default();
     let text = if model.contains("json") {
         "{\"answer\":42}".to_owned()
+    } else if let Some(n) = number_after(&model, "choose-") {
+        format!("{{\"thinking\":\"candidate {n} is best\",\"answer_choice\":{n}}}")
+    } else if model.contains("cot") {
+        "{\"thinking\":\"six times seven\",\"response\":{\"answer\":42}}".to_owned()
     } else {
         format!("mock reply to: {last_user}")
     };

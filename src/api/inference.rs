@@ -13,9 +13,9 @@ use super::stream::{StreamFormat, sse_response};
 use super::{AppState, annotate, json_response, parse_json, read_body};
 use crate::body::Body;
 use crate::error::Error;
-use crate::inference::types::BodyEdit;
 use crate::inference::functions::{checked_tool_call, output_text, parsed_json};
 use crate::inference::input::{Input, InputBlock, InputMessage, SystemInput};
+use crate::inference::types::BodyEdit;
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, ModelChunk,
     ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,

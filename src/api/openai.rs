@@ -20,12 +20,12 @@ use super::{AppState, annotate, json_response, parse_json, read_body};
 use crate::body::Body;
 use crate::config::JsonMode;
 use crate::error::Error;
-use crate::inference::types::{
-    ChunkBlock, ContentBlock, FileInput, FinishReason, InferenceParams, ModelChunk,
-    ModelResponse, OutputBlock, Role, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
-};
 use crate::inference::functions::output_text;
 use crate::inference::input::{Input, InputBlock, InputMessage, SystemInput};
+use crate::inference::types::{
+    ChunkBlock, ContentBlock, FileInput, FinishReason, InferenceParams, ModelChunk, ModelResponse,
+    OutputBlock, Role, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
+};
 use crate::inference::{DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::secret::Secret;
 use std::sync::Arc;
@@ -345,14 +345,25 @@ fn convert_messages(messages: &[Value]) -> Result<Input, Error> {
                         InputBlock::Text(t) | InputBlock::RawText(t) => system_texts.push(t),
                         InputBlock::Template { name, arguments } if name == "system" => {
                             if system_arguments.replace(arguments).is_some() {
-                                return Err(bad(i, "only one system message may hold template arguments"));
+                                return Err(bad(
+                                    i,
+                                    "only one system message may hold template arguments",
+                                ));
                             }
                         }
                         InputBlock::Template { name, .. } => {
-                            return Err(bad(i, &format!("a system message can only fill the `system` template, not `{name}`")));
+                            return Err(bad(
+                                i,
+                                &format!(
+                                    "a system message can only fill the `system` template, not `{name}`"
+                                ),
+                            ));
                         }
                         InputBlock::Other(_) => {
-                            return Err(bad(i, "a system message's content must be text or a `tensorzero::template` block"));
+                            return Err(bad(
+                                i,
+                                "a system message's content must be text or a `tensorzero::template` block",
+                            ));
                         }
                     }
                 }
@@ -373,7 +384,10 @@ fn convert_messages(messages: &[Value]) -> Result<Input, Error> {
                         match &block {
                             InputBlock::Text(t) if t.is_empty() => {}
                             InputBlock::Other(_) => {
-                                return Err(bad(i, "an assistant message's content must be text or template blocks"));
+                                return Err(bad(
+                                    i,
+                                    "an assistant message's content must be text or template blocks",
+                                ));
                             }
                             _ => blocks.push(block),
                         }
@@ -444,7 +458,8 @@ fn convert_messages(messages: &[Value]) -> Result<Input, Error> {
         (Some(arguments), true) => Some(SystemInput::Arguments(arguments)),
         (Some(_), false) => {
             return Err(Error::InvalidOpenAiRequest(
-                "system messages hold both text and template arguments; send one or the other".into(),
+                "system messages hold both text and template arguments; send one or the other"
+                    .into(),
             ));
         }
         (None, true) => None,
@@ -491,7 +506,9 @@ fn content_blocks(content: &Value, role: &str) -> Result<Vec<InputBlock>, String
                         name: role.to_owned(),
                         arguments: arguments(Some(a), "a text part with `tensorzero::arguments`")?,
                     }),
-                    _ => Err("a text part needs a string `text` (or `tensorzero::arguments`)".to_owned()),
+                    _ => Err(
+                        "a text part needs a string `text` (or `tensorzero::arguments`)".to_owned(),
+                    ),
                 },
                 Some("tensorzero::raw_text") => p
                     .get("value")

@@ -83,7 +83,10 @@ impl Ensemble<'_> {
                     }
                 }
             };
-            let Candidate { mut meta, mut response } = candidates.swap_remove(chosen);
+            let Candidate {
+                mut meta,
+                mut response,
+            } = candidates.swap_remove(chosen);
             meta.variant_name = self.variant_name.into();
             response.usage = usage;
             Ok(self.deliver(meta, response))
@@ -103,13 +106,16 @@ impl Ensemble<'_> {
                 .await?;
             let candidate_usage = total_usage(candidates.iter().map(|c| c.response.usage));
             if candidates.len() == 1 {
-                let Candidate { mut meta, mut response } = candidates.remove(0);
+                let Candidate {
+                    mut meta,
+                    mut response,
+                } = candidates.remove(0);
                 meta.variant_name = self.variant_name.into();
                 response.usage = candidate_usage;
                 return Ok(self.deliver(meta, response));
             }
-            let (system, messages) = fuser_prompt
-                .render(&self.request.input, Some(&self.gateway.templates))?;
+            let (system, messages) =
+                fuser_prompt.render(&self.request.input, Some(&self.gateway.templates))?;
             let system = with_candidates(system, FUSER_INSTRUCTIONS, &candidates);
             let call = ChatCall {
                 request: self.request,
@@ -174,10 +180,9 @@ impl Ensemble<'_> {
                 Ok(Ok(InferenceOutcome::Complete { meta, response })) => {
                     candidates.push(Candidate { meta, response })
                 }
-                Ok(Ok(InferenceOutcome::Stream { .. })) => errors.push((
-                    name.clone(),
-                    Error::Internal("a candidate streamed".into()),
-                )),
+                Ok(Ok(InferenceOutcome::Stream { .. })) => {
+                    errors.push((name.clone(), Error::Internal("a candidate streamed".into())))
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(variant = %self.variant_name, candidate = %name, error = %e, "candidate failed; dropped");
                     errors.push((name.clone(), e));
@@ -206,7 +211,9 @@ impl Ensemble<'_> {
         name: &str,
     ) -> Result<InferenceOutcome, Error> {
         let variant = self.function.variants.get(name).ok_or_else(|| {
-            Error::Internal(format!("candidate `{name}` is not a variant (config validation missed it)"))
+            Error::Internal(format!(
+                "candidate `{name}` is not a variant (config validation missed it)"
+            ))
         })?;
         let (system, messages) = variant
             .prompt
@@ -240,7 +247,8 @@ impl Ensemble<'_> {
         prompt: &Prompt,
         candidates: &[Candidate],
     ) -> Result<(usize, Usage), Error> {
-        let (system, messages) = prompt.render(&self.request.input, Some(&self.gateway.templates))?;
+        let (system, messages) =
+            prompt.render(&self.request.input, Some(&self.gateway.templates))?;
         let system = with_candidates(system, EVALUATOR_INSTRUCTIONS, candidates);
         // The evaluator answers for itself: no tools, no output schema of the function's.
         let request = InferenceRequest {
@@ -273,7 +281,9 @@ impl Ensemble<'_> {
             .call(self.gateway, model_request, OutputCheck::Json(None))
             .await?
         else {
-            return Err(Error::Internal("a non-streaming call returned a stream".into()));
+            return Err(Error::Internal(
+                "a non-streaming call returned a stream".into(),
+            ));
         };
         let text = output_text(&response.content);
         let choice = serde_json::from_str::<Value>(&text)
@@ -337,7 +347,10 @@ impl Ensemble<'_> {
         let (limit, kind) = if self.request.stream {
             (timeouts.streaming.ttft_ms, TimeoutKind::StreamingTtft)
         } else {
-            (timeouts.non_streaming.total_ms, TimeoutKind::NonStreamingTotal)
+            (
+                timeouts.non_streaming.total_ms,
+                TimeoutKind::NonStreamingTotal,
+            )
         };
         let Some(ms) = limit else {
             return work.await;
@@ -355,7 +368,11 @@ impl Ensemble<'_> {
 }
 
 /// The system prompt with the instructions and the candidates' answers after it.
-fn with_candidates(system: Option<String>, instructions: &str, candidates: &[Candidate]) -> Option<String> {
+fn with_candidates(
+    system: Option<String>,
+    instructions: &str,
+    candidates: &[Candidate],
+) -> Option<String> {
     let mut text = system.map(|s| s + "\n\n").unwrap_or_default();
     text.push_str(instructions);
     for (i, c) in candidates.iter().enumerate() {
@@ -428,6 +445,9 @@ mod tests {
                 output_tokens: Some(2)
             }
         );
-        assert_eq!(add_usage(Usage::default(), Usage::default()), Usage::default());
+        assert_eq!(
+            add_usage(Usage::default(), Usage::default()),
+            Usage::default()
+        );
     }
 }

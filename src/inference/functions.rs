@@ -13,7 +13,9 @@ use super::input::{InputSchemas, Prompt, TEMPLATE_NAMES, TemplateRef};
 use super::schema::JsonSchema;
 use super::templates::Templates;
 use super::types::{OutputBlock, ToolChoice, ToolConfig, ToolDef};
-use crate::config::{ChatCompletionConfig, Config, FunctionConfig, ToolChoiceConfig, VariantConfig};
+use crate::config::{
+    ChatCompletionConfig, Config, FunctionConfig, ToolChoiceConfig, VariantConfig,
+};
 use crate::error::Error;
 
 /// A tool with its compiled parameter schema.
@@ -73,7 +75,9 @@ impl FunctionInfo {
             })
         };
         let (system, user, assistant, output) = match function {
-            FunctionConfig::Chat(f) => (&f.system_schema, &f.user_schema, &f.assistant_schema, &None),
+            FunctionConfig::Chat(f) => {
+                (&f.system_schema, &f.user_schema, &f.assistant_schema, &None)
+            }
             FunctionConfig::Json(f) => (
                 &f.system_schema,
                 &f.user_schema,
@@ -113,15 +117,24 @@ impl FunctionInfo {
         for (variant_name, variant) in function.variants() {
             let vat = format!("{at}.variants.{variant_name}");
             let prompt = match variant {
-                VariantConfig::ChatCompletion(cc) | VariantConfig::ExperimentalChainOfThought(cc) => {
+                VariantConfig::ChatCompletion(cc)
+                | VariantConfig::ExperimentalChainOfThought(cc) => {
                     prompt(&vat, cc, &schemas, templates, &mut errors)
                 }
-                VariantConfig::ExperimentalBestOfN(b) => {
-                    prompt(&format!("{vat}.evaluator"), &b.evaluator, &schemas, templates, &mut errors)
-                }
-                VariantConfig::ExperimentalMixtureOfN(m) => {
-                    prompt(&format!("{vat}.fuser"), &m.fuser, &schemas, templates, &mut errors)
-                }
+                VariantConfig::ExperimentalBestOfN(b) => prompt(
+                    &format!("{vat}.evaluator"),
+                    &b.evaluator,
+                    &schemas,
+                    templates,
+                    &mut errors,
+                ),
+                VariantConfig::ExperimentalMixtureOfN(m) => prompt(
+                    &format!("{vat}.fuser"),
+                    &m.fuser,
+                    &schemas,
+                    templates,
+                    &mut errors,
+                ),
                 VariantConfig::ExperimentalDynamicInContextLearning(d) => Prompt {
                     system_instructions: d
                         .system_instructions

@@ -104,27 +104,33 @@ impl Input {
         schemas: &InputSchemas,
         has_template: impl Fn(&str) -> bool,
     ) -> Result<(), Error> {
-        let check = |what: &str, name: &str, value: &Value, is_text: bool| {
-            match schemas.by_name(name) {
-                Some(schema) => schema.validate(value).map_err(|v| {
-                    Error::InvalidRequest(format!(
-                        "{what} does not follow the function's `{name}_schema`: {v}"
-                    ))
-                }),
-                None if !is_text && !has_template(name) => Err(Error::InvalidRequest(format!(
-                    "{what} holds template arguments, but no variant of this function has a `{name}` template (and the function has no `{name}_schema`); send text instead"
-                ))),
-                None => Ok(()),
-            }
+        let check = |what: &str, name: &str, value: &Value, is_text: bool| match schemas
+            .by_name(name)
+        {
+            Some(schema) => schema.validate(value).map_err(|v| {
+                Error::InvalidRequest(format!(
+                    "{what} does not follow the function's `{name}_schema`: {v}"
+                ))
+            }),
+            None if !is_text && !has_template(name) => Err(Error::InvalidRequest(format!(
+                "{what} holds template arguments, but no variant of this function has a `{name}` template (and the function has no `{name}_schema`); send text instead"
+            ))),
+            None => Ok(()),
         };
         match &self.system {
             None => {}
-            Some(SystemInput::Text(t)) => {
-                check("The system input", "system", &Value::String(t.clone()), true)?
-            }
-            Some(SystemInput::Arguments(a)) => {
-                check("The system input", "system", &Value::Object(a.clone()), false)?
-            }
+            Some(SystemInput::Text(t)) => check(
+                "The system input",
+                "system",
+                &Value::String(t.clone()),
+                true,
+            )?,
+            Some(SystemInput::Arguments(a)) => check(
+                "The system input",
+                "system",
+                &Value::Object(a.clone()),
+                false,
+            )?,
         }
         for (i, message) in self.messages.iter().enumerate() {
             for (j, block) in message.content.iter().enumerate() {
@@ -205,7 +211,10 @@ impl Prompt {
     ) -> Result<(Option<String>, Vec<Message>), Error> {
         let render = |template: &TemplateRef, context: &Value| -> Result<String, Error> {
             let templates = templates.ok_or_else(|| {
-                Error::Internal(format!("template `{}` without a template set", template.key))
+                Error::Internal(format!(
+                    "template `{}` without a template set",
+                    template.key
+                ))
             })?;
             templates
                 .render(&template.key, context)
@@ -306,7 +315,10 @@ mod tests {
         assert_eq!(system.as_deref(), Some("be brief"));
         assert_eq!(
             messages[0].content,
-            vec![ContentBlock::Text("hi".into()), ContentBlock::Text("raw".into())]
+            vec![
+                ContentBlock::Text("hi".into()),
+                ContentBlock::Text("raw".into())
+            ]
         );
         let input = Input {
             system: Some(SystemInput::Arguments(args(json!({"x": 1})))),
@@ -347,14 +359,23 @@ mod tests {
             arguments: args(json!({"topic": 7})),
         });
         let err = wrong.validate(&schemas, |_| true).unwrap_err().to_string();
-        assert!(err.contains("`user_schema`") && err.contains("/topic"), "{err}");
+        assert!(
+            err.contains("`user_schema`") && err.contains("/topic"),
+            "{err}"
+        );
         let text = message(InputBlock::Text("plain".into()));
         assert!(text.validate(&schemas, |_| true).is_err());
         let no_template = message(InputBlock::Template {
             name: "other".into(),
             arguments: args(json!({})),
         });
-        let err = no_template.validate(&schemas, |_| false).unwrap_err().to_string();
-        assert!(err.contains("no variant of this function has a `other` template"), "{err}");
+        let err = no_template
+            .validate(&schemas, |_| false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no variant of this function has a `other` template"),
+            "{err}"
+        );
     }
 }

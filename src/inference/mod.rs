@@ -215,13 +215,15 @@ impl Gateway {
             }
         };
         match (models, embeddings, functions) {
-            (Some(models), Some(embeddings), Some((functions, templates))) if errors.is_empty() => Ok(Self {
-                models,
-                embeddings,
-                functions,
-                templates,
-                rate_limit,
-            }),
+            (Some(models), Some(embeddings), Some((functions, templates))) if errors.is_empty() => {
+                Ok(Self {
+                    models,
+                    embeddings,
+                    functions,
+                    templates,
+                    rate_limit,
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -360,7 +362,9 @@ impl Gateway {
     ) -> Result<InferenceOutcome, Error> {
         match &variant.config {
             VariantConfig::ChatCompletion(cc) => {
-                let (system, messages) = variant.prompt.render(&request.input, Some(&self.templates))?;
+                let (system, messages) = variant
+                    .prompt
+                    .render(&request.input, Some(&self.templates))?;
                 let call = ChatCall {
                     request,
                     function: Some(function),
@@ -377,7 +381,9 @@ impl Gateway {
                         "variant `{variant_name}` is an `experimental_chain_of_thought` variant, which does not stream; send `stream: false` or pin another variant"
                     )));
                 }
-                let (system, messages) = variant.prompt.render(&request.input, Some(&self.templates))?;
+                let (system, messages) = variant
+                    .prompt
+                    .render(&request.input, Some(&self.templates))?;
                 let call = ChatCall {
                     request,
                     function: Some(function),
@@ -412,9 +418,11 @@ impl Gateway {
                 .mixture_of_n(config, &variant.prompt)
                 .await
             }
-            VariantConfig::ExperimentalDynamicInContextLearning(_) => Err(Error::NotSupported(format!(
-                "variant `{variant_name}` is an `experimental_dynamic_in_context_learning` variant, which needs a store of curated examples to pick from; switchyard stores no inferences, so it cannot run it. Pin another variant, or give this one weight 0"
-            ))),
+            VariantConfig::ExperimentalDynamicInContextLearning(_) => {
+                Err(Error::NotSupported(format!(
+                    "variant `{variant_name}` is an `experimental_dynamic_in_context_learning` variant, which needs a store of curated examples to pick from; switchyard stores no inferences, so it cannot run it. Pin another variant, or give this one weight 0"
+                )))
+            }
         }
     }
 }
@@ -468,9 +476,10 @@ impl ChatCall<'_> {
         let is_json = self.function.is_some_and(FunctionInfo::is_json);
         let (tools, check, output_schema) = if is_json {
             let schema = match &request.output_schema {
-                Some(dynamic) => Some(schema::JsonSchema::compile(dynamic.clone()).map_err(|e| {
-                    Error::InvalidRequest(format!("`output_schema` is {e}"))
-                })?),
+                Some(dynamic) => Some(
+                    schema::JsonSchema::compile(dynamic.clone())
+                        .map_err(|e| Error::InvalidRequest(format!("`output_schema` is {e}")))?,
+                ),
                 None => self.function.and_then(|f| f.output_schema.clone()),
             };
             if params.json_mode.is_none() {
@@ -573,7 +582,9 @@ impl ChatCall<'_> {
         }));
         let outcome = self.call(gateway, model_request, check).await?;
         let InferenceOutcome::Complete { meta, mut response } = outcome else {
-            return Err(Error::Internal("a non-streaming call returned a stream".into()));
+            return Err(Error::Internal(
+                "a non-streaming call returned a stream".into(),
+            ));
         };
         let raw = functions::output_text(&response.content);
         if let Ok(Value::Object(mut answer)) = serde_json::from_str::<Value>(&raw) {
@@ -832,7 +843,10 @@ mod tests {
             buckets[(d * 10.0) as usize] += 1;
         }
         // Each bucket expects 1000 (sd ~30).
-        assert!(buckets.iter().all(|b| (880..1120).contains(b)), "{buckets:?}");
+        assert!(
+            buckets.iter().all(|b| (880..1120).contains(b)),
+            "{buckets:?}"
+        );
     }
 
     #[test]

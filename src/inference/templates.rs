@@ -148,7 +148,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = write(dir.path(), "t.minijinja", "Hello <{{ name }}> & co");
         let mut t = Templates::new(None).unwrap();
-        t.add("functions.f.variants.v.user_template", &file).unwrap();
+        t.add("functions.f.variants.v.user_template", &file)
+            .unwrap();
         let key = "functions.f.variants.v.user_template";
         assert_eq!(
             t.render(key, &json!({"name": "Ada"})).unwrap(),
@@ -157,10 +158,7 @@ mod tests {
         let err = t.render(key, &json!({})).unwrap_err();
         assert!(err.contains("undefined"), "{err}");
         assert!(err.contains(key), "{err}");
-        assert_eq!(
-            t.variables(key),
-            HashSet::from(["name".to_owned()])
-        );
+        assert_eq!(t.variables(key), HashSet::from(["name".to_owned()]));
     }
 
     #[test]
@@ -196,8 +194,11 @@ mod tests {
         write(outside.path(), "secret.txt", "SECRET");
         let base = tempfile::tempdir().unwrap();
         #[cfg(unix)]
-        std::os::unix::fs::symlink(outside.path().join("secret.txt"), base.path().join("link.txt"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            base.path().join("link.txt"),
+        )
+        .unwrap();
         let secret = outside.path().join("secret.txt");
         for name in [
             "../secret.txt".to_owned(),
@@ -205,7 +206,11 @@ mod tests {
             "./link.txt".to_owned(),
             "link.txt".to_owned(),
         ] {
-            let file = write(base.path(), "t.minijinja", &format!("{{% include '{name}' %}}"));
+            let file = write(
+                base.path(),
+                "t.minijinja",
+                &format!("{{% include '{name}' %}}"),
+            );
             let mut t = Templates::new(Some(base.path())).unwrap();
             t.add("k", &file).unwrap();
             let err = t.render("k", &json!({})).unwrap_err();

@@ -27,6 +27,10 @@ pub struct Reply {
 }
 
 impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -67,6 +71,15 @@ impl Reply {
     }
 }
 
+/// Writes `(relative path, text)` pairs under `dir`.
+pub fn write_files(dir: &tempfile::TempDir, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
 /// Writes `toml` (with `{mock}` replaced by the mock's `api_base`) and loads it.
 pub fn load(
     toml: &str,
@@ -87,7 +100,18 @@ impl Harness {
     /// Starts a gateway against an already running mock (when the config must name its address
     /// in places `{mock}` does not reach, such as a key file).
     pub async fn start_with_mock(mock: MockProvider, toml: &str) -> Harness {
+        Self::start_with_files(mock, toml, &[]).await
+    }
+
+    /// Starts a gateway whose config directory also holds `files` (`(relative path, text)`:
+    /// templates, schemas), written before the config loads.
+    pub async fn start_with_files(
+        mock: MockProvider,
+        toml: &str,
+        files: &[(&str, &str)],
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
+        write_files(&dir, files);
         let loaded = load(toml, &mock, &dir).unwrap_or_else(|e| panic!("config did not load: {e}"));
         let gateway = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
