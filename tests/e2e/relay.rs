@@ -54,6 +54,27 @@ type = "openai"
 api_base = "{mock}"
 model_name = "drip-50"
 api_key_location = "none"
+
+[models.json]
+routing = ["openai"]
+[models.json.providers.openai]
+type = "openai"
+api_base = "{mock}"
+model_name = "json"
+api_key_location = "none"
+
+[embedding_models.embed]
+routing = ["down", "up"]
+[embedding_models.embed.providers.down]
+type = "openai"
+api_base = "{mock}"
+model_name = "error-503"
+api_key_location = "none"
+[embedding_models.embed.providers.up]
+type = "openai"
+api_base = "{mock}"
+model_name = "embed-model"
+api_key_location = "path::{relay_key}"
 "#;
 
 /// The edge: relays everything except `local`; its providers name keys it does not have.
@@ -104,6 +125,35 @@ type = "chat_completion"
 model = "mock"
 max_tokens = 64
 extra_body = [{ pointer = "/from_edge_variant", value = true }]
+
+"#;
+
+/// What the two-tier tests add to the edge: a templated json function and an embedding
+/// model, whose providers the edge cannot call.
+const EDGE_FUNCTIONS: &str = r#"
+[models.json]
+routing = ["x"]
+[models.json.providers.x]
+type = "openai"
+model_name = "x"
+api_key_location = "env::SWITCHYARD_EDGE_HAS_NO_SUCH_KEY"
+
+[functions.templated]
+type = "json"
+user_schema = "{templates}/user.json"
+output_schema = "{templates}/answer.json"
+[functions.templated.variants.v]
+type = "chat_completion"
+model = "json"
+user_template = "{templates}/user.minijinja"
+json_mode = "strict"
+
+[embedding_models.embed]
+routing = ["x"]
+[embedding_models.embed.providers.x]
+type = "openai"
+model_name = "x"
+api_key_location = "env::SWITCHYARD_EDGE_HAS_NO_SUCH_KEY"
 "#;
 
 struct Tiers {
@@ -118,15 +168,31 @@ async fn tiers() -> Tiers {
     let keys = tempfile::tempdir().unwrap();
     let relay_key = key_file(&keys, "relay.key", "sk-relay-key");
     let edge_key = key_file(&keys, "edge.key", "sk-edge-key");
+    crate::harness::write_files(
+        &keys,
+        &[
+            (
+                "user.json",
+                r#"{"type": "object", "properties": {"topic": {"type": "string"}}, "required": ["topic"]}"#,
+            ),
+            (
+                "answer.json",
+                r#"{"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}"#,
+            ),
+            ("user.minijinja", "Topic: {{ topic }}"),
+        ],
+    );
+    let templates = keys.path().to_str().unwrap().to_owned();
     let base = mock.api_base();
     let (relay, d1) = gateway(RELAY, &[("{mock}", &base), ("{relay_key}", &relay_key)]).await;
     let relay_url = relay.url();
     let (edge, d2) = gateway(
-        EDGE,
+        &format!("{EDGE}{EDGE_FUNCTIONS}"),
         &[
             ("{mock}", &base),
             ("{relay}", &relay_url),
             ("{edge_key}", &edge_key),
+            ("{templates}", &templates),
         ],
     )
     .await;
@@ -446,4 +512,63 @@ async fn model_timeouts_on_the_edge_cover_relayed_calls() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(mock.cancelled_requests(), 1);
+}
+
+#[tokio::test]
+async fn the_edge_renders_templates_and_the_relay_sees_only_the_model_call() {
+    let t = tiers().await;
+    let body = json!({
+        "function_name": "templated",
+        "input": { "messages": [{ "role": "user", "content": [{ "type": "template", "name": "user", "arguments": { "topic": "rust" } }] }] }
+    });
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["variant_name"], "v");
+    assert_eq!(v["output"]["parsed"], json!({ "answer": 42 }));
+    let sent = &t.mock.requests()[0];
+    assert_eq!(sent.body["messages"][0]["content"], "Topic: rust");
+    assert_eq!(sent.body["response_format"]["type"], "json_schema");
+    assert_eq!(
+        sent.body["response_format"]["json_schema"]["schema"]["required"],
+        json!(["answer"])
+    );
+
+    // Streaming through both tiers.
+    let mut body = body;
+    body["stream"] = json!(true);
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let raw: String = r
+        .json_events()
+        .iter()
+        .filter_map(|e| e["raw"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(raw, "{\"answer\":42}");
+
+    // A schema violation is the edge's own 400: the relay is never called.
+    let before = t.mock.requests().len();
+    let bad = json!({
+        "function_name": "templated",
+        "input": { "messages": [{ "role": "user", "content": [{ "type": "template", "name": "user", "arguments": { "topic": 1 } }] }] }
+    });
+    let r = post(&t.edge, "/inference", &bad).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(t.mock.requests().len(), before);
+}
+
+#[tokio::test]
+async fn embeddings_are_relayed_and_the_relay_falls_back() {
+    let t = tiers().await;
+    let body = json!({ "input": ["one", "two three"], "model": "tensorzero::embedding_model_name::embed" });
+    let r = post(&t.edge, "/openai/v1/embeddings", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["model"], "tensorzero::embedding_model_name::embed");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["usage"]["prompt_tokens"], 3);
+    let seen = t.mock.requests();
+    assert_eq!(seen.len(), 2, "the relay tried `down`, then `up`");
+    assert_eq!(seen[1].body["model"], "embed-model");
+    assert_eq!(seen[1].header("authorization"), Some("Bearer sk-relay-key"));
 }
