@@ -32,7 +32,7 @@ use arc_swap::ArcSwap;
 use tower::Service;
 use tower::util::{Oneshot, ServiceExt};
 
-use crate::config::{ConfigErrors, LoadedConfig, files_hash};
+use crate::config::{ConfigErrors, LoadedConfig, files_hash, referenced_files_hash};
 use crate::stack::ConfiguredService;
 use crate::{Resources, build_state};
 
@@ -64,6 +64,13 @@ impl ConfigSource {
             Self::BuiltInDefault => None,
         }
     }
+}
+
+/// The files `loaded` names, and the hash of their contents now.
+fn referenced(loaded: &LoadedConfig) -> (Vec<std::path::PathBuf>, String) {
+    let files = loaded.referenced_files();
+    let hash = referenced_files_hash(&files);
+    (files, hash)
 }
 
 /// A service that can be replaced while it serves: each call runs on whichever service is
@@ -151,6 +158,9 @@ pub struct Reloader {
     service: Swappable<ConfiguredService>,
     /// The hash of the configuration being served.
     serving: String,
+    /// The files it names (templates, schemas, ...) and what their contents hashed to when it
+    /// loaded: the poll reloads when one of them changes, too.
+    referenced: (Vec<std::path::PathBuf>, String),
     /// The hash of files that failed to load: the poll does not retry them until they change.
     rejected: Option<String>,
     bind_address: Option<SocketAddr>,
@@ -169,6 +179,7 @@ impl Reloader {
             resources,
             service,
             serving: loaded.hash.clone(),
+            referenced: referenced(loaded),
             rejected: None,
             bind_address: loaded.config.gateway.bind_address,
         }
@@ -193,6 +204,7 @@ impl Reloader {
             );
         }
         self.service.replace(app.service());
+        self.referenced = referenced(&loaded);
         let from = std::mem::replace(&mut self.serving, loaded.hash.clone());
         self.rejected = None;
         Ok(Outcome::Reloaded {
@@ -202,7 +214,12 @@ impl Reloader {
     }
 
     async fn reload_and_log(&mut self, trigger: Trigger) {
-        let attempted = self.source.current_hash();
+        let attempted = match self.source.current_hash() {
+            // Remember what failed: new config files, or the same ones with changed
+            // referenced files.
+            Some(now) if now == self.serving => Some(referenced_files_hash(&self.referenced.0)),
+            other => other,
+        };
         match self.reload().await {
             Ok(Outcome::Reloaded { from, to }) => tracing::info!(
                 trigger = trigger.as_str(),
@@ -229,7 +246,13 @@ impl Reloader {
     /// failed last time.
     fn files_changed(&self) -> bool {
         match self.source.current_hash() {
-            Some(now) => now != self.serving && Some(&now) != self.rejected.as_ref(),
+            Some(now) if now != self.serving => Some(&now) != self.rejected.as_ref(),
+            // The config files are as they were; a template or schema they name may not be.
+            Some(_) => {
+                let (files, hash) = &self.referenced;
+                let now = referenced_files_hash(files);
+                &now != hash && Some(&now) != self.rejected.as_ref()
+            }
             None => false,
         }
     }

@@ -125,6 +125,63 @@ impl LoadedConfig {
     }
 }
 
+impl LoadedConfig {
+    /// The files the configuration names besides itself: schemas, templates, system
+    /// instructions, tool parameters. A change to one of them is a change to the configuration
+    /// (the reload poll watches them too).
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        let config = &self.config;
+        let mut files: Vec<PathBuf> = Vec::new();
+        let prompt = |cc: &ChatCompletionConfig, files: &mut Vec<PathBuf>| {
+            for path in [
+                &cc.system_template,
+                &cc.user_template,
+                &cc.assistant_template,
+                &cc.system_instructions,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                files.push(path.clone());
+            }
+        };
+        for function in config.functions.values() {
+            files.extend(function.schema_files().into_iter().map(|(_, p)| p.clone()));
+            for variant in function.variants().values() {
+                match variant {
+                    VariantConfig::ChatCompletion(cc)
+                    | VariantConfig::ExperimentalChainOfThought(cc) => prompt(cc, &mut files),
+                    VariantConfig::ExperimentalBestOfN(b) => prompt(&b.evaluator, &mut files),
+                    VariantConfig::ExperimentalMixtureOfN(m) => prompt(&m.fuser, &mut files),
+                    VariantConfig::ExperimentalDynamicInContextLearning(d) => {
+                        files.extend(d.system_instructions.clone())
+                    }
+                }
+            }
+        }
+        files.extend(config.tools.values().map(|t| t.parameters.clone()));
+        files.sort();
+        files.dedup();
+        files
+    }
+}
+
+/// A hash of the contents of `files` (a missing or unreadable file hashes as such), for noticing
+/// that one changed.
+pub fn referenced_files_hash(files: &[PathBuf]) -> String {
+    let mut hasher = Sha256::new();
+    for path in files {
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        match std::fs::read(path) {
+            Ok(bytes) => hasher.update(&bytes),
+            Err(e) => hasher.update(format!("unreadable: {e}").as_bytes()),
+        }
+        hasher.update([0]);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
 /// The hash `/status` reports: SHA-256 over the files' texts, in merge order.
 pub fn content_hash<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
     let mut hasher = Sha256::new();

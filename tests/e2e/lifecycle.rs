@@ -313,3 +313,37 @@ async fn sighup_with_the_built_in_configuration_does_not_stop_the_gateway() {
     );
     assert_eq!(gw.get("/live").await.status, 200);
 }
+
+#[tokio::test]
+async fn an_edited_template_is_picked_up_by_the_poll_and_a_broken_one_is_not() {
+    let mock = MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("user.minijinja");
+    std::fs::write(&template, "v1: {{ user_text }}").unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}[functions.f]\ntype = \"chat\"\n[functions.f.variants.v]\ntype = \"chat_completion\"\n\
+             model = \"m\"\nuser_template = \"user.minijinja\"\n",
+            model("m", &mock, "mock-model")
+        ),
+    );
+    let gw = GatewayProcess::start(
+        &config,
+        &["--config-poll-interval", "0.2"],
+        &[],
+        log_path(&dir),
+    );
+    let ask = json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "hi" }] } });
+    let reply = |r: crate::harness::Reply| r.json()["content"][0]["text"].clone();
+    assert_eq!(reply(gw.infer(&ask).await), "mock reply to: v1: hi");
+
+    std::fs::write(&template, "v2: {{ user_text }}").unwrap();
+    gw.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert_eq!(reply(gw.infer(&ask).await), "mock reply to: v2: hi");
+
+    // A template that does not compile is refused; the last good one keeps serving.
+    std::fs::write(&template, "{% if %}").unwrap();
+    gw.wait_for_log("configuration reload failed", Duration::from_secs(10));
+    assert_eq!(reply(gw.infer(&ask).await), "mock reply to: v2: hi");
+}
