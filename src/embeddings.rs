@@ -447,102 +447,40 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
     fn call(&mut self, call: Call<EmbeddingRequest>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let key = call
+            let target = &this.target;
+            let url = target.url();
+            let body = target.body(&call);
+            let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
+            if let Some(key) = call
                 .extensions
                 .get::<ProviderKey>()
-                .and_then(|k| k.0.clone());
-            let (url, body, provider, fail): (
-                &str,
-                Value,
-                Arc<str>,
-                Box<dyn Fn(Option<u16>, String) -> Error + Send + Sync>,
-            ) = match &this.target {
-                Target::Provider(p) => {
-                    let mut body = call.payload.body(&p.provider_model);
-                    for edit in &p.extra_body {
-                        apply_body_edit(&mut body, edit);
-                    }
-                    let (ptype, pname) = (p.provider_type.as_str(), p.name.to_string());
-                    (
-                        &p.url,
-                        body,
-                        p.name.clone(),
-                        Box::new(move |status, message| match status {
-                            Some(status) => Error::ProviderHttp {
-                                provider_type: ptype,
-                                provider: pname.clone(),
-                                status,
-                                message,
-                                retry_after: None,
-                            },
-                            None => Error::ProviderFailure {
-                                provider_type: ptype,
-                                provider: pname.clone(),
-                                message,
-                            },
-                        }),
-                    )
-                }
-                Target::Relay { url, model } => {
-                    let mut body = call.payload.body(model);
-                    // Dynamic credentials travel to the relay, which resolves its providers' keys.
-                    let credentials: serde_json::Map<String, Value> = call
-                        .extensions
-                        .get::<DynamicCredentials>()
-                        .map(|c| {
-                            c.0.iter()
-                                .map(|(k, v)| (k.clone(), json!(v.expose())))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    body["tensorzero::credentials"] = Value::Object(credentials);
-                    body["tensorzero::dryrun"] = Value::Null;
-                    body["tensorzero::cache_options"] = Value::Null;
-                    body["tensorzero::include_raw_response"] = json!(false);
-                    (
-                        url,
-                        body,
-                        crate::providers::relay::RELAY_PROVIDER.into(),
-                        Box::new(|status, message| Error::Relay {
-                            status,
-                            message,
-                            retry_after: None,
-                        }),
-                    )
-                }
-            };
-            let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
-            if let Some(key) = &key {
+                .and_then(|k| k.0.as_ref())
+            {
                 builder = builder.header(AUTHORIZATION, bearer(key)?);
             }
             let request = builder
                 .body(Full::new(Bytes::from(body.to_string())))
-                .map_err(|e| fail(None, format!("cannot build a request to `{url}`: {e}")))?;
+                .map_err(|e| target.failure(format!("cannot build a request to `{url}`: {e}")))?;
             let exchange = async {
                 let response = this.client.request(request).await.map_err(|e| {
-                    fail(
-                        None,
-                        format!("could not reach `{url}`: {}", error_chain(&e)),
-                    )
+                    target.failure(format!("could not reach `{url}`: {}", error_chain(&e)))
                 })?;
                 let status = response.status();
-                let retry_after = crate::error::retry_after(response.headers());
                 if !status.is_success() {
+                    let retry_after = crate::error::retry_after(response.headers());
                     let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
                         .await
                         .unwrap_or_default();
-                    let mut error = fail(Some(status.as_u16()), provider_error_message(&body));
-                    if let Error::ProviderHttp { retry_after: r, .. }
-                    | Error::Relay { retry_after: r, .. } = &mut error
-                    {
-                        *r = retry_after;
-                    }
-                    return Err(error);
+                    return Err(target.http_error(
+                        status.as_u16(),
+                        provider_error_message(&body),
+                        retry_after,
+                    ));
                 }
                 let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
                     .await
-                    .map_err(|e| fail(None, format!("the answer broke off: {e}")))?;
-                parse_embeddings(&bytes).map_err(|m| fail(None, m))
+                    .map_err(|e| target.failure(format!("the answer broke off: {e}")))?;
+                parse_embeddings(&bytes).map_err(|m| target.failure(m))
             };
             let (embeddings, prompt_tokens) = match tokio::time::timeout(
                 this.global_timeout,
@@ -552,21 +490,100 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             {
                 Ok(result) => result?,
                 Err(_) => {
-                    return Err(fail(
-                        None,
-                        format!(
+                    return Err(target.failure(format!(
                             "no answer from `{url}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
                             this.global_timeout.as_millis()
-                        ),
-                    ));
+                        )));
                 }
             };
             Ok(EmbeddingOutput {
-                provider,
+                provider: target.provider_name(),
                 embeddings,
                 prompt_tokens,
             })
         })
+    }
+}
+
+impl Target {
+    fn url(&self) -> &str {
+        match self {
+            Target::Provider(p) => &p.url,
+            Target::Relay { url, .. } => url,
+        }
+    }
+
+    fn provider_name(&self) -> Arc<str> {
+        match self {
+            Target::Provider(p) => p.name.clone(),
+            Target::Relay { .. } => crate::providers::relay::RELAY_PROVIDER.into(),
+        }
+    }
+
+    /// The request body: the provider's model name and `extra_body`; for the relay, the
+    /// gateway's model name and the fields of reference §1.9.
+    fn body(&self, call: &Call<EmbeddingRequest>) -> Value {
+        match self {
+            Target::Provider(p) => {
+                let mut body = call.payload.body(&p.provider_model);
+                for edit in &p.extra_body {
+                    apply_body_edit(&mut body, edit);
+                }
+                body
+            }
+            Target::Relay { model, .. } => {
+                let mut body = call.payload.body(model);
+                // Dynamic credentials travel to the relay, which resolves its providers' keys.
+                let credentials: serde_json::Map<String, Value> = call
+                    .extensions
+                    .get::<DynamicCredentials>()
+                    .map(|c| {
+                        c.0.iter()
+                            .map(|(k, v)| (k.clone(), json!(v.expose())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                body["tensorzero::credentials"] = Value::Object(credentials);
+                body["tensorzero::dryrun"] = Value::Null;
+                body["tensorzero::cache_options"] = Value::Null;
+                body["tensorzero::include_raw_response"] = json!(false);
+                body
+            }
+        }
+    }
+
+    /// The target answered with an error status.
+    fn http_error(&self, status: u16, message: String, retry_after: Option<Duration>) -> Error {
+        match self {
+            Target::Provider(p) => Error::ProviderHttp {
+                provider_type: p.provider_type.as_str(),
+                provider: p.name.to_string(),
+                status,
+                message,
+                retry_after,
+            },
+            Target::Relay { .. } => Error::Relay {
+                status: Some(status),
+                message: format!("HTTP Error (status code {status}): {message}"),
+                retry_after,
+            },
+        }
+    }
+
+    /// The target could not be reached, or its answer could not be read.
+    fn failure(&self, message: String) -> Error {
+        match self {
+            Target::Provider(p) => Error::ProviderFailure {
+                provider_type: p.provider_type.as_str(),
+                provider: p.name.to_string(),
+                message,
+            },
+            Target::Relay { .. } => Error::Relay {
+                status: None,
+                message,
+                retry_after: None,
+            },
+        }
     }
 }
 

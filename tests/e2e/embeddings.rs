@@ -1,7 +1,6 @@
 //! `POST /openai/v1/embeddings` against the mock provider's OpenAI `/embeddings`.
 
 use serde_json::{Value, json};
-use switchyard::mock_provider::MockProvider;
 
 use crate::harness::{Harness, last_request};
 

@@ -784,7 +784,9 @@ weight = 0
 
 #[tokio::test]
 async fn templates_and_schemas_that_cannot_work_stop_start_up() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    /// A config, the files beside it, and what the start-up error must say.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             r#"
 [functions.f]
