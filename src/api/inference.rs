@@ -104,10 +104,14 @@ enum NativeBlock {
     RawText {
         value: String,
     },
+    /// A tool call: as written for input, or echoed back from an answer (with `raw_name` and
+    /// `raw_arguments`, where `name` and `arguments` may be null).
     ToolCall {
         id: String,
-        name: String,
-        arguments: Value,
+        name: Option<String>,
+        arguments: Option<Value>,
+        raw_name: Option<String>,
+        raw_arguments: Option<String>,
     },
     ToolResult {
         id: String,
@@ -322,12 +326,23 @@ fn convert_block(role: Role, block: NativeBlock) -> Result<InputBlock, Error> {
             id,
             name,
             arguments,
+            raw_name,
+            raw_arguments,
         } => ContentBlock::ToolCall(ToolCall {
             id,
-            name,
-            arguments: match arguments {
-                Value::String(s) => s,
-                other => other.to_string(),
+            // What the model wrote is what it should see again.
+            name: raw_name.or(name).ok_or_else(|| {
+                Error::InvalidRequest("a tool call block needs a `name` (or `raw_name`)".into())
+            })?,
+            arguments: match (raw_arguments, arguments) {
+                (Some(raw), _) => raw,
+                (None, Some(Value::String(s))) => s,
+                (None, Some(other)) => other.to_string(),
+                (None, None) => {
+                    return Err(Error::InvalidRequest(
+                        "a tool call block needs `arguments` (or `raw_arguments`)".into(),
+                    ));
+                }
             },
         }),
         NativeBlock::ToolResult { id, name, result } => {

@@ -104,46 +104,45 @@ impl Input {
         schemas: &InputSchemas,
         has_template: impl Fn(&str) -> bool,
     ) -> Result<(), Error> {
-        let check = |what: &str, name: &str, value: &Value, is_text: bool| match schemas
-            .by_name(name)
-        {
-            Some(schema) => schema.validate(value).map_err(|v| {
+        // The value is built only when a schema will read it: most functions have none.
+        let check = |what: &dyn Fn() -> String,
+                     name: &str,
+                     value: &dyn Fn() -> Value,
+                     is_text: bool| match schemas.by_name(name) {
+            Some(schema) => schema.validate(&value()).map_err(|v| {
                 Error::InvalidRequest(format!(
-                    "{what} does not follow the function's `{name}_schema`: {v}"
+                    "{} does not follow the function's `{name}_schema`: {v}",
+                    what()
                 ))
             }),
             None if !is_text && !has_template(name) => Err(Error::InvalidRequest(format!(
-                "{what} holds template arguments, but no variant of this function has a `{name}` template (and the function has no `{name}_schema`); send text instead"
+                "{} holds template arguments, but no variant of this function has a `{name}` template (and the function has no `{name}_schema`); send text instead",
+                what()
             ))),
             None => Ok(()),
         };
+        let system = || "The system input".to_owned();
         match &self.system {
             None => {}
-            Some(SystemInput::Text(t)) => check(
-                "The system input",
-                "system",
-                &Value::String(t.clone()),
-                true,
-            )?,
-            Some(SystemInput::Arguments(a)) => check(
-                "The system input",
-                "system",
-                &Value::Object(a.clone()),
-                false,
-            )?,
+            Some(SystemInput::Text(t)) => {
+                check(&system, "system", &|| Value::String(t.clone()), true)?
+            }
+            Some(SystemInput::Arguments(a)) => {
+                check(&system, "system", &|| Value::Object(a.clone()), false)?
+            }
         }
         for (i, message) in self.messages.iter().enumerate() {
             for (j, block) in message.content.iter().enumerate() {
-                let what = format!("Message {i} ({}), block {j},", role_name(message.role));
+                let what = || format!("Message {i} ({}), block {j},", role_name(message.role));
                 match block {
                     InputBlock::Text(t) => check(
                         &what,
                         role_name(message.role),
-                        &Value::String(t.clone()),
+                        &|| Value::String(t.clone()),
                         true,
                     )?,
                     InputBlock::Template { name, arguments } => {
-                        check(&what, name, &Value::Object(arguments.clone()), false)?
+                        check(&what, name, &|| Value::Object(arguments.clone()), false)?
                     }
                     InputBlock::RawText(_) | InputBlock::Other(_) => {}
                 }

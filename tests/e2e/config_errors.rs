@@ -392,10 +392,9 @@ allow_http = true
     // What loads but does nothing yet is said: batch inference, DICL, object storage, ...
     assert!(loaded.warnings.len() >= 3, "{:#?}", loaded.warnings);
     assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("experimental_dynamic_in_context_learning")),
+        loaded.warnings.iter().any(|w| w
+            .message
+            .contains("experimental_dynamic_in_context_learning")),
         "{:#?}",
         loaded.warnings
     );

@@ -63,6 +63,14 @@ api_base = "{mock}"
 model_name = "json"
 api_key_location = "none"
 
+[models.tool]
+routing = ["openai"]
+[models.tool.providers.openai]
+type = "openai"
+api_base = "{mock}"
+model_name = "tool"
+api_key_location = "none"
+
 [embedding_models.embed]
 routing = ["down", "up"]
 [embedding_models.embed.providers.down]
@@ -148,6 +156,38 @@ model = "json"
 user_template = "{templates}/user.minijinja"
 json_mode = "strict"
 
+[models.tool]
+routing = ["x"]
+[models.tool.providers.x]
+type = "openai"
+model_name = "x"
+api_key_location = "env::SWITCHYARD_EDGE_HAS_NO_SUCH_KEY"
+
+[tools.get_weather]
+description = "The weather in a city."
+parameters = "{templates}/weather.json"
+
+[functions.assistant]
+type = "chat"
+tools = ["get_weather"]
+[functions.assistant.variants.v]
+type = "chat_completion"
+model = "tool"
+
+[functions.ensemble]
+type = "chat"
+[functions.ensemble.variants.c1]
+type = "chat_completion"
+model = "mock"
+[functions.ensemble.variants.c2]
+type = "chat_completion"
+model = "mock"
+[functions.ensemble.variants.mon]
+type = "experimental_mixture_of_n"
+candidates = ["c1", "c2"]
+[functions.ensemble.variants.mon.fuser]
+model = "mock"
+
 [embedding_models.embed]
 routing = ["x"]
 [embedding_models.embed.providers.x]
@@ -180,6 +220,10 @@ async fn tiers() -> Tiers {
                 r#"{"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}"#,
             ),
             ("user.minijinja", "Topic: {{ topic }}"),
+            (
+                "weather.json",
+                r#"{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}"#,
+            ),
         ],
     );
     let templates = keys.path().to_str().unwrap().to_owned();
@@ -571,4 +615,55 @@ async fn embeddings_are_relayed_and_the_relay_falls_back() {
     assert_eq!(seen.len(), 2, "the relay tried `down`, then `up`");
     assert_eq!(seen[1].body["model"], "embed-model");
     assert_eq!(seen[1].header("authorization"), Some("Bearer sk-relay-key"));
+}
+
+#[tokio::test]
+async fn tools_and_ensembles_work_through_the_relay() {
+    let t = tiers().await;
+    let ask = json!({ "role": "user", "content": "weather in Paris?" });
+    let body = json!({ "function_name": "assistant", "input": { "messages": [ask] } });
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let call = r.json()["content"][0].clone();
+    assert_eq!(call["name"], "get_weather");
+    assert_eq!(
+        call["arguments"],
+        json!({ "city": "Paris" }),
+        "checked on the edge"
+    );
+    let sent = t.mock.requests()[0].body.clone();
+    assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
+
+    let body = json!({ "function_name": "assistant", "input": { "messages": [
+        ask,
+        { "role": "assistant", "content": [call] },
+        { "role": "user", "content": [{ "type": "tool_result", "id": call["id"], "name": "get_weather", "result": "sunny" }] }
+    ] } });
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let sent = t.mock.requests()[1].body.clone();
+    assert_eq!(sent["messages"][2]["role"], "tool");
+    assert_eq!(sent["messages"][2]["content"], "sunny");
+
+    // Mixture-of-n on the edge: each candidate and the fuser is its own relayed model call.
+    let before = t.mock.requests().len();
+    let body = json!({ "function_name": "ensemble", "variant_name": "mon", "input": { "messages": [{ "role": "user", "content": "hello" }] } });
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["variant_name"], "mon");
+    let calls = &t.mock.requests()[before..];
+    assert_eq!(calls.len(), 3, "two candidates and the fuser");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.header("authorization") == Some("Bearer sk-relay-key"))
+    );
+    let fuser = &calls[2].body;
+    assert!(
+        fuser["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<candidate index=\"1\">"),
+        "{fuser}"
+    );
 }
