@@ -34,7 +34,8 @@ pub fn rewrite(request: &ModelRequest) -> Option<ModelRequest> {
             strict: false,
         }],
         tool_choice: ToolChoice::Specific(TOOL_NAME.into()),
-        parallel_tool_calls: Some(false),
+        // One forced tool: nothing to parallelise (and left unset, as the TensorZero Gateway does).
+        parallel_tool_calls: None,
     });
     Some(rewritten)
 }

@@ -235,7 +235,15 @@ class Bench:
         chat = "/openai/v1/chat/completions"
         fn_body = {"model": "tensorzero::function_name::function1", "messages": PROMPT}
         model_body = {"model": "tensorzero::model_name::gpt-4.1-mini", "messages": PROMPT}
-        gw_cfg = configs.GATEWAY.replace("MOCK", mock_addr)
+        templates = self.work / "templates"
+        templates.mkdir(exist_ok=True)
+        for name, text in configs.TEMPLATE_FILES.items():
+            (templates / name).write_text(text)
+        gw_cfg = configs.GATEWAY.replace("MOCK", mock_addr).replace("TEMPLATES", str(templates))
+        templated_body = {"model": "tensorzero::function_name::templated", "messages": [
+            {"role": "system", "content": [{"type": "tensorzero::template", "name": "system", "arguments": {"assistant_name": "Alfred"}}]},
+            {"role": "user", "content": [{"type": "tensorzero::template", "name": "user", "arguments": {"question": "Is Santa real?"}}]},
+        ]}
         procs = []
         try:
             print("floor: the load generator straight to the mock provider", flush=True)
@@ -246,6 +254,7 @@ class Bench:
             procs.append(gw)
             self.measure("switchyard, function_name", [gw], gw_port, chat, fn_body, floor=floor)
             self.measure("switchyard, model_name", [gw], gw_port, chat, model_body, floor=floor, fresh=False)
+            self.measure("switchyard, templated function", [gw], gw_port, chat, templated_body, floor=floor, fresh=False)
 
             relay, relay_port = self.gateway("relay", gw_cfg)
             wait_ok(relay, relay_port, chat, fn_body)

@@ -16,7 +16,27 @@ type = "chat"
 type = "chat_completion"
 model = "gpt-4.1-mini"
 max_tokens = 100
+
+# What an edge mostly serves: schema-checked arguments rendered through templates.
+[functions.templated]
+type = "chat"
+system_schema = "TEMPLATES/system.json"
+user_schema = "TEMPLATES/user.json"
+[functions.templated.variants.variant1]
+type = "chat_completion"
+model = "gpt-4.1-mini"
+system_template = "TEMPLATES/system.minijinja"
+user_template = "TEMPLATES/user.minijinja"
+max_tokens = 100
 """
+
+# The files `templated` names.
+TEMPLATE_FILES = {
+    "system.json": '{"type": "object", "properties": {"assistant_name": {"type": "string"}}, "required": ["assistant_name"]}',
+    "user.json": '{"type": "object", "properties": {"question": {"type": "string", "maxLength": 500}}, "required": ["question"]}',
+    "system.minijinja": "You are {{ assistant_name }}, a helpful assistant. Answer in one sentence.",
+    "user.minijinja": "Question: {{ question }}",
+}
 
 EDGE = """
 [gateway.relay]

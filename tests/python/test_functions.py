@@ -45,6 +45,26 @@ type = "chat_completion"
 model = "chat"
 system_template = "templates/system.minijinja"
 user_template = "templates/user.minijinja"
+temperature = 0.3
+max_tokens = 50
+seed = 11
+stop_sequences = ["END"]
+
+[functions.wrapped]
+type = "chat"
+[functions.wrapped.variants.v]
+type = "chat_completion"
+model = "chat"
+system_template = "templates/system_text.minijinja"
+user_template = "templates/wrap.minijinja"
+
+[functions.locate]
+type = "json"
+output_schema = "schemas/weather.json"
+[functions.locate.variants.v]
+type = "chat_completion"
+model = "tool"
+json_mode = "implicit_tool"
 
 [functions.extract_answer]
 type = "json"
@@ -81,6 +101,8 @@ FILES = {
     "schemas/weather.json": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     "templates/system.minijinja": "You write haiku in the style of {{ poet }}.",
     "templates/user.minijinja": "Write a haiku about {{ topic }}.",
+    "templates/system_text.minijinja": "Rules: {{ system_text }}",
+    "templates/wrap.minijinja": "<<{{ user_text }}>>",
 }
 
 
@@ -186,3 +208,66 @@ def test_the_openai_sdk_fills_templates_and_embeds(gateway, mock_provider):
     # The SDK asks for base64 by default unless told otherwise; both decode to the same vector.
     f = client.embeddings.create(model="tensorzero::embedding_model_name::small", input="frog", encoding_format="float")
     assert f.data[0].embedding == pytest.approx(e.data[0].embedding)
+
+
+CASES = [
+    ("write_haiku", {"system": {"poet": "Basho"}, "messages": [{"role": "user", "content": [{"type": "template", "name": "user", "arguments": {"topic": "autumn"}}]}]}, {}),
+    ("write_haiku", {"system": {"poet": "Issa"}, "messages": [
+        {"role": "user", "content": [{"type": "template", "name": "user", "arguments": {"topic": "frogs"}}]},
+        {"role": "assistant", "content": "Old pond"},
+        {"role": "user", "content": [{"type": "raw_text", "value": "again, unwrapped"}]},
+    ]}, {}),
+    ("wrapped", {"system": "be kind", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "bye"}]}, {}),
+    ("extract_answer", {"messages": [{"role": "user", "content": "six times seven?"}]}, {}),
+    ("locate", {"messages": [{"role": "user", "content": "where?"}]}, {}),
+    ("assistant", {"messages": [{"role": "user", "content": "Weather in Paris?"}]}, {}),
+    ("assistant", {"messages": [{"role": "user", "content": "Weather in Paris?"}]}, {"tool_choice": "required", "parallel_tool_calls": True}),
+]
+
+
+@pytest.mark.parametrize("function,input,extra", CASES)
+def test_the_provider_sees_what_the_tensorzero_gateway_would_send(gateway, mock_provider, tmp_path, function, input, extra):
+    """The same config and request through the TensorZero Gateway (embedded in its client) and
+    through switchyard: the provider must receive the same prompt, tools and output format."""
+    d = tmp_path / "tz"
+    for name, content in FILES.items():
+        path = d / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    cfg = d / "tensorzero.toml"
+    cfg.write_text(CONFIG.replace("MOCK", mock_provider))
+
+    def provider_body(run):
+        before = len(mock_requests(mock_provider))
+        run()
+        after = mock_requests(mock_provider)
+        assert len(after) == before + 1, "one provider call"
+        return after[-1]["body"]
+
+    with TensorZeroGateway.build_embedded(config_file=str(cfg)) as tz:
+        theirs = provider_body(lambda: tz.inference(function_name=function, input=input, **extra))
+    with TensorZeroGateway.build_http(gateway_url=gateway) as ours_client:
+        mine = provider_body(lambda: ours_client.inference(function_name=function, input=input, **extra))
+    # Where `strict` goes differs: OpenAI documents it inside `function`, which is where
+    # switchyard puts it; the TensorZero Gateway sends it beside `function`. Compare the meaning.
+    # The description of the `respond` tool of `implicit_tool` is each gateway's own words.
+    def strictness(tools):
+        out = []
+        for t in tools or []:
+            t = json.loads(json.dumps(t))
+            strict = t.pop("strict", False) or t["function"].pop("strict", False)
+            if t["function"]["name"] == "respond":
+                t["function"].pop("description", None)
+            out.append((t, strict))
+        return out
+
+    assert strictness(mine.get("tools")) == strictness(theirs.get("tools"))
+    # (`stream`: they send `false`, switchyard leaves it out; the same for the provider.)
+    # (They keep `temperature` as a 32-bit float, so 0.3 arrives as 0.30000001192092896.)
+    if theirs.get("temperature") is None:
+        assert mine.get("temperature") is None
+    else:
+        assert mine.get("temperature") == pytest.approx(theirs["temperature"], rel=1e-6)
+    for field in ("model", "messages", "response_format", "tool_choice", "parallel_tool_calls",
+                  "max_completion_tokens", "seed", "stop"):
+        assert mine.get(field) == theirs.get(field), f"{field}: ours {mine.get(field)!r}, theirs {theirs.get(field)!r}"
