@@ -48,7 +48,7 @@
 //! message after two parts). It also wants a SigV4 `Authorization` header.
 //!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
-//! answered or not (anything but `POST .../chat/completions` gets a 404);
+//! answered or not (a route it does not know gets a 404);
 //! `GET /mock/stats` counts streams whose client went away before the end.
 
 use std::convert::Infallible;

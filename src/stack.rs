@@ -47,6 +47,15 @@
 //!
 //! Stages 9 to 14 are built once per model at start-up ([`model`]); 6 to 8 per request, from
 //! the variant's settings ([`variant`]), which costs no allocation.
+//!
+//! Embedding calls (`embeddings`) go through the same layers in the same order: 6 (no tags),
+//! 9 (the embedding model's `timeout_ms`), 10 (always relayed when a relay is configured), 11,
+//! 12 (each provider's `timeout_ms`) and 13, over the OpenAI `/embeddings` client.
+//!
+//! Before stage 6, `inference` resolves what the edge owns: the function, its variant (sampled
+//! by weight, or pinned), the input checked against the function's schemas and rendered through
+//! the variant's templates, the tools offered; best-of-n and mixture-of-n variants make one
+//! model call per candidate plus the evaluator or fuser, each through stages 6 to 14.
 
 use std::sync::Arc;
 
