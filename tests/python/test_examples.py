@@ -36,3 +36,28 @@ def test_relay_guide_runs_end_to_end():
     for line in text.splitlines():
         if line.startswith("created an API key"):
             assert len(line.split("sk-t0-")[1].split("...")[0]) == 12
+
+
+def test_the_functions_example_serves_the_readme_request(mock_provider, tmp_path):
+    """examples/functions as the README runs it (its mock-provider.toml pointed at this run's
+    mock), answering the README's curl block."""
+    import json
+    import shutil
+
+    from conftest import start_gateway
+    from test_quickstart import readme_block
+
+    example = tmp_path / "functions"
+    shutil.copytree(ROOT / "examples/functions", example)
+    mock_cfg = example / "mock-provider.toml"
+    mock_cfg.write_text(mock_cfg.read_text().replace("127.0.0.1:3030", mock_provider))
+    (tmp_path / "logs").mkdir()
+    gw, addr = start_gateway(f"{example}/*.toml", tmp_path / "logs")
+    try:
+        command = readme_block("functions-curl").replace("http://localhost:3000", f"http://{addr}")
+        out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30, check=True).stdout
+        answer = json.loads(out)
+        assert answer["content"][0]["text"] == "mock reply to: Write a haiku about autumn.", answer
+        assert answer["variant_name"] in ("gpt", "gpt_careful")
+    finally:
+        gw.stop()
