@@ -61,3 +61,11 @@ def test_the_functions_example_serves_the_readme_request(mock_provider, tmp_path
         assert answer["variant_name"] in ("gpt", "gpt_careful")
     finally:
         gw.stop()
+
+
+def test_the_functions_example_is_a_valid_tensorzero_config():
+    """The example's main file is meant for either gateway: the TensorZero Gateway loads it too."""
+    from tensorzero import TensorZeroGateway
+
+    with TensorZeroGateway.build_embedded(config_file=str(ROOT / "examples/functions/tensorzero.toml")):
+        pass
