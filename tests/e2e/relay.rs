@@ -174,6 +174,14 @@ tools = ["get_weather"]
 type = "chat_completion"
 model = "tool"
 
+[functions.locate]
+type = "json"
+output_schema = "{templates}/weather.json"
+[functions.locate.variants.implicit]
+type = "chat_completion"
+model = "tool"
+json_mode = "implicit_tool"
+
 [functions.ensemble]
 type = "chat"
 [functions.ensemble.variants.c1]
@@ -644,6 +652,15 @@ async fn tools_and_ensembles_work_through_the_relay() {
     let sent = t.mock.requests()[1].body.clone();
     assert_eq!(sent["messages"][2]["role"], "tool");
     assert_eq!(sent["messages"][2]["content"], "sunny");
+
+    // implicit_tool: the edge asks for it, the relay does the forced tool call.
+    let before = t.mock.requests().len();
+    let body = json!({ "function_name": "locate", "input": { "messages": [{ "role": "user", "content": "where?" }] } });
+    let r = post(&t.edge, "/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["output"]["parsed"], json!({ "city": "Paris" }));
+    let sent = &t.mock.requests()[before].body;
+    assert_eq!(sent["tool_choice"]["function"]["name"], "respond");
 
     // Mixture-of-n on the edge: each candidate and the fuser is its own relayed model call.
     let before = t.mock.requests().len();
