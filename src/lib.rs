@@ -17,6 +17,7 @@ pub mod http_client;
 pub mod inference;
 pub mod lifecycle;
 pub mod limiter;
+pub mod metrics;
 pub mod mock_provider;
 pub mod providers;
 pub mod reload;
@@ -83,6 +84,8 @@ pub struct Resources {
     pub env: Environment,
     /// Draining or not (readiness).
     pub lifecycle: Arc<lifecycle::Lifecycle>,
+    /// The metrics (kept across reloads, so counters never restart).
+    pub metrics: Arc<metrics::GatewayMetrics>,
     client: http_client::HttpClient,
     buckets: limiter::BucketStores,
     key_store: tokio::sync::OnceCell<auth::PostgresKeyStore>,
@@ -91,8 +94,24 @@ pub struct Resources {
 impl Resources {
     /// Fresh resources: nothing is connected until a configuration needs it.
     pub fn new(env: Environment) -> Self {
+        Self::with_metrics(env, metrics::GatewayMetrics::default())
+    }
+
+    /// Fresh resources whose metrics take their settings (histogram buckets) from `loaded`.
+    pub fn for_config(env: Environment, loaded: &LoadedConfig) -> Self {
+        let buckets = loaded
+            .config
+            .gateway
+            .metrics
+            .tensorzero_inference_latency_overhead_seconds_buckets
+            .as_deref();
+        Self::with_metrics(env, metrics::GatewayMetrics::new(buckets))
+    }
+
+    fn with_metrics(env: Environment, metrics: metrics::GatewayMetrics) -> Self {
         Self {
             env,
+            metrics: Arc::new(metrics),
             lifecycle: Arc::default(),
             client: http_client::build(),
             buckets: limiter::BucketStores::default(),
@@ -150,6 +169,7 @@ pub async fn build_state(
         loaded.template_base_dir.as_deref(),
         resources.client.clone(),
         rate_limit,
+        resources.metrics.clone(),
     )
     .map_err(StartupError::Providers)?;
     match config
@@ -204,6 +224,7 @@ pub async fn build_state(
         key_store,
         limiter_store,
         lifecycle: resources.lifecycle.clone(),
+        metrics: resources.metrics.clone(),
     });
     Ok(App { state, auth })
 }
@@ -245,7 +266,7 @@ pub async fn start_with(
     addr: SocketAddr,
     env: &Environment,
 ) -> Result<RunningGateway, StartupError> {
-    let resources = Resources::new(env.clone());
+    let resources = Resources::for_config(env.clone(), loaded);
     let app = build_state(loaded, &resources).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -256,7 +277,10 @@ pub async fn start_with(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(
         listener,
-        stack::inbound(reload::Swappable::new(app.service())),
+        stack::inbound(
+            reload::Swappable::new(app.service()),
+            resources.metrics.http.clone(),
+        ),
         async move {
             let _ = rx.await;
         },
@@ -292,7 +316,7 @@ pub async fn run(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
-    let resources = Arc::new(Resources::new(env.clone()));
+    let resources = Arc::new(Resources::for_config(env.clone(), loaded));
     let app = build_state(loaded, &resources).await?;
     let addr = options.addr;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -318,7 +342,7 @@ pub async fn run(
     };
     server::serve(
         listener,
-        stack::inbound(service),
+        stack::inbound(service, resources.metrics.http.clone()),
         stop_accepting,
         options.shutdown.drain,
     )

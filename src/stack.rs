@@ -5,6 +5,9 @@
 //! 1. `RequestLogLayer` (layers crate): assigns the request id (writes the `RequestId`
 //!    request extension, echoes `x-request-id`) and writes one log line when the response body
 //!    ends (reads the `InferenceInfo` response extension for model and provider).
+//!    Right inside it, `MetricsLayer` (layers `metrics`) counts requests by route (the
+//!    `RouteName` the router sets), method and status, times them until the body ends, and
+//!    tracks those in flight.
 //! 2. `SetSensitiveRequestHeadersLayer` (tower-http): marks `authorization`,
 //!    `proxy-authorization` and `api-key` sensitive, so no debug output can show them.
 //! 3. `RequestDecompressionLayer` (tower-http): gzip, br and zstd request bodies (lazily: the
@@ -36,13 +39,15 @@
 //! 10. `RelayOrSkip` (layers `route`): to the relay, unless there is none or the model sets
 //!     `skip_relay = true`.
 //!     - relay: `Credentials` (the relay key; writes `ProviderKey`, reads `DynamicCredentials`)
-//!       over the `RelayClient` (`providers::relay`; reads `ProviderKey`, `DynamicCredentials`,
-//!       `Tags`).
+//!       and `AttemptMetrics` over the `RelayClient` (`providers::relay`; reads `ProviderKey`,
+//!       `DynamicCredentials`, `Tags`).
 //! 11. `Fallback` (layers `fallback`): the model's `routing`, in order, on any error.
 //! 12. provider `Timeout` (scope provider): one attempt.
 //! 13. `Credentials` (layers `credentials`): resolves the provider's key; writes `ProviderKey`,
 //!     reads `DynamicCredentials`.
-//! 14. `ProviderService` (`providers`): the wire format (reads `ProviderKey`), over the pooled
+//! 14. `AttemptMetrics` (`metrics`: counts and times the wire call, the relay's too, and adds
+//!     its wait to the inference's `ProviderWait` for the overhead histogram) over
+//!     `ProviderService` (`providers`): the wire format (reads `ProviderKey`), over the pooled
 //!     hyper client (`http_client`).
 //!
 //! Stages 9 to 14 are built once per model at start-up ([`model`]); 6 to 8 per request, from
@@ -64,6 +69,7 @@ use switchyard_layers::auth::{Auth, AuthLayer};
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::{CredentialLayer, Credentials};
 use switchyard_layers::fallback::Fallback;
+use switchyard_layers::metrics::{HttpMetrics, Metrics, MetricsLayer};
 use switchyard_layers::rate_limit::{RateLimit, RateLimitLayer};
 use switchyard_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use switchyard_layers::route::RelayOrSkip;
@@ -79,6 +85,7 @@ use crate::body::Body;
 use crate::error::Error;
 use crate::inference::models::StackContext;
 use crate::inference::types::{ModelOutput, ModelRequest};
+use crate::metrics::{AttemptMetrics, AttemptMetricsLayer};
 use crate::providers::relay::{RELAY_PROVIDER, RelayClient};
 use crate::providers::{ProviderService, ProviderSpec};
 use crate::reload::Swappable;
@@ -88,8 +95,9 @@ use crate::reload::Swappable;
 pub type ConfiguredService = Auth<Router, Body>;
 
 /// The inbound service type: cheap to clone (the state is behind an `Arc`).
-pub type InboundService =
-    RequestLog<SetSensitiveRequestHeaders<RequestDecompression<Swappable<ConfiguredService>>>>;
+pub type InboundService = RequestLog<
+    Metrics<SetSensitiveRequestHeaders<RequestDecompression<Swappable<ConfiguredService>>>>,
+>;
 
 /// Builds stages 4 and 5 for one configuration.
 pub fn configured(state: Arc<AppState>, auth: AuthLayer<Body>) -> ConfiguredService {
@@ -98,9 +106,10 @@ pub fn configured(state: Arc<AppState>, auth: AuthLayer<Body>) -> ConfiguredServ
 
 /// Builds the inbound stack: stages 1 to 3 over whichever configuration `current` holds when
 /// each request arrives.
-pub fn inbound(current: Swappable<ConfiguredService>) -> InboundService {
+pub fn inbound(current: Swappable<ConfiguredService>, metrics: HttpMetrics) -> InboundService {
     ServiceBuilder::new()
         .layer(RequestLogLayer::new())
+        .layer(MetricsLayer::new(metrics))
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
             PROXY_AUTHORIZATION,
@@ -114,7 +123,7 @@ pub fn inbound(current: Swappable<ConfiguredService>) -> InboundService {
 pub type ModelService = BoxCloneSyncService<Call<ModelRequest>, ModelOutput, Error>;
 
 /// One provider attempt (stages 12 to 14).
-pub type ProviderStack = Timeout<Credentials<ProviderService>>;
+pub type ProviderStack = Timeout<Credentials<AttemptMetrics<ProviderService>>>;
 
 /// Builds a model's stack: its timeouts, relay-or-skip, and fallback over its providers.
 pub fn model(
@@ -133,6 +142,11 @@ pub fn model(
     let relay = cx.relay.as_ref().map(|relay| {
         ServiceBuilder::new()
             .layer(CredentialLayer::new(relay.key.clone(), RELAY_PROVIDER))
+            .layer(AttemptMetricsLayer::new(
+                cx.metrics.clone(),
+                name.clone(),
+                RELAY_PROVIDER.into(),
+            ))
             .service(RelayClient::new(
                 &relay.gateway_url,
                 name.clone(),
@@ -156,6 +170,11 @@ pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
             spec.timeouts,
         ))
         .layer(CredentialLayer::new(spec.credential.clone(), spec.label()))
+        .layer(AttemptMetricsLayer::new(
+            cx.metrics.clone(),
+            spec.model_name.clone(),
+            spec.name.clone(),
+        ))
         .service(ProviderService::new(
             spec,
             cx.client.clone(),

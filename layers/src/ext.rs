@@ -77,3 +77,8 @@ pub struct ClientAddr(pub std::net::IpAddr);
 /// The public id of the API key that authenticated the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKeyPublicId(pub Arc<str>);
+
+/// The route a response belongs to (`/inference`, ...), set by the router for metrics: a fixed
+/// set of names, never the raw path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteName(pub &'static str);

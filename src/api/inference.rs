@@ -248,6 +248,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
         extra_body: parse_extra_body(&n.extra_body)?,
         extra_headers: parse_extra_headers(&n.extra_headers)?,
         api_key_public_id: None,
+        provider_wait: Default::default(),
     })
 }
 

@@ -22,7 +22,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
-use switchyard_layers::ext::InferenceInfo;
+use switchyard_layers::ext::{InferenceInfo, RouteName};
 
 use crate::body::{Body, full};
 use crate::error::{Error, ErrorFlavor, json_error};
@@ -54,6 +54,8 @@ pub struct AppState {
     pub limiter_store: Option<crate::limiter::RedisBackend>,
     /// Whether the process is shutting down (`/ready` fails then).
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// The metrics `/metrics` shows.
+    pub metrics: Arc<crate::metrics::GatewayMetrics>,
 }
 
 /// The auth layer for `[gateway.auth]`, with `/health`, `/status` and the probes open under
@@ -184,6 +186,7 @@ where
         ErrorFlavor::Native
     };
     let method = req.method().clone();
+    let route = route_name(&path);
     let result = match (path.as_str(), &method) {
         ("/inference", &Method::POST) => inference::handle(&state, req).await,
         ("/openai/v1/chat/completions", &Method::POST) => openai::handle(&state, req).await,
@@ -192,15 +195,46 @@ where
         ("/health", &Method::GET | &Method::HEAD) => Ok(status::health(&state).await),
         ("/live", &Method::GET | &Method::HEAD) => Ok(status::live()),
         ("/ready", &Method::GET | &Method::HEAD) => Ok(status::ready(&state).await),
+        ("/metrics", &Method::GET | &Method::HEAD) => Ok(metrics_text(&state)),
         ("/inference" | "/openai/v1/chat/completions" | "/openai/v1/embeddings", _) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
         }
-        ("/status" | "/health" | "/live" | "/ready", _) => {
+        ("/status" | "/health" | "/live" | "/ready" | "/metrics", _) => {
             return method_not_allowed(&method, &full_path, "GET", flavor);
         }
         _ => return not_found(&method, &full_path),
     };
-    result.unwrap_or_else(|e| e.into_response(flavor))
+    let mut response = result.unwrap_or_else(|e| e.into_response(flavor));
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteName(route));
+    }
+    response
+}
+
+/// The route's name for metrics: one of a fixed set, never the raw path.
+fn route_name(path: &str) -> Option<&'static str> {
+    [
+        "/inference",
+        "/openai/v1/chat/completions",
+        "/openai/v1/embeddings",
+        "/status",
+        "/health",
+        "/live",
+        "/ready",
+        "/metrics",
+    ]
+    .into_iter()
+    .find(|r| *r == path)
+}
+
+/// `GET /metrics`: the Prometheus text format.
+fn metrics_text(state: &AppState) -> Response<Body> {
+    let mut res = Response::new(full(state.metrics.render()));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
 }
 
 fn not_found(method: &Method, path: &str) -> Response<Body> {

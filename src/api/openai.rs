@@ -321,6 +321,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         extra_body: parse_extra_body(&chat.extra_body)?,
         extra_headers: parse_extra_headers(&chat.extra_headers)?,
         api_key_public_id: None,
+        provider_wait: Default::default(),
     };
     Ok((request, target))
 }

@@ -113,6 +113,8 @@ pub struct InferenceRequest {
     pub extra_headers: Vec<RequestEdit<HeaderEdit>>,
     /// The public id of the API key that authenticated the request, when auth is on.
     pub api_key_public_id: Option<Arc<str>>,
+    /// Where the model calls add up their time waiting on providers (set by `infer`).
+    pub provider_wait: crate::metrics::ProviderWait,
 }
 
 /// Who answered, for the response and the log.
@@ -159,6 +161,7 @@ pub enum InferenceOutcome {
 /// Everything inference needs, built once per configuration.
 #[derive(Debug)]
 pub struct Gateway {
+    metrics: Arc<crate::metrics::GatewayMetrics>,
     models: ModelTable,
     embeddings: crate::embeddings::EmbeddingModels,
     functions: HashMap<String, FunctionInfo>,
@@ -174,6 +177,7 @@ impl Gateway {
         template_base: Option<&std::path::Path>,
         client: HttpClient,
         rate_limit: RateLimitLayer,
+        metrics: Arc<crate::metrics::GatewayMetrics>,
     ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let relay = match relay_settings(config) {
@@ -199,6 +203,7 @@ impl Gateway {
             client,
             global_timeout: Duration::from_millis(config.gateway.global_outbound_http_timeout_ms),
             relay,
+            metrics: metrics.clone(),
         };
         let models = match ModelTable::new(config, context) {
             Ok(m) => Some(m),
@@ -217,6 +222,7 @@ impl Gateway {
         match (models, embeddings, functions) {
             (Some(models), Some(embeddings), Some((functions, templates))) if errors.is_empty() => {
                 Ok(Self {
+                    metrics,
                     models,
                     embeddings,
                     functions,
@@ -240,14 +246,59 @@ impl Gateway {
 
     /// Runs one inference. A rate-limit refusal comes back as itself, not wrapped: its message
     /// and headers are for the client to act on.
-    pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
-        self.infer_inner(request).await.map_err(|e| {
+    pub async fn infer(&self, mut request: InferenceRequest) -> Result<InferenceOutcome, Error> {
+        let started = tokio::time::Instant::now();
+        let wait = crate::metrics::ProviderWait::default();
+        request.provider_wait = wait.clone();
+        self.count_request(&request);
+        let result = self.infer_inner(request).await.map_err(|e| {
             if e.is_rate_limit() {
                 e.into_unwrapped()
             } else {
                 e
             }
+        });
+        Ok(match result? {
+            InferenceOutcome::Complete { meta, response } => {
+                self.record_overhead(&meta, started.elapsed(), wait.total());
+                self.metrics
+                    .tokens(response.usage.input_tokens, response.usage.output_tokens);
+                InferenceOutcome::Complete { meta, response }
+            }
+            InferenceOutcome::Stream { meta, first, rest } => {
+                // For a stream, the overhead is the time to its first chunk.
+                self.record_overhead(&meta, started.elapsed(), wait.total());
+                let rest = count_stream_tokens(self.metrics.clone(), &first, rest);
+                InferenceOutcome::Stream { meta, first, rest }
+            }
         })
+    }
+
+    /// `tensorzero_requests_total` and `tensorzero_inferences_total`, as the TensorZero Gateway
+    /// counts them: once per request, before it runs, labelled with the function (the default
+    /// function for `model_name`) and, for `model_name` calls, the model.
+    fn count_request(&self, request: &InferenceRequest) {
+        let function = match (&request.function_name, &request.model_name) {
+            (Some(f), _) if self.functions.contains_key(f) => f.as_str(),
+            (Some(_), _) => return,
+            (None, Some(_)) => DEFAULT_FUNCTION_NAME,
+            (None, None) => return,
+        };
+        let model = match &request.model_name {
+            Some(m) if request.function_name.is_none() && self.models.knows(m) => m.as_str(),
+            Some(_) if request.function_name.is_none() => return,
+            _ => "",
+        };
+        let labels = ["inference", function, model];
+        self.metrics.requests.with(&labels).inc();
+        self.metrics.inferences.with(&labels).inc();
+    }
+
+    fn record_overhead(&self, meta: &InferenceMeta, elapsed: Duration, waited: Duration) {
+        self.metrics
+            .overhead
+            .with(&[&meta.function_name, &meta.variant_name])
+            .observe(elapsed.saturating_sub(waited).as_secs_f64());
     }
 
     async fn infer_inner(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
@@ -528,6 +579,7 @@ impl ChatCall<'_> {
         if let Some(id) = &request.api_key_public_id {
             call.extensions.insert(ApiKeyPublicId(id.clone()));
         }
+        call.extensions.insert(request.provider_wait.clone());
         let service = crate::stack::variant(
             &gateway.rate_limit,
             self.variant_name.into(),
@@ -627,6 +679,43 @@ fn relay_settings(config: &Config) -> Result<Option<RelaySettings>, String> {
         gateway_url: url.clone(),
         key,
     }))
+}
+
+/// Counts a stream's tokens when it ends (or is dropped): usage values replace each other as
+/// they arrive, the last ones are the totals.
+fn count_stream_tokens(
+    metrics: Arc<crate::metrics::GatewayMetrics>,
+    first: &ModelChunk,
+    rest: ChunkStream,
+) -> ChunkStream {
+    use futures_util::StreamExt;
+    struct Tally {
+        metrics: Arc<crate::metrics::GatewayMetrics>,
+        usage: types::Usage,
+    }
+    impl Drop for Tally {
+        fn drop(&mut self) {
+            self.metrics
+                .tokens(self.usage.input_tokens, self.usage.output_tokens);
+        }
+    }
+    let mut tally = Tally {
+        metrics,
+        usage: types::Usage::default(),
+    };
+    if let Some(u) = first.usage {
+        tally.usage.merge(u);
+    }
+    futures_util::stream::unfold((rest, tally), |(mut rest, mut tally)| async move {
+        let item = rest.next().await?;
+        if let Ok(chunk) = &item {
+            if let Some(u) = chunk.usage {
+                tally.usage.merge(u);
+            }
+        }
+        Some((item, (rest, tally)))
+    })
+    .boxed()
 }
 
 /// The ids of one inference.

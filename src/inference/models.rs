@@ -43,6 +43,8 @@ pub struct StackContext {
     pub global_timeout: Duration,
     /// Relay mode, when configured.
     pub relay: Option<RelaySettings>,
+    /// Where provider attempts are counted.
+    pub metrics: Arc<crate::metrics::GatewayMetrics>,
 }
 
 /// All configured models, and how to build shorthand ones.
@@ -131,6 +133,14 @@ impl ModelTable {
             "Invalid model name: Model name '{name}' not found in model table; define [models.{name}] \
              in the config or use a shorthand such as `openai::gpt-4o-mini`"
         )))
+    }
+
+    /// Whether `name` is a configured model or a well-formed shorthand (without building it).
+    pub fn knows(&self, name: &str) -> bool {
+        self.configured.contains_key(name)
+            || name.split_once("::").is_some_and(|(prefix, model)| {
+                !model.is_empty() && ProviderType::from_shorthand(prefix).is_some()
+            })
     }
 
     /// Configured models whose calls go to the relay.

@@ -313,6 +313,21 @@ async fn keys_are_checked_on_every_route_but_health_and_status() {
         .status,
         401
     );
+    // With a key, Prometheus can scrape it.
+    let bearer = format!("Bearer {key}");
+    let r = send(
+        Method::GET,
+        &format!("{}/metrics", gw.url()),
+        Bytes::new(),
+        &[("authorization", bearer.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("tensorzero_requests_total{"),
+        "{}",
+        r.text()
+    );
     assert_eq!(
         send(
             Method::GET,

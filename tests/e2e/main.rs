@@ -12,6 +12,7 @@ mod gemini;
 mod harness;
 mod inference;
 mod lifecycle;
+mod metrics;
 mod openai;
 mod pg;
 mod providers;

@@ -1,0 +1,235 @@
+//! The gateway's Prometheus metrics, served at `GET /metrics`.
+//!
+//! The TensorZero Gateway's names come first, with its labels, so existing dashboards keep
+//! working (reference §8.2); switchyard's own follow under `switchyard_`. One registry per
+//! gateway instance, kept across configuration reloads (it lives in `Resources`).
+//!
+//! Labels are bounded: routes, configured function/variant/model/provider names and status
+//! codes; never request ids, tags or other client-chosen text.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use switchyard_layers::metrics::{
+    Counter, Family, Histogram, HttpMetrics, LATENCY_BUCKETS, Registry, status_label,
+};
+
+/// The TensorZero Gateway's default overhead buckets, in seconds.
+pub const DEFAULT_OVERHEAD_BUCKETS: &[f64] = &[0.001, 0.01, 0.1];
+
+/// Every metric the gateway records.
+#[derive(Debug)]
+pub struct GatewayMetrics {
+    registry: Registry,
+    /// Inbound HTTP requests (the inbound `MetricsLayer`).
+    pub http: HttpMetrics,
+    /// `tensorzero_requests_total{endpoint, function_name, model_name}`.
+    pub requests: Arc<Family<Counter>>,
+    /// `tensorzero_inferences_total{endpoint, function_name, model_name}`.
+    pub inferences: Arc<Family<Counter>>,
+    /// `tensorzero_input_tokens_total`.
+    pub input_tokens: Arc<Family<Counter>>,
+    /// `tensorzero_output_tokens_total`.
+    pub output_tokens: Arc<Family<Counter>>,
+    /// `tensorzero_inference_latency_overhead_seconds{function_name, variant_name}`.
+    pub overhead: Arc<Family<Histogram>>,
+    /// Provider attempts by model, provider and status.
+    pub provider_requests: Arc<Family<Counter>>,
+    /// Provider attempt durations (to the first chunk for streams) by model, provider, stream.
+    pub provider_duration: Arc<Family<Histogram>>,
+}
+
+impl GatewayMetrics {
+    /// The metrics, with `overhead_buckets` for the overhead histogram (the config's
+    /// `gateway.metrics.tensorzero_inference_latency_overhead_seconds_buckets`, or the default).
+    pub fn new(overhead_buckets: Option<&[f64]>) -> Self {
+        let registry = Registry::new();
+        let http = HttpMetrics::new(&registry);
+        Self {
+            requests: registry.counter(
+                "tensorzero_requests_total",
+                "Requests handled by the gateway (inference and embeddings).",
+                &["endpoint", "function_name", "model_name"],
+            ),
+            inferences: registry.counter(
+                "tensorzero_inferences_total",
+                "Inferences performed by the gateway.",
+                &["endpoint", "function_name", "model_name"],
+            ),
+            input_tokens: registry.counter(
+                "tensorzero_input_tokens_total",
+                "Input tokens consumed by inferences, as providers reported them.",
+                &[],
+            ),
+            output_tokens: registry.counter(
+                "tensorzero_output_tokens_total",
+                "Output tokens produced by inferences, as providers reported them.",
+                &[],
+            ),
+            overhead: registry.histogram(
+                "tensorzero_inference_latency_overhead_seconds",
+                "Time the gateway added to an inference: its duration (to the first chunk for streams) minus the time spent waiting on providers or the relay.",
+                &["function_name", "variant_name"],
+                overhead_buckets.unwrap_or(DEFAULT_OVERHEAD_BUCKETS),
+            ),
+            provider_requests: registry.counter(
+                "switchyard_provider_requests_total",
+                "Calls to model providers (and to the relay, provider `tensorzero::relay`) by model, provider and status.",
+                &["model", "provider", "status"],
+            ),
+            provider_duration: registry.histogram(
+                "switchyard_provider_request_duration_seconds",
+                "Duration of provider calls: the whole answer, or the time to the first chunk when streaming.",
+                &["model", "provider", "stream"],
+                LATENCY_BUCKETS,
+            ),
+            http,
+            registry,
+        }
+    }
+
+    /// Records one finished provider (or relay) attempt.
+    pub fn provider_attempt(
+        &self,
+        model: &str,
+        provider: &str,
+        stream: bool,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        self.provider_requests
+            .with(&[model, provider, status_label(status)])
+            .inc();
+        self.provider_duration
+            .with(&[model, provider, if stream { "true" } else { "false" }])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts the tokens of one answer.
+    pub fn tokens(&self, input: Option<u32>, output: Option<u32>) {
+        if let Some(n) = input {
+            self.input_tokens.with(&[]).add(u64::from(n));
+        }
+        if let Some(n) = output {
+            self.output_tokens.with(&[]).add(u64::from(n));
+        }
+    }
+
+    /// The Prometheus text.
+    pub fn render(&self) -> String {
+        self.registry.render()
+    }
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+/// Time one inference spent waiting on providers or the relay, added up by every attempt (a
+/// request extension on each model call), so the overhead histogram can leave it out.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderWait(Arc<AtomicU64>);
+
+impl ProviderWait {
+    /// Adds one attempt's wait.
+    pub fn add(&self, waited: Duration) {
+        self.0
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The total so far.
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Builds [`AttemptMetrics`] services.
+#[derive(Clone, Debug)]
+pub struct AttemptMetricsLayer {
+    metrics: Arc<GatewayMetrics>,
+    model: Arc<str>,
+    provider: Arc<str>,
+}
+
+impl AttemptMetricsLayer {
+    /// Records the attempts of `provider` (or the relay) for `model` into `metrics`.
+    pub fn new(metrics: Arc<GatewayMetrics>, model: Arc<str>, provider: Arc<str>) -> Self {
+        Self {
+            metrics,
+            model,
+            provider,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for AttemptMetricsLayer {
+    type Service = AttemptMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttemptMetrics {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Times each provider (or relay) attempt: counts it by status, observes its duration (to the
+/// first chunk for a stream), and adds the wait to the inference's [`ProviderWait`]. It sits
+/// right around the wire call, inside the credentials layer, so only calls that were made count.
+#[derive(Clone, Debug)]
+pub struct AttemptMetrics<S> {
+    inner: S,
+    layer: AttemptMetricsLayer,
+}
+
+impl<S> tower::Service<switchyard_layers::call::Call<crate::inference::types::ModelRequest>>
+    for AttemptMetrics<S>
+where
+    S: tower::Service<
+            switchyard_layers::call::Call<crate::inference::types::ModelRequest>,
+            Response = crate::inference::types::ModelOutput,
+            Error = crate::error::Error,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(
+        &mut self,
+        call: switchyard_layers::call::Call<crate::inference::types::ModelRequest>,
+    ) -> Self::Future {
+        let wait = call.extensions.get::<ProviderWait>().cloned();
+        let stream = call.payload.stream;
+        let layer = self.layer.clone();
+        let future = self.inner.call(call);
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            let result = future.await;
+            let elapsed = started.elapsed();
+            if let Some(wait) = wait {
+                wait.add(elapsed);
+            }
+            let status = match &result {
+                Ok(_) => 200,
+                Err(e) => e.status().as_u16(),
+            };
+            layer
+                .metrics
+                .provider_attempt(&layer.model, &layer.provider, stream, status, elapsed);
+            result
+        })
+    }
+}

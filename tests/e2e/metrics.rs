@@ -1,0 +1,176 @@
+//! `GET /metrics` after known traffic: exact counts in the Prometheus text format.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::harness::{BASIC, Harness, inference};
+
+const CONFIG: &str = r#"
+[functions.f]
+type = "chat"
+[functions.f.variants.v]
+type = "chat_completion"
+model = "mock"
+
+[models.broken]
+routing = ["down", "up"]
+[models.broken.providers.down]
+type = "openai"
+api_base = "{mock}"
+model_name = "error-503"
+api_key_location = "none"
+[models.broken.providers.up]
+type = "openai"
+api_base = "{mock}"
+model_name = "fine"
+api_key_location = "none"
+"#;
+
+/// The samples of the exposition text: `name{labels}` -> value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("name value");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_count_known_traffic_exactly() {
+    let h = Harness::start(&format!("{BASIC}{CONFIG}")).await;
+    let mut input_tokens = 0;
+    let mut output_tokens = 0;
+    let mut add = |v: &serde_json::Value| {
+        input_tokens += v["usage"]["input_tokens"].as_u64().unwrap();
+        output_tokens += v["usage"]["output_tokens"].as_u64().unwrap();
+    };
+    for text in ["one", "two"] {
+        let r = h.post("/inference", &inference("mock", text)).await;
+        assert_eq!(r.status, 200);
+        add(&r.json());
+    }
+    let r = h
+        .post("/inference", &json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "three" }] } }))
+        .await;
+    add(&r.json());
+    // A stream: its usage arrives in the last chunk.
+    let mut body = inference("mock", "four five");
+    body["stream"] = json!(true);
+    let r = h.post("/inference", &body).await;
+    let events = r.json_events();
+    add(events.last().unwrap());
+    // A fallback: one failed provider attempt, one good one.
+    let r = h.post("/inference", &inference("broken", "six")).await;
+    assert_eq!(r.status, 200);
+    add(&r.json());
+    // Refusals.
+    assert_eq!(
+        h.post("/inference", &inference("nope", "x")).await.status,
+        400
+    );
+    assert_eq!(h.get("/nowhere").await.status, 404);
+
+    let r = h.get("/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let m = samples(&r.text());
+    let get = |k: &str| {
+        *m.get(k)
+            .unwrap_or_else(|| panic!("no sample {k} in\n{}", r.text()))
+    };
+
+    let default_mock =
+        r#"{endpoint="inference",function_name="tensorzero::default",model_name="mock"}"#;
+    assert_eq!(
+        get(&format!("tensorzero_requests_total{default_mock}")),
+        3.0
+    );
+    assert_eq!(
+        get(&format!("tensorzero_inferences_total{default_mock}")),
+        3.0
+    );
+    assert_eq!(
+        get(r#"tensorzero_requests_total{endpoint="inference",function_name="f"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(
+            r#"tensorzero_requests_total{endpoint="inference",function_name="tensorzero::default",model_name="broken"}"#
+        ),
+        1.0
+    );
+    assert!(
+        !m.keys().any(|k| k.contains("model_name=\"nope\"")),
+        "an unknown model is not a label"
+    );
+    assert_eq!(get("tensorzero_input_tokens_total"), input_tokens as f64);
+    assert_eq!(get("tensorzero_output_tokens_total"), output_tokens as f64);
+    assert_eq!(
+        get(
+            r#"tensorzero_inference_latency_overhead_seconds_count{function_name="tensorzero::default",variant_name="mock"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        get(
+            r#"tensorzero_inference_latency_overhead_seconds_count{function_name="f",variant_name="v"}"#
+        ),
+        1.0
+    );
+    assert!(m.contains_key(r#"tensorzero_inference_latency_overhead_seconds_bucket{function_name="f",variant_name="v",le="0.001"}"#));
+
+    assert_eq!(
+        get(r#"switchyard_provider_requests_total{model="mock",provider="mock",status="200"}"#),
+        4.0
+    );
+    assert_eq!(
+        get(r#"switchyard_provider_requests_total{model="broken",provider="down",status="503"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"switchyard_provider_requests_total{model="broken",provider="up",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(
+            r#"switchyard_provider_request_duration_seconds_count{model="mock",provider="mock",stream="true"}"#
+        ),
+        1.0
+    );
+
+    assert_eq!(
+        get(r#"switchyard_http_requests_total{route="/inference",method="POST",status="200"}"#),
+        5.0
+    );
+    assert_eq!(
+        get(r#"switchyard_http_requests_total{route="/inference",method="POST",status="400"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"switchyard_http_requests_total{route="unmatched",method="GET",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"switchyard_http_request_duration_seconds_count{route="/inference",status="200"}"#),
+        5.0
+    );
+    assert_eq!(
+        get(r#"switchyard_http_requests_in_flight{route="/inference"}"#),
+        0.0
+    );
+
+    // A second scrape counts the first.
+    let again = samples(&h.get("/metrics").await.text());
+    assert_eq!(
+        again[r#"switchyard_http_requests_total{route="/metrics",method="GET",status="200"}"#],
+        1.0
+    );
+}
