@@ -164,6 +164,7 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
+    let rate_limit = rate_limit.with_metrics(resources.metrics.rate_limit());
     let gateway = inference::Gateway::new(
         config,
         loaded.template_base_dir.as_deref(),
@@ -211,7 +212,12 @@ pub async fn build_state(
         })?;
         let store = resources.key_store(url).await.map_err(unavailable)?;
         tracing::info!("Authentication: enabled (API keys in Postgres)");
-        let layer = api::auth_layer(&config.gateway.auth, &base_path, Arc::new(store.clone()));
+        let layer = api::auth_layer(
+            &config.gateway.auth,
+            &base_path,
+            Arc::new(store.clone()),
+            &resources.metrics,
+        );
         (Some(store), layer)
     } else {
         (None, switchyard_layers::auth::AuthLayer::disabled())

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard_layers::metrics::{
-    Counter, Family, Histogram, HttpMetrics, LATENCY_BUCKETS, Registry, status_label,
+    Counter, Family, Gauge, Histogram, HttpMetrics, LATENCY_BUCKETS, Registry, status_label,
 };
 
 /// The TensorZero Gateway's default overhead buckets, in seconds.
@@ -38,6 +38,22 @@ pub struct GatewayMetrics {
     pub provider_requests: Arc<Family<Counter>>,
     /// Provider attempt durations (to the first chunk for streams) by model, provider, stream.
     pub provider_duration: Arc<Family<Histogram>>,
+    /// Retries of model calls, by model.
+    pub retries: Arc<Family<Counter>>,
+    /// Moves to a model's next provider, by model.
+    pub fallbacks: Arc<Family<Counter>>,
+    /// Rate-limit reservations granted.
+    pub rate_limit_allowed: Arc<Family<Counter>>,
+    /// Rate-limit refusals, by rule.
+    pub rate_limit_denied: Arc<Family<Counter>>,
+    /// Time the rate-limit store took to decide.
+    pub rate_limit_store_latency: Arc<Family<Histogram>>,
+    /// Decisions the rate-limit store could not make.
+    pub rate_limit_store_errors: Arc<Family<Counter>>,
+    /// Authentication refusals, by reason.
+    pub auth_failures: Arc<Family<Counter>>,
+    /// Streamed answers still being sent.
+    pub streams_in_flight: Arc<Family<Gauge>>,
 }
 
 impl GatewayMetrics {
@@ -84,8 +100,59 @@ impl GatewayMetrics {
                 &["model", "provider", "stream"],
                 LATENCY_BUCKETS,
             ),
+            retries: registry.counter(
+                "switchyard_model_retries_total",
+                "Retries of model calls (attempts after the first, from the variant's `retries`), by model.",
+                &["model"],
+            ),
+            fallbacks: registry.counter(
+                "switchyard_model_fallbacks_total",
+                "Moves to a model's next provider in `routing` after one failed, by model.",
+                &["model"],
+            ),
+            rate_limit_allowed: registry.counter(
+                "switchyard_rate_limit_allowed_total",
+                "Model calls a rate-limit rule applied to and that were allowed.",
+                &[],
+            ),
+            rate_limit_denied: registry.counter(
+                "switchyard_rate_limit_denied_total",
+                "Model calls refused by a rate limit, by the rule that refused.",
+                &["rule"],
+            ),
+            rate_limit_store_latency: registry.histogram(
+                "switchyard_rate_limit_store_duration_seconds",
+                "Time the rate-limit store (in-process or Valkey/Redis) took to decide.",
+                &[],
+                LATENCY_BUCKETS,
+            ),
+            rate_limit_store_errors: registry.counter(
+                "switchyard_rate_limit_store_errors_total",
+                "Rate-limit decisions the store could not make (the call was refused with a 503).",
+                &[],
+            ),
+            auth_failures: registry.counter(
+                "switchyard_auth_failures_total",
+                "Requests refused by authentication, by reason.",
+                &["reason"],
+            ),
+            streams_in_flight: registry.gauge(
+                "switchyard_streams_in_flight",
+                "Streamed answers (SSE) still being sent to clients.",
+                &[],
+            ),
             http,
             registry,
+        }
+    }
+
+    /// The rate limiter's metrics.
+    pub fn rate_limit(&self) -> switchyard_layers::rate_limit::RateLimitMetrics {
+        switchyard_layers::rate_limit::RateLimitMetrics {
+            allowed: self.rate_limit_allowed.with(&[]),
+            denied: self.rate_limit_denied.clone(),
+            store_latency: self.rate_limit_store_latency.with(&[]),
+            store_errors: self.rate_limit_store_errors.with(&[]),
         }
     }
 

@@ -138,7 +138,8 @@ pub fn model(
             .into_iter()
             .map(|spec| (spec.name.clone(), provider(spec, cx)))
             .collect(),
-    );
+    )
+    .counting(cx.metrics.fallbacks.with(&[&name]));
     let relay = cx.relay.as_ref().map(|relay| {
         ServiceBuilder::new()
             .layer(CredentialLayer::new(relay.key.clone(), RELAY_PROVIDER))
@@ -188,11 +189,16 @@ pub fn variant(
     name: Arc<str>,
     timeouts: Timeouts,
     retries: RetryPolicy,
+    retry_counter: Option<Arc<switchyard_layers::metrics::Counter>>,
     model: ModelService,
 ) -> RateLimit<Timeout<Retry<ModelService>>> {
+    let retry = match retry_counter {
+        Some(counter) => RetryLayer::new(retries).counting(counter),
+        None => RetryLayer::new(retries),
+    };
     ServiceBuilder::new()
         .layer(rate_limit.clone())
         .layer(TimeoutLayer::new(Scope::Variant, name, timeouts))
-        .layer(RetryLayer::new(retries))
+        .layer(retry)
         .service(model)
 }

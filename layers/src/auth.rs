@@ -45,6 +45,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::ext::{ApiKeyPublicId, ClientAddr};
+use crate::metrics::{Counter, Family};
 
 /// The length of a key's public id.
 pub const PUBLIC_ID_LEN: usize = 12;
@@ -261,6 +262,8 @@ pub struct AuthSettings {
     pub cache_ttl: Option<Duration>,
     /// The brute-force shield; `None` disables it.
     pub shield: Option<ShieldSettings>,
+    /// Where refusals are counted, by reason (`missing_header`, `unknown_key`, ...).
+    pub failures: Option<Arc<Family<Counter>>>,
 }
 
 /// The most cached lookups: enough for every real key many times over, bounded so that random
@@ -384,6 +387,9 @@ where
                     inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(failure) => {
+                    if let Some(failures) = &shared.settings.failures {
+                        failures.with(&[failure_kind(&failure)]).inc();
+                    }
                     tracing::info!(
                         target: "switchyard::auth",
                         reason = %failure_kind(&failure),
@@ -598,6 +604,7 @@ mod tests {
             store,
             AuthSettings {
                 open_paths: vec!["/health".into()],
+                failures: None,
                 cache_ttl: Some(Duration::from_secs(1)),
                 shield,
             },

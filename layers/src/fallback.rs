@@ -34,6 +34,7 @@ use std::task::{Context, Poll};
 use tower::{Service, ServiceExt};
 
 use crate::call::Call;
+use crate::metrics::Counter;
 
 /// Every target failed; their errors, in the order they were tried.
 #[derive(Debug)]
@@ -46,12 +47,14 @@ pub struct AllFailed<E> {
 #[derive(Debug)]
 pub struct Fallback<S> {
     targets: Arc<[(Arc<str>, S)]>,
+    fallbacks: Option<Arc<Counter>>,
 }
 
 impl<S> Clone for Fallback<S> {
     fn clone(&self) -> Self {
         Self {
             targets: self.targets.clone(),
+            fallbacks: self.fallbacks.clone(),
         }
     }
 }
@@ -61,7 +64,14 @@ impl<S> Fallback<S> {
     pub fn new(targets: Vec<(Arc<str>, S)>) -> Self {
         Self {
             targets: targets.into(),
+            fallbacks: None,
         }
+    }
+
+    /// Counts every move to the next target in `fallbacks`.
+    pub fn counting(mut self, fallbacks: Arc<Counter>) -> Self {
+        self.fallbacks = Some(fallbacks);
+        self
     }
 
     /// The targets' names.
@@ -89,9 +99,15 @@ where
 
     fn call(&mut self, call: Call<T>) -> Self::Future {
         let targets = self.targets.clone();
+        let fallbacks = self.fallbacks.clone();
         Box::pin(async move {
             let mut errors = Vec::new();
             for (name, service) in targets.iter() {
+                if !errors.is_empty() {
+                    if let Some(fallbacks) = &fallbacks {
+                        fallbacks.inc();
+                    }
+                }
                 let attempt = match service.clone().ready_oneshot().await {
                     Ok(mut ready) => ready.call(call.clone()).await,
                     Err(e) => Err(e),

@@ -37,6 +37,7 @@ use tower::{Layer, Service};
 
 use crate::call::Call;
 use crate::ext::{ApiKeyPublicId, Tags};
+use crate::metrics::{Counter, Family, Histogram};
 
 /// What a bucket counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -640,6 +641,20 @@ struct LimiterShared {
     rules: Rules,
     backend: Arc<dyn LimiterBackend>,
     default_max_tokens: u32,
+    metrics: Option<RateLimitMetrics>,
+}
+
+/// What the rate limiter records: its decisions and how its store behaves.
+#[derive(Clone, Debug)]
+pub struct RateLimitMetrics {
+    /// Reservations granted.
+    pub allowed: Arc<Counter>,
+    /// Refusals, by the rule that refused (its name from the config).
+    pub denied: Arc<Family<Counter>>,
+    /// How long the store took to decide, in seconds.
+    pub store_latency: Arc<Histogram>,
+    /// Decisions the store could not make (it was down or answered nonsense).
+    pub store_errors: Arc<Counter>,
 }
 
 impl fmt::Debug for RateLimitLayer {
@@ -663,6 +678,21 @@ impl RateLimitLayer {
                     rules,
                     backend,
                     default_max_tokens,
+                    metrics: None,
+                })
+            }),
+        }
+    }
+
+    /// Records decisions and store behaviour in `metrics`.
+    pub fn with_metrics(self, metrics: RateLimitMetrics) -> Self {
+        Self {
+            shared: self.shared.map(|s| {
+                Arc::new(LimiterShared {
+                    rules: s.rules.clone(),
+                    backend: s.backend.clone(),
+                    default_max_tokens: s.default_max_tokens,
+                    metrics: Some(metrics),
                 })
             }),
         }
@@ -741,14 +771,31 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Either::Right(Box::pin(async move {
-            match shared
-                .backend
-                .reserve(&charges)
-                .await
-                .map_err(S::Error::from)?
-            {
-                Verdict::Allowed { .. } => {}
-                Verdict::Denied { balances } => return Err(denial(&charges, &balances).into()),
+            let asked = tokio::time::Instant::now();
+            let verdict = shared.backend.reserve(&charges).await;
+            let metrics = shared.metrics.as_ref();
+            if let Some(m) = metrics {
+                m.store_latency.observe(asked.elapsed().as_secs_f64());
+            }
+            match verdict {
+                Err(unavailable) => {
+                    if let Some(m) = metrics {
+                        m.store_errors.inc();
+                    }
+                    return Err(S::Error::from(unavailable));
+                }
+                Ok(Verdict::Allowed { .. }) => {
+                    if let Some(m) = metrics {
+                        m.allowed.inc();
+                    }
+                }
+                Ok(Verdict::Denied { balances }) => {
+                    let refusal = denial(&charges, &balances);
+                    if let (Some(m), Some(short)) = (metrics, refusal.short.first()) {
+                        m.denied.with(&[&short.rule]).inc();
+                    }
+                    return Err(refusal.into());
+                }
             }
             match inner.call(call).await {
                 Ok(response) => {

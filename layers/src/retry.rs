@@ -28,6 +28,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use rand::Rng;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::call::Call;
+use crate::metrics::Counter;
 
 /// How often and how patiently to retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,15 +94,25 @@ pub struct AllRetriesFailed<E> {
 }
 
 /// Builds [`Retry`] services.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RetryLayer {
     policy: RetryPolicy,
+    retries: Option<Arc<Counter>>,
 }
 
 impl RetryLayer {
     /// A layer with this policy.
     pub fn new(policy: RetryPolicy) -> Self {
-        Self { policy }
+        Self {
+            policy,
+            retries: None,
+        }
+    }
+
+    /// Counts every retry (each attempt after the first) in `retries`.
+    pub fn counting(mut self, retries: Arc<Counter>) -> Self {
+        self.retries = Some(retries);
+        self
     }
 }
 
@@ -111,6 +123,7 @@ impl<S> Layer<S> for RetryLayer {
         Retry {
             inner,
             policy: self.policy,
+            retries: self.retries.clone(),
         }
     }
 }
@@ -120,6 +133,7 @@ impl<S> Layer<S> for RetryLayer {
 pub struct Retry<S> {
     inner: S,
     policy: RetryPolicy,
+    retries: Option<Arc<Counter>>,
 }
 
 type BoxFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
@@ -149,6 +163,7 @@ where
         let mut ready = std::mem::replace(&mut self.inner, clone);
         let mut later = self.inner.clone();
         let policy = self.policy;
+        let retries = self.retries.clone();
         Either::Right(Box::pin(async move {
             let mut errors = Vec::new();
             let mut attempt = 0;
@@ -186,6 +201,9 @@ where
                 errors.push(error);
                 let Some(wait) = wait else { break };
                 attempt += 1;
+                if let Some(retries) = &retries {
+                    retries.inc();
+                }
                 tracing::debug!(
                     attempt,
                     wait_ms = wait.as_millis() as u64,

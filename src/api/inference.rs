@@ -166,7 +166,12 @@ where
         }
         InferenceOutcome::Stream { meta, first, rest } => {
             debug_assert!(stream);
-            let mut res = sse_response(first, rest, NativeStream { meta: meta.clone() });
+            let mut res = sse_response(
+                first,
+                rest,
+                NativeStream { meta: meta.clone() },
+                state.metrics.streams_in_flight.with(&[]),
+            );
             annotate(&mut res, &meta);
             res
         }

@@ -64,6 +64,7 @@ pub fn auth_layer(
     config: &crate::config::gateway::AuthConfig,
     base_path: &str,
     store: Arc<dyn switchyard_layers::auth::KeyStore>,
+    metrics: &crate::metrics::GatewayMetrics,
 ) -> switchyard_layers::auth::AuthLayer<Body> {
     use std::num::NonZeroU32;
     use switchyard_layers::auth::{AuthLayer, AuthSettings, ShieldSettings};
@@ -88,6 +89,7 @@ pub fn auth_layer(
             }),
             _ => None,
         },
+        failures: Some(metrics.auth_failures.clone()),
     };
     let base = base_path.to_owned();
     AuthLayer::new(

@@ -152,7 +152,12 @@ where
                 tool_ids: Vec::new(),
                 is_json: meta.is_json,
             };
-            let mut res = sse_response(first, rest, format);
+            let mut res = sse_response(
+                first,
+                rest,
+                format,
+                state.metrics.streams_in_flight.with(&[]),
+            );
             annotate(&mut res, &meta);
             res
         }

@@ -7,6 +7,7 @@
 //! upstream connection and so cancels the provider call.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -15,6 +16,7 @@ use http::{HeaderValue, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use serde_json::Value;
+use switchyard_layers::metrics::Gauge;
 
 use crate::body::Body;
 use crate::error::Error;
@@ -37,7 +39,25 @@ enum Phase {
     Done,
 }
 
+/// Counts a stream as open from the moment its response is built until its body is dropped
+/// (ended, or the client went away).
+struct OpenStream(Arc<Gauge>);
+
+impl OpenStream {
+    fn new(gauge: Arc<Gauge>) -> Self {
+        gauge.add(1);
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.add(-1);
+    }
+}
+
 struct State<F> {
+    _open: OpenStream,
     phase: Phase,
     rest: ChunkStream,
     usage: Usage,
@@ -73,8 +93,10 @@ pub(super) fn sse_response(
     first: ModelChunk,
     rest: ChunkStream,
     format: impl StreamFormat,
+    open_streams: Arc<Gauge>,
 ) -> Response<Body> {
     let state = State {
+        _open: OpenStream::new(open_streams),
         phase: Phase::First(first),
         rest,
         usage: Usage::default(),

@@ -580,11 +580,13 @@ impl ChatCall<'_> {
             call.extensions.insert(ApiKeyPublicId(id.clone()));
         }
         call.extensions.insert(request.provider_wait.clone());
+        let retries = RetryPolicy::from(&self.cc.retries);
         let service = crate::stack::variant(
             &gateway.rate_limit,
             self.variant_name.into(),
             Timeouts::from(&self.cc.timeouts),
-            RetryPolicy::from(&self.cc.retries),
+            retries,
+            (retries.num_retries > 0).then(|| gateway.metrics.retries.with(&[&model.name])),
             model.service.clone(),
         );
         let ModelOutput { provider, output } = service.oneshot(call).await?;

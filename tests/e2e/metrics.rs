@@ -13,6 +13,30 @@ type = "chat"
 type = "chat_completion"
 model = "mock"
 
+[functions.g]
+type = "chat"
+[functions.g.variants.r]
+type = "chat_completion"
+model = "flaky"
+retries = { num_retries = 1, max_delay_s = 0.05 }
+
+[models.flaky]
+routing = ["m"]
+[models.flaky.providers.m]
+type = "openai"
+api_base = "{mock}"
+model_name = "flaky"
+api_key_location = "none"
+
+[[rate_limiting.rules]]
+always = true
+model_inferences_per_hour = 1000
+
+[[rate_limiting.rules]]
+priority = 1
+model_inferences_per_hour = 1
+scope = [{ tag_key = "tier", tag_value = "free" }]
+
 [models.broken]
 routing = ["down", "up"]
 [models.broken.providers.down]
