@@ -8,7 +8,6 @@
 //! codes; never request ids, tags or other client-chosen text.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard_layers::metrics::{
@@ -195,24 +194,6 @@ impl Default for GatewayMetrics {
     }
 }
 
-/// Time one inference spent waiting on providers or the relay, added up by every attempt (a
-/// request extension on each model call), so the overhead histogram can leave it out.
-#[derive(Clone, Debug, Default)]
-pub struct ProviderWait(Arc<AtomicU64>);
-
-impl ProviderWait {
-    /// Adds one attempt's wait.
-    pub fn add(&self, waited: Duration) {
-        self.0
-            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// The total so far.
-    pub fn total(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
-    }
-}
-
 /// Builds [`AttemptMetrics`] services.
 #[derive(Clone, Debug)]
 pub struct AttemptMetricsLayer {
@@ -244,7 +225,7 @@ impl<S> tower::Layer<S> for AttemptMetricsLayer {
 }
 
 /// Times each provider (or relay) attempt: counts it by status, observes its duration (to the
-/// first chunk for a stream), and adds the wait to the inference's [`ProviderWait`]. It sits
+/// first chunk for a stream), and adds it to the inference's `InferenceStats`. It sits
 /// right around the wire call, inside the credentials layer, so only calls that were made count.
 #[derive(Clone, Debug)]
 pub struct AttemptMetrics<S> {
@@ -278,7 +259,10 @@ where
         &mut self,
         call: switchyard_layers::call::Call<crate::inference::types::ModelRequest>,
     ) -> Self::Future {
-        let wait = call.extensions.get::<ProviderWait>().cloned();
+        let stats = call
+            .extensions
+            .get::<Arc<switchyard_layers::ext::InferenceStats>>()
+            .cloned();
         let stream = call.payload.stream;
         let layer = self.layer.clone();
         let future = self.inner.call(call);
@@ -286,8 +270,8 @@ where
             let started = tokio::time::Instant::now();
             let result = future.await;
             let elapsed = started.elapsed();
-            if let Some(wait) = wait {
-                wait.add(elapsed);
+            if let Some(stats) = stats {
+                stats.add_attempt(elapsed);
             }
             let status = match &result {
                 Ok(_) => 200,

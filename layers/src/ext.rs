@@ -44,7 +44,7 @@ impl fmt::Display for RequestId {
 ///
 /// Handlers put this in the *response* extensions; the log line is written when the response
 /// body ends, so a stream's line carries its full duration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct InferenceInfo {
     /// The model the request resolved to (configured name or shorthand).
     pub model: Option<Arc<str>>,
@@ -54,6 +54,104 @@ pub struct InferenceInfo {
     pub function: Option<Arc<str>>,
     /// The variant that was used, if any.
     pub variant: Option<Arc<str>>,
+    /// The public id of the API key that authenticated the request.
+    pub api_key_public_id: Option<Arc<str>>,
+    /// What the inference's model calls gathered (attempts, waits, tokens, first chunk).
+    pub stats: Option<Arc<InferenceStats>>,
+}
+
+/// The provider name of calls that went to the relay.
+pub const RELAY_PROVIDER: &str = "tensorzero::relay";
+
+/// Figures one inference gathers while it runs: its model calls add their attempts and waits,
+/// the handler its tokens and time to first chunk (a stream's tokens arrive at its end). Shared
+/// through the model calls' extensions and [`InferenceInfo`]; read by the request log.
+#[derive(Debug)]
+pub struct InferenceStats {
+    attempts: std::sync::atomic::AtomicU32,
+    provider_wait_ns: std::sync::atomic::AtomicU64,
+    /// `u64::MAX` until known.
+    input_tokens: std::sync::atomic::AtomicU64,
+    /// `u64::MAX` until known.
+    output_tokens: std::sync::atomic::AtomicU64,
+    /// Microseconds to the first chunk, plus one (0 until known).
+    first_chunk_us: std::sync::atomic::AtomicU64,
+}
+
+impl Default for InferenceStats {
+    /// Fresh figures: nothing known yet.
+    fn default() -> Self {
+        Self {
+            attempts: 0.into(),
+            provider_wait_ns: 0.into(),
+            input_tokens: u64::MAX.into(),
+            output_tokens: u64::MAX.into(),
+            first_chunk_us: 0.into(),
+        }
+    }
+}
+
+impl InferenceStats {
+    /// One provider (or relay) call was made and waited on for `waited`.
+    pub fn add_attempt(&self, waited: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.attempts.fetch_add(1, Relaxed);
+        self.provider_wait_ns
+            .fetch_add(waited.as_nanos() as u64, Relaxed);
+    }
+
+    /// Provider and relay calls made.
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Time spent waiting on providers or the relay (concurrent calls add up).
+    pub fn provider_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(
+            self.provider_wait_ns
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The answer's token counts, as the provider reported them.
+    pub fn set_tokens(&self, input: Option<u32>, output: Option<u32>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(n) = input {
+            self.input_tokens.store(u64::from(n), Relaxed);
+        }
+        if let Some(n) = output {
+            self.output_tokens.store(u64::from(n), Relaxed);
+        }
+    }
+
+    /// Input and output tokens, when known.
+    pub fn tokens(&self) -> (Option<u64>, Option<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let known = |v: u64| (v != u64::MAX).then_some(v);
+        (
+            known(self.input_tokens.load(Relaxed)),
+            known(self.output_tokens.load(Relaxed)),
+        )
+    }
+
+    /// The first chunk of a stream was ready after `elapsed`.
+    pub fn set_first_chunk(&self, elapsed: std::time::Duration) {
+        self.first_chunk_us.store(
+            elapsed.as_micros() as u64 + 1,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Time to the first chunk, for streams.
+    pub fn first_chunk(&self) -> Option<std::time::Duration> {
+        match self
+            .first_chunk_us
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            us => Some(std::time::Duration::from_micros(us - 1)),
+        }
+    }
 }
 
 /// The request's `credentials` map (`tensorzero::credentials` on the OpenAI route): fills

@@ -252,19 +252,29 @@ struct LogEntry {
 
 impl LogEntry {
     fn emit(self, outcome: Outcome) {
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let latency_ms = ms(self.started.elapsed());
         let info = &self.info;
+        let stats = info.stats.as_deref();
+        let (input_tokens, output_tokens) = stats.map_or((None, None), |s| s.tokens());
         tracing::info!(
             target: "switchyard::request",
             method = %self.method,
             path = %self.path,
             status = self.status.as_u16(),
-            latency_ms = (latency_ms * 1000.0).round() / 1000.0,
+            latency_ms,
             outcome = outcome.as_str(),
-            model = info.model.as_deref(),
-            provider = info.provider.as_deref(),
             function = info.function.as_deref(),
             variant = info.variant.as_deref(),
+            model = info.model.as_deref(),
+            provider = info.provider.as_deref(),
+            relayed = info.provider.as_deref().map(|p| p == crate::ext::RELAY_PROVIDER),
+            attempts = stats.map(|s| s.attempts()),
+            provider_wait_ms = stats.map(|s| ms(s.provider_wait())),
+            ttft_ms = stats.and_then(|s| s.first_chunk()).map(ms),
+            input_tokens,
+            output_tokens,
+            api_key_public_id = info.api_key_public_id.as_deref(),
             request_id = %self.request_id,
             "request"
         );

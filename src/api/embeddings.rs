@@ -109,6 +109,11 @@ where
         provider: Some(output.provider),
         function: None,
         variant: None,
+        api_key_public_id: parts
+            .extensions
+            .get::<ApiKeyPublicId>()
+            .map(|k| k.0.clone()),
+        stats: None,
     });
     Ok(response)
 }

@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::stream::{StreamFormat, sse_response};
-use super::{AppState, annotate, json_response, parse_json, read_body};
+use super::{
+    AppState, RequestFacts, annotate, annotate_failure, json_response, parse_json, read_body,
+};
 use crate::body::Body;
 use crate::error::Error;
 use crate::inference::functions::{checked_tool_call, output_text, parsed_json};
@@ -157,11 +159,19 @@ where
         .get::<ApiKeyPublicId>()
         .map(|k| k.0.clone());
     let stream = request.stream;
-    let outcome = state.gateway.infer(request).await?;
+    let facts = RequestFacts::of(&request);
+    let outcome = match state.gateway.infer(request).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let mut res = e.into_response(crate::error::ErrorFlavor::Native);
+            annotate_failure(&mut res, &facts);
+            return Ok(res);
+        }
+    };
     Ok(match outcome {
         InferenceOutcome::Complete { meta, response } => {
             let mut res = json_response(StatusCode::OK, &response_json(&meta, &response));
-            annotate(&mut res, &meta);
+            annotate(&mut res, &meta, &facts);
             res
         }
         InferenceOutcome::Stream { meta, first, rest } => {
@@ -172,7 +182,7 @@ where
                 NativeStream { meta: meta.clone() },
                 state.metrics.streams_in_flight.with(&[]),
             );
-            annotate(&mut res, &meta);
+            annotate(&mut res, &meta, &facts);
             res
         }
     })
@@ -253,7 +263,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
         extra_body: parse_extra_body(&n.extra_body)?,
         extra_headers: parse_extra_headers(&n.extra_headers)?,
         api_key_public_id: None,
-        provider_wait: Default::default(),
+        stats: Default::default(),
     })
 }
 

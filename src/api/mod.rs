@@ -333,12 +333,52 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body
     res
 }
 
-/// Tells the request log which model and provider served the request.
-fn annotate(res: &mut Response<Body>, meta: &InferenceMeta) {
+/// Tells the request log which function, variant, model and provider served the request,
+/// and what its model calls gathered.
+fn annotate(res: &mut Response<Body>, meta: &InferenceMeta, request: &RequestFacts) {
     res.extensions_mut().insert(InferenceInfo {
         model: Some(meta.model_name.clone()),
         provider: Some(meta.provider_name.clone()),
         function: Some(meta.function_name.clone()),
         variant: Some(meta.variant_name.clone()),
+        api_key_public_id: request.api_key_public_id.clone(),
+        stats: Some(request.stats.clone()),
     });
+}
+
+/// What the request log needs to know of an inference that failed.
+fn annotate_failure(res: &mut Response<Body>, request: &RequestFacts) {
+    res.extensions_mut().insert(InferenceInfo {
+        model: request.model.clone(),
+        provider: None,
+        function: request.function.clone(),
+        variant: None,
+        api_key_public_id: request.api_key_public_id.clone(),
+        stats: Some(request.stats.clone()),
+    });
+}
+
+/// The parts of an inference request the log line keeps, taken before the request is handed
+/// to the gateway.
+struct RequestFacts {
+    function: Option<Arc<str>>,
+    model: Option<Arc<str>>,
+    api_key_public_id: Option<Arc<str>>,
+    stats: Arc<switchyard_layers::ext::InferenceStats>,
+}
+
+impl RequestFacts {
+    fn of(request: &crate::inference::InferenceRequest) -> Self {
+        Self {
+            function: request.function_name.as_deref().map(Arc::from).or_else(|| {
+                request
+                    .model_name
+                    .as_ref()
+                    .map(|_| Arc::from(crate::inference::DEFAULT_FUNCTION_NAME))
+            }),
+            model: request.model_name.as_deref().map(Arc::from),
+            api_key_public_id: request.api_key_public_id.clone(),
+            stats: request.stats.clone(),
+        }
+    }
 }

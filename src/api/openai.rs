@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use super::inference::{parse_extra_body, parse_extra_headers};
 use super::stream::{StreamFormat, sse_response};
-use super::{AppState, annotate, json_response, parse_json, read_body};
+use super::{
+    AppState, RequestFacts, annotate, annotate_failure, json_response, parse_json, read_body,
+};
 use crate::body::Body;
 use crate::config::JsonMode;
 use crate::error::Error;
@@ -133,12 +135,20 @@ where
         .extensions
         .get::<ApiKeyPublicId>()
         .map(|k| k.0.clone());
-    let outcome = state.gateway.infer(request).await?;
+    let facts = RequestFacts::of(&request);
+    let outcome = match state.gateway.infer(request).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let mut res = e.into_response(crate::error::ErrorFlavor::OpenAi);
+            annotate_failure(&mut res, &facts);
+            return Ok(res);
+        }
+    };
     Ok(match outcome {
         InferenceOutcome::Complete { meta, response } => {
             let model = response_model(&model_label, &meta);
             let mut res = json_response(StatusCode::OK, &completion_json(&meta, &response, &model));
-            annotate(&mut res, &meta);
+            annotate(&mut res, &meta, &facts);
             res
         }
         InferenceOutcome::Stream { meta, first, rest } => {
@@ -158,7 +168,7 @@ where
                 format,
                 state.metrics.streams_in_flight.with(&[]),
             );
-            annotate(&mut res, &meta);
+            annotate(&mut res, &meta, &facts);
             res
         }
     })
@@ -326,7 +336,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         extra_body: parse_extra_body(&chat.extra_body)?,
         extra_headers: parse_extra_headers(&chat.extra_headers)?,
         api_key_public_id: None,
-        provider_wait: Default::default(),
+        stats: Default::default(),
     };
     Ok((request, target))
 }

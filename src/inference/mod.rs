@@ -113,8 +113,9 @@ pub struct InferenceRequest {
     pub extra_headers: Vec<RequestEdit<HeaderEdit>>,
     /// The public id of the API key that authenticated the request, when auth is on.
     pub api_key_public_id: Option<Arc<str>>,
-    /// Where the model calls add up their time waiting on providers (set by `infer`).
-    pub provider_wait: crate::metrics::ProviderWait,
+    /// What the inference's model calls gather (attempts, provider wait, tokens, first chunk);
+    /// the handler shares it with the request log.
+    pub stats: Arc<switchyard_layers::ext::InferenceStats>,
 }
 
 /// Who answered, for the response and the log.
@@ -246,10 +247,9 @@ impl Gateway {
 
     /// Runs one inference. A rate-limit refusal comes back as itself, not wrapped: its message
     /// and headers are for the client to act on.
-    pub async fn infer(&self, mut request: InferenceRequest) -> Result<InferenceOutcome, Error> {
+    pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
         let started = tokio::time::Instant::now();
-        let wait = crate::metrics::ProviderWait::default();
-        request.provider_wait = wait.clone();
+        let stats = request.stats.clone();
         self.count_request(&request);
         let result = self.infer_inner(request).await.map_err(|e| {
             if e.is_rate_limit() {
@@ -260,15 +260,18 @@ impl Gateway {
         });
         Ok(match result? {
             InferenceOutcome::Complete { meta, response } => {
-                self.record_overhead(&meta, started.elapsed(), wait.total());
-                self.metrics
-                    .tokens(response.usage.input_tokens, response.usage.output_tokens);
+                self.record_overhead(&meta, started.elapsed(), stats.provider_wait());
+                let usage = response.usage;
+                self.metrics.tokens(usage.input_tokens, usage.output_tokens);
+                stats.set_tokens(usage.input_tokens, usage.output_tokens);
                 InferenceOutcome::Complete { meta, response }
             }
             InferenceOutcome::Stream { meta, first, rest } => {
                 // For a stream, the overhead is the time to its first chunk.
-                self.record_overhead(&meta, started.elapsed(), wait.total());
-                let rest = count_stream_tokens(self.metrics.clone(), &first, rest);
+                let elapsed = started.elapsed();
+                stats.set_first_chunk(elapsed);
+                self.record_overhead(&meta, elapsed, stats.provider_wait());
+                let rest = count_stream_tokens(self.metrics.clone(), stats, &first, rest);
                 InferenceOutcome::Stream { meta, first, rest }
             }
         })
@@ -579,7 +582,7 @@ impl ChatCall<'_> {
         if let Some(id) = &request.api_key_public_id {
             call.extensions.insert(ApiKeyPublicId(id.clone()));
         }
-        call.extensions.insert(request.provider_wait.clone());
+        call.extensions.insert(request.stats.clone());
         let retries = RetryPolicy::from(&self.cc.retries);
         let service = crate::stack::variant(
             &gateway.rate_limit,
@@ -687,22 +690,26 @@ fn relay_settings(config: &Config) -> Result<Option<RelaySettings>, String> {
 /// they arrive, the last ones are the totals.
 fn count_stream_tokens(
     metrics: Arc<crate::metrics::GatewayMetrics>,
+    stats: Arc<switchyard_layers::ext::InferenceStats>,
     first: &ModelChunk,
     rest: ChunkStream,
 ) -> ChunkStream {
     use futures_util::StreamExt;
     struct Tally {
         metrics: Arc<crate::metrics::GatewayMetrics>,
+        stats: Arc<switchyard_layers::ext::InferenceStats>,
         usage: types::Usage,
     }
     impl Drop for Tally {
         fn drop(&mut self) {
-            self.metrics
-                .tokens(self.usage.input_tokens, self.usage.output_tokens);
+            let u = self.usage;
+            self.metrics.tokens(u.input_tokens, u.output_tokens);
+            self.stats.set_tokens(u.input_tokens, u.output_tokens);
         }
     }
     let mut tally = Tally {
         metrics,
+        stats,
         usage: types::Usage::default(),
     };
     if let Some(u) = first.usage {

@@ -36,7 +36,7 @@ use crate::inference::types::{
 };
 
 /// The provider name relayed calls are recorded under.
-pub const RELAY_PROVIDER: &str = "tensorzero::relay";
+pub const RELAY_PROVIDER: &str = switchyard_layers::ext::RELAY_PROVIDER;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 

@@ -198,3 +198,77 @@ async fn metrics_count_known_traffic_exactly() {
         1.0
     );
 }
+
+/// The JSON log lines of `target` `switchyard::request`.
+fn request_lines(logs: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "switchyard::request")
+        .collect()
+}
+
+#[tokio::test]
+async fn one_log_line_per_inference_says_who_answered_and_what_it_cost() {
+    use crate::harness::GatewayProcess;
+    use switchyard::mock_provider::MockProvider;
+
+    let mock = MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tensorzero.toml");
+    std::fs::write(
+        &config,
+        format!("{BASIC}{CONFIG}").replace("{mock}", &mock.api_base()),
+    )
+    .unwrap();
+    let gw = GatewayProcess::start(&config, &[], &[], dir.path().join("gw.log"));
+    let secret_prompt = "my-private-prompt-text";
+    let r = gw
+        .infer(&json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": secret_prompt }] } }))
+        .await;
+    assert_eq!(r.status, 200);
+    let mut streamed = inference("broken", secret_prompt);
+    streamed["stream"] = json!(true);
+    assert_eq!(gw.infer(&streamed).await.status, 200);
+    assert_eq!(
+        gw.infer(&inference("nope", secret_prompt)).await.status,
+        400
+    );
+    let logs = gw.stop();
+    assert!(
+        !logs.contains(secret_prompt),
+        "prompt content reached the log"
+    );
+    let lines = request_lines(&logs);
+    // The JSON log flattens fields into the line.
+    let fields = |i: usize| lines[i].clone();
+    assert_eq!(lines.len(), 3, "{logs}");
+
+    let f = fields(0);
+    assert_eq!(f["function"], "f");
+    assert_eq!(f["variant"], "v");
+    assert_eq!(f["model"], "mock");
+    assert_eq!(f["provider"], "mock");
+    assert_eq!(f["relayed"], false);
+    assert_eq!(f["attempts"], 1);
+    assert_eq!(f["status"], 200);
+    assert!(f["input_tokens"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["output_tokens"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["provider_wait_ms"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(f["request_id"].is_string());
+    assert!(f.get("ttft_ms").is_none(), "not a stream: {f}");
+
+    // The stream fell back once: two attempts; its tokens arrive at its end.
+    let s = fields(1);
+    assert_eq!(s["function"], "tensorzero::default");
+    assert_eq!(s["variant"], "broken");
+    assert_eq!(s["provider"], "up");
+    assert_eq!(s["attempts"], 2);
+    assert!(s["ttft_ms"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s["output_tokens"].as_u64().unwrap() > 0, "{s}");
+
+    // A refused request still says what it asked for.
+    let e = fields(2);
+    assert_eq!(e["status"], 400);
+    assert_eq!(e["model"], "nope");
+    assert_eq!(e["attempts"], 0);
+}
