@@ -53,6 +53,9 @@ pub struct GatewayMetrics {
     pub auth_failures: Arc<Family<Counter>>,
     /// Streamed answers still being sent.
     pub streams_in_flight: Arc<Family<Gauge>>,
+    /// Where an inference's time goes, by layer: `auth`, `rate_limit`, `gateway` (everything
+    /// else switchyard does), `provider` (waiting on providers or the relay).
+    pub layer_duration: Arc<Family<Histogram>>,
 }
 
 impl GatewayMetrics {
@@ -134,6 +137,12 @@ impl GatewayMetrics {
                 "switchyard_auth_failures_total",
                 "Requests refused by authentication, by reason.",
                 &["reason"],
+            ),
+            layer_duration: registry.histogram(
+                "switchyard_layer_duration_seconds",
+                "Where requests spend their time, by layer: auth (the API-key check), rate_limit (the limiter's decisions), gateway (the rest of switchyard's work, to the first chunk for streams), provider (waiting on providers or the relay).",
+                &["layer"],
+                LATENCY_BUCKETS,
             ),
             streams_in_flight: registry.gauge(
                 "switchyard_streams_in_flight",

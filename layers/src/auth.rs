@@ -44,8 +44,8 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use crate::ext::{ApiKeyPublicId, ClientAddr};
-use crate::metrics::{Counter, Family};
+use crate::ext::{ApiKeyPublicId, AuthDuration, ClientAddr};
+use crate::metrics::{Counter, Family, Histogram};
 
 /// The length of a key's public id.
 pub const PUBLIC_ID_LEN: usize = 12;
@@ -264,6 +264,8 @@ pub struct AuthSettings {
     pub shield: Option<ShieldSettings>,
     /// Where refusals are counted, by reason (`missing_header`, `unknown_key`, ...).
     pub failures: Option<Arc<Family<Counter>>>,
+    /// Where the time each check takes is observed, in seconds.
+    pub timing: Option<Arc<Histogram>>,
 }
 
 /// The most cached lookups: enough for every real key many times over, bounded so that random
@@ -381,9 +383,16 @@ where
         Either::Right(Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
-            match shared.authenticate(&parts, client).await {
+            let checking = tokio::time::Instant::now();
+            let verdict = shared.authenticate(&parts, client).await;
+            let took = checking.elapsed();
+            if let Some(timing) = &shared.settings.timing {
+                timing.observe(took.as_secs_f64());
+            }
+            match verdict {
                 Ok(public_id) => {
                     parts.extensions.insert(ApiKeyPublicId(public_id.into()));
+                    parts.extensions.insert(AuthDuration(took));
                     inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(failure) => {
@@ -605,6 +614,7 @@ mod tests {
             AuthSettings {
                 open_paths: vec!["/health".into()],
                 failures: None,
+                timing: None,
                 cache_ttl: Some(Duration::from_secs(1)),
                 shield,
             },

@@ -76,6 +76,7 @@ pub struct InferenceStats {
     output_tokens: std::sync::atomic::AtomicU64,
     /// Microseconds to the first chunk, plus one (0 until known).
     first_chunk_us: std::sync::atomic::AtomicU64,
+    rate_limit_ns: std::sync::atomic::AtomicU64,
 }
 
 impl Default for InferenceStats {
@@ -87,6 +88,7 @@ impl Default for InferenceStats {
             input_tokens: u64::MAX.into(),
             output_tokens: u64::MAX.into(),
             first_chunk_us: 0.into(),
+            rate_limit_ns: 0.into(),
         }
     }
 }
@@ -131,6 +133,20 @@ impl InferenceStats {
         (
             known(self.input_tokens.load(Relaxed)),
             known(self.output_tokens.load(Relaxed)),
+        )
+    }
+
+    /// The rate limiter spent `took` deciding on one of the inference's model calls.
+    pub fn add_rate_limit(&self, took: std::time::Duration) {
+        self.rate_limit_ns
+            .fetch_add(took.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time the rate limiter spent deciding.
+    pub fn rate_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(
+            self.rate_limit_ns
+                .load(std::sync::atomic::Ordering::Relaxed),
         )
     }
 
@@ -180,3 +196,8 @@ pub struct ApiKeyPublicId(pub Arc<str>);
 /// set of names, never the raw path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteName(pub &'static str);
+
+/// How long the API-key check of this request took (a request extension the auth layer adds
+/// for the handler's `Server-Timing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthDuration(pub std::time::Duration);

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::call::Call;
-use crate::ext::{ApiKeyPublicId, Tags};
+use crate::ext::{ApiKeyPublicId, InferenceStats, Tags};
 use crate::metrics::{Counter, Family, Histogram};
 
 /// What a bucket counts.
@@ -768,14 +768,19 @@ where
                 Charge { bucket, amount }
             })
             .collect();
+        let stats = call.extensions.get::<Arc<InferenceStats>>().cloned();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Either::Right(Box::pin(async move {
             let asked = tokio::time::Instant::now();
             let verdict = shared.backend.reserve(&charges).await;
+            let took = asked.elapsed();
             let metrics = shared.metrics.as_ref();
             if let Some(m) = metrics {
-                m.store_latency.observe(asked.elapsed().as_secs_f64());
+                m.store_latency.observe(took.as_secs_f64());
+            }
+            if let Some(stats) = &stats {
+                stats.add_rate_limit(took);
             }
             match verdict {
                 Err(unavailable) => {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::stream::{StreamFormat, sse_response};
 use super::{
     AppState, RequestFacts, annotate, annotate_failure, json_response, parse_json, read_body,
+    server_timing,
 };
 use crate::body::Body;
 use crate::error::Error;
@@ -151,6 +152,7 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let started = tokio::time::Instant::now();
     let (parts, bytes) = read_body(req, state.body_limit).await?;
     let native: NativeRequest = parse_json(&bytes)?;
     let mut request = into_request(native)?;
@@ -172,6 +174,7 @@ where
         InferenceOutcome::Complete { meta, response } => {
             let mut res = json_response(StatusCode::OK, &response_json(&meta, &response));
             annotate(&mut res, &meta, &facts);
+            server_timing(&mut res, &parts, &facts, started);
             res
         }
         InferenceOutcome::Stream { meta, first, rest } => {
@@ -183,6 +186,7 @@ where
                 state.metrics.streams_in_flight.with(&[]),
             );
             annotate(&mut res, &meta, &facts);
+            server_timing(&mut res, &parts, &facts, started);
             res
         }
     })

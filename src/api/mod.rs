@@ -90,6 +90,7 @@ pub fn auth_layer(
             _ => None,
         },
         failures: Some(metrics.auth_failures.clone()),
+        timing: Some(metrics.layer_duration.with(&["auth"])),
     };
     let base = base_path.to_owned();
     AuthLayer::new(
@@ -344,6 +345,45 @@ fn annotate(res: &mut Response<Body>, meta: &InferenceMeta, request: &RequestFac
         api_key_public_id: request.api_key_public_id.clone(),
         stats: Some(request.stats.clone()),
     });
+}
+
+/// The request header that asks for a `Server-Timing` response header.
+pub const TIMING_REQUEST_HEADER: &str = "x-switchyard-timing";
+
+/// Adds `Server-Timing` (milliseconds per layer, to the first chunk for streams) when the
+/// client asked for it with `x-switchyard-timing`: the split of the gateway's own time that the
+/// `switchyard_layer_duration_seconds` histogram shows in aggregate.
+fn server_timing(
+    res: &mut Response<Body>,
+    parts: &http::request::Parts,
+    facts: &RequestFacts,
+    started: tokio::time::Instant,
+) {
+    if !parts.headers.contains_key(TIMING_REQUEST_HEADER) {
+        return;
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let stats = &facts.stats;
+    let auth = parts
+        .extensions
+        .get::<switchyard_layers::ext::AuthDuration>()
+        .map_or(std::time::Duration::ZERO, |a| a.0);
+    let provider = stats.provider_wait();
+    let rate_limit = stats.rate_limit();
+    let gateway = started
+        .elapsed()
+        .saturating_sub(provider)
+        .saturating_sub(rate_limit);
+    let value = format!(
+        "auth;dur={:.3}, ratelimit;dur={:.3}, gateway;dur={:.3}, provider;dur={:.3}",
+        ms(auth),
+        ms(rate_limit),
+        ms(gateway),
+        ms(provider)
+    );
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        res.headers_mut().insert("server-timing", v);
+    }
 }
 
 /// What the request log needs to know of an inference that failed.

@@ -18,6 +18,7 @@ use super::inference::{parse_extra_body, parse_extra_headers};
 use super::stream::{StreamFormat, sse_response};
 use super::{
     AppState, RequestFacts, annotate, annotate_failure, json_response, parse_json, read_body,
+    server_timing,
 };
 use crate::body::Body;
 use crate::config::JsonMode;
@@ -123,6 +124,7 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let started = tokio::time::Instant::now();
     let (parts, bytes) = read_body(req, state.body_limit).await?;
     let chat: ChatRequest = parse_json(&bytes)?;
     let include_usage = chat
@@ -149,6 +151,7 @@ where
             let model = response_model(&model_label, &meta);
             let mut res = json_response(StatusCode::OK, &completion_json(&meta, &response, &model));
             annotate(&mut res, &meta, &facts);
+            server_timing(&mut res, &parts, &facts, started);
             res
         }
         InferenceOutcome::Stream { meta, first, rest } => {
@@ -169,6 +172,7 @@ where
                 state.metrics.streams_in_flight.with(&[]),
             );
             annotate(&mut res, &meta, &facts);
+            server_timing(&mut res, &parts, &facts, started);
             res
         }
     })

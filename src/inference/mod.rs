@@ -260,7 +260,7 @@ impl Gateway {
         });
         Ok(match result? {
             InferenceOutcome::Complete { meta, response } => {
-                self.record_overhead(&meta, started.elapsed(), stats.provider_wait());
+                self.record_overhead(&meta, started.elapsed(), &stats);
                 let usage = response.usage;
                 self.metrics.tokens(usage.input_tokens, usage.output_tokens);
                 stats.set_tokens(usage.input_tokens, usage.output_tokens);
@@ -270,7 +270,7 @@ impl Gateway {
                 // For a stream, the overhead is the time to its first chunk.
                 let elapsed = started.elapsed();
                 stats.set_first_chunk(elapsed);
-                self.record_overhead(&meta, elapsed, stats.provider_wait());
+                self.record_overhead(&meta, elapsed, &stats);
                 let rest = count_stream_tokens(self.metrics.clone(), stats, &first, rest);
                 InferenceOutcome::Stream { meta, first, rest }
             }
@@ -297,11 +297,28 @@ impl Gateway {
         self.metrics.inferences.with(&labels).inc();
     }
 
-    fn record_overhead(&self, meta: &InferenceMeta, elapsed: Duration, waited: Duration) {
+    /// The TensorZero overhead histogram (time minus provider wait) and the layer split.
+    fn record_overhead(
+        &self,
+        meta: &InferenceMeta,
+        elapsed: Duration,
+        stats: &switchyard_layers::ext::InferenceStats,
+    ) {
+        let waited = stats.provider_wait();
+        let rate_limit = stats.rate_limit();
+        let overhead = elapsed.saturating_sub(waited);
         self.metrics
             .overhead
             .with(&[&meta.function_name, &meta.variant_name])
-            .observe(elapsed.saturating_sub(waited).as_secs_f64());
+            .observe(overhead.as_secs_f64());
+        let layers = &self.metrics.layer_duration;
+        layers.with(&["provider"]).observe(waited.as_secs_f64());
+        layers
+            .with(&["rate_limit"])
+            .observe(rate_limit.as_secs_f64());
+        layers
+            .with(&["gateway"])
+            .observe(overhead.saturating_sub(rate_limit).as_secs_f64());
     }
 
     async fn infer_inner(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {

@@ -272,3 +272,49 @@ async fn one_log_line_per_inference_says_who_answered_and_what_it_cost() {
     assert_eq!(e["model"], "nope");
     assert_eq!(e["attempts"], 0);
 }
+
+#[tokio::test]
+async fn server_timing_splits_the_time_when_asked() {
+    use bytes::Bytes;
+    use http::Method;
+
+    let h = Harness::start(&format!("{BASIC}{CONFIG}")).await;
+    let body = Bytes::from(inference("mock", "time me").to_string());
+    let plain = crate::harness::send(Method::POST, &h.url("/inference"), body.clone(), &[]).await;
+    assert!(
+        plain.headers.get("server-timing").is_none(),
+        "only when asked"
+    );
+    let r = crate::harness::send(
+        Method::POST,
+        &h.url("/inference"),
+        body,
+        &[("x-switchyard-timing", "1")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let timing = r.headers["server-timing"].to_str().unwrap().to_owned();
+    let parts: Vec<(&str, f64)> = timing
+        .split(", ")
+        .map(|p| {
+            let (name, dur) = p.split_once(";dur=").unwrap();
+            (name, dur.parse().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = parts.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        ["auth", "ratelimit", "gateway", "provider"],
+        "{timing}"
+    );
+    assert!(parts[3].1 > 0.0, "the provider took some time: {timing}");
+    // In aggregate: one observation per layer per inference (auth is off here).
+    let m = samples(&h.get("/metrics").await.text());
+    for layer in ["gateway", "provider", "rate_limit"] {
+        assert_eq!(
+            m[&format!("switchyard_layer_duration_seconds_count{{layer=\"{layer}\"}}")],
+            2.0,
+            "{layer}"
+        );
+    }
+}
