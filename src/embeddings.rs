@@ -26,6 +26,7 @@ use switchyard_layers::fallback::Fallback;
 use switchyard_layers::rate_limit::{EstimateTokens, RateLimitLayer, ReportUsage};
 use switchyard_layers::route::RelayOrSkip;
 use switchyard_layers::timeout::{LimitStream, Scope, StreamLimits, TimeoutLayer, Timeouts};
+use switchyard_layers::trace_context::{TRACEPARENT, TraceContext};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
@@ -451,6 +452,9 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             let url = target.url();
             let body = target.body(&call);
             let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
+            if let Some(trace) = call.extensions.get::<TraceContext>() {
+                builder = builder.header(TRACEPARENT, trace.outgoing());
+            }
             if let Some(key) = call
                 .extensions
                 .get::<ProviderKey>()

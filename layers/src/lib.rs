@@ -22,6 +22,7 @@ pub mod retry;
 pub mod route;
 pub mod secret;
 pub mod timeout;
+pub mod trace_context;
 
 pub use request_log::{RequestLog, RequestLogLayer};
 pub use secret::Secret;

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::ext::{InferenceInfo, RequestId};
+use crate::trace_context::{TRACEPARENT, TraceContext};
 
 /// The header that carries the request id in both directions.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -85,7 +86,10 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let id = request_id_for(&req);
         req.extensions_mut().insert(id.clone());
+        let trace = TraceContext::for_request(req.headers().get(TRACEPARENT));
+        req.extensions_mut().insert(trace);
         let entry = LogEntry {
+            trace,
             method: req.method().clone(),
             path: req.uri().path().to_owned(),
             request_id: id,
@@ -242,6 +246,7 @@ impl Outcome {
 }
 
 struct LogEntry {
+    trace: TraceContext,
     method: Method,
     path: String,
     request_id: RequestId,
@@ -276,6 +281,8 @@ impl LogEntry {
             output_tokens,
             api_key_public_id = info.api_key_public_id.as_deref(),
             request_id = %self.request_id,
+            trace_id = %self.trace,
+            span_id = %self.trace.span_id_hex(),
             "request"
         );
     }
@@ -326,6 +333,7 @@ mod tests {
         let mut body = LoggedBody {
             inner: http_body_util::Full::new(bytes::Bytes::from_static(b"x")),
             guard: LogGuard(Some(LogEntry {
+                trace: TraceContext::for_request(None),
                 method: Method::GET,
                 path: "/".into(),
                 request_id: RequestId::new("t"),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use switchyard_layers::call::Call;
 use switchyard_layers::ext::{ApiKeyPublicId, DynamicCredentials, InferenceInfo, Tags};
+use switchyard_layers::trace_context::TraceContext;
 
 use super::{AppState, json_response, parse_json, read_body};
 use crate::body::Body;
@@ -86,6 +87,9 @@ where
     call.extensions.insert(Tags::default());
     if let Some(id) = parts.extensions.get::<ApiKeyPublicId>() {
         call.extensions.insert(id.clone());
+    }
+    if let Some(trace) = parts.extensions.get::<TraceContext>() {
+        call.extensions.insert(*trace);
     }
     let output = state.gateway.embeddings().embed(&name, call).await?;
     let data: Vec<Value> = output

@@ -160,6 +160,10 @@ where
         .extensions
         .get::<ApiKeyPublicId>()
         .map(|k| k.0.clone());
+    request.trace = parts
+        .extensions
+        .get::<switchyard_layers::trace_context::TraceContext>()
+        .copied();
     let stream = request.stream;
     let facts = RequestFacts::of(&request);
     let outcome = match state.gateway.infer(request).await {
@@ -268,6 +272,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
         extra_headers: parse_extra_headers(&n.extra_headers)?,
         api_key_public_id: None,
         stats: Default::default(),
+        trace: None,
     })
 }
 

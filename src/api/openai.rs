@@ -137,6 +137,10 @@ where
         .extensions
         .get::<ApiKeyPublicId>()
         .map(|k| k.0.clone());
+    request.trace = parts
+        .extensions
+        .get::<switchyard_layers::trace_context::TraceContext>()
+        .copied();
     let facts = RequestFacts::of(&request);
     let outcome = match state.gateway.infer(request).await {
         Ok(outcome) => outcome,
@@ -341,6 +345,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         extra_headers: parse_extra_headers(&chat.extra_headers)?,
         api_key_public_id: None,
         stats: Default::default(),
+        trace: None,
     };
     Ok((request, target))
 }

@@ -113,6 +113,8 @@ pub struct InferenceRequest {
     pub extra_headers: Vec<RequestEdit<HeaderEdit>>,
     /// The public id of the API key that authenticated the request, when auth is on.
     pub api_key_public_id: Option<Arc<str>>,
+    /// The trace the request belongs to (from the client's `traceparent`, or new).
+    pub trace: Option<switchyard_layers::trace_context::TraceContext>,
     /// What the inference's model calls gather (attempts, provider wait, tokens, first chunk);
     /// the handler shares it with the request log.
     pub stats: Arc<switchyard_layers::ext::InferenceStats>,
@@ -600,6 +602,9 @@ impl ChatCall<'_> {
             call.extensions.insert(ApiKeyPublicId(id.clone()));
         }
         call.extensions.insert(request.stats.clone());
+        if let Some(trace) = request.trace {
+            call.extensions.insert(trace);
+        }
         let retries = RetryPolicy::from(&self.cc.retries);
         let service = crate::stack::variant(
             &gateway.rate_limit,

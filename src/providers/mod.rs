@@ -27,6 +27,7 @@ use switchyard_layers::call::Call;
 use switchyard_layers::credentials::CredentialSource;
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey};
 use switchyard_layers::timeout::Timeouts;
+use switchyard_layers::trace_context::{self, TraceContext};
 
 use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::credentials;
@@ -325,9 +326,11 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                     )
                     .collect(),
             };
+            let trace = call.extensions.get::<TraceContext>().copied();
             let cx = CallContext {
                 client: &this.client,
                 credentials: &dynamic,
+                trace: trace.as_ref(),
             };
             let attempt = async {
                 match &spec.adapter {
@@ -373,6 +376,8 @@ pub struct CallContext<'a> {
     pub client: &'a HttpClient,
     /// The request's dynamic credentials (Azure can take its endpoint from them).
     pub credentials: &'a DynamicCredentials,
+    /// The trace the request belongs to: each call carries it on as `traceparent`.
+    pub trace: Option<&'a TraceContext>,
 }
 
 /// The edits that apply to one provider attempt, in order: the variant's, the provider's, then
@@ -411,8 +416,13 @@ pub async fn send(
     provider: &ProviderSpec,
     cx: &CallContext<'_>,
     url: &str,
-    request: http::Request<http_body_util::Full<Bytes>>,
+    mut request: http::Request<http_body_util::Full<Bytes>>,
 ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+    if let Some(trace) = cx.trace {
+        request
+            .headers_mut()
+            .insert(trace_context::TRACEPARENT, trace.outgoing());
+    }
     let response = cx.client.request(request).await.map_err(|e| {
         provider.failure(format!(
             "could not reach `{url}`: {}",

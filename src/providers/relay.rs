@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 use switchyard_layers::call::Call;
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey, Tags};
+use switchyard_layers::trace_context::{TRACEPARENT, TraceContext};
 
 use super::{ChunkSource, SseReader, bearer, peek_stream, provider_error_message};
 use super::{error_text, read_limited, snippet};
@@ -107,6 +108,9 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
             let mut builder = Request::post(&target.url).header(CONTENT_TYPE, "application/json");
             if call.payload.stream {
                 builder = builder.header(ACCEPT, "text/event-stream");
+            }
+            if let Some(trace) = call.extensions.get::<TraceContext>() {
+                builder = builder.header(TRACEPARENT, trace.outgoing());
             }
             if let Some(key) = call
                 .extensions

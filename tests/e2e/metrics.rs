@@ -222,9 +222,16 @@ async fn one_log_line_per_inference_says_who_answered_and_what_it_cost() {
     .unwrap();
     let gw = GatewayProcess::start(&config, &[], &[], dir.path().join("gw.log"));
     let secret_prompt = "my-private-prompt-text";
-    let r = gw
-        .infer(&json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": secret_prompt }] } }))
-        .await;
+    let r = crate::harness::send(
+        http::Method::POST,
+        &format!("{}/inference", gw.url),
+        bytes::Bytes::from(
+            json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": secret_prompt }] } })
+                .to_string(),
+        ),
+        &[("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")],
+    )
+    .await;
     assert_eq!(r.status, 200);
     let mut streamed = inference("broken", secret_prompt);
     streamed["stream"] = json!(true);
@@ -256,6 +263,11 @@ async fn one_log_line_per_inference_says_who_answered_and_what_it_cost() {
     assert!(f["provider_wait_ms"].as_f64().unwrap() > 0.0, "{f}");
     assert!(f["request_id"].is_string());
     assert!(f.get("ttft_ms").is_none(), "not a stream: {f}");
+    assert_eq!(
+        f["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the client's trace"
+    );
+    assert_eq!(f["span_id"].as_str().unwrap().len(), 16);
 
     // The stream fell back once: two attempts; its tokens arrive at its end.
     let s = fields(1);

@@ -684,3 +684,37 @@ async fn tools_and_ensembles_work_through_the_relay() {
         "{fuser}"
     );
 }
+
+#[tokio::test]
+async fn the_clients_trace_reaches_the_provider_through_both_tiers() {
+    let t = tiers().await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = send(
+        Method::POST,
+        &format!("{}/inference", t.edge.url()),
+        Bytes::from(inference("mock", "traced").to_string()),
+        &[("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01"))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen = t.mock.requests();
+    let header = seen[0]
+        .header("traceparent")
+        .expect("the provider got a traceparent");
+    let parts: Vec<&str> = header.split('-').collect();
+    assert_eq!(parts[0], "00");
+    assert_eq!(
+        parts[1], trace_id,
+        "one trace across edge, relay and provider"
+    );
+    assert_ne!(parts[2], "00f067aa0ba902b7", "each hop has its own span");
+    assert_eq!(parts[3], "01");
+
+    // Without one, the edge starts a trace and the provider still sees a single one.
+    post(&t.edge, "/inference", &inference("mock", "untraced")).await;
+    let header = t.mock.requests()[1]
+        .header("traceparent")
+        .unwrap()
+        .to_owned();
+    assert_eq!(header.len(), 55, "{header}");
+}
