@@ -3,8 +3,9 @@
 //! Per request, outermost first:
 //!
 //! 1. `RequestLogLayer` (layers crate): assigns the request id (writes the `RequestId`
-//!    request extension, echoes `x-request-id`) and writes one log line when the response body
-//!    ends (reads the `InferenceInfo` response extension for model and provider).
+//!    request extension, echoes `x-request-id`), continues or starts the W3C trace (writes
+//!    `TraceContext`, which model calls carry on as `traceparent`), and writes one log line when
+//!    the response body ends (reads the `InferenceInfo` response extension).
 //!    Right inside it, `MetricsLayer` (layers `metrics`) counts requests by route (the
 //!    `RouteName` the router sets), method and status, times them until the body ends, and
 //!    tracks those in flight.
