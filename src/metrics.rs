@@ -209,15 +209,23 @@ pub struct AttemptMetricsLayer {
     metrics: Arc<GatewayMetrics>,
     model: Arc<str>,
     provider: Arc<str>,
+    log_each: bool,
 }
 
 impl AttemptMetricsLayer {
-    /// Records the attempts of `provider` (or the relay) for `model` into `metrics`.
-    pub fn new(metrics: Arc<GatewayMetrics>, model: Arc<str>, provider: Arc<str>) -> Self {
+    /// Records the attempts of `provider` (or the relay) for `model` into `metrics`; with
+    /// `log_each` (`gateway.debug`), also logs each attempt.
+    pub fn new(
+        metrics: Arc<GatewayMetrics>,
+        model: Arc<str>,
+        provider: Arc<str>,
+        log_each: bool,
+    ) -> Self {
         Self {
             metrics,
             model,
             provider,
+            log_each,
         }
     }
 }
@@ -273,6 +281,10 @@ where
             .get::<Arc<switchyard_layers::ext::InferenceStats>>()
             .cloned();
         let stream = call.payload.stream;
+        let trace = call
+            .extensions
+            .get::<switchyard_layers::trace_context::TraceContext>()
+            .copied();
         let layer = self.layer.clone();
         let future = self.inner.call(call);
         Box::pin(async move {
@@ -289,6 +301,21 @@ where
             layer
                 .metrics
                 .provider_attempt(&layer.model, &layer.provider, stream, status, elapsed);
+            if layer.log_each {
+                // `gateway.debug`: one line per attempt (no prompt, no key: the error's own
+                // message is what the provider said).
+                tracing::info!(
+                    target: "switchyard::attempt",
+                    model = %layer.model,
+                    provider = %layer.provider,
+                    stream,
+                    status,
+                    duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+                    error = result.as_ref().err().map(|e| e.to_string()),
+                    trace_id = trace.map(|t| t.trace_id_hex()),
+                    "provider attempt"
+                );
+            }
             result
         })
     }

@@ -148,6 +148,7 @@ pub fn model(
                 cx.metrics.clone(),
                 name.clone(),
                 RELAY_PROVIDER.into(),
+                cx.debug,
             ))
             .service(RelayClient::new(
                 &relay.gateway_url,
@@ -176,6 +177,7 @@ pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
             cx.metrics.clone(),
             spec.model_name.clone(),
             spec.name.clone(),
+            cx.debug,
         ))
         .service(ProviderService::new(
             spec,

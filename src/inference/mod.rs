@@ -207,6 +207,7 @@ impl Gateway {
             global_timeout: Duration::from_millis(config.gateway.global_outbound_http_timeout_ms),
             relay,
             metrics: metrics.clone(),
+            debug: config.gateway.debug,
         };
         let models = match ModelTable::new(config, context) {
             Ok(m) => Some(m),

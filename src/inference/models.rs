@@ -45,6 +45,8 @@ pub struct StackContext {
     pub relay: Option<RelaySettings>,
     /// Where provider attempts are counted.
     pub metrics: Arc<crate::metrics::GatewayMetrics>,
+    /// `gateway.debug`: log every provider attempt.
+    pub debug: bool,
 }
 
 /// All configured models, and how to build shorthand ones.

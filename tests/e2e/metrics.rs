@@ -217,7 +217,7 @@ async fn one_log_line_per_inference_says_who_answered_and_what_it_cost() {
     let config = dir.path().join("tensorzero.toml");
     std::fs::write(
         &config,
-        format!("{BASIC}{CONFIG}").replace("{mock}", &mock.api_base()),
+        format!("[gateway]\ndebug = true\n{BASIC}{CONFIG}").replace("{mock}", &mock.api_base()),
     )
     .unwrap();
     let gw = GatewayProcess::start(&config, &[], &[], dir.path().join("gw.log"));
@@ -277,6 +277,18 @@ async fn one_log_line_per_inference_says_who_answered_and_what_it_cost() {
     assert_eq!(s["attempts"], 2);
     assert!(s["ttft_ms"].as_f64().unwrap() > 0.0, "{s}");
     assert!(s["output_tokens"].as_u64().unwrap() > 0, "{s}");
+
+    // `gateway.debug` adds a line per provider attempt.
+    let attempts: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "switchyard::attempt")
+        .collect();
+    assert_eq!(attempts.len(), 3, "{logs}");
+    assert_eq!(attempts[1]["provider"], "down");
+    assert_eq!(attempts[1]["status"], 503);
+    assert!(attempts[1]["error"].as_str().unwrap().contains("503"));
+    assert_eq!(attempts[2]["provider"], "up");
 
     // A refused request still says what it asked for.
     let e = fields(2);
