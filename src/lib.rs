@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod limiter;
 pub mod metrics;
 pub mod mock_provider;
+pub mod otlp;
 pub mod providers;
 pub mod reload;
 pub mod secret;
@@ -41,6 +42,8 @@ pub struct Environment {
     pub postgres_url: Option<String>,
     /// `TENSORZERO_VALKEY_URL`: the shared rate-limit store.
     pub valkey_url: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: where traces go (OTLP/HTTP, JSON), when export is on.
+    pub otlp_traces_endpoint: Option<String>,
 }
 
 impl Environment {
@@ -51,6 +54,9 @@ impl Environment {
                 .ok()
                 .filter(|v| !v.is_empty()),
             valkey_url: std::env::var("TENSORZERO_VALKEY_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            otlp_traces_endpoint: std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 .ok()
                 .filter(|v| !v.is_empty()),
         }
@@ -86,6 +92,8 @@ pub struct Resources {
     pub lifecycle: Arc<lifecycle::Lifecycle>,
     /// The metrics (kept across reloads, so counters never restart).
     pub metrics: Arc<metrics::GatewayMetrics>,
+    /// Where spans go (to the OTLP exporter while the configuration enables it).
+    pub spans: Arc<otlp::SpanSink>,
     client: http_client::HttpClient,
     buckets: limiter::BucketStores,
     key_store: tokio::sync::OnceCell<auth::PostgresKeyStore>,
@@ -112,6 +120,7 @@ impl Resources {
         Self {
             env,
             metrics: Arc::new(metrics),
+            spans: Arc::default(),
             lifecycle: Arc::default(),
             client: http_client::build(),
             buckets: limiter::BucketStores::default(),
@@ -165,12 +174,36 @@ pub async fn build_state(
     .await
     .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
     let rate_limit = rate_limit.with_metrics(resources.metrics.rate_limit());
+    let traces = &config.gateway.export.otlp.traces;
+    if traces.enabled {
+        let endpoint = env.otlp_traces_endpoint.clone().ok_or_else(|| {
+            StartupError::Config(
+                "`gateway.export.otlp.traces.enabled = true` needs OTEL_EXPORTER_OTLP_TRACES_ENDPOINT \
+                 (the collector's OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces)"
+                    .into(),
+            )
+        })?;
+        tracing::info!(endpoint = %endpoint, "OTLP trace export: enabled (OTLP/HTTP, JSON)");
+        resources.spans.configure(true, || {
+            otlp::Exporter::start(
+                endpoint,
+                traces,
+                resources.client.clone(),
+                resources.metrics.otlp_exports.clone(),
+            )
+        });
+    } else {
+        resources
+            .spans
+            .configure(false, || unreachable!("not called when disabled"));
+    }
     let gateway = inference::Gateway::new(
         config,
         loaded.template_base_dir.as_deref(),
         resources.client.clone(),
         rate_limit,
         resources.metrics.clone(),
+        resources.spans.clone(),
     )
     .map_err(StartupError::Providers)?;
     match config
@@ -286,6 +319,7 @@ pub async fn start_with(
         stack::inbound(
             reload::Swappable::new(app.service()),
             resources.metrics.http.clone(),
+            resources.spans.clone(),
         ),
         async move {
             let _ = rx.await;
@@ -348,7 +382,11 @@ pub async fn run(
     };
     server::serve(
         listener,
-        stack::inbound(service, resources.metrics.http.clone()),
+        stack::inbound(
+            service,
+            resources.metrics.http.clone(),
+            resources.spans.clone(),
+        ),
         stop_accepting,
         options.shutdown.drain,
     )

@@ -53,6 +53,8 @@ pub struct GatewayMetrics {
     pub auth_failures: Arc<Family<Counter>>,
     /// Streamed answers still being sent.
     pub streams_in_flight: Arc<Family<Gauge>>,
+    /// OTLP exports by outcome (`ok`, `error`) and spans dropped (`dropped`).
+    pub otlp_exports: Arc<Family<Counter>>,
     /// Where an inference's time goes, by layer: `auth`, `rate_limit`, `gateway` (everything
     /// else switchyard does), `provider` (waiting on providers or the relay).
     pub layer_duration: Arc<Family<Histogram>>,
@@ -138,6 +140,11 @@ impl GatewayMetrics {
                 "Requests refused by authentication, by reason.",
                 &["reason"],
             ),
+            otlp_exports: registry.counter(
+                "switchyard_otlp_exports_total",
+                "OTLP trace exports by outcome (ok, error), and spans dropped because the export queue was full (dropped).",
+                &["outcome"],
+            ),
             layer_duration: registry.histogram(
                 "switchyard_layer_duration_seconds",
                 "Where requests spend their time, by layer: auth (the API-key check), rate_limit (the limiter's decisions), gateway (the rest of switchyard's work, to the first chunk for streams), provider (waiting on providers or the relay).",
@@ -210,6 +217,7 @@ pub struct AttemptMetricsLayer {
     model: Arc<str>,
     provider: Arc<str>,
     log_each: bool,
+    spans: Arc<crate::otlp::SpanSink>,
 }
 
 impl AttemptMetricsLayer {
@@ -220,12 +228,14 @@ impl AttemptMetricsLayer {
         model: Arc<str>,
         provider: Arc<str>,
         log_each: bool,
+        spans: Arc<crate::otlp::SpanSink>,
     ) -> Self {
         Self {
             metrics,
             model,
             provider,
             log_each,
+            spans,
         }
     }
 }
@@ -281,13 +291,19 @@ where
             .get::<Arc<switchyard_layers::ext::InferenceStats>>()
             .cloned();
         let stream = call.payload.stream;
+        // The call is a span of its own, the parent of whatever the provider or relay does.
+        let mut call = call;
         let trace = call
             .extensions
             .get::<switchyard_layers::trace_context::TraceContext>()
-            .copied();
+            .map(|t| t.child());
+        if let Some(t) = trace {
+            call.extensions.insert(t);
+        }
         let layer = self.layer.clone();
         let future = self.inner.call(call);
         Box::pin(async move {
+            let started_at = std::time::SystemTime::now();
             let started = tokio::time::Instant::now();
             let result = future.await;
             let elapsed = started.elapsed();
@@ -301,6 +317,17 @@ where
             layer
                 .metrics
                 .provider_attempt(&layer.model, &layer.provider, stream, status, elapsed);
+            if let Some(t) = trace {
+                layer.spans.attempt(
+                    t,
+                    &layer.model,
+                    &layer.provider,
+                    stream,
+                    started_at,
+                    elapsed,
+                    result.as_ref().err().map(|e| e.to_string()),
+                );
+            }
             if layer.log_each {
                 // `gateway.debug`: one line per attempt (no prompt, no key: the error's own
                 // message is what the provider said).

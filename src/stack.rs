@@ -107,9 +107,13 @@ pub fn configured(state: Arc<AppState>, auth: AuthLayer<Body>) -> ConfiguredServ
 
 /// Builds the inbound stack: stages 1 to 3 over whichever configuration `current` holds when
 /// each request arrives.
-pub fn inbound(current: Swappable<ConfiguredService>, metrics: HttpMetrics) -> InboundService {
+pub fn inbound(
+    current: Swappable<ConfiguredService>,
+    metrics: HttpMetrics,
+    spans: Arc<crate::otlp::SpanSink>,
+) -> InboundService {
     ServiceBuilder::new()
-        .layer(RequestLogLayer::new())
+        .layer(RequestLogLayer::with_sink(spans))
         .layer(MetricsLayer::new(metrics))
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
@@ -149,6 +153,7 @@ pub fn model(
                 name.clone(),
                 RELAY_PROVIDER.into(),
                 cx.debug,
+                cx.spans.clone(),
             ))
             .service(RelayClient::new(
                 &relay.gateway_url,
@@ -178,6 +183,7 @@ pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
             spec.model_name.clone(),
             spec.name.clone(),
             cx.debug,
+            cx.spans.clone(),
         ))
         .service(ProviderService::new(
             spec,

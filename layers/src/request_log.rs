@@ -25,6 +25,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Buf;
@@ -45,30 +46,82 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 const MAX_CLIENT_ID_LEN: usize = 128;
 
 /// Builds [`RequestLog`] services.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RequestLogLayer {
-    _priv: (),
+    sink: Option<Arc<dyn RequestSink>>,
+}
+
+impl std::fmt::Debug for RequestLogLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLogLayer")
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
 }
 
 impl RequestLogLayer {
     /// A request log layer.
     pub fn new() -> Self {
-        Self { _priv: () }
+        Self { sink: None }
     }
+
+    /// Also hands every finished request to `sink` (a trace exporter).
+    pub fn with_sink(sink: Arc<dyn RequestSink>) -> Self {
+        Self { sink: Some(sink) }
+    }
+}
+
+/// Something that wants each request when it has finished (its span, for export).
+pub trait RequestSink: Send + Sync {
+    /// Called once per request, when its log line is written.
+    fn finished(&self, request: &FinishedRequest<'_>);
+}
+
+/// A request that has finished, as the log line saw it.
+#[derive(Debug)]
+pub struct FinishedRequest<'a> {
+    /// Its place in its trace.
+    pub trace: &'a TraceContext,
+    /// The method.
+    pub method: &'a Method,
+    /// The path.
+    pub path: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// When it arrived.
+    pub started_at: std::time::SystemTime,
+    /// How long it took, to the end of its body.
+    pub duration: std::time::Duration,
+    /// How it ended (`complete`, `client_disconnected`, ...).
+    pub outcome: &'static str,
+    /// What the handler said about its inference.
+    pub info: &'a InferenceInfo,
 }
 
 impl<S> Layer<S> for RequestLogLayer {
     type Service = RequestLog<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestLog { inner }
+        RequestLog {
+            inner,
+            sink: self.sink.clone(),
+        }
     }
 }
 
 /// Assigns a [`RequestId`], echoes it as `x-request-id`, and logs one line per request.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RequestLog<S> {
     inner: S,
+    sink: Option<Arc<dyn RequestSink>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for RequestLog<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLog")
+            .field("inner", &self.inner)
+            .finish()
+    }
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for RequestLog<S>
@@ -89,6 +142,8 @@ where
         let trace = TraceContext::for_request(req.headers().get(TRACEPARENT));
         req.extensions_mut().insert(trace);
         let entry = LogEntry {
+            sink: self.sink.clone(),
+            started_at: std::time::SystemTime::now(),
             trace,
             method: req.method().clone(),
             path: req.uri().path().to_owned(),
@@ -246,6 +301,8 @@ impl Outcome {
 }
 
 struct LogEntry {
+    sink: Option<Arc<dyn RequestSink>>,
+    started_at: std::time::SystemTime,
     trace: TraceContext,
     method: Method,
     path: String,
@@ -258,7 +315,20 @@ struct LogEntry {
 impl LogEntry {
     fn emit(self, outcome: Outcome) {
         let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-        let latency_ms = ms(self.started.elapsed());
+        let duration = self.started.elapsed();
+        if let Some(sink) = &self.sink {
+            sink.finished(&FinishedRequest {
+                trace: &self.trace,
+                method: &self.method,
+                path: &self.path,
+                status: self.status.as_u16(),
+                started_at: self.started_at,
+                duration,
+                outcome: outcome.as_str(),
+                info: &self.info,
+            });
+        }
+        let latency_ms = ms(duration);
         let info = &self.info;
         let stats = info.stats.as_deref();
         let (input_tokens, output_tokens) = stats.map_or((None, None), |s| s.tokens());
@@ -333,6 +403,8 @@ mod tests {
         let mut body = LoggedBody {
             inner: http_body_util::Full::new(bytes::Bytes::from_static(b"x")),
             guard: LogGuard(Some(LogEntry {
+                sink: None,
+                started_at: std::time::SystemTime::now(),
                 trace: TraceContext::for_request(None),
                 method: Method::GET,
                 path: "/".into(),

@@ -48,14 +48,23 @@ impl TraceContext {
         }
     }
 
-    /// The `traceparent` for an outgoing call made on behalf of this request: same trace, a
-    /// new span id for the call.
+    /// A span inside this one (an outgoing call): same trace, a new span id, this span as its
+    /// parent.
+    pub fn child(&self) -> Self {
+        Self {
+            trace_id: self.trace_id,
+            span_id: nonzero(&mut rand::rng()),
+            parent_id: Some(self.span_id),
+            sampled: self.sampled,
+        }
+    }
+
+    /// The `traceparent` that makes this span the parent of what the receiver does.
     pub fn outgoing(&self) -> HeaderValue {
-        let span: [u8; 8] = nonzero(&mut rand::rng());
         let value = format!(
             "00-{}-{}-{:02x}",
             hex(&self.trace_id),
-            hex(&span),
+            hex(&self.span_id),
             u8::from(self.sampled)
         );
         HeaderValue::from_str(&value).expect("hex is a valid header value")
@@ -64,6 +73,11 @@ impl TraceContext {
     /// The trace id as 32 lower-case hex digits.
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
+    }
+
+    /// The parent span id as 16 lower-case hex digits.
+    pub fn parent_id_hex(&self) -> Option<String> {
+        self.parent_id.map(|p| hex(&p))
     }
 
     /// This request's span id as 16 lower-case hex digits.

@@ -205,9 +205,6 @@ impl Checker<'_> {
                 "`failures_per_minute` and `burst` must be at least 1 (or set `enabled = false`)",
             );
         }
-        if g.export.otlp.traces.enabled {
-            self.not_supported_yet(at.key("export"), "OpenTelemetry trace export");
-        }
         let obs = &g.observability;
         if obs.async_writes && obs.batch_writes.as_ref().is_some_and(|b| b.enabled) {
             self.error(

@@ -181,6 +181,7 @@ impl Gateway {
         client: HttpClient,
         rate_limit: RateLimitLayer,
         metrics: Arc<crate::metrics::GatewayMetrics>,
+        spans: Arc<crate::otlp::SpanSink>,
     ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let relay = match relay_settings(config) {
@@ -208,6 +209,7 @@ impl Gateway {
             relay,
             metrics: metrics.clone(),
             debug: config.gateway.debug,
+            spans,
         };
         let models = match ModelTable::new(config, context) {
             Ok(m) => Some(m),

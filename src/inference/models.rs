@@ -47,6 +47,8 @@ pub struct StackContext {
     pub metrics: Arc<crate::metrics::GatewayMetrics>,
     /// `gateway.debug`: log every provider attempt.
     pub debug: bool,
+    /// Where provider-call spans go.
+    pub spans: Arc<crate::otlp::SpanSink>,
 }
 
 /// All configured models, and how to build shorthand ones.

@@ -188,11 +188,11 @@ fn paths_are_relative_to_the_file_that_names_them() {
 #[test]
 fn unsupported_sections_load_with_warnings() {
     let text = format!(
-        "{MODEL}\n[gateway.export.otlp.traces]\nenabled = true\n\n[object_storage]\ntype = \"filesystem\"\npath = \"/tmp\"\n\n[[rate_limiting.rules]]\nmodel_inferences_per_minute = 5\npriority = 0\n"
+        "{MODEL}\n[object_storage]\ntype = \"filesystem\"\npath = \"/tmp\"\n\n[[rate_limiting.rules]]\nmodel_inferences_per_minute = 5\npriority = 0\n"
     );
     let loaded = load(&[("c.toml", &text)]).unwrap();
     let warnings: Vec<&str> = loaded.warnings.iter().map(|w| w.message.as_str()).collect();
-    for expected in ["OpenTelemetry trace export", "object storage"] {
+    for expected in ["object storage"] {
         assert!(
             warnings
                 .iter()

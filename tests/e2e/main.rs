@@ -19,4 +19,5 @@ mod providers;
 mod rate_limits;
 mod redis;
 mod relay;
+mod traces;
 mod vertex;

@@ -1,0 +1,285 @@
+//! OTLP trace export: an edge and a relay export to a small in-test collector (OTLP/HTTP,
+//! JSON); one call through both tiers is one trace whose spans nest across them.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use switchyard::config::LoadedConfig;
+use switchyard::mock_provider::MockProvider;
+use switchyard::{Environment, RunningGateway};
+
+use crate::harness::{inference, send};
+
+/// A collector that keeps every export it receives.
+struct Collector {
+    url: String,
+    exports: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let exports: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let store = exports.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let store = store.clone();
+                            async move {
+                                let auth = req
+                                    .headers()
+                                    .get("x-collector-token")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_owned();
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                let value: Value =
+                                    serde_json::from_slice(&body).unwrap_or(Value::Null);
+                                store.lock().unwrap().push((auth, value));
+                                Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                    Bytes::from_static(b"{}"),
+                                )))
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Collector {
+            url: format!("http://{addr}/v1/traces"),
+            exports,
+        }
+    }
+
+    /// Every span received so far.
+    fn spans(&self) -> Vec<Value> {
+        self.exports
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, e)| {
+                e["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    async fn wait_for_spans(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let spans = self.spans();
+            if spans.len() >= n || Instant::now() > deadline {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn attr(span: &Value, key: &str) -> Value {
+    span["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| {
+            let v = &a["value"];
+            v.get("stringValue")
+                .or_else(|| v.get("intValue"))
+                .or_else(|| v.get("boolValue"))
+                .cloned()
+                .unwrap_or(Value::Null)
+        })
+        .unwrap_or(Value::Null)
+}
+
+async fn gateway(toml: &str, endpoint: &str) -> (RunningGateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, toml).unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let env = Environment {
+        otlp_traces_endpoint: Some(endpoint.to_owned()),
+        ..Environment::default()
+    };
+    let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (gw, dir)
+}
+
+const EXPORT: &str = r#"
+[gateway.export.otlp.traces]
+enabled = true
+extra_headers = { "x-collector-token" = "t0ken" }
+"#;
+
+#[tokio::test]
+async fn one_call_through_edge_and_relay_is_one_trace() {
+    let collector = Collector::start().await;
+    let mock = MockProvider::start().await.unwrap();
+    let relay_toml = format!(
+        "{EXPORT}\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
+        mock.api_base()
+    );
+    let (relay, _d1) = gateway(&relay_toml, &collector.url).await;
+    let edge_toml = format!(
+        "{EXPORT}\n[gateway.relay]\ngateway_url = \"{}\"\n[models.mock]\nrouting = [\"x\"]\n[models.mock.providers.x]\ntype = \"openai\"\nmodel_name = \"x\"\napi_key_location = \"none\"\n",
+        relay.url()
+    );
+    let (edge, _d2) = gateway(&edge_toml, &collector.url).await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = send(
+        Method::POST,
+        &format!("{}/inference", edge.url()),
+        Bytes::from(inference("mock", "a secret prompt").to_string()),
+        &[("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01"))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let spans = collector.wait_for_spans(4).await;
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    assert!(spans.iter().all(|s| s["traceId"] == trace_id), "{spans:#?}");
+    let server: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
+    let client: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 3).collect();
+    assert_eq!((server.len(), client.len()), (2, 2));
+    // The edge's request span continues the client's; its call to the relay is its child; the
+    // relay's request span is that call's child; the relay's provider call is the last.
+    let edge_request = server
+        .iter()
+        .find(|s| s["parentSpanId"] == "00f067aa0ba902b7")
+        .expect("the edge's request span");
+    let edge_call = client
+        .iter()
+        .find(|s| s["parentSpanId"] == edge_request["spanId"])
+        .expect("the edge's call to the relay");
+    assert_eq!(attr(edge_call, "gen_ai.provider.name"), "tensorzero::relay");
+    let relay_request = server
+        .iter()
+        .find(|s| s["parentSpanId"] == edge_call["spanId"])
+        .expect("the relay's request span");
+    let relay_call = client
+        .iter()
+        .find(|s| s["parentSpanId"] == relay_request["spanId"])
+        .expect("the relay's provider call");
+    assert_eq!(attr(relay_call, "gen_ai.provider.name"), "openai");
+    assert_eq!(attr(relay_call, "gen_ai.request.model"), "mock");
+    assert_eq!(attr(edge_request, "gen_ai.request.model"), "mock");
+    assert_eq!(
+        attr(edge_request, "switchyard.function"),
+        "tensorzero::default"
+    );
+    assert!(attr(edge_request, "gen_ai.usage.output_tokens").is_string());
+    assert_eq!(attr(edge_request, "http.response.status_code"), "200");
+    assert_eq!(edge_request["name"], "POST /inference");
+    // The extra headers reach the collector; the prompt never does.
+    let exports = collector.exports.lock().unwrap().clone();
+    assert!(exports.iter().all(|(token, _)| token == "t0ken"));
+    assert!(
+        !exports
+            .iter()
+            .any(|(_, e)| e.to_string().contains("a secret prompt"))
+    );
+}
+
+#[tokio::test]
+async fn a_dead_collector_never_fails_a_request_and_is_counted() {
+    let mock = MockProvider::start().await.unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}/v1/traces", dead.local_addr().unwrap());
+    drop(dead);
+    let toml = format!(
+        "{EXPORT}\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
+        mock.api_base()
+    );
+    let (gw, _d) = gateway(&toml, &endpoint).await;
+    for _ in 0..3 {
+        let r = send(
+            Method::POST,
+            &format!("{}/inference", gw.url()),
+            Bytes::from(inference("mock", "x").to_string()),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    // The failed export is counted (it happens after the flush interval).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = send(
+            Method::GET,
+            &format!("{}/metrics", gw.url()),
+            Bytes::new(),
+            &[],
+        )
+        .await;
+        if metrics
+            .text()
+            .contains("switchyard_otlp_exports_total{outcome=\"error\"}")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", metrics.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn openinference_attributes_and_a_missing_endpoint_is_a_start_up_error() {
+    let collector = Collector::start().await;
+    let mock = MockProvider::start().await.unwrap();
+    let toml = format!(
+        "[gateway.export.otlp.traces]\nenabled = true\nformat = \"openinference\"\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
+        mock.api_base()
+    );
+    let (gw, _d) = gateway(&toml, &collector.url).await;
+    let r = send(
+        Method::POST,
+        &format!("{}/inference", gw.url()),
+        Bytes::from(inference("mock", "x").to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let spans = collector.wait_for_spans(2).await;
+    let call = spans
+        .iter()
+        .find(|s| s["kind"] == 3)
+        .expect("a provider call");
+    assert_eq!(attr(call, "openinference.span.kind"), "LLM");
+    assert_eq!(attr(call, "llm.model_name"), "mock");
+    let request = spans.iter().find(|s| s["kind"] == 2).unwrap();
+    assert!(
+        attr(request, "llm.token_count.completion").is_string(),
+        "{request}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, "[gateway.export.otlp.traces]\nenabled = true\n").unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+    let err = match switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0))).await {
+        Ok(_) => panic!("started without an endpoint"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "{err}");
+}
