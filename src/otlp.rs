@@ -3,14 +3,15 @@
 //! OTLP/HTTP with the JSON encoding.
 //!
 //! Recording a span is a `try_send` on a bounded queue: a full queue (a collector that is down
-//! or slow) drops spans and counts them, it never makes a request wait. A background task sends
-//! batches (up to [`MAX_BATCH`] spans, or whatever arrived within [`FLUSH_EVERY`]); a failed
-//! export is logged and counted, and the spans are dropped.
+//! or slow) drops spans and counts them, it never makes a request wait. A background task wakes
+//! every [`FLUSH_EVERY`] and sends what is queued in batches of up to [`MAX_BATCH`] spans; a
+//! failed export is logged and counted, and its spans are dropped.
 //!
 //! Attributes follow the OpenTelemetry GenAI conventions (`gen_ai.*`) or, with
 //! `format = "openinference"`, OpenInference's (`llm.*`). Never prompt text, never keys.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,10 +19,9 @@ use bytes::Bytes;
 use http::Request;
 use http::header::CONTENT_TYPE;
 use http_body_util::Full;
-use serde_json::{Value, json};
 use switchyard_layers::metrics::{Counter, Family};
 use switchyard_layers::request_log::{FinishedRequest, RequestSink};
-use switchyard_layers::trace_context::TraceContext;
+use switchyard_layers::trace_context::{TraceContext, push_hex};
 use tokio::sync::mpsc;
 
 use crate::config::gateway::{OtlpFormat, OtlpTracesConfig};
@@ -29,24 +29,43 @@ use crate::http_client::HttpClient;
 
 /// The most spans sent in one export.
 pub const MAX_BATCH: usize = 512;
-/// How long spans wait for a batch to fill.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often queued spans are sent.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// The most spans waiting to be sent; more are dropped.
 const QUEUE: usize = 8192;
 /// How long one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One finished span.
+/// One finished span. Built on the request path, so it holds cheap values (shared names,
+/// numbers) and is turned into JSON only by the exporting task.
 #[derive(Debug)]
 pub struct SpanRecord {
     trace: TraceContext,
-    name: String,
+    name: SpanName,
     /// 2 = server, 3 = client (OTLP's `SpanKind`).
     kind: u8,
     start: SystemTime,
     duration: Duration,
-    attributes: Vec<(&'static str, Value)>,
+    attributes: Vec<(&'static str, Attr)>,
     error: Option<String>,
+}
+
+/// A span's name, put together when it is encoded.
+#[derive(Debug)]
+enum SpanName {
+    /// `METHOD /path`.
+    Request(http::Method, String),
+    /// `chat MODEL (PROVIDER)`.
+    Call(Arc<str>, Arc<str>),
+}
+
+/// An attribute value.
+#[derive(Debug)]
+enum Attr {
+    Text(Arc<str>),
+    Static(&'static str),
+    Int(u64),
+    Bool(bool),
 }
 
 /// Where spans go: a queue in front of the exporting task.
@@ -88,29 +107,30 @@ impl Exporter {
     pub fn attempt(
         &self,
         trace: TraceContext,
-        model: &str,
-        provider: &str,
+        model: &Arc<str>,
+        provider: &Arc<str>,
         stream: bool,
         start: SystemTime,
         duration: Duration,
         error: Option<String>,
     ) {
-        let mut attributes = vec![("switchyard.stream", json!(stream))];
+        let mut attributes = Vec::with_capacity(4);
+        attributes.push(("switchyard.stream", Attr::Bool(stream)));
         match self.format {
             OtlpFormat::Opentelemetry => {
-                attributes.push(("gen_ai.operation.name", json!("chat")));
-                attributes.push(("gen_ai.request.model", json!(model)));
-                attributes.push(("gen_ai.provider.name", json!(provider)));
+                attributes.push(("gen_ai.operation.name", Attr::Static("chat")));
+                attributes.push(("gen_ai.request.model", Attr::Text(model.clone())));
+                attributes.push(("gen_ai.provider.name", Attr::Text(provider.clone())));
             }
             OtlpFormat::Openinference => {
-                attributes.push(("openinference.span.kind", json!("LLM")));
-                attributes.push(("llm.model_name", json!(model)));
-                attributes.push(("llm.provider", json!(provider)));
+                attributes.push(("openinference.span.kind", Attr::Static("LLM")));
+                attributes.push(("llm.model_name", Attr::Text(model.clone())));
+                attributes.push(("llm.provider", Attr::Text(provider.clone())));
             }
         }
         self.record(SpanRecord {
             trace,
-            name: format!("chat {model} ({provider})"),
+            name: SpanName::Call(model.clone(), provider.clone()),
             kind: 3,
             start,
             duration,
@@ -123,48 +143,49 @@ impl Exporter {
 impl RequestSink for Exporter {
     fn finished(&self, r: &FinishedRequest<'_>) {
         let info = r.info;
-        let mut attributes = vec![
-            ("http.request.method", json!(r.method.as_str())),
-            ("url.path", json!(r.path)),
-            ("http.response.status_code", json!(r.status)),
-            ("switchyard.outcome", json!(r.outcome)),
-        ];
-        let text = |v: &Option<Arc<str>>| v.as_deref().map(|s| json!(s));
-        let (input, output) = info.stats.as_deref().map_or((None, None), |s| s.tokens());
-        let genai = [
-            ("switchyard.function", text(&info.function)),
-            ("switchyard.variant", text(&info.variant)),
-            (
-                "tensorzero.api_key_public_id",
-                text(&info.api_key_public_id),
-            ),
-        ];
-        let conventions: [(&'static str, Option<Value>); 4] = match self.format {
-            OtlpFormat::Opentelemetry => [
-                ("gen_ai.request.model", text(&info.model)),
-                ("gen_ai.provider.name", text(&info.provider)),
-                ("gen_ai.usage.input_tokens", input.map(|n| json!(n))),
-                ("gen_ai.usage.output_tokens", output.map(|n| json!(n))),
-            ],
-            OtlpFormat::Openinference => [
-                ("llm.model_name", text(&info.model)),
-                ("llm.provider", text(&info.provider)),
-                ("llm.token_count.prompt", input.map(|n| json!(n))),
-                ("llm.token_count.completion", output.map(|n| json!(n))),
-            ],
+        let mut attributes = Vec::with_capacity(12);
+        attributes.push(("http.request.method", Attr::Text(r.method.as_str().into())));
+        attributes.push(("url.path", Attr::Text(r.path.into())));
+        attributes.push(("http.response.status_code", Attr::Int(u64::from(r.status))));
+        attributes.push(("switchyard.outcome", Attr::Static(r.outcome)));
+        let mut text = |key: &'static str, v: &Option<Arc<str>>| {
+            if let Some(v) = v {
+                attributes.push((key, Attr::Text(v.clone())));
+            }
         };
-        attributes.extend(
-            genai
-                .into_iter()
-                .chain(conventions)
-                .filter_map(|(k, v)| v.map(|v| (k, v))),
-        );
+        text("switchyard.function", &info.function);
+        text("switchyard.variant", &info.variant);
+        text("tensorzero.api_key_public_id", &info.api_key_public_id);
+        let (model, provider, input, output) = match self.format {
+            OtlpFormat::Opentelemetry => (
+                "gen_ai.request.model",
+                "gen_ai.provider.name",
+                "gen_ai.usage.input_tokens",
+                "gen_ai.usage.output_tokens",
+            ),
+            OtlpFormat::Openinference => (
+                "llm.model_name",
+                "llm.provider",
+                "llm.token_count.prompt",
+                "llm.token_count.completion",
+            ),
+        };
+        text(model, &info.model);
+        text(provider, &info.provider);
+        let (input_tokens, output_tokens) =
+            info.stats.as_deref().map_or((None, None), |s| s.tokens());
+        if let Some(n) = input_tokens {
+            attributes.push((input, Attr::Int(n)));
+        }
+        if let Some(n) = output_tokens {
+            attributes.push((output, Attr::Int(n)));
+        }
         if info.function.is_some() && self.format == OtlpFormat::Openinference {
-            attributes.push(("openinference.span.kind", json!("CHAIN")));
+            attributes.push(("openinference.span.kind", Attr::Static("CHAIN")));
         }
         self.record(SpanRecord {
             trace: *r.trace,
-            name: format!("{} {}", r.method, r.path),
+            name: SpanName::Request(r.method.clone(), r.path.to_owned()),
             kind: 2,
             start: r.started_at,
             duration: r.duration,
@@ -181,28 +202,44 @@ async fn export_loop(
     client: HttpClient,
     outcomes: Arc<Family<Counter>>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Wake on a clock rather than per span: a span costs the request path one queue push and
+    // no task wake-up, and the exporter runs a few times a second whatever the traffic.
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let Some(first) = rx.recv().await else { return };
-        batch.push(first);
-        let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(span)) => batch.push(span),
-                Ok(None) | Err(_) => break,
+        tick.tick().await;
+        loop {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(span) => batch.push(span),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) if batch.is_empty() => return,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
             }
-        }
-        let body = encode(&batch);
-        let count = batch.len();
-        batch.clear();
-        let result = tokio::time::timeout(EXPORT_TIMEOUT, send(&client, &endpoint, &headers, body))
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()));
-        match result {
-            Ok(()) => outcomes.with(&["ok"]).inc(),
-            Err(why) => {
-                outcomes.with(&["error"]).inc();
-                tracing::warn!(endpoint = %endpoint, spans = count, error = %why, "OTLP trace export failed; spans dropped");
+            if batch.is_empty() {
+                break;
+            }
+            let count = batch.len();
+            let full = count == MAX_BATCH;
+            // Encoding is plain CPU work: off the request workers.
+            let Ok(body) = tokio::task::spawn_blocking(move || encode(&batch)).await else {
+                continue;
+            };
+            let result =
+                tokio::time::timeout(EXPORT_TIMEOUT, send(&client, &endpoint, &headers, body))
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()));
+            match result {
+                Ok(()) => outcomes.with(&["ok"]).inc(),
+                Err(why) => {
+                    outcomes.with(&["error"]).inc();
+                    tracing::warn!(endpoint = %endpoint, spans = count, error = %why, "OTLP trace export failed; spans dropped");
+                }
+            }
+            if !full {
+                break;
             }
         }
     }
@@ -232,57 +269,102 @@ async fn send(
     }
 }
 
-fn nanos(t: SystemTime) -> String {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos()
-        .to_string()
+fn nanos(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
 }
 
-fn attribute_value(v: &Value) -> Value {
-    match v {
-        Value::Bool(b) => json!({ "boolValue": b }),
-        Value::Number(n) if n.is_u64() || n.is_i64() => json!({ "intValue": n.to_string() }),
-        Value::Number(n) => json!({ "doubleValue": n }),
-        Value::String(s) => json!({ "stringValue": s }),
-        other => json!({ "stringValue": other.to_string() }),
-    }
-}
-
-/// An `ExportTraceServiceRequest` in OTLP's JSON encoding (ids in hex, times as strings).
-fn encode(spans: &[SpanRecord]) -> Bytes {
-    let spans: Vec<Value> = spans
-        .iter()
-        .map(|s| {
-            let mut span = json!({
-                "traceId": s.trace.trace_id_hex(),
-                "spanId": s.trace.span_id_hex(),
-                "name": s.name,
-                "kind": s.kind,
-                "startTimeUnixNano": nanos(s.start),
-                "endTimeUnixNano": nanos(s.start + s.duration),
-                "attributes": s.attributes.iter().map(|(k, v)| json!({ "key": k, "value": attribute_value(v) })).collect::<Vec<_>>(),
-                "status": match &s.error {
-                    None => json!({ "code": 1 }),
-                    Some(message) => json!({ "code": 2, "message": message }),
-                },
-            });
-            if let Some(parent) = s.trace.parent_id_hex() {
-                span["parentSpanId"] = json!(parent);
+/// Appends `text` as a JSON string.
+fn push_str(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            span
-        })
-        .collect();
-    let body = json!({
-        "resourceSpans": [{
-            "resource": { "attributes": [
-                { "key": "service.name", "value": { "stringValue": "switchyard" } },
-                { "key": "service.version", "value": { "stringValue": env!("CARGO_PKG_VERSION") } }
-            ] },
-            "scopeSpans": [{ "scope": { "name": "switchyard" }, "spans": spans }]
-        }]
-    });
-    Bytes::from(body.to_string())
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// An `ExportTraceServiceRequest` in OTLP's JSON encoding (ids in hex, 64-bit numbers as
+/// strings), written straight into one buffer.
+fn encode(spans: &[SpanRecord]) -> Bytes {
+    let mut out = String::with_capacity(256 + spans.len() * 600);
+    out.push_str(r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"switchyard"}},{"key":"service.version","value":{"stringValue":""#);
+    out.push_str(env!("CARGO_PKG_VERSION"));
+    out.push_str(r#""}}]},"scopeSpans":[{"scope":{"name":"switchyard"},"spans":["#);
+    for (i, s) in spans.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"traceId":""#);
+        push_hex(&mut out, &s.trace.trace_id);
+        out.push_str(r#"","spanId":""#);
+        push_hex(&mut out, &s.trace.span_id);
+        out.push('"');
+        if let Some(parent) = &s.trace.parent_id {
+            out.push_str(r#","parentSpanId":""#);
+            push_hex(&mut out, parent);
+            out.push('"');
+        }
+        out.push_str(r#","name":"#);
+        let name = match &s.name {
+            SpanName::Request(method, path) => format!("{method} {path}"),
+            SpanName::Call(model, provider) => format!("chat {model} ({provider})"),
+        };
+        push_str(&mut out, &name);
+        let start = nanos(s.start);
+        let _ = write!(
+            out,
+            r#","kind":{},"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":["#,
+            s.kind,
+            start,
+            start + s.duration.as_nanos()
+        );
+        for (j, (key, value)) in s.attributes.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"key":"#);
+            push_str(&mut out, key);
+            out.push_str(r#","value":{"#);
+            match value {
+                Attr::Text(t) => {
+                    out.push_str(r#""stringValue":"#);
+                    push_str(&mut out, t);
+                }
+                Attr::Static(t) => {
+                    out.push_str(r#""stringValue":"#);
+                    push_str(&mut out, t);
+                }
+                Attr::Int(n) => {
+                    let _ = write!(out, r#""intValue":"{n}""#);
+                }
+                Attr::Bool(b) => {
+                    let _ = write!(out, r#""boolValue":{b}"#);
+                }
+            }
+            out.push_str("}}");
+        }
+        out.push_str(r#"],"status":"#);
+        match &s.error {
+            None => out.push_str(r#"{"code":1}"#),
+            Some(message) => {
+                out.push_str(r#"{"code":2,"message":"#);
+                push_str(&mut out, message);
+                out.push('}');
+            }
+        }
+        out.push('}');
+    }
+    out.push_str("]}]}]}");
+    Bytes::from(out)
 }
 
 /// What the request log and the provider calls record spans into: forwards to the exporter
@@ -317,8 +399,8 @@ impl SpanSink {
     pub fn attempt(
         &self,
         trace: TraceContext,
-        model: &str,
-        provider: &str,
+        model: &Arc<str>,
+        provider: &Arc<str>,
         stream: bool,
         start: SystemTime,
         duration: Duration,
@@ -335,5 +417,40 @@ impl RequestSink for SpanSink {
         if let Some(e) = self.exporter() {
             e.finished(request);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_encode_as_otlp_json() {
+        let trace = TraceContext::for_request(None).child();
+        let span = SpanRecord {
+            trace,
+            name: SpanName::Call("m\"x".into(), "p".into()),
+            kind: 3,
+            start: UNIX_EPOCH + Duration::from_secs(1),
+            duration: Duration::from_millis(2),
+            attributes: vec![
+                ("a", Attr::Text("t\n".into())),
+                ("b", Attr::Int(7)),
+                ("c", Attr::Bool(true)),
+                ("d", Attr::Static("s")),
+            ],
+            error: Some("boom".into()),
+        };
+        let body: serde_json::Value = serde_json::from_slice(&encode(&[span])).unwrap();
+        let s = &body["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(s["traceId"], trace.trace_id_hex());
+        assert_eq!(s["parentSpanId"], trace.parent_id_hex().unwrap());
+        assert_eq!(s["name"], "chat m\"x (p)");
+        assert_eq!(s["startTimeUnixNano"], "1000000000");
+        assert_eq!(s["endTimeUnixNano"], "1002000000");
+        assert_eq!(s["attributes"][0]["value"]["stringValue"], "t\n");
+        assert_eq!(s["attributes"][1]["value"]["intValue"], "7");
+        assert_eq!(s["attributes"][2]["value"]["boolValue"], true);
+        assert_eq!(s["status"]["code"], 2);
     }
 }

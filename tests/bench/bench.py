@@ -34,6 +34,37 @@ CLK = os.sysconf("SC_CLK_TCK")
 PROMPT = [{"role": "user", "content": "Is Santa real?"}]
 
 
+class OtlpSink:
+    """An OTLP/HTTP endpoint that counts exports and discards them."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                sink.exports += 1
+                self.send_response(200)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.exports = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -255,6 +286,20 @@ class Bench:
             self.measure("switchyard, function_name", [gw], gw_port, chat, fn_body, floor=floor)
             self.measure("switchyard, model_name", [gw], gw_port, chat, model_body, floor=floor, fresh=False)
             self.measure("switchyard, templated function", [gw], gw_port, chat, templated_body, floor=floor, fresh=False)
+
+            # The same gateway with OTLP trace export on, into a collector that accepts and
+            # discards (its cost is the collector's, not the gateway's).
+            collector = OtlpSink()
+            traced_cfg = gw_cfg + "\n[gateway.export.otlp.traces]\nenabled = true\n"
+            traced, traced_port = self.gateway("switchyard-traced", traced_cfg,
+                                               {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.url})
+            procs.append(traced)
+            wait_ok(traced, traced_port, chat, fn_body)
+            self.measure("switchyard, function_name, OTLP traces on", [traced], traced_port, chat, fn_body, floor=floor)
+            traced.stop()
+            procs.remove(traced)
+            print(f"  the collector received {collector.exports} exports", flush=True)
+            collector.stop()
 
             relay, relay_port = self.gateway("relay", gw_cfg)
             wait_ok(relay, relay_port, chat, fn_body)
