@@ -165,10 +165,19 @@ type EmbeddingService = BoxCloneSyncService<Call<EmbeddingRequest>, EmbeddingOut
 pub struct EmbeddingModels {
     configured: HashMap<String, EmbeddingService>,
     provider_types: ProviderTypesConfig,
+    cx: StackParts,
+    rate_limit: RateLimitLayer,
+}
+
+/// What every embedding model's stack is built with.
+#[derive(Clone, Debug)]
+struct StackParts {
     client: HttpClient,
     global_timeout: Duration,
     relay: Option<RelaySettings>,
-    rate_limit: RateLimitLayer,
+    metrics: Arc<crate::metrics::GatewayMetrics>,
+    spans: Arc<crate::otlp::SpanSink>,
+    debug: bool,
 }
 
 impl EmbeddingModels {
@@ -176,11 +185,18 @@ impl EmbeddingModels {
     /// here (the relay holds them) and are not checked.
     pub fn new(
         config: &Config,
-        client: HttpClient,
-        relay: Option<RelaySettings>,
+        cx: &crate::inference::models::StackContext,
         rate_limit: RateLimitLayer,
     ) -> Result<Self, Vec<String>> {
-        let global_timeout = Duration::from_millis(config.gateway.global_outbound_http_timeout_ms);
+        let cx = StackParts {
+            client: cx.client.clone(),
+            global_timeout: cx.global_timeout,
+            relay: cx.relay.clone(),
+            metrics: cx.metrics.clone(),
+            spans: cx.spans.clone(),
+            debug: cx.debug,
+        };
+        let relay = cx.relay.clone();
         let mut configured = HashMap::new();
         let mut errors = Vec::new();
         for (name, model) in &config.embedding_models {
@@ -204,17 +220,7 @@ impl EmbeddingModels {
                 non_streaming_total: model.timeout_ms.map(Duration::from_millis),
                 ..Timeouts::default()
             };
-            configured.insert(
-                name.clone(),
-                stack(
-                    name,
-                    providers,
-                    timeouts,
-                    &client,
-                    global_timeout,
-                    relay.as_ref(),
-                ),
-            );
+            configured.insert(name.clone(), stack(name, providers, timeouts, &cx));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -222,9 +228,7 @@ impl EmbeddingModels {
         Ok(Self {
             configured,
             provider_types: config.provider_types.clone(),
-            client,
-            global_timeout,
-            relay,
+            cx,
             rate_limit,
         })
     }
@@ -238,14 +242,9 @@ impl EmbeddingModels {
     ) -> Result<EmbeddingOutput, Error> {
         let service = match self.configured.get(name) {
             Some(s) => s.clone(),
-            None if self.relay.is_some() => stack(
-                name,
-                Vec::new(),
-                Timeouts::default(),
-                &self.client,
-                self.global_timeout,
-                self.relay.as_ref(),
-            ),
+            None if self.cx.relay.is_some() => {
+                stack(name, Vec::new(), Timeouts::default(), &self.cx)
+            }
             None => {
                 let provider = name
                     .split_once("::")
@@ -264,9 +263,10 @@ impl EmbeddingModels {
                     name,
                     vec![provider],
                     Timeouts::default(),
-                    &self.client,
-                    self.global_timeout,
-                    None,
+                    &StackParts {
+                        relay: None,
+                        ..self.cx.clone()
+                    },
                 )
             }
         };
@@ -279,10 +279,9 @@ fn stack(
     name: &str,
     providers: Vec<EmbeddingProvider>,
     timeouts: Timeouts,
-    client: &HttpClient,
-    global_timeout: Duration,
-    relay: Option<&RelaySettings>,
+    cx: &StackParts,
 ) -> EmbeddingService {
+    let model: Arc<str> = Arc::from(name);
     let direct = Fallback::new(
         providers
             .into_iter()
@@ -295,20 +294,35 @@ fn stack(
                         p.timeouts,
                     ))
                     .layer(CredentialLayer::new(p.credential.clone(), p.label()))
+                    .layer(crate::metrics::AttemptMetricsLayer::new(
+                        cx.metrics.clone(),
+                        model.clone(),
+                        p.name.clone(),
+                        cx.debug,
+                        cx.spans.clone(),
+                    ))
                     .service(EmbeddingClient {
                         target: Target::Provider(p.clone()),
-                        client: client.clone(),
-                        global_timeout,
+                        client: cx.client.clone(),
+                        global_timeout: cx.global_timeout,
                     });
                 (p.name.clone(), attempt)
             })
             .collect(),
-    );
-    let relay = relay.map(|relay| {
+    )
+    .counting(cx.metrics.fallbacks.with(&[name]));
+    let relay = cx.relay.as_ref().map(|relay| {
         ServiceBuilder::new()
             .layer(CredentialLayer::new(
                 relay.key.clone(),
                 crate::providers::relay::RELAY_PROVIDER,
+            ))
+            .layer(crate::metrics::AttemptMetricsLayer::new(
+                cx.metrics.clone(),
+                model.clone(),
+                crate::providers::relay::RELAY_PROVIDER.into(),
+                cx.debug,
+                cx.spans.clone(),
             ))
             .service(EmbeddingClient {
                 target: Target::Relay {
@@ -318,13 +332,13 @@ fn stack(
                     ),
                     model: format!("{EMBEDDING_MODEL_PREFIX}{name}"),
                 },
-                client: client.clone(),
-                global_timeout,
+                client: cx.client.clone(),
+                global_timeout: cx.global_timeout,
             })
     });
     BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .layer(TimeoutLayer::new(Scope::Model, Arc::from(name), timeouts))
+            .layer(TimeoutLayer::new(Scope::Model, model, timeouts))
             .service(RelayOrSkip::new(relay, false, direct)),
     )
 }

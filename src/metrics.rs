@@ -53,6 +53,8 @@ pub struct GatewayMetrics {
     pub auth_failures: Arc<Family<Counter>>,
     /// Streamed answers still being sent.
     pub streams_in_flight: Arc<Family<Gauge>>,
+    /// Time to the first chunk of streamed inferences, by function and variant.
+    pub time_to_first_chunk: Arc<Family<Histogram>>,
     /// OTLP exports by outcome (`ok`, `error`) and spans dropped (`dropped`).
     pub otlp_exports: Arc<Family<Counter>>,
     /// Where an inference's time goes, by layer: `auth`, `rate_limit`, `gateway` (everything
@@ -139,6 +141,12 @@ impl GatewayMetrics {
                 "switchyard_auth_failures_total",
                 "Requests refused by authentication, by reason.",
                 &["reason"],
+            ),
+            time_to_first_chunk: registry.histogram(
+                "switchyard_time_to_first_chunk_seconds",
+                "Streamed inferences: time from the start of the inference to its first chunk, by function and variant.",
+                &["function_name", "variant_name"],
+                LATENCY_BUCKETS,
             ),
             otlp_exports: registry.counter(
                 "switchyard_otlp_exports_total",
@@ -260,15 +268,12 @@ pub struct AttemptMetrics<S> {
     layer: AttemptMetricsLayer,
 }
 
-impl<S> tower::Service<switchyard_layers::call::Call<crate::inference::types::ModelRequest>>
-    for AttemptMetrics<S>
+impl<S, P> tower::Service<switchyard_layers::call::Call<P>> for AttemptMetrics<S>
 where
-    S: tower::Service<
-            switchyard_layers::call::Call<crate::inference::types::ModelRequest>,
-            Response = crate::inference::types::ModelOutput,
-            Error = crate::error::Error,
-        >,
+    S: tower::Service<switchyard_layers::call::Call<P>, Error = crate::error::Error>,
     S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    P: switchyard_layers::call::Payload,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -282,15 +287,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(
-        &mut self,
-        call: switchyard_layers::call::Call<crate::inference::types::ModelRequest>,
-    ) -> Self::Future {
+    fn call(&mut self, call: switchyard_layers::call::Call<P>) -> Self::Future {
         let stats = call
             .extensions
             .get::<Arc<switchyard_layers::ext::InferenceStats>>()
             .cloned();
-        let stream = call.payload.stream;
+        let stream = call.payload.is_streaming();
         // The call is a span of its own, the parent of whatever the provider or relay does.
         let mut call = call;
         let trace = call

@@ -191,18 +191,6 @@ impl Gateway {
                 None
             }
         };
-        let embeddings = match crate::embeddings::EmbeddingModels::new(
-            config,
-            client.clone(),
-            relay.clone(),
-            rate_limit.clone(),
-        ) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                errors.extend(e);
-                None
-            }
-        };
         let context = StackContext {
             client,
             global_timeout: Duration::from_millis(config.gateway.global_outbound_http_timeout_ms),
@@ -211,6 +199,14 @@ impl Gateway {
             debug: config.gateway.debug,
             spans,
         };
+        let embeddings =
+            match crate::embeddings::EmbeddingModels::new(config, &context, rate_limit.clone()) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            };
         let models = match ModelTable::new(config, context) {
             Ok(m) => Some(m),
             Err(e) => {
@@ -275,6 +271,10 @@ impl Gateway {
                 // For a stream, the overhead is the time to its first chunk.
                 let elapsed = started.elapsed();
                 stats.set_first_chunk(elapsed);
+                self.metrics
+                    .time_to_first_chunk
+                    .with(&[&meta.function_name, &meta.variant_name])
+                    .observe(elapsed.as_secs_f64());
                 self.record_overhead(&meta, elapsed, &stats);
                 let rest = count_stream_tokens(self.metrics.clone(), stats, &first, rest);
                 InferenceOutcome::Stream { meta, first, rest }

@@ -70,6 +70,15 @@ async fn embeddings_fall_back_across_providers_in_input_order() {
     assert_eq!(sent.body["model"], "text-embedding-small");
     assert_eq!(sent.body["user"], "from-config");
     assert_eq!(sent.header("authorization"), Some("Bearer sk-embed"));
+    // Counted like chat calls.
+    let metrics = h.get("/metrics").await.text();
+    for line in [
+        r#"switchyard_provider_requests_total{model="small",provider="primary",status="503"} 1"#,
+        r#"switchyard_provider_requests_total{model="small",provider="backup",status="200"} 1"#,
+        r#"switchyard_model_fallbacks_total{model="small"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
 
     // The same text embeds the same way; dimensions and base64 are passed on.
     let again = h

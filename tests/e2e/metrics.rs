@@ -150,6 +150,13 @@ async fn metrics_count_known_traffic_exactly() {
         1.0
     );
     assert!(m.contains_key(r#"tensorzero_inference_latency_overhead_seconds_bucket{function_name="f",variant_name="v",le="0.001"}"#));
+    assert_eq!(
+        get(
+            r#"switchyard_time_to_first_chunk_seconds_count{function_name="tensorzero::default",variant_name="mock"}"#
+        ),
+        1.0,
+        "one streamed inference"
+    );
 
     assert_eq!(
         get(r#"switchyard_provider_requests_total{model="mock",provider="mock",status="200"}"#),
