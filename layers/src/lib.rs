@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod body_end;
 pub mod call;
 pub mod credentials;
 pub mod ext;

@@ -18,13 +18,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
-use bytes::Buf;
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use crate::body_end::{BodyEnd, EndGuard, OnBodyEnd, WatchedBody};
 use crate::ext::RouteName;
 
 /// The most label combinations one family keeps.
@@ -495,64 +494,26 @@ where
             metrics.in_flight.with(&[route]).add(1);
             Response::from_parts(
                 parts,
-                MeteredBody {
-                    inner: body,
-                    guard: EndGuard(Some(Ended {
+                WatchedBody::new(
+                    body,
+                    EndGuard::new(Ended {
                         metrics,
                         route,
                         method,
                         status,
                         started,
-                    })),
-                },
+                    }),
+                ),
             )
         }))
     }
 }
 
-pin_project! {
-    /// A response body that records its request when it ends or is dropped.
-    pub struct MeteredBody<B> {
-        #[pin]
-        inner: B,
-        guard: EndGuard,
-    }
-}
+/// A response body that records its request when it ends or is dropped.
+pub type MeteredBody<B> = WatchedBody<B, Ended>;
 
-impl<B> Body for MeteredBody<B>
-where
-    B: Body,
-    B::Data: Buf,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = std::task::ready!(this.inner.as_mut().poll_frame(cx));
-        let ended = match &frame {
-            None | Some(Err(_)) => true,
-            Some(Ok(_)) => this.inner.is_end_stream(),
-        };
-        if ended {
-            this.guard.finish();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-struct Ended {
+/// A request whose body has not ended yet (what [`MeteredBody`] records at its end).
+pub struct Ended {
     metrics: HttpMetrics,
     route: &'static str,
     method: &'static str,
@@ -560,26 +521,18 @@ struct Ended {
     started: Instant,
 }
 
-/// Records once: when the body ends, or when it is dropped unfinished.
-struct EndGuard(Option<Ended>);
-
-impl EndGuard {
-    fn finish(&mut self) {
-        if let Some(e) = self.0.take() {
-            let status = status_label(e.status);
-            e.metrics.in_flight.with(&[e.route]).add(-1);
-            e.metrics.requests.with(&[e.route, e.method, status]).inc();
-            e.metrics
-                .duration
-                .with(&[e.route, status])
-                .observe(e.started.elapsed().as_secs_f64());
-        }
-    }
-}
-
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        self.finish();
+impl OnBodyEnd for Ended {
+    fn on_end(self, _how: BodyEnd) {
+        let status = status_label(self.status);
+        self.metrics.in_flight.with(&[self.route]).add(-1);
+        self.metrics
+            .requests
+            .with(&[self.route, self.method, status])
+            .inc();
+        self.metrics
+            .duration
+            .with(&[self.route, status])
+            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 

@@ -28,14 +28,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use crate::body_end::{BodyEnd, EndGuard, OnBodyEnd, WatchedBody};
 use crate::ext::{InferenceInfo, RequestId};
 use crate::trace_context::{TRACEPARENT, TraceContext};
 
@@ -154,7 +153,7 @@ where
         };
         ResponseFuture {
             inner: self.inner.call(req),
-            guard: LogGuard(Some(entry)),
+            guard: EndGuard::new(entry),
         }
     }
 }
@@ -179,7 +178,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        guard: LogGuard,
+        guard: EndGuard<LogEntry>,
     }
 }
 
@@ -192,7 +191,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
-        let mut entry = this.guard.0.take().expect("polled after completion");
+        let mut entry = this.guard.take().expect("polled after completion");
         Poll::Ready(match result {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -205,10 +204,7 @@ where
                 }
                 Ok(Response::from_parts(
                     parts,
-                    LoggedBody {
-                        inner: body,
-                        guard: LogGuard(Some(entry)),
-                    },
+                    WatchedBody::new(body, EndGuard::new(entry)),
                 ))
             }
             Err(err) => {
@@ -220,64 +216,18 @@ where
     }
 }
 
-pin_project! {
-    /// A response body that writes the request's log line when it ends or is dropped.
-    pub struct LoggedBody<B> {
-        #[pin]
-        inner: B,
-        guard: LogGuard,
-    }
-}
+/// A response body that writes the request's log line when it ends or is dropped (a dropped,
+/// unfinished body means the client went away, or the connection broke, before the response
+/// was fully sent).
+pub type LoggedBody<B> = WatchedBody<B, LogEntry>;
 
-impl<B> Body for LoggedBody<B>
-where
-    B: Body,
-    B::Data: Buf,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = std::task::ready!(this.inner.as_mut().poll_frame(cx));
-        match &frame {
-            None => this.guard.finish(Outcome::Complete),
-            Some(Err(_)) => this.guard.finish(Outcome::BodyError),
-            // hyper stops polling a body that says it has ended, so the last frame is the
-            // last chance to see the end of a sized body.
-            Some(Ok(_)) if this.inner.is_end_stream() => this.guard.finish(Outcome::Complete),
-            Some(Ok(_)) => {}
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Logs on drop unless the body already logged its end: a dropped, unfinished body means the
-/// client went away (or the connection broke) before the response was fully sent.
-struct LogGuard(Option<LogEntry>);
-
-impl LogGuard {
-    fn finish(&mut self, outcome: Outcome) {
-        if let Some(entry) = self.0.take() {
-            entry.emit(outcome);
-        }
-    }
-}
-
-impl Drop for LogGuard {
-    fn drop(&mut self) {
-        self.finish(Outcome::ClientGone);
+impl OnBodyEnd for LogEntry {
+    fn on_end(self, how: BodyEnd) {
+        self.emit(match how {
+            BodyEnd::Complete => Outcome::Complete,
+            BodyEnd::Error => Outcome::BodyError,
+            BodyEnd::Dropped => Outcome::ClientGone,
+        });
     }
 }
 
@@ -300,7 +250,8 @@ impl Outcome {
     }
 }
 
-struct LogEntry {
+/// A request being served: what its log line will say.
+pub struct LogEntry {
     sink: Option<Arc<dyn RequestSink>>,
     started_at: std::time::SystemTime,
     trace: TraceContext,
@@ -361,6 +312,7 @@ impl LogEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Body;
     use http_body_util::BodyExt;
     use std::convert::Infallible;
     use tower::ServiceExt;
@@ -400,9 +352,9 @@ mod tests {
     #[test]
     fn outcome_is_complete_when_the_last_frame_ends_the_body() {
         // A sized body is not polled past its last frame; the guard must already have logged.
-        let mut body = LoggedBody {
-            inner: http_body_util::Full::new(bytes::Bytes::from_static(b"x")),
-            guard: LogGuard(Some(LogEntry {
+        let mut body = LoggedBody::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"x")),
+            EndGuard::new(LogEntry {
                 sink: None,
                 started_at: std::time::SystemTime::now(),
                 trace: TraceContext::for_request(None),
@@ -412,14 +364,14 @@ mod tests {
                 started: Instant::now(),
                 status: StatusCode::OK,
                 info: InferenceInfo::default(),
-            })),
-        };
+            }),
+        );
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         let frame = Pin::new(&mut body).poll_frame(&mut cx);
         assert!(matches!(frame, Poll::Ready(Some(Ok(_)))));
         assert!(
-            body.guard.0.is_none(),
+            body.has_ended(),
             "the line was not written at the last frame"
         );
     }
