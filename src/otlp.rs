@@ -42,7 +42,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SpanRecord {
     trace: TraceContext,
     name: SpanName,
-    /// 2 = server, 3 = client (OTLP's `SpanKind`).
+    /// 1 = internal, 2 = server, 3 = client (OTLP's `SpanKind`).
     kind: u8,
     start: SystemTime,
     duration: Duration,
@@ -57,6 +57,8 @@ enum SpanName {
     Request(http::Method, String),
     /// `chat MODEL (PROVIDER)`.
     Call(Arc<str>, Arc<str>),
+    /// A step inside a request (`auth`, `rate_limit`).
+    Phase(&'static str),
 }
 
 /// An attribute value.
@@ -182,6 +184,23 @@ impl RequestSink for Exporter {
         }
         if info.function.is_some() && self.format == OtlpFormat::Openinference {
             attributes.push(("openinference.span.kind", Attr::Static("CHAIN")));
+        }
+        // The request's own steps (auth, rate limiting) are its children.
+        for phase in info
+            .stats
+            .as_deref()
+            .map(|s| s.phases())
+            .unwrap_or_default()
+        {
+            self.record(SpanRecord {
+                trace: r.trace.child(),
+                name: SpanName::Phase(phase.name),
+                kind: 1,
+                start: phase.started_at,
+                duration: phase.duration,
+                attributes: Vec::new(),
+                error: None,
+            });
         }
         self.record(SpanRecord {
             trace: *r.trace,
@@ -317,6 +336,7 @@ fn encode(spans: &[SpanRecord]) -> Bytes {
         let name = match &s.name {
             SpanName::Request(method, path) => format!("{method} {path}"),
             SpanName::Call(model, provider) => format!("chat {model} ({provider})"),
+            SpanName::Phase(name) => (*name).to_owned(),
         };
         push_str(&mut out, &name);
         let start = nanos(s.start);

@@ -383,6 +383,7 @@ where
         Either::Right(Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+            let started_at = std::time::SystemTime::now();
             let checking = tokio::time::Instant::now();
             let verdict = shared.authenticate(&parts, client).await;
             let took = checking.elapsed();
@@ -392,7 +393,7 @@ where
             match verdict {
                 Ok(public_id) => {
                     parts.extensions.insert(ApiKeyPublicId(public_id.into()));
-                    parts.extensions.insert(AuthDuration(took));
+                    parts.extensions.insert(AuthDuration { started_at, took });
                     inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(failure) => {

@@ -77,6 +77,7 @@ pub struct InferenceStats {
     /// Microseconds to the first chunk, plus one (0 until known).
     first_chunk_us: std::sync::atomic::AtomicU64,
     rate_limit_ns: std::sync::atomic::AtomicU64,
+    phases: std::sync::Mutex<Vec<Phase>>,
 }
 
 impl Default for InferenceStats {
@@ -89,6 +90,7 @@ impl Default for InferenceStats {
             output_tokens: u64::MAX.into(),
             first_chunk_us: 0.into(),
             rate_limit_ns: 0.into(),
+            phases: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -150,6 +152,18 @@ impl InferenceStats {
         )
     }
 
+    /// Records a step of the request (its span, when traces are exported).
+    pub fn record_phase(&self, phase: Phase) {
+        if let Ok(mut phases) = self.phases.lock() {
+            phases.push(phase);
+        }
+    }
+
+    /// The steps recorded so far.
+    pub fn phases(&self) -> Vec<Phase> {
+        self.phases.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
     /// The first chunk of a stream was ready after `elapsed`.
     pub fn set_first_chunk(&self, elapsed: std::time::Duration) {
         self.first_chunk_us.store(
@@ -197,7 +211,23 @@ pub struct ApiKeyPublicId(pub Arc<str>);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteName(pub &'static str);
 
-/// How long the API-key check of this request took (a request extension the auth layer adds
-/// for the handler's `Server-Timing`).
+/// When the API-key check of this request started and how long it took (a request extension
+/// the auth layer adds, for the handler's `Server-Timing` and the trace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuthDuration(pub std::time::Duration);
+pub struct AuthDuration {
+    /// When the check started.
+    pub started_at: std::time::SystemTime,
+    /// How long it took.
+    pub took: std::time::Duration,
+}
+
+/// A step of a request worth its own span (`auth`, `rate_limit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phase {
+    /// What it was.
+    pub name: &'static str,
+    /// When it started.
+    pub started_at: std::time::SystemTime,
+    /// How long it took.
+    pub duration: std::time::Duration,
+}

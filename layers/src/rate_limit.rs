@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::call::Call;
-use crate::ext::{ApiKeyPublicId, InferenceStats, Tags};
+use crate::ext::{ApiKeyPublicId, InferenceStats, Phase, Tags};
 use crate::metrics::{Counter, Family, Histogram};
 
 /// What a bucket counts.
@@ -772,6 +772,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Either::Right(Box::pin(async move {
+            let started_at = std::time::SystemTime::now();
             let asked = tokio::time::Instant::now();
             let verdict = shared.backend.reserve(&charges).await;
             let took = asked.elapsed();
@@ -781,6 +782,11 @@ where
             }
             if let Some(stats) = &stats {
                 stats.add_rate_limit(took);
+                stats.record_phase(Phase {
+                    name: "rate_limit",
+                    started_at,
+                    duration: took,
+                });
             }
             match verdict {
                 Err(unavailable) => {

@@ -165,7 +165,7 @@ where
         .get::<switchyard_layers::trace_context::TraceContext>()
         .copied();
     let stream = request.stream;
-    let facts = RequestFacts::of(&request);
+    let facts = RequestFacts::of(&request, &parts);
     let outcome = match state.gateway.infer(request).await {
         Ok(outcome) => outcome,
         Err(e) => {

@@ -367,7 +367,7 @@ fn server_timing(
     let auth = parts
         .extensions
         .get::<switchyard_layers::ext::AuthDuration>()
-        .map_or(std::time::Duration::ZERO, |a| a.0);
+        .map_or(std::time::Duration::ZERO, |a| a.took);
     let provider = stats.provider_wait();
     let rate_limit = stats.rate_limit();
     let gateway = started
@@ -408,7 +408,18 @@ struct RequestFacts {
 }
 
 impl RequestFacts {
-    fn of(request: &crate::inference::InferenceRequest) -> Self {
+    /// The facts of `request`; the API-key check in `parts` (if any) becomes its first phase.
+    fn of(request: &crate::inference::InferenceRequest, parts: &http::request::Parts) -> Self {
+        if let Some(auth) = parts
+            .extensions
+            .get::<switchyard_layers::ext::AuthDuration>()
+        {
+            request.stats.record_phase(switchyard_layers::ext::Phase {
+                name: "auth",
+                started_at: auth.started_at,
+                duration: auth.took,
+            });
+        }
         Self {
             function: request.function_name.as_deref().map(Arc::from).or_else(|| {
                 request

@@ -141,7 +141,7 @@ where
         .extensions
         .get::<switchyard_layers::trace_context::TraceContext>()
         .copied();
-    let facts = RequestFacts::of(&request);
+    let facts = RequestFacts::of(&request, &parts);
     let outcome = match state.gateway.infer(request).await {
         Ok(outcome) => outcome,
         Err(e) => {

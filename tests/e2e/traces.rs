@@ -1,5 +1,6 @@
 //! OTLP trace export: an edge and a relay export to a small in-test collector (OTLP/HTTP,
-//! JSON); one call through both tiers is one trace whose spans nest across them.
+//! JSON); one call through both tiers is one trace whose spans nest across them, with the
+//! relay's rate-limit decision as a step inside its request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -136,7 +137,7 @@ async fn one_call_through_edge_and_relay_is_one_trace() {
     let collector = Collector::start().await;
     let mock = MockProvider::start().await.unwrap();
     let relay_toml = format!(
-        "{EXPORT}\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
+        "{EXPORT}\n[[rate_limiting.rules]]\nalways = true\nmodel_inferences_per_hour = 1000\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
         mock.api_base()
     );
     let (relay, _d1) = gateway(&relay_toml, &collector.url).await;
@@ -156,8 +157,8 @@ async fn one_call_through_edge_and_relay_is_one_trace() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
-    let spans = collector.wait_for_spans(4).await;
-    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let spans = collector.wait_for_spans(5).await;
+    assert_eq!(spans.len(), 5, "{spans:#?}");
     assert!(spans.iter().all(|s| s["traceId"] == trace_id), "{spans:#?}");
     let server: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
     let client: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 3).collect();
@@ -182,6 +183,11 @@ async fn one_call_through_edge_and_relay_is_one_trace() {
         .find(|s| s["parentSpanId"] == relay_request["spanId"])
         .expect("the relay's provider call");
     assert_eq!(attr(relay_call, "gen_ai.provider.name"), "openai");
+    // The relay's rate-limit decision is a step inside its request.
+    let internal: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 1).collect();
+    assert_eq!(internal.len(), 1, "{spans:#?}");
+    assert_eq!(internal[0]["name"], "rate_limit");
+    assert_eq!(internal[0]["parentSpanId"], relay_request["spanId"]);
     assert_eq!(attr(relay_call, "gen_ai.request.model"), "mock");
     assert_eq!(attr(edge_request, "gen_ai.request.model"), "mock");
     assert_eq!(
