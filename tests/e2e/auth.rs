@@ -628,3 +628,42 @@ async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
         assert!(!logs.contains(secret), "a secret reached a log line");
     }
 }
+
+#[tokio::test]
+async fn the_key_check_is_a_span_inside_the_request() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let key = create_key(&pg, &[]);
+    let mock = MockProvider::start().await.unwrap();
+    let collector = crate::traces::Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    let config = format!("{AUTH_CONFIG}\n[gateway.export.otlp.traces]\nenabled = true\n")
+        .replace("{mock}", &mock.api_base());
+    std::fs::write(&path, config).unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+    let env = Environment {
+        postgres_url: Some(pg.url()),
+        otlp_traces_endpoint: Some(collector.url.clone()),
+        ..Environment::default()
+    };
+    let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
+        .await
+        .unwrap();
+    let r = call(&gw, "/inference", Some(&key)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = collector.wait_for_spans(3).await;
+    let request = spans
+        .iter()
+        .find(|s| s["kind"] == 2)
+        .expect("the request span");
+    let auth = spans
+        .iter()
+        .find(|s| s["name"] == "auth")
+        .expect("the auth span");
+    assert_eq!(auth["kind"], 1);
+    assert_eq!(auth["parentSpanId"], request["spanId"]);
+    assert_eq!(auth["traceId"], request["traceId"]);
+    // The key never reaches the collector.
+    assert!(!spans.iter().any(|s| s.to_string().contains(&key)));
+}

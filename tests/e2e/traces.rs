@@ -18,13 +18,13 @@ use switchyard::{Environment, RunningGateway};
 use crate::harness::{inference, send};
 
 /// A collector that keeps every export it receives.
-struct Collector {
-    url: String,
+pub struct Collector {
+    pub url: String,
     exports: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 impl Collector {
-    async fn start() -> Collector {
+    pub async fn start() -> Collector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let exports: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
@@ -82,7 +82,7 @@ impl Collector {
             .collect()
     }
 
-    async fn wait_for_spans(&self, n: usize) -> Vec<Value> {
+    pub async fn wait_for_spans(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let spans = self.spans();
