@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::DynamicToolParams;
-use super::input::{InputSchemas, Prompt, TEMPLATE_NAMES, TemplateRef};
+use super::input::{InputSchemas, Prompt, TEMPLATE_NAMES, TemplateRef, text_variable};
 use super::schema::JsonSchema;
 use super::templates::Templates;
 use super::types::{OutputBlock, ToolChoice, ToolConfig, ToolDef};
@@ -213,11 +213,7 @@ fn prompt(
         let text_variable = if has_schema {
             None
         } else {
-            let allowed = match role {
-                "system" => "system_text",
-                "user" => "user_text",
-                _ => "assistant_text",
-            };
+            let allowed = text_variable(role);
             let mut others: Vec<String> = templates
                 .variables(&key)
                 .into_iter()

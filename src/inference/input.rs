@@ -66,6 +66,16 @@ pub struct Input {
 /// The template names the built-in variant fields fill.
 pub const TEMPLATE_NAMES: [&str; 3] = ["system", "user", "assistant"];
 
+/// The variable a template without a schema receives the text in (`system_text`, `user_text`,
+/// `assistant_text`), for template `name`.
+pub fn text_variable(name: &str) -> &'static str {
+    match name {
+        "system" => "system_text",
+        "user" => "user_text",
+        _ => "assistant_text",
+    }
+}
+
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::User => "user",
@@ -256,10 +266,7 @@ impl Prompt {
                 content.push(match block {
                     InputBlock::Text(text) => match self.by_name(role) {
                         Some(t) => {
-                            let var = t.text_variable.unwrap_or(match message.role {
-                                Role::User => "user_text",
-                                Role::Assistant => "assistant_text",
-                            });
+                            let var = t.text_variable.unwrap_or(text_variable(role));
                             ContentBlock::Text(render(t, &json!({ var: text }))?)
                         }
                         None => ContentBlock::Text(text.clone()),

@@ -719,37 +719,11 @@ fn count_stream_tokens(
     first: &ModelChunk,
     rest: ChunkStream,
 ) -> ChunkStream {
-    use futures_util::StreamExt;
-    struct Tally {
-        metrics: Arc<crate::metrics::GatewayMetrics>,
-        stats: Arc<switchyard_layers::ext::InferenceStats>,
-        usage: types::Usage,
-    }
-    impl Drop for Tally {
-        fn drop(&mut self) {
-            let u = self.usage;
-            self.metrics.tokens(u.input_tokens, u.output_tokens);
-            self.stats.set_tokens(u.input_tokens, u.output_tokens);
-        }
-    }
-    let mut tally = Tally {
-        metrics,
-        stats,
-        usage: types::Usage::default(),
-    };
-    if let Some(u) = first.usage {
-        tally.usage.merge(u);
-    }
-    futures_util::stream::unfold((rest, tally), |(mut rest, mut tally)| async move {
-        let item = rest.next().await?;
-        if let Ok(chunk) = &item {
-            if let Some(u) = chunk.usage {
-                tally.usage.merge(u);
-            }
-        }
-        Some((item, (rest, tally)))
+    // A stream the client left still counts what it reported so far.
+    types::on_stream_end(first, rest, move |u, _ended| {
+        metrics.tokens(u.input_tokens, u.output_tokens);
+        stats.set_tokens(u.input_tokens, u.output_tokens);
     })
-    .boxed()
 }
 
 /// The ids of one inference.

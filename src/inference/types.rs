@@ -495,64 +495,67 @@ impl ReportUsage for ModelOutput {
                 }
             }
             ProviderOutput::Stream { first, rest } => {
-                let mut usage = Usage::default();
-                if let Some(u) = first.usage {
-                    usage.merge(u);
-                }
-                let guard = SettleGuard {
-                    settle: Some(settle),
-                    usage,
-                };
-                let rest = futures_util::stream::unfold(Some((rest, guard)), |state| async move {
-                    let (mut rest, mut guard) = state?;
-                    match rest.next().await {
-                        Some(item) => {
-                            if let Ok(chunk) = &item {
-                                if let Some(u) = chunk.usage {
-                                    guard.usage.merge(u);
-                                }
-                            }
-                            Some((item, Some((rest, guard))))
-                        }
-                        None => {
-                            guard.finish();
-                            None
-                        }
-                    }
+                let rest = on_stream_end(&first, rest, move |usage, ended| {
+                    settle(if ended { total_tokens(&usage) } else { None })
                 });
                 ModelOutput {
                     provider: self.provider,
-                    output: ProviderOutput::Stream {
-                        first,
-                        rest: rest.boxed(),
-                    },
+                    output: ProviderOutput::Stream { first, rest },
                 }
             }
         }
     }
 }
 
-/// Settles a stream's reservation once: with its usage when it ends, as unknown if it is
-/// dropped first.
-struct SettleGuard {
-    settle: Option<Box<dyn FnOnce(Option<u64>) + Send>>,
-    usage: Usage,
-}
-
-impl SettleGuard {
-    fn finish(&mut self) {
-        if let Some(settle) = self.settle.take() {
-            settle(total_tokens(&self.usage));
+/// The stream after `first`, unchanged, calling `done` once with the usage the chunks reported
+/// (later values replace earlier ones) and whether the stream reached its end (`false`: it was
+/// dropped first, e.g. the client went away).
+pub fn on_stream_end(
+    first: &ModelChunk,
+    rest: ChunkStream,
+    done: impl FnOnce(Usage, bool) + Send + 'static,
+) -> ChunkStream {
+    struct Watch<F: FnOnce(Usage, bool)> {
+        done: Option<F>,
+        usage: Usage,
+    }
+    impl<F: FnOnce(Usage, bool)> Watch<F> {
+        fn finish(&mut self, ended: bool) {
+            if let Some(done) = self.done.take() {
+                done(self.usage, ended);
+            }
         }
     }
-}
-
-impl Drop for SettleGuard {
-    fn drop(&mut self) {
-        if let Some(settle) = self.settle.take() {
-            settle(None);
+    impl<F: FnOnce(Usage, bool)> Drop for Watch<F> {
+        fn drop(&mut self) {
+            self.finish(false);
         }
     }
+    let mut watch = Watch {
+        done: Some(done),
+        usage: Usage::default(),
+    };
+    if let Some(u) = first.usage {
+        watch.usage.merge(u);
+    }
+    futures_util::stream::unfold(Some((rest, watch)), |state| async move {
+        let (mut rest, mut watch) = state?;
+        match rest.next().await {
+            Some(item) => {
+                if let Ok(chunk) = &item {
+                    if let Some(u) = chunk.usage {
+                        watch.usage.merge(u);
+                    }
+                }
+                Some((item, Some((rest, watch))))
+            }
+            None => {
+                watch.finish(true);
+                None
+            }
+        }
+    })
+    .boxed()
 }
 
 impl LimitStream for ModelOutput {
