@@ -39,6 +39,21 @@ pub fn tls_config() -> rustls::ClientConfig {
 
 /// Builds the client. Call once at start-up and clone (clones share the pool).
 pub fn build() -> HttpClient {
+    builder().build(connector())
+}
+
+/// A client that speaks only HTTP/2, also over plain TCP (prior knowledge, as gRPC does).
+pub fn build_http2_only() -> HttpClient {
+    builder().http2_only(true).build(connector())
+}
+
+fn builder() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_idle_timeout(POOL_IDLE_TIMEOUT);
+    builder
+}
+
+fn connector() -> HttpsConnector<HttpConnector> {
     let tls = tls_config();
     let mut http = HttpConnector::new();
     // Without TCP_NODELAY small request bodies can wait for the peer's delayed ACK (~40 ms).
@@ -46,14 +61,10 @@ pub fn build() -> HttpClient {
     http.enforce_http(false);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
 
-    let https = HttpsConnectorBuilder::new()
+    HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
-
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(https)
+        .wrap_connector(http)
 }

@@ -42,8 +42,11 @@ pub struct Environment {
     pub postgres_url: Option<String>,
     /// `TENSORZERO_VALKEY_URL`: the shared rate-limit store.
     pub valkey_url: Option<String>,
-    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: where traces go (OTLP/HTTP, JSON), when export is on.
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: where traces go, when export is on.
     pub otlp_traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (else `OTEL_EXPORTER_OTLP_PROTOCOL`): `grpc` (unset),
+    /// `http/protobuf` or `http/json`.
+    pub otlp_traces_protocol: Option<String>,
 }
 
 impl Environment {
@@ -59,6 +62,12 @@ impl Environment {
             otlp_traces_endpoint: std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            otlp_traces_protocol: [
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ]
+            .into_iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty())),
         }
     }
 }
@@ -149,11 +158,15 @@ pub struct App {
     pub state: Arc<api::AppState>,
     /// API-key authentication (disabled unless `gateway.auth.enabled`).
     pub auth: switchyard_layers::auth::AuthLayer<body::Body>,
+    /// The trace exporter (`None` while export is off).
+    pub traces: Option<Arc<otlp::Exporter>>,
 }
 
 impl App {
-    /// The configuration-dependent part of the inbound stack (what a reload swaps).
-    pub fn service(self) -> stack::ConfiguredService {
+    /// Makes this configuration the one spans are exported for, and returns the
+    /// configuration-dependent part of the inbound stack (what a reload swaps).
+    pub fn activate(self, resources: &Resources) -> stack::ConfiguredService {
+        resources.spans.set(self.traces);
         stack::configured(self.state, self.auth)
     }
 }
@@ -174,29 +187,7 @@ pub async fn build_state(
     .await
     .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
     let rate_limit = rate_limit.with_metrics(resources.metrics.rate_limit());
-    let traces = &config.gateway.export.otlp.traces;
-    if traces.enabled {
-        let endpoint = env.otlp_traces_endpoint.clone().ok_or_else(|| {
-            StartupError::Config(
-                "`gateway.export.otlp.traces.enabled = true` needs OTEL_EXPORTER_OTLP_TRACES_ENDPOINT \
-                 (the collector's OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces)"
-                    .into(),
-            )
-        })?;
-        tracing::info!(endpoint = %endpoint, "OTLP trace export: enabled (OTLP/HTTP, JSON)");
-        resources.spans.configure(true, || {
-            otlp::Exporter::start(
-                endpoint,
-                traces,
-                resources.client.clone(),
-                resources.metrics.otlp_exports.clone(),
-            )
-        });
-    } else {
-        resources
-            .spans
-            .configure(false, || unreachable!("not called when disabled"));
-    }
+    let traces = trace_exporter(&config.gateway.export.otlp.traces, resources)?;
     let gateway = inference::Gateway::new(
         config,
         loaded.template_base_dir.as_deref(),
@@ -265,7 +256,50 @@ pub async fn build_state(
         lifecycle: resources.lifecycle.clone(),
         metrics: resources.metrics.clone(),
     });
-    Ok(App { state, auth })
+    Ok(App {
+        state,
+        auth,
+        traces,
+    })
+}
+
+/// The trace exporter `config` asks for: none while export is off, the one in use when nothing
+/// about it changed, else a new one.
+fn trace_exporter(
+    config: &config::gateway::OtlpTracesConfig,
+    resources: &Resources,
+) -> Result<Option<Arc<otlp::Exporter>>, StartupError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let env = &resources.env;
+    let endpoint = env.otlp_traces_endpoint.clone().ok_or_else(|| {
+        StartupError::Config(
+            "`gateway.export.otlp.traces.enabled = true` needs OTEL_EXPORTER_OTLP_TRACES_ENDPOINT \
+             (the collector's OTLP/gRPC address, e.g. http://otel-collector:4317; for OTLP/HTTP \
+             also set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf and give the full URL, \
+             e.g. http://otel-collector:4318/v1/traces)"
+                .into(),
+        )
+    })?;
+    let protocol = otlp::transport::Protocol::from_env(env.otlp_traces_protocol.as_deref())
+        .map_err(StartupError::Config)?;
+    let settings = otlp::ExportSettings {
+        endpoint,
+        protocol,
+        config: config.clone(),
+    };
+    if let Some(exporter) = resources.spans.reusable(&settings) {
+        return Ok(Some(exporter));
+    }
+    tracing::info!(endpoint = %settings.endpoint, %protocol, "OTLP trace export: enabled");
+    otlp::Exporter::start(
+        settings,
+        &resources.client,
+        resources.metrics.otlp_exports.clone(),
+    )
+    .map(Some)
+    .map_err(StartupError::Config)
 }
 
 /// A gateway serving in the background (for tests and embedding).
@@ -317,7 +351,7 @@ pub async fn start_with(
     let task = tokio::spawn(server::serve(
         listener,
         stack::inbound(
-            reload::Swappable::new(app.service()),
+            reload::Swappable::new(app.activate(&resources)),
             resources.metrics.http.clone(),
             resources.spans.clone(),
         ),
@@ -363,7 +397,7 @@ pub async fn run(
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
-    let service = reload::Swappable::new(app.service());
+    let service = reload::Swappable::new(app.activate(&resources));
     let reloader = reload::Reloader::new(source, resources.clone(), service.clone(), loaded)
         .spawn(options.config_poll);
     tracing::info!(address = %local, "switchyard listening");

@@ -302,6 +302,10 @@ where
         if let Some(t) = trace {
             call.extensions.insert(t);
         }
+        let extras = call
+            .extensions
+            .get::<Arc<switchyard_layers::trace_context::TraceExtras>>()
+            .cloned();
         let layer = self.layer.clone();
         let future = self.inner.call(call);
         Box::pin(async move {
@@ -322,6 +326,7 @@ where
             if let Some(t) = trace {
                 layer.spans.attempt(
                     t,
+                    extras,
                     &layer.model,
                     &layer.provider,
                     stream,

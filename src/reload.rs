@@ -203,7 +203,7 @@ impl Reloader {
                 "`gateway.bind_address` changed; the gateway keeps listening where it is: restart it to apply the new address"
             );
         }
-        self.service.replace(app.service());
+        self.service.replace(app.activate(&self.resources));
         self.referenced = referenced(&loaded);
         let from = std::mem::replace(&mut self.serving, loaded.hash.clone());
         self.rejected = None;

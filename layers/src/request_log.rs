@@ -36,7 +36,7 @@ use tower::{Layer, Service};
 
 use crate::body_end::{BodyEnd, EndGuard, OnBodyEnd, WatchedBody};
 use crate::ext::{InferenceInfo, RequestId};
-use crate::trace_context::{TRACEPARENT, TraceContext};
+use crate::trace_context::{TRACEPARENT, TraceContext, TraceExtras};
 
 /// The header that carries the request id in both directions.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -81,6 +81,8 @@ pub trait RequestSink: Send + Sync {
 pub struct FinishedRequest<'a> {
     /// Its place in its trace.
     pub trace: &'a TraceContext,
+    /// What the client asked to attach to its exported spans.
+    pub trace_extras: Option<&'a Arc<TraceExtras>>,
     /// The method.
     pub method: &'a Method,
     /// The path.
@@ -140,10 +142,15 @@ where
         req.extensions_mut().insert(id.clone());
         let trace = TraceContext::for_request(req.headers().get(TRACEPARENT));
         req.extensions_mut().insert(trace);
+        let trace_extras = TraceExtras::from_headers(req.headers());
+        if let Some(extras) = &trace_extras {
+            req.extensions_mut().insert(extras.clone());
+        }
         let entry = LogEntry {
             sink: self.sink.clone(),
             started_at: std::time::SystemTime::now(),
             trace,
+            trace_extras,
             method: req.method().clone(),
             path: req.uri().path().to_owned(),
             request_id: id,
@@ -255,6 +262,7 @@ pub struct LogEntry {
     sink: Option<Arc<dyn RequestSink>>,
     started_at: std::time::SystemTime,
     trace: TraceContext,
+    trace_extras: Option<Arc<TraceExtras>>,
     method: Method,
     path: String,
     request_id: RequestId,
@@ -270,6 +278,7 @@ impl LogEntry {
         if let Some(sink) = &self.sink {
             sink.finished(&FinishedRequest {
                 trace: &self.trace,
+                trace_extras: self.trace_extras.as_ref(),
                 method: &self.method,
                 path: &self.path,
                 status: self.status.as_u16(),
@@ -358,6 +367,7 @@ mod tests {
                 sink: None,
                 started_at: std::time::SystemTime::now(),
                 trace: TraceContext::for_request(None),
+                trace_extras: None,
                 method: Method::GET,
                 path: "/".into(),
                 request_id: RequestId::new("t"),

@@ -7,12 +7,18 @@
 //! as the specification asks.
 
 use std::fmt;
+use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
 /// The header's name.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// Request headers that attach metadata to the request's exported spans start with this (as
+/// the TensorZero Gateway and its clients name them), then `header-`, `attribute-` or
+/// `resource-` and the name to set.
+const EXTRAS_PREFIX: &str = "tensorzero-otlp-traces-extra-";
 
 /// Where a request sits in its trace: the trace, this hop's span, and the sampled flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +95,56 @@ impl TraceContext {
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.trace_id_hex())
+    }
+}
+
+/// What a client asked to attach to its request's exported spans through
+/// `tensorzero-otlp-traces-extra-{header,attribute,resource}-NAME` headers: headers for the
+/// export requests that carry them, attributes on each of them, and resource attributes.
+///
+/// Kept sorted, so two requests that asked for the same things compare equal and their spans
+/// can share an export.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceExtras {
+    /// Headers sent with the export (they win over the configured `extra_headers`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Attributes set on every span of the request.
+    pub attributes: Vec<(String, String)>,
+    /// Attributes of the resource the request's spans are exported under.
+    pub resources: Vec<(String, String)>,
+}
+
+impl TraceExtras {
+    /// The extras `headers` ask for; `None` (no allocation) when they ask for none.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Arc<Self>> {
+        let mut extras: Option<Self> = None;
+        for (name, value) in headers {
+            let Some(rest) = name.as_str().strip_prefix(EXTRAS_PREFIX) else {
+                continue;
+            };
+            let extras = extras.get_or_insert_with(Self::default);
+            let named = |kind: &str| rest.strip_prefix(kind).filter(|n| !n.is_empty());
+            let text = || String::from_utf8_lossy(value.as_bytes()).into_owned();
+            if let Some(header) = named("header-") {
+                // The rest of a valid header name is a valid header name.
+                if let Ok(header) = HeaderName::from_bytes(header.as_bytes()) {
+                    extras.headers.push((header, value.clone()));
+                }
+            } else if let Some(key) = named("attribute-") {
+                extras.attributes.push((key.to_owned(), text()));
+            } else if let Some(key) = named("resource-") {
+                extras.resources.push((key.to_owned(), text()));
+            } else {
+                tracing::debug!(header = %name, "ignoring an unknown {EXTRAS_PREFIX}* header");
+            }
+        }
+        let mut extras = extras.filter(|e| *e != Self::default())?;
+        extras
+            .headers
+            .sort_by(|a, b| (a.0.as_str(), a.1.as_bytes()).cmp(&(b.0.as_str(), b.1.as_bytes())));
+        extras.attributes.sort();
+        extras.resources.sort();
+        Some(Arc::new(extras))
     }
 }
 
@@ -176,6 +232,37 @@ mod tests {
             "a new span id per outgoing call"
         );
         assert_eq!(parse(out).unwrap().0, cx.trace_id);
+    }
+
+    #[test]
+    fn extras_come_from_prefixed_headers() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(TraceExtras::from_headers(&headers), None);
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert(
+            "tensorzero-otlp-traces-extra-header-x-tenant",
+            HeaderValue::from_static("t1"),
+        );
+        headers.insert(
+            "tensorzero-otlp-traces-extra-attribute-user.id",
+            HeaderValue::from_static("u1"),
+        );
+        headers.insert(
+            "tensorzero-otlp-traces-extra-resource-deployment.environment",
+            HeaderValue::from_static("prod"),
+        );
+        headers.insert(
+            "tensorzero-otlp-traces-extra-header-",
+            HeaderValue::from_static("no name"),
+        );
+        let extras = TraceExtras::from_headers(&headers).unwrap();
+        assert_eq!(extras.headers.len(), 1);
+        assert_eq!(extras.headers[0].0, "x-tenant");
+        assert_eq!(extras.attributes, vec![("user.id".into(), "u1".into())]);
+        assert_eq!(
+            extras.resources,
+            vec![("deployment.environment".into(), "prod".into())]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use switchyard_layers::call::Call;
 use switchyard_layers::ext::{ApiKeyPublicId, DynamicCredentials, InferenceInfo, Tags};
-use switchyard_layers::trace_context::TraceContext;
+use switchyard_layers::trace_context::{TraceContext, TraceExtras};
 
 use super::{AppState, json_response, parse_json, read_body};
 use crate::body::Body;
@@ -90,6 +90,9 @@ where
     }
     if let Some(trace) = parts.extensions.get::<TraceContext>() {
         call.extensions.insert(*trace);
+    }
+    if let Some(extras) = parts.extensions.get::<Arc<TraceExtras>>() {
+        call.extensions.insert(extras.clone());
     }
     let output = state.gateway.embeddings().embed(&name, call).await?;
     let data: Vec<Value> = output

@@ -164,6 +164,10 @@ where
         .extensions
         .get::<switchyard_layers::trace_context::TraceContext>()
         .copied();
+    request.trace_extras = parts
+        .extensions
+        .get::<Arc<switchyard_layers::trace_context::TraceExtras>>()
+        .cloned();
     let stream = request.stream;
     let facts = RequestFacts::of(&request, &parts);
     let outcome = match state.gateway.infer(request).await {
@@ -273,6 +277,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
         api_key_public_id: None,
         stats: Default::default(),
         trace: None,
+        trace_extras: None,
     })
 }
 

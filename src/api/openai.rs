@@ -141,6 +141,10 @@ where
         .extensions
         .get::<switchyard_layers::trace_context::TraceContext>()
         .copied();
+    request.trace_extras = parts
+        .extensions
+        .get::<Arc<switchyard_layers::trace_context::TraceExtras>>()
+        .cloned();
     let facts = RequestFacts::of(&request, &parts);
     let outcome = match state.gateway.infer(request).await {
         Ok(outcome) => outcome,
@@ -346,6 +350,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         api_key_public_id: None,
         stats: Default::default(),
         trace: None,
+        trace_extras: None,
     };
     Ok((request, target))
 }

@@ -101,7 +101,7 @@ pub struct OtlpConfig {
 }
 
 /// `[gateway.export.otlp.traces]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpTracesConfig {
     /// Export traces (endpoint from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).

@@ -115,6 +115,8 @@ pub struct InferenceRequest {
     pub api_key_public_id: Option<Arc<str>>,
     /// The trace the request belongs to (from the client's `traceparent`, or new).
     pub trace: Option<switchyard_layers::trace_context::TraceContext>,
+    /// What the client asked to attach to the spans of its request (exported with its calls').
+    pub trace_extras: Option<Arc<switchyard_layers::trace_context::TraceExtras>>,
     /// What the inference's model calls gather (attempts, provider wait, tokens, first chunk);
     /// the handler shares it with the request log.
     pub stats: Arc<switchyard_layers::ext::InferenceStats>,
@@ -607,6 +609,9 @@ impl ChatCall<'_> {
         call.extensions.insert(request.stats.clone());
         if let Some(trace) = request.trace {
             call.extensions.insert(trace);
+        }
+        if let Some(extras) = &request.trace_extras {
+            call.extensions.insert(extras.clone());
         }
         let retries = RetryPolicy::from(&self.cc.retries);
         let service = crate::stack::variant(

@@ -645,6 +645,7 @@ async fn the_key_check_is_a_span_inside_the_request() {
     let env = Environment {
         postgres_url: Some(pg.url()),
         otlp_traces_endpoint: Some(collector.url.clone()),
+        otlp_traces_protocol: Some("http/json".into()),
         ..Environment::default()
     };
     let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)

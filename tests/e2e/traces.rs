@@ -1,6 +1,9 @@
 //! OTLP trace export: an edge and a relay export to a small in-test collector (OTLP/HTTP,
 //! JSON); one call through both tiers is one trace whose spans nest across them, with the
-//! relay's rate-limit decision as a step inside its request.
+//! relay's rate-limit decision as a step inside its request. A client's
+//! `tensorzero-otlp-traces-extra-*` headers reach its spans and their exports. (OTLP/gRPC, the
+//! default, and OTLP/HTTP protobuf are checked against the reference protobuf and gRPC
+//! implementations in tests/python/test_traces.py.)
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -118,6 +121,7 @@ async fn gateway(toml: &str, endpoint: &str) -> (RunningGateway, tempfile::TempD
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
     let env = Environment {
         otlp_traces_endpoint: Some(endpoint.to_owned()),
+        otlp_traces_protocol: Some("http/json".into()),
         ..Environment::default()
     };
     let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
@@ -288,4 +292,118 @@ async fn openinference_attributes_and_a_missing_endpoint_is_a_start_up_error() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "{err}");
+}
+
+#[tokio::test]
+async fn client_headers_add_export_headers_span_attributes_and_resource_attributes() {
+    let collector = Collector::start().await;
+    let mock = MockProvider::start().await.unwrap();
+    let toml = format!(
+        "{EXPORT}\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
+        mock.api_base()
+    );
+    let (gw, _d) = gateway(&toml, &collector.url).await;
+    let url = format!("{}/inference", gw.url());
+    let body = || Bytes::from(inference("mock", "x").to_string());
+    let tagged = send(
+        Method::POST,
+        &url,
+        body(),
+        &[
+            (
+                "tensorzero-otlp-traces-extra-header-x-collector-token",
+                "tenant-7",
+            ),
+            ("tensorzero-otlp-traces-extra-attribute-user.id", "u-42"),
+            (
+                "tensorzero-otlp-traces-extra-resource-deployment.environment",
+                "staging",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(tagged.status, 200, "{}", tagged.text());
+    let plain = send(Method::POST, &url, body(), &[]).await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(collector.wait_for_spans(4).await.len(), 4);
+
+    let exports = collector.exports.lock().unwrap().clone();
+    let export_for = |token: &str| {
+        let found: Vec<&Value> = exports
+            .iter()
+            .filter(|(t, _)| t == token)
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one export with token {token}: {exports:#?}"
+        );
+        found[0].clone()
+    };
+    // The request's own header wins over the configured one, for its spans only.
+    let tenant = export_for("tenant-7");
+    let configured = export_for("t0ken");
+    let resource = |e: &Value| e["resourceSpans"][0]["resource"].clone();
+    assert_eq!(
+        attr(&resource(&tenant), "deployment.environment"),
+        "staging"
+    );
+    assert_eq!(attr(&resource(&tenant), "service.name"), "switchyard");
+    assert_eq!(
+        attr(&resource(&configured), "deployment.environment"),
+        Value::Null
+    );
+    let spans = |e: &Value| {
+        e["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let tagged_spans = spans(&tenant);
+    assert_eq!(tagged_spans.len(), 2, "the request and its provider call");
+    assert!(tagged_spans.iter().all(|s| attr(s, "user.id") == "u-42"));
+    assert!(
+        spans(&configured)
+            .iter()
+            .all(|s| attr(s, "user.id").is_null())
+    );
+}
+
+#[tokio::test]
+async fn unusable_export_settings_are_start_up_errors_that_say_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    let start = |config: &str, endpoint: &str, protocol: Option<&str>| {
+        std::fs::write(&path, config).unwrap();
+        let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+        let env = Environment {
+            otlp_traces_endpoint: Some(endpoint.into()),
+            otlp_traces_protocol: protocol.map(Into::into),
+            ..Environment::default()
+        };
+        async move {
+            match switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env).await
+            {
+                Ok(_) => panic!("started"),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    let enabled = "[gateway.export.otlp.traces]\nenabled = true\n";
+    let err = start(enabled, "http://127.0.0.1:4317", Some("thrift")).await;
+    assert!(
+        err.contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL is `thrift`"),
+        "{err}"
+    );
+    let err = start(enabled, "collector:4317", None).await;
+    assert!(err.contains("needs a scheme and a host"), "{err}");
+    let err = start(enabled, "ftp://collector:4317", None).await;
+    assert!(err.contains("must be http or https"), "{err}");
+    let bad_header = "[gateway.export.otlp.traces]\nenabled = true\nextra_headers = { \"bad header\" = \"x\" }\n";
+    let err = start(bad_header, "http://127.0.0.1:4317", None).await;
+    assert!(
+        err.contains("extra_headers: `bad header` is not a valid header name"),
+        "{err}"
+    );
 }
