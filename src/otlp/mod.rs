@@ -39,7 +39,7 @@ use transport::Transport;
 /// The most spans sent in one export.
 pub const MAX_BATCH: usize = 512;
 /// How often queued spans are sent.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// The most spans waiting to be sent; more are dropped.
 const QUEUE: usize = 8192;
 /// How long one export may take.
