@@ -48,7 +48,8 @@
 //! message after two parts). It also wants a SigV4 `Authorization` header.
 //!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
-//! answered or not (a route it does not know gets a 404);
+//! answered or not (a route it does not know gets a 404), the most recent
+//! [`MAX_RECORDED`] of them (so a benchmark's millions of requests do not grow it without end);
 //! `GET /mock/stats` counts streams whose client went away before the end.
 
 use std::convert::Infallible;
@@ -94,9 +95,12 @@ impl Recorded {
     }
 }
 
+/// How many requests the mock remembers (the oldest are forgotten first).
+pub const MAX_RECORDED: usize = 10_000;
+
 #[derive(Default)]
 struct MockState {
-    requests: Mutex<Vec<Recorded>>,
+    requests: Mutex<std::collections::VecDeque<Recorded>>,
     aborted_streams: AtomicU64,
     completed_streams: AtomicU64,
     cancelled_requests: AtomicU64,
@@ -147,9 +151,15 @@ impl MockProvider {
         format!("http://{}/v1/", self.addr)
     }
 
-    /// Every request received so far.
+    /// Every request received so far (the most recent [`MAX_RECORDED`]).
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.requests.lock().expect("mock lock").clone()
+        self.state
+            .requests
+            .lock()
+            .expect("mock lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Streams whose client disconnected before the last chunk.
@@ -229,12 +239,18 @@ async fn handle(
     let sigv4_signed = headers.iter().any(|(n, v): &(String, String)| {
         n == "authorization" && v.starts_with("AWS4-HMAC-SHA256 Credential=")
     });
-    state.requests.lock().expect("mock lock").push(Recorded {
-        method: method.to_string(),
-        path,
-        headers,
-        body: body.clone(),
-    });
+    {
+        let mut requests = state.requests.lock().expect("mock lock");
+        if requests.len() == MAX_RECORDED {
+            requests.pop_front();
+        }
+        requests.push_back(Recorded {
+            method: method.to_string(),
+            path,
+            headers,
+            body: body.clone(),
+        });
+    }
     if method == Method::POST
         && (route.ends_with(":generateContent") || route.ends_with(":streamGenerateContent"))
     {
