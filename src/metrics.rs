@@ -324,16 +324,16 @@ where
                 .metrics
                 .provider_attempt(&layer.model, &layer.provider, stream, status, elapsed);
             if let Some(t) = trace {
-                layer.spans.attempt(
-                    t,
-                    extras,
-                    &layer.model,
-                    &layer.provider,
+                layer.spans.attempt(crate::otlp::CallSpan {
+                    trace: t,
+                    extras: extras.as_ref(),
+                    model: &layer.model,
+                    provider: &layer.provider,
                     stream,
-                    started_at,
-                    elapsed,
-                    result.as_ref().err().map(|e| e.to_string()),
-                );
+                    start: started_at,
+                    duration: elapsed,
+                    error: result.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+                });
             }
             if layer.log_each {
                 // `gateway.debug`: one line per attempt (no prompt, no key: the error's own

@@ -177,20 +177,18 @@ impl Exporter {
         }
     }
 
-    /// Records a provider (or relay) call made within `trace` (its own span, a child of the
-    /// request's).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attempt(
-        &self,
-        trace: TraceContext,
-        extras: Option<Arc<TraceExtras>>,
-        model: &Arc<str>,
-        provider: &Arc<str>,
-        stream: bool,
-        start: SystemTime,
-        duration: Duration,
-        error: Option<String>,
-    ) {
+    /// Records a provider (or relay) call.
+    pub fn attempt(&self, call: CallSpan<'_>) {
+        let CallSpan {
+            trace,
+            extras,
+            model,
+            provider,
+            stream,
+            start,
+            duration,
+            error,
+        } = call;
         let mut attributes = Vec::with_capacity(4);
         attributes.push(("switchyard.stream", Attr::Bool(stream)));
         match self.format {
@@ -212,10 +210,30 @@ impl Exporter {
             start,
             duration,
             attributes,
-            error,
-            extras,
+            error: error.map(|e| e.to_string()),
+            extras: extras.cloned(),
         });
     }
+}
+
+/// A provider or relay call made for a request, as its span records it.
+pub struct CallSpan<'a> {
+    /// The call's own span (a child of the request's).
+    pub trace: TraceContext,
+    /// What the request asked to attach to its spans.
+    pub extras: Option<&'a Arc<TraceExtras>>,
+    /// The model.
+    pub model: &'a Arc<str>,
+    /// The provider (`tensorzero::relay` for a relayed call).
+    pub provider: &'a Arc<str>,
+    /// Whether the call streams.
+    pub stream: bool,
+    /// When it started.
+    pub start: SystemTime,
+    /// How long it took (to the first chunk for a stream).
+    pub duration: Duration,
+    /// Why it failed; turned into text only when export is on.
+    pub error: Option<&'a dyn fmt::Display>,
 }
 
 impl RequestSink for Exporter {
@@ -419,23 +437,10 @@ impl SpanSink {
         self.current.load_full().filter(|e| e.settings == *settings)
     }
 
-    /// See [`Exporter::attempt`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn attempt(
-        &self,
-        trace: TraceContext,
-        extras: Option<Arc<TraceExtras>>,
-        model: &Arc<str>,
-        provider: &Arc<str>,
-        stream: bool,
-        start: SystemTime,
-        duration: Duration,
-        error: Option<String>,
-    ) {
+    /// Records a provider (or relay) call, while export is on.
+    pub fn attempt(&self, call: CallSpan<'_>) {
         if let Some(e) = &*self.current.load() {
-            e.attempt(
-                trace, extras, model, provider, stream, start, duration, error,
-            );
+            e.attempt(call);
         }
     }
 }
