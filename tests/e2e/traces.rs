@@ -130,6 +130,14 @@ async fn gateway(toml: &str, endpoint: &str) -> (RunningGateway, tempfile::TempD
     (gw, dir)
 }
 
+/// A model `mock` served by `mock`'s OpenAI route.
+fn mock_model(mock: &MockProvider) -> String {
+    format!(
+        "[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
+        mock.api_base()
+    )
+}
+
 const EXPORT: &str = r#"
 [gateway.export.otlp.traces]
 enabled = true
@@ -141,8 +149,8 @@ async fn one_call_through_edge_and_relay_is_one_trace() {
     let collector = Collector::start().await;
     let mock = MockProvider::start().await.unwrap();
     let relay_toml = format!(
-        "{EXPORT}\n[[rate_limiting.rules]]\nalways = true\nmodel_inferences_per_hour = 1000\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
-        mock.api_base()
+        "{EXPORT}\n[[rate_limiting.rules]]\nalways = true\nmodel_inferences_per_hour = 1000\n{}",
+        mock_model(&mock)
     );
     let (relay, _d1) = gateway(&relay_toml, &collector.url).await;
     let edge_toml = format!(
@@ -217,10 +225,7 @@ async fn a_dead_collector_never_fails_a_request_and_is_counted() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}/v1/traces", dead.local_addr().unwrap());
     drop(dead);
-    let toml = format!(
-        "{EXPORT}\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
-        mock.api_base()
-    );
+    let toml = format!("{EXPORT}\n{}", mock_model(&mock));
     let (gw, _d) = gateway(&toml, &endpoint).await;
     for _ in 0..3 {
         let r = send(
@@ -258,8 +263,8 @@ async fn openinference_attributes_and_a_missing_endpoint_is_a_start_up_error() {
     let collector = Collector::start().await;
     let mock = MockProvider::start().await.unwrap();
     let toml = format!(
-        "[gateway.export.otlp.traces]\nenabled = true\nformat = \"openinference\"\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
-        mock.api_base()
+        "[gateway.export.otlp.traces]\nenabled = true\nformat = \"openinference\"\n{}",
+        mock_model(&mock)
     );
     let (gw, _d) = gateway(&toml, &collector.url).await;
     let r = send(
@@ -298,10 +303,7 @@ async fn openinference_attributes_and_a_missing_endpoint_is_a_start_up_error() {
 async fn client_headers_add_export_headers_span_attributes_and_resource_attributes() {
     let collector = Collector::start().await;
     let mock = MockProvider::start().await.unwrap();
-    let toml = format!(
-        "{EXPORT}\n[models.mock]\nrouting = [\"openai\"]\n[models.mock.providers.openai]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
-        mock.api_base()
-    );
+    let toml = format!("{EXPORT}\n{}", mock_model(&mock));
     let (gw, _d) = gateway(&toml, &collector.url).await;
     let url = format!("{}/inference", gw.url());
     let body = || Bytes::from(inference("mock", "x").to_string());
