@@ -29,7 +29,6 @@ use crate::inference::{
 };
 use crate::secret::Secret;
 use std::sync::Arc;
-use switchyard_layers::ext::ApiKeyPublicId;
 use switchyard_layers::ext::DynamicCredentials;
 
 /// The request body (`deny_unknown_fields`, as in the TensorZero Gateway).
@@ -156,18 +155,7 @@ where
     let (parts, bytes) = read_body(req, state.body_limit).await?;
     let native: NativeRequest = parse_json(&bytes)?;
     let mut request = into_request(native)?;
-    request.api_key_public_id = parts
-        .extensions
-        .get::<ApiKeyPublicId>()
-        .map(|k| k.0.clone());
-    request.trace = parts
-        .extensions
-        .get::<switchyard_layers::trace_context::TraceContext>()
-        .copied();
-    request.trace_extras = parts
-        .extensions
-        .get::<Arc<switchyard_layers::trace_context::TraceExtras>>()
-        .cloned();
+    super::take_caller_context(&mut request, &parts);
     let stream = request.stream;
     let facts = RequestFacts::of(&request, &parts);
     let outcome = match state.gateway.infer(request).await {

@@ -398,6 +398,24 @@ fn annotate_failure(res: &mut Response<Body>, request: &RequestFacts) {
     });
 }
 
+/// Gives `request` what the layers in front of the handler learnt about its caller: the API key
+/// that authenticated it, its trace, and what it asked to attach to its spans.
+fn take_caller_context(
+    request: &mut crate::inference::InferenceRequest,
+    parts: &http::request::Parts,
+) {
+    let extensions = &parts.extensions;
+    request.api_key_public_id = extensions
+        .get::<switchyard_layers::ext::ApiKeyPublicId>()
+        .map(|k| k.0.clone());
+    request.trace = extensions
+        .get::<switchyard_layers::trace_context::TraceContext>()
+        .copied();
+    request.trace_extras = extensions
+        .get::<Arc<switchyard_layers::trace_context::TraceExtras>>()
+        .cloned();
+}
+
 /// The parts of an inference request the log line keeps, taken before the request is handed
 /// to the gateway.
 struct RequestFacts {

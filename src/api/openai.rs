@@ -32,7 +32,6 @@ use crate::inference::types::{
 use crate::inference::{DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::secret::Secret;
 use std::sync::Arc;
-use switchyard_layers::ext::ApiKeyPublicId;
 use switchyard_layers::ext::DynamicCredentials;
 
 const FUNCTION_PREFIX: &str = "tensorzero::function_name::";
@@ -133,18 +132,7 @@ where
         .is_some_and(|o| o.include_usage)
         || chat.include_raw_usage == Some(true);
     let (mut request, model_label) = into_request(chat)?;
-    request.api_key_public_id = parts
-        .extensions
-        .get::<ApiKeyPublicId>()
-        .map(|k| k.0.clone());
-    request.trace = parts
-        .extensions
-        .get::<switchyard_layers::trace_context::TraceContext>()
-        .copied();
-    request.trace_extras = parts
-        .extensions
-        .get::<Arc<switchyard_layers::trace_context::TraceExtras>>()
-        .cloned();
+    super::take_caller_context(&mut request, &parts);
     let facts = RequestFacts::of(&request, &parts);
     let outcome = match state.gateway.infer(request).await {
         Ok(outcome) => outcome,
