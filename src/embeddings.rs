@@ -42,8 +42,6 @@ use crate::providers::{apply_body_edit, bearer, provider_error_message, read_lim
 /// The prefix of embedding model names on the OpenAI-compatible route.
 pub const EMBEDDING_MODEL_PREFIX: &str = "tensorzero::embedding_model_name::";
 
-/// How much of an answer is read: a large batch of large vectors is a few MiB.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// How much of an error body is read for its message.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -495,9 +493,9 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                         retry_after,
                     ));
                 }
-                let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+                let bytes = crate::providers::read_answer(response.into_body())
                     .await
-                    .map_err(|e| target.failure(format!("the answer broke off: {e}")))?;
+                    .map_err(|m| target.failure(m))?;
                 parse_embeddings(&bytes).map_err(|m| target.failure(m))
             };
             let (embeddings, prompt_tokens) = match tokio::time::timeout(

@@ -462,24 +462,33 @@ pub fn json_error(status: StatusCode, message: &str, flavor: ErrorFlavor) -> Res
     res
 }
 
-/// Parses `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
+/// The longest wait a `Retry-After` is taken to mean: anything longer (`1e300`, a date in the
+/// next century) is read as this, so no arithmetic on it can overflow.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses `Retry-After` (seconds or an HTTP date) or `retry-after-ms`, from a provider or a
+/// relay. Hostile values are bounded: not a number, negative or not finite means absent; larger
+/// than [`MAX_RETRY_AFTER`] means that.
 pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+    let number = |name| -> Option<f64> {
+        let v: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (v.is_finite() && v >= 0.0).then_some(v)
+    };
+    let bounded = |secs: f64| {
+        Duration::try_from_secs_f64(secs).map_or(MAX_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER))
+    };
+    if let Some(ms) = number("retry-after-ms") {
+        return Some(bounded(ms / 1000.0));
+    }
+    if let Some(secs) = number(header::RETRY_AFTER.as_str()) {
+        return Some(bounded(secs));
     }
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-    }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(
         when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
     )
 }
 
@@ -521,6 +530,29 @@ mod tests {
         );
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_bounded() {
+        for (name, value, expected) in [
+            ("retry-after", "1e300", Some(MAX_RETRY_AFTER)),
+            ("retry-after", "18446744073709551616", Some(MAX_RETRY_AFTER)),
+            ("retry-after", "inf", None),
+            ("retry-after", "NaN", None),
+            ("retry-after", "-5", None),
+            ("retry-after-ms", "inf", None),
+            ("retry-after-ms", "1e300", Some(MAX_RETRY_AFTER)),
+            ("retry-after-ms", "-0", Some(Duration::ZERO)),
+            (
+                "retry-after",
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+                Some(MAX_RETRY_AFTER),
+            ),
+        ] {
+            let mut h = http::HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(retry_after(&h), expected, "{name}: {value}");
+        }
     }
 
     #[test]

@@ -11,56 +11,118 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// The largest event (or line) a provider may send: chat chunks are a few hundred bytes, and a
+/// generated image inlined in one chunk stays well under this.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a byte stream is not an acceptable SSE stream.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    /// A line or an event grew past the limit (a provider that never sends a newline).
+    #[error("a stream event grew past {limit} bytes without ending")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+}
+
 /// Turns arbitrary byte chunks into events; keeps partial lines between calls.
-#[derive(Debug, Default)]
+///
+/// Bounded: no line and no event may exceed the limit, and each byte is scanned for a newline
+/// once (a partial line is not rescanned when more of it arrives).
+#[derive(Debug)]
 pub struct SseDecoder {
     buffer: Vec<u8>,
+    /// Where the unconsumed bytes start in `buffer`.
+    start: usize,
+    /// How far past `start` is known to hold no newline.
+    scanned: usize,
     event: Option<String>,
     data: Option<String>,
+    limit: usize,
+}
+
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::with_limit(MAX_EVENT_BYTES)
+    }
 }
 
 impl SseDecoder {
+    /// A decoder refusing lines and events longer than `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            buffer: Vec::new(),
+            start: 0,
+            scanned: 0,
+            event: None,
+            data: None,
+            limit,
+        }
+    }
+
     /// Adds bytes from the wire.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            // Only the unfinished line is left; move it to the front before growing.
+            self.buffer.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
         self.buffer.extend_from_slice(bytes);
     }
 
-    /// The next complete event, if one has arrived.
-    pub fn next_event(&mut self) -> Option<SseEvent> {
+    /// The next complete event, if one has arrived; an error once a line or an event is over
+    /// the limit (the stream cannot be trusted after that).
+    pub fn next_event(&mut self) -> Result<Option<SseEvent>, SseError> {
         loop {
-            let newline = self.buffer.iter().position(|&b| b == b'\n')?;
-            let mut line: Vec<u8> = self.buffer.drain(..=newline).collect();
-            line.pop();
+            let Some(offset) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.buffer.len();
+                if self.buffer.len() - self.start > self.limit {
+                    return Err(SseError::TooLarge { limit: self.limit });
+                }
+                return Ok(None);
+            };
+            let newline = self.scanned + offset;
+            let mut line = &self.buffer[self.start..newline];
+            self.start = newline + 1;
+            self.scanned = self.start;
             if line.last() == Some(&b'\r') {
-                line.pop();
+                line = &line[..line.len() - 1];
             }
-            let line = String::from_utf8_lossy(&line);
             if line.is_empty() {
                 if let Some(data) = self.data.take() {
-                    return Some(SseEvent {
+                    return Ok(Some(SseEvent {
                         event: self.event.take(),
                         data,
-                    });
+                    }));
                 }
                 self.event = None;
                 continue;
             }
-            if line.starts_with(':') {
+            if line.starts_with(b":") {
                 continue; // a comment (keep-alive)
             }
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f.to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()),
-                None => (line.into_owned(), String::new()),
+            let (field, value) = match line.iter().position(|&b| b == b':') {
+                Some(colon) => {
+                    let value = &line[colon + 1..];
+                    (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                }
+                None => (line, &b""[..]),
             };
-            match field.as_str() {
-                "data" => match &mut self.data {
+            let value = String::from_utf8_lossy(value);
+            match field {
+                b"data" => match &mut self.data {
                     Some(d) => {
+                        if d.len() + 1 + value.len() > self.limit {
+                            return Err(SseError::TooLarge { limit: self.limit });
+                        }
                         d.push('\n');
                         d.push_str(&value);
                     }
-                    None => self.data = Some(value),
+                    None => self.data = Some(value.into_owned()),
                 },
-                "event" => self.event = Some(value),
+                b"event" => self.event = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -68,7 +130,7 @@ impl SseDecoder {
 
     /// Whether bytes of an unfinished event are still buffered.
     pub fn has_partial(&self) -> bool {
-        !self.buffer.is_empty() || self.data.is_some()
+        self.buffer.len() > self.start || self.data.is_some()
     }
 }
 
@@ -95,11 +157,11 @@ mod tests {
             let mut d = SseDecoder::default();
             d.push(&wire[..split]);
             let mut events = Vec::new();
-            while let Some(e) = d.next_event() {
+            while let Some(e) = d.next_event().unwrap() {
                 events.push(e);
             }
             d.push(&wire[split..]);
-            while let Some(e) = d.next_event() {
+            while let Some(e) = d.next_event().unwrap() {
                 events.push(e);
             }
             assert_eq!(events.len(), 3, "split at {split}");
@@ -109,5 +171,34 @@ mod tests {
             assert_eq!(events[2].data, "[DONE]");
             assert!(!d.has_partial());
         }
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_refused_at_the_limit() {
+        let mut d = SseDecoder::with_limit(1000);
+        d.push(b"data: ");
+        for _ in 0..9 {
+            d.push(&[b'x'; 100]);
+            assert_eq!(d.next_event(), Ok(None));
+        }
+        d.push(&[b'x'; 100]);
+        assert_eq!(d.next_event(), Err(SseError::TooLarge { limit: 1000 }));
+    }
+
+    #[test]
+    fn an_event_of_many_lines_is_bounded_too() {
+        let mut d = SseDecoder::with_limit(100);
+        for _ in 0..20 {
+            d.push(b"data: 0123456789\n");
+        }
+        assert_eq!(d.next_event(), Err(SseError::TooLarge { limit: 100 }));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        let mut d = SseDecoder::default();
+        d.push(b"data: \xff\xfe ok\n\n");
+        let e = d.next_event().unwrap().unwrap();
+        assert!(e.data.ends_with(" ok"), "{:?}", e.data);
     }
 }

@@ -390,7 +390,17 @@ pub fn wait_for(amount: i64, balance: f64, limit: &Limit) -> Option<Duration> {
     Some(if short <= 0.0 {
         Duration::ZERO
     } else {
-        Duration::from_secs_f64(short / limit.rate_per_second())
+        seconds(short / limit.rate_per_second())
+    })
+}
+
+/// A wait in seconds as a `Duration`, saturating instead of panicking when a rule's numbers
+/// (a huge capacity over a long interval) make it larger than a `Duration` holds.
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(if secs > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
     })
 }
 
@@ -885,7 +895,7 @@ fn denial(charges: &[Charge], balances: &[f64]) -> RateLimited {
             reset: if limit.refill_rate == 0 {
                 Duration::ZERO
             } else {
-                Duration::from_secs_f64(missing / limit.rate_per_second())
+                seconds(missing / limit.rate_per_second())
             },
         });
     }

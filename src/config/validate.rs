@@ -15,6 +15,12 @@ use super::{Config, Warning};
 /// The names `[metrics]` may not use.
 const RESERVED_METRIC_NAMES: [&str; 2] = ["comment", "demonstration"];
 
+/// The longest `retries.max_delay_s`: a day (a retry that waits longer is a different job).
+const MAX_RETRY_DELAY_S: f64 = 86_400.0;
+
+/// The longest `gateway.global_outbound_http_timeout_ms`: a week.
+const MAX_GLOBAL_TIMEOUT_MS: u64 = 7 * 86_400_000;
+
 /// The prefix reserved for the gateway's own names.
 pub const RESERVED_PREFIX: &str = "tensorzero::";
 
@@ -112,6 +118,21 @@ impl Checker<'_> {
         }
     }
 
+    /// A duration in seconds must be a finite number from 0 to `max`: `inf`, `nan` or `1e20`
+    /// would pass serde and then fail every request that turns it into a wait.
+    fn seconds(&mut self, path: TomlPath, value: f64, max: f64) {
+        if !value.is_finite() || value < 0.0 {
+            self.error(
+                path,
+                format!(
+                    "`{value}` is not a number of seconds; write a finite number from 0 to {max}"
+                ),
+            );
+        } else if value > max {
+            self.error(path, format!("{value} s is more than the {max} s allowed"));
+        }
+    }
+
     fn file_exists(&mut self, path: TomlPath, what: &str, file: &Path) {
         if !file.is_file() {
             self.error(
@@ -173,6 +194,11 @@ impl Checker<'_> {
             self.error(
                 at.key("global_outbound_http_timeout_ms"),
                 "must be greater than 0",
+            );
+        } else if g.global_outbound_http_timeout_ms > MAX_GLOBAL_TIMEOUT_MS {
+            self.error(
+                at.key("global_outbound_http_timeout_ms"),
+                format!("must be at most {MAX_GLOBAL_TIMEOUT_MS} ms (a week)"),
             );
         }
         if let Some(relay) = &g.relay {
@@ -544,12 +570,11 @@ impl Checker<'_> {
                 self.file_exists(at.key(key), "template", file);
             }
         }
-        if v.retries.max_delay_s.is_nan() || v.retries.max_delay_s < 0.0 {
-            self.error(
-                at.key("retries").key("max_delay_s"),
-                "must be a non-negative number of seconds",
-            );
-        }
+        self.seconds(
+            at.key("retries").key("max_delay_s"),
+            v.retries.max_delay_s,
+            MAX_RETRY_DELAY_S,
+        );
         if let Some(w) = v.weight {
             if !w.is_finite() || w < 0.0 {
                 self.error(at.key("weight"), "must be a non-negative number");
@@ -572,6 +597,7 @@ impl Checker<'_> {
                 self.json_file(at.key(key), "schema", file);
             }
             let is_json = matches!(function, FunctionConfig::Json(_));
+            let global_s = self.global_timeout() as f64 / 1000.0;
             if let FunctionConfig::Chat(chat) = function {
                 let mut sent_names = BTreeMap::new();
                 for tool in &chat.tools {
@@ -607,11 +633,17 @@ impl Checker<'_> {
                         self.chat_completion(vat, v, is_json, false);
                     }
                     VariantConfig::ExperimentalBestOfN(v) => {
+                        if let Some(t) = v.timeout_s {
+                            self.seconds(vat.key("timeout_s"), t, global_s);
+                        }
                         self.candidates(vat.clone(), &v.candidates, function);
                         self.chat_completion(vat.key("evaluator"), &v.evaluator, is_json, true);
                         self.timeouts(vat, &v.timeouts);
                     }
                     VariantConfig::ExperimentalMixtureOfN(v) => {
+                        if let Some(t) = v.timeout_s {
+                            self.seconds(vat.key("timeout_s"), t, global_s);
+                        }
                         self.candidates(vat.clone(), &v.candidates, function);
                         if !is_json && v.fuser.json_mode.is_some() {
                             self.error(

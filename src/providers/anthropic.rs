@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use super::gcp::{GcpAuth, vertex_base, vertex_target};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, read_limited, sensitive_header, snippet,
+    bearer, error_text, peek_stream, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
 use crate::error::Error;
@@ -33,7 +33,6 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Anthropic requires `max_tokens`; this is sent when the call sets none.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 const DEFAULT_API_BASE: &str = "https://api.anthropic.com/v1/";
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The `anthropic_version` Vertex AI takes in the body.
 pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
@@ -124,9 +123,9 @@ impl AnthropicAdapter {
         if request.stream {
             stream(provider, response.into_body()).await
         } else {
-            let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+            let bytes = super::read_answer(response.into_body())
                 .await
-                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(e))?;
             parse_message(&bytes)
                 .map(ProviderOutput::Complete)
                 .map_err(|m| provider.failure(m))
@@ -312,7 +311,11 @@ fn finish_reason(s: &str) -> FinishReason {
 }
 
 fn usage(v: &Value) -> Usage {
-    let n = |k: &str| v.get(k).and_then(Value::as_u64).map(|n| n as u32);
+    let n = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .map(super::bounds::token_count)
+    };
     Usage {
         input_tokens: n("input_tokens"),
         output_tokens: n("output_tokens"),
@@ -367,7 +370,7 @@ fn parse_message(bytes: &[u8]) -> Result<ModelResponse, String> {
 async fn stream(provider: &ProviderSpec, body: Incoming) -> Result<ProviderOutput, Error> {
     let state = StreamState {
         reader: SseReader::new(body),
-        blocks: Vec::new(),
+        blocks: Default::default(),
         finished: false,
         provider_type: provider.provider_type.as_str(),
         provider: provider.name.to_string(),
@@ -379,17 +382,20 @@ async fn stream(provider: &ProviderSpec, body: Incoming) -> Result<ProviderOutpu
 }
 
 /// What each content block index is, so deltas can be labelled.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 enum BlockKind {
     Text,
-    ToolUse { id: String },
+    ToolUse {
+        id: String,
+    },
     Thinking,
+    #[default]
     Other,
 }
 
 struct StreamState {
     reader: SseReader,
-    blocks: Vec<BlockKind>,
+    blocks: super::bounds::BlockSlots<BlockKind>,
     finished: bool,
     provider_type: &'static str,
     provider: String,
@@ -436,7 +442,7 @@ impl StreamState {
 
     /// One event: a chunk to pass on, nothing (bookkeeping events), or an error.
     fn handle(&mut self, v: &Value) -> Result<Option<ModelChunk>, String> {
-        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         let mut chunk = ModelChunk::default();
         match v.get("type").and_then(Value::as_str) {
             Some("message_start") => {
@@ -458,10 +464,7 @@ impl StreamState {
                     Some("thinking") => BlockKind::Thinking,
                     _ => BlockKind::Other,
                 };
-                if self.blocks.len() <= index {
-                    self.blocks.resize(index + 1, BlockKind::Other);
-                }
-                self.blocks[index] = kind;
+                self.blocks.set(index, kind)?;
                 if let Some(text) = b
                     .get("text")
                     .and_then(Value::as_str)

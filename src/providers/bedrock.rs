@@ -3,7 +3,7 @@
 //! Signature Version 4 (by AWS's `aws-sigv4` signer) using the credentials start-up read from the environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::{BodyExt, Full};
@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, apply_body_edit, apply_header_edits, error_text,
-    peek_stream, read_limited, sensitive_header, snippet,
+    peek_stream, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, error_chain};
@@ -21,8 +21,6 @@ use crate::inference::types::{
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
 use crate::secret::Secret;
-
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// AWS credentials (the environment part of the SDK chain).
 #[derive(Clone, Debug)]
@@ -240,7 +238,7 @@ impl BedrockAdapter {
                 body: response.into_body(),
                 buffer: BytesMut::new(),
                 finished: false,
-                blocks: Vec::new(),
+                blocks: Default::default(),
                 provider_type: provider.provider_type.as_str(),
                 provider: provider.name.to_string(),
             };
@@ -249,9 +247,9 @@ impl BedrockAdapter {
             })
             .await
         } else {
-            let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+            let bytes = super::read_answer(response.into_body())
                 .await
-                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(e))?;
             parse_response(&bytes)
                 .map(ProviderOutput::Complete)
                 .map_err(|m| provider.failure(m))
@@ -425,7 +423,11 @@ fn finish_reason(s: &str) -> FinishReason {
 }
 
 fn usage(v: &Value) -> Usage {
-    let n = |k: &str| v.get(k).and_then(Value::as_u64).map(|n| n as u32);
+    let n = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .map(super::bounds::token_count)
+    };
     Usage {
         input_tokens: n("inputTokens"),
         output_tokens: n("outputTokens"),
@@ -488,16 +490,30 @@ pub struct EventMessage {
     pub payload: Bytes,
 }
 
-/// Takes one whole message off `buffer`, checking its CRCs; `Ok(None)` until one has arrived.
+/// The largest event-stream message accepted (AWS's own limit for the format).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The largest header section of one message (AWS's limit).
+const MAX_HEADER_BYTES: usize = 128 * 1024;
+
+/// Takes one whole message off `buffer`, checking its lengths and CRCs; `Ok(None)` until one
+/// has arrived. Every length comes from the wire, so each is checked before it is used: a
+/// truncated or lying message is an error, never a panic or an unbounded wait.
 pub fn decode_message(buffer: &mut BytesMut) -> Result<Option<EventMessage>, String> {
     if buffer.len() < 12 {
         return Ok(None);
     }
-    let total = u32::from_be_bytes(buffer[0..4].try_into().expect("4 bytes")) as usize;
-    let headers_len = u32::from_be_bytes(buffer[4..8].try_into().expect("4 bytes")) as usize;
-    let prelude_crc = u32::from_be_bytes(buffer[8..12].try_into().expect("4 bytes"));
+    let word = |at: usize| {
+        u32::from_be_bytes([buffer[at], buffer[at + 1], buffer[at + 2], buffer[at + 3]])
+    };
+    let (total, headers_len, prelude_crc) = (word(0) as usize, word(4) as usize, word(8));
     if crc32fast::hash(&buffer[0..8]) != prelude_crc {
         return Err("an event-stream message has a bad prelude checksum".into());
+    }
+    if total > MAX_MESSAGE_BYTES || headers_len > MAX_HEADER_BYTES {
+        return Err(format!(
+            "an event-stream message declares {total} bytes with {headers_len} of headers; \
+             the limits are {MAX_MESSAGE_BYTES} and {MAX_HEADER_BYTES}"
+        ));
     }
     if total < 16 + headers_len {
         return Err("an event-stream message is shorter than its headers".into());
@@ -506,56 +522,70 @@ pub fn decode_message(buffer: &mut BytesMut) -> Result<Option<EventMessage>, Str
         return Ok(None);
     }
     let message = buffer.split_to(total).freeze();
-    let crc = u32::from_be_bytes(message[total - 4..].try_into().expect("4 bytes"));
+    let crc = u32::from_be_bytes([
+        message[total - 4],
+        message[total - 3],
+        message[total - 2],
+        message[total - 1],
+    ]);
     if crc32fast::hash(&message[..total - 4]) != crc {
         return Err("an event-stream message has a bad checksum".into());
     }
-    let mut headers = &message[12..12 + headers_len];
-    let (mut message_type, mut kind) = (String::new(), String::new());
-    while headers.has_remaining() {
-        let name_len = headers.get_u8() as usize;
-        if headers.remaining() < name_len + 1 {
-            return Err("an event-stream header is cut short".into());
+    let (message_type, kind) = decode_headers(&message[12..12 + headers_len])?;
+    Ok(Some(EventMessage {
+        message_type,
+        kind,
+        payload: message.slice(12 + headers_len..total - 4),
+    }))
+}
+
+/// The `:message-type` and the `:event-type` (or `:exception-type`) of a header section.
+fn decode_headers(mut headers: &[u8]) -> Result<(String, String), String> {
+    const CUT: &str = "an event-stream header is cut short";
+    fn take<'a>(headers: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if headers.len() < n {
+            return Err(CUT.into());
         }
-        let name = String::from_utf8_lossy(&headers[..name_len]).into_owned();
-        headers.advance(name_len);
-        let value_type = headers.get_u8();
-        let value = match value_type {
-            0 | 1 => String::new(),
-            2 => (headers.get_u8() as i8).to_string(),
-            3 => headers.get_i16().to_string(),
-            4 => headers.get_i32().to_string(),
-            5 | 8 => headers.get_i64().to_string(),
+        let (head, rest) = headers.split_at(n);
+        *headers = rest;
+        Ok(head)
+    }
+    let (mut message_type, mut kind) = (String::new(), String::new());
+    while !headers.is_empty() {
+        let name_len = take(&mut headers, 1)?[0] as usize;
+        let name = take(&mut headers, name_len)?;
+        let value_type = take(&mut headers, 1)?[0];
+        let value: &[u8] = match value_type {
+            0 | 1 => &[],
+            2 => take(&mut headers, 1)?,
+            3 => take(&mut headers, 2)?,
+            4 => take(&mut headers, 4)?,
+            5 | 8 => take(&mut headers, 8)?,
             6 | 7 => {
-                let len = headers.get_u16() as usize;
-                if headers.remaining() < len {
-                    return Err("an event-stream header value is cut short".into());
-                }
-                let v = String::from_utf8_lossy(&headers[..len]).into_owned();
-                headers.advance(len);
-                v
+                let len = take(&mut headers, 2)?;
+                let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+                take(&mut headers, len)?
             }
-            9 => {
-                headers.advance(16);
-                String::new()
-            }
+            9 => take(&mut headers, 16)?,
             other => {
                 return Err(format!(
                     "an event-stream header has an unknown type {other}"
                 ));
             }
         };
-        match name.as_str() {
-            ":message-type" => message_type = value,
-            ":event-type" | ":exception-type" => kind = value,
+        // Only the string-valued type headers matter here.
+        if value_type != 7 {
+            continue;
+        }
+        match name {
+            b":message-type" => message_type = String::from_utf8_lossy(value).into_owned(),
+            b":event-type" | b":exception-type" => {
+                kind = String::from_utf8_lossy(value).into_owned();
+            }
             _ => {}
         }
     }
-    Ok(Some(EventMessage {
-        message_type,
-        kind,
-        payload: message.slice(12 + headers_len..total - 4),
-    }))
+    Ok((message_type, kind))
 }
 
 /// Encodes one message (used by the mock provider and tests).
@@ -586,7 +616,7 @@ struct EventStream {
     buffer: BytesMut,
     finished: bool,
     /// Tool-use ids by content block index.
-    blocks: Vec<Option<String>>,
+    blocks: super::bounds::BlockSlots<Option<String>>,
     provider_type: &'static str,
     provider: String,
 }
@@ -614,16 +644,13 @@ impl EventStream {
         let index = v
             .get("contentBlockIndex")
             .and_then(Value::as_u64)
-            .unwrap_or(0) as usize;
+            .unwrap_or(0);
         let mut chunk = ModelChunk::default();
         match message.kind.as_str() {
             "contentBlockStart" => {
                 if let Some(t) = v.pointer("/start/toolUse") {
                     let id = t["toolUseId"].as_str().unwrap_or_default().to_owned();
-                    if self.blocks.len() <= index {
-                        self.blocks.resize(index + 1, None);
-                    }
-                    self.blocks[index] = Some(id.clone());
+                    self.blocks.set(index, Some(id.clone()))?;
                     chunk.content.push(ChunkBlock::ToolCall {
                         id,
                         raw_name: t["name"].as_str().unwrap_or_default().to_owned(),

@@ -107,8 +107,14 @@ impl GcpAuth {
             .get("access_token")
             .and_then(Value::as_str)
             .ok_or_else(|| "the GCP token endpoint's answer has no `access_token`".to_owned())?;
-        let lifetime =
-            Duration::from_secs(v.get("expires_in").and_then(Value::as_u64).unwrap_or(3600));
+        // Google's tokens live an hour; a longer claim is not trusted (nor allowed to overflow
+        // the clock arithmetic below).
+        let lifetime = Duration::from_secs(
+            v.get("expires_in")
+                .and_then(Value::as_u64)
+                .unwrap_or(3600)
+                .min(3600),
+        );
         let token = Secret::new(token);
         *self.cached.lock().expect("token cache") = Some(Cached {
             fingerprint,

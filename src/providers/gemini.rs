@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::gcp::{GcpAuth, vertex_base, vertex_target};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, read_limited, sensitive_header, snippet,
+    bearer, error_text, peek_stream, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
 use crate::error::Error;
@@ -27,7 +27,6 @@ use crate::inference::types::{
 use crate::secret::Secret;
 
 const DEFAULT_API_BASE: &str = "https://generativelanguage.googleapis.com/v1beta/";
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Calls one Gemini model through Google AI Studio (key in `x-goog-api-key`) or Vertex AI
 /// (an OAuth token from a service account).
@@ -116,9 +115,9 @@ impl GeminiAdapter {
             })
             .await
         } else {
-            let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+            let bytes = super::read_answer(response.into_body())
                 .await
-                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(e))?;
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 provider.failure(format!(
                     "the answer is not a Gemini response ({e}); it began with: {}",
@@ -353,7 +352,11 @@ fn parse_chunk(v: &Value, calls: &mut usize) -> ModelChunk {
         .and_then(Value::as_str)
         .map(|r| finish_reason(r, called));
     chunk.usage = v.get("usageMetadata").map(|u| {
-        let n = |k: &str| u.get(k).and_then(Value::as_u64).map(|n| n as u32);
+        let n = |k: &str| {
+            u.get(k)
+                .and_then(Value::as_u64)
+                .map(super::bounds::token_count)
+        };
         Usage {
             input_tokens: n("promptTokenCount"),
             output_tokens: match (n("candidatesTokenCount"), n("thoughtsTokenCount")) {

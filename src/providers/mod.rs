@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod bounds;
 pub mod gcp;
 pub mod gemini;
 pub mod implicit_tool;
@@ -488,7 +489,7 @@ impl SseReader {
     /// [`SseReader::ended_mid_event`]); `Err` with what happened when the connection broke.
     pub async fn next(&mut self) -> Result<Option<crate::sse::SseEvent>, String> {
         loop {
-            if let Some(event) = self.decoder.next_event() {
+            if let Some(event) = self.decoder.next_event().map_err(|e| e.to_string())? {
                 return Ok(Some(event));
             }
             match self.source.next_bytes().await? {
@@ -724,6 +725,23 @@ pub fn snippet(bytes: &[u8]) -> String {
         format!("{text}...")
     } else {
         text.into_owned()
+    }
+}
+
+/// Reads a provider's whole (non-streamed) answer, refusing one larger than
+/// [`bounds::MAX_RESPONSE_BYTES`]; the error says which happened: too large, or broke off.
+pub async fn read_answer(body: hyper::body::Incoming) -> Result<bytes::Bytes, String> {
+    use http_body_util::BodyExt;
+    let limit = bounds::MAX_RESPONSE_BYTES;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(format!(
+            "the answer is larger than {limit} bytes, the most the gateway reads from a provider"
+        )),
+        Err(e) => Err(format!(
+            "the answer broke off: {}",
+            crate::error::error_chain(&*e)
+        )),
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, read_limited, sensitive_header, snippet,
+    bearer, error_text, peek_stream, sensitive_header, snippet,
 };
 use crate::config::{JsonMode, ProviderKind, ProviderType};
 use crate::error::Error;
@@ -30,8 +30,6 @@ use switchyard_layers::credentials::CredentialSource;
 
 /// The Azure API version used when the provider sets none.
 const DEFAULT_AZURE_API_VERSION: &str = "2025-04-01-preview";
-/// Largest provider response body we read (non-streaming).
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Calls one OpenAI-compatible endpoint.
 #[derive(Debug)]
@@ -193,9 +191,9 @@ impl OpenAiAdapter {
         if request.stream && !is_json {
             self.stream(provider, response.into_body()).await
         } else {
-            let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+            let bytes = super::read_answer(response.into_body())
                 .await
-                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(e))?;
             let parsed = parse_completion(&bytes).map_err(|e| provider.failure(e))?;
             if request.stream {
                 // A JSON body to a streaming request: answer it as one chunk.
@@ -344,7 +342,7 @@ impl OpenAiAdapter {
     ) -> Result<ProviderOutput, Error> {
         let state = StreamState {
             reader,
-            tool_ids: Vec::new(),
+            tool_ids: Default::default(),
             finished: false,
             saw_finish_reason: false,
             provider_type: provider.provider_type.as_str(),
@@ -619,7 +617,7 @@ struct Delta {
 
 #[derive(Deserialize)]
 struct DeltaToolCall {
-    index: Option<usize>,
+    index: Option<u64>,
     id: Option<String>,
     function: Option<DeltaFunction>,
 }
@@ -633,7 +631,7 @@ struct DeltaFunction {
 struct StreamState {
     reader: SseReader,
     /// Tool call ids by stream index: only the first delta of a call carries its id.
-    tool_ids: Vec<String>,
+    tool_ids: super::bounds::BlockSlots<String>,
     finished: bool,
     saw_finish_reason: bool,
     provider_type: &'static str,
@@ -724,12 +722,11 @@ impl StreamState {
                 });
             }
             for call in delta.tool_calls {
-                let index = call.index.unwrap_or(self.tool_ids.len().saturating_sub(1));
+                let index = call
+                    .index
+                    .unwrap_or(self.tool_ids.len().saturating_sub(1) as u64);
                 if let Some(id) = call.id {
-                    if self.tool_ids.len() <= index {
-                        self.tool_ids.resize(index + 1, String::new());
-                    }
-                    self.tool_ids[index] = id;
+                    self.tool_ids.set(index, id)?;
                 }
                 let id = self.tool_ids.get(index).cloned().unwrap_or_default();
                 let (name, arguments) = call

@@ -38,7 +38,6 @@ use crate::inference::types::{
 
 /// The provider name relayed calls are recorded under.
 pub const RELAY_PROVIDER: &str = switchyard_layers::ext::RELAY_PROVIDER;
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// Sends one model's calls to the relay.
@@ -159,11 +158,9 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                 if is_sse {
                     stream(response.into_body()).await
                 } else {
-                    let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+                    let bytes = super::read_answer(response.into_body())
                         .await
-                        .map_err(|e| {
-                            relay_error(None, format!("the relay's answer broke off: {e}"))
-                        })?;
+                        .map_err(|e| relay_error(None, format!("the relay's answer: {e}")))?;
                     let parsed = parse_response(&bytes).map_err(|m| relay_error(None, m))?;
                     Ok(ProviderOutput::Complete(parsed))
                 }
@@ -394,11 +391,11 @@ fn usage(v: &Value) -> Option<Usage> {
         input_tokens: u
             .get("input_tokens")
             .and_then(Value::as_u64)
-            .map(|n| n as u32),
+            .map(super::bounds::token_count),
         output_tokens: u
             .get("output_tokens")
             .and_then(Value::as_u64)
-            .map(|n| n as u32),
+            .map(super::bounds::token_count),
     })
 }
 

@@ -7,12 +7,10 @@
 
 use super::bedrock::{AwsCredentials, AwsSigner, uri_encode};
 use super::openai::{OpenAiAdapter, parse_completion};
-use super::{CallContext, Edits, ProviderSpec, SseReader, read_limited};
+use super::{CallContext, Edits, ProviderSpec, SseReader};
 use crate::config::models::{AwsSagemakerProvider, SagemakerHostedProvider};
 use crate::error::Error;
 use crate::inference::types::{ModelRequest, ProviderOutput};
-
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Calls one SageMaker endpoint.
 #[derive(Debug)]
@@ -82,9 +80,9 @@ impl SagemakerAdapter {
                 .read_stream(provider, SseReader::in_event_stream(response.into_body()))
                 .await
         } else {
-            let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES)
+            let bytes = super::read_answer(response.into_body())
                 .await
-                .map_err(|e| provider.failure(format!("the response broke off: {e}")))?;
+                .map_err(|e| provider.failure(e))?;
             parse_completion(&bytes)
                 .map(ProviderOutput::Complete)
                 .map_err(|m| provider.failure(m))
