@@ -56,26 +56,48 @@ pub enum CredentialSource {
 impl CredentialSource {
     /// The key for one call; `Ok(None)` means send no key.
     pub fn resolve(&self, dynamic: Option<&DynamicCredentials>) -> Result<Option<Secret>, String> {
+        self.resolve_with_origin(dynamic).map(|(key, _)| key)
+    }
+
+    /// The key for one call and where it came from: a key from the request may go where the
+    /// request says; one from the configuration only where the configuration says.
+    pub fn resolve_with_origin(
+        &self,
+        dynamic: Option<&DynamicCredentials>,
+    ) -> Result<(Option<Secret>, KeyOrigin), String> {
         match self {
-            CredentialSource::Static(s) => Ok(Some(s.clone())),
-            CredentialSource::None => Ok(None),
             CredentialSource::Dynamic(name) => dynamic
                 .and_then(|d| d.0.get(name))
                 .cloned()
-                .map(Some)
+                .map(|key| (Some(key), KeyOrigin::Request))
                 .ok_or_else(|| {
                     format!("Dynamic api key `{name}` is missing; send it in the request's `credentials` map")
                 }),
-            CredentialSource::WithFallback(default, fallback) => match default.resolve(dynamic) {
-                Ok(key) => Ok(key),
-                Err(reason) => {
-                    tracing::warn!("default credential unavailable ({reason}); using the fallback");
-                    fallback.resolve(dynamic)
+            CredentialSource::WithFallback(default, fallback) => {
+                match default.resolve_with_origin(dynamic) {
+                    Ok(found) => Ok(found),
+                    Err(reason) => {
+                        tracing::warn!(
+                            "default credential unavailable ({reason}); using the fallback"
+                        );
+                        fallback.resolve_with_origin(dynamic)
+                    }
                 }
-            },
+            }
+            CredentialSource::Static(s) => Ok((Some(s.clone()), KeyOrigin::Configuration)),
+            CredentialSource::None => Ok((None, KeyOrigin::Configuration)),
             CredentialSource::Missing(reason) => Err(reason.clone()),
         }
     }
+}
+
+/// Where a resolved key came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// The configuration (an environment variable, a file, or no key at all).
+    Configuration,
+    /// The request's `credentials` map.
+    Request,
 }
 
 /// A call needed a key that could not be found.
@@ -152,10 +174,11 @@ where
     fn call(&mut self, mut call: Call<T>) -> Self::Future {
         match self
             .source
-            .resolve(call.extensions.get::<DynamicCredentials>())
+            .resolve_with_origin(call.extensions.get::<DynamicCredentials>())
         {
-            Ok(key) => {
+            Ok((key, origin)) => {
                 call.extensions.insert(ProviderKey(key));
+                call.extensions.insert(origin);
                 Either::Left(self.inner.call(call))
             }
             Err(reason) => Either::Right(futures_util::future::ready(Err(MissingCredential {

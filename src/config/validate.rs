@@ -166,15 +166,10 @@ impl Checker<'_> {
     }
 
     fn url(&mut self, path: TomlPath, what: &str, url: &str) {
-        let ok = url.parse::<http::Uri>().ok().is_some_and(|u| {
-            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
-        });
-        if !ok {
+        if let Err(why) = crate::providers::url::BaseUrl::parse(url) {
             self.error(
                 path,
-                format!(
-                    "{what} `{url}` is not an http(s) URL; write it like `https://host:port/path`"
-                ),
+                format!("{what}: {why}; write it like `https://host:port/path`"),
             );
         }
     }
@@ -361,6 +356,41 @@ impl Checker<'_> {
         }
     }
 
+    /// An AWS region becomes part of a host name: `[a-z0-9-]+` only.
+    fn region(&mut self, at: TomlPath, region: Option<&str>) {
+        if let Some(r) = region.filter(|r| !crate::providers::url::is_region(r)) {
+            self.error(
+                at,
+                format!("`{r}` is not an AWS region such as `us-east-1` (lowercase letters, digits and `-`)"),
+            );
+        }
+    }
+
+    /// A credential never goes to a URL chosen by the request unless it came from the request
+    /// too: `endpoint = "dynamic::..."` needs a dynamic key.
+    fn azure_key_stays_home(&mut self, at: TomlPath, p: &super::models::AzureProvider) {
+        if !p.endpoint.starts_with("dynamic::") {
+            return;
+        }
+        let location = p.api_key_location.clone().unwrap_or_else(|| {
+            self.config
+                .provider_types
+                .effective_default(ProviderType::Azure)
+        });
+        if !crate::providers::openai::key_may_follow_request_url(&location) {
+            self.error(
+                at,
+                format!(
+                    "`{}` lets each request choose the URL, but the API key comes from the \
+                     configuration (`{location}`): a request could send that key to any host. \
+                     Make the key dynamic too (`api_key_location = \"dynamic::NAME\"`), or give a \
+                     fixed endpoint",
+                    p.endpoint
+                ),
+            );
+        }
+    }
+
     fn provider_kind(&mut self, at: TomlPath, kind: &ProviderKind) {
         let api_base = match kind {
             ProviderKind::Openai(p) => {
@@ -373,6 +403,7 @@ impl Checker<'_> {
                 if !(p.endpoint.starts_with("env::") || p.endpoint.starts_with("dynamic::")) {
                     self.url(at.key("endpoint"), "the Azure endpoint", &p.endpoint);
                 }
+                self.azure_key_stays_home(at.key("endpoint"), p);
                 None
             }
             ProviderKind::Sglang(p) => Some(p.api_base.as_str()),
@@ -394,11 +425,19 @@ impl Checker<'_> {
                         at.clone(),
                         "set exactly one of `model_id` and `endpoint_id`",
                     );
+                } else if let Err(why) = crate::providers::gcp::check_resource(p) {
+                    self.error(at.clone(), why);
                 }
                 p.api_base.as_deref()
             }
-            ProviderKind::AwsBedrock(p) => p.endpoint_url.as_deref(),
-            ProviderKind::AwsSagemaker(p) => p.endpoint_url.as_deref(),
+            ProviderKind::AwsBedrock(p) => {
+                self.region(at.key("region"), p.region.as_deref());
+                p.endpoint_url.as_deref()
+            }
+            ProviderKind::AwsSagemaker(p) => {
+                self.region(at.key("region"), p.region.as_deref());
+                p.endpoint_url.as_deref()
+            }
         };
         if let Some(base) = api_base {
             let key = match kind {

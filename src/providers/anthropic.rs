@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
-use super::gcp::{GcpAuth, vertex_base, vertex_target};
+use super::gcp::{GcpAuth, vertex_url};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
     bearer, error_text, peek_stream, sensitive_header, snippet,
@@ -62,19 +62,17 @@ impl AnthropicAdapter {
 
     /// An Anthropic model on Vertex AI (`gcp_vertex_anthropic`): the Messages format posted to
     /// `:rawPredict` / `:streamRawPredict`, with `anthropic_version` in the body and no `model`.
-    pub fn vertex(p: &crate::config::models::GcpVertexProvider) -> Self {
-        let base = vertex_base(p);
-        let target = vertex_target(p, "anthropic");
-        Self {
+    pub fn vertex(p: &crate::config::models::GcpVertexProvider) -> Result<Self, String> {
+        Ok(Self {
             model: p
                 .model_id
                 .clone()
                 .or_else(|| p.endpoint_id.clone())
                 .unwrap_or_default(),
-            url: format!("{base}/{target}:rawPredict"),
-            stream_url: format!("{base}/{target}:streamRawPredict"),
+            url: vertex_url(p, "anthropic", "rawPredict", None)?,
+            stream_url: vertex_url(p, "anthropic", "streamRawPredict", None)?,
             vertex: Some(GcpAuth::default()),
-        }
+        })
     }
 
     /// Makes one call.
@@ -108,7 +106,7 @@ impl AnthropicAdapter {
             }
             (Some(credentials), Some(auth)) => {
                 let token = auth
-                    .access_token(credentials, cx.client)
+                    .access_token(credentials, cx.key_origin, cx.client)
                     .await
                     .map_err(|m| provider.failure(m))?;
                 builder = builder.header(http::header::AUTHORIZATION, bearer(&token)?);

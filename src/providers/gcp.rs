@@ -19,9 +19,11 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::read_limited;
+use super::url::{BaseUrl, encode_segment};
 use crate::error::{Error, error_chain};
 use crate::http_client::HttpClient;
 use crate::secret::Secret;
+use switchyard_layers::credentials::KeyOrigin;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -56,9 +58,14 @@ impl std::fmt::Debug for GcpAuth {
 
 impl GcpAuth {
     /// An access token for the service account whose JSON key is `credentials`.
+    ///
+    /// A key sent with the request (`dynamic::`) may only be exchanged at Google's own token
+    /// endpoint: its `token_uri` is the request's to choose, and the signed assertion (and the
+    /// answer we would relay) must not go to a host the request picks.
     pub async fn access_token(
         &self,
         credentials: &Secret,
+        origin: KeyOrigin,
         client: &HttpClient,
     ) -> Result<Secret, String> {
         let fingerprint: [u8; 32] = Sha256::digest(credentials.expose().as_bytes()).into();
@@ -73,6 +80,12 @@ impl GcpAuth {
             .token_uri
             .clone()
             .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+        if origin == KeyOrigin::Request && token_uri != DEFAULT_TOKEN_URI {
+            return Err(format!(
+                "the service-account key sent with the request names `token_uri` = `{token_uri}`; \
+                 keys sent with a request may only use Google's `{DEFAULT_TOKEN_URI}`"
+            ));
+        }
         let assertion = sign_jwt(&account, &token_uri, SystemTime::now())?;
         let form = format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
@@ -141,6 +154,8 @@ fn sign_jwt(account: &ServiceAccount, audience: &str, now: SystemTime) -> Result
 
 /// The provider a Vertex shorthand model names by its resource path:
 /// `projects/P/locations/L/publishers/{publisher}/models/M` or `projects/P/locations/L/endpoints/E`.
+/// Every segment must match its documented character set (see [`check_resource`]): the location
+/// becomes part of a host name, and the path reaches Google with the service account's token.
 pub fn parse_resource_path(
     path: &str,
     publisher: &str,
@@ -168,33 +183,97 @@ pub fn parse_resource_path(
             "`{path}` names no project or location"
         )));
     }
-    Ok(crate::config::models::GcpVertexProvider {
+    let provider = crate::config::models::GcpVertexProvider {
         model_id,
         endpoint_id,
         location: segments[3].to_owned(),
         project_id: segments[1].to_owned(),
         credential_location: None,
         api_base: None,
-    })
+    };
+    check_resource(&provider)
+        .map_err(|why| Error::InvalidInferenceTarget(format!("`{path}`: {why}")))?;
+    Ok(provider)
 }
 
-/// The Vertex base URL: `api_base`, or `https://{location}-aiplatform.googleapis.com/v1`.
-pub fn vertex_base(p: &crate::config::models::GcpVertexProvider) -> String {
+/// Checks a Vertex provider's project, location, model and endpoint ids against the character
+/// sets Google documents: project ids (and numbers) `[a-z0-9-]`, locations `[a-z0-9-]`, model
+/// ids letters, digits and `-._@`, endpoint ids letters, digits, `-` and `_`.
+pub fn check_resource(p: &crate::config::models::GcpVertexProvider) -> Result<(), String> {
+    use super::url::{is_region, is_token};
+    let lower = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if !is_token(&p.project_id, 63, lower) {
+        return Err(format!(
+            "the project `{}` is not a GCP project id (lowercase letters, digits and `-`)",
+            p.project_id
+        ));
+    }
+    if !is_region(&p.location) {
+        return Err(format!(
+            "the location `{}` is not a GCP location such as `us-central1` (lowercase letters, \
+             digits and `-`)",
+            p.location
+        ));
+    }
+    if let Some(m) = &p.model_id {
+        if !is_token(m, 128, |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'@')
+        }) {
+            return Err(format!(
+                "the model id `{m}` is not a Vertex model id (letters, digits and `-._@`)"
+            ));
+        }
+    }
+    if let Some(e) = &p.endpoint_id {
+        if !is_token(e, 128, |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')
+        }) {
+            return Err(format!(
+                "the endpoint id `{e}` is not a Vertex endpoint id (letters, digits, `-` and `_`)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The Vertex base URL: `api_base`, or `https://{location}-aiplatform.googleapis.com/v1`, whose
+/// host is checked to be that one.
+pub fn vertex_base(p: &crate::config::models::GcpVertexProvider) -> Result<BaseUrl, String> {
+    check_resource(p)?;
     match &p.api_base {
-        Some(base) => base.trim_end_matches('/').to_owned(),
-        None => format!("https://{}-aiplatform.googleapis.com/v1", p.location),
+        Some(base) => BaseUrl::parse(base),
+        None => {
+            let host = format!("{}-aiplatform.googleapis.com", p.location);
+            BaseUrl::parse(&format!("https://{host}/v1"))?.expect_host(&host)
+        }
     }
 }
 
-/// The model's resource path: a publisher model (`model_id`) or a deployed endpoint
-/// (`endpoint_id`; validation guarantees exactly one is set).
-pub fn vertex_target(p: &crate::config::models::GcpVertexProvider, publisher: &str) -> String {
-    let scope = format!("projects/{}/locations/{}", p.project_id, p.location);
-    match (&p.model_id, &p.endpoint_id) {
-        (Some(model), _) => format!("{scope}/publishers/{publisher}/models/{model}"),
-        (None, Some(endpoint)) => format!("{scope}/endpoints/{endpoint}"),
-        (None, None) => format!("{scope}/publishers/{publisher}/models/unset"),
-    }
+/// The URL of `method` (`generateContent`, `rawPredict`, ...) on the model's resource path: a
+/// publisher model (`model_id`) or a deployed endpoint (`endpoint_id`; validation guarantees
+/// exactly one is set), each segment encoded.
+pub fn vertex_url(
+    p: &crate::config::models::GcpVertexProvider,
+    publisher: &str,
+    method: &str,
+    query: Option<&str>,
+) -> Result<String, String> {
+    let base = vertex_base(p)?;
+    let scope = format!(
+        "projects/{}/locations/{}",
+        encode_segment(&p.project_id),
+        encode_segment(&p.location)
+    );
+    let target = match (&p.model_id, &p.endpoint_id) {
+        (Some(model), _) => format!(
+            "{scope}/publishers/{}/models/{}",
+            encode_segment(publisher),
+            encode_segment(model)
+        ),
+        (None, Some(endpoint)) => format!("{scope}/endpoints/{}", encode_segment(endpoint)),
+        (None, None) => return Err("names neither `model_id` nor `endpoint_id`".into()),
+    };
+    base.join(&format!("{target}:{method}"), query)
 }
 
 #[cfg(test)]
@@ -202,19 +281,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shorthand_resource_paths_become_vertex_targets() {
+    fn shorthand_resource_paths_become_vertex_urls() {
         let p = parse_resource_path(
             "projects/acme/locations/europe-west4/publishers/google/models/gemini-2.5-flash",
             "google",
         )
         .unwrap();
         assert_eq!(
-            vertex_base(&p),
-            "https://europe-west4-aiplatform.googleapis.com/v1"
-        );
-        assert_eq!(
-            vertex_target(&p, "google"),
-            "projects/acme/locations/europe-west4/publishers/google/models/gemini-2.5-flash"
+            vertex_url(&p, "google", "generateContent", None).unwrap(),
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/acme/locations/\
+             europe-west4/publishers/google/models/gemini-2.5-flash:generateContent"
         );
         let p = parse_resource_path(
             "projects/acme/locations/us-east5/endpoints/123",
@@ -222,8 +298,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            vertex_target(&p, "anthropic"),
-            "projects/acme/locations/us-east5/endpoints/123"
+            vertex_url(&p, "anthropic", "rawPredict", None).unwrap(),
+            "https://us-east5-aiplatform.googleapis.com/v1/projects/acme/locations/us-east5/\
+             endpoints/123:rawPredict"
         );
         for bad in [
             "gemini-2.5-flash",
@@ -233,6 +310,23 @@ mod tests {
         ] {
             let e = parse_resource_path(bad, "google").unwrap_err().to_string();
             assert!(e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn no_segment_can_smuggle_a_host() {
+        for bad in [
+            "projects/p/locations/evil.example#/publishers/google/models/m",
+            "projects/p/locations/127.0.0.1:9#/publishers/google/models/m",
+            "projects/p/locations/evil.example?/publishers/google/models/m",
+            "projects/p/locations/us@evil.example/publishers/google/models/m",
+            "projects/p#/locations/us/publishers/google/models/m",
+            "projects/p/locations/us/publishers/google/models/m#x",
+            "projects/p/locations/us/publishers/google/models/m?x",
+            "projects/p/locations/us/endpoints/1%2F..",
+        ] {
+            let e = parse_resource_path(bad, "google").unwrap_err().to_string();
+            assert!(e.contains("is not a"), "{bad}: {e}");
         }
     }
 }

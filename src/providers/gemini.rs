@@ -13,7 +13,8 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
-use super::gcp::{GcpAuth, vertex_base, vertex_target};
+use super::gcp::{GcpAuth, vertex_url};
+use super::url::{BaseUrl, encode_segment};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
     bearer, error_text, peek_stream, sensitive_header, snippet,
@@ -40,26 +41,29 @@ pub struct GeminiAdapter {
 
 impl GeminiAdapter {
     /// `api_base` defaults to `https://generativelanguage.googleapis.com/v1beta/`.
-    pub fn new(model: &str, api_base: Option<&str>) -> Self {
-        let base = api_base.unwrap_or(DEFAULT_API_BASE).trim_end_matches('/');
-        let model = model.strip_prefix("models/").unwrap_or(model);
-        Self {
-            generate_url: format!("{base}/models/{model}:generateContent"),
-            stream_url: format!("{base}/models/{model}:streamGenerateContent?alt=sse"),
+    /// The model name is one path segment, encoded: a shorthand such as
+    /// `google_ai_studio_gemini::x?key=` cannot change the URL the key goes to.
+    pub fn new(model: &str, api_base: Option<&str>) -> Result<Self, String> {
+        let base = BaseUrl::parse(api_base.unwrap_or(DEFAULT_API_BASE))?;
+        let model = encode_segment(model.strip_prefix("models/").unwrap_or(model));
+        Ok(Self {
+            generate_url: base.join(&format!("models/{model}:generateContent"), None)?,
+            stream_url: base.join(
+                &format!("models/{model}:streamGenerateContent"),
+                Some("alt=sse"),
+            )?,
             vertex: None,
-        }
+        })
     }
 
     /// A Gemini model on Vertex AI (`gcp_vertex_gemini`): the same wire format at the model's
     /// resource path, authorised with the service account's token.
-    pub fn vertex(p: &crate::config::models::GcpVertexProvider) -> Self {
-        let base = vertex_base(p);
-        let target = vertex_target(p, "google");
-        Self {
-            generate_url: format!("{base}/{target}:generateContent"),
-            stream_url: format!("{base}/{target}:streamGenerateContent?alt=sse"),
+    pub fn vertex(p: &crate::config::models::GcpVertexProvider) -> Result<Self, String> {
+        Ok(Self {
+            generate_url: vertex_url(p, "google", "generateContent", None)?,
+            stream_url: vertex_url(p, "google", "streamGenerateContent", Some("alt=sse"))?,
             vertex: Some(GcpAuth::default()),
-        }
+        })
     }
 
     /// Makes one call.
@@ -90,7 +94,7 @@ impl GeminiAdapter {
             }
             (Some(credentials), Some(auth)) => {
                 let token = auth
-                    .access_token(credentials, cx.client)
+                    .access_token(credentials, cx.key_origin, cx.client)
                     .await
                     .map_err(|m| provider.failure(m))?;
                 builder = builder.header(http::header::AUTHORIZATION, bearer(&token)?);

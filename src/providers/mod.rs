@@ -15,6 +15,7 @@ pub mod implicit_tool;
 pub mod openai;
 pub mod relay;
 pub mod sagemaker;
+pub mod url;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 use switchyard_layers::call::Call;
-use switchyard_layers::credentials::CredentialSource;
+use switchyard_layers::credentials::{CredentialSource, KeyOrigin};
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey};
 use switchyard_layers::timeout::Timeouts;
 use switchyard_layers::trace_context::{self, TraceContext};
@@ -90,7 +91,18 @@ fn aws_setup(
                 .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
                 .ok()
         })
-        .flatten();
+        .flatten()
+        // The region becomes part of the host name the signed request goes to.
+        .filter(|r| {
+            let ok = url::is_region(r);
+            if !ok {
+                tracing::warn!(
+                    "provider `{name}` of model `{model}`: AWS_REGION is not a region such as \
+                     `us-east-1`; it is ignored"
+                );
+            }
+            ok
+        });
     (region, credentials)
 }
 
@@ -110,6 +122,8 @@ impl ProviderSpec {
         check_credentials: bool,
     ) -> Result<Self, ProviderSetupError> {
         let provider_type = config.kind.provider_type();
+        let setup_error =
+            |e: String| ProviderSetupError(format!("provider `{name}` of model `{model}`: {e}"));
         let location = config
             .kind
             .credential_location()
@@ -134,19 +148,20 @@ impl ProviderSpec {
                         .or(types.default_api_base(provider_type)),
                 ))
             }
-            (crate::config::ProviderKind::GoogleAiStudioGemini(p), None) => {
-                Adapter::Gemini(gemini::GeminiAdapter::new(
+            (crate::config::ProviderKind::GoogleAiStudioGemini(p), None) => Adapter::Gemini(
+                gemini::GeminiAdapter::new(
                     &p.model_name,
                     p.api_base
                         .as_deref()
                         .or(types.default_api_base(provider_type)),
-                ))
-            }
+                )
+                .map_err(setup_error)?,
+            ),
             (crate::config::ProviderKind::GcpVertexGemini(p), None) => {
-                Adapter::Gemini(gemini::GeminiAdapter::vertex(p))
+                Adapter::Gemini(gemini::GeminiAdapter::vertex(p).map_err(setup_error)?)
             }
             (crate::config::ProviderKind::GcpVertexAnthropic(p), None) => {
-                Adapter::Anthropic(anthropic::AnthropicAdapter::vertex(p))
+                Adapter::Anthropic(anthropic::AnthropicAdapter::vertex(p).map_err(setup_error)?)
             }
             (crate::config::ProviderKind::AwsBedrock(p), None) => {
                 let (region, credentials) =
@@ -197,19 +212,23 @@ impl ProviderSpec {
         types: &ProviderTypesConfig,
     ) -> Result<Self, Error> {
         let base = types.default_api_base(provider_type);
+        let bad_target =
+            |why: String| Error::InvalidInferenceTarget(format!("`{full_name}`: {why}"));
         let adapter = match openai::OpenAiAdapter::shorthand(provider_type, model, base) {
             Some(a) => Adapter::OpenAi(a),
             None if provider_type == ProviderType::Anthropic => {
                 Adapter::Anthropic(anthropic::AnthropicAdapter::new(model, base))
             }
             None if provider_type == ProviderType::GoogleAiStudioGemini => {
-                Adapter::Gemini(gemini::GeminiAdapter::new(model, base))
+                Adapter::Gemini(gemini::GeminiAdapter::new(model, base).map_err(bad_target)?)
             }
             None if provider_type == ProviderType::GcpVertexGemini => Adapter::Gemini(
-                gemini::GeminiAdapter::vertex(&gcp::parse_resource_path(model, "google")?),
+                gemini::GeminiAdapter::vertex(&gcp::parse_resource_path(model, "google")?)
+                    .map_err(bad_target)?,
             ),
             None if provider_type == ProviderType::GcpVertexAnthropic => Adapter::Anthropic(
-                anthropic::AnthropicAdapter::vertex(&gcp::parse_resource_path(model, "anthropic")?),
+                anthropic::AnthropicAdapter::vertex(&gcp::parse_resource_path(model, "anthropic")?)
+                    .map_err(bad_target)?,
             ),
             None if provider_type == ProviderType::Openai => Adapter::NotYetSupported(
                 "the OpenAI Responses API (`openai::responses::...`)".into(),
@@ -328,9 +347,15 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                     .collect(),
             };
             let trace = call.extensions.get::<TraceContext>().copied();
+            let key_origin = call
+                .extensions
+                .get::<KeyOrigin>()
+                .copied()
+                .unwrap_or(KeyOrigin::Configuration);
             let cx = CallContext {
                 client: &this.client,
                 credentials: &dynamic,
+                key_origin,
                 trace: trace.as_ref(),
             };
             let attempt = async {
@@ -377,6 +402,9 @@ pub struct CallContext<'a> {
     pub client: &'a HttpClient,
     /// The request's dynamic credentials (Azure can take its endpoint from them).
     pub credentials: &'a DynamicCredentials,
+    /// Where the provider's key came from: one from the request may go where the request
+    /// says (a service account's own `token_uri`), one from the configuration may not.
+    pub key_origin: KeyOrigin,
     /// The trace the request belongs to: each call carries it on as `traceparent`.
     pub trace: Option<&'a TraceContext>,
 }

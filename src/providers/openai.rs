@@ -72,11 +72,30 @@ fn chat_url(base: &str) -> String {
     format!("{}/chat/completions", base.trim_end_matches('/'))
 }
 
-fn azure_url(endpoint: &str, deployment_id: &str, api_version: &str) -> String {
-    format!(
-        "{}/openai/deployments/{deployment_id}/chat/completions?api-version={api_version}",
-        endpoint.trim_end_matches('/')
+/// `{endpoint}/openai/deployments/{id}/chat/completions?api-version=...`, the endpoint parsed
+/// as a base URL and the deployment id and version encoded.
+fn azure_url(endpoint: &str, deployment_id: &str, api_version: &str) -> Result<String, String> {
+    use super::url::{BaseUrl, encode_segment};
+    BaseUrl::parse(endpoint)?.join(
+        &format!(
+            "openai/deployments/{}/chat/completions",
+            encode_segment(deployment_id)
+        ),
+        Some(&format!("api-version={}", encode_segment(api_version))),
     )
+}
+
+/// Whether a key from `location` may go to a URL the request chooses: only when every key it
+/// can yield comes from the request too (or there is none).
+pub fn key_may_follow_request_url(location: &crate::config::CredentialLocation) -> bool {
+    use crate::config::CredentialLocation as L;
+    match location {
+        L::Dynamic(_) | L::None => true,
+        L::WithFallback { default, fallback } => {
+            key_may_follow_request_url(default) && key_may_follow_request_url(fallback)
+        }
+        L::Env(_) | L::Path(_) | L::PathFromEnv(_) | L::Sdk => false,
+    }
 }
 
 impl OpenAiAdapter {
@@ -133,6 +152,13 @@ impl OpenAiAdapter {
         type_base: Option<&str>,
     ) -> Option<Self> {
         if provider_type == ProviderType::Openai && model.starts_with("responses::") {
+            return None;
+        }
+        // Only the types that speak this format: a `[provider_types]` base URL for Gemini or
+        // Anthropic must not turn their shorthands into OpenAI calls.
+        let speaks_chat = default_api_base(provider_type).is_some()
+            || matches!(provider_type, ProviderType::Sglang | ProviderType::Tgi);
+        if !speaks_chat {
             return None;
         }
         let base = type_base.or_else(|| default_api_base(provider_type))?;
@@ -226,7 +252,15 @@ impl OpenAiAdapter {
                     .ok_or_else(|| {
                         Error::Internal("a dynamic Azure endpoint resolved to nothing".into())
                     })?;
-                Ok(azure_url(endpoint.expose(), deployment_id, api_version))
+                // The key that goes with it came from the request too (refused at load
+                // otherwise), so the request may name any host; only the URL's shape is checked.
+                azure_url(endpoint.expose(), deployment_id, api_version).map_err(|_| {
+                    Error::InvalidRequest(format!(
+                        "the dynamic Azure endpoint of provider {} is not an http(s) base URL \
+                         without query or fragment",
+                        provider.label()
+                    ))
+                })
             }
         }
     }
@@ -365,7 +399,10 @@ fn azure(
         .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
     let endpoint = if let Some(var) = p.endpoint.strip_prefix("env::") {
         match std::env::var(var) {
-            Ok(base) => Endpoint::Fixed(azure_url(&base, &p.deployment_id, &api_version)),
+            Ok(base) => Endpoint::Fixed(
+                azure_url(&base, &p.deployment_id, &api_version)
+                    .map_err(|e| format!("the Azure endpoint in `{var}`: {e}"))?,
+            ),
             Err(_) if check_credentials => {
                 return Err(format!("the Azure endpoint variable `{var}` is not set"));
             }
@@ -384,7 +421,10 @@ fn azure(
             api_version,
         }
     } else {
-        Endpoint::Fixed(azure_url(&p.endpoint, &p.deployment_id, &api_version))
+        Endpoint::Fixed(
+            azure_url(&p.endpoint, &p.deployment_id, &api_version)
+                .map_err(|e| format!("`endpoint`: {e}"))?,
+        )
     };
     Ok(OpenAiAdapter {
         provider_type: ProviderType::Azure,

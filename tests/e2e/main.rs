@@ -9,6 +9,7 @@ mod config_errors;
 mod embeddings;
 mod functions;
 mod gemini;
+mod hardening;
 mod harness;
 mod inference;
 mod lifecycle;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::harness::{Harness, inference};
 
 /// A service-account key file (a fresh RSA key, from openssl) whose token endpoint is the mock.
-fn service_account(dir: &tempfile::TempDir, token_uri: &str) -> String {
+pub(crate) fn service_account(dir: &tempfile::TempDir, token_uri: &str) -> String {
     let pem = dir.path().join("key.pem");
     let ok = Command::new("openssl")
         .args([
