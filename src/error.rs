@@ -63,11 +63,23 @@ pub enum Error {
         /// The request path.
         path: String,
     },
-    /// The body is over the limit.
-    #[error("Request body is larger than the limit of {limit} bytes")]
+    /// The body is over the limit (counted after decompression).
+    #[error(
+        "Request body is larger than the limit of {limit} bytes (after decompression); \
+         raise `gateway.limits.max_request_body_bytes` to accept larger bodies"
+    )]
     PayloadTooLarge {
         /// The limit in bytes.
         limit: usize,
+    },
+    /// The client took too long to send its body.
+    #[error(
+        "The request body did not arrive within {limit_ms} ms; send it faster or raise \
+         `gateway.limits.body_read_timeout_ms`"
+    )]
+    BodyReadTimeout {
+        /// The limit in milliseconds.
+        limit_ms: u64,
     },
     /// A configured feature switchyard does not implement yet.
     #[error("Not supported by switchyard yet: {0}")]
@@ -170,6 +182,7 @@ impl Error {
             | Error::UnknownVariant { .. }
             | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             Error::ProviderHttp { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -445,6 +458,22 @@ impl From<AllRetriesFailed<Error>> for Error {
     fn from(all: AllRetriesFailed<Error>) -> Self {
         Error::AllRetriesFailed(all.errors)
     }
+}
+
+/// The answer to a request whose handling panicked (a bug): a generic 500 in the route's error
+/// shape; the panic's message goes to the log only.
+pub fn panic_response(uri: &http::Uri) -> Response<Body> {
+    let flavor = if uri.path().contains("/openai/v1") {
+        ErrorFlavor::OpenAi
+    } else {
+        ErrorFlavor::Native
+    };
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal error: the gateway hit a bug while serving this request; it is logged \
+         under this response's x-request-id",
+        flavor,
+    )
 }
 
 /// An error response with the given status and message.

@@ -249,7 +249,7 @@ pub async fn build_state(
     let state = Arc::new(api::AppState {
         gateway,
         base_path,
-        body_limit: api::DEFAULT_BODY_LIMIT,
+        body_limit: api::BodyLimit::from(&config.gateway.limits),
         config_hash: loaded.hash.clone(),
         key_store,
         limiter_store,
@@ -355,6 +355,7 @@ pub async fn start_with(
             resources.metrics.http.clone(),
             resources.spans.clone(),
         ),
+        server::ServerLimits::from(&loaded.config.gateway.limits),
         async move {
             let _ = rx.await;
         },
@@ -421,6 +422,7 @@ pub async fn run(
             resources.metrics.http.clone(),
             resources.spans.clone(),
         ),
+        server::ServerLimits::from(&loaded.config.gateway.limits),
         stop_accepting,
         options.shutdown.drain,
     )

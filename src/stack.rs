@@ -9,6 +9,8 @@
 //!    Right inside it, `MetricsLayer` (layers `metrics`) counts requests by route (the
 //!    `RouteName` the router sets), method and status, times them until the body ends, and
 //!    tracks those in flight.
+//!    Right inside those, `RescueLayer` (layers `rescue`): a panic anywhere below becomes a
+//!    500 JSON error (logged and counted as one), never a connection closed with no reply.
 //! 2. `SetSensitiveRequestHeadersLayer` (tower-http): marks `authorization`,
 //!    `proxy-authorization` and `api-key` sensitive, so no debug output can show them.
 //! 3. `RequestDecompressionLayer` (tower-http): gzip, br and zstd request bodies (lazily: the
@@ -72,6 +74,7 @@ use switchyard_layers::credentials::{CredentialLayer, Credentials};
 use switchyard_layers::fallback::Fallback;
 use switchyard_layers::metrics::{HttpMetrics, Metrics, MetricsLayer};
 use switchyard_layers::rate_limit::{RateLimit, RateLimitLayer};
+use switchyard_layers::rescue::{Rescue, RescueLayer};
 use switchyard_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use switchyard_layers::route::RelayOrSkip;
 use switchyard_layers::timeout::{Scope, Timeout, TimeoutLayer, Timeouts};
@@ -97,12 +100,32 @@ pub type ConfiguredService = Auth<Router, Body>;
 
 /// The inbound service type: cheap to clone (the state is behind an `Arc`).
 pub type InboundService = RequestLog<
-    Metrics<SetSensitiveRequestHeaders<RequestDecompression<Swappable<ConfiguredService>>>>,
+    Metrics<
+        Rescue<
+            SetSensitiveRequestHeaders<RequestDecompression<Swappable<ConfiguredService>>>,
+            Rescued,
+        >,
+    >,
 >;
 
 /// Builds stages 4 and 5 for one configuration.
 pub fn configured(state: Arc<AppState>, auth: AuthLayer<Body>) -> ConfiguredService {
     auth.layer(Router::new(state))
+}
+
+/// The response body below the rescue: decompression makes its error type a boxed one.
+pub type InboundBody = tower_http::body::UnsyncBoxBody<bytes::Bytes, tower_http::BoxError>;
+
+/// The rescue's answer (`error::panic_response`), in the body type of the layers it sits on.
+#[derive(Clone, Copy, Debug)]
+pub struct Rescued;
+
+impl switchyard_layers::rescue::Respond<InboundBody> for Rescued {
+    fn respond(&self, uri: &http::Uri) -> http::Response<InboundBody> {
+        use http_body_util::BodyExt;
+        crate::error::panic_response(uri)
+            .map(|b| InboundBody::new(b.map_err(|never| match never {})))
+    }
 }
 
 /// Builds the inbound stack: stages 1 to 3 over whichever configuration `current` holds when
@@ -115,6 +138,7 @@ pub fn inbound(
     ServiceBuilder::new()
         .layer(RequestLogLayer::with_sink(spans))
         .layer(MetricsLayer::new(metrics))
+        .layer(RescueLayer::new(Rescued))
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
             PROXY_AUTHORIZATION,

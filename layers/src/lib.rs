@@ -19,6 +19,7 @@ pub mod fallback;
 pub mod metrics;
 pub mod rate_limit;
 pub mod request_log;
+pub mod rescue;
 pub mod retry;
 pub mod route;
 pub mod secret;

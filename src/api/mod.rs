@@ -34,9 +34,6 @@ pub const TENSORZERO_COMPAT_VERSION: &str = "2026.4.0";
 /// switchyard's own version, sent as `x-switchyard-version` and in `/status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The largest request body accepted: the TensorZero Gateway's 100 MiB.
-pub const DEFAULT_BODY_LIMIT: usize = 100 * 1024 * 1024;
-
 /// What the handlers share.
 #[derive(Debug)]
 pub struct AppState {
@@ -44,8 +41,8 @@ pub struct AppState {
     pub gateway: Gateway,
     /// `gateway.base_path` without its trailing `/` (empty for the root).
     pub base_path: String,
-    /// The request body limit.
-    pub body_limit: usize,
+    /// The request body limit (after decompression) and how long reading it may take.
+    pub body_limit: BodyLimit,
     /// The config's hash, for `/status`.
     pub config_hash: String,
     /// The API-key store, when auth is on (`/health` checks it).
@@ -269,13 +266,38 @@ fn method_not_allowed(
     res
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with a 413.
-async fn read_body<B>(req: Request<B>, limit: usize) -> Result<(http::request::Parts, Bytes), Error>
+/// How much of a request body is read, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit {
+    /// The most bytes, counted after decompression.
+    pub bytes: usize,
+    /// The longest the client may take to send them.
+    pub read_timeout: std::time::Duration,
+}
+
+impl From<&crate::config::gateway::LimitsConfig> for BodyLimit {
+    fn from(l: &crate::config::gateway::LimitsConfig) -> Self {
+        Self {
+            bytes: l.max_request_body_bytes,
+            read_timeout: std::time::Duration::from_millis(l.body_read_timeout_ms),
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than the limit with a 413 and a client that takes too
+/// long with a 408. The body is already being decompressed, so the limit holds for what it
+/// inflates to, not for what travelled.
+async fn read_body<B>(
+    req: Request<B>,
+    limit: BodyLimit,
+) -> Result<(http::request::Parts, Bytes), Error>
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = req.into_parts();
+    let limit_ms = limit.read_timeout.as_millis() as u64;
+    let (read_timeout, limit) = (limit.read_timeout, limit.bytes);
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -284,9 +306,10 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    let bytes = http_body_util::Limited::new(body, limit)
-        .collect()
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    let bytes = tokio::time::timeout(read_timeout, collect)
         .await
+        .map_err(|_| Error::BodyReadTimeout { limit_ms })?
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()

@@ -49,6 +49,57 @@ pub struct GatewayConfig {
     /// `[gateway.metrics]`.
     #[serde(default)]
     pub metrics: GatewayMetricsConfig,
+    /// `[gateway.limits]`: bounds on what clients may send (a switchyard extension).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[gateway.limits]`: the bounds on everything a client sends, with defaults that suit a
+/// gateway in front of LLM traffic. A switchyard extension; see the README's "Limits and
+/// hardening".
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The largest request body, in bytes, counted after decompression (default 10 MiB).
+    pub max_request_body_bytes: usize,
+    /// How long a client may take to send a request's headers (default 10 s).
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's body once the handler reads it
+    /// (default 60 s).
+    pub body_read_timeout_ms: u64,
+    /// How long a connection may sit with no request in flight and no bytes moving before it
+    /// is closed (default 120 s).
+    pub idle_timeout_ms: u64,
+    /// The most client connections served at once; more wait in the listen backlog
+    /// (default 10000).
+    pub max_connections: usize,
+    /// The most tools one request may define (default 256).
+    pub max_tools: usize,
+    /// The most tags one request may carry (default 64).
+    pub max_tags: usize,
+    /// The longest tag key, in bytes (default 128).
+    pub max_tag_key_bytes: usize,
+    /// The longest tag value, in bytes (default 512).
+    pub max_tag_value_bytes: usize,
+    /// The most in-process rate-limit buckets (default 100000).
+    pub max_rate_limit_buckets: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 120_000,
+            max_connections: 10_000,
+            max_tools: 256,
+            max_tags: 64,
+            max_tag_key_bytes: 128,
+            max_tag_value_bytes: 512,
+            max_rate_limit_buckets: 100_000,
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +118,7 @@ impl Default for GatewayConfig {
             auth: AuthConfig::default(),
             unstable_error_json: false,
             metrics: GatewayMetricsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -196,6 +196,39 @@ impl Checker<'_> {
                 format!("must be at most {MAX_GLOBAL_TIMEOUT_MS} ms (a week)"),
             );
         }
+        let l = &g.limits;
+        let lat = at.key("limits");
+        for (key, value, max) in [
+            (
+                "max_request_body_bytes",
+                l.max_request_body_bytes as u64,
+                1 << 30,
+            ),
+            (
+                "header_read_timeout_ms",
+                l.header_read_timeout_ms,
+                86_400_000,
+            ),
+            ("body_read_timeout_ms", l.body_read_timeout_ms, 86_400_000),
+            ("idle_timeout_ms", l.idle_timeout_ms, 86_400_000),
+            ("max_connections", l.max_connections as u64, 1 << 20),
+            ("max_tools", l.max_tools as u64, 1 << 16),
+            ("max_tags", l.max_tags as u64, 1 << 16),
+            ("max_tag_key_bytes", l.max_tag_key_bytes as u64, 1 << 16),
+            ("max_tag_value_bytes", l.max_tag_value_bytes as u64, 1 << 20),
+            (
+                "max_rate_limit_buckets",
+                l.max_rate_limit_buckets as u64,
+                1 << 26,
+            ),
+        ] {
+            if value == 0 || value > max {
+                self.error(
+                    lat.key(key),
+                    format!("{value} is out of range; write a number from 1 to {max}"),
+                );
+            }
+        }
         if let Some(relay) = &g.relay {
             let rat = at.key("relay");
             match &relay.gateway_url {

@@ -168,11 +168,16 @@ async fn oversized_bodies_get_413() {
     )
     .await;
     assert_eq!(r.status, 400, "a small body is read normally");
-    let limit = switchyard::api::DEFAULT_BODY_LIMIT;
+    let limit = switchyard::config::gateway::LimitsConfig::default().max_request_body_bytes;
     let big = Bytes::from(vec![b' '; limit + 1]);
     let r = send(Method::POST, &h.url("/inference"), big, &[]).await;
     assert_eq!(r.status, 413);
     assert!(r.error().contains(&limit.to_string()), "{}", r.error());
+    assert!(
+        r.error().contains("gateway.limits.max_request_body_bytes"),
+        "{}",
+        r.error()
+    );
     assert!(h.mock.requests().is_empty());
 }
 
