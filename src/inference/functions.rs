@@ -327,8 +327,11 @@ pub fn tool_config(
                 .collect()
         }
     };
+    // A set keeps the uniqueness check linear in the number of tools.
+    let mut names: std::collections::HashSet<String> =
+        tools.iter().map(|t| t.def.name.clone()).collect();
     for tool in &dynamic.additional_tools {
-        if tools.iter().any(|t| t.def.name == tool.name) {
+        if !names.insert(tool.name.clone()) {
             return Err(Error::InvalidRequest(format!(
                 "two tools are named `{}`; tool names must be unique in one request",
                 tool.name

@@ -172,6 +172,7 @@ pub struct Gateway {
     functions: HashMap<String, FunctionInfo>,
     templates: Templates,
     rate_limit: RateLimitLayer,
+    limits: crate::config::gateway::LimitsConfig,
 }
 
 impl Gateway {
@@ -232,6 +233,7 @@ impl Gateway {
                     functions,
                     templates,
                     rate_limit,
+                    limits: config.gateway.limits.clone(),
                 })
             }
             _ => Err(errors),
@@ -328,14 +330,67 @@ impl Gateway {
             .observe(overhead.saturating_sub(rate_limit).as_secs_f64());
     }
 
-    async fn infer_inner(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
-        for key in request.tags.keys() {
+    /// The bounds of `[gateway.limits]` on what one request may carry: tags feed rate-limit
+    /// buckets and tools are compiled, so both are counted and measured before anything else.
+    fn check_limits(&self, request: &InferenceRequest) -> Result<(), Error> {
+        let l = &self.limits;
+        let refuse = |what: String, setting: &str| {
+            Err(Error::InvalidRequest(format!(
+                "{what}; raise `gateway.limits.{setting}` if you need more"
+            )))
+        };
+        if request.tags.len() > l.max_tags {
+            return refuse(
+                format!(
+                    "{} tags is more than the {} allowed",
+                    request.tags.len(),
+                    l.max_tags
+                ),
+                "max_tags",
+            );
+        }
+        for (key, value) in &request.tags {
             if key.starts_with("tensorzero::") {
                 return Err(Error::InvalidRequest(format!(
                     "Tag name cannot start with 'tensorzero::': `{key}` (that prefix is reserved for the gateway's own tags)"
                 )));
             }
+            if key.len() > l.max_tag_key_bytes {
+                return refuse(
+                    format!(
+                        "a tag name of {} bytes is longer than the {} allowed",
+                        key.len(),
+                        l.max_tag_key_bytes
+                    ),
+                    "max_tag_key_bytes",
+                );
+            }
+            if value.len() > l.max_tag_value_bytes {
+                return refuse(
+                    format!(
+                        "the value of tag `{key}` ({} bytes) is longer than the {} allowed",
+                        value.len(),
+                        l.max_tag_value_bytes
+                    ),
+                    "max_tag_value_bytes",
+                );
+            }
         }
+        let tools = request.tools.additional_tools.len();
+        if tools > l.max_tools {
+            return refuse(
+                format!(
+                    "{tools} tools is more than the {} allowed in one request",
+                    l.max_tools
+                ),
+                "max_tools",
+            );
+        }
+        Ok(())
+    }
+
+    async fn infer_inner(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
+        self.check_limits(&request)?;
         let mut request = request;
         if let Some(id) = &request.api_key_public_id {
             // Set by the gateway after the check above, so clients cannot forge it.

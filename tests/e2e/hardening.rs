@@ -159,3 +159,229 @@ api_key_location = {key}
         }
     }
 }
+
+/// The peak resident memory of process `pid`, in MiB.
+pub(crate) fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+/// A gateway process serving `toml` (`{mock}` replaced), for tests that measure its memory.
+pub(crate) fn gateway_process(
+    toml: &str,
+    mock: &switchyard::mock_provider::MockProvider,
+) -> (crate::harness::GatewayProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, toml.replace("{mock}", &mock.api_base())).unwrap();
+    let log = dir.path().join("gateway.log");
+    (
+        crate::harness::GatewayProcess::start(&path, &[], &[], log),
+        dir,
+    )
+}
+
+/// 100 MiB of JSON whitespace inside a valid object, compressed by `encoding`.
+fn bomb(encoding: &str) -> Vec<u8> {
+    use std::io::Write;
+    let chunk = vec![b' '; 1 << 20];
+    // Collect the compressed bytes through a shared buffer, whatever the encoder's shape.
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut plain: Box<dyn Write> = match encoding {
+        "gzip" => Box::new(flate2::write::GzEncoder::new(
+            Sink(out.clone()),
+            flate2::Compression::best(),
+        )),
+        "br" => Box::new(brotli::CompressorWriter::new(
+            Sink(out.clone()),
+            4096,
+            9,
+            22,
+        )),
+        _ => Box::new(
+            zstd::Encoder::new(Sink(out.clone()), 19)
+                .unwrap()
+                .auto_finish(),
+        ),
+    };
+    plain.write_all(b"{\"model_name\": \"mock\", ").unwrap();
+    for _ in 0..100 {
+        plain.write_all(&chunk).unwrap();
+    }
+    plain.write_all(b"\"input\": {\"messages\": []}}").unwrap();
+    drop(plain);
+    let bytes = out.lock().unwrap().clone();
+    bytes
+}
+
+#[tokio::test]
+async fn compressed_bombs_are_refused_after_decompression() {
+    let mock = switchyard::mock_provider::MockProvider::start()
+        .await
+        .unwrap();
+    let (gw, _dir) = gateway_process(crate::harness::BASIC, &mock);
+    let before = peak_rss_mib(gw.child.id());
+    for encoding in ["gzip", "br", "zstd"] {
+        let body = bomb(encoding);
+        assert!(body.len() < 200_000, "{encoding}: {} bytes", body.len());
+        let r = crate::harness::send(
+            http::Method::POST,
+            &format!("{}/inference", gw.url),
+            body.into(),
+            &[
+                ("content-encoding", encoding),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 413, "{encoding}: {}", r.text());
+        assert!(
+            r.error().contains("after decompression")
+                && r.error().contains("gateway.limits.max_request_body_bytes"),
+            "{}",
+            r.error()
+        );
+    }
+    // 100 MiB each was never held: the gateway's peak stays near where it started.
+    let peak = peak_rss_mib(gw.child.id());
+    eprintln!("gateway peak RSS: {before} MiB at start, {peak} MiB after three bombs");
+    assert!(
+        peak < before + 64,
+        "peak RSS {peak} MiB (started at {before} MiB)"
+    );
+    let r = crate::harness::send(
+        http::Method::POST,
+        &format!("{}/inference", gw.url),
+        inference("mock", "still here").to_string().into(),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A raw TCP client: writes `bytes`, then waits for the gateway to answer or close.
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("the gateway kept the connection open past its timeouts");
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn slow_headers_slow_bodies_and_idle_connections_are_cut_off() {
+    let config = format!(
+        "{}\n[gateway.limits]\nheader_read_timeout_ms = 500\nbody_read_timeout_ms = 500\nidle_timeout_ms = 500\n",
+        crate::harness::BASIC
+    );
+    let h = Harness::start(&config).await;
+    let addr = h.gateway.addr;
+    // Headers that never finish: the connection is closed, not kept forever.
+    let (_, took) = raw_exchange(addr, b"POST /inference HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(took >= std::time::Duration::from_millis(400), "{took:?}");
+    // A body that never finishes: 408 naming the setting.
+    let (reply, _) = raw_exchange(
+        addr,
+        b"POST /inference HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model_name\"",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        reply.contains("gateway.limits.body_read_timeout_ms"),
+        "{reply}"
+    );
+    // A connection that never sends anything is closed too.
+    let (reply, took) = raw_exchange(addr, b"").await;
+    assert!(
+        reply.is_empty() && took < std::time::Duration::from_secs(5),
+        "{reply} {took:?}"
+    );
+    // And the gateway still serves.
+    let r = h.post("/inference", &inference("mock", "after")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_rather_than_exhaust_descriptors() {
+    let config = format!(
+        "{}\n[gateway.limits]\nmax_connections = 2\nidle_timeout_ms = 60000\n",
+        crate::harness::BASIC
+    );
+    let h = Harness::start(&config).await;
+    let addr = h.gateway.addr;
+    // Two idle connections take both slots.
+    let _a = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let third = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        h.post("/inference", &inference("mock", "third")),
+    )
+    .await;
+    assert!(third.is_err(), "a third connection was served past the cap");
+    drop(_a);
+    let r = h
+        .post("/inference", &inference("mock", "after a slot frees"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn deep_nesting_huge_arrays_and_many_tools_get_clear_errors() {
+    let h = Harness::start(crate::harness::BASIC).await;
+    // Nesting deeper than the JSON parser allows.
+    let deep = format!(
+        "{{\"model_name\":\"mock\",\"input\":{{\"messages\":[]}},\"extra_body\":{}{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let r = crate::harness::send(http::Method::POST, &h.url("/inference"), deep.into(), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.error().contains("recursion limit"), "{}", r.error());
+    // A huge array inside the body limit is parsed without trouble and refused by type.
+    let huge = format!(
+        "{{\"model_name\":\"mock\",\"input\":{{\"messages\":[{}]}}}}",
+        vec!["0"; 2_000_000].join(",")
+    );
+    let r = crate::harness::send(http::Method::POST, &h.url("/inference"), huge.into(), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // 100k tools: refused by count, before any schema is compiled.
+    let tools: Vec<_> = (0..100_000)
+        .map(|i| json!({ "name": format!("t{i}"), "description": "d", "parameters": { "type": "object" } }))
+        .collect();
+    let mut body = inference("mock", "hi");
+    body["additional_tools"] = json!(tools);
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.error().contains("gateway.limits.max_tools"),
+        "{}",
+        r.error()
+    );
+    assert!(h.mock.requests().is_empty());
+}
