@@ -20,6 +20,11 @@
 //! | `break` | a stream that breaks off after two chunks (non-streaming: a truncated body) |
 //! | `stream-error` | a stream that sends one chunk and then an `error` event |
 //! | `drip-MS` | a 200-chunk stream with MS milliseconds between chunks |
+//! | `hostile-index` | a tool call whose index is 2^40 (streamed), or a choice with that index |
+//! | `hostile-longline` | streaming: 64 MiB of `data:` with no newline; else a 64 MiB JSON body |
+//! | `hostile-utf8` | invalid UTF-8 inside the stream's text, or the body's |
+//! | `hostile-retry` | HTTP 429 with `Retry-After: 1e300` and `retry-after-ms: inf` |
+//! | `hostile-noblank` | two `data:` lines with no blank line between the events |
 //!
 //! `POST .../embeddings` answers in the OpenAI embeddings format: for each input a vector of
 //! `dimensions` (default 4) numbers that depend only on the input, so equal inputs embed
@@ -477,6 +482,9 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
             .insert("retry-after", http::HeaderValue::from_static("2"));
         return res;
     }
+    if let Some(response) = hostile(&model, stream) {
+        return response;
+    }
     if model.contains("garbage") {
         let mut res = Response::new(full("<html>definitely not json</html>"));
         res.headers_mut().insert(
@@ -642,6 +650,107 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
         http::HeaderValue::from_static("text/event-stream"),
     );
     res
+}
+
+/// A provider that misbehaves on purpose (`hostile-*` in the model name), to check that the
+/// gateway bounds every index, size and duration it is sent.
+fn hostile(model: &str, stream: bool) -> Option<Response<Body>> {
+    const HUGE_INDEX: u64 = 1 << 40;
+    const BIG: usize = 64 * 1024 * 1024;
+    let sse = |frames: Vec<Bytes>| {
+        let body = futures_util::stream::iter(frames.into_iter().map(|b| Ok(Frame::data(b))));
+        let mut res = Response::new(StreamBody::new(body).boxed_unsync());
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        res
+    };
+    let chunk = |delta: Value| {
+        Bytes::from(format!(
+            "data: {}\n\n",
+            json!({ "id": "x", "object": "chat.completion.chunk", "created": 1, "model": model,
+                    "choices": [{ "index": 0, "delta": delta, "finish_reason": null }] })
+        ))
+    };
+    Some(if model.contains("hostile-index") {
+        if stream {
+            sse(vec![
+                chunk(json!({ "role": "assistant", "content": "" })),
+                chunk(
+                    json!({ "tool_calls": [{ "index": HUGE_INDEX, "id": "call_1", "type": "function",
+                                "function": { "name": "f", "arguments": "{}" } }] }),
+                ),
+                Bytes::from_static(b"data: [DONE]\n\n"),
+            ])
+        } else {
+            json_response(
+                StatusCode::OK,
+                &json!({ "id": "x", "object": "chat.completion", "created": 1, "model": model,
+                         "choices": [{ "index": HUGE_INDEX, "message": { "role": "assistant", "content": "hi" }, "finish_reason": "stop" }] }),
+            )
+        }
+    } else if model.contains("hostile-longline") {
+        // Sent in 1 MiB pieces, as a real provider's stream would arrive.
+        let piece = Bytes::from(vec![b'x'; 1 << 20]);
+        let mut frames = vec![Bytes::from_static(b"data: {\"a\":\"")];
+        frames.extend(std::iter::repeat_n(piece, BIG >> 20));
+        if stream {
+            sse(frames)
+        } else {
+            frames.push(Bytes::from_static(b"\"}"));
+            let body = futures_util::stream::iter(frames.into_iter().map(|b| Ok(Frame::data(b))));
+            let mut res = Response::new(StreamBody::new(body).boxed_unsync());
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+    } else if model.contains("hostile-utf8") {
+        let mut text = b"{\"role\":\"assistant\",\"content\":\"bad \xff\xfe bytes\"}".to_vec();
+        if stream {
+            let mut event = b"data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":".to_vec();
+            event.append(&mut text);
+            event.extend_from_slice(b",\"finish_reason\":null}]}\n\n");
+            sse(vec![
+                Bytes::from(event),
+                Bytes::from_static(b"data: [DONE]\n\n"),
+            ])
+        } else {
+            let mut body = b"{\"id\":\"x\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":".to_vec();
+            body.append(&mut text);
+            body.extend_from_slice(b",\"finish_reason\":\"stop\"}]}");
+            let mut res = Response::new(full(body));
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+    } else if model.contains("hostile-retry") {
+        let mut res = openai_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "come back in a googol seconds",
+            "rate_limit_error",
+        );
+        res.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("1e300"));
+        res.headers_mut()
+            .insert("retry-after-ms", http::HeaderValue::from_static("inf"));
+        res
+    } else if model.contains("hostile-noblank") && stream {
+        let a = chunk(json!({ "role": "assistant", "content": "one" }));
+        let b = chunk(json!({ "content": "two" }));
+        // Both events' `data:` lines with no blank line between them: one event of two lines.
+        let joined = [&a[..a.len() - 1], &b[..]].concat();
+        sse(vec![
+            Bytes::from(joined),
+            Bytes::from_static(b"data: [DONE]\n\n"),
+        ])
+    } else {
+        return None;
+    })
 }
 
 /// Counts a stream as aborted when it is dropped before its last event.

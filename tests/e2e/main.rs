@@ -11,6 +11,7 @@ mod functions;
 mod gemini;
 mod hardening;
 mod harness;
+mod hostile_provider;
 mod inference;
 mod lifecycle;
 mod metrics;
