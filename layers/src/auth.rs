@@ -298,21 +298,28 @@ impl<B> Clone for AuthLayer<B> {
 
 impl<B> AuthLayer<B> {
     /// Authentication against `store`; refusals are rendered by `responder`.
-    pub fn new(store: Arc<dyn KeyStore>, settings: AuthSettings, responder: Responder<B>) -> Self {
+    pub fn new(store: Arc<dyn KeyStore>, settings: AuthSettings, responder: Responder<B>) -> Self
+    where
+        B: 'static,
+    {
         let limiter = settings.shield.map(|s| {
             DefaultKeyedRateLimiter::keyed(
                 Quota::per_minute(s.failures_per_minute).allow_burst(s.burst),
             )
         });
+        let shared = Arc::new(Shared {
+            store,
+            settings,
+            responder,
+            cache: Mutex::new(HashMap::new()),
+            limiter,
+            blocked: Mutex::new(HashMap::new()),
+        });
+        if shared.limiter.is_some() {
+            prune_on_a_timer(Arc::downgrade(&shared));
+        }
         Self {
-            shared: Some(Arc::new(Shared {
-                store,
-                settings,
-                responder,
-                cache: Mutex::new(HashMap::new()),
-                limiter,
-                blocked: Mutex::new(HashMap::new()),
-            })),
+            shared: Some(shared),
         }
     }
 
@@ -320,6 +327,37 @@ impl<B> AuthLayer<B> {
     pub fn disabled() -> Self {
         Self { shared: None }
     }
+}
+
+/// How often the shield forgets addresses whose block has ended and quotas that have refilled.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Prunes the shield's maps every [`PRUNE_EVERY`] until the layer is dropped (a reload drops
+/// it), so addresses that failed once do not stay in memory for ever.
+fn prune_on_a_timer<B: 'static>(shared: std::sync::Weak<Shared<B>>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let now = Instant::now();
+            shared
+                .blocked
+                .lock()
+                .expect("auth shield")
+                .retain(|_, until| *until > now);
+            if let Some(limiter) = &shared.limiter {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    });
 }
 
 impl<S, B> Layer<S> for AuthLayer<B> {
@@ -432,15 +470,16 @@ impl<B> Shared<B> {
         parts: &http::request::Parts,
         client: Option<IpAddr>,
     ) -> Result<String, AuthFailure> {
-        if let Some(ip) = client {
-            if let Some(retry_after) = self.blocked_for(ip) {
-                return Err(AuthFailure::TooManyFailures { retry_after });
-            }
-        }
+        // The key is checked first: a valid key is never refused because of other callers'
+        // failures from the same address (behind an ingress, a mesh sidecar or NAT, thousands
+        // of clients share one). Only failed attempts are throttled.
         let result = self.check(parts).await;
         match (&result, client) {
             (Err(AuthFailure::Unavailable(_)), _) | (Ok(_), _) | (Err(_), None) => {}
             (Err(_), Some(ip)) => {
+                if let Some(retry_after) = self.blocked_for(ip) {
+                    return Err(AuthFailure::TooManyFailures { retry_after });
+                }
                 if let Some(retry_after) = self.record_failure(ip) {
                     return Err(AuthFailure::TooManyFailures { retry_after });
                 }
@@ -826,10 +865,12 @@ mod tests {
             "{}",
             r.body()
         );
-        // Even the right key is refused from that address until the quota refills...
+        // The right key is never refused because of someone else's failures from that address
+        // (a mesh sidecar or NAT puts many clients behind one)...
         let good = format!("Bearer {}", key().expose());
-        assert_eq!(call(&l, req(Some(&good), "/x")).await.status(), 429);
-        // ...while other addresses are unaffected.
+        assert_eq!(call(&l, req(Some(&good), "/x")).await.status(), 200);
+        // ...while wrong keys from it stay blocked, and other addresses are unaffected.
+        assert_eq!(call(&l, req(Some(bad), "/x")).await.status(), 429);
         let mut other = req(Some(&good), "/x");
         other
             .extensions_mut()

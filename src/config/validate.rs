@@ -169,7 +169,9 @@ impl Checker<'_> {
         if let Err(why) = crate::providers::url::BaseUrl::parse(url) {
             self.error(
                 path,
-                format!("{what}: {why}; write it like `https://host:port/path`"),
+                format!(
+                    "{what} is not an http(s) URL: {why}; write it like `https://host:port/path`"
+                ),
             );
         }
     }
