@@ -192,14 +192,31 @@ end
 return 1
 "#;
 
-/// `redis://user:pass@host:port/db` → `redis://host:port/db`.
+/// `redis://user:pass@host:port/db` → `redis://host:port/db`; a query (where
+/// `redis+unix:///path?pass=...` keeps its password) is dropped whole.
 fn redact(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
             format!("{scheme}://{host}")
         }
         None => "the configured Valkey/Redis".into(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn passwords_never_survive() {
+        for url in [
+            "redis://user:s3cret@host:6379/0",
+            "redis+unix:///run/redis.sock?db=0&pass=s3cret",
+            "rediss://:s3cret@host:6380?x=1",
+            "s3cret",
+        ] {
+            assert!(!super::redact(url).contains("s3cret"), "{url}");
+        }
     }
 }
 

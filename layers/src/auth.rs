@@ -227,9 +227,10 @@ impl fmt::Display for AuthFailure {
             AuthFailure::Expired(at) => {
                 write!(f, "{PREFIX}: {PERFORMING}: API key expired at: {at}")
             }
-            AuthFailure::Unavailable(why) => write!(
+            // The client sees this text; the store's error is logged (see `Auth::call`).
+            AuthFailure::Unavailable(_) => write!(
                 f,
-                "{PREFIX}: the API key store is unavailable ({why}); retry shortly"
+                "{PREFIX}: the API key store is unavailable; retry shortly"
             ),
             AuthFailure::TooManyFailures { retry_after } => write!(
                 f,
@@ -437,6 +438,13 @@ where
                 Err(failure) => {
                     if let Some(failures) = &shared.settings.failures {
                         failures.with(&[failure_kind(&failure)]).inc();
+                    }
+                    if let AuthFailure::Unavailable(detail) = &failure {
+                        tracing::warn!(
+                            target: "switchyard::auth",
+                            detail = %detail,
+                            "the API key store did not answer; request refused"
+                        );
                     }
                     tracing::info!(
                         target: "switchyard::auth",
@@ -843,7 +851,9 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1001)).await;
         let r = call(&l, req(Some(&auth), "/x")).await;
         assert_eq!(r.status(), 503);
-        assert!(r.body().contains("connection refused"), "{}", r.body());
+        // The store's error is for the log, not for an unauthenticated client.
+        assert!(!r.body().contains("connection refused"), "{}", r.body());
+        assert!(r.body().contains("unavailable"), "{}", r.body());
     }
 
     #[tokio::test]

@@ -348,10 +348,9 @@ pub struct LimiterUnavailable {
 
 impl fmt::Display for LimiterUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the rate-limit store is unavailable, so the request was refused: {}",
-            self.message
+        // The client sees this text: the store's name, address and error stay in the log.
+        f.write_str(
+            "the rate-limit store is unavailable, so the request was refused; retry shortly",
         )
     }
 }
