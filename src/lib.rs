@@ -38,10 +38,10 @@ use config::LoadedConfig;
 /// embedders can supply it.
 #[derive(Clone, Debug, Default)]
 pub struct Environment {
-    /// `TENSORZERO_POSTGRES_URL`: the API-key store.
-    pub postgres_url: Option<String>,
-    /// `TENSORZERO_VALKEY_URL`: the shared rate-limit store.
-    pub valkey_url: Option<String>,
+    /// `TENSORZERO_POSTGRES_URL`: the API-key store (it may hold a password).
+    pub postgres_url: Option<secret::Secret>,
+    /// `TENSORZERO_VALKEY_URL`: the shared rate-limit store (it may hold a password).
+    pub valkey_url: Option<secret::Secret>,
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: where traces go, when export is on.
     pub otlp_traces_endpoint: Option<String>,
     /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (else `OTEL_EXPORTER_OTLP_PROTOCOL`): `grpc` (unset),
@@ -55,10 +55,12 @@ impl Environment {
         Self {
             postgres_url: std::env::var("TENSORZERO_POSTGRES_URL")
                 .ok()
-                .filter(|v| !v.is_empty()),
+                .filter(|v| !v.is_empty())
+                .map(secret::Secret::new),
             valkey_url: std::env::var("TENSORZERO_VALKEY_URL")
                 .ok()
-                .filter(|v| !v.is_empty()),
+                .filter(|v| !v.is_empty())
+                .map(secret::Secret::new),
             otlp_traces_endpoint: std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 .ok()
                 .filter(|v| !v.is_empty()),
@@ -181,7 +183,7 @@ pub async fn build_state(
     let env = &resources.env;
     let (rate_limit, limiter_store) = limiter::build(
         &config.rate_limiting,
-        env.valkey_url.as_deref(),
+        env.valkey_url.as_ref().map(secret::Secret::expose),
         &resources.buckets,
     )
     .await
@@ -229,11 +231,15 @@ pub async fn build_state(
                 "Authentication is enabled (`gateway.auth.enabled = true`) but Postgres is not available: {why}"
             ))
         };
-        let url = env.postgres_url.as_deref().ok_or_else(|| {
-            unavailable(
-                "set TENSORZERO_POSTGRES_URL to the database that holds the API keys".into(),
-            )
-        })?;
+        let url = env
+            .postgres_url
+            .as_ref()
+            .map(secret::Secret::expose)
+            .ok_or_else(|| {
+                unavailable(
+                    "set TENSORZERO_POSTGRES_URL to the database that holds the API keys".into(),
+                )
+            })?;
         let store = resources.key_store(url).await.map_err(unavailable)?;
         tracing::info!("Authentication: enabled (API keys in Postgres)");
         let layer = api::auth_layer(
