@@ -225,8 +225,7 @@ fn bomb(encoding: &str) -> Vec<u8> {
     }
     plain.write_all(b"\"input\": {\"messages\": []}}").unwrap();
     drop(plain);
-    let bytes = out.lock().unwrap().clone();
-    bytes
+    out.lock().unwrap().clone()
 }
 
 #[tokio::test]
