@@ -657,15 +657,17 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
 fn hostile(model: &str, stream: bool) -> Option<Response<Body>> {
     const HUGE_INDEX: u64 = 1 << 40;
     const BIG: usize = 64 * 1024 * 1024;
-    let sse = |frames: Vec<Bytes>| {
+    // A body sent in the given pieces, as a provider's answer arrives on the wire.
+    let framed = |frames: Vec<Bytes>, content_type: &'static str| {
         let body = futures_util::stream::iter(frames.into_iter().map(|b| Ok(Frame::data(b))));
         let mut res = Response::new(StreamBody::new(body).boxed_unsync());
         res.headers_mut().insert(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/event-stream"),
+            http::HeaderValue::from_static(content_type),
         );
         res
     };
+    let sse = |frames: Vec<Bytes>| framed(frames, "text/event-stream");
     let chunk = |delta: Value| {
         Bytes::from(format!(
             "data: {}\n\n",
@@ -699,13 +701,7 @@ fn hostile(model: &str, stream: bool) -> Option<Response<Body>> {
             sse(frames)
         } else {
             frames.push(Bytes::from_static(b"\"}"));
-            let body = futures_util::stream::iter(frames.into_iter().map(|b| Ok(Frame::data(b))));
-            let mut res = Response::new(StreamBody::new(body).boxed_unsync());
-            res.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            res
+            framed(frames, "application/json")
         }
     } else if model.contains("hostile-utf8") {
         let mut text = b"{\"role\":\"assistant\",\"content\":\"bad \xff\xfe bytes\"}".to_vec();
