@@ -23,7 +23,9 @@ use switchyard_layers::credentials::{CredentialLayer, CredentialSource};
 use switchyard_layers::ext::DynamicCredentials;
 use switchyard_layers::ext::ProviderKey;
 use switchyard_layers::fallback::Fallback;
-use switchyard_layers::rate_limit::{EstimateTokens, RateLimitLayer, ReportUsage};
+use switchyard_layers::rate_limit::{
+    EstimateTokens, RateLimitLayer, ReportUsage, TokenEstimate, UsageReport,
+};
 use switchyard_layers::route::RelayOrSkip;
 use switchyard_layers::timeout::{LimitStream, Scope, StreamLimits, TimeoutLayer, Timeouts};
 use switchyard_layers::trace_context::{TRACEPARENT, TraceContext};
@@ -118,7 +120,7 @@ impl Payload for EmbeddingRequest {
 
 impl EstimateTokens for EmbeddingRequest {
     /// Text bytes / 4, or the number of token ids; embeddings produce no output tokens.
-    fn estimated_tokens(&self, _default_max_tokens: u32) -> u64 {
+    fn estimated_tokens(&self, _default_max_tokens: u32) -> TokenEstimate {
         fn count(v: &Value) -> u64 {
             match v {
                 Value::String(s) => (s.len() as u64).div_ceil(4),
@@ -127,7 +129,10 @@ impl EstimateTokens for EmbeddingRequest {
                 _ => 0,
             }
         }
-        count(&self.input).max(1)
+        TokenEstimate {
+            input: count(&self.input).max(1),
+            output: 0,
+        }
     }
 }
 
@@ -149,8 +154,10 @@ impl LimitStream for EmbeddingOutput {
 }
 
 impl ReportUsage for EmbeddingOutput {
-    fn report_usage(self, settle: Box<dyn FnOnce(Option<u64>) + Send>) -> Self {
-        settle(self.prompt_tokens.map(u64::from));
+    fn report_usage(self, settle: Box<dyn FnOnce(UsageReport) + Send>) -> Self {
+        settle(self.prompt_tokens.map_or(UsageReport::Unknown, |t| {
+            UsageReport::Reported(u64::from(t))
+        }));
         self
     }
 }

@@ -230,9 +230,11 @@ impl Error {
     /// The error as an HTTP response in the route's body shape.
     pub fn into_response(self, flavor: ErrorFlavor) -> Response<Body> {
         let status = self.status();
-        if let Error::LimiterUnavailable(e) = self.unwrapped() {
+        if let Error::LimiterUnavailable(LimiterUnavailable::Unreachable { detail }) =
+            self.unwrapped()
+        {
             // Which store, where, and its error: for operators, never for clients.
-            tracing::warn!(detail = %e.message, "the rate-limit store did not answer");
+            tracing::warn!(%detail, "the rate-limit store did not answer");
         }
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self, "request failed");

@@ -183,6 +183,7 @@ pub async fn build_state(
     let env = &resources.env;
     let (rate_limit, limiter_store) = limiter::build(
         &config.rate_limiting,
+        config.gateway.limits.max_rate_limit_buckets,
         env.valkey_url.as_ref().map(secret::Secret::expose),
         &resources.buckets,
     )

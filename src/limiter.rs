@@ -100,6 +100,7 @@ pub fn rules(config: &RateLimitingConfig) -> Rules {
 /// balances when the rules are reloaded, and the Redis connection is made once.
 pub async fn build(
     config: &RateLimitingConfig,
+    max_in_process_buckets: usize,
     valkey_url: Option<&str>,
     stores: &BucketStores,
 ) -> Result<(RateLimitLayer, Option<RedisBackend>), String> {
@@ -111,6 +112,7 @@ pub async fn build(
     let backend = config.backend.as_deref().unwrap_or("auto");
     match (backend, valkey_url) {
         ("memory", _) | ("auto", None) => {
+            stores.in_process.set_max_buckets(max_in_process_buckets);
             tracing::info!("Rate limiting: {} rule(s), buckets in this process", config.rules.len());
             Ok((RateLimitLayer::new(rules, stores.in_process.clone(), default_max_tokens), None))
         }
@@ -281,8 +283,8 @@ impl RedisBackend {
     }
 
     fn unavailable(&self, e: redis::RedisError) -> LimiterUnavailable {
-        LimiterUnavailable {
-            message: format!("Valkey/Redis at {} did not answer: {e}", self.label),
+        LimiterUnavailable::Unreachable {
+            detail: format!("Valkey/Redis at {} did not answer: {e}", self.label),
         }
     }
 }

@@ -14,8 +14,9 @@
 //! takes from every bucket that applies, all or nothing: 1 from `model_inferences` buckets, and
 //! the token estimate from `tokens` buckets. When the answer reports its usage, the difference
 //! is settled: unused tokens go back (up to capacity), extra tokens are taken (a balance may go
-//! below zero, so real usage is never forgotten). A call that failed without the provider
-//! charging anything gives its whole reservation back.
+//! below zero, so real usage is never forgotten). A stream the client drops is charged its
+//! reservation or the tokens it had produced, whichever is larger. A call that failed without
+//! the provider charging anything gives its whole reservation back.
 //!
 //! # Rule selection
 //!
@@ -27,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -277,13 +279,13 @@ impl Rules {
                 });
             }
             scope_key.sort();
+            let scope_key = bounded_scope_key(scope_key.join(";"));
             for limit in &rule.limits {
                 buckets.push(Bucket {
                     key: format!(
-                        "{}:{}:[{}]",
+                        "{}:{}:[{scope_key}]",
                         limit.resource.as_str(),
                         limit.window.as_str(),
-                        scope_key.join(";")
                     ),
                     rule: rule.name.clone(),
                     scope: if scope_text.is_empty() {
@@ -297,6 +299,27 @@ impl Rules {
         }
         buckets
     }
+}
+
+/// Scope keys longer than this are stored as their digest.
+const MAX_SCOPE_KEY_BYTES: usize = 128;
+
+/// A bucket's scope part, of bounded length whatever the tag values: a long one becomes its
+/// SHA-256 (collision-free in practice, and distinct from every short key by its prefix), so
+/// memory per bucket, in process and in Redis, does not grow with what clients send.
+fn bounded_scope_key(key: String) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    if key.len() <= MAX_SCOPE_KEY_BYTES {
+        return key;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let mut short = String::with_capacity(7 + 64);
+    short.push_str("sha256:");
+    for byte in digest {
+        let _ = write!(short, "{byte:02x}");
+    }
+    short
 }
 
 fn scope_value(m: &ScopeMatch) -> String {
@@ -339,19 +362,34 @@ pub enum Verdict {
     },
 }
 
-/// The backend could not answer.
+/// The backend could not answer, or could not take one more bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LimiterUnavailable {
-    /// Which backend, and why (never a password).
-    pub message: String,
+pub enum LimiterUnavailable {
+    /// The store did not answer.
+    Unreachable {
+        /// Which store, where and why (never a password): for the log, never for clients.
+        detail: String,
+    },
+    /// The in-process table holds `max_buckets` buckets and none of them can be forgotten
+    /// without handing a drained scope a fresh allowance.
+    Full {
+        /// The cap (`gateway.limits.max_rate_limit_buckets`).
+        max_buckets: usize,
+    },
 }
 
 impl fmt::Display for LimiterUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The client sees this text: the store's name, address and error stay in the log.
-        f.write_str(
-            "the rate-limit store is unavailable, so the request was refused; retry shortly",
-        )
+        match self {
+            LimiterUnavailable::Unreachable { .. } => f.write_str(
+                "the rate-limit store is unavailable, so the request was refused; retry shortly",
+            ),
+            LimiterUnavailable::Full { max_buckets } => write!(
+                f,
+                "the gateway already tracks {max_buckets} rate-limit buckets (one per distinct scope value), none of them idle and refilled, so the request was refused rather than a limit bypassed; retry shortly, or raise `gateway.limits.max_rate_limit_buckets`"
+            ),
+        }
     }
 }
 
@@ -406,8 +444,27 @@ fn seconds(secs: f64) -> Duration {
 /// The in-process backend: balances in memory, in shards, each bucket behind its own lock; a
 /// reservation locks its buckets in key order, so concurrent calls never deadlock and never
 /// wait on a global lock.
+///
+/// # Bounds
+///
+/// Clients choose tag values, and a `tensorzero::each` rule makes a bucket per value, so the
+/// table is capped (`max_buckets`). A bucket may be forgotten only when nobody holds it and its
+/// refilled balance is back at its own capacity: a full bucket and a missing one are the same,
+/// so forgetting it changes no decision. When the table is full of buckets that are not full,
+/// a new bucket is refused ([`LimiterUnavailable::Full`]) rather than a drained one dropped
+/// (which would hand its scope a fresh allowance). Shards are chosen with a per-process random
+/// hasher, so nobody can aim keys at one shard.
 pub struct InProcessBackend {
     shards: Vec<Mutex<HashMap<String, Arc<Mutex<State>>>>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Buckets in every shard together.
+    count: AtomicUsize,
+    /// The cap on `count`; settable because reloads may change it while balances live on.
+    max_buckets: AtomicUsize,
+    /// When the last sweep for forgettable buckets ran (ms from `epoch`, +1 so 0 means never):
+    /// a full table sweeps at most once per [`SWEEP_INTERVAL`], so a flood of new keys costs
+    /// each request a lookup, not a scan.
+    last_sweep_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -415,63 +472,129 @@ pub struct InProcessBackend {
 struct State {
     balance: f64,
     last: f64,
+    /// The bucket's own limit: what "full again" means for it.
+    limit: Limit,
+}
+
+impl State {
+    /// Whether forgetting this bucket would change nothing: its balance has refilled to its
+    /// capacity.
+    fn is_full(&self, now: f64) -> bool {
+        refilled(self.balance, self.last, now, &self.limit) >= self.limit.capacity as f64
+    }
 }
 
 const SHARDS: usize = 64;
-/// Past this many buckets in a shard, full (idle) buckets are forgotten: a full bucket and a
-/// missing one are the same.
-const SHARD_SOFT_LIMIT: usize = 4_096;
+/// The default for `max_buckets`.
+pub const DEFAULT_MAX_BUCKETS: usize = 100_000;
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Default for InProcessBackend {
     fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            epoch: Instant::now(),
-        }
+        Self::new(DEFAULT_MAX_BUCKETS)
     }
 }
 
 impl InProcessBackend {
+    /// An empty table that holds at most `max_buckets` buckets.
+    pub fn new(max_buckets: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            count: AtomicUsize::new(0),
+            max_buckets: AtomicUsize::new(max_buckets.max(1)),
+            last_sweep_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Changes the cap (a reload); buckets above a lowered cap are forgotten as they fill.
+    pub fn set_max_buckets(&self, max_buckets: usize) {
+        self.max_buckets
+            .store(max_buckets.max(1), Ordering::Relaxed);
+    }
+
+    /// How many buckets the table holds.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether the table holds no bucket.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn now(&self) -> f64 {
         self.epoch.elapsed().as_secs_f64()
     }
 
-    fn bucket(&self, key: &str, capacity: u64, now: f64) -> Arc<Mutex<State>> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
-        let mut map = shard.lock().expect("rate-limit shard");
-        if map.len() >= SHARD_SOFT_LIMIT && !map.contains_key(key) {
-            map.retain(|_, s| {
-                Arc::strong_count(s) > 1
-                    || s.lock()
-                        .map(|s| s.balance < capacity as f64)
-                        .unwrap_or(true)
-            });
+    fn shard(&self, key: &str) -> &Mutex<HashMap<String, Arc<Mutex<State>>>> {
+        use std::hash::BuildHasher;
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+
+    fn bucket(&self, bucket: &Bucket, now: f64) -> Result<Arc<Mutex<State>>, LimiterUnavailable> {
+        let shard = self.shard(&bucket.key);
+        if let Some(state) = shard.lock().expect("rate-limit shard").get(&bucket.key) {
+            return Ok(state.clone());
         }
-        map.entry(key.to_owned())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(State {
-                    balance: capacity as f64,
-                    last: now,
-                }))
-            })
-            .clone()
+        let max = self.max_buckets.load(Ordering::Relaxed);
+        if self.count.load(Ordering::Relaxed) >= max {
+            self.sweep(now);
+            if self.count.load(Ordering::Relaxed) >= max {
+                return Err(LimiterUnavailable::Full { max_buckets: max });
+            }
+        }
+        let mut map = shard.lock().expect("rate-limit shard");
+        let state = map.entry(bucket.key.clone()).or_insert_with(|| {
+            self.count.fetch_add(1, Ordering::Relaxed);
+            Arc::new(Mutex::new(State {
+                balance: bucket.limit.capacity as f64,
+                last: now,
+                limit: bucket.limit,
+            }))
+        });
+        Ok(state.clone())
+    }
+
+    /// Forgets every bucket nobody holds whose balance has refilled to capacity, unless a sweep
+    /// ran less than [`SWEEP_INTERVAL`] ago.
+    fn sweep(&self, now: f64) {
+        let now_ms = (now * 1000.0) as u64 + 1;
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms < last + SWEEP_INTERVAL.as_millis() as u64 {
+            return;
+        }
+        if self
+            .last_sweep_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another caller is sweeping
+        }
+        for shard in &self.shards {
+            let mut map = shard.lock().expect("rate-limit shard");
+            let before = map.len();
+            map.retain(|_, state| {
+                Arc::strong_count(state) > 1
+                    || !state.lock().map(|s| s.is_full(now)).unwrap_or(false)
+            });
+            self.count.fetch_sub(before - map.len(), Ordering::Relaxed);
+        }
     }
 
     fn locked<R>(
         &self,
         charges: &[Charge],
         f: impl FnOnce(&mut [std::sync::MutexGuard<'_, State>], f64) -> R,
-    ) -> R {
+    ) -> Result<R, LimiterUnavailable> {
         let now = self.now();
         let mut order: Vec<usize> = (0..charges.len()).collect();
         order.sort_by(|a, b| charges[*a].bucket.key.cmp(&charges[*b].bucket.key));
-        let cells: Vec<Arc<Mutex<State>>> = charges
+        let cells = charges
             .iter()
-            .map(|c| self.bucket(&c.bucket.key, c.bucket.limit.capacity, now))
-            .collect();
+            .map(|c| self.bucket(&c.bucket, now))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut guards: Vec<Option<std::sync::MutexGuard<'_, State>>> =
             (0..charges.len()).map(|_| None).collect();
         for i in order {
@@ -479,7 +602,7 @@ impl InProcessBackend {
         }
         let mut guards: Vec<std::sync::MutexGuard<'_, State>> =
             guards.into_iter().map(|g| g.expect("locked")).collect();
-        f(&mut guards, now)
+        Ok(f(&mut guards, now))
     }
 }
 
@@ -505,26 +628,28 @@ impl LimiterBackend for InProcessBackend {
             for ((state, balance), charge) in states.iter_mut().zip(&balances).zip(charges) {
                 state.balance = balance - charge.amount as f64;
                 state.last = now;
+                state.limit = charge.bucket.limit;
                 after.push(state.balance);
             }
             Verdict::Allowed { balances: after }
         });
-        Box::pin(async move { Ok(verdict) })
+        Box::pin(async move { verdict })
     }
 
     fn settle<'a>(
         &'a self,
         charges: &'a [Charge],
     ) -> BoxFuture<'a, Result<(), LimiterUnavailable>> {
-        self.locked(charges, |states, now| {
+        let settled = self.locked(charges, |states, now| {
             for (state, charge) in states.iter_mut().zip(charges) {
                 let balance = refilled(state.balance, state.last, now, &charge.bucket.limit);
                 state.balance =
                     (balance - charge.amount as f64).min(charge.bucket.limit.capacity as f64);
                 state.last = now;
+                state.limit = charge.bucket.limit;
             }
         });
-        Box::pin(async move { Ok(()) })
+        Box::pin(async move { settled })
     }
 }
 
@@ -620,17 +745,51 @@ impl fmt::Display for RateLimited {
 impl std::error::Error for RateLimited {}
 
 /// A call's token estimate, for `tokens` buckets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenEstimate {
+    /// The input's estimated tokens.
+    pub input: u64,
+    /// The most output the call may produce.
+    pub output: u64,
+}
+
+impl TokenEstimate {
+    /// What is reserved: input and output.
+    pub fn total(self) -> u64 {
+        self.input.saturating_add(self.output)
+    }
+}
+
+/// A call that can estimate its tokens before it is sent.
 pub trait EstimateTokens {
-    /// Input estimate plus the most output the call may produce (`default_max_tokens` when it
-    /// sets no `max_tokens`).
-    fn estimated_tokens(&self, default_max_tokens: u32) -> u64;
+    /// The input estimate, and the most output the call may produce (`default_max_tokens` when
+    /// it sets no `max_tokens`).
+    fn estimated_tokens(&self, default_max_tokens: u32) -> TokenEstimate;
+}
+
+/// What a response says, once, about the tokens it used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageReport {
+    /// The provider's count, input and output together.
+    Reported(u64),
+    /// The stream was dropped before its end (the client went away): what it had produced.
+    /// The bucket is charged the reservation or this, whichever is larger, so hanging up
+    /// cannot dodge a token limit.
+    Abandoned {
+        /// The input tokens, if the provider had said.
+        input: Option<u64>,
+        /// The output tokens seen: the provider's partial count, or an estimate from the text
+        /// that went by, whichever is larger.
+        output: u64,
+    },
+    /// Nothing is known (the provider never said).
+    Unknown,
 }
 
 /// A response that can report its actual token usage, now or when its stream ends.
 pub trait ReportUsage {
-    /// Calls `settle` once with the total tokens (input and output), or `None` when the provider
-    /// did not say (or the stream was abandoned).
-    fn report_usage(self, settle: Box<dyn FnOnce(Option<u64>) + Send>) -> Self;
+    /// Calls `settle` once with what is known of the tokens used.
+    fn report_usage(self, settle: Box<dyn FnOnce(UsageReport) + Send>) -> Self;
 }
 
 /// An error that says whether the provider may already have charged for the call.
@@ -762,17 +921,18 @@ where
         if buckets.is_empty() {
             return Either::Left(self.inner.call(call));
         }
-        let tokens = if buckets.iter().any(|b| b.limit.resource == Resource::Tokens) {
+        let estimate = if buckets.iter().any(|b| b.limit.resource == Resource::Tokens) {
             call.payload.estimated_tokens(shared.default_max_tokens)
         } else {
-            0
+            TokenEstimate::default()
         };
+        let tokens = i64::try_from(estimate.total()).unwrap_or(i64::MAX);
         let charges: Vec<Charge> = buckets
             .into_iter()
             .map(|bucket| {
                 let amount = match bucket.limit.resource {
                     Resource::ModelInferences => 1,
-                    Resource::Tokens => tokens as i64,
+                    Resource::Tokens => tokens,
                 };
                 Charge { bucket, amount }
             })
@@ -820,13 +980,21 @@ where
             match inner.call(call).await {
                 Ok(response) => {
                     let settle_shared = shared.clone();
-                    Ok(response.report_usage(Box::new(move |actual| {
-                        let Some(actual) = actual else { return };
+                    Ok(response.report_usage(Box::new(move |report| {
+                        let used = match report {
+                            UsageReport::Reported(actual) => actual,
+                            UsageReport::Abandoned { input, output } => input
+                                .unwrap_or(estimate.input)
+                                .saturating_add(output)
+                                .max(estimate.total()),
+                            UsageReport::Unknown => return,
+                        };
+                        let used = i64::try_from(used).unwrap_or(i64::MAX);
                         let adjustments: Vec<Charge> = charges
                             .into_iter()
                             .filter(|c| c.bucket.limit.resource == Resource::Tokens)
                             .map(|c| Charge {
-                                amount: actual as i64 - c.amount,
+                                amount: used.saturating_sub(c.amount),
                                 bucket: c.bucket,
                             })
                             .filter(|c| c.amount != 0)
@@ -1140,6 +1308,63 @@ mod tests {
             b.reserve(&[charge("a", 10, 60, 1)]).await.unwrap(),
             Verdict::Denied { .. }
         ));
+    }
+
+    fn daily(key: &str, amount: i64) -> Charge {
+        Charge {
+            bucket: Bucket {
+                key: key.into(),
+                rule: "r".into(),
+                scope: "s".into(),
+                limit: limit(Resource::ModelInferences, Window::Day, 100, 100),
+            },
+            amount,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_forgets_only_refilled_buckets_and_never_a_drained_one() {
+        let b = InProcessBackend::new(2);
+        // A daily bucket half drained, and a bucket that was used and has refilled since.
+        b.reserve(&[daily("drained", 50)]).await.unwrap();
+        b.reserve(&[charge("refilled", 10, 600, 5)]).await.unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(b.len(), 2);
+        // A third key: the refilled bucket is forgotten, the drained one stays drained.
+        b.reserve(&[daily("third", 1)]).await.unwrap();
+        assert_eq!(b.len(), 2);
+        match b.reserve(&[daily("drained", 0)]).await.unwrap() {
+            Verdict::Allowed { balances } => assert!(balances[0] < 51.0, "{balances:?}"),
+            v => panic!("{v:?}"),
+        }
+        // Both left are drained: a fourth key is refused, naming the setting, not admitted
+        // by dropping one.
+        tokio::time::advance(SWEEP_INTERVAL).await;
+        let e = b.reserve(&[daily("fourth", 1)]).await.unwrap_err();
+        assert_eq!(e, LimiterUnavailable::Full { max_buckets: 2 });
+        assert!(
+            e.to_string()
+                .contains("gateway.limits.max_rate_limit_buckets"),
+            "{e}"
+        );
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn bucket_keys_stay_short_whatever_the_tag_values() {
+        let rules = Rules::new(vec![rule(
+            "r",
+            Priority::Level(0),
+            vec![tag("user", ScopeMatch::Each)],
+            per_minute(5),
+        )]);
+        let long = "u".repeat(100_000);
+        let a = rules.select(&tags(&[("user", &long)]), None);
+        let b = rules.select(&tags(&[("user", &format!("{long}x"))]), None);
+        assert!(a[0].key.len() < 100, "{}", a[0].key);
+        assert_ne!(a[0].key, b[0].key, "distinct values keep distinct buckets");
+        let short = rules.select(&tags(&[("user", "alice")]), None);
+        assert!(short[0].key.contains("alice"), "{}", short[0].key);
     }
 
     #[test]

@@ -780,7 +780,8 @@ fn count_stream_tokens(
     rest: ChunkStream,
 ) -> ChunkStream {
     // A stream the client left still counts what it reported so far.
-    types::on_stream_end(first, rest, move |u, _ended| {
+    types::on_stream_end(first, rest, move |end| {
+        let u = end.usage;
         metrics.tokens(u.input_tokens, u.output_tokens);
         stats.set_tokens(u.input_tokens, u.output_tokens);
     })

@@ -8,7 +8,7 @@ use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_layers::call::Payload;
-use switchyard_layers::rate_limit::{EstimateTokens, ReportUsage};
+use switchyard_layers::rate_limit::{EstimateTokens, ReportUsage, TokenEstimate, UsageReport};
 use switchyard_layers::timeout::{LimitStream, StreamLimits};
 
 use crate::config::JsonMode;
@@ -455,9 +455,9 @@ const BYTES_PER_TOKEN: u64 = 4;
 const TOKENS_PER_FILE: u64 = 1_000;
 
 impl EstimateTokens for ModelRequest {
-    /// The input's text length / 4, plus 1,000 per file, plus `max_tokens` (or the configured
-    /// default when the call sets none).
-    fn estimated_tokens(&self, default_max_tokens: u32) -> u64 {
+    /// The input's text length / 4, plus 1,000 per file; the output is `max_tokens` (or the
+    /// configured default when the call sets none).
+    fn estimated_tokens(&self, default_max_tokens: u32) -> TokenEstimate {
         let text = |s: &str| s.len() as u64;
         let mut bytes = self.system.as_deref().map_or(0, text);
         let mut files = 0;
@@ -473,30 +473,45 @@ impl EstimateTokens for ModelRequest {
                 }
             }
         }
-        bytes.div_ceil(BYTES_PER_TOKEN)
-            + files * TOKENS_PER_FILE
-            + u64::from(self.params.max_tokens.unwrap_or(default_max_tokens))
+        TokenEstimate {
+            input: bytes.div_ceil(BYTES_PER_TOKEN) + files * TOKENS_PER_FILE,
+            output: u64::from(self.params.max_tokens.unwrap_or(default_max_tokens)),
+        }
     }
 }
 
-fn total_tokens(u: &Usage) -> Option<u64> {
-    Some(u64::from(u.input_tokens?) + u64::from(u.output_tokens?))
+fn reported(u: &Usage) -> UsageReport {
+    match (u.input_tokens, u.output_tokens) {
+        (Some(input), Some(output)) => UsageReport::Reported(u64::from(input) + u64::from(output)),
+        _ => UsageReport::Unknown,
+    }
 }
 
 impl ReportUsage for ModelOutput {
-    /// A complete answer reports at once; a stream when it ends (or, abandoned, as unknown).
-    fn report_usage(self, settle: Box<dyn FnOnce(Option<u64>) + Send>) -> Self {
+    /// A complete answer reports at once; a stream when it ends, or, dropped before its end,
+    /// with what it had produced by then.
+    fn report_usage(self, settle: Box<dyn FnOnce(UsageReport) + Send>) -> Self {
         match self.output {
             ProviderOutput::Complete(response) => {
-                settle(total_tokens(&response.usage));
+                settle(reported(&response.usage));
                 ModelOutput {
                     provider: self.provider,
                     output: ProviderOutput::Complete(response),
                 }
             }
             ProviderOutput::Stream { first, rest } => {
-                let rest = on_stream_end(&first, rest, move |usage, ended| {
-                    settle(if ended { total_tokens(&usage) } else { None })
+                let rest = on_stream_end(&first, rest, move |end| {
+                    settle(if end.ended {
+                        reported(&end.usage)
+                    } else {
+                        UsageReport::Abandoned {
+                            input: end.usage.input_tokens.map(u64::from),
+                            output: end
+                                .generated_bytes
+                                .div_ceil(BYTES_PER_TOKEN)
+                                .max(end.usage.output_tokens.map_or(0, u64::from)),
+                        }
+                    })
                 });
                 ModelOutput {
                     provider: self.provider,
@@ -507,45 +522,81 @@ impl ReportUsage for ModelOutput {
     }
 }
 
-/// The stream after `first`, unchanged, calling `done` once with the usage the chunks reported
-/// (later values replace earlier ones) and whether the stream reached its end (`false`: it was
-/// dropped first, e.g. the client went away).
+/// How a stream ended, for whoever counts its tokens.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StreamEnd {
+    /// The usage the chunks reported (later values replace earlier ones).
+    pub usage: Usage,
+    /// Whether the stream reached its end (`false`: it was dropped first, e.g. the client went
+    /// away).
+    pub ended: bool,
+    /// Bytes of text, tool-call and reasoning content that went by.
+    pub generated_bytes: u64,
+}
+
+impl ModelChunk {
+    /// Bytes of generated content in this chunk.
+    fn generated_bytes(&self) -> u64 {
+        let bytes: usize = self
+            .content
+            .iter()
+            .map(|block| match block {
+                ChunkBlock::Text { text, .. } => text.len(),
+                ChunkBlock::ToolCall {
+                    raw_name,
+                    raw_arguments,
+                    ..
+                } => raw_name.len() + raw_arguments.len(),
+                ChunkBlock::Thought { text, .. } => text.as_deref().map_or(0, str::len),
+            })
+            .sum();
+        bytes as u64
+    }
+}
+
+/// The stream after `first`, unchanged, calling `done` once with how it ended.
 pub fn on_stream_end(
     first: &ModelChunk,
     rest: ChunkStream,
-    done: impl FnOnce(Usage, bool) + Send + 'static,
+    done: impl FnOnce(StreamEnd) + Send + 'static,
 ) -> ChunkStream {
-    struct Watch<F: FnOnce(Usage, bool)> {
+    struct Watch<F: FnOnce(StreamEnd)> {
         done: Option<F>,
-        usage: Usage,
+        end: StreamEnd,
     }
-    impl<F: FnOnce(Usage, bool)> Watch<F> {
+    impl<F: FnOnce(StreamEnd)> Watch<F> {
+        fn see(&mut self, chunk: &ModelChunk) {
+            if let Some(u) = chunk.usage {
+                self.end.usage.merge(u);
+            }
+            self.end.generated_bytes = self
+                .end
+                .generated_bytes
+                .saturating_add(chunk.generated_bytes());
+        }
         fn finish(&mut self, ended: bool) {
             if let Some(done) = self.done.take() {
-                done(self.usage, ended);
+                self.end.ended = ended;
+                done(self.end);
             }
         }
     }
-    impl<F: FnOnce(Usage, bool)> Drop for Watch<F> {
+    impl<F: FnOnce(StreamEnd)> Drop for Watch<F> {
         fn drop(&mut self) {
             self.finish(false);
         }
     }
     let mut watch = Watch {
         done: Some(done),
-        usage: Usage::default(),
+        end: StreamEnd::default(),
     };
-    if let Some(u) = first.usage {
-        watch.usage.merge(u);
-    }
+    watch.see(first);
     futures_util::stream::unfold(Some((rest, watch)), |state| async move {
         let (mut rest, mut watch) = state?;
         match rest.next().await {
             Some(item) => {
                 if let Ok(chunk) = &item {
-                    if let Some(u) = chunk.usage {
-                        watch.usage.merge(u);
-                    }
+                    watch.see(chunk);
                 }
                 Some((item, Some((rest, watch))))
             }

@@ -402,3 +402,135 @@ async fn edge_and_relay_each_enforce_their_own_rules() {
         r.error()
     );
 }
+
+/// Reads `events` frames of a streamed inference of `model`, then hangs up.
+async fn read_then_hang_up(gw: &RunningGateway, model: &str, events: usize) {
+    use http_body_util::BodyExt;
+    let mut body = inference(model, "hi");
+    body["stream"] = json!(true);
+    let client = switchyard::http_client::build();
+    let req = http::Request::post(format!("{}/inference", gw.url()))
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut res_body = res.into_body();
+    let mut got = 0;
+    while got < events {
+        match res_body.frame().await {
+            Some(Ok(frame)) if frame.data_ref().is_some() => got += 1,
+            Some(Ok(_)) => {}
+            other => panic!("the stream ended after {got} events: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_charged_the_tokens_it_produced() {
+    let mock = MockProvider::start().await.unwrap();
+    // 400 tokens a day. A call without max_tokens reserves 1 + 10. The drip model streams 200
+    // words of 3 to 5 bytes ("w0 " … "w199 "), about 220 tokens by the gateway's 4-bytes
+    // estimate.
+    let rules = format!(
+        r#"
+[models.drip]
+routing = ["p"]
+[models.drip.providers.p]
+type = "openai"
+api_base = "{}"
+model_name = "drip-5"
+api_key_location = "none"
+
+[rate_limiting]
+default_max_tokens = 10
+[[rate_limiting.rules]]
+tokens_per_day = 400
+always = true
+"#,
+        mock.api_base()
+    );
+    let (gw, _d) = gateway(&rules, &mock, None).await;
+    // Read 150 of the 200 words, then go away before the provider reports usage.
+    read_then_hang_up(&gw, "drip", 150).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while mock.aborted_streams() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mock.aborted_streams(), 1, "the client hung up mid-stream");
+    tokio::time::sleep(Duration::from_millis(100)).await; // settlement runs off the path
+    // Charged only the reservation (11), 389 would be left and a call reserving 1 + 300 would
+    // fit. Charged what went by (about 150 words of ~4.4 bytes: over 150 tokens), it cannot.
+    let r = ask(&gw, &[], Some(300)).await;
+    assert_eq!(
+        r.status,
+        429,
+        "a dropped stream was charged less than it produced: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let remaining: u64 = r.headers["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (150..=260).contains(&(400 - remaining)),
+        "charged {} for about 165 tokens seen",
+        400 - remaining
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_distinct_tag_values_is_bounded_and_never_resets_a_drained_bucket() {
+    let mock = MockProvider::start().await.unwrap();
+    let rules = r#"
+[gateway.limits]
+max_rate_limit_buckets = 200
+[[rate_limiting.rules]]
+model_inferences_per_day = 2
+priority = 1
+scope = [{ tag_key = "user", tag_value = "tensorzero::each" }]
+"#;
+    let (gw, _d) = gateway(rules, &mock, None).await;
+    // One user drains their daily allowance.
+    for _ in 0..2 {
+        assert_eq!(ask(&gw, &[("user", "victim")], None).await.status, 200);
+    }
+    assert_eq!(ask(&gw, &[("user", "victim")], None).await.status, 429);
+    // A flood of new users, each with a tag value of the longest allowed length: every bucket
+    // is drained by one call, so none can be forgotten; once the table is full, new users get
+    // a 503 naming the setting.
+    let mut refused = None;
+    for i in 0..400 {
+        let user = format!("{i:0>512}");
+        let r = ask(&gw, &[("user", &user)], None).await;
+        match r.status.as_u16() {
+            200 => {}
+            503 => {
+                refused = Some((i, r));
+                break;
+            }
+            s => panic!("user {i}: {s} {}", r.error()),
+        }
+    }
+    let (i, r) = refused.expect("the bucket table never filled");
+    assert!(
+        (190..=200).contains(&i),
+        "refused at user {i}, with a cap of 200"
+    );
+    let e = r.error();
+    assert!(
+        e.contains("gateway.limits.max_rate_limit_buckets"),
+        "the error names the setting: {e}"
+    );
+    assert_eq!(r.headers["retry-after"], "1");
+    // The drained bucket was not dropped to make room: the victim is still limited.
+    assert_eq!(ask(&gw, &[("user", "victim")], None).await.status, 429);
+    // A tag value past the cap on length is a 400 naming it.
+    let r = ask(&gw, &[("user", &"x".repeat(513))], None).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error().contains("gateway.limits.max_tag_value_bytes"),
+        "{}",
+        r.error()
+    );
+}
