@@ -5,7 +5,9 @@
 //! on its family. Each family holds at most [`MAX_SERIES`] label combinations: past that, new
 //! combinations are counted under the value `other`, so a label fed by clients cannot grow the
 //! registry without bound. Label values that come from requests are meant to be bounded anyway
-//! (routes, configured function and model names, status codes); ids never become labels.
+//! (routes, configured function and model names, status codes); ids never become labels. A
+//! client may still name a shorthand model (`openai::<anything>`), so label values are also
+//! cut to [`MAX_LABEL_BYTES`].
 //!
 //! A registry belongs to one gateway instance, not the process, so several gateways in one
 //! process (the tests) keep separate counts, and a configuration reload keeps them.
@@ -28,6 +30,22 @@ use crate::ext::RouteName;
 
 /// The most label combinations one family keeps.
 pub const MAX_SERIES: usize = 1000;
+
+/// The longest label value kept; longer ones are cut (at a character boundary), so names that
+/// share their first 128 bytes share a series.
+pub const MAX_LABEL_BYTES: usize = 128;
+
+/// `value`, cut to at most [`MAX_LABEL_BYTES`].
+fn clip(value: &str) -> &str {
+    if value.len() <= MAX_LABEL_BYTES {
+        return value;
+    }
+    let mut end = MAX_LABEL_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
 
 /// Latency buckets in seconds, for request and provider durations.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -184,6 +202,13 @@ impl<M> Family<M> {
     /// on first use.
     pub fn with(&self, values: &[&str]) -> Arc<M> {
         debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
+        let clipped: Vec<&str>;
+        let values = if values.iter().any(|v| v.len() > MAX_LABEL_BYTES) {
+            clipped = values.iter().map(|v| clip(v)).collect();
+            &clipped[..]
+        } else {
+            values
+        };
         {
             let series = self.series.read().expect("metrics lock");
             if let Some(m) = lookup(&series, values) {
@@ -596,6 +621,25 @@ mod tests {
         assert!(text.contains("t_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("t_seconds_sum 5.55\n"), "{text}");
         assert!(text.contains("t_seconds_count 3\n"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_cut_to_a_bounded_length() {
+        let r = Registry::new();
+        let c = r.counter("t_total", "T.", &["model"]);
+        let long = format!("openai::{}", "é".repeat(50_000));
+        c.with(&[&long]).inc();
+        c.with(&[&format!("{long}x")]).inc();
+        let text = r.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("t_total{"))
+            .expect("a series");
+        assert!(line.len() < MAX_LABEL_BYTES + 40, "{line}");
+        assert!(
+            line.ends_with(" 2"),
+            "names alike up to the cut share a series: {line}"
+        );
     }
 
     #[test]

@@ -349,3 +349,21 @@ async fn server_timing_splits_the_time_when_asked() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_client_chosen_shorthand_name_cannot_make_a_huge_label() {
+    let config = format!(
+        "{BASIC}\n[provider_types.openai.defaults]\napi_base = \"{{mock}}\"\napi_key_location = \"none\"\n"
+    );
+    let h = Harness::start(&config).await;
+    let model = format!("openai::{}", "m".repeat(100_000));
+    let r = h.post("/inference", &inference(&model, "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.error());
+    let text = h.get("/metrics").await.text();
+    let longest = text.lines().map(str::len).max().unwrap_or(0);
+    assert!(
+        longest < 1_000,
+        "a metric line of {longest} bytes: label values are cut"
+    );
+    assert!(text.contains("model_name=\"openai::mmmm"), "{text}");
+}
