@@ -258,8 +258,7 @@ pub async fn build_state(
         base_path,
         body_limit: api::BodyLimit::from(&config.gateway.limits),
         config_hash: loaded.hash.clone(),
-        key_store,
-        limiter_store,
+        backend_health: api::status::BackendHealth::watch(key_store, limiter_store),
         lifecycle: resources.lifecycle.clone(),
         metrics: resources.metrics.clone(),
     });

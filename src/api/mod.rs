@@ -45,10 +45,9 @@ pub struct AppState {
     pub body_limit: BodyLimit,
     /// The config's hash, for `/status`.
     pub config_hash: String,
-    /// The API-key store, when auth is on (`/health` checks it).
-    pub key_store: Option<crate::auth::PostgresKeyStore>,
-    /// The shared rate-limit store, when rules use Valkey/Redis (`/health` checks it).
-    pub limiter_store: Option<crate::limiter::RedisBackend>,
+    /// The state of the API-key store (Postgres, when auth is on) and of the shared rate-limit
+    /// store (Valkey/Redis, when rules use it), kept by a background check.
+    pub backend_health: Arc<status::BackendHealth>,
     /// Whether the process is shutting down (`/ready` fails then).
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// The metrics `/metrics` shows.
@@ -192,9 +191,9 @@ where
         ("/openai/v1/chat/completions", &Method::POST) => openai::handle(&state, req).await,
         ("/openai/v1/embeddings", &Method::POST) => embeddings::handle(&state, req).await,
         ("/status", &Method::GET | &Method::HEAD) => Ok(status::status(&state)),
-        ("/health", &Method::GET | &Method::HEAD) => Ok(status::health(&state).await),
+        ("/health", &Method::GET | &Method::HEAD) => Ok(status::health(&state)),
         ("/live", &Method::GET | &Method::HEAD) => Ok(status::live()),
-        ("/ready", &Method::GET | &Method::HEAD) => Ok(status::ready(&state).await),
+        ("/ready", &Method::GET | &Method::HEAD) => Ok(status::ready(&state)),
         ("/metrics", &Method::GET | &Method::HEAD) => Ok(metrics_text(&state)),
         ("/inference" | "/openai/v1/chat/completions" | "/openai/v1/embeddings", _) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);

@@ -12,7 +12,7 @@ use switchyard::config::LoadedConfig;
 use switchyard::mock_provider::MockProvider;
 use switchyard::{Environment, RunningGateway};
 
-use crate::harness::{GatewayProcess, inference, send};
+use crate::harness::{GatewayProcess, get_until, inference, send};
 use crate::pg::Postgres;
 
 fn admin(pg: &Postgres, args: &[&str]) -> Output {
@@ -441,14 +441,13 @@ async fn postgres_down_means_503_for_uncached_keys_and_recovery_after_restart() 
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.headers.contains_key("retry-after"));
     assert!(r.error().contains("unavailable"), "{}", r.error());
-    let health = send(
-        Method::GET,
+    // The background check sees the outage within a few seconds.
+    let health = get_until(
         &format!("{}/health", gw.url()),
-        Bytes::new(),
-        &[],
+        503,
+        Duration::from_secs(10),
     )
     .await;
-    assert_eq!(health.status, 503);
     assert_eq!(health.json()["postgres"], "error");
     let get = |path: &'static str| {
         let url = format!("{}{path}", gw.url());
@@ -484,17 +483,12 @@ async fn postgres_down_means_503_for_uncached_keys_and_recovery_after_restart() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 200, "the gateway reconnects once Postgres is back");
-    assert_eq!(
-        send(
-            Method::GET,
-            &format!("{}/health", gw.url()),
-            Bytes::new(),
-            &[]
-        )
-        .await
-        .status,
-        200
-    );
+    get_until(
+        &format!("{}/health", gw.url()),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -172,6 +172,25 @@ pub async fn send(method: Method, url: &str, body: Bytes, headers: &[(&str, &str
     }
 }
 
+/// GETs `url` until it answers `status` (the background backend check needs a few seconds to
+/// see a change), and returns that answer; panics after `within`.
+pub async fn get_until(url: &str, status: u16, within: std::time::Duration) -> Reply {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let r = send(Method::GET, url, Bytes::new(), &[]).await;
+        if r.status.as_u16() == status {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} still answers {} after {within:?}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Header values the mock received on its last request.
 pub fn last_request(mock: &MockProvider) -> switchyard::mock_provider::Recorded {
     mock.requests().pop().expect("the mock received no request")

@@ -12,7 +12,7 @@ use switchyard::config::LoadedConfig;
 use switchyard::mock_provider::MockProvider;
 use switchyard::{Environment, RunningGateway};
 
-use crate::harness::{Reply, inference, send};
+use crate::harness::{Reply, get_until, inference, send};
 use crate::redis::Redis;
 
 const MODEL: &str = r#"
@@ -309,14 +309,13 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
         r.error()
     );
     assert!(r.headers.contains_key("retry-after"));
-    let health = send(
-        Method::GET,
+    // The background check sees the outage within a few seconds.
+    let health = get_until(
         &format!("{}/health", gw.url()),
-        Bytes::new(),
-        &[],
+        503,
+        Duration::from_secs(10),
     )
     .await;
-    assert_eq!(health.status, 503);
     assert_eq!(health.json()["valkey"], "error");
     let ready = send(
         Method::GET,
@@ -532,5 +531,56 @@ scope = [{ tag_key = "user", tag_value = "tensorzero::each" }]
         r.error().contains("gateway.limits.max_tag_value_bytes"),
         "{}",
         r.error()
+    );
+}
+
+/// How many PING commands `redis` has answered.
+async fn pings(redis: &Redis) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn probes_read_the_background_check_and_never_query_the_store() {
+    let redis = Redis::start();
+    let mock = MockProvider::start().await.unwrap();
+    let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 50\nalways = true\n";
+    let (gw, _d) = gateway(rules, &mock, Some(&redis)).await;
+    let before = pings(&redis).await;
+    let started = tokio::time::Instant::now();
+    for _ in 0..200 {
+        for path in ["/ready", "/health"] {
+            let r = send(
+                Method::GET,
+                &format!("{}{path}", gw.url()),
+                Bytes::new(),
+                &[],
+            )
+            .await;
+            assert_eq!(
+                r.status,
+                200,
+                "{path}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+    let after = pings(&redis).await;
+    // The background check pings once every 2 s; 400 probes add nothing to that.
+    let checks = started.elapsed().as_secs() / 2 + 2;
+    assert!(
+        after - before <= checks,
+        "{} pings for 400 probes in {:?}: the probes query the store",
+        after - before,
+        started.elapsed()
     );
 }
