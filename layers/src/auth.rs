@@ -246,12 +246,32 @@ pub type Responder<B> =
     Arc<dyn Fn(&AuthFailure, &http::request::Parts) -> Response<B> + Send + Sync>;
 
 /// Failed-attempt limits per client address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShieldSettings {
     /// Sustained failures allowed per minute.
     pub failures_per_minute: NonZeroU32,
     /// Failures allowed in a burst.
     pub burst: NonZeroU32,
+    /// A header set by a trusted proxy in front of the gateway (an ingress, a mesh sidecar)
+    /// that names the client's address, e.g. `x-forwarded-for`; its last entry (the address
+    /// the nearest proxy saw) counts instead of the connection's peer. `None`: the peer.
+    pub client_ip_header: Option<http::HeaderName>,
+}
+
+impl ShieldSettings {
+    /// The address failures are counted against: the last entry of the trusted header when it
+    /// is set and parses, else the connection's peer.
+    fn client(&self, parts: &http::request::Parts) -> Option<IpAddr> {
+        let forwarded = self.client_ip_header.as_ref().and_then(|name| {
+            let last = parts.headers.get_all(name).iter().next_back()?;
+            let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+            entry.parse::<IpAddr>().ok().or_else(|| {
+                // `1.2.3.4:567` or `[::1]:567`, as some proxies write it.
+                entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+            })
+        });
+        forwarded.or_else(|| parts.extensions.get::<ClientAddr>().map(|c| c.0))
+    }
 }
 
 /// The layer's settings.
@@ -303,7 +323,7 @@ impl<B> AuthLayer<B> {
     where
         B: 'static,
     {
-        let limiter = settings.shield.map(|s| {
+        let limiter = settings.shield.as_ref().map(|s| {
             DefaultKeyedRateLimiter::keyed(
                 Quota::per_minute(s.failures_per_minute).allow_burst(s.burst),
             )
@@ -421,7 +441,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Either::Right(Box::pin(async move {
             let (mut parts, body) = req.into_parts();
-            let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+            let client = match &shared.settings.shield {
+                Some(shield) => shield.client(&parts),
+                None => parts.extensions.get::<ClientAddr>().map(|c| c.0),
+            };
             let started_at = std::time::SystemTime::now();
             let checking = tokio::time::Instant::now();
             let verdict = shared.authenticate(&parts, client).await;
@@ -862,6 +885,7 @@ mod tests {
         let shield = ShieldSettings {
             failures_per_minute: NonZeroU32::new(1).unwrap(),
             burst: NonZeroU32::new(3).unwrap(),
+            client_ip_header: None,
         };
         let l = layer(s.clone(), Some(shield));
         let bad = "Bearer sk-t0-wrong";
@@ -886,5 +910,34 @@ mod tests {
             .extensions_mut()
             .insert(ClientAddr("10.0.0.2".parse().unwrap()));
         assert_eq!(call(&l, other).await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn behind_a_trusted_proxy_the_shield_counts_the_forwarded_address() {
+        let s = store(Ok(found()));
+        let shield = ShieldSettings {
+            failures_per_minute: NonZeroU32::new(1).unwrap(),
+            burst: NonZeroU32::new(2).unwrap(),
+            client_ip_header: Some(http::HeaderName::from_static("x-forwarded-for")),
+        };
+        let l = layer(s.clone(), Some(shield));
+        // Every request arrives from the same sidecar address; the proxy appends the client's.
+        let from = |xff: &str, key: &str| {
+            let mut r = req(Some(key), "/x");
+            r.headers_mut()
+                .insert("x-forwarded-for", http::HeaderValue::from_str(xff).unwrap());
+            r
+        };
+        let bad = "Bearer sk-t0-wrong";
+        for _ in 0..2 {
+            assert_eq!(call(&l, from("9.9.9.9, 10.1.1.1", bad)).await.status(), 401);
+        }
+        assert_eq!(call(&l, from("9.9.9.9, 10.1.1.1", bad)).await.status(), 429);
+        // A client that writes its own first entry cannot escape: the last one counts.
+        assert_eq!(call(&l, from("1.2.3.4, 10.1.1.1", bad)).await.status(), 429);
+        // Another client behind the same sidecar is not blocked.
+        assert_eq!(call(&l, from("10.1.1.2", bad)).await.status(), 401);
+        // A header that does not parse falls back to the peer address.
+        assert_eq!(call(&l, from("garbage", bad)).await.status(), 401);
     }
 }

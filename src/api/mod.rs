@@ -82,6 +82,11 @@ pub fn auth_layer(
             (true, Some(failures_per_minute), Some(burst)) => Some(ShieldSettings {
                 failures_per_minute,
                 burst,
+                // Checked at load: a name that does not parse never gets here.
+                client_ip_header: shield
+                    .client_ip_header
+                    .as_deref()
+                    .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
             }),
             _ => None,
         },

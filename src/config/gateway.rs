@@ -257,6 +257,11 @@ pub struct ShieldConfig {
     /// Failed attempts allowed in a burst (default 10).
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// A header that a trusted proxy in front of the gateway sets to the client's address
+    /// (e.g. `x-forwarded-for`); its last entry is counted instead of the connection's peer.
+    /// Unset (the default): the peer address.
+    #[serde(default)]
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for ShieldConfig {
@@ -265,6 +270,7 @@ impl Default for ShieldConfig {
             enabled: true,
             failures_per_minute: default_failures_per_minute(),
             burst: default_burst(),
+            client_ip_header: None,
         }
     }
 }

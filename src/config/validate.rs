@@ -261,6 +261,16 @@ impl Checker<'_> {
                 "`failures_per_minute` and `burst` must be at least 1 (or set `enabled = false`)",
             );
         }
+        if let Some(name) = &shield.client_ip_header {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.error(
+                    at.key("auth").key("shield").key("client_ip_header"),
+                    format!(
+                        "{name:?} is not an HTTP header name; write one such as \"x-forwarded-for\""
+                    ),
+                );
+            }
+        }
         let obs = &g.observability;
         if obs.async_writes && obs.batch_writes.as_ref().is_some_and(|b| b.enabled) {
             self.error(

@@ -516,10 +516,69 @@ async fn the_shield_answers_429_after_repeated_failures() {
         "no guess gets through while blocked"
     );
     assert!(mock.requests().is_empty());
-    // A valid key from the same address (a mesh sidecar, an ingress, NAT) is never refused
-    // because of someone else's failures.
+    // A flood of wrong keys from the same address (a mesh sidecar, an ingress, NAT)...
+    let flood: Vec<_> = (0..200)
+        .map(|i| {
+            let url = format!("{}/inference", gw.url());
+            tokio::spawn(async move {
+                let auth = format!("Bearer sk-t0-abcdefabcdef-{i:0>64}");
+                let body = Bytes::from(inference("mock", "x").to_string());
+                send(Method::POST, &url, body, &[("authorization", &auth)])
+                    .await
+                    .status
+                    .as_u16()
+            })
+        })
+        .collect();
+    for task in flood {
+        assert_eq!(task.await.unwrap(), 429);
+    }
+    // ...and a valid key from it is still never refused because of someone else's failures.
     assert_eq!(call(&gw, "/inference", Some(&key)).await.status, 200);
     assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_shield_blocks_the_forwarded_client_only() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let mock = MockProvider::start().await.unwrap();
+    let cfg = AUTH_CONFIG.replace(
+        "auth.cache = { ttl_ms = 300 }",
+        "auth.cache = { ttl_ms = 300 }\nauth.shield = { failures_per_minute = 1, burst = 3, client_ip_header = \"x-forwarded-for\" }",
+    );
+    let (gw, _d) = gateway_with(&pg, &cfg, &mock).await;
+    // Every request comes from 127.0.0.1 (the proxy); the proxy appends the client's address.
+    let guess = "Bearer sk-t0-abcdefabcdef-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let from = |xff: &'static str| {
+        let url = format!("{}/inference", gw.url());
+        async move {
+            let body = Bytes::from(inference("mock", "x").to_string());
+            send(
+                Method::POST,
+                &url,
+                body,
+                &[("authorization", guess), ("x-forwarded-for", xff)],
+            )
+            .await
+            .status
+            .as_u16()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(from("203.0.113.9").await, 401);
+    }
+    assert_eq!(from("203.0.113.9").await, 429);
+    assert_eq!(
+        from("198.51.100.1, 203.0.113.9").await,
+        429,
+        "a client cannot pick its address by writing its own first entry"
+    );
+    assert_eq!(
+        from("203.0.113.10").await,
+        401,
+        "another client behind the same proxy is not blocked"
+    );
 }
 
 /// The seed's relay guide with auth on the relay: the edge's relay key comes from
