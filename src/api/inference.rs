@@ -264,6 +264,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
         extra_headers: parse_extra_headers(&n.extra_headers)?,
         api_key_public_id: None,
         stats: Default::default(),
+        schemas: Default::default(),
         trace: None,
         trace_extras: None,
     })

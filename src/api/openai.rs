@@ -337,6 +337,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         extra_headers: parse_extra_headers(&chat.extra_headers)?,
         api_key_public_id: None,
         stats: Default::default(),
+        schemas: Default::default(),
         trace: None,
         trace_extras: None,
     };

@@ -255,6 +255,7 @@ impl Ensemble<'_> {
             stream: false,
             tools: Default::default(),
             output_schema: None,
+            schemas: Default::default(),
             ..self.request.clone()
         };
         let call = ChatCall {

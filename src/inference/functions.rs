@@ -289,6 +289,7 @@ pub fn build_all(
 pub fn tool_config(
     function: Option<&FunctionInfo>,
     dynamic: &DynamicToolParams,
+    compiled: &[JsonSchema],
 ) -> Result<(Option<ToolConfig>, Vec<Tool>), Error> {
     let (configured, choice, parallel) = match function.map(|f| (&f.config, f)) {
         Some((FunctionConfig::Chat(chat), f)) => (
@@ -330,16 +331,20 @@ pub fn tool_config(
     // A set keeps the uniqueness check linear in the number of tools.
     let mut names: std::collections::HashSet<String> =
         tools.iter().map(|t| t.def.name.clone()).collect();
-    for tool in &dynamic.additional_tools {
+    for (i, tool) in dynamic.additional_tools.iter().enumerate() {
         if !names.insert(tool.name.clone()) {
             return Err(Error::InvalidRequest(format!(
                 "two tools are named `{}`; tool names must be unique in one request",
                 tool.name
             )));
         }
-        let schema = JsonSchema::compile(tool.parameters.clone()).map_err(|e| {
-            Error::InvalidRequest(format!("the parameters of tool `{}` are {e}", tool.name))
-        })?;
+        let schema = match compiled.get(i) {
+            Some(schema) => schema.clone(),
+            // Not compiled ahead (a request the gateway built itself): compile it here.
+            None => JsonSchema::compile(tool.parameters.clone()).map_err(|e| {
+                Error::InvalidRequest(format!("the parameters of tool `{}` are {e}", tool.name))
+            })?,
+        };
         tools.push(Tool {
             def: tool.clone(),
             schema,

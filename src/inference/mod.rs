@@ -120,6 +120,44 @@ pub struct InferenceRequest {
     /// What the inference's model calls gather (attempts, provider wait, tokens, first chunk);
     /// the handler shares it with the request log.
     pub stats: Arc<switchyard_layers::ext::InferenceStats>,
+    /// The request's own schemas, compiled by the gateway before any variant runs.
+    pub schemas: RequestSchemas,
+}
+
+/// The JSON Schemas a request brings: its tools' parameters and, for a json function, its
+/// output schema. They are compiled once per request (not once per variant tried), on the
+/// blocking pool: a large schema costs real CPU, which must not stall the async workers that
+/// serve every other connection.
+#[derive(Clone, Debug, Default)]
+pub struct RequestSchemas {
+    /// One per `tools.additional_tools`, in order.
+    pub tools: Vec<schema::JsonSchema>,
+    /// `output_schema`, compiled.
+    pub output: Option<schema::JsonSchema>,
+}
+
+impl RequestSchemas {
+    /// Compiles the schemas of `request` (`output_schema` only when `json` says it is used).
+    fn compile(request: &InferenceRequest, json: bool) -> Result<Self, Error> {
+        let tools = request
+            .tools
+            .additional_tools
+            .iter()
+            .map(|tool| {
+                schema::JsonSchema::compile(tool.parameters.clone()).map_err(|e| {
+                    Error::InvalidRequest(format!("the parameters of tool `{}` are {e}", tool.name))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let output = match (&request.output_schema, json) {
+            (Some(document), true) => Some(
+                schema::JsonSchema::compile(document.clone())
+                    .map_err(|e| Error::InvalidRequest(format!("`output_schema` is {e}")))?,
+            ),
+            _ => None,
+        };
+        Ok(Self { tools, output })
+    }
 }
 
 /// Who answered, for the response and the log.
@@ -389,9 +427,27 @@ impl Gateway {
         Ok(())
     }
 
+    /// `request` with its own schemas compiled, on the blocking pool when it has any.
+    async fn with_schemas(&self, request: InferenceRequest) -> Result<InferenceRequest, Error> {
+        let json = request
+            .function_name
+            .as_ref()
+            .and_then(|name| self.functions.get(name))
+            .is_some_and(FunctionInfo::is_json);
+        if request.tools.additional_tools.is_empty() && !(json && request.output_schema.is_some()) {
+            return Ok(request);
+        }
+        tokio::task::spawn_blocking(move || {
+            let schemas = RequestSchemas::compile(&request, json)?;
+            Ok(InferenceRequest { schemas, ..request })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("compiling the request's schemas failed: {e}")))?
+    }
+
     async fn infer_inner(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
         self.check_limits(&request)?;
-        let mut request = request;
+        let mut request = self.with_schemas(request).await?;
         if let Some(id) = &request.api_key_public_id {
             // Set by the gateway after the check above, so clients cannot forge it.
             request
@@ -608,12 +664,14 @@ impl ChatCall<'_> {
         let mut params = request.params.clone().or(&variant_params);
         let is_json = self.function.is_some_and(FunctionInfo::is_json);
         let (tools, check, output_schema) = if is_json {
-            let schema = match &request.output_schema {
-                Some(dynamic) => Some(
+            let schema = match (&request.output_schema, &request.schemas.output) {
+                (Some(_), Some(compiled)) => Some(compiled.clone()),
+                // Not compiled ahead (a request the gateway built itself): compile it here.
+                (Some(dynamic), None) => Some(
                     schema::JsonSchema::compile(dynamic.clone())
                         .map_err(|e| Error::InvalidRequest(format!("`output_schema` is {e}")))?,
                 ),
-                None => self.function.and_then(|f| f.output_schema.clone()),
+                (None, _) => self.function.and_then(|f| f.output_schema.clone()),
             };
             if params.json_mode.is_none() {
                 params.json_mode = Some(JsonMode::Strict);
@@ -621,7 +679,8 @@ impl ChatCall<'_> {
             let document = schema.as_ref().map(|s| s.document().clone());
             (None, OutputCheck::Json(schema), document)
         } else {
-            let (tools, offered) = functions::tool_config(self.function, &request.tools)?;
+            let (tools, offered) =
+                functions::tool_config(self.function, &request.tools, &request.schemas.tools)?;
             let check = if offered.is_empty() {
                 OutputCheck::Chat
             } else {
