@@ -648,3 +648,41 @@ mod tests {
         assert!(matches!(all.retry_decision(), RetryDecision::Retry { .. }));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<f64>().prop_map(|f| f.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("inf".to_owned()),
+            Just("NaN".to_owned()),
+            Just("1e300".to_owned()),
+            Just("Wed, 21 Oct 2015 07:28:00 GMT".to_owned()),
+            Just("Fri, 31 Dec 9999 23:59:59 GMT".to_owned()),
+            "[ -~]{0,30}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn retry_after_never_panics_and_stays_bounded(
+            seconds in prop::option::of(header_value()),
+            millis in prop::option::of(header_value()),
+        ) {
+            let mut headers = http::HeaderMap::new();
+            if let Some(v) = seconds.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+            if let Some(v) = millis.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert("retry-after-ms", v);
+            }
+            if let Some(wait) = retry_after(&headers) {
+                prop_assert!(wait <= MAX_RETRY_AFTER);
+            }
+        }
+    }
+}

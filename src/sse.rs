@@ -84,6 +84,10 @@ impl SseDecoder {
                 return Ok(None);
             };
             let newline = self.scanned + offset;
+            if newline - self.start > self.limit {
+                // A whole over-long line can arrive in one push, newline included.
+                return Err(SseError::TooLarge { limit: self.limit });
+            }
             let mut line = &self.buffer[self.start..newline];
             self.start = newline + 1;
             self.scanned = self.start;
@@ -200,5 +204,75 @@ mod tests {
         d.push(b"data: \xff\xfe ok\n\n");
         let e = d.next_event().unwrap().unwrap();
         assert!(e.data.ends_with(" ok"), "{:?}", e.data);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decodes `chunks` in order; the events, or the first error.
+    fn decode(chunks: &[Vec<u8>], limit: usize) -> Result<Vec<SseEvent>, SseError> {
+        let mut decoder = SseDecoder::with_limit(limit);
+        let mut events = Vec::new();
+        for chunk in chunks {
+            decoder.push(chunk);
+            while let Some(event) = decoder.next_event()? {
+                events.push(event);
+            }
+            // Bounded: what stays buffered is one unfinished line within the limit.
+            assert!(decoder.buffer.len() - decoder.start <= limit);
+        }
+        Ok(events)
+    }
+
+    /// Bytes that look like SSE often enough to reach every branch.
+    fn wire() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![
+                Just(b"data: ".to_vec()),
+                Just(b"event: x\n".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b": ping\n".to_vec()),
+                Just(b"data:{\"a\":1}\n\n".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..40),
+            ],
+            0..40,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn no_panic_and_every_event_within_the_limit(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+            limit in 1usize..256,
+        ) {
+            if let Ok(events) = decode(&chunks, limit) {
+                for e in events {
+                    prop_assert!(e.data.len() <= limit);
+                }
+            }
+        }
+
+        #[test]
+        fn how_the_bytes_are_split_changes_nothing(
+            bytes in wire(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let whole = decode(std::slice::from_ref(&bytes), 1 << 20);
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            points.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut from = 0;
+            for p in points {
+                pieces.push(bytes[from..p].to_vec());
+                from = p;
+            }
+            pieces.push(bytes[from..].to_vec());
+            prop_assert_eq!(whole, decode(&pieces, 1 << 20));
+        }
     }
 }

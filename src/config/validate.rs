@@ -303,11 +303,14 @@ impl Checker<'_> {
             .metrics
             .tensorzero_inference_latency_overhead_seconds_buckets
         {
-            if buckets.is_empty() || buckets.windows(2).any(|w| w[0] >= w[1]) {
+            if buckets.is_empty()
+                || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
+                || buckets.windows(2).any(|w| w[0] >= w[1])
+            {
                 self.error(
                     at.key("metrics")
                         .key("tensorzero_inference_latency_overhead_seconds_buckets"),
-                    "buckets must be a non-empty, strictly increasing list",
+                    "buckets must be a non-empty, strictly increasing list of positive finite numbers",
                 );
             }
         }

@@ -833,3 +833,70 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `chunks` to the decoder as a stream would; the messages, or the first error.
+    fn decode_all(chunks: &[Vec<u8>]) -> Result<Vec<EventMessage>, String> {
+        let mut buffer = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buffer.extend_from_slice(chunk);
+            while let Some(message) = decode_message(&mut buffer)? {
+                out.push(message);
+            }
+        }
+        Ok(out)
+    }
+
+    fn message() -> impl Strategy<Value = Vec<u8>> {
+        ("[a-z]{1,12}", prop::collection::vec(any::<u8>(), 0..200)).prop_map(|(kind, payload)| {
+            encode_message(
+                &[(":message-type", "event"), (":event-type", &kind)],
+                &payload,
+            )
+            .to_vec()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..16),
+        ) {
+            let _ = decode_all(&chunks);
+        }
+
+        #[test]
+        fn damaged_messages_are_errors_or_waits_never_panics(
+            messages in prop::collection::vec(message(), 1..4),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut wire = messages.concat();
+            for (at, byte) in flips {
+                let i = at.index(wire.len());
+                wire[i] ^= byte;
+            }
+            wire.truncate(cut.index(wire.len() + 1));
+            let _ = decode_all(&[wire]);
+        }
+
+        #[test]
+        fn intact_messages_come_back_whatever_the_split(
+            messages in prop::collection::vec(message(), 1..4),
+            split in any::<prop::sample::Index>(),
+        ) {
+            let wire = messages.concat();
+            let at = split.index(wire.len() + 1);
+            let decoded = decode_all(&[wire[..at].to_vec(), wire[at..].to_vec()]).unwrap();
+            prop_assert_eq!(decoded.len(), messages.len());
+            for m in decoded {
+                prop_assert_eq!(m.message_type.as_str(), "event");
+            }
+        }
+    }
+}

@@ -207,3 +207,210 @@ async fn template_arguments_without_templates_are_refused_clearly() {
     assert!(r.error().contains("template arguments"), "{}", r.error());
     assert!(h.mock.requests().is_empty());
 }
+
+mod properties {
+    //! Arbitrary JSON bodies on every route: each gets an answer (a JSON error when refused),
+    //! never a 500 or a dropped connection, and the gateway serves normally afterwards.
+
+    use bytes::Bytes;
+    use http::Method;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use serde_json::{Map, Value, json};
+
+    use crate::harness::{BASIC, Harness, inference, send};
+
+    /// Field names the routes know, so random objects reach deep into the parsers.
+    const KEYS: &[&str] = &[
+        "model_name",
+        "function_name",
+        "variant_name",
+        "episode_id",
+        "input",
+        "messages",
+        "system",
+        "role",
+        "content",
+        "type",
+        "text",
+        "arguments",
+        "name",
+        "id",
+        "raw_name",
+        "raw_arguments",
+        "result",
+        "stream",
+        "params",
+        "chat_completion",
+        "max_tokens",
+        "temperature",
+        "tags",
+        "tools",
+        "additional_tools",
+        "allowed_tools",
+        "tool_choice",
+        "parameters",
+        "function",
+        "output_schema",
+        "credentials",
+        "extra_body",
+        "extra_headers",
+        "pointer",
+        "value",
+        "delete",
+        "model",
+        "model_provider_name",
+        "variant_name",
+        "response_format",
+        "json_schema",
+        "schema",
+        "tensorzero::tags",
+        "tensorzero::episode_id",
+        "tensorzero::extra_body",
+        "tensorzero::credentials",
+        "stream_options",
+        "include_usage",
+        "image_url",
+        "url",
+        "file",
+        "mime_type",
+        "data",
+        "tool_calls",
+        "tool_call_id",
+        "dimensions",
+        "encoding_format",
+        "n",
+        "stop",
+        "seed",
+        "top_p",
+        "parallel_tool_calls",
+        "include_original_response",
+        "dryrun",
+        "tensorzero::dryrun",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            prop::sample::select(vec![
+                "mock",
+                "tensorzero::model_name::mock",
+                "tensorzero::function_name::f",
+                "user",
+                "assistant",
+                "system",
+                "text",
+                "tool_call",
+                "tool_result",
+                "raw_text",
+                "thought",
+                "file",
+                "image_url",
+                "json_schema",
+                "json_object",
+                "auto",
+                "none",
+                "required",
+                "object",
+                "string",
+                "dynamic::x",
+                "openai::m",
+                "",
+                "tensorzero::embedding_model_name::mock",
+                "0196c1d1-7de4-7a41-a7a4-1c2e5b7a0c11",
+            ])
+            .prop_map(|s| Value::String(s.to_owned())),
+            "\\PC{0,20}".prop_map(Value::String),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            prop::sample::select(KEYS.to_vec()).prop_map(str::to_owned),
+                            "[a-z_:]{1,12}",
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    /// A valid body for the route with random fields laid over it, or random JSON outright.
+    fn body(base: Value) -> impl Strategy<Value = Value> {
+        prop_oneof![
+            value(),
+            prop::collection::vec((prop::sample::select(KEYS.to_vec()), value()), 0..4).prop_map(
+                move |fields| {
+                    let mut body = base.clone();
+                    for (k, v) in fields {
+                        body[k] = v;
+                    }
+                    body
+                }
+            ),
+        ]
+    }
+
+    #[test]
+    fn no_body_on_any_route_gets_a_500_or_an_empty_reply() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = format!(
+            "{BASIC}\n[functions.f]\ntype = \"chat\"\n[functions.f.variants.v]\ntype = \"chat_completion\"\nmodel = \"mock\"\n\
+             [embedding_models.mock]\nrouting = [\"p\"]\n[embedding_models.mock.providers.p]\ntype = \"openai\"\napi_base = \"{{mock}}\"\nmodel_name = \"e\"\napi_key_location = \"none\"\n"
+        );
+        let h = rt.block_on(Harness::start(&config));
+        let routes = [
+            ("/inference", inference("mock", "hi")),
+            (
+                "/openai/v1/chat/completions",
+                json!({ "model": "tensorzero::model_name::mock", "messages": [{ "role": "user", "content": "hi" }] }),
+            ),
+            (
+                "/openai/v1/embeddings",
+                json!({ "model": "tensorzero::embedding_model_name::mock", "input": "hi" }),
+            ),
+        ];
+        for (path, base) in routes {
+            let mut runner = TestRunner::new(Config {
+                cases: 200,
+                failure_persistence: None,
+                ..Config::default()
+            });
+            let url = h.url(path);
+            runner
+                .run(&body(base), |body| {
+                    let r =
+                        rt.block_on(send(Method::POST, &url, Bytes::from(body.to_string()), &[]));
+                    prop_assert!(r.status != 500, "{path} {body}: 500 {}", r.text());
+                    if r.status.as_u16() >= 400 {
+                        prop_assert!(
+                            !r.error().is_empty(),
+                            "{path} {body}: {} without an error message: {}",
+                            r.status,
+                            r.text()
+                        );
+                    }
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let r = rt.block_on(h.post("/inference", &inference("mock", "still here")));
+        assert_eq!(r.status, 200);
+    }
+}

@@ -448,3 +448,127 @@ fn provider_type_api_base_is_checked() {
         "{e}"
     );
 }
+
+const FUNCTION: &str = "[functions.f]\ntype = \"chat\"\n[functions.f.variants.v]\ntype = \"chat_completion\"\nmodel = \"x\"\n";
+
+#[test]
+fn absurd_durations_are_refused_at_load_naming_the_toml_path() {
+    let cases = [
+        (
+            "retries = { num_retries = 1, max_delay_s = VALUE }",
+            "functions.f.variants.v.retries.max_delay_s",
+        ),
+        (
+            "[functions.f.variants.b]\ntype = \"experimental_best_of_n\"\ncandidates = [\"v\"]\ntimeout_s = VALUE\nevaluator = { model = \"x\" }",
+            "functions.f.variants.b.timeout_s",
+        ),
+        (
+            "[functions.f.variants.m]\ntype = \"experimental_mixture_of_n\"\ncandidates = [\"v\"]\ntimeout_s = VALUE\nfuser = { model = \"x\" }",
+            "functions.f.variants.m.timeout_s",
+        ),
+        ("weight = VALUE", "functions.f.variants.v.weight"),
+    ];
+    for (snippet, path) in cases {
+        for value in ["inf", "-inf", "nan", "1e20", "-1.0"] {
+            if snippet.starts_with("weight") && value == "1e20" {
+                continue; // a large weight is only a large share
+            }
+            let text = format!("{MODEL}{FUNCTION}{}\n", snippet.replace("VALUE", value));
+            let e = load(&[("c.toml", &text)]).expect_err(&format!("{path} = {value} loaded"));
+            assert!(e.contains(&format!("`{path}`")), "{path} = {value}: {e}");
+        }
+    }
+    let text = "[gateway]\nglobal_outbound_http_timeout_ms = 18446744073709551615\n";
+    let e = load(&[("c.toml", text)]).unwrap_err();
+    assert!(e.contains("gateway.global_outbound_http_timeout_ms"), "{e}");
+    let text =
+        "[gateway.metrics]\ntensorzero_inference_latency_overhead_seconds_buckets = [0.1, nan]\n";
+    let e = load(&[("c.toml", text)]).unwrap_err();
+    assert!(
+        e.contains("tensorzero_inference_latency_overhead_seconds_buckets"),
+        "{e}"
+    );
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    /// A TOML value of any type, including the numbers that break naive code.
+    fn toml_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            Just("inf".to_owned()),
+            Just("nan".to_owned()),
+            Just("-inf".to_owned()),
+            Just("1e300".to_owned()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[ -~]{0,40}".prop_map(|s| format!("{s:?}")),
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+            Just("[1, \"a\", true]".to_owned()),
+            Just("\"env::NOPE\"".to_owned()),
+            Just("\"dynamic::k\"".to_owned()),
+            Just("\"http://[::1\"".to_owned()),
+        ]
+    }
+
+    /// A key the configuration knows, at the table it belongs to.
+    fn known_key() -> impl Strategy<Value = (&'static str, &'static str)> {
+        prop::sample::select(vec![
+            ("[gateway]", "global_outbound_http_timeout_ms"),
+            ("[gateway]", "base_path"),
+            ("[gateway]", "bind_address"),
+            ("[gateway]", "debug"),
+            ("[gateway.limits]", "max_request_body_bytes"),
+            ("[gateway.limits]", "max_rate_limit_buckets"),
+            ("[gateway.limits]", "idle_timeout_ms"),
+            ("[gateway.auth.shield]", "client_ip_header"),
+            ("[gateway.auth.shield]", "burst"),
+            ("[gateway.relay]", "gateway_url"),
+            ("[models.x]", "timeouts"),
+            ("[models.x.providers.a]", "api_base"),
+            ("[models.x.providers.a]", "api_key_location"),
+            ("[models.x.providers.a]", "timeouts"),
+            ("[models.x.providers.a]", "extra_body"),
+            ("[models.x.providers.a]", "extra_headers"),
+            ("[functions.f.variants.v]", "weight"),
+            ("[functions.f.variants.v]", "retries"),
+            ("[functions.f.variants.v]", "max_tokens"),
+            ("[functions.f.variants.v]", "temperature"),
+            ("[functions.f.variants.v]", "timeouts"),
+            ("[functions.f.variants.v]", "extra_body"),
+            ("[rate_limiting]", "default_max_tokens"),
+            ("[[rate_limiting.rules]]", "tokens_per_minute"),
+            ("[[rate_limiting.rules]]", "priority"),
+            ("[[rate_limiting.rules]]", "scope"),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Any text: the loader answers Ok or a located error, never a panic.
+        #[test]
+        fn the_loader_never_panics_on_arbitrary_text(text in "(\\PC|\n){0,300}") {
+            let _ = super::load(&[("c.toml", &text)]);
+        }
+
+        /// Valid configs with one known key set to an arbitrary value: loaded or refused, never
+        /// a panic, and a refusal names where.
+        #[test]
+        fn the_loader_never_panics_on_odd_values(
+            (table, key) in known_key(),
+            value in toml_value(),
+        ) {
+            let text = format!(
+                "{}{}{table}\n{key} = {value}\n",
+                super::MODEL,
+                super::FUNCTION
+            );
+            if let Err(e) = super::load(&[("c.toml", &text)]) {
+                prop_assert!(e.contains("c.toml"), "{e}");
+            }
+        }
+    }
+}
