@@ -24,8 +24,12 @@ struct OpenAiEmbeddingRequest {
     model: String,
     dimensions: Option<u32>,
     encoding_format: Option<String>,
-    #[serde(rename = "tensorzero::credentials", default)]
-    credentials: BTreeMap<String, String>,
+    #[serde(
+        rename = "tensorzero::credentials",
+        default,
+        deserialize_with = "crate::secret::deserialize_map"
+    )]
+    credentials: BTreeMap<String, Secret>,
     #[serde(rename = "tensorzero::dryrun")]
     dryrun: Option<bool>,
     #[serde(rename = "tensorzero::cache_options")]
@@ -76,13 +80,8 @@ where
     let payload =
         EmbeddingRequest::new(request.input, request.dimensions, request.encoding_format)?;
     let mut call = Call::new(payload);
-    call.extensions.insert(DynamicCredentials(Arc::new(
-        request
-            .credentials
-            .into_iter()
-            .map(|(k, v)| (k, Secret::new(v)))
-            .collect(),
-    )));
+    call.extensions
+        .insert(DynamicCredentials(Arc::new(request.credentials)));
     // Embeddings carry no tags: rate-limit rules scoped by tags do not match them.
     call.extensions.insert(Tags::default());
     if let Some(id) = parts.extensions.get::<ApiKeyPublicId>() {

@@ -57,8 +57,8 @@ struct NativeRequest {
     provider_tools: Option<Value>,
     output_schema: Option<Value>,
     cache_options: Option<Value>,
-    #[serde(default)]
-    credentials: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "crate::secret::deserialize_map")]
+    credentials: BTreeMap<String, Secret>,
     include_raw_response: Option<bool>,
     include_raw_usage: Option<bool>,
     include_aggregated_response: Option<bool>,
@@ -254,12 +254,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
             parallel_tool_calls: n.parallel_tool_calls,
         },
         output_schema: n.output_schema,
-        credentials: DynamicCredentials(Arc::new(
-            n.credentials
-                .into_iter()
-                .map(|(k, v)| (k, Secret::new(v)))
-                .collect(),
-        )),
+        credentials: DynamicCredentials(Arc::new(n.credentials)),
         extra_body: parse_extra_body(&n.extra_body)?,
         extra_headers: parse_extra_headers(&n.extra_headers)?,
         api_key_public_id: None,

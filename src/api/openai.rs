@@ -87,8 +87,12 @@ struct ChatRequest {
     tags: BTreeMap<String, String>,
     #[serde(rename = "tensorzero::deny_unknown_fields", default)]
     deny_unknown_fields: bool,
-    #[serde(rename = "tensorzero::credentials", default)]
-    credentials: BTreeMap<String, String>,
+    #[serde(
+        rename = "tensorzero::credentials",
+        default,
+        deserialize_with = "crate::secret::deserialize_map"
+    )]
+    credentials: BTreeMap<String, Secret>,
     #[serde(rename = "tensorzero::params")]
     params: Option<TensorZeroParams>,
     #[serde(rename = "tensorzero::include_raw_usage")]
@@ -327,12 +331,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
             parallel_tool_calls: chat.parallel_tool_calls,
         },
         output_schema,
-        credentials: DynamicCredentials(Arc::new(
-            chat.credentials
-                .into_iter()
-                .map(|(k, v)| (k, Secret::new(v)))
-                .collect(),
-        )),
+        credentials: DynamicCredentials(Arc::new(chat.credentials)),
         extra_body: parse_extra_body(&chat.extra_body)?,
         extra_headers: parse_extra_headers(&chat.extra_headers)?,
         api_key_public_id: None,
