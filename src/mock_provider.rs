@@ -43,7 +43,9 @@
 //!
 //! `POST .../model/ID/converse` (and `/converse-stream`) answers in AWS Bedrock's Converse
 //! format, streams in AWS's binary event-stream framing (`stream-error`: an exception message
-//! mid-stream), errors as `{"message": ...}` with `x-amzn-ErrorType`. A request without a SigV4
+//! mid-stream; `hostile-index`: a tool-use block at index 2^40; `hostile-truncated`: the body ends half
+//! way through a message; `hostile-huge-frame`: a message that declares 2 GiB), errors as
+//! `{"message": ...}` with `x-amzn-ErrorType`. A request without a SigV4
 //! `Authorization` header gets Bedrock's 403.
 //!
 //! `POST /endpoints/NAME/invocations` (and `/invocations-response-stream`) is a SageMaker
@@ -1194,6 +1196,39 @@ async fn bedrock(
             )
         })
         .collect();
+    if model.contains("hostile-index") {
+        // A block index far past anything real: a parser that sizes a table by it dies.
+        frames.insert(
+            1,
+            encode_message(
+                &[
+                    (":event-type", "contentBlockStart"),
+                    (":content-type", "application/json"),
+                    (":message-type", "event"),
+                ],
+                json!({ "contentBlockIndex": 1u64 << 40, "start": { "toolUse": { "toolUseId": "t", "name": "get_weather" } } })
+                    .to_string()
+                    .as_bytes(),
+            ),
+        );
+    } else if model.contains("hostile-truncated") {
+        // Two whole messages, then half of the third, then a clean end of the body.
+        frames.truncate(3);
+        let last = frames.pop().expect("three frames");
+        frames.push(last.slice(..last.len() / 2));
+    } else if model.contains("hostile-huge-frame") {
+        // A prelude (with a correct checksum) that declares a 2 GiB message, then bytes that
+        // never amount to it: the decoder must refuse, not wait and buffer.
+        frames.truncate(1);
+        let total: u32 = 2 << 30;
+        let mut prelude = Vec::with_capacity(12);
+        prelude.extend_from_slice(&total.to_be_bytes());
+        prelude.extend_from_slice(&0u32.to_be_bytes());
+        let crc = crc32fast::hash(&prelude);
+        prelude.extend_from_slice(&crc.to_be_bytes());
+        frames.push(Bytes::from(prelude));
+        frames.push(Bytes::from(vec![0u8; 1 << 20]));
+    }
     if model.contains("stream-error") {
         frames.truncate(2);
         frames.push(encode_message(

@@ -499,3 +499,48 @@ async fn sagemaker_endpoints_are_invoked_signed_and_streamed() {
     let logs = gw.logs();
     assert!(!logs.contains(SECRET) && !logs.contains(SESSION_TOKEN));
 }
+
+#[tokio::test]
+async fn hostile_event_streams_become_errors_and_the_gateway_lives_on() {
+    let mock = MockProvider::start().await.unwrap();
+    let models = [
+        ("index", "hostile-index"),
+        ("truncated", "hostile-truncated"),
+        ("huge", "hostile-huge-frame"),
+        ("fine", "fine"),
+    ];
+    let mut gw = start(&mock, &models, true).await;
+    for (name, _) in &models[..3] {
+        let mut body = inference(name, "hi");
+        body["stream"] = json!(true);
+        let r = gw.post(&body).await;
+        let what = format!("{name}: {} {}", r.status, r.text());
+        assert!(!r.body.is_empty(), "empty reply: {what}");
+        if r.status.is_success() {
+            let last = r.json_events().pop().unwrap_or_default();
+            let message = last["error"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                !message.is_empty(),
+                "the stream must end with an error event: {what}"
+            );
+            match *name {
+                "index" => assert!(message.contains("index"), "{what}"),
+                "truncated" => assert!(
+                    message.contains("cut")
+                        || message.contains("ended")
+                        || message.contains("truncated"),
+                    "{what}"
+                ),
+                _ => assert!(message.contains("16777216"), "the limit is named: {what}"),
+            }
+        } else {
+            assert_eq!(r.status, 502, "{what}");
+        }
+        assert!(
+            gw.child.try_wait().unwrap().is_none(),
+            "the gateway died on {name}"
+        );
+    }
+    let r = gw.post(&inference("fine", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
