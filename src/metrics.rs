@@ -49,6 +49,8 @@ pub struct GatewayMetrics {
     pub rate_limit_store_latency: Arc<Family<Histogram>>,
     /// Decisions the rate-limit store could not make.
     pub rate_limit_store_errors: Arc<Family<Counter>>,
+    /// Usage settlements and refunds the rate-limit store applied.
+    pub rate_limit_settlements: Arc<Family<Counter>>,
     /// Authentication refusals, by reason.
     pub auth_failures: Arc<Family<Counter>>,
     /// Streamed answers still being sent.
@@ -137,6 +139,11 @@ impl GatewayMetrics {
                 "Rate-limit decisions the store could not make (the call was refused with a 503).",
                 &[],
             ),
+            rate_limit_settlements: registry.counter(
+                "switchyard_rate_limit_settlements_total",
+                "Token settlements (actual usage against the estimate) and refunds the rate-limit store applied.",
+                &[],
+            ),
             auth_failures: registry.counter(
                 "switchyard_auth_failures_total",
                 "Requests refused by authentication, by reason.",
@@ -176,6 +183,7 @@ impl GatewayMetrics {
             denied: self.rate_limit_denied.clone(),
             store_latency: self.rate_limit_store_latency.with(&[]),
             store_errors: self.rate_limit_store_errors.with(&[]),
+            settlements: self.rate_limit_settlements.with(&[]),
         }
     }
 

@@ -823,6 +823,8 @@ pub struct RateLimitMetrics {
     pub store_latency: Arc<Histogram>,
     /// Decisions the store could not make (it was down or answered nonsense).
     pub store_errors: Arc<Counter>,
+    /// Settlements (usage adjustments and refunds) the store has applied.
+    pub settlements: Arc<Counter>,
 }
 
 impl fmt::Debug for RateLimitLayer {
@@ -1027,8 +1029,13 @@ fn settle_later(shared: Arc<LimiterShared>, charges: Vec<Charge>) {
         return;
     }
     let task = async move {
-        if let Err(e) = shared.backend.settle(&charges).await {
-            tracing::warn!(error = %e, "could not settle rate-limit usage");
+        match shared.backend.settle(&charges).await {
+            Ok(()) => {
+                if let Some(m) = &shared.metrics {
+                    m.settlements.inc();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not settle rate-limit usage"),
         }
     };
     match tokio::runtime::Handle::try_current() {

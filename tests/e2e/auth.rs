@@ -609,7 +609,8 @@ async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
             ("RUST_LOG", "trace"),
         ],
         dir.path().join("relay.log"),
-    );
+    )
+    .await;
     let edge_cfg = dir.path().join("edge.toml");
     std::fs::write(
         &edge_cfg,
@@ -627,7 +628,8 @@ async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
             ("RUST_LOG", "trace"),
         ],
         dir.path().join("edge.log"),
-    );
+    )
+    .await;
     let r = send(
         Method::POST,
         &format!("{}/inference", edge.url),
@@ -652,7 +654,8 @@ async fn an_edge_with_a_relay_key_talks_to_a_relay_with_auth_on() {
             ("RUST_LOG", "trace"),
         ],
         dir.path().join("wrong.log"),
-    );
+    )
+    .await;
     let r = send(
         Method::POST,
         &format!("{}/inference", wrong.url),

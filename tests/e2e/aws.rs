@@ -5,30 +5,23 @@
 //! child process with its own environment rather than an in-process gateway (setting variables
 //! in this process would race with the other tests).
 
-use std::process::{Child, Command, Stdio};
-
 use bytes::Bytes;
 use http::Method;
 use serde_json::{Value, json};
 use switchyard::mock_provider::MockProvider;
 
-use crate::harness::{Reply, inference, last_request, send};
+use crate::harness::{GatewayProcess, Reply, inference, last_request, send};
 
 const ACCESS_KEY_ID: &str = "AKIDMOCKBEDROCK";
 const SECRET: &str = "bedrock-secret-never-logged";
 const SESSION_TOKEN: &str = "bedrock-session-token-never-logged";
 
+/// The binary, logging at debug level to a file (read by the tests that check what the log
+/// never holds).
 struct Gateway {
-    child: Child,
+    process: GatewayProcess,
     url: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Gateway {
@@ -43,19 +36,13 @@ impl Gateway {
     }
 
     /// Stops the gateway and returns everything it logged.
-    fn logs(mut self) -> String {
-        let _ = self.child.kill();
-        let output = std::mem::replace(
-            &mut self.child,
-            Command::new("true").spawn().expect("`true` runs"),
-        )
-        .wait_with_output()
-        .expect("the gateway's output");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
+    fn logs(self) -> String {
+        self.process.stop()
+    }
+
+    /// Whether the process still runs.
+    fn is_running(&mut self) -> bool {
+        self.process.child.try_wait().unwrap().is_none()
     }
 }
 
@@ -71,12 +58,7 @@ async fn start_with(
     credentials: bool,
     extra: &str,
 ) -> Gateway {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = format!("[gateway]\nbind_address = \"127.0.0.1:{port}\"\n\n");
+    let mut config = String::new();
     for (name, id) in models {
         config.push_str(&format!(
             "[models.{name}]\nrouting = [\"b\"]\n[models.{name}.providers.b]\ntype = \"aws_bedrock\"\n\
@@ -88,34 +70,20 @@ async fn start_with(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tensorzero.toml");
     std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.args(["--config-file", path.to_str().unwrap()])
-        .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
-        .env_remove("TENSORZERO_POSTGRES_URL")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut env = vec![("RUST_LOG", "debug")];
     if credentials {
-        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_SESSION_TOKEN", SESSION_TOKEN);
+        env.extend([
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+        ]);
     }
-    let child = cmd.spawn().expect("the binary runs");
-    let gateway = Gateway {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
+    let process = GatewayProcess::start(&path, &[], &env, dir.path().join("gateway.log")).await;
+    Gateway {
+        url: process.url.clone(),
+        process,
         _dir: dir,
-    };
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return gateway;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    panic!("the gateway did not start: {}", gateway.logs());
 }
 
 #[tokio::test]
@@ -536,10 +504,7 @@ async fn hostile_event_streams_become_errors_and_the_gateway_lives_on() {
         } else {
             assert_eq!(r.status, 502, "{what}");
         }
-        assert!(
-            gw.child.try_wait().unwrap().is_none(),
-            "the gateway died on {name}"
-        );
+        assert!(gw.is_running(), "the gateway died on {name}");
     }
     let r = gw.post(&inference("fine", "hi")).await;
     assert_eq!(r.status, 200, "{}", r.text());

@@ -158,16 +158,27 @@ async fn episode_ids_must_be_uuid_v7() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let h = Harness::start(BASIC).await;
-    // Declared too large: refused before reading.
-    let r = send(
-        Method::POST,
-        &h.url("/inference"),
-        Bytes::from_static(b"{}"),
-        &[("content-length", "2")],
-    )
-    .await;
-    assert_eq!(r.status, 400, "a small body is read normally");
+    // Declared too large: refused from the header alone. Not one byte of the body is sent, so
+    // a gateway that tried to read it would answer nothing (or a 408 after the body timeout)
+    // before the deadline, never a 413.
+    let addr = h.url("").trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(
+            b"POST /inference HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("no answer before the body: the gateway waited for it")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("max_request_body_bytes"), "{answer}");
     let limit = switchyard::config::gateway::LimitsConfig::default().max_request_body_bytes;
     let big = Bytes::from(vec![b' '; limit + 1]);
     let r = send(Method::POST, &h.url("/inference"), big, &[]).await;

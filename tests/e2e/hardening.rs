@@ -172,7 +172,7 @@ pub(crate) fn peak_rss_mib(pid: u32) -> u64 {
 }
 
 /// A gateway process serving `toml` (`{mock}` replaced), for tests that measure its memory.
-pub(crate) fn gateway_process(
+pub(crate) async fn gateway_process(
     toml: &str,
     mock: &switchyard::mock_provider::MockProvider,
 ) -> (crate::harness::GatewayProcess, tempfile::TempDir) {
@@ -181,7 +181,7 @@ pub(crate) fn gateway_process(
     std::fs::write(&path, toml.replace("{mock}", &mock.api_base())).unwrap();
     let log = dir.path().join("gateway.log");
     (
-        crate::harness::GatewayProcess::start(&path, &[], &[], log),
+        crate::harness::GatewayProcess::start(&path, &[], &[], log).await,
         dir,
     )
 }
@@ -233,7 +233,7 @@ async fn compressed_bombs_are_refused_after_decompression() {
     let mock = switchyard::mock_provider::MockProvider::start()
         .await
         .unwrap();
-    let (gw, _dir) = gateway_process(crate::harness::BASIC, &mock);
+    let (gw, _dir) = gateway_process(crate::harness::BASIC, &mock).await;
     let before = peak_rss_mib(gw.child.id());
     for encoding in ["gzip", "br", "zstd"] {
         let body = bomb(encoding);

@@ -152,23 +152,53 @@ pub fn inference(model: &str, text: &str) -> Value {
     serde_json::json!({ "model_name": model, "input": { "messages": [{ "role": "user", "content": text }] } })
 }
 
+/// How long any one exchange with a gateway may take in a test before the test fails (rather
+/// than hangs): far above what any test needs, so only a hang reaches it.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub async fn send(method: Method, url: &str, body: Bytes, headers: &[(&str, &str)]) -> Reply {
     let client = switchyard::http_client::build();
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let res = client
-        .request(req.body(Full::new(body)).unwrap())
+    let exchange = async {
+        let res = client
+            .request(req.body(Full::new(body)).unwrap())
+            .await
+            .expect("gateway unreachable");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    };
+    tokio::time::timeout(DEADLINE, exchange)
         .await
-        .expect("gateway unreachable");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
+        .unwrap_or_else(|_| panic!("no whole answer from {url} within {DEADLINE:?}"))
+}
+
+/// Reads `n` data frames of a streamed answer; fails (never hangs) if the stream ends first or
+/// stalls past [`DEADLINE`].
+pub async fn read_frames<B>(body: &mut B, n: usize)
+where
+    B: http_body::Body + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    let mut got = 0;
+    while got < n {
+        let frame = tokio::time::timeout(DEADLINE, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("the stream stalled after {got} frames"));
+        match frame {
+            Some(Ok(frame)) if frame.data_ref().is_some() => got += 1,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("the stream failed after {got} of {n} frames: {e:?}"),
+            None => panic!("the stream ended after {got} of {n} frames"),
+        }
     }
 }
 
@@ -251,7 +281,7 @@ impl GatewayProcess {
     /// Starts `switchyard --config-file CONFIG --bind-address 127.0.0.1:0 ARGS` with the
     /// environment's gateway variables removed, then `env` set (RUST_LOG is `info` unless
     /// `env` sets it), logging to `log`; returns once it listens.
-    pub fn start(
+    pub async fn start(
         config: &std::path::Path,
         args: &[&str],
         env: &[(&str, &str)],
@@ -259,11 +289,15 @@ impl GatewayProcess {
     ) -> GatewayProcess {
         let mut all = vec!["--config-file", config.to_str().unwrap()];
         all.extend_from_slice(args);
-        Self::spawn(&all, env, log)
+        Self::spawn(&all, env, log).await
     }
 
     /// [`Self::start`] without a config file: `args` say where the configuration comes from.
-    pub fn spawn(args: &[&str], env: &[(&str, &str)], log: std::path::PathBuf) -> GatewayProcess {
+    pub async fn spawn(
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: std::path::PathBuf,
+    ) -> GatewayProcess {
         use std::process::{Command, Stdio};
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
@@ -273,6 +307,11 @@ impl GatewayProcess {
             .env_remove("TENSORZERO_GATEWAY_BIND_ADDRESS")
             .env_remove("TENSORZERO_POSTGRES_URL")
             .env_remove("TENSORZERO_VALKEY_URL")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_REGION")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file);
@@ -281,7 +320,9 @@ impl GatewayProcess {
             url: String::new(),
             log,
         };
-        let line = gateway.wait_for_log("switchyard listening", Duration::from_secs(20));
+        let line = gateway
+            .wait_for_log("switchyard listening", Duration::from_secs(20))
+            .await;
         let v: Value = serde_json::from_str(&line).unwrap();
         gateway.url = format!("http://{}", v["address"].as_str().unwrap());
         gateway
@@ -300,12 +341,12 @@ impl GatewayProcess {
     }
 
     /// The first log line containing `text`, waiting for it up to `within`.
-    pub fn wait_for_log(&self, text: &str, within: Duration) -> String {
-        self.wait_for_nth_log(text, 1, within)
+    pub async fn wait_for_log(&self, text: &str, within: Duration) -> String {
+        self.wait_for_nth_log(text, 1, within).await
     }
 
     /// The `n`th log line containing `text`.
-    pub fn wait_for_nth_log(&self, text: &str, n: usize, within: Duration) -> String {
+    pub async fn wait_for_nth_log(&self, text: &str, n: usize, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let logs = self.logs();
@@ -316,7 +357,7 @@ impl GatewayProcess {
                 Instant::now() < deadline,
                 "no log line #{n} with {text:?}:\n{logs}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -331,7 +372,7 @@ impl GatewayProcess {
     }
 
     /// Waits for the process to exit; whether it exited 0.
-    pub fn wait_exit(&mut self, within: Duration) -> bool {
+    pub async fn wait_exit(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -342,7 +383,7 @@ impl GatewayProcess {
                 "still running {within:?} after the signal:\n{}",
                 self.logs()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

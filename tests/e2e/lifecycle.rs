@@ -98,7 +98,8 @@ async fn sigterm_fails_readiness_then_drains_in_flight_streams_and_exits_zero() 
         &["--shutdown-delay", "2", "--drain-timeout", "20"],
         &[],
         log_path(&dir),
-    );
+    )
+    .await;
     assert_eq!(gw.get("/ready").await.status, 200);
     assert_eq!(gw.get("/live").await.status, 200);
 
@@ -143,7 +144,10 @@ async fn sigterm_fails_readiness_then_drains_in_flight_streams_and_exits_zero() 
     assert!(clean, "the stream was cut");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert_eq!(text.matches("\"type\":\"text\"").count(), 200);
-    assert!(gw.wait_exit(Duration::from_secs(10)), "exit code not 0");
+    assert!(
+        gw.wait_exit(Duration::from_secs(10)).await,
+        "exit code not 0"
+    );
     let logs = gw.logs();
     assert!(logs.contains("every in-flight request finished"), "{logs}");
 }
@@ -153,12 +157,13 @@ async fn a_stream_longer_than_the_drain_timeout_is_cut_and_the_process_still_exi
     let mock = MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &model("story", &mock, "drip-50"));
-    let mut gw = GatewayProcess::start(&config, &["--drain-timeout", "0.5"], &[], log_path(&dir));
+    let mut gw =
+        GatewayProcess::start(&config, &["--drain-timeout", "0.5"], &[], log_path(&dir)).await;
     let in_flight = tokio::spawn(stream(gw.url.clone(), streaming("story")));
     until_mock_has(&mock, 1).await;
     let signalled = Instant::now();
     gw.signal("TERM");
-    assert!(gw.wait_exit(Duration::from_secs(5)));
+    assert!(gw.wait_exit(Duration::from_secs(5)).await);
     assert!(signalled.elapsed() < Duration::from_secs(5));
     let (text, clean) = in_flight.await.unwrap();
     assert!(
@@ -182,7 +187,8 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_configuration() {
         &["--config-poll-interval", "0"],
         &[],
         log_path(&dir),
-    );
+    )
+    .await;
     let before = config_hash(&gw).await;
     assert_eq!(gw.infer(&inference("first", "hi")).await.status, 200);
     assert_eq!(gw.infer(&inference("second", "hi")).await.status, 400);
@@ -192,7 +198,8 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_configuration() {
         &(model("first", &mock, "one") + &model("second", &mock, "two")),
     );
     gw.signal("HUP");
-    gw.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    gw.wait_for_log("configuration reloaded", Duration::from_secs(10))
+        .await;
     let after = config_hash(&gw).await;
     assert_ne!(before, after);
     assert_eq!(gw.infer(&inference("second", "hi")).await.status, 200);
@@ -203,7 +210,9 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_configuration() {
         "[models.second]\nrouting = [\"m\"]\n[models.second.providers.m]\ntype = \"openai\"\nmodel_name = 42\n",
     );
     gw.signal("HUP");
-    let line = gw.wait_for_log("configuration reload failed", Duration::from_secs(10));
+    let line = gw
+        .wait_for_log("configuration reload failed", Duration::from_secs(10))
+        .await;
     assert!(line.contains("tensorzero.toml:5"), "{line}");
     assert!(
         line.contains("models.second.providers.m.model_name"),
@@ -220,7 +229,9 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_configuration() {
          api_key_location = \"env::SWITCHYARD_TEST_UNSET_KEY\"\n",
     );
     gw.signal("HUP");
-    let line = gw.wait_for_nth_log("configuration reload failed", 2, Duration::from_secs(10));
+    let line = gw
+        .wait_for_nth_log("configuration reload failed", 2, Duration::from_secs(10))
+        .await;
     assert!(line.contains("SWITCHYARD_TEST_UNSET_KEY"), "{line}");
     assert_eq!(config_hash(&gw).await, after);
     assert_eq!(gw.get("/ready").await.status, 200);
@@ -249,7 +260,8 @@ async fn a_configmap_update_is_picked_up_by_the_poll_and_in_flight_requests_fini
         &["--config-poll-interval", "0.2"],
         &[],
         log_path(&dir),
-    );
+    )
+    .await;
 
     // A 2 s stream on the first configuration...
     let in_flight = tokio::spawn(stream(gw.url.clone(), streaming("story")));
@@ -265,7 +277,8 @@ async fn a_configmap_update_is_picked_up_by_the_poll_and_in_flight_requests_fini
              api_base = \"{dead_base}\"\nmodel_name = \"x\"\napi_key_location = \"none\"\n"
         ),
     );
-    gw.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    gw.wait_for_log("configuration reloaded", Duration::from_secs(10))
+        .await;
     assert!(!in_flight.is_finished());
     let r = gw.infer(&inference("story", "hi")).await;
     assert_eq!(r.status, 502, "new requests use the new configuration");
@@ -286,7 +299,8 @@ async fn rate_limit_buckets_keep_their_balance_across_a_reload() {
         &["--config-poll-interval", "0"],
         &[],
         log_path(&dir),
-    );
+    )
+    .await;
     for _ in 0..2 {
         assert_eq!(gw.infer(&inference("a", "hi")).await.status, 200);
     }
@@ -295,7 +309,8 @@ async fn rate_limit_buckets_keep_their_balance_across_a_reload() {
         &(rules.to_owned() + &model("a", &mock, "a") + &model("b", &mock, "b")),
     );
     gw.signal("HUP");
-    gw.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    gw.wait_for_log("configuration reloaded", Duration::from_secs(10))
+        .await;
     assert_eq!(gw.infer(&inference("b", "hi")).await.status, 200);
     let r = gw.infer(&inference("a", "hi")).await;
     assert_eq!(r.status, 429, "the reload must not refill the bucket");
@@ -304,9 +319,10 @@ async fn rate_limit_buckets_keep_their_balance_across_a_reload() {
 #[tokio::test]
 async fn sighup_with_the_built_in_configuration_does_not_stop_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = GatewayProcess::spawn(&["--default-config"], &[], log_path(&dir));
+    let mut gw = GatewayProcess::spawn(&["--default-config"], &[], log_path(&dir)).await;
     gw.signal("HUP");
-    gw.wait_for_log("nothing to reload", Duration::from_secs(10));
+    gw.wait_for_log("nothing to reload", Duration::from_secs(10))
+        .await;
     assert!(
         gw.child.try_wait().unwrap().is_none(),
         "SIGHUP ended the process"
@@ -333,17 +349,20 @@ async fn an_edited_template_is_picked_up_by_the_poll_and_a_broken_one_is_not() {
         &["--config-poll-interval", "0.2"],
         &[],
         log_path(&dir),
-    );
+    )
+    .await;
     let ask = json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "hi" }] } });
     let reply = |r: crate::harness::Reply| r.json()["content"][0]["text"].clone();
     assert_eq!(reply(gw.infer(&ask).await), "mock reply to: v1: hi");
 
     std::fs::write(&template, "v2: {{ user_text }}").unwrap();
-    gw.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    gw.wait_for_log("configuration reloaded", Duration::from_secs(10))
+        .await;
     assert_eq!(reply(gw.infer(&ask).await), "mock reply to: v2: hi");
 
     // A template that does not compile is refused; the last good one keeps serving.
     std::fs::write(&template, "{% if %}").unwrap();
-    gw.wait_for_log("configuration reload failed", Duration::from_secs(10));
+    gw.wait_for_log("configuration reload failed", Duration::from_secs(10))
+        .await;
     assert_eq!(reply(gw.infer(&ask).await), "mock reply to: v2: hi");
 }

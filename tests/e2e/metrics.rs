@@ -227,7 +227,7 @@ async fn one_log_line_per_inference_says_who_answered_and_what_it_cost() {
         format!("[gateway]\ndebug = true\n{BASIC}{CONFIG}").replace("{mock}", &mock.api_base()),
     )
     .unwrap();
-    let gw = GatewayProcess::start(&config, &[], &[], dir.path().join("gw.log"));
+    let gw = GatewayProcess::start(&config, &[], &[], dir.path().join("gw.log")).await;
     let secret_prompt = "my-private-prompt-text";
     let r = crate::harness::send(
         http::Method::POST,

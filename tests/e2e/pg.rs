@@ -28,6 +28,15 @@ fn bin_dir() -> PathBuf {
         .expect("no PostgreSQL server binaries under /usr/lib/postgresql")
 }
 
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -49,11 +58,7 @@ impl Postgres {
                 .success();
             assert!(ok, "cannot hand the data directory to the postgres user");
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let pg = Postgres {
             dir,
             bin: bin_dir(),
@@ -74,7 +79,22 @@ impl Postgres {
                 "UTF8",
             ],
         );
-        pg.start_server();
+        // The port was free a moment ago; another test may take it before the server binds
+        // it, so a failed start tries again on a fresh port.
+        let mut pg = pg;
+        for attempt in 0.. {
+            match pg.try_start_server() {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    eprintln!(
+                        "postgres did not start on port {} ({e}); another port",
+                        pg.port
+                    );
+                    pg.port = free_port();
+                }
+                Err(e) => panic!("postgres did not start: {e}"),
+            }
+        }
         pg
     }
 
@@ -82,16 +102,20 @@ impl Postgres {
         self.dir.path().join("data").to_string_lossy().into_owned()
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// A command running `tool` as the user that owns the data directory.
+    fn command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
-        let mut cmd = if self.as_postgres_user {
+        if self.as_postgres_user {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&exe);
             c
         } else {
             Command::new(&exe)
-        };
-        let out = cmd.args(args).output().unwrap();
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self.command(tool).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{tool} failed: {}{}",
@@ -101,15 +125,21 @@ impl Postgres {
     }
 
     fn start_server(&self) {
+        if let Err(e) = self.try_start_server() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_start_server(&self) -> Result<(), String> {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
         let log = self.dir.path().join("postgres.log");
-        self.run(
-            "pg_ctl",
-            &[
+        let out = self
+            .command("pg_ctl")
+            .args([
                 "-D",
                 &self.data(),
                 "-l",
@@ -118,8 +148,19 @@ impl Postgres {
                 &opts,
                 "-w",
                 "start",
-            ],
-        );
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl start failed: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
+        }
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
@@ -157,18 +198,10 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = Command::new(if self.as_postgres_user {
-            "runuser"
-        } else {
-            "true"
-        })
-        .args(if self.as_postgres_user {
-            vec!["-u", "postgres", "--"]
-        } else {
-            vec![]
-        })
-        .arg(self.bin.join("pg_ctl"))
-        .args(["-D", &self.data(), "-m", "immediate", "stop"])
-        .output();
+        // The same command as `stop`, but a failure (already stopped) is not a panic here.
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
     }
 }

@@ -36,12 +36,16 @@ async fn provider_garbage_and_truncation_are_reported() {
         model("cut", "break")
     ))
     .await;
-    let e = h.post("/inference", &inference("junk", "hi")).await.error();
+    let r = h.post("/inference", &inference("junk", "hi")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let e = r.error();
     assert!(
         e.contains("not an OpenAI chat completion") && e.contains("definitely not json"),
         "{e}"
     );
-    let e = h.post("/inference", &inference("cut", "hi")).await.error();
+    let r = h.post("/inference", &inference("cut", "hi")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let e = r.error();
     assert!(e.contains("provider `p`"), "{e}");
 }
 
@@ -291,7 +295,6 @@ async fn a_stream_that_breaks_ends_with_an_error_event() {
 
 #[tokio::test]
 async fn client_disconnect_mid_stream_cancels_the_provider_call() {
-    use http_body_util::BodyExt;
     let h = Harness::start(&model("drip", "drip-50")).await;
     let mut body = inference("drip", "hi");
     body["stream"] = json!(true);
@@ -304,14 +307,7 @@ async fn client_disconnect_mid_stream_cancels_the_provider_call() {
     let res = client.request(req).await.unwrap();
     let mut res_body = res.into_body();
     // Read a few events, then go away.
-    let mut got = 0;
-    while got < 3 {
-        if let Some(Ok(frame)) = res_body.frame().await {
-            if frame.data_ref().is_some() {
-                got += 1;
-            }
-        }
-    }
+    crate::harness::read_frames(&mut res_body, 3).await;
     drop(res_body);
     drop(client);
     // The 200-chunk stream takes 10 s to finish; the mock sees it abandoned well before that.

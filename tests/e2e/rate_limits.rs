@@ -67,6 +67,34 @@ async fn ask(gw: &RunningGateway, tags: &[(&str, &str)], max_tokens: Option<u32>
     .await
 }
 
+/// Waits until `gw` has applied `n` rate-limit settlements (they run after the answer, off the
+/// request's path), as its `/metrics` counts them.
+async fn settled(gw: &RunningGateway, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = send(
+            Method::GET,
+            &format!("{}/metrics", gw.url()),
+            Bytes::new(),
+            &[],
+        )
+        .await;
+        let count = metrics
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("switchyard_rate_limit_settlements_total "))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap());
+        if count >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} of {n} settlements applied after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_denial_is_a_429_with_its_scope_and_openai_style_headers() {
     let mock = MockProvider::start().await.unwrap();
@@ -151,7 +179,7 @@ always = true
     for i in 0..4 {
         let r = ask(&gw, &[], None).await;
         assert_eq!(r.status, 200, "call {i}: {}", r.error());
-        tokio::time::sleep(Duration::from_millis(20)).await; // settlement runs after the answer
+        settled(&gw, i + 1).await;
     }
     let r = ask(&gw, &[], None).await;
     assert_eq!(r.status, 429);
@@ -185,14 +213,14 @@ always = true
     let gw = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
-    for _ in 0..3 {
+    for i in 0..3 {
         let r = ask(&gw, &[], None).await;
         assert!(
             r.error().contains("HTTP 400"),
             "the provider refused, so nothing was spent: {}",
             r.error()
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        settled(&gw, i + 1).await; // the refund
     }
 }
 
@@ -244,13 +272,13 @@ async fn the_scenario_table_in_process() {
 
 #[tokio::test]
 async fn the_scenario_table_with_redis() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     scenario(Some(&redis)).await;
 }
 
 #[tokio::test]
 async fn two_replicas_sharing_redis_hold_one_global_limit_exactly() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let mock = MockProvider::start().await.unwrap();
     let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 50\nalways = true\n";
     let (a, _d1) = gateway(rules, &mock, Some(&redis)).await;
@@ -292,7 +320,7 @@ async fn two_replicas_sharing_redis_hold_one_global_limit_exactly() {
 
 #[tokio::test]
 async fn redis_down_fails_closed_with_503_and_recovers() {
-    let mut redis = Redis::start();
+    let mut redis = Redis::start().await;
     let mock = MockProvider::start().await.unwrap();
     let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 100\nalways = true\n";
     let (gw, _d) = gateway(rules, &mock, Some(&redis)).await;
@@ -339,7 +367,7 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
         "nothing reaches a provider while limits cannot be checked"
     );
 
-    redis.restart();
+    redis.restart().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut status = 0;
     while tokio::time::Instant::now() < deadline {
@@ -392,6 +420,7 @@ async fn edge_and_relay_each_enforce_their_own_rules() {
     );
     // The edge's own limit: 3 an hour. Ann's third call was refused by the relay without any
     // provider charging for it, so the edge gave that reservation back: Bob gets the third.
+    settled(&edge, 1).await;
     assert_eq!(ask(&edge, &[("user", "bob")], None).await.status, 200);
     let r = ask(&edge, &[("user", "carl")], None).await;
     assert_eq!(r.status, 429);
@@ -404,7 +433,6 @@ async fn edge_and_relay_each_enforce_their_own_rules() {
 
 /// Reads `events` frames of a streamed inference of `model`, then hangs up.
 async fn read_then_hang_up(gw: &RunningGateway, model: &str, events: usize) {
-    use http_body_util::BodyExt;
     let mut body = inference(model, "hi");
     body["stream"] = json!(true);
     let client = switchyard::http_client::build();
@@ -414,14 +442,7 @@ async fn read_then_hang_up(gw: &RunningGateway, model: &str, events: usize) {
     let res = client.request(req).await.unwrap();
     assert_eq!(res.status(), 200);
     let mut res_body = res.into_body();
-    let mut got = 0;
-    while got < events {
-        match res_body.frame().await {
-            Some(Ok(frame)) if frame.data_ref().is_some() => got += 1,
-            Some(Ok(_)) => {}
-            other => panic!("the stream ended after {got} events: {other:?}"),
-        }
-    }
+    crate::harness::read_frames(&mut res_body, events).await;
 }
 
 #[tokio::test]
@@ -456,7 +477,7 @@ always = true
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(mock.aborted_streams(), 1, "the client hung up mid-stream");
-    tokio::time::sleep(Duration::from_millis(100)).await; // settlement runs off the path
+    settled(&gw, 1).await;
     // Charged only the reservation (11), 389 would be left and a call reserving 1 + 300 would
     // fit. Charged what went by (about 150 words of ~4.4 bytes: over 150 tokens), it cannot.
     let r = ask(&gw, &[], Some(300)).await;
@@ -551,7 +572,7 @@ async fn pings(redis: &Redis) -> u64 {
 
 #[tokio::test]
 async fn probes_read_the_background_check_and_never_query_the_store() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let mock = MockProvider::start().await.unwrap();
     let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 50\nalways = true\n";
     let (gw, _d) = gateway(rules, &mock, Some(&redis)).await;

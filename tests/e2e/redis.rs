@@ -10,7 +10,7 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub fn start() -> Redis {
+    pub async fn start() -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -22,8 +22,19 @@ impl Redis {
             port,
             child: None,
         };
-        r.restart();
-        r
+        // The port was free a moment ago; if another test took it first, the server exits at
+        // once: try again on a fresh port.
+        for _ in 0..5 {
+            if r.try_start().await {
+                return r;
+            }
+            r.port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+        }
+        panic!("redis-server did not start");
     }
 
     pub fn url(&self) -> String {
@@ -39,8 +50,13 @@ impl Redis {
     }
 
     /// Starts it (again) on the same port, empty.
-    pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
+    pub async fn restart(&mut self) {
+        assert!(self.try_start().await, "redis-server did not restart");
+    }
+
+    /// Starts the server; `false` if it exited at once (its port was taken).
+    async fn try_start(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -57,14 +73,23 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is not installed (tests/run installs it)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                self.child = Some(child);
+                return true;
+            }
             assert!(
-                std::time::Instant::now() < deadline,
+                tokio::time::Instant::now() < deadline,
                 "redis-server did not start"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -510,7 +510,6 @@ async fn an_unreachable_relay_is_a_502_naming_the_url() {
 
 #[tokio::test]
 async fn a_client_that_leaves_cancels_the_call_through_the_relay() {
-    use http_body_util::BodyExt;
     let t = tiers().await;
     let mut body = inference("drip", "x");
     body["stream"] = json!(true);
@@ -520,14 +519,7 @@ async fn a_client_that_leaves_cancels_the_call_through_the_relay() {
         .unwrap();
     let res = client.request(req).await.unwrap();
     let mut res_body = res.into_body();
-    let mut got = 0;
-    while got < 3 {
-        if let Some(Ok(frame)) = res_body.frame().await {
-            if frame.data_ref().is_some() {
-                got += 1;
-            }
-        }
-    }
+    crate::harness::read_frames(&mut res_body, 3).await;
     drop(res_body);
     drop(client);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);

@@ -33,10 +33,10 @@ def secured(postgres, mock_provider, tmp_path_factory):
 
 
 def test_openai_sdk_sends_the_key_as_bearer(secured):
-    client = openai.OpenAI(base_url=secured["url"] + "/openai/v1", api_key=secured["key"])
+    client = openai.OpenAI(base_url=secured["url"] + "/openai/v1", api_key=secured["key"], max_retries=0)
     r = client.chat.completions.create(model="tensorzero::model_name::mock", messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content == "mock reply to: hi"
-    wrong = openai.OpenAI(base_url=secured["url"] + "/openai/v1", api_key="sk-t0-abcdefabcdef-" + "a" * 48)
+    wrong = openai.OpenAI(base_url=secured["url"] + "/openai/v1", api_key="sk-t0-abcdefabcdef-" + "a" * 48, max_retries=0)
     with pytest.raises(openai.AuthenticationError) as e:
         wrong.chat.completions.create(model="tensorzero::model_name::mock", messages=[{"role": "user", "content": "hi"}])
     assert "does not exist in the database" in e.value.message

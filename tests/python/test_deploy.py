@@ -65,7 +65,10 @@ def all_containers(pod_spec):
 
 
 def switchyard_containers(pod_spec):
-    return [c for c in all_containers(pod_spec) if c["image"].startswith("switchyard")]
+    """The containers running the switchyard image (any registry, any tag)."""
+    def repository(image):
+        return image.split("@")[0].rsplit(":", 1)[0].rsplit("/", 1)[-1]
+    return [c for c in all_containers(pod_spec) if repository(c["image"]) == "switchyard"]
 
 
 def cli_flags():
@@ -111,7 +114,12 @@ def test_every_switchyard_container_is_locked_down_and_uses_real_flags():
                 assert sc.get("capabilities", {}).get("drop") == ["ALL"], (path, c["name"])
                 assert pod.get("securityContext", {}).get("runAsNonRoot") or sc.get("runAsNonRoot"), (path, c["name"])
                 assert {"requests", "limits"} <= set(c.get("resources", {})), (path, c["name"])
-            for c in switchyard_containers(pod):
+            ours = switchyard_containers(pod)
+            # Every Deployment here runs switchyard (the app example as a sidecar): finding none
+            # means the image name changed and the checks below would pass vacuously.
+            assert ours, f"{path}: {deployment['metadata']['name']} has no switchyard container"
+            assert any("--config-file" in c.get("args", []) for c in ours), f"{path}: no gateway container"
+            for c in ours:
                 used = {a.split("=")[0] for a in c.get("args", []) if a.startswith("--")}
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                     exec_ = c.get(probe, {}).get("exec")

@@ -189,7 +189,7 @@ def test_a_tool_call_and_its_result_round_trip(gateway, mock_provider):
 
 
 def test_the_openai_sdk_fills_templates_and_embeds(gateway, mock_provider):
-    client = openai.OpenAI(base_url=gateway + "/openai/v1", api_key="not-used")
+    client = openai.OpenAI(base_url=gateway + "/openai/v1", api_key="not-used", max_retries=0)
     r = client.chat.completions.create(
         model="tensorzero::function_name::write_haiku",
         messages=[

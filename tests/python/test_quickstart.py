@@ -46,7 +46,7 @@ def test_readme_openai_sdk_streams_an_answer(quickstart_gateway):
 
 @pytest.fixture
 def client(quickstart_gateway):
-    return openai.OpenAI(base_url=quickstart_gateway["url"] + "/openai/v1", api_key="not-used")
+    return openai.OpenAI(base_url=quickstart_gateway["url"] + "/openai/v1", api_key="not-used", max_retries=0)
 
 
 def test_sdk_non_streaming_and_usage(client):
@@ -94,7 +94,7 @@ def test_sdk_tool_calls_stream_and_not(mock_provider, tmp_path):
     config.write_text(TOOLS_CONFIG.replace("MOCK", mock_provider))
     proc, addr = start_gateway(config, tmp_path)
     try:
-        client = openai.OpenAI(base_url=f"http://{addr}/openai/v1", api_key="not-used")
+        client = openai.OpenAI(base_url=f"http://{addr}/openai/v1", api_key="not-used", max_retries=0)
         tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
         messages = [{"role": "user", "content": "weather in Paris?"}]
         r = client.chat.completions.create(model="tensorzero::model_name::weather", messages=messages, tools=tools)

@@ -166,7 +166,7 @@ def test_a_collector_that_refuses_is_logged_with_its_grpc_status_and_counted(moc
     config.write_text(EXPORT + MODEL.replace("MOCK", mock_provider))
     gateway, addr = start_gateway(config, tmp_path, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": refusing.endpoint})
     try:
-        client = openai.OpenAI(base_url=f"http://{addr}/openai/v1", api_key="unused")
+        client = openai.OpenAI(base_url=f"http://{addr}/openai/v1", api_key="unused", max_retries=0)
         reply = client.chat.completions.create(model="tensorzero::model_name::mock", messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content
         # RESOURCE_EXHAUSTED is gRPC status 8; the request itself was not affected.
@@ -217,7 +217,7 @@ def test_otlp_http_with_protobuf_bodies(mock_provider, tmp_path):
     gateway, addr = start_gateway(config, tmp_path, env)
     try:
         trace_id = "0af7651916cd43dd8448eb211c80319c"
-        client = openai.OpenAI(base_url=f"http://{addr}/openai/v1", api_key="unused")
+        client = openai.OpenAI(base_url=f"http://{addr}/openai/v1", api_key="unused", max_retries=0)
         client.chat.completions.create(
             model="tensorzero::model_name::mock",
             messages=[{"role": "user", "content": "hi"}],
