@@ -321,10 +321,15 @@ impl Error {
 impl Classify for Error {
     /// Retry what a second attempt can fix: provider 5xx, 408, 409 and 429, unreachable or
     /// broken providers, timeouts and relay failures of the same kinds. Never retry a request
-    /// the client must change (4xx), a missing key, or a feature that is not there.
+    /// the client must change (4xx), a missing key, or a feature that is not there; nor a
+    /// relay's 429: a relay answers 429 only for its own rate limits (its providers' errors
+    /// reach the edge as 5xx), and a limit's refusal is final, as the edge's own limits are.
     fn retry_decision(&self) -> RetryDecision {
         let retryable_status = |s: u16| s >= 500 || matches!(s, 408 | 409 | 429);
         match self {
+            Error::Relay {
+                status: Some(429), ..
+            } => RetryDecision::Never,
             Error::ProviderHttp {
                 status,
                 retry_after,

@@ -605,3 +605,58 @@ async fn probes_read_the_background_check_and_never_query_the_store() {
         started.elapsed()
     );
 }
+
+/// The value of the first sample of `name` in `gw`'s metrics (0 when absent).
+async fn metric(gw: &RunningGateway, name: &str) -> f64 {
+    let r = send(
+        Method::GET,
+        &format!("{}/metrics", gw.url()),
+        Bytes::new(),
+        &[],
+    )
+    .await;
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_edge_never_retries_the_relays_429() {
+    let mock = MockProvider::start().await.unwrap();
+    // One a second: the relay's Retry-After (1 s) fits within the edge's `max_delay_s`, so an
+    // edge that treated the 429 as retryable would wait and get through.
+    let relay_rules = "[[rate_limiting.rules]]\nmodel_inferences_per_second = 1\nalways = true\n";
+    let (relay, _d1) = gateway(relay_rules, &mock, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway.relay]\ngateway_url = \"{}\"\n[models.mock]\nrouting = [\"p\"]\n[models.mock.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\n\n\
+             [functions.f]\ntype = \"chat\"\n[functions.f.variants.v]\ntype = \"chat_completion\"\nmodel = \"mock\"\n\
+             retries = {{ num_retries = 3, max_delay_s = 5 }}\n",
+            relay.url()
+        ),
+    )
+    .unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+    let edge = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let call = json!({ "function_name": "f", "input": { "messages": [{ "role": "user", "content": "hi" }] } });
+    let url = format!("{}/inference", edge.url());
+    let post = || send(Method::POST, &url, Bytes::from(call.to_string()), &[]);
+    assert_eq!(post().await.status, 200);
+    let r = post().await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.error().contains("(status code 429)"), "{}", r.error());
+    // A limit's refusal is final: the relay was asked once, not four times.
+    assert_eq!(
+        metric(&relay, "switchyard_rate_limit_denied_total").await,
+        1.0
+    );
+    assert_eq!(metric(&edge, "switchyard_model_retries_total").await, 0.0);
+    assert_eq!(mock.requests().len(), 1);
+}
