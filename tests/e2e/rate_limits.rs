@@ -162,6 +162,70 @@ scope = [{ tag_key = "user_id", tag_value = "tensorzero::each" }]
 
 #[tokio::test]
 async fn token_limits_reserve_an_estimate_and_settle_with_real_usage() {
+    token_settlement(None).await;
+}
+
+#[tokio::test]
+async fn token_limits_settle_with_real_usage_in_redis_too() {
+    let redis = Redis::start().await;
+    token_settlement(Some(&redis)).await;
+    // Every bucket key expires once idle: twice its refill time, at least a minute (100 a day
+    // refills in a day: two days).
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("switchyard_ratelimit:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let two_days = 2 * 24 * 3_600_000;
+    assert!(
+        (two_days - 60_000..=two_days).contains(&ttl_ms),
+        "the idle expiry is twice the refill time: {ttl_ms} ms"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_redis_bucket_is_a_full_one() {
+    let redis = Redis::start().await;
+    let mock = MockProvider::start().await.unwrap();
+    let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 1\nalways = true\n";
+    let (gw, _d) = gateway(rules, &mock, Some(&redis)).await;
+    assert_eq!(ask(&gw, &[], None).await.status, 200);
+    assert_eq!(ask(&gw, &[], None).await.status, 429);
+    // Expire the bucket now (as idleness would, after two hours).
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("switchyard_ratelimit:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(
+        (7_100_000..=7_200_000).contains(&ttl_ms),
+        "one an hour refills in an hour: the key lives two: {ttl_ms} ms"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&keys[0])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(ask(&gw, &[], None).await.status, 200);
+    assert_eq!(ask(&gw, &[], None).await.status, 429);
+}
+
+async fn token_settlement(valkey: Option<&Redis>) {
     let mock = MockProvider::start().await.unwrap();
     // 100 tokens a day. A call reserves input/4 + max_tokens (or the default of 50 here);
     // the mock's answers really use about 10.
@@ -172,7 +236,7 @@ default_max_tokens = 50
 tokens_per_day = 100
 always = true
 "#;
-    let (gw, _d) = gateway(rules, &mock, None).await;
+    let (gw, _d) = gateway(rules, &mock, valkey).await;
     // Without max_tokens, 51 are reserved (1 for "hi" + the default 50); only one such call
     // would fit in 100 if nothing were settled. Each call really uses about 13, so after
     // settlement four fit (100 - 3 * 13 = 61 >= 51), and the fifth does not (48 < 51).
@@ -197,6 +261,16 @@ always = true
 
 #[tokio::test]
 async fn a_failed_call_gives_its_reservation_back() {
+    refunds(None).await;
+}
+
+#[tokio::test]
+async fn a_failed_call_gives_its_reservation_back_in_redis_too() {
+    let redis = Redis::start().await;
+    refunds(Some(&redis)).await;
+}
+
+async fn refunds(valkey: Option<&Redis>) {
     let mock = MockProvider::start().await.unwrap();
     let rules = r#"
 [[rate_limiting.rules]]
@@ -210,7 +284,11 @@ always = true
         .replace("{mock}", &mock.api_base());
     std::fs::write(&path, format!("{cfg}\n{rules}")).unwrap();
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
-    let gw = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))
+    let env = Environment {
+        valkey_url: valkey.map(|r| switchyard::secret::Secret::new(r.url())),
+        ..Environment::default()
+    };
+    let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
         .await
         .unwrap();
     for i in 0..3 {
@@ -447,6 +525,16 @@ async fn read_then_hang_up(gw: &RunningGateway, model: &str, events: usize) {
 
 #[tokio::test]
 async fn a_dropped_stream_is_charged_the_tokens_it_produced() {
+    dropped_stream(None).await;
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_charged_the_tokens_it_produced_in_redis_too() {
+    let redis = Redis::start().await;
+    dropped_stream(Some(&redis)).await;
+}
+
+async fn dropped_stream(valkey: Option<&Redis>) {
     let mock = MockProvider::start().await.unwrap();
     // 400 tokens a day. A call without max_tokens reserves 1 + 10. The drip model streams 200
     // words of 3 to 5 bytes ("w0 " … "w199 "), about 220 tokens by the gateway's 4-bytes
@@ -469,7 +557,7 @@ always = true
 "#,
         mock.api_base()
     );
-    let (gw, _d) = gateway(&rules, &mock, None).await;
+    let (gw, _d) = gateway(&rules, &mock, valkey).await;
     // Read 150 of the 200 words, then go away before the provider reports usage.
     read_then_hang_up(&gw, "drip", 150).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
