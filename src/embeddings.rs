@@ -484,6 +484,7 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             let request = builder
                 .body(Full::new(Bytes::from(body.to_string())))
                 .map_err(|e| target.failure(format!("cannot build a request to `{url}`: {e}")))?;
+            let carried = crate::providers::Carried::of(&request);
             let exchange = async {
                 let response = this.client.request(request).await.map_err(|e| {
                     target.failure(format!("could not reach `{url}`: {}", error_chain(&e)))
@@ -496,7 +497,7 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                         .unwrap_or_default();
                     return Err(target.http_error(
                         status.as_u16(),
-                        provider_error_message(&body),
+                        carried.mask(provider_error_message(&body)),
                         retry_after,
                     ));
                 }

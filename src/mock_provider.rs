@@ -25,6 +25,7 @@
 //! | `hostile-utf8` | invalid UTF-8 inside the stream's text, or the body's |
 //! | `hostile-retry` | HTTP 429 with `Retry-After: 1e300` and `retry-after-ms: inf` |
 //! | `hostile-noblank` | two `data:` lines with no blank line between the events |
+//! | `echo-key` | HTTP 401 whose message repeats the key it was sent (any route) |
 //!
 //! `POST .../embeddings` answers in the OpenAI embeddings format: for each input a vector of
 //! `dimensions` (default 4) numbers that depend only on the input, so equal inputs embed
@@ -246,6 +247,17 @@ async fn handle(
     let sigv4_signed = headers.iter().any(|(n, v): &(String, String)| {
         n == "authorization" && v.starts_with("AWS4-HMAC-SHA256 Credential=")
     });
+    // `echo-key`: a 401 that repeats the credential it was sent, as some providers do.
+    let echoed_key = body["model"]
+        .as_str()
+        .is_some_and(|m| m.contains("echo-key"))
+        .then(|| {
+            headers
+                .iter()
+                .find(|(n, _)| matches!(n.as_str(), "authorization" | "x-api-key" | "api-key"))
+                .map(|(_, v)| v.trim_start_matches("Bearer ").to_owned())
+                .unwrap_or_default()
+        });
     {
         let mut requests = state.requests.lock().expect("mock lock");
         if requests.len() == MAX_RECORDED {
@@ -326,6 +338,15 @@ async fn handle(
         let mut body = body;
         body["model"] = json!(model);
         return Ok(anthropic(state, body).await);
+    }
+    if let Some(key) = echoed_key {
+        return Ok(openai_error(
+            StatusCode::UNAUTHORIZED,
+            &format!(
+                "Incorrect API key provided: {key}. You can find your API key in your account settings."
+            ),
+            "invalid_request_error",
+        ));
     }
     if method == Method::POST && is_anthropic {
         return Ok(anthropic(state, body).await);

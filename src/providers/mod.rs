@@ -436,6 +436,52 @@ pub fn provider_error_message(body: &[u8]) -> String {
     }
 }
 
+/// The credentials an outgoing request carries (every header value marked sensitive, and the
+/// token inside `Bearer`/`Basic` ones), kept to mask them in whatever the far end says back:
+/// some providers echo the key they were sent in their error messages, and that text goes on
+/// to the client, the log and traces.
+#[derive(Default)]
+pub struct Carried(Vec<String>);
+
+/// What a masked credential reads as.
+pub const MASKED: &str = "[redacted]";
+
+impl Carried {
+    /// The credentials in `request`'s headers.
+    pub fn of<B>(request: &http::Request<B>) -> Self {
+        let mut values = Vec::new();
+        for value in request.headers().values().filter(|v| v.is_sensitive()) {
+            let Ok(text) = value.to_str() else { continue };
+            if let Some((_, token)) = text
+                .split_once("Bearer ")
+                .or_else(|| text.split_once("Basic "))
+            {
+                values.push(token.trim().to_owned());
+            }
+            values.push(text.to_owned());
+        }
+        // Longest first, so a header holding a token is masked whole before the token alone.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.retain(|v| v.len() >= MIN_MASKED_LEN);
+        Self(values)
+    }
+
+    /// `text` with every carried credential replaced by [`MASKED`].
+    pub fn mask(&self, text: String) -> String {
+        self.0.iter().fold(text, |text, secret| {
+            if text.contains(secret.as_str()) {
+                text.replace(secret.as_str(), MASKED)
+            } else {
+                text
+            }
+        })
+    }
+}
+
+/// Credentials shorter than this are not masked: replacing every `abc` in a message would
+/// garble it, and a key that short protects nothing anyway.
+const MIN_MASKED_LEN: usize = 6;
+
 /// How much of a provider's error body is read for its message.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -452,6 +498,7 @@ pub async fn send(
             .headers_mut()
             .insert(trace_context::TRACEPARENT, trace.outgoing());
     }
+    let carried = Carried::of(&request);
     let response = cx.client.request(request).await.map_err(|e| {
         provider.failure(format!(
             "could not reach `{url}`: {}",
@@ -470,7 +517,7 @@ pub async fn send(
         provider_type: provider.provider_type.as_str(),
         provider: provider.name.to_string(),
         status: status.as_u16(),
-        message: provider_error_message(&body),
+        message: carried.mask(provider_error_message(&body)),
         retry_after,
     })
 }
@@ -826,5 +873,34 @@ mod tests {
         let mut body = json!({});
         apply_body_edit(&mut body, &set("/a~1b/c~0d", json!(1)));
         assert_eq!(body, json!({"a/b": {"c~d": 1}}));
+    }
+}
+
+#[cfg(test)]
+mod carried_tests {
+    use super::*;
+
+    #[test]
+    fn every_sensitive_header_value_is_masked_in_what_comes_back() {
+        let mut request = http::Request::new(());
+        let h = request.headers_mut();
+        h.insert(
+            "authorization",
+            bearer(&Secret::new("sk-live-abcdef")).unwrap(),
+        );
+        h.insert("x-api-key", sensitive_header("ant-key-123456").unwrap());
+        h.insert(
+            "x-plain",
+            http::HeaderValue::from_static("not-a-secret-at-all"),
+        );
+        h.insert("api-key", sensitive_header("abc").unwrap());
+        let carried = Carried::of(&request);
+        let echoed = "bad key sk-live-abcdef (Bearer sk-live-abcdef), ant-key-123456, \
+                      not-a-secret-at-all, abc"
+            .to_owned();
+        assert_eq!(
+            carried.mask(echoed),
+            "bad key [redacted] ([redacted]), [redacted], not-a-secret-at-all, abc"
+        );
     }
 }

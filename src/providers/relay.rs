@@ -24,7 +24,7 @@ use switchyard_layers::call::Call;
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey, Tags};
 use switchyard_layers::trace_context::{TRACEPARENT, TraceContext};
 
-use super::{ChunkSource, SseReader, bearer, peek_stream, provider_error_message};
+use super::{Carried, ChunkSource, SseReader, bearer, peek_stream, provider_error_message};
 use super::{error_text, read_limited, snippet};
 use crate::config::JsonMode;
 use crate::error::Error;
@@ -127,6 +127,7 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                     )
                 })?;
             let exchange = async {
+                let carried = Carried::of(&request);
                 let response = this.client.request(request).await.map_err(|e| {
                     relay_error(
                         None,
@@ -143,7 +144,7 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                     let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
                         .await
                         .unwrap_or_default();
-                    let message = provider_error_message(&body);
+                    let message = carried.mask(provider_error_message(&body));
                     return Err(Error::Relay {
                         status: Some(status.as_u16()),
                         message: format!("HTTP Error (status code {}): {message}", status.as_u16()),

@@ -21,5 +21,6 @@ mod providers;
 mod rate_limits;
 mod redis;
 mod relay;
+mod secrets;
 mod traces;
 mod vertex;
