@@ -19,6 +19,7 @@
 //! | `cot` | a chain-of-thought answer: `{"thinking":...,"response":{"answer":42}}` |
 //! | `break` | a stream that breaks off after two chunks (non-streaming: a truncated body) |
 //! | `stream-error` | a stream that sends one chunk and then an `error` event |
+//! | `first-error` | a stream (HTTP 200) whose first event is an `error` event |
 //! | `drip-MS` | a 200-chunk stream with MS milliseconds between chunks |
 //! | `hostile-index` | a tool call whose index is 2^40 (streamed), or a choice with that index |
 //! | `hostile-longline` | streaming: 64 MiB of `data:` with no newline; else a 64 MiB JSON body |
@@ -33,11 +34,15 @@
 //! words (token ids count one each). `error-NNN` and `slow-MS` in `model` work as above.
 //!
 //! `POST .../messages` answers in the Anthropic Messages format (JSON and its SSE event
-//! sequence) with the same behaviours (also `think`: a signed thinking block first), errors in
+//! sequence, with a `ping` after `message_start` as the real API sends) with the same behaviours
+//! (also `think`: a signed thinking block first), errors in
 //! Anthropic's `{"type":"error","error":{...}}` shape.
 //!
 //! `POST .../models/NAME:generateContent` (and `:streamGenerateContent?alt=sse`) answers in the
-//! Gemini format, the model named in the path choosing the behaviour.
+//! Gemini format, the model named in the path choosing the behaviour (also `rate-limited`: a 429
+//! `RESOURCE_EXHAUSTED` with a `RetryInfo` detail; `stream-error`: an error event after two
+//! chunks; `stream-error-raw`: a pretty-printed error tail outside SSE framing; `first-error`,
+//! `break`, `drip-MS`, `slow-MS`).
 //!
 //! For Vertex AI it also answers `POST .../token` (an OAuth token for any service-account
 //! assertion) and `POST .../models/NAME:rawPredict` / `:streamRawPredict` (Anthropic on Vertex).
@@ -628,7 +633,10 @@ async fn complete(state: Arc<MockState>, body: Value) -> Response<Body> {
         Error,
     }
     let mut steps: Vec<Step> = events.into_iter().map(Step::Event).collect();
-    if model.contains("stream-error") {
+    if model.contains("first-error") {
+        // A 200 whose first event is an error.
+        steps = vec![Step::Error];
+    } else if model.contains("stream-error") {
         steps.truncate(2);
         steps.push(Step::Error);
     } else if model.contains("break") {
@@ -894,6 +902,8 @@ async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
         json!({ "type": "message_start", "message": { "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
                 "content": [], "stop_reason": null, "usage": { "input_tokens": input_tokens, "output_tokens": 1 } } }),
     )];
+    // Anthropic sends pings anywhere in a stream; the real API puts one after message_start.
+    events.push(("ping", json!({ "type": "ping" })));
     let mut index = 0;
     if thinking {
         events.push(("content_block_start", json!({ "type": "content_block_start", "index": index, "content_block": { "type": "thinking", "thinking": "" } })));
@@ -925,13 +935,17 @@ async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
         "delta": { "stop_reason": if tool { "tool_use" } else { "end_turn" }, "stop_sequence": null },
         "usage": { "output_tokens": output_tokens } })));
     events.push(("message_stop", json!({ "type": "message_stop" })));
-    if model.contains("stream-error") {
-        events.truncate(3);
-        events.push(("error", json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } })));
+    let overloaded = json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } });
+    if model.contains("first-error") {
+        // A 200 whose first event is an error (Anthropic's overload shape).
+        events = vec![("error", overloaded)];
+    } else if model.contains("stream-error") {
+        events.truncate(4);
+        events.push(("error", overloaded));
     }
     let broken = model.contains("break");
     if broken {
-        events.truncate(3);
+        events.truncate(4);
     }
     let guard = StreamGuard {
         state,
@@ -975,11 +989,32 @@ async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
 
 /// The Gemini API: the same behaviours, in Gemini's format (the model comes from the path).
 async fn gemini(state: Arc<MockState>, body: Value, model: String, stream: bool) -> Response<Body> {
+    if let Some(ms) = number_after(&model, "slow-") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    // Google's canonical status names for the codes the mock is asked for.
+    let google_status = |code: u64| match code {
+        400 => "INVALID_ARGUMENT",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    };
     if let Some(code) = number_after(&model, "error-") {
         let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return json_response(
             status,
-            &json!({ "error": { "code": code, "message": format!("mock provider error {code}"), "status": "UNAVAILABLE" } }),
+            &json!({ "error": { "code": code, "message": format!("mock provider error {code}"), "status": google_status(code) } }),
+        );
+    }
+    if model.contains("rate-limited") {
+        // Gemini says when to come back in a RetryInfo detail, not in a header.
+        return json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({ "error": { "code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED",
+                     "details": [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2s" }] } }),
         );
     }
     let last_user = body["contents"]
@@ -1048,18 +1083,54 @@ async fn gemini(state: Arc<MockState>, body: Value, model: String, stream: bool)
         Some("STOP"),
         Some(&usage),
     ));
+    let mut frames: Vec<Bytes> = events
+        .iter()
+        .map(|e| Bytes::from(format!("data: {e}\r\n\r\n")))
+        .collect();
+    let overloaded = json!({ "error": { "code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE" } });
+    if model.contains("first-error") {
+        // A 200 whose first event is an error.
+        frames = vec![Bytes::from(format!("data: {overloaded}\r\n\r\n"))];
+    } else if model.contains("stream-error-raw") {
+        // After two chunks, a pretty-printed error tail outside SSE framing, then the end.
+        frames.truncate(2);
+        frames.push(Bytes::from(
+            serde_json::to_string_pretty(&overloaded).expect("json"),
+        ));
+    } else if model.contains("stream-error") {
+        // After two chunks, an error as an SSE event on the same 200.
+        frames.truncate(2);
+        frames.push(Bytes::from(format!("data: {overloaded}\r\n\r\n")));
+    }
+    let broken = model.contains("break");
+    if broken {
+        frames.truncate(2);
+    }
+    let gap = number_after(&model, "drip-").map(Duration::from_millis);
     let guard = StreamGuard {
         state,
         finished: false,
     };
     let frames = futures_util::stream::unfold(
-        (events.into_iter(), guard),
-        |(mut events, mut guard)| async move {
-            match events.next() {
-                Some(e) => Some((
-                    Ok::<_, std::io::Error>(Frame::data(Bytes::from(format!("data: {e}\r\n\r\n")))),
-                    (events, guard),
+        (frames.into_iter(), guard, broken, true),
+        move |(mut frames, mut guard, broken, first)| async move {
+            if let (Some(gap), false) = (gap, first) {
+                tokio::time::sleep(gap).await;
+            }
+            match frames.next() {
+                Some(frame) => Some((
+                    Ok::<_, std::io::Error>(Frame::data(frame)),
+                    (frames, guard, broken, false),
                 )),
+                None if broken => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    guard.finished = true;
+                    let error = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "mock provider broke the stream",
+                    );
+                    Some((Err(error), (frames, guard, false, false)))
+                }
                 None => {
                     guard.finished = true;
                     drop(guard);

@@ -39,8 +39,14 @@ pub struct SseDecoder {
     scanned: usize,
     event: Option<String>,
     data: Option<String>,
+    /// Lines that are no SSE field (kept, bounded, since the last event): a provider may end
+    /// a stream with a bare JSON error instead of an event, and that is worth reporting.
+    stray: Vec<u8>,
     limit: usize,
 }
+
+/// The most stray bytes kept for reporting.
+const MAX_STRAY_BYTES: usize = 64 * 1024;
 
 impl Default for SseDecoder {
     fn default() -> Self {
@@ -57,6 +63,7 @@ impl SseDecoder {
             scanned: 0,
             event: None,
             data: None,
+            stray: Vec::new(),
             limit,
         }
     }
@@ -95,6 +102,7 @@ impl SseDecoder {
                 line = &line[..line.len() - 1];
             }
             if line.is_empty() {
+                self.stray.clear();
                 if let Some(data) = self.data.take() {
                     return Ok(Some(SseEvent {
                         event: self.event.take(),
@@ -127,14 +135,28 @@ impl SseDecoder {
                     None => self.data = Some(value.into_owned()),
                 },
                 b"event" => self.event = Some(value.into_owned()),
-                _ => {}
+                b"id" | b"retry" => {}
+                _ => {
+                    if self.stray.len() + line.len() < MAX_STRAY_BYTES {
+                        self.stray.extend_from_slice(line);
+                        self.stray.push(b'\n');
+                    }
+                }
             }
         }
     }
 
     /// Whether bytes of an unfinished event are still buffered.
     pub fn has_partial(&self) -> bool {
-        self.buffer.len() > self.start || self.data.is_some()
+        self.buffer.len() > self.start || self.data.is_some() || !self.stray.is_empty()
+    }
+
+    /// What a body that ended mid-event left: the lines since the last event that were no SSE
+    /// field, then the bytes after the last complete line.
+    pub fn leftover(&self) -> Vec<u8> {
+        let mut out = self.stray.clone();
+        out.extend_from_slice(&self.buffer[self.start..]);
+        out
     }
 }
 

@@ -400,7 +400,10 @@ impl ChunkSource for StreamState {
                 self.finished = true;
                 return None;
             }
-            Ok(None) => return fail(self, "the stream ended in the middle of an event".into()),
+            Ok(None) => {
+                let reason = self.reader.unfinished();
+                return fail(self, reason);
+            }
             Err(message) => return fail(self, message),
         };
         let v: Value = match serde_json::from_str(&event.data) {

@@ -578,6 +578,20 @@ impl SseReader {
     pub fn ended_mid_event(&self) -> bool {
         self.decoder.has_partial()
     }
+
+    /// Why a body that ended mid-event is a failure: a provider that sheds load mid-stream may
+    /// end with a bare JSON error outside SSE framing (Gemini does), and then its own message
+    /// is the reason; otherwise the stream was cut.
+    pub fn unfinished(&self) -> String {
+        let tail = self.decoder.leftover();
+        match serde_json::from_slice::<Value>(&tail) {
+            Ok(v) if v.get("error").is_some() => format!(
+                "the stream ended with an error: {}",
+                provider_error_message(&tail)
+            ),
+            _ => "the stream ended in the middle of an event".into(),
+        }
+    }
 }
 
 impl SseSource {

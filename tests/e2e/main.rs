@@ -22,5 +22,6 @@ mod rate_limits;
 mod redis;
 mod relay;
 mod secrets;
+mod stream_failures;
 mod traces;
 mod vertex;
