@@ -152,6 +152,10 @@ pub fn inference(model: &str, text: &str) -> Value {
     serde_json::json!({ "model_name": model, "input": { "messages": [{ "role": "user", "content": text }] } })
 }
 
+/// An address that refuses connections: port 1 is privileged and closed on any test machine,
+/// so (unlike a port that was free a moment ago) no other test can start listening there.
+pub const REFUSING: &str = "127.0.0.1:1";
+
 /// How long any one exchange with a gateway may take in a test before the test fails (rather
 /// than hangs): far above what any test needs, so only a hang reaches it.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);

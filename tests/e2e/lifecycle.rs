@@ -267,9 +267,7 @@ async fn a_configmap_update_is_picked_up_by_the_poll_and_in_flight_requests_fini
     let in_flight = tokio::spawn(stream(gw.url.clone(), streaming("story")));
     until_mock_has(&mock, 1).await;
     // ...while the new one points `story` somewhere that refuses connections.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_base = format!("http://{}/v1/", dead.local_addr().unwrap());
-    drop(dead);
+    let dead_base = format!("http://{}/v1/", crate::harness::REFUSING);
     publish(
         "v2",
         &format!(

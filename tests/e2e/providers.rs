@@ -51,14 +51,10 @@ async fn provider_garbage_and_truncation_are_reported() {
 
 #[tokio::test]
 async fn unreachable_provider_is_named() {
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = crate::harness::REFUSING;
+    let port = refusing.rsplit(':').next().unwrap();
     let cfg = format!(
-        "[models.gone]\nrouting = [\"p\"]\n[models.gone.providers.p]\ntype = \"openai\"\napi_base = \"http://127.0.0.1:{port}/v1\"\nmodel_name = \"x\"\napi_key_location = \"none\"\n"
+        "[models.gone]\nrouting = [\"p\"]\n[models.gone.providers.p]\ntype = \"openai\"\napi_base = \"http://{refusing}/v1\"\nmodel_name = \"x\"\napi_key_location = \"none\"\n"
     );
     let h = Harness::start(&cfg).await;
     let r = h.post("/inference", &inference("gone", "hi")).await;

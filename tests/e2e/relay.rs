@@ -483,12 +483,7 @@ async fn the_wire_request_to_the_relay_follows_the_reference() {
 
 #[tokio::test]
 async fn an_unreachable_relay_is_a_502_naming_the_url() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("http://{}", crate::harness::REFUSING);
     let (gw, _d) = gateway(
         EDGE,
         &[
