@@ -12,7 +12,7 @@ use switchyard::config::LoadedConfig;
 use switchyard::mock_provider::MockProvider;
 use switchyard::{Environment, RunningGateway};
 
-use crate::harness::{Reply, get_until, inference, send};
+use crate::harness::{GatewayProcess, Reply, get_until, inference, send};
 use crate::redis::Redis;
 
 const MODEL: &str = r#"
@@ -747,4 +747,40 @@ async fn the_edge_never_retries_the_relays_429() {
     );
     assert_eq!(metric(&edge, "switchyard_model_retries_total").await, 0.0);
     assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn two_binaries_given_tensorzero_valkey_url_share_one_limit() {
+    // The real binary reads TENSORZERO_VALKEY_URL itself (a wiring bug there would quietly
+    // keep buckets per process, and two replicas would let twice the limit through).
+    let redis = Redis::start().await;
+    let mock = MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tensorzero.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[[rate_limiting.rules]]\nmodel_inferences_per_hour = 10\nalways = true\n",
+            MODEL.replace("{mock}", &mock.api_base())
+        ),
+    )
+    .unwrap();
+    let url = redis.url();
+    let env = [("TENSORZERO_VALKEY_URL", url.as_str())];
+    let a = GatewayProcess::start(&config, &[], &env, dir.path().join("a.log")).await;
+    let b = GatewayProcess::start(&config, &[], &env, dir.path().join("b.log")).await;
+    let mut ok = 0;
+    for i in 0..30 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let r = gw.infer(&inference("mock", "x")).await;
+        match r.status.as_u16() {
+            200 => ok += 1,
+            429 => {}
+            s => panic!("{s}: {}", r.text()),
+        }
+    }
+    assert_eq!(ok, 10, "one limit of 10 across both replicas");
+    assert_eq!(mock.requests().len(), 10);
+    let logs = a.stop();
+    assert!(logs.contains(&format!("buckets in {url}")), "{logs}");
 }
