@@ -60,10 +60,16 @@
 //! becomes SageMaker's 424 `ModelError` (`stream-exception`: a `ModelStreamError` exception
 //! message after two parts). It also wants a SigV4 `Authorization` header.
 //!
+//! Requests in the Anthropic, Gemini and Bedrock formats are first checked as the real APIs
+//! check them (`validate`): required headers and fields, field types, unknown fields, each
+//! refused with that API's status and error shape.
+//!
 //! `GET /mock/requests` lists every other request it received (method, path, headers, body),
 //! answered or not (a route it does not know gets a 404), the most recent
 //! [`MAX_RECORDED`] of them (so a benchmark's millions of requests do not grow it without end);
 //! `GET /mock/stats` counts streams whose client went away before the end.
+
+mod validate;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -263,6 +269,7 @@ async fn handle(
                 .map(|(_, v)| v.trim_start_matches("Bearer ").to_owned())
                 .unwrap_or_default()
         });
+    let headers_seen = headers.clone();
     {
         let mut requests = state.requests.lock().expect("mock lock");
         if requests.len() == MAX_RECORDED {
@@ -284,6 +291,9 @@ async fn handle(
             .and_then(|m| m.split(':').next())
             .unwrap_or("mock")
             .to_owned();
+        if let Some(refusal) = validate::gemini(&headers_seen, &body) {
+            return Ok(refusal);
+        }
         return Ok(gemini(
             state,
             body,
@@ -302,6 +312,9 @@ async fn handle(
                 "MissingAuthenticationTokenException",
                 "Missing Authentication Token",
             ));
+        }
+        if let Some(refusal) = validate::bedrock(&body) {
+            return Ok(refusal);
         }
         let stream = route.ends_with("/converse-stream");
         let model = route
@@ -340,6 +353,9 @@ async fn handle(
             .next()
             .and_then(|m| m.split(':').next())
             .unwrap_or("mock");
+        if let Some(refusal) = validate::anthropic(&headers_seen, &body, true) {
+            return Ok(refusal);
+        }
         let mut body = body;
         body["model"] = json!(model);
         return Ok(anthropic(state, body).await);
@@ -354,6 +370,9 @@ async fn handle(
         ));
     }
     if method == Method::POST && is_anthropic {
+        if let Some(refusal) = validate::anthropic(&headers_seen, &body, false) {
+            return Ok(refusal);
+        }
         return Ok(anthropic(state, body).await);
     }
     if method == Method::POST && route.ends_with("/embeddings") {

@@ -66,8 +66,14 @@ async fn start_with(
             mock.api_base().trim_end_matches('/').trim_end_matches("/v1")
         ));
     }
-    config.push_str(&extra.replace("{mock}", &mock.api_base()));
     let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("provider.key");
+    std::fs::write(&key, crate::harness::PROVIDER_KEY).unwrap();
+    config.push_str(
+        &extra
+            .replace("{mock}", &mock.api_base())
+            .replace("{key}", &format!("path::{}", key.display())),
+    );
     let path = dir.path().join("tensorzero.toml");
     std::fs::write(&path, config).unwrap();
     let mut env = vec![("RUST_LOG", "debug")];
@@ -303,8 +309,8 @@ async fn falls_back_across_three_provider_types_on_the_openai_route() {
     let bedrock_base = bedrock_base.trim_end_matches('/').trim_end_matches("/v1");
     let chain = format!(
         "[models.chain]\nrouting = [\"claude\", \"gemini\", \"bedrock\"]\n\
-         [models.chain.providers.claude]\ntype = \"anthropic\"\napi_base = \"{{mock}}\"\nmodel_name = \"error-503\"\napi_key_location = \"none\"\n\
-         [models.chain.providers.gemini]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{{mock}}\"\nmodel_name = \"error-500\"\napi_key_location = \"none\"\n\
+         [models.chain.providers.claude]\ntype = \"anthropic\"\napi_base = \"{{mock}}\"\nmodel_name = \"error-503\"\napi_key_location = \"{{key}}\"\n\
+         [models.chain.providers.gemini]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{{mock}}\"\nmodel_name = \"error-500\"\napi_key_location = \"{{key}}\"\n\
          [models.chain.providers.bedrock]\ntype = \"aws_bedrock\"\nmodel_id = \"tool\"\nregion = \"us-east-1\"\nendpoint_url = \"{bedrock_base}\"\n"
     );
     let gw = start_with(&mock, &[], true, &chain).await;

@@ -87,9 +87,19 @@ pub fn load(
     dir: &tempfile::TempDir,
 ) -> Result<LoadedConfig, String> {
     let path = dir.path().join("tensorzero.toml");
-    std::fs::write(&path, toml.replace("{mock}", &mock.api_base())).unwrap();
+    // `{key}`: a provider key in a file, for providers whose real APIs refuse a call without
+    // one (Anthropic, Gemini), as the mock does too.
+    let key = dir.path().join("provider.key");
+    std::fs::write(&key, PROVIDER_KEY).unwrap();
+    let toml = toml
+        .replace("{mock}", &mock.api_base())
+        .replace("{key}", &format!("path::{}", key.display()));
+    std::fs::write(&path, toml).unwrap();
     LoadedConfig::from_files(path.to_str().unwrap()).map_err(|e| e.to_string())
 }
+
+/// The key `{key}` stands for in a test configuration.
+pub const PROVIDER_KEY: &str = "sk-test-provider-key";
 
 impl Harness {
     /// Starts a mock and a gateway with `toml`.

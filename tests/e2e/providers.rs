@@ -557,8 +557,8 @@ async fn variant_timeouts_bound_all_retries_together() {
 #[tokio::test]
 async fn implicit_tool_json_mode_works_with_every_native_format() {
     let cfg = "[models.openai]\nrouting = [\"p\"]\n[models.openai.providers.p]\ntype = \"openai\"\napi_base = \"{mock}\"\nmodel_name = \"tool\"\napi_key_location = \"none\"\n\n\
-               [models.anthropic]\nrouting = [\"p\"]\n[models.anthropic.providers.p]\ntype = \"anthropic\"\napi_base = \"{mock}\"\nmodel_name = \"tool\"\napi_key_location = \"none\"\n\n\
-               [models.gemini]\nrouting = [\"p\"]\n[models.gemini.providers.p]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{mock}\"\nmodel_name = \"tool\"\napi_key_location = \"none\"\n";
+               [models.anthropic]\nrouting = [\"p\"]\n[models.anthropic.providers.p]\ntype = \"anthropic\"\napi_base = \"{mock}\"\nmodel_name = \"tool\"\napi_key_location = \"{key}\"\n\n\
+               [models.gemini]\nrouting = [\"p\"]\n[models.gemini.providers.p]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{mock}\"\nmodel_name = \"tool\"\napi_key_location = \"{key}\"\n";
     let h = Harness::start(cfg).await;
     for model in ["openai", "anthropic", "gemini"] {
         for stream in [false, true] {
@@ -627,8 +627,8 @@ async fn implicit_tool_json_mode_works_with_every_native_format() {
 
 #[tokio::test]
 async fn json_mode_through_the_openai_route_reaches_each_native_format() {
-    let cfg = "[models.anthropic]\nrouting = [\"p\"]\n[models.anthropic.providers.p]\ntype = \"anthropic\"\napi_base = \"{mock}\"\nmodel_name = \"claude\"\napi_key_location = \"none\"\n\n\
-               [models.gemini]\nrouting = [\"p\"]\n[models.gemini.providers.p]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{mock}\"\nmodel_name = \"gem\"\napi_key_location = \"none\"\n";
+    let cfg = "[models.anthropic]\nrouting = [\"p\"]\n[models.anthropic.providers.p]\ntype = \"anthropic\"\napi_base = \"{mock}\"\nmodel_name = \"claude\"\napi_key_location = \"{key}\"\n\n\
+               [models.gemini]\nrouting = [\"p\"]\n[models.gemini.providers.p]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{mock}\"\nmodel_name = \"gem\"\napi_key_location = \"{key}\"\n";
     let h = Harness::start(cfg).await;
     let schema = json!({ "type": "object", "properties": { "answer": { "type": "integer" } }, "required": ["answer"] });
     for model in ["anthropic", "gemini"] {
@@ -669,7 +669,7 @@ async fn json_mode_through_the_openai_route_reaches_each_native_format() {
 async fn provider_type_default_api_base_reroutes_shorthands_and_configured_providers() {
     let h = Harness::start(
         "[provider_types.openai.defaults]\napi_base = \"{mock}\"\napi_key_location = \"none\"\n\n\
-         [provider_types.anthropic.defaults]\napi_base = \"{mock}\"\napi_key_location = \"none\"\n\n\
+         [provider_types.anthropic.defaults]\napi_base = \"{mock}\"\napi_key_location = \"{key}\"\n\n\
          [models.plain]\nrouting = [\"p\"]\n[models.plain.providers.p]\ntype = \"openai\"\nmodel_name = \"configured\"\n",
     )
     .await;
@@ -687,4 +687,59 @@ async fn provider_type_default_api_base_reroutes_shorthands_and_configured_provi
         );
         assert_eq!(last_request(&h.mock).body["model"], seen);
     }
+}
+
+#[tokio::test]
+async fn each_mock_refuses_what_its_real_api_refuses() {
+    // A field the real API does not know, slipped in with `extra_body`: the mock answers as
+    // the API would (its status, its shape, the field named), and the gateway passes that on.
+    let cfg = "[models.anthropic]\nrouting = [\"p\"]\n[models.anthropic.providers.p]\ntype = \"anthropic\"\napi_base = \"{mock}\"\nmodel_name = \"claude\"\napi_key_location = \"{key}\"\n\n\
+               [models.gemini]\nrouting = [\"p\"]\n[models.gemini.providers.p]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{mock}\"\nmodel_name = \"gem\"\napi_key_location = \"{key}\"\n\n\
+               [models.gemini_nokey]\nrouting = [\"p\"]\n[models.gemini_nokey.providers.p]\ntype = \"google_ai_studio_gemini\"\napi_base = \"{mock}\"\nmodel_name = \"gem\"\napi_key_location = \"none\"\n";
+    let h = Harness::start(cfg).await;
+    let with_extra = |model: &str, pointer: &str| {
+        let mut body = inference(model, "hi");
+        body["extra_body"] = json!([{ "pointer": pointer, "value": 1 }]);
+        body
+    };
+    for (model, pointer, expected) in [
+        (
+            "anthropic",
+            "/frobnicate",
+            "HTTP 400): frobnicate: Extra inputs are not permitted",
+        ),
+        ("anthropic", "/max_tokens", ""),
+        (
+            "gemini",
+            "/frobnicate",
+            "HTTP 400): Invalid JSON payload received. Unknown name \"frobnicate\": Cannot find field.",
+        ),
+        (
+            "gemini",
+            "/generationConfig/frobnicate",
+            "Unknown name \"frobnicate\" at 'generation_config'",
+        ),
+    ] {
+        let r = h.post("/inference", &with_extra(model, pointer)).await;
+        if expected.is_empty() {
+            // A valid value for a known field is accepted.
+            assert_eq!(r.status, 200, "{model} {pointer}: {}", r.text());
+            continue;
+        }
+        assert_eq!(r.status, 502, "{model} {pointer}: {}", r.text());
+        assert!(
+            r.error().contains(expected),
+            "{model} {pointer}: {}",
+            r.error()
+        );
+    }
+    let r = h.post("/inference", &inference("gemini_nokey", "hi")).await;
+    assert!(
+        r.error()
+            .contains("HTTP 403): Method doesn't allow unregistered callers"),
+        "{}",
+        r.error()
+    );
+    // What the mock refused never counted as an answer: every request was recorded.
+    assert_eq!(h.mock.requests().len(), 5);
 }
