@@ -81,7 +81,7 @@ pub fn anthropic(
             return anthropic_invalid(format!("{name}: Field required"));
         }
     }
-    if !fields["max_tokens"].as_u64().is_some_and(|n| n >= 1) {
+    if fields["max_tokens"].as_u64().is_none_or(|n| n < 1) {
         return anthropic_invalid(
             "max_tokens: Input should be a valid integer greater than or equal to 1".into(),
         );
@@ -228,7 +228,7 @@ pub fn gemini(headers: &[(String, String)], body: &Value) -> Option<Response<Bod
     match fields.get("contents").and_then(Value::as_array) {
         Some(contents) if !contents.is_empty() => {
             for (i, c) in contents.iter().enumerate() {
-                if !c["parts"].as_array().is_some_and(|p| !p.is_empty()) {
+                if c["parts"].as_array().is_none_or(|p| p.is_empty()) {
                     return gemini_invalid(format!(
                         "* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
                     ));
@@ -325,7 +325,7 @@ pub fn bedrock(body: &Value) -> Option<Response<Body>> {
         }
         if config
             .get("maxTokens")
-            .is_some_and(|v| !v.as_u64().is_some_and(|n| n >= 1))
+            .is_some_and(|v| v.as_u64().is_none_or(|n| n < 1))
         {
             return bedrock_invalid(
                 "1 validation error detected: Value at 'inferenceConfig.maxTokens' failed to satisfy constraint: Member must have value greater than or equal to 1".into(),
