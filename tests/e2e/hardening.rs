@@ -333,10 +333,21 @@ async fn connections_over_the_cap_wait_rather_than_exhaust_descriptors() {
     );
     let h = Harness::start(&config).await;
     let addr = h.gateway.addr;
-    // Two idle connections take both slots.
-    let _a = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _b = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Two keep-alive connections take both slots: each has been served once (so the server
+    // has surely accepted it), then stays open and idle.
+    async fn served_once(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /live HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 1024];
+        let n = c.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        c
+    }
+    let _a = served_once(addr).await;
+    let _b = served_once(addr).await;
     let third = tokio::time::timeout(
         std::time::Duration::from_millis(500),
         h.post("/inference", &inference("mock", "third")),
