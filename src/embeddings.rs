@@ -35,7 +35,7 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 use crate::config::{
     Config, EmbeddingProviderConfig, EmbeddingProviderType, ProviderType, ProviderTypesConfig,
 };
-use crate::error::{Error, error_chain};
+use crate::error::{Error, FailureKind, Fault, error_chain};
 use crate::http_client::HttpClient;
 use crate::inference::models::RelaySettings;
 use crate::inference::types::BodyEdit;
@@ -487,7 +487,10 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             let carried = crate::providers::Carried::of(&request);
             let exchange = async {
                 let response = this.client.request(request).await.map_err(|e| {
-                    target.failure(format!("could not reach `{url}`: {}", error_chain(&e)))
+                    target.failure(Fault::new(
+                        FailureKind::Unreachable,
+                        format!("could not reach `{url}`: {}", error_chain(&e)),
+                    ))
                 })?;
                 let status = response.status();
                 if !status.is_success() {
@@ -514,10 +517,13 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             {
                 Ok(result) => result?,
                 Err(_) => {
-                    return Err(target.failure(format!(
+                    return Err(target.failure(Fault::new(
+                        FailureKind::NoAnswer,
+                        format!(
                             "no answer from `{url}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
                             this.global_timeout.as_millis()
-                        )));
+                        ),
+                    )));
                 }
             };
             Ok(EmbeddingOutput {
@@ -595,11 +601,13 @@ impl Target {
     }
 
     /// The target could not be reached, or its answer could not be read.
-    fn failure(&self, message: String) -> Error {
+    fn failure(&self, fault: impl Into<Fault>) -> Error {
+        let Fault { kind, message } = fault.into();
         match self {
             Target::Provider(p) => Error::ProviderFailure {
                 provider_type: p.provider_type.as_str(),
                 provider: p.name.to_string(),
+                kind,
                 message,
             },
             Target::Relay { .. } => Error::Relay {

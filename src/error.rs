@@ -26,6 +26,67 @@ pub enum ErrorFlavor {
     OpenAi,
 }
 
+/// How a provider (or relay) exchange failed, when it did not answer with an HTTP error status.
+/// Retry, rate-limit settlement and metrics decide on this, never on the message's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The request could not be built or sent: the provider never saw it.
+    Unreachable,
+    /// No answer within `gateway.global_outbound_http_timeout_ms`: the provider may be working
+    /// on it (and billing it).
+    NoAnswer,
+    /// The answer broke off part way (connection reset, body cut): it was being generated.
+    BrokeOff,
+    /// The answer arrived but could not be used: malformed, too large, badly framed, or an error
+    /// event the provider sent instead of content.
+    Malformed,
+}
+
+impl FailureKind {
+    /// Whether the provider may already have billed the call.
+    pub fn may_have_charged(self) -> bool {
+        matches!(self, FailureKind::NoAnswer | FailureKind::BrokeOff)
+    }
+}
+
+/// A failure with its kind, before it is tied to the provider it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// What went wrong, in words.
+    pub message: String,
+}
+
+impl Fault {
+    /// A fault of `kind`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A bare message is an answer that could not be used.
+impl From<String> for Fault {
+    fn from(message: String) -> Self {
+        Self::new(FailureKind::Malformed, message)
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(message: &str) -> Self {
+        Self::new(FailureKind::Malformed, message)
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -108,6 +169,8 @@ pub enum Error {
         provider_type: &'static str,
         /// The provider name.
         provider: String,
+        /// What kind of failure: what retry and rate-limit settlement decide on.
+        kind: FailureKind,
         /// What went wrong.
         message: String,
     },
@@ -375,9 +438,7 @@ impl MaybeCharged for Error {
     fn provider_may_have_charged(&self) -> bool {
         match self {
             Error::Timeout(_) => true,
-            Error::ProviderFailure { message, .. } => {
-                message.contains("broke off") || message.contains("no answer within")
-            }
+            Error::ProviderFailure { kind, .. } => kind.may_have_charged(),
             Error::Relay { status: None, .. } => true,
             Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => {
                 errors.iter().any(|(_, e)| e.provider_may_have_charged())
@@ -550,6 +611,27 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refunds_follow_the_failure_kind_not_its_words() {
+        let failure = |kind, message: &str| Error::ProviderFailure {
+            provider_type: "openai",
+            provider: "p".into(),
+            kind,
+            message: message.into(),
+        };
+        // The words do not matter: a malformed answer that mentions a break is refunded, and
+        // a timeout worded any way is charged.
+        assert!(
+            !failure(FailureKind::Malformed, "the stream broke off").provider_may_have_charged()
+        );
+        assert!(!failure(FailureKind::Unreachable, "no answer within").provider_may_have_charged());
+        assert!(failure(FailureKind::NoAnswer, "slow").provider_may_have_charged());
+        assert!(failure(FailureKind::BrokeOff, "cut").provider_may_have_charged());
+        let wrapped =
+            Error::AllModelProvidersFailed(vec![("p".into(), failure(FailureKind::NoAnswer, "x"))]);
+        assert!(wrapped.provider_may_have_charged());
+    }
 
     #[test]
     fn retry_after_forms() {

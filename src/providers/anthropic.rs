@@ -21,7 +21,7 @@ use super::{
     bearer, error_text, peek_stream, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
-use crate::error::Error;
+use crate::error::{Error, Fault};
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
@@ -374,7 +374,7 @@ async fn stream(provider: &ProviderSpec, body: Incoming) -> Result<ProviderOutpu
         provider: provider.name.to_string(),
     };
     peek_stream(state, || {
-        provider.failure("the stream ended before any data arrived".into())
+        provider.failure("the stream ended before any data arrived")
     })
     .await
 }
@@ -407,7 +407,7 @@ impl ChunkSource for StreamState {
             }
             let event = match self.reader.next().await {
                 Ok(Some(event)) => event,
-                Ok(None) => return self.fail("the stream ended before `message_stop`".into()),
+                Ok(None) => return self.fail("the stream ended before `message_stop`"),
                 Err(message) => return self.fail(message),
             };
             let v: Value = match serde_json::from_str(&event.data) {
@@ -429,11 +429,13 @@ impl ChunkSource for StreamState {
 }
 
 impl StreamState {
-    fn fail(&mut self, message: String) -> Option<Result<ModelChunk, Error>> {
+    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
         self.finished = true;
+        let Fault { kind, message } = fault.into();
         Some(Err(Error::ProviderFailure {
             provider_type: self.provider_type,
             provider: self.provider.clone(),
+            kind,
             message,
         }))
     }

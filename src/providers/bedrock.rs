@@ -15,7 +15,7 @@ use super::{
     peek_stream, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
-use crate::error::{Error, error_chain};
+use crate::error::{Error, FailureKind, Fault, error_chain};
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
@@ -243,7 +243,7 @@ impl BedrockAdapter {
                 provider: provider.name.to_string(),
             };
             peek_stream(state, || {
-                provider.failure("the stream ended before any event arrived".into())
+                provider.failure("the stream ended before any event arrived")
             })
             .await
         } else {
@@ -622,11 +622,13 @@ struct EventStream {
 }
 
 impl EventStream {
-    fn fail(&mut self, message: String) -> Option<Result<ModelChunk, Error>> {
+    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
         self.finished = true;
+        let Fault { kind, message } = fault.into();
         Some(Err(Error::ProviderFailure {
             provider_type: self.provider_type,
             provider: self.provider.clone(),
+            kind,
             message,
         }))
     }
@@ -724,9 +726,12 @@ impl ChunkSource for EventStream {
                     }
                 }
                 Some(Err(e)) => {
-                    return self.fail(format!("the stream broke off: {}", error_chain(&e)));
+                    return self.fail(Fault::new(
+                        FailureKind::BrokeOff,
+                        format!("the stream broke off: {}", error_chain(&e)),
+                    ));
                 }
-                None => return self.fail("the stream ended before its metadata event".into()),
+                None => return self.fail("the stream ended before its metadata event"),
             }
         }
     }

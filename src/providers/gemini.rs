@@ -20,7 +20,7 @@ use super::{
     bearer, error_text, peek_stream, sensitive_header, snippet,
 };
 use crate::config::JsonMode;
-use crate::error::Error;
+use crate::error::{Error, Fault};
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
@@ -115,7 +115,7 @@ impl GeminiAdapter {
                 provider: provider.name.to_string(),
             };
             peek_stream(state, || {
-                provider.failure("the stream ended before any data arrived".into())
+                provider.failure("the stream ended before any data arrived")
             })
             .await
         } else {
@@ -385,12 +385,13 @@ impl ChunkSource for StreamState {
         if self.finished {
             return None;
         }
-        let fail = |s: &mut Self, message: String| {
+        let fail = |s: &mut Self, fault: Fault| {
             s.finished = true;
             Some(Err(Error::ProviderFailure {
                 provider_type: s.provider_type,
                 provider: s.provider.clone(),
-                message,
+                kind: fault.kind,
+                message: fault.message,
             }))
         };
         let event = match self.reader.next().await {
@@ -402,7 +403,7 @@ impl ChunkSource for StreamState {
             }
             Ok(None) => {
                 let reason = self.reader.unfinished();
-                return fail(self, reason);
+                return fail(self, reason.into());
             }
             Err(message) => return fail(self, message),
         };
@@ -411,20 +412,20 @@ impl ChunkSource for StreamState {
             Err(e) => {
                 return fail(
                     self,
-                    format!(
+                    Fault::from(format!(
                         "a stream event is not JSON ({e}): {}",
                         snippet(event.data.as_bytes())
-                    ),
+                    )),
                 );
             }
         };
         if let Some(error) = v.get("error") {
             return fail(
                 self,
-                format!(
+                Fault::from(format!(
                     "the provider reported an error mid-stream: {}",
                     error_text(error)
-                ),
+                )),
             );
         }
         Some(Ok(parse_chunk(&v, &mut self.calls)))

@@ -33,7 +33,7 @@ use switchyard_layers::trace_context::{self, TraceContext};
 
 use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::credentials;
-use crate::error::Error;
+use crate::error::{Error, FailureKind, Fault};
 use crate::http_client::HttpClient;
 use crate::inference::types::{
     BodyEdit, HeaderEdit, ModelChunk, ModelOutput, ModelRequest, ProviderOutput,
@@ -248,11 +248,13 @@ impl ProviderSpec {
     }
 
     /// A failure of this provider that is not an HTTP error status: unreachable, a broken or
-    /// unreadable answer.
-    pub fn failure(&self, message: String) -> Error {
+    /// unreadable answer (a bare message is an unreadable answer; a [`Fault`] keeps its kind).
+    pub fn failure(&self, fault: impl Into<Fault>) -> Error {
+        let Fault { kind, message } = fault.into();
         Error::ProviderFailure {
             provider_type: self.provider_type.as_str(),
             provider: self.name.to_string(),
+            kind,
             message,
         }
     }
@@ -373,14 +375,13 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
             let output = match tokio::time::timeout(this.global_timeout, attempt).await {
                 Ok(result) => result?,
                 Err(_) => {
-                    return Err(Error::ProviderFailure {
-                        provider_type: spec.provider_type.as_str(),
-                        provider: spec.name.to_string(),
-                        message: format!(
+                    return Err(spec.failure(Fault::new(
+                        FailureKind::NoAnswer,
+                        format!(
                             "no answer within `gateway.global_outbound_http_timeout_ms` ({} ms)",
                             this.global_timeout.as_millis()
                         ),
-                    });
+                    )));
                 }
             };
             let output = if implicit_tool.is_some() {
@@ -500,9 +501,9 @@ pub async fn send(
     }
     let carried = Carried::of(&request);
     let response = cx.client.request(request).await.map_err(|e| {
-        provider.failure(format!(
-            "could not reach `{url}`: {}",
-            crate::error::error_chain(&e)
+        provider.failure(Fault::new(
+            FailureKind::Unreachable,
+            format!("could not reach `{url}`: {}", crate::error::error_chain(&e)),
         ))
     })?;
     let status = response.status();
@@ -562,9 +563,13 @@ impl SseReader {
 
     /// The next event; `Ok(None)` when the body has ended (cleanly or not: see
     /// [`SseReader::ended_mid_event`]); `Err` with what happened when the connection broke.
-    pub async fn next(&mut self) -> Result<Option<crate::sse::SseEvent>, String> {
+    pub async fn next(&mut self) -> Result<Option<crate::sse::SseEvent>, Fault> {
         loop {
-            if let Some(event) = self.decoder.next_event().map_err(|e| e.to_string())? {
+            if let Some(event) = self
+                .decoder
+                .next_event()
+                .map_err(|e| Fault::new(FailureKind::Malformed, e.to_string()))?
+            {
                 return Ok(Some(event));
             }
             match self.source.next_bytes().await? {
@@ -596,10 +601,14 @@ impl SseReader {
 
 impl SseSource {
     /// The next piece of the SSE byte stream; `Ok(None)` at its end.
-    async fn next_bytes(&mut self) -> Result<Option<Bytes>, String> {
+    async fn next_bytes(&mut self) -> Result<Option<Bytes>, Fault> {
         use http_body_util::BodyExt;
-        let broke =
-            |e: hyper::Error| format!("the stream broke off: {}", crate::error::error_chain(&e));
+        let broke = |e: hyper::Error| {
+            Fault::new(
+                FailureKind::BrokeOff,
+                format!("the stream broke off: {}", crate::error::error_chain(&e)),
+            )
+        };
         match self {
             SseSource::Body(body) => loop {
                 match body.frame().await {
@@ -615,7 +624,7 @@ impl SseSource {
             SseSource::EventStream { body, buffer } => loop {
                 if let Some(message) = bedrock::decode_message(buffer)? {
                     if message.message_type == "exception" {
-                        return Err(format!(
+                        return Err(Fault::from(format!(
                             "the provider reported `{}` mid-stream: {}",
                             message.kind,
                             error_text(&serde_json::from_slice(&message.payload).unwrap_or_else(
@@ -625,7 +634,7 @@ impl SseSource {
                                     )
                                 }
                             ))
-                        ));
+                        )));
                     }
                     if message.kind == "PayloadPart" {
                         return Ok(Some(message.payload));
@@ -819,17 +828,20 @@ pub fn snippet(bytes: &[u8]) -> String {
 
 /// Reads a provider's whole (non-streamed) answer, refusing one larger than
 /// [`bounds::MAX_RESPONSE_BYTES`]; the error says which happened: too large, or broke off.
-pub async fn read_answer(body: hyper::body::Incoming) -> Result<bytes::Bytes, String> {
+pub async fn read_answer(body: hyper::body::Incoming) -> Result<bytes::Bytes, Fault> {
     use http_body_util::BodyExt;
     let limit = bounds::MAX_RESPONSE_BYTES;
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(format!(
-            "the answer is larger than {limit} bytes, the most the gateway reads from a provider"
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Fault::new(
+            FailureKind::Malformed,
+            format!(
+                "the answer is larger than {limit} bytes, the most the gateway reads from a provider"
+            ),
         )),
-        Err(e) => Err(format!(
-            "the answer broke off: {}",
-            crate::error::error_chain(&*e)
+        Err(e) => Err(Fault::new(
+            FailureKind::BrokeOff,
+            format!("the answer broke off: {}", crate::error::error_chain(&*e)),
         )),
     }
 }

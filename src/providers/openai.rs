@@ -20,7 +20,7 @@ use super::{
     bearer, error_text, peek_stream, sensitive_header, snippet,
 };
 use crate::config::{JsonMode, ProviderKind, ProviderType};
-use crate::error::Error;
+use crate::error::{Error, Fault};
 use crate::inference::types::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
@@ -383,7 +383,7 @@ impl OpenAiAdapter {
             provider: provider.name.to_string(),
         };
         peek_stream(state, || {
-            provider.failure("the stream ended before any data arrived".into())
+            provider.failure("the stream ended before any data arrived")
         })
         .await
     }
@@ -701,8 +701,7 @@ impl ChunkSource for StreamState {
                     return None;
                 }
                 Ok(None) => {
-                    return self
-                        .fail("the stream ended before the provider finished its answer".into());
+                    return self.fail("the stream ended before the provider finished its answer");
                 }
             }
         }
@@ -710,11 +709,13 @@ impl ChunkSource for StreamState {
 }
 
 impl StreamState {
-    fn fail(&mut self, message: String) -> Option<Result<ModelChunk, Error>> {
+    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
         self.finished = true;
+        let Fault { kind, message } = fault.into();
         Some(Err(Error::ProviderFailure {
             provider_type: self.provider_type,
             provider: self.provider.clone(),
+            kind,
             message,
         }))
     }

@@ -27,8 +27,8 @@ use switchyard_layers::trace_context::{TRACEPARENT, TraceContext};
 use super::{Carried, ChunkSource, SseReader, bearer, peek_stream, provider_error_message};
 use super::{error_text, read_limited, snippet};
 use crate::config::JsonMode;
-use crate::error::Error;
 use crate::error::error_chain;
+use crate::error::{Error, Fault};
 use crate::http_client::HttpClient;
 use crate::inference::types::{
     ChunkBlock, ContentBlock, EditTarget, FileInput, FinishReason, ModelChunk, ModelOutput,
@@ -519,9 +519,9 @@ struct RelayStream {
 }
 
 impl RelayStream {
-    fn fail(&mut self, message: String) -> Option<Result<ModelChunk, Error>> {
+    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
         self.finished = true;
-        Some(Err(relay_error(None, message)))
+        Some(Err(relay_error(None, fault.into().message)))
     }
 }
 
@@ -532,11 +532,11 @@ impl ChunkSource for RelayStream {
         }
         let event = match self.reader.next().await {
             Ok(Some(event)) => event,
-            Ok(None) => return self.fail("the relay's stream ended without `[DONE]`".into()),
-            Err(message) => {
+            Ok(None) => return self.fail("the relay's stream ended without `[DONE]`"),
+            Err(fault) => {
                 return self.fail(format!(
                     "the relay's {}",
-                    message.trim_start_matches("the ")
+                    fault.message.trim_start_matches("the ")
                 ));
             }
         };
