@@ -21,6 +21,7 @@ FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY layers layers
+COPY mock mock
 COPY src src
 # Symbols are stripped from the image's binary only (benchmarks and profiles keep them).
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols

@@ -18,7 +18,6 @@ pub mod inference;
 pub mod lifecycle;
 pub mod limiter;
 pub mod metrics;
-pub mod mock_provider;
 pub mod otlp;
 pub mod providers;
 pub mod reload;

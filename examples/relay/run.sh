@@ -35,7 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet --manifest-path "$root/Cargo.toml" --bins
+cargo build --quiet --manifest-path "$root/Cargo.toml" --workspace --bins
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 
 # The committed configs use the default ports; copies with the chosen ones are what runs.

@@ -588,7 +588,8 @@ fn decode_headers(mut headers: &[u8]) -> Result<(String, String), String> {
     Ok((message_type, kind))
 }
 
-/// Encodes one message (used by the mock provider and tests).
+/// Encodes one message (for this module's tests; the mock has its own encoder).
+#[cfg(test)]
 pub fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
     let mut h = BytesMut::new();
     for (name, value) in headers {

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::json;
 use switchyard::config::LoadedConfig;
-use switchyard::mock_provider::MockProvider;
 use switchyard::{Environment, RunningGateway};
+use switchyard_mock::MockProvider;
 
 use crate::harness::{GatewayProcess, get_until, inference, send};
 use crate::pg::Postgres;

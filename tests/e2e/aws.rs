@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use http::Method;
 use serde_json::{Value, json};
-use switchyard::mock_provider::MockProvider;
+use switchyard_mock::MockProvider;
 
 use crate::harness::{GatewayProcess, Reply, inference, last_request, send};
 

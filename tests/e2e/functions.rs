@@ -3,7 +3,7 @@
 //! the mock provider, whose recorded requests show what the model was sent.
 
 use serde_json::{Value, json};
-use switchyard::mock_provider::MockProvider;
+use switchyard_mock::MockProvider;
 use uuid::Uuid;
 
 use crate::harness::{Harness, last_request};

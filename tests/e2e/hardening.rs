@@ -26,9 +26,7 @@ async fn trap() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn no_shorthand_can_smuggle_a_host() {
-    let mock = switchyard::mock_provider::MockProvider::start()
-        .await
-        .unwrap();
+    let mock = switchyard_mock::MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Real credentials whose token endpoint works: without the checks, each call below would
     // get a token and connect to the trap.
@@ -81,9 +79,7 @@ api_base = "{{mock}}"
 
 #[tokio::test]
 async fn dynamic_gcp_credentials_may_only_use_googles_token_endpoint() {
-    let mock = switchyard::mock_provider::MockProvider::start()
-        .await
-        .unwrap();
+    let mock = switchyard_mock::MockProvider::start().await.unwrap();
     let (trap, connections) = trap().await;
     let dir = tempfile::tempdir().unwrap();
     let sa = service_account(&dir, &format!("http://{trap}/token"));
@@ -119,9 +115,7 @@ credential_location = "dynamic::gcp"
 
 #[tokio::test]
 async fn a_static_azure_key_never_follows_a_dynamic_endpoint() {
-    let mock = switchyard::mock_provider::MockProvider::start()
-        .await
-        .unwrap();
+    let mock = switchyard_mock::MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (key, refused) in [
         ("env::PATH", true),
@@ -174,7 +168,7 @@ pub(crate) fn peak_rss_mib(pid: u32) -> u64 {
 /// A gateway process serving `toml` (`{mock}` replaced), for tests that measure its memory.
 pub(crate) async fn gateway_process(
     toml: &str,
-    mock: &switchyard::mock_provider::MockProvider,
+    mock: &switchyard_mock::MockProvider,
 ) -> (crate::harness::GatewayProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tensorzero.toml");
@@ -230,9 +224,7 @@ fn bomb(encoding: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn compressed_bombs_are_refused_after_decompression() {
-    let mock = switchyard::mock_provider::MockProvider::start()
-        .await
-        .unwrap();
+    let mock = switchyard_mock::MockProvider::start().await.unwrap();
     let (gw, _dir) = gateway_process(crate::harness::BASIC, &mock).await;
     let before = peak_rss_mib(gw.child.id());
     for encoding in ["gzip", "br", "zstd"] {

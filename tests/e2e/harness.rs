@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use switchyard::RunningGateway;
 use switchyard::config::LoadedConfig;
-use switchyard::mock_provider::MockProvider;
+use switchyard_mock::MockProvider;
 
 /// A mock provider and a gateway configured to use it.
 pub struct Harness {
@@ -236,7 +236,7 @@ pub async fn get_until(url: &str, status: u16, within: std::time::Duration) -> R
 }
 
 /// Header values the mock received on its last request.
-pub fn last_request(mock: &MockProvider) -> switchyard::mock_provider::Recorded {
+pub fn last_request(mock: &MockProvider) -> switchyard_mock::Recorded {
     mock.requests().pop().expect("the mock received no request")
 }
 

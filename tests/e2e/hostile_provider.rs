@@ -15,9 +15,7 @@ api_base = "{mock}"
 
 #[tokio::test]
 async fn hostile_answers_become_errors_and_the_gateway_lives_on() {
-    let mock = switchyard::mock_provider::MockProvider::start()
-        .await
-        .unwrap();
+    let mock = switchyard_mock::MockProvider::start().await.unwrap();
     let (gw, _dir) = gateway_process(CONFIG, &mock).await;
     let url = format!("{}/inference", gw.url);
     let before = peak_rss_mib(gw.child.id());

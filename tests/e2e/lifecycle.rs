@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use switchyard::mock_provider::MockProvider;
+use switchyard_mock::MockProvider;
 
 use crate::harness::{GatewayProcess, inference};
 

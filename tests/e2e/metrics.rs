@@ -217,7 +217,7 @@ fn request_lines(logs: &str) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn one_log_line_per_inference_says_who_answered_and_what_it_cost() {
     use crate::harness::GatewayProcess;
-    use switchyard::mock_provider::MockProvider;
+    use switchyard_mock::MockProvider;
 
     let mock = MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();

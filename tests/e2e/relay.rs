@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use serde_json::json;
-use switchyard::mock_provider::MockProvider;
+use switchyard_mock::MockProvider;
 
 use crate::harness::{gateway, inference, key_file, send};
 

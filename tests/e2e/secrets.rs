@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::Method;
 use serde_json::json;
-use switchyard::mock_provider::MockProvider;
+use switchyard_mock::MockProvider;
 
 use crate::harness::{GatewayProcess, inference, send};
 use crate::traces::Collector;

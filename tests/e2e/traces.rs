@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use switchyard::config::LoadedConfig;
-use switchyard::mock_provider::MockProvider;
 use switchyard::{Environment, RunningGateway};
+use switchyard_mock::MockProvider;
 
 use crate::harness::{inference, send};
 

@@ -61,9 +61,7 @@ credential_location = "path::SA"
 "#;
 
 async fn start() -> (Harness, tempfile::TempDir) {
-    let mock = switchyard::mock_provider::MockProvider::start()
-        .await
-        .unwrap();
+    let mock = switchyard_mock::MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sa = service_account(&dir, &format!("{}token", mock.api_base()));
     (
@@ -214,9 +212,7 @@ async fn a_bad_key_file_is_a_clear_error() {
 
 #[tokio::test]
 async fn shorthand_models_take_a_resource_path() {
-    let mock = switchyard::mock_provider::MockProvider::start()
-        .await
-        .unwrap();
+    let mock = switchyard_mock::MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sa = service_account(&dir, &format!("{}token", mock.api_base()));
     // No internet here: a well-formed path gets as far as calling Google (502, quickly).
@@ -253,9 +249,7 @@ async fn shorthand_models_take_a_resource_path() {
 
 #[tokio::test]
 async fn both_vertex_providers_stream_tools_and_json_through_the_openai_route() {
-    let mock = switchyard::mock_provider::MockProvider::start()
-        .await
-        .unwrap();
+    let mock = switchyard_mock::MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sa = service_account(&dir, &format!("{}token", mock.api_base()));
     let config = CONFIG

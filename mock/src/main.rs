@@ -1,5 +1,5 @@
 //! `mock-provider`: the OpenAI-format mock provider as a standalone server, for the README's
-//! quick start, examples and the benchmark. See `switchyard::mock_provider` for what it does.
+//! quick start, examples and the benchmark. See the `switchyard_mock` library for what it does.
 
 use std::net::SocketAddr;
 
@@ -17,7 +17,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let mock = switchyard::mock_provider::MockProvider::start_on(args.bind).await?;
+    let mock = switchyard_mock::MockProvider::start_on(args.bind).await?;
     println!(
         "mock provider listening on http://{} (api_base = {})",
         mock.addr,

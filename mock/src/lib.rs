@@ -69,6 +69,7 @@
 //! [`MAX_RECORDED`] of them (so a benchmark's millions of requests do not grow it without end);
 //! `GET /mock/stats` counts streams whose client went away before the end.
 
+mod eventstream;
 mod validate;
 
 use std::convert::Infallible;
@@ -1205,7 +1206,7 @@ async fn bedrock(
     model: String,
     stream: bool,
 ) -> Response<Body> {
-    use crate::providers::bedrock::encode_message;
+    use crate::eventstream::frame as encode_message;
     if let Some(code) = number_after(&model, "error-") {
         let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return bedrock_error(
@@ -1394,7 +1395,7 @@ async fn bedrock(
 
 /// A SageMaker endpoint in front of an OpenAI-format container.
 async fn sagemaker(state: Arc<MockState>, body: Value, stream: bool) -> Response<Body> {
-    use crate::providers::bedrock::encode_message;
+    use crate::eventstream::frame as encode_message;
     let exception = body["model"]
         .as_str()
         .is_some_and(|m| m.contains("stream-exception"));
