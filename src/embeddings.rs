@@ -37,8 +37,8 @@ use crate::config::{
 };
 use crate::error::{Error, FailureKind, Fault, error_chain};
 use crate::http_client::HttpClient;
-use crate::inference::models::RelaySettings;
 use crate::inference::types::BodyEdit;
+use crate::providers::relay::RelaySettings;
 use crate::providers::{apply_body_edit, bearer, provider_error_message, read_limited};
 
 /// The prefix of embedding model names on the OpenAI-compatible route.
@@ -190,7 +190,7 @@ impl EmbeddingModels {
     /// here (the relay holds them) and are not checked.
     pub fn new(
         config: &Config,
-        cx: &crate::inference::models::StackContext,
+        cx: &crate::stack::model::StackContext,
         rate_limit: RateLimitLayer,
     ) -> Result<Self, Vec<String>> {
         let cx = StackParts {

@@ -166,9 +166,9 @@ pub struct App {
 impl App {
     /// Makes this configuration the one spans are exported for, and returns the
     /// configuration-dependent part of the inbound stack (what a reload swaps).
-    pub fn activate(self, resources: &Resources) -> stack::ConfiguredService {
+    pub fn activate(self, resources: &Resources) -> stack::inbound::ConfiguredService {
         resources.spans.set(self.traces);
-        stack::configured(self.state, self.auth)
+        stack::inbound::configured(self.state, self.auth)
     }
 }
 
@@ -355,8 +355,8 @@ pub async fn start_with(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(
         listener,
-        stack::inbound(
-            reload::Swappable::new(app.activate(&resources)),
+        stack::inbound::inbound(
+            stack::swappable::Swappable::new(app.activate(&resources)),
             resources.metrics.http.clone(),
             resources.spans.clone(),
         ),
@@ -403,7 +403,7 @@ pub async fn run(
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
-    let service = reload::Swappable::new(app.activate(&resources));
+    let service = stack::swappable::Swappable::new(app.activate(&resources));
     let reloader = reload::Reloader::new(source, resources.clone(), service.clone(), loaded)
         .spawn(options.config_poll);
     tracing::info!(address = %local, "switchyard listening");
@@ -422,7 +422,7 @@ pub async fn run(
     };
     server::serve(
         listener,
-        stack::inbound(
+        stack::inbound::inbound(
             service,
             resources.metrics.http.clone(),
             resources.spans.clone(),

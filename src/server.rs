@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 use tower_http::add_extension::AddExtension;
 
-use crate::stack::InboundService;
+use crate::stack::inbound::InboundService;
 
 /// The connection limits (`[gateway.limits]`), fixed at start-up.
 #[derive(Clone, Copy, Debug)]

@@ -11,6 +11,7 @@ pub mod functions;
 pub mod gateway;
 pub mod load;
 pub mod models;
+pub mod path;
 pub mod rate_limiting;
 mod refine;
 mod validate;

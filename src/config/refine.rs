@@ -18,11 +18,11 @@ use super::functions::{
     MixtureOfNConfig,
 };
 use super::gateway::{DisabledStorageConfig, FilesystemStorageConfig, S3Config};
-use super::load::{PathSegment, TomlPath};
 use super::models::{
     AwsBedrockProvider, AwsSagemakerProvider, AzureProvider, GcpVertexProvider, HostedProvider,
     OpenAiProvider, SelfHostedProvider, TgiProvider, VllmProvider,
 };
+use super::path::{PathSegment, TomlPath};
 
 /// Follows `path` and `message` into tagged tables for as long as that finds a deeper cause.
 pub(super) fn refine(

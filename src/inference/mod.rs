@@ -31,9 +31,11 @@ use uuid::Uuid;
 use crate::config::{ChatCompletionConfig, Config, JsonMode, VariantConfig};
 use crate::error::Error;
 use crate::http_client::HttpClient;
+use crate::providers::relay::RelaySettings;
+use crate::stack::model::StackContext;
 use functions::{FunctionInfo, OutputCheck, Variant};
 use input::Input;
-use models::{ModelTable, RelaySettings, StackContext};
+use models::ModelTable;
 use templates::Templates;
 use types::{
     BodyEdit, ChunkStream, EditTarget, ExtraEdits, HeaderEdit, InferenceParams, Message,
@@ -728,7 +730,7 @@ impl ChatCall<'_> {
             call.extensions.insert(extras.clone());
         }
         let retries = RetryPolicy::from(&self.cc.retries);
-        let service = crate::stack::variant(
+        let service = crate::stack::model::variant(
             &gateway.rate_limit,
             self.variant_name.into(),
             Timeouts::from(&self.cc.timeouts),

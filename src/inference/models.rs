@@ -3,25 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use switchyard_layers::credentials::CredentialSource;
 use switchyard_layers::timeout::Timeouts;
 
 use crate::config::{Config, ProviderType, ProviderTypesConfig};
 use crate::error::Error;
-use crate::http_client::HttpClient;
 use crate::providers::ProviderSpec;
-use crate::stack::{self, ModelService};
-
-/// Where relayed calls go, from `[gateway.relay]`.
-#[derive(Clone, Debug)]
-pub struct RelaySettings {
-    /// The relay's base URL.
-    pub gateway_url: String,
-    /// Where the relay key comes from.
-    pub key: CredentialSource,
-}
+use crate::stack::model::{self as stack, ModelService, StackContext};
 
 /// A model, ready to call.
 #[derive(Debug)]
@@ -32,23 +20,6 @@ pub struct Model {
     pub service: ModelService,
     /// Whether its calls go to the relay.
     pub relayed: bool,
-}
-
-/// What every model stack is built with.
-#[derive(Clone, Debug)]
-pub struct StackContext {
-    /// The shared outbound client.
-    pub client: HttpClient,
-    /// `gateway.global_outbound_http_timeout_ms`.
-    pub global_timeout: Duration,
-    /// Relay mode, when configured.
-    pub relay: Option<RelaySettings>,
-    /// Where provider attempts are counted.
-    pub metrics: Arc<crate::metrics::GatewayMetrics>,
-    /// `gateway.debug`: log every provider attempt.
-    pub debug: bool,
-    /// Where provider-call spans go.
-    pub spans: Arc<crate::otlp::SpanSink>,
 }
 
 /// All configured models, and how to build shorthand ones.

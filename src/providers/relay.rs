@@ -38,6 +38,15 @@ use crate::inference::types::{
 
 /// The provider name relayed calls are recorded under.
 pub const RELAY_PROVIDER: &str = switchyard_layers::ext::RELAY_PROVIDER;
+
+/// Where relayed calls go, from `[gateway.relay]`.
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    /// The relay's base URL.
+    pub gateway_url: String,
+    /// Where the relay key comes from.
+    pub key: switchyard_layers::credentials::CredentialSource,
+}
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// Sends one model's calls to the relay.
