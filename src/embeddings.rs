@@ -37,7 +37,7 @@ use crate::config::{
 };
 use crate::error::{Error, FailureKind, Fault, error_chain};
 use crate::http_client::HttpClient;
-use crate::inference::types::BodyEdit;
+use crate::model_call::BodyEdit;
 use crate::providers::relay::RelaySettings;
 use crate::providers::{apply_body_edit, bearer, provider_error_message, read_limited};
 

@@ -18,6 +18,7 @@ pub mod inference;
 pub mod lifecycle;
 pub mod limiter;
 pub mod metrics;
+pub mod model_call;
 pub mod otlp;
 pub mod providers;
 pub mod reload;

@@ -18,14 +18,14 @@ use crate::body::Body;
 use crate::error::Error;
 use crate::inference::functions::{checked_tool_call, output_text, parsed_json};
 use crate::inference::input::{Input, InputBlock, InputMessage, SystemInput};
-use crate::inference::types::BodyEdit;
-use crate::inference::types::{
-    ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, ModelChunk,
-    ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
-};
 use crate::inference::{
     DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest, RequestEdit,
     RequestEditFilter,
+};
+use crate::model_call::BodyEdit;
+use crate::model_call::{
+    ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, ModelChunk,
+    ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
 };
 use crate::secret::Secret;
 use std::sync::Arc;

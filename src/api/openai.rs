@@ -25,11 +25,11 @@ use crate::config::JsonMode;
 use crate::error::Error;
 use crate::inference::functions::output_text;
 use crate::inference::input::{Input, InputBlock, InputMessage, SystemInput};
-use crate::inference::types::{
+use crate::inference::{DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest};
+use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, InferenceParams, ModelChunk, ModelResponse,
     OutputBlock, Role, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
 };
-use crate::inference::{DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::secret::Secret;
 use std::sync::Arc;
 use switchyard_layers::ext::DynamicCredentials;

@@ -20,7 +20,7 @@ use switchyard_layers::metrics::Gauge;
 
 use crate::body::Body;
 use crate::error::Error;
-use crate::inference::types::{ChunkStream, FinishReason, ModelChunk, Usage};
+use crate::model_call::{ChunkStream, FinishReason, ModelChunk, Usage};
 use crate::sse::{DONE, data_event};
 
 /// How one route writes its stream events.

@@ -17,10 +17,10 @@ use switchyard_layers::timeout::{Elapsed, Scope, TimeoutKind};
 
 use super::functions::{FunctionInfo, OutputCheck, output_text};
 use super::input::Prompt;
-use super::types::{ChunkBlock, ModelChunk, ModelResponse, OutputBlock, Usage};
 use super::{ChatCall, Gateway, Ids, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::config::{BestOfNConfig, JsonMode, MixtureOfNConfig, TimeoutsConfig, VariantConfig};
 use crate::error::Error;
+use crate::model_call::{ChunkBlock, ModelChunk, ModelResponse, OutputBlock, Usage};
 
 /// How long candidates get when `timeout_s` is not set.
 const DEFAULT_CANDIDATE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -12,11 +12,11 @@ use super::DynamicToolParams;
 use super::input::{InputSchemas, Prompt, TEMPLATE_NAMES, TemplateRef, text_variable};
 use super::schema::JsonSchema;
 use super::templates::Templates;
-use super::types::{OutputBlock, ToolChoice, ToolConfig, ToolDef};
 use crate::config::{
     ChatCompletionConfig, Config, FunctionConfig, ToolChoiceConfig, VariantConfig,
 };
 use crate::error::Error;
+use crate::model_call::{OutputBlock, ToolChoice, ToolConfig, ToolDef};
 
 /// A tool with its compiled parameter schema.
 #[derive(Clone, Debug)]

@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 
 use super::schema::JsonSchema;
 use super::templates::Templates;
-use super::types::{ContentBlock, Message, Role};
 use crate::error::Error;
+use crate::model_call::{ContentBlock, Message, Role};
 
 /// The system part of the input.
 #[derive(Clone, Debug, PartialEq)]

@@ -11,7 +11,6 @@ pub mod input;
 pub mod models;
 pub mod schema;
 pub mod templates;
-pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,17 +30,17 @@ use uuid::Uuid;
 use crate::config::{ChatCompletionConfig, Config, JsonMode, VariantConfig};
 use crate::error::Error;
 use crate::http_client::HttpClient;
+use crate::model_call::{
+    BodyEdit, ChunkStream, EditTarget, ExtraEdits, HeaderEdit, InferenceParams, Message,
+    ModelChunk, ModelOutput, ModelRequest, ModelResponse, OutputBlock, ProviderOutput, Targeted,
+    ToolChoice, ToolDef,
+};
 use crate::providers::relay::RelaySettings;
 use crate::stack::model::StackContext;
 use functions::{FunctionInfo, OutputCheck, Variant};
 use input::Input;
 use models::ModelTable;
 use templates::Templates;
-use types::{
-    BodyEdit, ChunkStream, EditTarget, ExtraEdits, HeaderEdit, InferenceParams, Message,
-    ModelChunk, ModelOutput, ModelRequest, ModelResponse, OutputBlock, ProviderOutput, Targeted,
-    ToolChoice, ToolDef,
-};
 
 /// The name the built-in function of `model_name` calls is stored under.
 pub const DEFAULT_FUNCTION_NAME: &str = "tensorzero::default";
@@ -795,7 +794,7 @@ impl ChatCall<'_> {
                 (answer.remove("thinking"), answer.remove("response"))
             {
                 response.content = vec![
-                    OutputBlock::Thought(types::Thought {
+                    OutputBlock::Thought(crate::model_call::Thought {
                         text: Some(thinking),
                         signature: None,
                     }),
@@ -841,7 +840,7 @@ fn count_stream_tokens(
     rest: ChunkStream,
 ) -> ChunkStream {
     // A stream the client left still counts what it reported so far.
-    types::on_stream_end(first, rest, move |end| {
+    crate::model_call::on_stream_end(first, rest, move |end| {
         let u = end.usage;
         metrics.tokens(u.input_tokens, u.output_tokens);
         stats.set_tokens(u.input_tokens, u.output_tokens);

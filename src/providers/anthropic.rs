@@ -22,7 +22,7 @@ use super::{
 };
 use crate::config::JsonMode;
 use crate::error::{Error, Fault};
-use crate::inference::types::{
+use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };

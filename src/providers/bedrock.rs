@@ -16,7 +16,7 @@ use super::{
 };
 use crate::config::JsonMode;
 use crate::error::{Error, FailureKind, Fault, error_chain};
-use crate::inference::types::{
+use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };

@@ -7,7 +7,7 @@
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::inference::types::{
+use crate::model_call::{
     ChunkBlock, FinishReason, ModelChunk, ModelRequest, OutputBlock, ProviderOutput, ToolChoice,
     ToolConfig, ToolDef,
 };
@@ -94,7 +94,7 @@ fn stop_for_tool_call(reason: FinishReason) -> FinishReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::types::{ModelResponse, ToolCall};
+    use crate::model_call::{ModelResponse, ToolCall};
 
     #[test]
     fn the_respond_call_becomes_the_answer() {

@@ -35,7 +35,7 @@ use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::credentials;
 use crate::error::{Error, FailureKind, Fault};
 use crate::http_client::HttpClient;
-use crate::inference::types::{
+use crate::model_call::{
     BodyEdit, HeaderEdit, ModelChunk, ModelOutput, ModelRequest, ProviderOutput,
 };
 use crate::secret::Secret;

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::config::{JsonMode, ProviderKind, ProviderType};
 use crate::error::{Error, Fault};
-use crate::inference::types::{
+use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
 };
@@ -584,7 +584,7 @@ pub fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
     })?;
     let mut content = Vec::new();
     if let Some(reasoning) = choice.message.reasoning_content.filter(|r| !r.is_empty()) {
-        content.push(OutputBlock::Thought(crate::inference::types::Thought {
+        content.push(OutputBlock::Thought(crate::model_call::Thought {
             text: Some(reasoning),
             signature: None,
         }));
@@ -788,7 +788,7 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::types::{InferenceParams, ToolConfig, ToolDef, ToolResult};
+    use crate::model_call::{InferenceParams, ToolConfig, ToolDef, ToolResult};
     use crate::providers::provider_error_message;
 
     fn adapter(t: ProviderType) -> OpenAiAdapter {

@@ -30,7 +30,7 @@ use crate::config::JsonMode;
 use crate::error::error_chain;
 use crate::error::{Error, Fault};
 use crate::http_client::HttpClient;
-use crate::inference::types::{
+use crate::model_call::{
     ChunkBlock, ContentBlock, EditTarget, FileInput, FinishReason, ModelChunk, ModelOutput,
     ModelRequest, ModelResponse, OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice,
     Usage,
@@ -570,7 +570,7 @@ impl ChunkSource for RelayStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::types::{
+    use crate::model_call::{
         BodyEdit, ExtraEdits, InferenceParams, Message, Targeted, ToolConfig, ToolDef,
     };
     use crate::secret::Secret;

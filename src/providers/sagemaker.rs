@@ -10,7 +10,7 @@ use super::openai::{OpenAiAdapter, parse_completion};
 use super::{CallContext, Edits, ProviderSpec, SseReader};
 use crate::config::models::{AwsSagemakerProvider, SagemakerHostedProvider};
 use crate::error::Error;
-use crate::inference::types::{ModelRequest, ProviderOutput};
+use crate::model_call::{ModelRequest, ProviderOutput};
 
 /// Calls one SageMaker endpoint.
 #[derive(Debug)]

@@ -16,8 +16,8 @@ use tower::util::BoxCloneSyncService;
 
 use crate::error::Error;
 use crate::http_client::HttpClient;
-use crate::inference::types::{ModelOutput, ModelRequest};
 use crate::metrics::{AttemptMetrics, AttemptMetricsLayer};
+use crate::model_call::{ModelOutput, ModelRequest};
 use crate::providers::relay::{RELAY_PROVIDER, RelayClient, RelaySettings};
 use crate::providers::{ProviderService, ProviderSpec};
 

@@ -1,5 +1,6 @@
-//! The typed model call: what the API handlers build after resolving a function and variant,
-//! and what providers translate to and from their wire formats.
+//! The typed model call: what inference builds after resolving a function and variant, what the
+//! model stacks carry, and what providers translate to and from their wire formats. It sits
+//! below all three, so none of them depends on another through it.
 
 use std::pin::Pin;
 use std::sync::Arc;
