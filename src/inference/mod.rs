@@ -9,18 +9,19 @@ pub mod ensemble;
 pub mod functions;
 pub mod input;
 pub mod models;
+mod request;
+mod sampling;
 pub mod schema;
 pub mod templates;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::CredentialSource;
-use switchyard_layers::ext::{ApiKeyPublicId, DynamicCredentials, Tags};
+use switchyard_layers::ext::{ApiKeyPublicId, Tags};
 use switchyard_layers::rate_limit::RateLimitLayer;
 use switchyard_layers::retry::RetryPolicy;
 use switchyard_layers::timeout::Timeouts;
@@ -31,176 +32,20 @@ use crate::config::{ChatCompletionConfig, Config, JsonMode, VariantConfig};
 use crate::error::Error;
 use crate::http_client::HttpClient;
 use crate::model_call::{
-    BodyEdit, ChunkStream, EditTarget, ExtraEdits, HeaderEdit, InferenceParams, Message,
-    ModelChunk, ModelOutput, ModelRequest, ModelResponse, OutputBlock, ProviderOutput, Targeted,
-    ToolChoice, ToolDef,
+    ChunkStream, EditTarget, ExtraEdits, InferenceParams, Message, ModelChunk, ModelOutput,
+    ModelRequest, OutputBlock, ProviderOutput, Targeted,
 };
 use crate::providers::relay::RelaySettings;
 use crate::stack::model::StackContext;
 use functions::{FunctionInfo, OutputCheck, Variant};
-use input::Input;
 use models::ModelTable;
 use templates::Templates;
 
-/// The name the built-in function of `model_name` calls is stored under.
-pub const DEFAULT_FUNCTION_NAME: &str = "tensorzero::default";
-
-/// What a request-time `extra_body`/`extra_headers` entry applies to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RequestEditFilter {
-    /// Every model call.
-    Always,
-    /// Calls made by this variant.
-    Variant(String),
-    /// Calls to this model (and provider).
-    ModelProvider {
-        /// The model.
-        model: String,
-        /// The provider, or all of them.
-        provider: Option<String>,
-    },
-}
-
-/// A request-time edit with its filter.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RequestEdit<T> {
-    /// What it applies to.
-    pub filter: RequestEditFilter,
-    /// The edit.
-    pub edit: T,
-}
-
-/// Tool settings sent with the request.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DynamicToolParams {
-    /// Restricts the function's configured tools to these names.
-    pub allowed_tools: Option<Vec<String>>,
-    /// Tools defined in the request.
-    pub additional_tools: Vec<ToolDef>,
-    /// Overrides the function's tool choice.
-    pub tool_choice: Option<ToolChoice>,
-    /// Overrides the function's setting.
-    pub parallel_tool_calls: Option<bool>,
-}
-
-/// A request in the gateway's own terms, whichever route it came from.
-#[derive(Clone, Debug, Default)]
-pub struct InferenceRequest {
-    /// The function to run.
-    pub function_name: Option<String>,
-    /// The model to call through the default function.
-    pub model_name: Option<String>,
-    /// A pinned variant.
-    pub variant_name: Option<String>,
-    /// The episode this inference belongs to (a new one when absent).
-    pub episode_id: Option<Uuid>,
-    /// The system prompt and the conversation, before templates.
-    pub input: Input,
-    /// Stream the answer.
-    pub stream: bool,
-    /// Inference-time parameters (they override the variant's).
-    pub params: InferenceParams,
-    /// User tags.
-    pub tags: BTreeMap<String, String>,
-    /// Tools sent with the request.
-    pub tools: DynamicToolParams,
-    /// An output schema for json functions (or OpenAI `response_format`).
-    pub output_schema: Option<Value>,
-    /// Dynamic credentials.
-    pub credentials: DynamicCredentials,
-    /// Request-time `extra_body`.
-    pub extra_body: Vec<RequestEdit<BodyEdit>>,
-    /// Request-time `extra_headers`.
-    pub extra_headers: Vec<RequestEdit<HeaderEdit>>,
-    /// The public id of the API key that authenticated the request, when auth is on.
-    pub api_key_public_id: Option<Arc<str>>,
-    /// The trace the request belongs to (from the client's `traceparent`, or new).
-    pub trace: Option<switchyard_layers::trace_context::TraceContext>,
-    /// What the client asked to attach to the spans of its request (exported with its calls').
-    pub trace_extras: Option<Arc<switchyard_layers::trace_context::TraceExtras>>,
-    /// What the inference's model calls gather (attempts, provider wait, tokens, first chunk);
-    /// the handler shares it with the request log.
-    pub stats: Arc<switchyard_layers::ext::InferenceStats>,
-    /// The request's own schemas, compiled by the gateway before any variant runs.
-    pub schemas: RequestSchemas,
-}
-
-/// The JSON Schemas a request brings: its tools' parameters and, for a json function, its
-/// output schema. They are compiled once per request (not once per variant tried), on the
-/// blocking pool: a large schema costs real CPU, which must not stall the async workers that
-/// serve every other connection.
-#[derive(Clone, Debug, Default)]
-pub struct RequestSchemas {
-    /// One per `tools.additional_tools`, in order.
-    pub tools: Vec<schema::JsonSchema>,
-    /// `output_schema`, compiled.
-    pub output: Option<schema::JsonSchema>,
-}
-
-impl RequestSchemas {
-    /// Compiles the schemas of `request` (`output_schema` only when `json` says it is used).
-    fn compile(request: &InferenceRequest, json: bool) -> Result<Self, Error> {
-        let tools = request
-            .tools
-            .additional_tools
-            .iter()
-            .map(|tool| {
-                schema::JsonSchema::compile(tool.parameters.clone()).map_err(|e| {
-                    Error::InvalidRequest(format!("the parameters of tool `{}` are {e}", tool.name))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let output = match (&request.output_schema, json) {
-            (Some(document), true) => Some(
-                schema::JsonSchema::compile(document.clone())
-                    .map_err(|e| Error::InvalidRequest(format!("`output_schema` is {e}")))?,
-            ),
-            _ => None,
-        };
-        Ok(Self { tools, output })
-    }
-}
-
-/// Who answered, for the response and the log.
-#[derive(Clone, Debug)]
-pub struct InferenceMeta {
-    /// This inference.
-    pub inference_id: Uuid,
-    /// Its episode.
-    pub episode_id: Uuid,
-    /// The function (`tensorzero::default` for `model_name`).
-    pub function_name: Arc<str>,
-    /// The variant used (the model name for the default function).
-    pub variant_name: Arc<str>,
-    /// The model called.
-    pub model_name: Arc<str>,
-    /// The provider that answered.
-    pub provider_name: Arc<str>,
-    /// A json function: the answer is `output {raw, parsed}`.
-    pub is_json: bool,
-    /// How the answer is checked (tool arguments, json output).
-    pub output_check: OutputCheck,
-}
-
-/// What an inference produced.
-pub enum InferenceOutcome {
-    /// A complete answer.
-    Complete {
-        /// Who answered.
-        meta: InferenceMeta,
-        /// The answer.
-        response: ModelResponse,
-    },
-    /// A stream whose first chunk has arrived.
-    Stream {
-        /// Who answered.
-        meta: InferenceMeta,
-        /// The first chunk.
-        first: ModelChunk,
-        /// The rest.
-        rest: ChunkStream,
-    },
-}
+pub use request::{
+    DEFAULT_FUNCTION_NAME, DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest,
+    RequestEdit, RequestEditFilter, RequestSchemas,
+};
+use sampling::sampling_order;
 
 /// Everything inference needs, built once per configuration.
 #[derive(Debug)]
@@ -882,81 +727,6 @@ fn default_variant(model: &str) -> ChatCompletionConfig {
     }
 }
 
-/// A number in [0, 1) drawn from the function, the episode and the round: the same episode
-/// gets the same variants in the same order (an episode's inferences stay on one variant), and
-/// over many episodes the draws are uniform. Tests seed it by choosing the episode ids.
-fn uniform_draw(function_name: &str, episode_id: Uuid, round: usize) -> f64 {
-    let mut hasher = Sha256::new();
-    hasher.update(function_name.as_bytes());
-    hasher.update([0]);
-    hasher.update(episode_id.as_bytes());
-    hasher.update((round as u64).to_le_bytes());
-    let digest = hasher.finalize();
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    // The top 53 bits make an evenly spaced double in [0, 1).
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Variants with a positive weight, sampled by weight without replacement; then the ones with
-/// weight 0 (fallbacks), in name order. With no weights set at all, every variant is equally
-/// likely. The draws come from [`uniform_draw`].
-fn sampling_order<'v>(
-    variants: &'v BTreeMap<String, Variant>,
-    function_name: &str,
-    episode_id: Uuid,
-) -> Vec<&'v String> {
-    let any_weight = variants.values().any(|v| v.config.weight().is_some());
-    let mut weighted: Vec<(&String, f64)> = variants
-        .iter()
-        .map(|(name, v)| {
-            (
-                name,
-                if any_weight {
-                    v.config.weight().unwrap_or(0.0)
-                } else {
-                    1.0
-                },
-            )
-        })
-        .collect();
-    let mut order = Vec::with_capacity(weighted.len());
-    let mut round = 0;
-    loop {
-        let total: f64 = weighted
-            .iter()
-            .filter(|(_, w)| *w > 0.0)
-            .map(|(_, w)| w)
-            .sum();
-        if total <= 0.0 {
-            break;
-        }
-        let mut pick = uniform_draw(function_name, episode_id, round) * total;
-        round += 1;
-        let index = weighted
-            .iter()
-            .position(|(_, w)| {
-                if *w <= 0.0 {
-                    return false;
-                }
-                if pick < *w {
-                    return true;
-                }
-                pick -= w;
-                false
-            })
-            .unwrap_or_else(|| {
-                weighted
-                    .iter()
-                    .rposition(|(_, w)| *w > 0.0)
-                    .expect("total > 0")
-            });
-        order.push(weighted.remove(index).0);
-    }
-    order.extend(weighted.into_iter().map(|(name, _)| name));
-    order
-}
-
 fn edits<'c, C: 'c, T: Clone + From<&'c C>>(
     configured: &'c [C],
     requested: &[RequestEdit<T>],
@@ -1002,6 +772,8 @@ fn check_episode_id(id: Uuid) -> Result<Uuid, Error> {
 mod tests {
     use super::*;
     use input::Prompt;
+    use sampling::uniform_draw;
+    use std::collections::BTreeMap;
 
     fn variant(weight: Option<f64>) -> Variant {
         let mut c = default_variant("m");
