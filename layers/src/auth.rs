@@ -3,10 +3,11 @@
 //!
 //! # Layer placement
 //!
-//! In the inbound stack, after the request log (so rejected requests are logged too) and
-//! before decompression and routing: a request without a valid key is refused before its body
-//! is read, so malformed bodies and unknown routes cost an attacker a 401 like anything else.
-//! `/health` and `/status` (under `base_path`) stay open for probes.
+//! In the inbound stack, after the request log (so rejected requests are logged too) and the
+//! lazy request decompression, and before routing: a request without a valid key is refused
+//! before its body is read, so malformed bodies and unknown routes cost an attacker a 401 like
+//! anything else. The paths in [`AuthSettings::open_paths`] (the gateway opens `/health`,
+//! `/status`, `/live` and `/ready` under `base_path`) need no key.
 //!
 //! On success it writes [`ApiKeyPublicId`] into the request extensions; handlers turn it into
 //! the `tensorzero::api_key_public_id` tag and the rate-limit scope.
@@ -21,9 +22,11 @@
 //!
 //! A bad or unknown key is a 401; a store that cannot answer (Postgres down) is a 503 for keys
 //! not in the cache (the client should retry; cached keys keep working until their TTL). Each
-//! 401 counts against the client's address: past the shield's quota, every request from that
-//! address is answered 429 with `Retry-After` until the quota refills, without a lookup, so
-//! keys cannot be guessed through the gateway.
+//! 401 counts against the client's address (the connection's peer, or the last entry of a
+//! trusted forwarded-for header): past the shield's quota, a key that is not valid is answered
+//! 429 with `Retry-After` until the quota refills, so keys cannot be guessed through the
+//! gateway. A valid key is never refused because of other callers' failures from the same
+//! address (a mesh sidecar or NAT puts many clients behind one).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -277,7 +280,8 @@ impl ShieldSettings {
 /// The layer's settings.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
-    /// Paths that need no key (`/health`, `/status` under `base_path`).
+    /// Paths that need no key (the gateway passes `/health`, `/status`, `/live` and `/ready`
+    /// under `base_path`).
     pub open_paths: Vec<String>,
     /// How long lookups are trusted; `None` disables the cache.
     pub cache_ttl: Option<Duration>,

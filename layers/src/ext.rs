@@ -4,12 +4,18 @@
 //! | extension | on | written by | read by |
 //! |---|---|---|---|
 //! | [`RequestId`] | HTTP request | `request_log` | handlers |
-//! | [`InferenceInfo`] | HTTP response | inference handlers | `request_log` (the log line) |
-//! | [`DynamicCredentials`] | model call | inference handlers | `credentials`, the relay client |
-//! | [`ProviderKey`] | model call | `credentials` | provider adapters, the relay client |
-//! | [`Tags`] | model call | inference handlers | the relay client (rate limits, later) |
+//! | [`TraceContext`](crate::trace_context::TraceContext) | HTTP request, model call | `request_log` (continues or starts the W3C trace); handlers copy it to model calls | provider and relay clients (`traceparent`), span export |
+//! | [`TraceExtras`](crate::trace_context::TraceExtras) | HTTP request, model call | `request_log` (the client's `tensorzero-otlp-traces-extra-*` headers) | span export |
 //! | [`ClientAddr`] | HTTP request | the server (per connection) | `auth` (the brute-force shield) |
-//! | [`ApiKeyPublicId`] | HTTP request | `auth` | handlers (tag, rate-limit scope) |
+//! | [`ApiKeyPublicId`] | HTTP request, model call | `auth`; handlers copy it to model calls | handlers (tag), `rate_limit` (scope) |
+//! | [`AuthDuration`] | HTTP request | `auth` | handlers (the auth span, `server-timing`) |
+//! | [`RouteName`] | HTTP response | the router | `metrics` (the route label) |
+//! | [`InferenceInfo`] | HTTP response | inference handlers | `request_log` (the log line) |
+//! | [`InferenceStats`] | model call | inference handlers | `rate_limit`, attempt metrics (phases, provider wait, tokens) |
+//! | [`DynamicCredentials`] | model call | inference handlers; the relay (from the edge's body) | `credentials`, the relay client |
+//! | [`Tags`] | model call | inference handlers; the relay (from the edge's body) | `rate_limit` (scope), the relay client |
+//! | [`ProviderKey`] | model call | `credentials` | provider adapters, the relay client |
+//! | [`KeyOrigin`](crate::credentials::KeyOrigin) | model call | `credentials` | provider adapters (where a key may be sent) |
 
 use std::collections::BTreeMap;
 use std::fmt;
