@@ -944,4 +944,37 @@ mod tests {
         // A header that does not parse falls back to the peer address.
         assert_eq!(call(&l, from("garbage", bad)).await.status(), 401);
     }
+
+    #[tokio::test]
+    async fn waits_for_its_inner_service_and_calls_the_one_made_ready() {
+        use tower_test::mock;
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Request<()>, Response<String>, _>(layer(store(Ok(found())), None));
+        // Not ready while the inner service is not.
+        handle.allow(0);
+        tokio_test::assert_pending!(svc.poll_ready());
+        handle.allow(1);
+        tokio_test::assert_ready_ok!(svc.poll_ready());
+        let good = format!("Bearer {}", key().expose());
+        let call = svc.call(req(Some(&good), "/x"));
+        let answer = async {
+            let (request, send) = handle.next_request().await.expect("the call arrives");
+            assert_eq!(request.uri().path(), "/x");
+            assert!(request.extensions().get::<ApiKeyPublicId>().is_some());
+            send.send_response(Response::new("ok".to_owned()));
+        };
+        let (response, ()) = tokio::join!(call, answer);
+        assert_eq!(response.unwrap().body(), "ok");
+        // An open path goes straight through, once the inner service is ready again.
+        handle.allow(1);
+        tokio_test::assert_ready_ok!(svc.poll_ready());
+        let call = svc.call(req(None, "/health"));
+        let answer = async {
+            let (request, send) = handle.next_request().await.expect("the call arrives");
+            assert_eq!(request.uri().path(), "/health");
+            send.send_response(Response::new("open".to_owned()));
+        };
+        let (response, ()) = tokio::join!(call, answer);
+        assert_eq!(response.unwrap().body(), "open");
+    }
 }

@@ -696,4 +696,53 @@ mod tests {
         assert_eq!(e.retry_after(), Some(Duration::from_secs(10)));
         assert_eq!(e.buckets[0].remaining, 40);
     }
+
+    /// A call that reserves 1 inference (and no tokens).
+    struct Ask;
+
+    impl EstimateTokens for Ask {
+        fn estimated_tokens(&self, _default_max_tokens: u32) -> TokenEstimate {
+            TokenEstimate::default()
+        }
+    }
+
+    impl ReportUsage for () {
+        fn report_usage(self, settle: Box<dyn FnOnce(UsageReport) + Send>) -> Self {
+            settle(UsageReport::Unknown);
+        }
+    }
+
+    impl MaybeCharged for Box<dyn std::error::Error + Send + Sync> {
+        fn provider_may_have_charged(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn waits_for_its_inner_service_and_a_denial_never_reaches_it() {
+        use tower_test::mock;
+        let rules = Rules::new(vec![rule("r", Priority::Always, vec![], per_minute(1))]);
+        let layer = RateLimitLayer::new(rules, Arc::new(InProcessBackend::default()), 10);
+        let (mut svc, mut handle) = mock::spawn_layer::<Call<Ask>, (), _>(layer);
+        handle.allow(0);
+        tokio_test::assert_pending!(svc.poll_ready());
+        handle.allow(1);
+        tokio_test::assert_ready_ok!(svc.poll_ready());
+        let call = svc.call(Call::new(Ask));
+        let answer = async {
+            let (_, send) = handle.next_request().await.expect("the call arrives");
+            send.send_response(());
+        };
+        let (result, ()) = tokio::join!(call, answer);
+        result.unwrap();
+        // The one a minute is spent: the next call is refused without touching the service.
+        handle.allow(1);
+        tokio_test::assert_ready_ok!(svc.poll_ready());
+        let denied = svc.call(Call::new(Ask)).await.unwrap_err();
+        assert!(denied.is::<RateLimited>(), "{denied}");
+        assert!(
+            handle.poll_request().is_pending(),
+            "a denied call never reaches the inner service"
+        );
+    }
 }
