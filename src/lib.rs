@@ -175,10 +175,7 @@ impl App {
 
 /// Builds the shared state for one configuration: sets up models and credentials, and, with
 /// auth on, checks that the key store answers.
-pub async fn build_state(
-    loaded: &LoadedConfig,
-    resources: &Resources,
-) -> Result<App, StartupError> {
+pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<App, StartupError> {
     let config = &loaded.config;
     let env = &resources.env;
     let (rate_limit, limiter_store) = limiter::build(
@@ -346,7 +343,7 @@ pub async fn start_with(
     env: &Environment,
 ) -> Result<RunningGateway, StartupError> {
     let resources = Resources::for_config(env.clone(), loaded);
-    let app = build_state(loaded, &resources).await?;
+    let app = build_app(loaded, &resources).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
@@ -398,7 +395,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
     let resources = Arc::new(Resources::for_config(env.clone(), loaded));
-    let app = build_state(loaded, &resources).await?;
+    let app = build_app(loaded, &resources).await?;
     let addr = options.addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -422,7 +422,7 @@ async fn validate(loaded: &LoadedConfig, env: &Environment, addr: SocketAddr) ->
         }
     );
     println!("warnings:      {}", loaded.warnings.len());
-    match switchyard::build_state(loaded, &switchyard::Resources::new(env.clone())).await {
+    match switchyard::build_app(loaded, &switchyard::Resources::new(env.clone())).await {
         Ok(_) => {
             println!("configuration is valid");
             ExitCode::SUCCESS

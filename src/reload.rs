@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::config::{ConfigErrors, LoadedConfig, files_hash, referenced_files_hash};
 use crate::stack::inbound::ConfiguredService;
 use crate::stack::swappable::Swappable;
-use crate::{Resources, build_state};
+use crate::{Resources, build_app};
 
 /// Where the configuration comes from.
 #[derive(Clone, Debug)]
@@ -142,7 +142,7 @@ impl Reloader {
             return Ok(Outcome::NothingToReload);
         }
         let loaded = self.source.load().map_err(|e| e.to_string())?;
-        let app = build_state(&loaded, &self.resources)
+        let app = build_app(&loaded, &self.resources)
             .await
             .map_err(|e| e.to_string())?;
         for warning in &loaded.warnings {
