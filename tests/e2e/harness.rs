@@ -195,6 +195,27 @@ pub async fn send(method: Method, url: &str, body: Bytes, headers: &[(&str, &str
         .unwrap_or_else(|_| panic!("no whole answer from {url} within {DEADLINE:?}"))
 }
 
+/// The sum of the samples of `series` (a metric name, optionally with the start of its labels,
+/// e.g. `switchyard_otlp_exports_total{outcome="dropped"}`) in the gateway at `base_url`'s
+/// `/metrics`; 0 when there is none.
+pub async fn metric(base_url: &str, series: &str) -> f64 {
+    let r = send(
+        Method::GET,
+        &format!("{base_url}/metrics"),
+        Bytes::new(),
+        &[],
+    )
+    .await;
+    r.text()
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with([' ', '{', ',', '}']))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// Reads `n` data frames of a streamed answer; fails (never hangs) if the stream ends first or
 /// stalls past [`DEADLINE`].
 pub async fn read_frames<B>(body: &mut B, n: usize)

@@ -12,7 +12,7 @@ use switchyard::config::LoadedConfig;
 use switchyard::{Environment, RunningGateway};
 use switchyard_mock::MockProvider;
 
-use crate::harness::{GatewayProcess, Reply, get_until, inference, send};
+use crate::harness::{GatewayProcess, Reply, get_until, inference, metric, send};
 use crate::redis::Redis;
 
 const MODEL: &str = r#"
@@ -72,19 +72,8 @@ async fn ask(gw: &RunningGateway, tags: &[(&str, &str)], max_tokens: Option<u32>
 async fn settled(gw: &RunningGateway, n: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = send(
-            Method::GET,
-            &format!("{}/metrics", gw.url()),
-            Bytes::new(),
-            &[],
-        )
-        .await;
-        let count = metrics
-            .text()
-            .lines()
-            .find_map(|l| l.strip_prefix("switchyard_rate_limit_settlements_total "))
-            .map_or(0, |v| v.trim().parse::<u64>().unwrap());
-        if count >= n {
+        let count = metric(&gw.url(), "switchyard_rate_limit_settlements_total").await;
+        if count >= n as f64 {
             return;
         }
         assert!(
@@ -694,22 +683,6 @@ async fn probes_read_the_background_check_and_never_query_the_store() {
     );
 }
 
-/// The value of the first sample of `name` in `gw`'s metrics (0 when absent).
-async fn metric(gw: &RunningGateway, name: &str) -> f64 {
-    let r = send(
-        Method::GET,
-        &format!("{}/metrics", gw.url()),
-        Bytes::new(),
-        &[],
-    )
-    .await;
-    r.text()
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
-        .sum()
-}
-
 #[tokio::test]
 async fn the_edge_never_retries_the_relays_429() {
     let mock = MockProvider::start().await.unwrap();
@@ -742,10 +715,13 @@ async fn the_edge_never_retries_the_relays_429() {
     assert!(r.error().contains("(status code 429)"), "{}", r.error());
     // A limit's refusal is final: the relay was asked once, not four times.
     assert_eq!(
-        metric(&relay, "switchyard_rate_limit_denied_total").await,
+        metric(&relay.url(), "switchyard_rate_limit_denied_total").await,
         1.0
     );
-    assert_eq!(metric(&edge, "switchyard_model_retries_total").await, 0.0);
+    assert_eq!(
+        metric(&edge.url(), "switchyard_model_retries_total").await,
+        0.0
+    );
     assert_eq!(mock.requests().len(), 1);
 }
 

@@ -310,11 +310,6 @@ async fn a_stalled_collector_never_holds_a_request_and_its_overflow_is_counted()
     }
     // With that export pending, requests keep being answered, until the span queue is full
     // and its overflow is dropped and counted (the exporter holds one batch at a time).
-    let dropped = |text: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("switchyard_otlp_exports_total{outcome=\"dropped\"} "))
-            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
-    };
     let mut answered = 1;
     loop {
         let batch = futures_util::future::join_all((0..200).map(|_| ask())).await;
@@ -323,20 +318,17 @@ async fn a_stalled_collector_never_holds_a_request_and_its_overflow_is_counted()
             "a request failed while the collector stalled"
         );
         answered += batch.len();
-        let metrics = send(
-            Method::GET,
-            &format!("{}/metrics", gw.url()),
-            Bytes::new(),
-            &[],
+        let dropped = crate::harness::metric(
+            &gw.url(),
+            "switchyard_otlp_exports_total{outcome=\"dropped\"}",
         )
         .await;
-        if dropped(&metrics.text()) > 0.0 {
+        if dropped > 0.0 {
             break;
         }
         assert!(
             answered < 20_000,
-            "no span dropped after {answered} requests: {}",
-            metrics.text()
+            "no span dropped after {answered} requests"
         );
     }
     let metrics = send(
