@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod limiter;
 pub mod metrics;
 pub mod model_call;
+pub mod native_wire;
 pub mod otlp;
 pub mod providers;
 pub mod reload;

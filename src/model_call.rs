@@ -332,7 +332,8 @@ pub enum FinishReason {
     ToolCall,
     /// A content filter.
     ContentFilter,
-    /// Anything else.
+    /// Anything else (any other value reads as this).
+    #[serde(other)]
     Unknown,
 }
 

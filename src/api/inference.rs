@@ -27,6 +27,7 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, ModelChunk,
     ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
 };
+use crate::native_wire;
 use crate::secret::Secret;
 use std::sync::Arc;
 use switchyard_layers::ext::DynamicCredentials;
@@ -500,63 +501,44 @@ pub(super) fn parse_extra_headers(
         .collect()
 }
 
-pub(super) fn finish_reason_str(r: FinishReason) -> &'static str {
-    match r {
-        FinishReason::Stop => "stop",
-        FinishReason::StopSequence => "stop_sequence",
-        FinishReason::Length => "length",
-        FinishReason::ToolCall => "tool_call",
-        FinishReason::ContentFilter => "content_filter",
-        FinishReason::Unknown => "unknown",
-    }
-}
-
-fn usage_json(u: Usage) -> Value {
-    json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cost": null })
-}
-
 fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> Value {
-    let mut out = json!({
-        "inference_id": meta.inference_id,
-        "episode_id": meta.episode_id,
-        "variant_name": meta.variant_name.as_ref(),
-        "usage": usage_json(r.usage),
-    });
-    if meta.is_json {
+    let (content, output) = if meta.is_json {
         let raw = output_text(&r.content);
         let parsed = parsed_json(&meta.output_check, &raw);
-        out["output"] = json!({ "raw": raw, "parsed": parsed });
+        (None, Some(native_wire::JsonOutput { raw, parsed }))
     } else {
-        out["content"] = Value::Array(
-            r.content
-                .iter()
-                .map(|b| output_block_json(meta, b))
-                .collect(),
-        );
-    }
-    if let Some(reason) = r.finish_reason {
-        out["finish_reason"] = json!(finish_reason_str(reason));
-    }
-    out
+        let blocks = r.content.iter().map(|b| output_block(meta, b)).collect();
+        (Some(blocks), None)
+    };
+    let response = native_wire::InferenceResponse {
+        inference_id: meta.inference_id,
+        episode_id: meta.episode_id,
+        variant_name: meta.variant_name.to_string(),
+        content,
+        output,
+        usage: r.usage.into(),
+        finish_reason: r.finish_reason,
+    };
+    serde_json::to_value(response).expect("an inference response serializes")
 }
 
-fn output_block_json(meta: &InferenceMeta, b: &OutputBlock) -> Value {
+fn output_block(meta: &InferenceMeta, b: &OutputBlock) -> native_wire::ContentBlock {
     match b {
-        OutputBlock::Text(text) => json!({ "type": "text", "text": text }),
+        OutputBlock::Text(text) => native_wire::ContentBlock::Text { text: text.clone() },
         OutputBlock::ToolCall(c) => {
             let (name, arguments) = checked_tool_call(&meta.output_check, &c.name, &c.arguments);
-            json!({
-                "type": "tool_call",
-                "id": c.id,
-                "name": name,
-                "arguments": arguments,
-                "raw_name": c.name,
-                "raw_arguments": c.arguments,
-            })
+            native_wire::ContentBlock::ToolCall {
+                id: c.id.clone(),
+                name,
+                arguments,
+                raw_name: Some(c.name.clone()),
+                raw_arguments: Some(c.arguments.clone()),
+            }
         }
-        OutputBlock::Thought(t) => {
-            json!({ "type": "thought", "text": t.text, "signature": t.signature })
-        }
+        OutputBlock::Thought(t) => native_wire::ContentBlock::Thought {
+            text: t.text.clone(),
+            signature: t.signature.clone(),
+        },
     }
 }
 
@@ -566,18 +548,27 @@ struct NativeStream {
 }
 
 impl NativeStream {
-    fn envelope(&self) -> Value {
-        json!({
-            "inference_id": self.meta.inference_id,
-            "episode_id": self.meta.episode_id,
-            "variant_name": self.meta.variant_name.as_ref(),
-        })
+    /// An event of this inference, empty but for its ids.
+    fn event(&self) -> native_wire::InferenceChunk {
+        native_wire::InferenceChunk {
+            inference_id: self.meta.inference_id,
+            episode_id: self.meta.episode_id,
+            variant_name: self.meta.variant_name.to_string(),
+            content: None,
+            raw: None,
+            usage: None,
+            finish_reason: None,
+        }
     }
+}
+
+fn to_value(event: native_wire::InferenceChunk) -> Value {
+    serde_json::to_value(event).expect("a stream event serializes")
 }
 
 impl StreamFormat for NativeStream {
     fn chunk(&mut self, chunk: &ModelChunk) -> Vec<Value> {
-        let mut event = self.envelope();
+        let mut event = self.event();
         if self.meta.is_json {
             let raw: String = chunk
                 .content
@@ -590,42 +581,26 @@ impl StreamFormat for NativeStream {
             if raw.is_empty() {
                 return Vec::new();
             }
-            event["raw"] = json!(raw);
+            event.raw = Some(raw);
         } else {
             if chunk.content.is_empty() {
                 return Vec::new();
             }
-            event["content"] = Value::Array(
-                chunk
-                    .content
-                    .iter()
-                    .map(|b| match b {
-                        ChunkBlock::Text { id, text } => json!({ "type": "text", "id": id, "text": text }),
-                        ChunkBlock::ToolCall { id, raw_name, raw_arguments } => json!({
-                            "type": "tool_call", "id": id, "raw_name": raw_name, "raw_arguments": raw_arguments
-                        }),
-                        ChunkBlock::Thought { id, text, signature } => json!({
-                            "type": "thought", "id": id, "text": text, "signature": signature
-                        }),
-                    })
-                    .collect(),
-            );
+            event.content = Some(chunk.content.iter().map(Into::into).collect());
         }
-        vec![event]
+        vec![to_value(event)]
     }
 
     fn finish(&mut self, usage: Usage, finish_reason: Option<FinishReason>) -> Vec<Value> {
-        let mut event = self.envelope();
+        let mut event = self.event();
         if self.meta.is_json {
-            event["raw"] = json!("");
+            event.raw = Some(String::new());
         } else {
-            event["content"] = json!([]);
+            event.content = Some(Vec::new());
         }
-        event["usage"] = usage_json(usage);
-        if let Some(r) = finish_reason {
-            event["finish_reason"] = json!(finish_reason_str(r));
-        }
-        vec![event]
+        event.usage = Some(usage.into());
+        event.finish_reason = finish_reason;
+        vec![to_value(event)]
     }
 
     fn error(&mut self, error: &Error) -> Value {

@@ -31,10 +31,10 @@ use crate::error::error_chain;
 use crate::error::{Error, Fault};
 use crate::http_client::HttpClient;
 use crate::model_call::{
-    ChunkBlock, ContentBlock, EditTarget, FileInput, FinishReason, ModelChunk, ModelOutput,
-    ModelRequest, ModelResponse, OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice,
-    Usage,
+    ContentBlock, EditTarget, FileInput, ModelChunk, ModelOutput, ModelRequest, ModelResponse,
+    ProviderOutput, Role, ToolChoice,
 };
+use crate::native_wire::{InferenceChunk, InferenceResponse};
 
 /// The provider name relayed calls are recorded under.
 pub const RELAY_PROVIDER: &str = switchyard_layers::ext::RELAY_PROVIDER;
@@ -384,128 +384,17 @@ fn input_block(block: &ContentBlock) -> Value {
     }
 }
 
-fn finish_reason(s: &str) -> FinishReason {
-    match s {
-        "stop" => FinishReason::Stop,
-        "stop_sequence" => FinishReason::StopSequence,
-        "length" => FinishReason::Length,
-        "tool_call" => FinishReason::ToolCall,
-        "content_filter" => FinishReason::ContentFilter,
-        _ => FinishReason::Unknown,
-    }
-}
-
-fn usage(v: &Value) -> Option<Usage> {
-    let u = v.get("usage")?;
-    Some(Usage {
-        input_tokens: u
-            .get("input_tokens")
-            .and_then(Value::as_u64)
-            .map(super::bounds::token_count),
-        output_tokens: u
-            .get("output_tokens")
-            .and_then(Value::as_u64)
-            .map(super::bounds::token_count),
-    })
-}
-
 /// A native `/inference` response as a model response.
 fn parse_response(bytes: &[u8]) -> Result<ModelResponse, String> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("the relay's answer is not JSON ({e}): {}", snippet(bytes)))?;
-    let mut content = Vec::new();
-    if let Some(raw) = v
-        .get("output")
-        .and_then(|o| o.get("raw"))
-        .and_then(Value::as_str)
-    {
-        content.push(OutputBlock::Text(raw.to_owned()));
-    } else {
-        let blocks = v
-            .get("content")
-            .and_then(Value::as_array)
-            .ok_or_else(|| format!("the relay's answer has no `content`: {}", snippet(bytes)))?;
-        for b in blocks {
-            match b.get("type").and_then(Value::as_str) {
-                Some("text") => content.push(OutputBlock::Text(
-                    b["text"].as_str().unwrap_or_default().to_owned(),
-                )),
-                Some("tool_call") => content.push(OutputBlock::ToolCall(ToolCall {
-                    id: b["id"].as_str().unwrap_or_default().to_owned(),
-                    name: b["raw_name"]
-                        .as_str()
-                        .or(b["name"].as_str())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    arguments: b["raw_arguments"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| b["arguments"].to_string()),
-                })),
-                Some("thought") => content.push(OutputBlock::Thought(Thought {
-                    text: b["text"].as_str().map(str::to_owned),
-                    signature: b["signature"].as_str().map(str::to_owned),
-                })),
-                _ => {}
-            }
-        }
-    }
-    Ok(ModelResponse {
-        content,
-        usage: usage(&v).unwrap_or_default(),
-        finish_reason: v
-            .get("finish_reason")
-            .and_then(Value::as_str)
-            .map(finish_reason),
-    })
-}
-
-/// One native SSE chunk as a model chunk.
-fn parse_chunk(v: &Value) -> ModelChunk {
-    let mut chunk = ModelChunk {
-        usage: usage(v),
-        finish_reason: v
-            .get("finish_reason")
-            .and_then(Value::as_str)
-            .map(finish_reason),
-        ..ModelChunk::default()
-    };
-    if let Some(raw) = v
-        .get("raw")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-    {
-        chunk.content.push(ChunkBlock::Text {
-            id: "0".into(),
-            text: raw.to_owned(),
-        });
-    }
-    for b in v
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let id = b["id"].as_str().unwrap_or("0").to_owned();
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") => chunk.content.push(ChunkBlock::Text {
-                id,
-                text: b["text"].as_str().unwrap_or_default().to_owned(),
-            }),
-            Some("tool_call") => chunk.content.push(ChunkBlock::ToolCall {
-                id,
-                raw_name: b["raw_name"].as_str().unwrap_or_default().to_owned(),
-                raw_arguments: b["raw_arguments"].as_str().unwrap_or_default().to_owned(),
-            }),
-            Some("thought") => chunk.content.push(ChunkBlock::Thought {
-                id,
-                text: b["text"].as_str().map(str::to_owned),
-                signature: b["signature"].as_str().map(str::to_owned),
-            }),
-            _ => {}
-        }
-    }
-    chunk
+    let response: InferenceResponse = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "the relay's answer is not a native inference response ({e}): {}",
+            snippet(bytes)
+        )
+    })?;
+    response
+        .into_model_response()
+        .map_err(|why| format!("{why}: {}", snippet(bytes)))
 }
 
 async fn stream(body: Incoming) -> Result<ProviderOutput, Error> {
@@ -563,7 +452,10 @@ impl ChunkSource for RelayStream {
                 error_text(error)
             ));
         }
-        Some(Ok(parse_chunk(&v)))
+        match serde_json::from_value::<InferenceChunk>(v) {
+            Ok(chunk) => Some(Ok(chunk.into_model_chunk())),
+            Err(e) => self.fail(format!("a relay stream event is not a native chunk ({e})")),
+        }
     }
 }
 
@@ -661,17 +553,26 @@ mod tests {
 
     #[test]
     fn native_answers_parse() {
-        let r = parse_response(br#"{"inference_id":"x","content":[{"type":"text","text":"hi"},{"type":"tool_call","id":"c","name":"f","arguments":{"a":1},"raw_name":"f","raw_arguments":"{\"a\":1}"}],"usage":{"input_tokens":3,"output_tokens":4},"finish_reason":"tool_call"}"#).unwrap();
-        assert_eq!(r.content.len(), 2);
+        use crate::model_call::{ChunkBlock, FinishReason};
+        let r = parse_response(br#"{"content":[{"type":"text","text":"hi"},{"type":"tool_call","id":"c","name":"f","arguments":{"a":1},"raw_name":"f","raw_arguments":"{\"a\":1}"},{"type":"future_block"}],"usage":{"input_tokens":3,"output_tokens":4,"cost":null},"finish_reason":"tool_call","original_response":"ignored"}"#).unwrap();
+        assert_eq!(r.content.len(), 2, "an unknown block type is skipped");
         assert_eq!(r.finish_reason, Some(FinishReason::ToolCall));
         assert_eq!(r.usage.output_tokens, Some(4));
-        let c = parse_chunk(&json!({"content":[{"type":"text","id":"0","text":"a"}]}));
+        // Counts that are not counts are dropped, not fatal.
+        let r =
+            parse_response(br#"{"content":[],"usage":{"input_tokens":-1,"output_tokens":1e20}}"#)
+                .unwrap();
+        assert_eq!(r.usage.input_tokens, None);
+        let c: InferenceChunk =
+            serde_json::from_value(json!({"content":[{"type":"text","id":"0","text":"a"}]}))
+                .unwrap();
         assert_eq!(
-            c.content,
+            c.into_model_chunk().content,
             vec![ChunkBlock::Text {
                 id: "0".into(),
                 text: "a".into()
             }]
         );
+        assert!(parse_response(b"{}").unwrap_err().contains("no `content`"));
     }
 }
