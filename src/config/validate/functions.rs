@@ -1,0 +1,222 @@
+//! Checks of `[tools]` and `[functions]` (variants, their models, templates and schemas).
+
+use super::*;
+
+impl Checker<'_> {
+    pub(super) fn tools(&mut self) {
+        for (name, tool) in &self.config.tools {
+            let at = TomlPath::keys(["tools", name.as_str()]);
+            if name.starts_with(RESERVED_PREFIX) {
+                self.error(
+                    at.clone(),
+                    format!("tool name `{name}` uses the reserved prefix `{RESERVED_PREFIX}`"),
+                );
+            }
+            self.json_file(at.key("parameters"), "tool parameters", &tool.parameters);
+        }
+    }
+
+    pub(super) fn model_reference(&mut self, at: TomlPath, model: &str) {
+        if self.config.models.contains_key(model) || is_valid_shorthand(model) {
+            return;
+        }
+        let hint = match model.split_once("::") {
+            Some((prefix, _)) => format!(
+                "`{prefix}::` is not a shorthand prefix (they are {})",
+                ProviderType::SHORTHAND
+                    .iter()
+                    .map(|t| format!("`{t}::`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => {
+                format!("define [models.{model}] or use a shorthand such as `openai::gpt-4o-mini`")
+            }
+        };
+        self.error(at, format!("model `{model}` is not defined: {hint}"));
+    }
+
+    pub(super) fn chat_completion(
+        &mut self,
+        at: TomlPath,
+        v: &ChatCompletionConfig,
+        is_json: bool,
+        json_mode_optional: bool,
+    ) {
+        self.model_reference(at.key("model"), &v.model);
+        match (is_json, v.json_mode) {
+            (true, None) if !json_mode_optional => self.error(
+                at.clone(),
+                "`json_mode` is required for variants of json functions (`off`, `on`, `strict` or `implicit_tool`)",
+            ),
+            (false, Some(_)) => self.error(at.key("json_mode"), "`json_mode` is only for variants of json functions; remove it"),
+            _ => {}
+        }
+        for (key, file) in [
+            ("system_template", &v.system_template),
+            ("user_template", &v.user_template),
+            ("assistant_template", &v.assistant_template),
+            ("system_instructions", &v.system_instructions),
+        ] {
+            if let Some(file) = file {
+                self.file_exists(at.key(key), "template", file);
+            }
+        }
+        self.seconds(
+            at.key("retries").key("max_delay_s"),
+            v.retries.max_delay_s,
+            MAX_RETRY_DELAY_S,
+        );
+        if let Some(w) = v.weight {
+            if !w.is_finite() || w < 0.0 {
+                self.error(at.key("weight"), "must be a non-negative number");
+            }
+        }
+        self.timeouts(at.clone(), &v.timeouts);
+        self.extra_edits(at, &v.extra_body, &v.extra_headers);
+    }
+
+    pub(super) fn functions(&mut self) {
+        for (name, function) in &self.config.functions {
+            let at = TomlPath::keys(["functions", name.as_str()]);
+            if name.starts_with(RESERVED_PREFIX) {
+                self.error(
+                    at.clone(),
+                    format!("function name `{name}` uses the reserved prefix `{RESERVED_PREFIX}`"),
+                );
+            }
+            for (key, file) in function.schema_files() {
+                self.json_file(at.key(key), "schema", file);
+            }
+            let is_json = matches!(function, FunctionConfig::Json(_));
+            let global_s = self.global_timeout() as f64 / 1000.0;
+            if let FunctionConfig::Chat(chat) = function {
+                let mut sent_names = BTreeMap::new();
+                for tool in &chat.tools {
+                    match self.config.tools.get(tool) {
+                        None => self.error(
+                            at.key("tools"),
+                            format!("tool `{tool}` is not defined; add a [tools.{tool}] section"),
+                        ),
+                        Some(t) => {
+                            let sent = t.name.clone().unwrap_or_else(|| tool.clone());
+                            if let Some(other) = sent_names.insert(sent.clone(), tool) {
+                                self.error(at.key("tools"), format!("tools `{other}` and `{tool}` are both sent to the model as `{sent}`"));
+                            }
+                        }
+                    }
+                }
+                if let ToolChoiceConfig::Specific(t) = &chat.tool_choice {
+                    if !chat.tools.contains(t) {
+                        self.error(at.key("tool_choice"), format!("`specific = \"{t}\"` names a tool that is not in this function's `tools`"));
+                    }
+                }
+            }
+            for (vname, variant) in function.variants() {
+                let vat = at.key("variants").key(vname);
+                match variant {
+                    VariantConfig::ChatCompletion(v) => {
+                        self.chat_completion(vat.clone(), v, is_json, false);
+                    }
+                    VariantConfig::ExperimentalChainOfThought(v) => {
+                        if !is_json {
+                            self.error(vat.clone(), "`experimental_chain_of_thought` variants are only for json functions");
+                        }
+                        self.chat_completion(vat, v, is_json, false);
+                    }
+                    VariantConfig::ExperimentalBestOfN(v) => {
+                        if let Some(t) = v.timeout_s {
+                            self.seconds(vat.key("timeout_s"), t, global_s);
+                        }
+                        self.candidates(vat.clone(), &v.candidates, function);
+                        self.chat_completion(vat.key("evaluator"), &v.evaluator, is_json, true);
+                        self.timeouts(vat, &v.timeouts);
+                    }
+                    VariantConfig::ExperimentalMixtureOfN(v) => {
+                        if let Some(t) = v.timeout_s {
+                            self.seconds(vat.key("timeout_s"), t, global_s);
+                        }
+                        self.candidates(vat.clone(), &v.candidates, function);
+                        if !is_json && v.fuser.json_mode.is_some() {
+                            self.error(
+                                vat.key("fuser").key("json_mode"),
+                                "`json_mode` is only for json functions",
+                            );
+                        }
+                        self.chat_completion(vat.key("fuser"), &v.fuser, is_json, false);
+                        self.timeouts(vat, &v.timeouts);
+                    }
+                    VariantConfig::ExperimentalDynamicInContextLearning(v) => {
+                        self.model_reference(vat.key("model"), &v.model);
+                        let known = self
+                            .config
+                            .embedding_models
+                            .contains_key(&v.embedding_model)
+                            || ["openai::", "openrouter::"]
+                                .iter()
+                                .any(|p| v.embedding_model.starts_with(p));
+                        if !known {
+                            self.error(
+                                vat.key("embedding_model"),
+                                format!("embedding model `{}` is not defined; define [embedding_models.{}] or use `openai::<model>`", v.embedding_model, v.embedding_model),
+                            );
+                        }
+                        if is_json && v.json_mode.is_none() {
+                            self.error(
+                                vat.clone(),
+                                "`json_mode` is required for variants of json functions",
+                            );
+                        }
+                        if !is_json && v.json_mode.is_some() {
+                            self.error(
+                                vat.key("json_mode"),
+                                "`json_mode` is only for variants of json functions; remove it",
+                            );
+                        }
+                        if let Some(f) = &v.system_instructions {
+                            self.file_exists(
+                                vat.key("system_instructions"),
+                                "system instructions",
+                                f,
+                            );
+                        }
+                        self.timeouts(vat.clone(), &v.timeouts);
+                        self.warn(
+                            Some(vat),
+                            "`experimental_dynamic_in_context_learning` variants need stored examples, which switchyard does not keep: \
+                             the variant loads, but a request that runs it gets a 501 (give it weight 0 so sampling skips it)"
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn candidates(
+        &mut self,
+        at: TomlPath,
+        candidates: &[String],
+        function: &FunctionConfig,
+    ) {
+        if candidates.is_empty() {
+            self.error(at.key("candidates"), "must name at least one variant");
+        }
+        for c in candidates {
+            match function.variants().get(c) {
+                None => self.error(
+                    at.key("candidates"),
+                    format!("candidate `{c}` is not a variant of this function"),
+                ),
+                Some(VariantConfig::ChatCompletion(_) | VariantConfig::ExperimentalChainOfThought(_)) => {}
+                Some(other) => self.error(
+                    at.key("candidates"),
+                    format!(
+                        "candidate `{c}` is an `{}` variant; candidates must be `chat_completion` or `experimental_chain_of_thought` variants",
+                        other.type_name()
+                    ),
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Checks of `[models]`, `[embedding_models]` and `[provider_types]`.
+
+use super::*;
+
+impl Checker<'_> {
+    pub(super) fn models(&mut self) {
+        for (name, model) in &self.config.models {
+            let at = TomlPath::keys(["models", name.as_str()]);
+            if let Some(prefix) = reserved_prefix(name) {
+                self.error(
+                    at.clone(),
+                    format!(
+                        "model name `{name}` uses the reserved prefix `{prefix}`; rename the model"
+                    ),
+                );
+            }
+            if model.routing.is_empty() {
+                self.error(at.key("routing"), "must name at least one provider");
+            }
+            let mut seen = BTreeSet::new();
+            for p in &model.routing {
+                if !model.providers.contains_key(p) {
+                    let known: Vec<_> = model.providers.keys().map(String::as_str).collect();
+                    self.error(
+                        at.key("routing"),
+                        format!(
+                            "provider `{p}` is not defined; define [models.{name}.providers.{p}] or use one of {known:?}"
+                        ),
+                    );
+                }
+                if !seen.insert(p) {
+                    self.error(at.key("routing"), format!("provider `{p}` is listed twice"));
+                }
+            }
+            for p in model.providers.keys() {
+                if !model.routing.contains(p) {
+                    self.warn(
+                        Some(at.key("providers").key(p)),
+                        format!("provider `{p}` is not in `routing`, so it is never used"),
+                    );
+                }
+            }
+            self.timeouts(at.clone(), &model.timeouts);
+            for (pname, provider) in &model.providers {
+                let pat = at.key("providers").key(pname);
+                if pname.starts_with(RESERVED_PREFIX) {
+                    self.error(
+                        pat.clone(),
+                        format!(
+                            "provider name `{pname}` uses the reserved prefix `{RESERVED_PREFIX}`"
+                        ),
+                    );
+                }
+                self.timeouts(pat.clone(), &provider.timeouts);
+                self.extra_edits(pat.clone(), &provider.extra_body, &provider.extra_headers);
+                self.provider_kind(pat, &provider.kind);
+            }
+        }
+    }
+
+    pub(super) fn extra_edits(
+        &mut self,
+        at: TomlPath,
+        body: &[crate::config::common::ExtraBodyEntry],
+        headers: &[crate::config::common::ExtraHeaderEntry],
+    ) {
+        for (i, e) in body.iter().enumerate() {
+            if let Err(msg) = e.edit() {
+                self.error(at.key("extra_body").index(i), msg);
+            }
+            if !e.pointer.is_empty() && !e.pointer.starts_with('/') {
+                self.error(
+                    at.key("extra_body").index(i),
+                    format!(
+                        "`{}` is not a JSON Pointer; it must start with `/`",
+                        e.pointer
+                    ),
+                );
+            }
+        }
+        for (i, e) in headers.iter().enumerate() {
+            if let Err(msg) = e.edit() {
+                self.error(at.key("extra_headers").index(i), msg);
+            }
+            if http::HeaderName::from_bytes(e.name.as_bytes()).is_err() {
+                self.error(
+                    at.key("extra_headers").index(i),
+                    format!("`{}` is not a valid header name", e.name),
+                );
+            }
+        }
+    }
+
+    /// An AWS region becomes part of a host name: `[a-z0-9-]+` only.
+    pub(super) fn region(&mut self, at: TomlPath, region: Option<&str>) {
+        if let Some(r) = region.filter(|r| !crate::providers::url::is_region(r)) {
+            self.error(
+                at,
+                format!("`{r}` is not an AWS region such as `us-east-1` (lowercase letters, digits and `-`)"),
+            );
+        }
+    }
+
+    /// A credential never goes to a URL chosen by the request unless it came from the request
+    /// too: `endpoint = "dynamic::..."` needs a dynamic key.
+    pub(super) fn azure_key_stays_home(
+        &mut self,
+        at: TomlPath,
+        p: &crate::config::models::AzureProvider,
+    ) {
+        if !p.endpoint.starts_with("dynamic::") {
+            return;
+        }
+        let location = p.api_key_location.clone().unwrap_or_else(|| {
+            self.config
+                .provider_types
+                .effective_default(ProviderType::Azure)
+        });
+        if !crate::providers::openai::key_may_follow_request_url(&location) {
+            self.error(
+                at,
+                format!(
+                    "`{}` lets each request choose the URL, but the API key comes from the \
+                     configuration (`{location}`): a request could send that key to any host. \
+                     Make the key dynamic too (`api_key_location = \"dynamic::NAME\"`), or give a \
+                     fixed endpoint",
+                    p.endpoint
+                ),
+            );
+        }
+    }
+
+    pub(super) fn provider_kind(&mut self, at: TomlPath, kind: &ProviderKind) {
+        let api_base = match kind {
+            ProviderKind::Openai(p) => {
+                if p.api_type == OpenAiApiType::Responses {
+                    self.not_supported_yet(at.key("api_type"), "the OpenAI Responses API");
+                }
+                p.api_base.as_deref()
+            }
+            ProviderKind::Azure(p) => {
+                if !(p.endpoint.starts_with("env::") || p.endpoint.starts_with("dynamic::")) {
+                    self.url(at.key("endpoint"), "the Azure endpoint", &p.endpoint);
+                }
+                self.azure_key_stays_home(at.key("endpoint"), p);
+                None
+            }
+            ProviderKind::Sglang(p) => Some(p.api_base.as_str()),
+            ProviderKind::Tgi(p) => Some(p.api_base.as_str()),
+            ProviderKind::Vllm(p) => p.api_base.as_deref(),
+            ProviderKind::Deepseek(p)
+            | ProviderKind::Fireworks(p)
+            | ProviderKind::Groq(p)
+            | ProviderKind::Hyperbolic(p)
+            | ProviderKind::Mistral(p)
+            | ProviderKind::Openrouter(p)
+            | ProviderKind::Together(p)
+            | ProviderKind::Xai(p) => p.api_base.as_deref(),
+            ProviderKind::Anthropic(p) => p.api_base.as_deref(),
+            ProviderKind::GoogleAiStudioGemini(p) => p.api_base.as_deref(),
+            ProviderKind::GcpVertexAnthropic(p) | ProviderKind::GcpVertexGemini(p) => {
+                if p.model_id.is_some() == p.endpoint_id.is_some() {
+                    self.error(
+                        at.clone(),
+                        "set exactly one of `model_id` and `endpoint_id`",
+                    );
+                } else if let Err(why) = crate::providers::gcp::check_resource(p) {
+                    self.error(at.clone(), why);
+                }
+                p.api_base.as_deref()
+            }
+            ProviderKind::AwsBedrock(p) => {
+                self.region(at.key("region"), p.region.as_deref());
+                p.endpoint_url.as_deref()
+            }
+            ProviderKind::AwsSagemaker(p) => {
+                self.region(at.key("region"), p.region.as_deref());
+                p.endpoint_url.as_deref()
+            }
+        };
+        if let Some(base) = api_base {
+            let key = match kind {
+                ProviderKind::AwsBedrock(_) | ProviderKind::AwsSagemaker(_) => "endpoint_url",
+                _ => "api_base",
+            };
+            self.url(at.key(key), key, base);
+        }
+        if let Some(loc) = kind.credential_location() {
+            if matches!(loc, CredentialLocation::Sdk)
+                && !matches!(
+                    kind,
+                    ProviderKind::AwsBedrock(_)
+                        | ProviderKind::AwsSagemaker(_)
+                        | ProviderKind::GcpVertexAnthropic(_)
+                        | ProviderKind::GcpVertexGemini(_)
+                )
+            {
+                self.error(
+                    at.clone(),
+                    format!(
+                        "`sdk` credentials only apply to AWS and GCP providers, not `{}`",
+                        kind.provider_type()
+                    ),
+                );
+            }
+        }
+    }
+
+    pub(super) fn embedding_models(&mut self) {
+        let global = self.global_timeout();
+        for (name, model) in &self.config.embedding_models {
+            let at = TomlPath::keys(["embedding_models", name.as_str()]);
+            if let Some(prefix) = reserved_prefix(name) {
+                self.error(
+                    at.clone(),
+                    format!("embedding model name `{name}` uses the reserved prefix `{prefix}`"),
+                );
+            }
+            if model.routing.is_empty() {
+                self.error(at.key("routing"), "must name at least one provider");
+            }
+            for p in &model.routing {
+                if !model.providers.contains_key(p) {
+                    self.error(
+                        at.key("routing"),
+                        format!(
+                            "provider `{p}` is not defined in [embedding_models.{name}.providers]"
+                        ),
+                    );
+                }
+            }
+            let limits = model
+                .timeout_ms
+                .into_iter()
+                .map(|t| (at.key("timeout_ms"), t))
+                .chain(model.providers.iter().filter_map(|(p, c)| {
+                    c.timeout_ms
+                        .map(|t| (at.key("providers").key(p).key("timeout_ms"), t))
+                }));
+            for (path, ms) in limits.collect::<Vec<_>>() {
+                if ms > global {
+                    self.error(path, format!("{ms} ms is larger than `gateway.global_outbound_http_timeout_ms` = {global} ms"));
+                }
+            }
+            for (p, c) in &model.providers {
+                if let Some(base) = &c.api_base {
+                    self.url(at.key("providers").key(p).key("api_base"), "api_base", base);
+                }
+            }
+        }
+    }
+
+    pub(super) fn provider_types(&mut self) {
+        for t in ProviderType::ALL {
+            let Some(base) = self.config.provider_types.default_api_base(t) else {
+                continue;
+            };
+            let table = match t {
+                ProviderType::GoogleAiStudioGemini => "google_ai_studio",
+                other => other.as_str(),
+            };
+            let at = TomlPath::keys(["provider_types", table, "defaults", "api_base"]);
+            if t.takes_default_api_base() {
+                self.url(at, "api_base", base);
+            } else {
+                self.error(
+                    at,
+                    format!(
+                        "`api_base` defaults are for types with a hosted default URL (openai, anthropic, \
+                         google_ai_studio_gemini, deepseek, ...); set the address of each `{t}` provider on the provider"
+                    ),
+                );
+            }
+        }
+        if let Some(batch) = self
+            .config
+            .provider_types
+            .gcp_vertex_gemini
+            .as_ref()
+            .and_then(|g| g.batch.as_ref())
+        {
+            let at = TomlPath::keys(["provider_types", "gcp_vertex_gemini", "batch"]);
+            if batch.storage_type == crate::config::models::GcpBatchStorage::CloudStorage
+                && (batch.input_uri_prefix.is_none() || batch.output_uri_prefix.is_none())
+            {
+                self.error(at.clone(), "`storage_type = \"cloud_storage\"` needs `input_uri_prefix` and `output_uri_prefix`");
+            }
+            self.not_supported_yet(at, "Vertex batch inference");
+        }
+    }
+}
