@@ -594,6 +594,7 @@ impl Target {
             },
             Target::Relay { .. } => Error::Relay {
                 status: Some(status),
+                kind: None,
                 message: format!("HTTP Error (status code {status}): {message}"),
                 retry_after,
             },
@@ -612,6 +613,7 @@ impl Target {
             },
             Target::Relay { .. } => Error::Relay {
                 status: None,
+                kind: Some(kind),
                 message,
                 retry_after: None,
             },

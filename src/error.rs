@@ -179,6 +179,8 @@ pub enum Error {
     Relay {
         /// The relay's status code, when it answered.
         status: Option<u16>,
+        /// How the exchange failed, when the relay did not answer with a status.
+        kind: Option<FailureKind>,
         /// What it said, or why it could not be reached.
         message: String,
         /// When the relay asked to be called again (`Retry-After`).
@@ -439,7 +441,9 @@ impl MaybeCharged for Error {
         match self {
             Error::Timeout(_) => true,
             Error::ProviderFailure { kind, .. } => kind.may_have_charged(),
-            Error::Relay { status: None, .. } => true,
+            Error::Relay {
+                kind: Some(kind), ..
+            } => kind.may_have_charged(),
             Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => {
                 errors.iter().any(|(_, e)| e.provider_may_have_charged())
             }
@@ -631,6 +635,15 @@ mod tests {
         let wrapped =
             Error::AllModelProvidersFailed(vec![("p".into(), failure(FailureKind::NoAnswer, "x"))]);
         assert!(wrapped.provider_may_have_charged());
+        // A relay that was never reached charged nothing; one that went silent may have.
+        let relay = |kind| Error::Relay {
+            status: None,
+            kind: Some(kind),
+            message: "x".into(),
+            retry_after: None,
+        };
+        assert!(!relay(FailureKind::Unreachable).provider_may_have_charged());
+        assert!(relay(FailureKind::NoAnswer).provider_may_have_charged());
     }
 
     #[test]
@@ -681,6 +694,7 @@ mod tests {
     fn relay_status_passes_through_wrappers() {
         let relay = Error::Relay {
             status: Some(401),
+            kind: None,
             message: "no".into(),
             retry_after: None,
         };

@@ -28,7 +28,7 @@ use super::{Carried, ChunkSource, SseReader, bearer, peek_stream, provider_error
 use super::{error_text, read_limited, snippet};
 use crate::config::JsonMode;
 use crate::error::error_chain;
-use crate::error::{Error, Fault};
+use crate::error::{Error, FailureKind, Fault};
 use crate::http_client::HttpClient;
 use crate::model_call::{
     ContentBlock, EditTarget, FileInput, ModelChunk, ModelOutput, ModelRequest, ModelResponse,
@@ -91,9 +91,11 @@ impl RelayClient {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>;
 
-fn relay_error(status: Option<u16>, message: String) -> Error {
+fn relay_error(fault: impl Into<Fault>) -> Error {
+    let Fault { kind, message } = fault.into();
     Error::Relay {
-        status,
+        status: None,
+        kind: Some(kind),
         message,
         retry_after: None,
     }
@@ -130,22 +132,22 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
             let request = builder
                 .body(Full::new(Bytes::from(body.to_string())))
                 .map_err(|e| {
-                    relay_error(
-                        None,
+                    relay_error(Fault::new(
+                        FailureKind::Unreachable,
                         format!("cannot build a request to `{}`: {e}", target.url),
-                    )
+                    ))
                 })?;
             let exchange = async {
                 let carried = Carried::of(&request);
                 let response = this.client.request(request).await.map_err(|e| {
-                    relay_error(
-                        None,
+                    relay_error(Fault::new(
+                        FailureKind::Unreachable,
                         format!(
                             "could not reach the relay at `{}`: {}",
                             target.url,
                             error_chain(&e)
                         ),
-                    )
+                    ))
                 })?;
                 let status = response.status();
                 if !status.is_success() {
@@ -156,6 +158,7 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                     let message = carried.mask(provider_error_message(&body));
                     return Err(Error::Relay {
                         status: Some(status.as_u16()),
+                        kind: None,
                         message: format!("HTTP Error (status code {}): {message}", status.as_u16()),
                         retry_after,
                     });
@@ -170,22 +173,24 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                 } else {
                     let bytes = super::read_answer(response.into_body())
                         .await
-                        .map_err(|e| relay_error(None, format!("the relay's answer: {e}")))?;
-                    let parsed = parse_response(&bytes).map_err(|m| relay_error(None, m))?;
+                        .map_err(|e| {
+                            relay_error(Fault::new(e.kind, format!("the relay's answer: {e}")))
+                        })?;
+                    let parsed = parse_response(&bytes).map_err(relay_error)?;
                     Ok(ProviderOutput::Complete(parsed))
                 }
             };
             let output = match tokio::time::timeout(this.global_timeout, exchange).await {
                 Ok(result) => result?,
                 Err(_) => {
-                    return Err(relay_error(
-                        None,
+                    return Err(relay_error(Fault::new(
+                        FailureKind::NoAnswer,
                         format!(
                             "no answer from `{}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
                             target.url,
                             this.global_timeout.as_millis()
                         ),
-                    ));
+                    )));
                 }
             };
             Ok(ModelOutput {
@@ -403,10 +408,10 @@ async fn stream(body: Incoming) -> Result<ProviderOutput, Error> {
         finished: false,
     };
     peek_stream(state, || {
-        relay_error(
-            None,
-            "the relay's stream ended before any data arrived".into(),
-        )
+        relay_error(Fault::new(
+            FailureKind::BrokeOff,
+            "the relay's stream ended before any data arrived",
+        ))
     })
     .await
 }
@@ -419,7 +424,7 @@ struct RelayStream {
 impl RelayStream {
     fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
         self.finished = true;
-        Some(Err(relay_error(None, fault.into().message)))
+        Some(Err(relay_error(fault)))
     }
 }
 
@@ -430,11 +435,16 @@ impl ChunkSource for RelayStream {
         }
         let event = match self.reader.next().await {
             Ok(Some(event)) => event,
-            Ok(None) => return self.fail("the relay's stream ended without `[DONE]`"),
+            Ok(None) => {
+                return self.fail(Fault::new(
+                    FailureKind::BrokeOff,
+                    "the relay's stream ended without `[DONE]`",
+                ));
+            }
             Err(fault) => {
-                return self.fail(format!(
-                    "the relay's {}",
-                    fault.message.trim_start_matches("the ")
+                return self.fail(Fault::new(
+                    fault.kind,
+                    format!("the relay's {}", fault.message.trim_start_matches("the ")),
                 ));
             }
         };
