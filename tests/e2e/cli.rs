@@ -218,3 +218,20 @@ fn a_missing_relay_key_stops_start_up() {
         text(&o)
     );
 }
+
+#[test]
+fn logs_to_a_file_carry_no_colour_codes() {
+    // stderr is a pipe here, as it is for a container runtime or a log collector.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = switchyard(
+        &["--default-config", "--bind-address", &addr],
+        &[("RUST_LOG", "info")],
+    );
+    let logs = String::from_utf8_lossy(&o.stderr);
+    assert!(logs.contains("cannot listen on"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escape codes in a log file: {logs:?}"
+    );
+}
