@@ -543,7 +543,7 @@ fn output_block(meta: &InferenceMeta, b: &OutputBlock) -> native_wire::ContentBl
 }
 
 /// Native SSE chunks.
-struct NativeStream {
+pub(super) struct NativeStream {
     meta: InferenceMeta,
 }
 
@@ -606,4 +606,6 @@ impl StreamFormat for NativeStream {
     fn error(&mut self, error: &Error) -> Value {
         json!({ "error": error.to_string() })
     }
+
+    const PANIC_EVENTS: &'static str = "data: {\"error\":\"the gateway failed while streaming this answer (an internal error, logged); the answer is incomplete\"}\n\ndata: [DONE]\n\n";
 }

@@ -703,7 +703,7 @@ fn completion_json(meta: &InferenceMeta, r: &ModelResponse, model: &str) -> Valu
 }
 
 /// OpenAI `chat.completion.chunk` events.
-struct OpenAiStream {
+pub(super) struct OpenAiStream {
     id: Uuid,
     episode_id: Uuid,
     model: String,
@@ -802,4 +802,6 @@ impl StreamFormat for OpenAiStream {
     fn error(&mut self, error: &Error) -> Value {
         json!({ "error": { "message": error.to_string() } })
     }
+
+    const PANIC_EVENTS: &'static str = "data: {\"error\":{\"message\":\"the gateway failed while streaming this answer (an internal error, logged); the answer is incomplete\"}}\n\ndata: [DONE]\n\n";
 }

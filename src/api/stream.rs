@@ -4,7 +4,9 @@
 //! chunk after the provider's stream ends; then `data: [DONE]`. An error mid-stream becomes an
 //! error event followed by `[DONE]`, so a client never mistakes a broken stream for a finished
 //! one. Dropping the body (the client went away) drops the provider stream, which closes the
-//! upstream connection and so cancels the provider call.
+//! upstream connection and so cancels the provider call. A panic while producing an event (a
+//! bug) is caught here too: it is logged, and the stream ends with the route's error event and
+//! `[DONE]` instead of a connection cut mid-answer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,7 +33,14 @@ pub(super) trait StreamFormat: Send + 'static {
     fn finish(&mut self, usage: Usage, finish_reason: Option<FinishReason>) -> Vec<Value>;
     /// The event for an error mid-stream.
     fn error(&mut self, error: &Error) -> Value;
+    /// The closing bytes when the gateway itself failed mid-stream (a panic, caught): the
+    /// route's error event, then `[DONE]`.
+    const PANIC_EVENTS: &'static str;
 }
+
+/// The message of a stream the gateway failed to finish (each route's `PANIC_EVENTS` carries it).
+#[cfg(test)]
+const PANIC_MESSAGE: &str = "the gateway failed while streaming this answer (an internal error, logged); the answer is incomplete";
 
 enum Phase {
     First(ModelChunk),
@@ -89,10 +98,10 @@ fn encode(events: Vec<Value>, done: bool) -> Bytes {
 }
 
 /// The SSE response for a stream.
-pub(super) fn sse_response(
+pub(super) fn sse_response<F: StreamFormat>(
     first: ModelChunk,
     rest: ChunkStream,
-    format: impl StreamFormat,
+    format: F,
     open_streams: Arc<Gauge>,
 ) -> Response<Body> {
     let state = State {
@@ -124,8 +133,23 @@ pub(super) fn sse_response(
         };
         Some((bytes, s))
     })
-    .filter(|b| std::future::ready(!b.is_empty()))
-    .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    .filter(|b| std::future::ready(!b.is_empty()));
+    // A panic below ends the stream (catch_unwind stops after it) with the route's error event.
+    let events = std::panic::AssertUnwindSafe(events)
+        .catch_unwind()
+        .map(|item| match item {
+            Ok(bytes) => bytes,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                tracing::error!(panic = %message, "a panic while streaming an answer; the stream was ended with an error event");
+                Bytes::from_static(F::PANIC_EVENTS.as_bytes())
+            }
+        })
+        .map(|b| Ok::<_, Infallible>(Frame::data(b)));
     let mut res = Response::new(StreamBody::new(events).boxed_unsync());
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -133,4 +157,58 @@ pub(super) fn sse_response(
     // Ask buffering proxies (nginx) to pass events through as they come.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route format whose second chunk panics.
+    struct Panicky(usize);
+
+    impl StreamFormat for Panicky {
+        fn chunk(&mut self, _chunk: &ModelChunk) -> Vec<Value> {
+            self.0 += 1;
+            assert!(self.0 < 2, "a bug in the event code");
+            vec![serde_json::json!({ "n": self.0 })]
+        }
+        fn finish(&mut self, _usage: Usage, _finish: Option<FinishReason>) -> Vec<Value> {
+            Vec::new()
+        }
+        fn error(&mut self, _error: &Error) -> Value {
+            Value::Null
+        }
+        const PANIC_EVENTS: &'static str = "data: {\"error\":\"x\"}\n\ndata: [DONE]\n\n";
+    }
+
+    #[tokio::test]
+    async fn a_panic_mid_stream_ends_it_with_the_routes_error_event() {
+        let rest: ChunkStream = futures_util::stream::iter([Ok(ModelChunk::default())]).boxed();
+        let gauge = Arc::new(Gauge::default());
+        let response = sse_response(ModelChunk::default(), rest, Panicky(0), gauge);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(
+            text,
+            "data: {\"n\":1}\n\ndata: {\"error\":\"x\"}\n\ndata: [DONE]\n\n"
+        );
+    }
+
+    #[test]
+    fn each_routes_panic_events_are_its_error_shape_then_done() {
+        use super::super::inference::NativeStream as Native;
+        use super::super::openai::OpenAiStream as OpenAi;
+        for (events, pointer) in [
+            (Native::PANIC_EVENTS, "/error"),
+            (OpenAi::PANIC_EVENTS, "/error/message"),
+        ] {
+            let (first, rest) = events.split_once("\n\n").unwrap();
+            let v: Value = serde_json::from_str(first.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(
+                v.pointer(pointer).and_then(Value::as_str),
+                Some(PANIC_MESSAGE)
+            );
+            assert_eq!(rest, "data: [DONE]\n\n");
+        }
+    }
 }
