@@ -35,7 +35,8 @@
 //!
 //! `POST .../messages` answers in the Anthropic Messages format (JSON and its SSE event
 //! sequence, with a `ping` after `message_start` as the real API sends) with the same behaviours
-//! (also `think`: a signed thinking block first), errors in
+//! (also `think`: a signed thinking block first; `hostile-index`: a tool block at index 2^40
+//! mid-stream), errors in
 //! Anthropic's `{"type":"error","error":{...}}` shape.
 //!
 //! `POST .../models/NAME:generateContent` (and `:streamGenerateContent?alt=sse`) answers in the
@@ -962,6 +963,13 @@ async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Body> {
     } else if model.contains("stream-error") {
         events.truncate(4);
         events.push(("error", overloaded));
+    } else if model.contains("hostile-index") {
+        // A tool block at an index far past anything real, after the first text.
+        events.insert(
+            4,
+            ("content_block_start", json!({ "type": "content_block_start", "index": 1u64 << 40,
+                "content_block": { "type": "tool_use", "id": "toolu_x", "name": "get_weather", "input": {} } })),
+        );
     }
     let broken = model.contains("break");
     if broken {

@@ -203,3 +203,21 @@ async fn gemini_429s_and_slow_starts() {
         .collect();
     assert_eq!(text, "mock reply to: hi");
 }
+
+#[tokio::test]
+async fn an_anthropic_block_index_of_two_to_the_forty_is_an_error_not_an_allocation() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_file(&keys, "k", "provider-key");
+    let h = Harness::start(&model("claude", &[("anthropic", "hostile-index")], &key)).await;
+    let r = stream(&h, "claude").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (events, error) = split(&r);
+    let error = error.unwrap_or_else(|| panic!("no error event: {events:?}"));
+    assert!(
+        error.contains("1099511627776"),
+        "the index is named: {error}"
+    );
+    // The gateway is fine: the next call is answered.
+    let r = h.post("/inference", &inference("claude", "again")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
