@@ -111,28 +111,40 @@ pub struct Thought {
 #[serde(deny_unknown_fields)]
 pub struct InferenceParams {
     /// Sampling temperature.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Output token limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// Sampling seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Nucleus sampling.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
     /// Presence penalty.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_penalty: Option<f64>,
     /// Frequency penalty.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f64>,
     /// JSON output handling.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub json_mode: Option<JsonMode>,
     /// Stop sequences.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_sequences: Option<Vec<String>>,
     /// Reasoning effort for reasoning models.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
     /// Service tier.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<String>,
     /// Thinking budget, for providers that take one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking_budget_tokens: Option<u32>,
     /// Verbosity, for models that take it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub verbosity: Option<String>,
 }
 

@@ -1,19 +1,269 @@
-//! The native `/inference` answer on the wire: what the handler writes and what the relay
-//! client reads back from a relay (switchyard's or the TensorZero Gateway's), one set of types
-//! both ways. Reading is lenient where a relay may add or omit things (unknown fields and block
-//! types are ignored, counts that are not counts are dropped); writing is what clients get.
+//! The native `/inference` wire format, one set of types both ways:
 //!
-//! The request side (the body the edge sends a relay) is still written by hand in
-//! `providers::relay::relay_body`.
+//! - the request ([`InferenceRequestBody`]): what the handler parses (`deny_unknown_fields`, as
+//!   in the TensorZero Gateway) and what the edge sends a relay;
+//! - the answer ([`InferenceResponse`], [`InferenceChunk`]): what the handler writes and what
+//!   the relay client reads back from a relay (switchyard's or the TensorZero Gateway's).
+//!
+//! Reading answers is lenient where a relay may add or omit things (unknown fields and block
+//! types are ignored, counts that are not counts are dropped). Writing a request leaves out what
+//! is unset, as the TensorZero Gateway's own edge does.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::model_call::{
-    ChunkBlock, FinishReason, ModelChunk, ModelResponse, OutputBlock, Thought, ToolCall, Usage,
+    ChunkBlock, FinishReason, InferenceParams, ModelChunk, ModelResponse, OutputBlock, Role,
+    Thought, ToolCall, ToolChoice, ToolDef, Usage,
 };
 use crate::providers::bounds::token_count;
+use crate::secret::Secret;
+
+/// An `/inference` request body.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceRequestBody {
+    /// The function to run (sent as null by an edge: it calls models by name).
+    pub function_name: Option<String>,
+    /// The model to call.
+    pub model_name: Option<String>,
+    /// The episode.
+    pub episode_id: Option<Uuid>,
+    /// Accepted, unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The system prompt and the conversation.
+    pub input: InputBody,
+    /// Stream the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Inference-time parameters.
+    #[serde(default)]
+    pub params: ParamsBody,
+    /// A pinned variant.
+    pub variant_name: Option<String>,
+    /// Accepted, unused (nothing is stored).
+    pub dryrun: Option<bool>,
+    /// Accepted, unused.
+    #[serde(default)]
+    pub internal: bool,
+    /// User tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Restricts the function's tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tools: Option<Vec<String>>,
+    /// Tools defined in the request (written with `"type": "function"`).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "function_tools"
+    )]
+    pub additional_tools: Vec<ToolDef>,
+    /// Overrides the tool choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Overrides parallel tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// Not supported (refused when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_tools: Option<Value>,
+    /// An output schema for json functions.
+    pub output_schema: Option<Value>,
+    /// Accepted, unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_options: Option<Value>,
+    /// Dynamic credentials: read straight into [`Secret`]s, and written out only here, to the
+    /// relay the request is for.
+    #[serde(
+        default,
+        deserialize_with = "crate::secret::deserialize_map",
+        serialize_with = "expose_secrets"
+    )]
+    pub credentials: BTreeMap<String, Secret>,
+    /// Accepted, unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_raw_response: Option<bool>,
+    /// Accepted, unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_raw_usage: Option<bool>,
+    /// Checked (streaming only), unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_aggregated_response: Option<bool>,
+    /// Accepted, unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_original_response: Option<bool>,
+    /// Request-time `extra_body` entries.
+    #[serde(default)]
+    pub extra_body: Vec<Value>,
+    /// Request-time `extra_headers` entries.
+    #[serde(default)]
+    pub extra_headers: Vec<Value>,
+    /// Not supported (refused when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_dynamic_variant_config: Option<Value>,
+}
+
+/// `params`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamsBody {
+    /// `params.chat_completion` (unset fields left out when written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_completion: Option<InferenceParams>,
+}
+
+/// `input`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputBody {
+    /// A system prompt: text, or template arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<Value>,
+    /// The conversation.
+    #[serde(default)]
+    pub messages: Vec<MessageBody>,
+}
+
+/// One message of `input.messages`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBody {
+    /// Who said it.
+    pub role: Role,
+    /// A string, or a list of [`InputContentBlock`]s (checked one by one by the handler, so
+    /// each error names its block).
+    pub content: Value,
+}
+
+/// One input content block, by `type`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InputContentBlock {
+    /// Text, or template arguments.
+    Text {
+        /// The text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        /// Template arguments.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arguments: Option<Value>,
+    },
+    /// A named template with its arguments.
+    Template {
+        /// The template's name.
+        name: String,
+        /// Its arguments.
+        arguments: Value,
+    },
+    /// Text that skips templates.
+    RawText {
+        /// The text.
+        value: String,
+    },
+    /// A tool call: as written for input, or echoed back from an answer (with `raw_name` and
+    /// `raw_arguments`, where `name` and `arguments` may be null).
+    ToolCall {
+        /// The call id.
+        id: String,
+        /// The tool's name.
+        #[serde(default)]
+        name: Option<String>,
+        /// Its arguments (a JSON string or value).
+        #[serde(default)]
+        arguments: Option<Value>,
+        /// The name as the model wrote it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raw_name: Option<String>,
+        /// The arguments as the model wrote them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raw_arguments: Option<String>,
+    },
+    /// A tool's result.
+    ToolResult {
+        /// The call it answers.
+        id: String,
+        /// The tool's name.
+        name: String,
+        /// What it returned.
+        result: String,
+    },
+    /// A file: by URL, or inline base64.
+    File {
+        /// `url` or `base64`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_type: Option<String>,
+        /// The URL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// The media type.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mime_type: Option<String>,
+        /// The base64 data.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<String>,
+        /// Accepted, unused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        /// Accepted, unused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filename: Option<String>,
+    },
+    /// Reasoning sent back.
+    Thought {
+        /// Its text.
+        #[serde(default)]
+        text: Option<String>,
+        /// Its signature.
+        #[serde(default)]
+        signature: Option<String>,
+        /// Accepted, unused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<Value>,
+    },
+    /// A provider-specific block passed through.
+    Unknown {
+        /// The block.
+        data: Value,
+        /// Accepted, unused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model_name: Option<String>,
+        /// Accepted, unused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provider_name: Option<String>,
+    },
+}
+
+/// Writes tools as the native format spells them: `{"type": "function", ...}`.
+fn function_tools<S: Serializer>(tools: &[ToolDef], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct FunctionTool<'a> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        tool: &'a ToolDef,
+    }
+    let mut seq = s.serialize_seq(Some(tools.len()))?;
+    for tool in tools {
+        seq.serialize_element(&FunctionTool {
+            r#type: "function",
+            tool,
+        })?;
+    }
+    seq.end()
+}
+
+/// Writes the request's credentials for the relay it goes to (the one place they are exposed).
+fn expose_secrets<S: Serializer>(
+    credentials: &BTreeMap<String, Secret>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(credentials.iter().map(|(k, v)| (k, v.expose())))
+}
 
 /// A finished inference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

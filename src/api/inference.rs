@@ -1,13 +1,9 @@
 //! `POST /inference`: the native TensorZero API.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body as HttpBody;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use uuid::Uuid;
 
 use super::stream::{StreamFormat, sse_response};
 use super::{
@@ -24,127 +20,12 @@ use crate::inference::{
 };
 use crate::model_call::BodyEdit;
 use crate::model_call::{
-    ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, InferenceParams, ModelChunk,
-    ModelResponse, OutputBlock, Role, Thought, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
+    ChunkBlock, ContentBlock, FileInput, FinishReason, HeaderEdit, ModelChunk, ModelResponse,
+    OutputBlock, Role, Thought, ToolCall, ToolResult, Usage,
 };
-use crate::native_wire;
-use crate::secret::Secret;
+use crate::native_wire::{self, InferenceRequestBody, InputContentBlock, MessageBody};
 use std::sync::Arc;
 use switchyard_layers::ext::DynamicCredentials;
-
-/// The request body (`deny_unknown_fields`, as in the TensorZero Gateway).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NativeRequest {
-    function_name: Option<String>,
-    model_name: Option<String>,
-    episode_id: Option<Uuid>,
-    namespace: Option<String>,
-    input: NativeInput,
-    stream: Option<bool>,
-    #[serde(default)]
-    params: NativeParams,
-    variant_name: Option<String>,
-    dryrun: Option<bool>,
-    #[serde(default)]
-    internal: bool,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
-    allowed_tools: Option<Vec<String>>,
-    #[serde(default)]
-    additional_tools: Vec<ToolDef>,
-    tool_choice: Option<ToolChoice>,
-    parallel_tool_calls: Option<bool>,
-    provider_tools: Option<Value>,
-    output_schema: Option<Value>,
-    cache_options: Option<Value>,
-    #[serde(default, deserialize_with = "crate::secret::deserialize_map")]
-    credentials: BTreeMap<String, Secret>,
-    include_raw_response: Option<bool>,
-    include_raw_usage: Option<bool>,
-    include_aggregated_response: Option<bool>,
-    include_original_response: Option<bool>,
-    #[serde(default)]
-    extra_body: Vec<Value>,
-    #[serde(default)]
-    extra_headers: Vec<Value>,
-    internal_dynamic_variant_config: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NativeParams {
-    chat_completion: Option<InferenceParams>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NativeInput {
-    system: Option<Value>,
-    #[serde(default)]
-    messages: Vec<NativeMessage>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NativeMessage {
-    role: Role,
-    content: Value,
-}
-
-/// One input content block, by `type`.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum NativeBlock {
-    Text {
-        text: Option<String>,
-        arguments: Option<Value>,
-    },
-    Template {
-        name: String,
-        arguments: Value,
-    },
-    RawText {
-        value: String,
-    },
-    /// A tool call: as written for input, or echoed back from an answer (with `raw_name` and
-    /// `raw_arguments`, where `name` and `arguments` may be null).
-    ToolCall {
-        id: String,
-        name: Option<String>,
-        arguments: Option<Value>,
-        raw_name: Option<String>,
-        raw_arguments: Option<String>,
-    },
-    ToolResult {
-        id: String,
-        name: String,
-        result: String,
-    },
-    File {
-        file_type: Option<String>,
-        url: Option<String>,
-        mime_type: Option<String>,
-        data: Option<String>,
-        #[allow(dead_code)]
-        detail: Option<String>,
-        #[allow(dead_code)]
-        filename: Option<String>,
-    },
-    Thought {
-        text: Option<String>,
-        signature: Option<String>,
-        #[allow(dead_code)]
-        summary: Option<Value>,
-    },
-    Unknown {
-        data: Value,
-        #[allow(dead_code)]
-        model_name: Option<String>,
-        #[allow(dead_code)]
-        provider_name: Option<String>,
-    },
-}
 
 /// Handles `POST /inference`.
 pub async fn handle<B>(state: &AppState, req: Request<B>) -> Result<Response<Body>, Error>
@@ -154,7 +35,7 @@ where
 {
     let started = tokio::time::Instant::now();
     let (parts, bytes) = read_body(req, state.body_limit).await?;
-    let native: NativeRequest = parse_json(&bytes)?;
+    let native: InferenceRequestBody = parse_json(&bytes)?;
     let mut request = into_request(native)?;
     super::take_caller_context(&mut request, &parts);
     let stream = request.stream;
@@ -189,7 +70,7 @@ where
     })
 }
 
-fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
+fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
     if n.include_aggregated_response == Some(true) && n.stream != Some(true) {
         return Err(Error::InvalidRequest(
             "`include_aggregated_response` is only for streaming requests".into(),
@@ -266,7 +147,7 @@ fn into_request(n: NativeRequest) -> Result<InferenceRequest, Error> {
     })
 }
 
-fn convert_message(index: usize, m: NativeMessage) -> Result<InputMessage, Error> {
+fn convert_message(index: usize, m: MessageBody) -> Result<InputMessage, Error> {
     let at = |j: usize| format!("input.messages[{index}].content[{j}]");
     let content = match m.content {
         Value::String(text) => vec![InputBlock::Text(text)],
@@ -274,7 +155,7 @@ fn convert_message(index: usize, m: NativeMessage) -> Result<InputMessage, Error
             .into_iter()
             .enumerate()
             .map(|(j, block)| {
-                let block: NativeBlock = serde_json::from_value(block).map_err(|e| {
+                let block: InputContentBlock = serde_json::from_value(block).map_err(|e| {
                     Error::JsonRequest(format!("Invalid request body at `{}`: {e}", at(j)))
                 })?;
                 convert_block(m.role, block).map_err(|e| match e {
@@ -298,7 +179,7 @@ fn convert_message(index: usize, m: NativeMessage) -> Result<InputMessage, Error
     })
 }
 
-fn convert_block(role: Role, block: NativeBlock) -> Result<InputBlock, Error> {
+fn convert_block(role: Role, block: InputContentBlock) -> Result<InputBlock, Error> {
     let arguments_object = |arguments: Value| match arguments {
         Value::Object(map) => Ok(map),
         other => Err(Error::InvalidRequest(format!(
@@ -307,12 +188,12 @@ fn convert_block(role: Role, block: NativeBlock) -> Result<InputBlock, Error> {
         ))),
     };
     Ok(InputBlock::Other(match block {
-        NativeBlock::Text {
+        InputContentBlock::Text {
             text: Some(text),
             arguments: None,
         } => return Ok(InputBlock::Text(text)),
         // The older spelling of a template block for the role's own template.
-        NativeBlock::Text {
+        InputContentBlock::Text {
             text: None,
             arguments: Some(arguments),
         } => {
@@ -325,19 +206,19 @@ fn convert_block(role: Role, block: NativeBlock) -> Result<InputBlock, Error> {
                 arguments: arguments_object(arguments)?,
             });
         }
-        NativeBlock::Text { .. } => {
+        InputContentBlock::Text { .. } => {
             return Err(Error::InvalidRequest(
                 "a text block needs exactly one of `text` and `arguments`".into(),
             ));
         }
-        NativeBlock::Template { name, arguments } => {
+        InputContentBlock::Template { name, arguments } => {
             return Ok(InputBlock::Template {
                 name,
                 arguments: arguments_object(arguments)?,
             });
         }
-        NativeBlock::RawText { value } => return Ok(InputBlock::RawText(value)),
-        NativeBlock::ToolCall {
+        InputContentBlock::RawText { value } => return Ok(InputBlock::RawText(value)),
+        InputContentBlock::ToolCall {
             id,
             name,
             arguments,
@@ -360,10 +241,10 @@ fn convert_block(role: Role, block: NativeBlock) -> Result<InputBlock, Error> {
                 }
             },
         }),
-        NativeBlock::ToolResult { id, name, result } => {
+        InputContentBlock::ToolResult { id, name, result } => {
             ContentBlock::ToolResult(ToolResult { id, name, result })
         }
-        NativeBlock::File {
+        InputContentBlock::File {
             file_type,
             url,
             mime_type,
@@ -387,10 +268,10 @@ fn convert_block(role: Role, block: NativeBlock) -> Result<InputBlock, Error> {
                 ));
             }
         },
-        NativeBlock::Thought {
+        InputContentBlock::Thought {
             text, signature, ..
         } => ContentBlock::Thought(Thought { text, signature }),
-        NativeBlock::Unknown { data, .. } => ContentBlock::Unknown { data },
+        InputContentBlock::Unknown { data, .. } => ContentBlock::Unknown { data },
     }))
 }
 

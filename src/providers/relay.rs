@@ -19,7 +19,7 @@ use http::Request;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use switchyard_layers::call::Call;
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey, Tags};
 use switchyard_layers::trace_context::{TRACEPARENT, TraceContext};
@@ -31,10 +31,13 @@ use crate::error::error_chain;
 use crate::error::{Error, FailureKind, Fault};
 use crate::http_client::HttpClient;
 use crate::model_call::{
-    ContentBlock, EditTarget, FileInput, ModelChunk, ModelOutput, ModelRequest, ModelResponse,
-    ProviderOutput, Role, ToolChoice,
+    ContentBlock, EditTarget, FileInput, InferenceParams, ModelChunk, ModelOutput, ModelRequest,
+    ModelResponse, ProviderOutput,
 };
-use crate::native_wire::{InferenceChunk, InferenceResponse};
+use crate::native_wire::{
+    InferenceChunk, InferenceRequestBody, InferenceResponse, InputBody, InputContentBlock,
+    MessageBody, ParamsBody,
+};
 
 /// The provider name relayed calls are recorded under.
 pub const RELAY_PROVIDER: &str = switchyard_layers::ext::RELAY_PROVIDER;
@@ -204,109 +207,54 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
 /// The body of `POST {gateway_url}/inference` (reference §1.5).
 pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
     let request = &call.payload;
-    let p = &request.params;
-    let json_mode = p.json_mode.unwrap_or(JsonMode::Off);
-    // Unset parameters are left out, as the TensorZero Gateway's own edge does.
-    let mut params = Map::new();
-    params.insert("json_mode".into(), json!(json_mode));
-    for (key, value) in [
-        ("temperature", p.temperature.map(|v| json!(v))),
-        ("max_tokens", p.max_tokens.map(|v| json!(v))),
-        ("seed", p.seed.map(|v| json!(v))),
-        ("top_p", p.top_p.map(|v| json!(v))),
-        ("presence_penalty", p.presence_penalty.map(|v| json!(v))),
-        ("frequency_penalty", p.frequency_penalty.map(|v| json!(v))),
-        (
-            "stop_sequences",
-            p.stop_sequences.as_ref().map(|v| json!(v)),
-        ),
-        (
-            "reasoning_effort",
-            p.reasoning_effort.as_ref().map(|v| json!(v)),
-        ),
-        ("service_tier", p.service_tier.as_ref().map(|v| json!(v))),
-        (
-            "thinking_budget_tokens",
-            p.thinking_budget_tokens.map(|v| json!(v)),
-        ),
-        ("verbosity", p.verbosity.as_ref().map(|v| json!(v))),
-    ] {
-        if let Some(v) = value {
-            params.insert(key.into(), v);
-        }
-    }
-    let mut input = Map::new();
-    if let Some(system) = &request.system {
-        input.insert("system".into(), json!(system));
-    }
-    input.insert(
-        "messages".into(),
-        Value::Array(
-            request
-                .messages
-                .iter()
-                .map(|m| {
-                    json!({
-                        "role": match m.role { Role::User => "user", Role::Assistant => "assistant" },
-                        "content": m.content.iter().map(input_block).collect::<Vec<_>>(),
-                    })
-                })
-                .collect(),
-        ),
-    );
-    let tags: Map<String, Value> = call
+    let params = InferenceParams {
+        // Unset parameters are left out, as the TensorZero Gateway's own edge does; the JSON
+        // mode is always said.
+        json_mode: Some(request.params.json_mode.unwrap_or(JsonMode::Off)),
+        ..request.params.clone()
+    };
+    let messages = request
+        .messages
+        .iter()
+        .map(|m| MessageBody {
+            role: m.role,
+            content: serde_json::to_value(m.content.iter().map(input_block).collect::<Vec<_>>())
+                .expect("input blocks serialize"),
+        })
+        .collect();
+    let tags = call
         .extensions
         .get::<Tags>()
         .map(|t| {
             t.0.iter()
                 .filter(|(k, _)| !k.starts_with("tensorzero::"))
-                .map(|(k, v)| (k.clone(), json!(v)))
+                .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
         .unwrap_or_default();
-    let credentials: Map<String, Value> = call
+    let credentials = call
         .extensions
         .get::<DynamicCredentials>()
-        .map(|d| {
-            d.0.iter()
-                .map(|(k, v)| (k.clone(), json!(v.expose())))
-                .collect()
-        })
+        .map(|d| (*d.0).clone())
         .unwrap_or_default();
-    let mut body = json!({
-        "function_name": null,
-        "model_name": model_name,
-        "episode_id": null,
-        "input": input,
-        "stream": request.stream,
-        "params": { "chat_completion": params },
-        "variant_name": null,
-        "dryrun": null,
-        "internal": false,
-        "tags": tags,
-        "credentials": credentials,
-        "output_schema": request.output_schema,
-    });
-    if let Some(tools) = &request.tools {
-        body["additional_tools"] = Value::Array(
-            tools
-                .tools
-                .iter()
-                .map(|t| json!({ "type": "function", "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict }))
-                .collect(),
-        );
-        body["tool_choice"] = match &tools.tool_choice {
-            ToolChoice::None => json!("none"),
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Specific(name) => json!({ "specific": name }),
-        };
-        if let Some(parallel) = tools.parallel_tool_calls {
-            body["parallel_tool_calls"] = json!(parallel);
-        }
-    }
-    body["extra_body"] = Value::Array(
-        request
+    let tools = request.tools.as_ref();
+    let body = InferenceRequestBody {
+        model_name: Some(model_name.to_owned()),
+        input: InputBody {
+            system: request.system.clone().map(Value::String),
+            messages,
+        },
+        stream: Some(request.stream),
+        params: ParamsBody {
+            chat_completion: Some(params),
+        },
+        tags,
+        credentials,
+        output_schema: request.output_schema.clone(),
+        additional_tools: tools.map(|t| t.tools.clone()).unwrap_or_default(),
+        tool_choice: tools.map(|t| t.tool_choice.clone()),
+        parallel_tool_calls: tools.and_then(|t| t.parallel_tool_calls),
+        extra_body: request
             .extra_body
             .variant
             .iter()
@@ -327,9 +275,7 @@ pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
                 entry
             })
             .collect(),
-    );
-    body["extra_headers"] = Value::Array(
-        request
+        extra_headers: request
             .extra_headers
             .variant
             .iter()
@@ -350,8 +296,9 @@ pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
                 entry
             })
             .collect(),
-    );
-    body
+        ..InferenceRequestBody::default()
+    };
+    serde_json::to_value(body).expect("a native request serializes")
 }
 
 fn add_target(entry: &mut Value, target: &EditTarget) {
@@ -363,29 +310,50 @@ fn add_target(entry: &mut Value, target: &EditTarget) {
     }
 }
 
-fn input_block(block: &ContentBlock) -> Value {
+fn input_block(block: &ContentBlock) -> InputContentBlock {
     match block {
-        ContentBlock::Text(text) => json!({ "type": "text", "text": text }),
-        ContentBlock::ToolCall(c) => {
-            json!({ "type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments })
-        }
-        ContentBlock::ToolResult(r) => {
-            json!({ "type": "tool_result", "id": r.id, "name": r.name, "result": r.result })
-        }
-        ContentBlock::File(FileInput::Url { url, mime_type }) => {
-            let mut v = json!({ "type": "file", "file_type": "url", "url": url });
-            if let Some(m) = mime_type {
-                v["mime_type"] = json!(m);
-            }
-            v
-        }
-        ContentBlock::File(FileInput::Base64 { mime_type, data }) => {
-            json!({ "type": "file", "file_type": "base64", "mime_type": mime_type, "data": data })
-        }
-        ContentBlock::Thought(t) => {
-            json!({ "type": "thought", "text": t.text, "signature": t.signature })
-        }
-        ContentBlock::Unknown { data } => json!({ "type": "unknown", "data": data }),
+        ContentBlock::Text(text) => InputContentBlock::Text {
+            text: Some(text.clone()),
+            arguments: None,
+        },
+        ContentBlock::ToolCall(c) => InputContentBlock::ToolCall {
+            id: c.id.clone(),
+            name: Some(c.name.clone()),
+            arguments: Some(Value::String(c.arguments.clone())),
+            raw_name: None,
+            raw_arguments: None,
+        },
+        ContentBlock::ToolResult(r) => InputContentBlock::ToolResult {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            result: r.result.clone(),
+        },
+        ContentBlock::File(FileInput::Url { url, mime_type }) => InputContentBlock::File {
+            file_type: Some("url".into()),
+            url: Some(url.clone()),
+            mime_type: mime_type.clone(),
+            data: None,
+            detail: None,
+            filename: None,
+        },
+        ContentBlock::File(FileInput::Base64 { mime_type, data }) => InputContentBlock::File {
+            file_type: Some("base64".into()),
+            url: None,
+            mime_type: Some(mime_type.clone()),
+            data: Some(data.clone()),
+            detail: None,
+            filename: None,
+        },
+        ContentBlock::Thought(t) => InputContentBlock::Thought {
+            text: t.text.clone(),
+            signature: t.signature.clone(),
+            summary: None,
+        },
+        ContentBlock::Unknown { data } => InputContentBlock::Unknown {
+            data: data.clone(),
+            model_name: None,
+            provider_name: None,
+        },
     }
 }
 
@@ -473,7 +441,8 @@ impl ChunkSource for RelayStream {
 mod tests {
     use super::*;
     use crate::model_call::{
-        BodyEdit, ExtraEdits, InferenceParams, Message, Targeted, ToolConfig, ToolDef,
+        BodyEdit, ExtraEdits, InferenceParams, Message, Role, Targeted, ToolChoice, ToolConfig,
+        ToolDef,
     };
     use crate::secret::Secret;
     use std::collections::BTreeMap;
@@ -559,6 +528,20 @@ mod tests {
             body["extra_body"],
             json!([{ "pointer": "/a", "value": 1 }, { "pointer": "/b", "delete": true, "model_name": "m", "provider_name": "p" }])
         );
+        assert_eq!(body["additional_tools"][0]["type"], "function");
+        assert!(
+            body.get("namespace").is_none(),
+            "unset fields are left out: {body}"
+        );
+        assert_eq!(
+            body["params"]["chat_completion"].as_object().unwrap().len(),
+            2,
+            "only the set parameters and the JSON mode: {body}"
+        );
+        // What an edge sends, a relay parses (with `deny_unknown_fields`): one set of types.
+        let parsed: InferenceRequestBody = serde_json::from_value(body).unwrap();
+        assert_eq!(parsed.model_name.as_deref(), Some("openai::gpt"));
+        assert_eq!(parsed.credentials["k"].expose(), "v");
     }
 
     #[test]
