@@ -509,23 +509,13 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                     .map_err(|m| target.failure(m))?;
                 parse_embeddings(&bytes).map_err(|m| target.failure(m))
             };
-            let (embeddings, prompt_tokens) = match tokio::time::timeout(
+            let (embeddings, prompt_tokens) = crate::providers::within_global_timeout(
                 this.global_timeout,
+                Some(url),
                 exchange,
+                |f| target.failure(f),
             )
-            .await
-            {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(target.failure(Fault::new(
-                        FailureKind::NoAnswer,
-                        format!(
-                            "no answer from `{url}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
-                            this.global_timeout.as_millis()
-                        ),
-                    )));
-                }
-            };
+            .await?;
             Ok(EmbeddingOutput {
                 provider: target.provider_name(),
                 embeddings,

@@ -187,6 +187,32 @@ pub async fn read_limited(
         .map_err(|e| crate::error::error_chain(&*e))
 }
 
+/// Bounds one whole outbound exchange (request, answer, or a stream up to its first chunk) by
+/// `gateway.global_outbound_http_timeout_ms`. Past it the exchange is dropped, which closes its
+/// connection, and the failure is a [`FailureKind::NoAnswer`] (the far end may be working on
+/// it, and billing it), turned into the caller's error by `fail`. `target` names the URL when
+/// the caller knows it.
+pub async fn within_global_timeout<T>(
+    limit: std::time::Duration,
+    target: Option<&str>,
+    exchange: impl std::future::Future<Output = Result<T, Error>>,
+    fail: impl FnOnce(Fault) -> Error,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(result) => result,
+        Err(_) => {
+            let from = target.map(|t| format!(" from `{t}`")).unwrap_or_default();
+            Err(fail(Fault::new(
+                FailureKind::NoAnswer,
+                format!(
+                    "no answer{from} within `gateway.global_outbound_http_timeout_ms` ({} ms)",
+                    limit.as_millis()
+                ),
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod carried_tests {
     use super::*;

@@ -24,7 +24,7 @@ mod stream;
 pub use edits::{Edits, apply_body_edit, apply_header_edits};
 pub use http::{
     Carried, MASKED, bearer, error_text, provider_error_message, read_answer, read_limited, send,
-    sensitive_header, snippet,
+    sensitive_header, snippet, within_global_timeout,
 };
 pub use stream::{ChunkSource, SseReader, peek_stream};
 
@@ -42,7 +42,7 @@ use switchyard_layers::trace_context::TraceContext;
 
 use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::credentials;
-use crate::error::{Error, FailureKind, Fault};
+use crate::error::{Error, Fault};
 use crate::http_client::HttpClient;
 use crate::model_call::{BodyEdit, HeaderEdit, ModelOutput, ModelRequest};
 
@@ -378,18 +378,9 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                     Adapter::NotYetSupported(_) => unreachable!("refused above"),
                 }
             };
-            let output = match tokio::time::timeout(this.global_timeout, attempt).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(spec.failure(Fault::new(
-                        FailureKind::NoAnswer,
-                        format!(
-                            "no answer within `gateway.global_outbound_http_timeout_ms` ({} ms)",
-                            this.global_timeout.as_millis()
-                        ),
-                    )));
-                }
-            };
+            let output =
+                within_global_timeout(this.global_timeout, None, attempt, |f| spec.failure(f))
+                    .await?;
             let output = if implicit_tool.is_some() {
                 implicit_tool::unwrap(output)
             } else {

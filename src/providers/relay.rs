@@ -183,19 +183,13 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                     Ok(ProviderOutput::Complete(parsed))
                 }
             };
-            let output = match tokio::time::timeout(this.global_timeout, exchange).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(relay_error(Fault::new(
-                        FailureKind::NoAnswer,
-                        format!(
-                            "no answer from `{}` within `gateway.global_outbound_http_timeout_ms` ({} ms)",
-                            target.url,
-                            this.global_timeout.as_millis()
-                        ),
-                    )));
-                }
-            };
+            let output = super::within_global_timeout(
+                this.global_timeout,
+                Some(&target.url),
+                exchange,
+                relay_error,
+            )
+            .await?;
             Ok(ModelOutput {
                 provider: RELAY_PROVIDER.into(),
                 output,

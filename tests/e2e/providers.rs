@@ -743,3 +743,34 @@ async fn each_mock_refuses_what_its_real_api_refuses() {
     // What the mock refused never counted as an answer: every request was recorded.
     assert_eq!(h.mock.requests().len(), 5);
 }
+
+#[tokio::test]
+async fn the_global_outbound_timeout_bounds_every_exchange_and_says_so() {
+    let config = format!(
+        "[gateway]\nglobal_outbound_http_timeout_ms = 300\n{}\n\
+         [embedding_models.slow]\nrouting = [\"p\"]\n[embedding_models.slow.providers.p]\ntype = \"openai\"\napi_base = \"{{mock}}\"\nmodel_name = \"slow-2000\"\napi_key_location = \"none\"\n",
+        model("slow", "slow-2000")
+    );
+    let h = Harness::start(&config).await;
+    let r = h.post("/inference", &inference("slow", "hi")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.error()
+            .contains("no answer within `gateway.global_outbound_http_timeout_ms` (300 ms)"),
+        "{}",
+        r.error()
+    );
+    let r = h
+        .post(
+            "/openai/v1/embeddings",
+            &json!({ "model": "tensorzero::embedding_model_name::slow", "input": "hi" }),
+        )
+        .await;
+    assert!(r.status.is_server_error(), "{}", r.text());
+    let e = r.text();
+    assert!(
+        e.contains("no answer from `")
+            && e.contains("within `gateway.global_outbound_http_timeout_ms` (300 ms)"),
+        "{e}"
+    );
+}
