@@ -170,8 +170,20 @@ pub const REFUSING: &str = "127.0.0.1:1";
 /// than hangs): far above what any test needs, so only a hang reaches it.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// A plain-HTTP client for talking to a gateway on 127.0.0.1: cheap to build (no TLS roots to
+/// load, unlike the gateway's own outbound client), so each exchange can have its own.
+pub fn local_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+> {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector)
+}
+
 pub async fn send(method: Method, url: &str, body: Bytes, headers: &[(&str, &str)]) -> Reply {
-    let client = switchyard::http_client::build();
+    let client = local_client();
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
