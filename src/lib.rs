@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod auth;
+pub mod api_keys;
 pub mod body;
 pub mod config;
 pub mod credentials;
@@ -108,7 +108,7 @@ pub struct Resources {
     pub spans: Arc<otlp::SpanSink>,
     client: http_client::HttpClient,
     buckets: limiter::BucketStores,
-    key_store: tokio::sync::OnceCell<auth::PostgresKeyStore>,
+    key_store: tokio::sync::OnceCell<api_keys::PostgresKeyStore>,
 }
 
 impl Resources {
@@ -143,10 +143,10 @@ impl Resources {
     /// The API-key store. Its first use checks that Postgres answers (so start-up fails
     /// clearly); later configurations reuse the pool, and a database that is briefly down then
     /// does not block a reload (requests see 503s until it is back).
-    async fn key_store(&self, url: &str) -> Result<auth::PostgresKeyStore, String> {
+    async fn key_store(&self, url: &str) -> Result<api_keys::PostgresKeyStore, String> {
         self.key_store
             .get_or_try_init(|| async {
-                let store = auth::PostgresKeyStore::connect(url)?;
+                let store = api_keys::PostgresKeyStore::connect(url)?;
                 store.check().await?;
                 Ok::<_, String>(store)
             })

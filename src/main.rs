@@ -290,7 +290,7 @@ async fn administer_keys(cli: &Cli, env: &Environment) -> ExitCode {
         eprintln!("error: set TENSORZERO_POSTGRES_URL to the database that holds the API keys");
         return ExitCode::FAILURE;
     };
-    let store = match switchyard::auth::PostgresKeyStore::connect(url) {
+    let store = match switchyard::api_keys::PostgresKeyStore::connect(url) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -306,7 +306,7 @@ async fn administer_keys(cli: &Cli, env: &Environment) -> ExitCode {
             let expiration = cli
                 .expiration
                 .as_deref()
-                .map(switchyard::auth::parse_expiration)
+                .map(switchyard::api_keys::parse_expiration)
                 .transpose()?;
             let key = store.create(cli.description.as_deref(), expiration).await?;
             // Only the key goes to stdout, so scripts can capture it.
@@ -323,7 +323,7 @@ async fn administer_keys(cli: &Cli, env: &Environment) -> ExitCode {
             let keys = store.list().await?;
             let show = |t: &Option<chrono::DateTime<chrono::Utc>>| {
                 t.as_ref()
-                    .map_or("-".to_owned(), switchyard::auth::display_time)
+                    .map_or("-".to_owned(), switchyard::api_keys::display_time)
             };
             println!(
                 "{:<12}  {:<27}  {:<27}  {:<27}  DESCRIPTION",

@@ -24,7 +24,7 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::{AppState, VERSION, json_response};
-use crate::auth::PostgresKeyStore;
+use crate::api_keys::PostgresKeyStore;
 use crate::body::Body;
 use crate::limiter::RedisBackend;
 
