@@ -16,12 +16,12 @@ pub mod error;
 pub mod http_client;
 pub mod inference;
 pub mod lifecycle;
-pub mod limiter;
 pub mod metrics;
 pub mod model_call;
 pub mod native_wire;
 pub mod otlp;
 pub mod providers;
+pub mod rate_limit_store;
 pub mod reload;
 pub mod secret;
 pub mod server;
@@ -107,7 +107,7 @@ pub struct Resources {
     /// Where spans go (to the OTLP exporter while the configuration enables it).
     pub spans: Arc<otlp::SpanSink>,
     client: http_client::HttpClient,
-    buckets: limiter::BucketStores,
+    buckets: rate_limit_store::BucketStores,
     key_store: tokio::sync::OnceCell<api_keys::PostgresKeyStore>,
 }
 
@@ -135,7 +135,7 @@ impl Resources {
             spans: Arc::default(),
             lifecycle: Arc::default(),
             client: http_client::build(),
-            buckets: limiter::BucketStores::default(),
+            buckets: rate_limit_store::BucketStores::default(),
             key_store: tokio::sync::OnceCell::new(),
         }
     }
@@ -179,7 +179,7 @@ impl App {
 pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<App, StartupError> {
     let config = &loaded.config;
     let env = &resources.env;
-    let (rate_limit, limiter_store) = limiter::build(
+    let (rate_limit, limiter_store) = rate_limit_store::build(
         &config.rate_limiting,
         config.gateway.limits.max_rate_limit_buckets,
         env.valkey_url.as_ref().map(secret::Secret::expose),

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::{AppState, VERSION, json_response};
 use crate::api_keys::PostgresKeyStore;
 use crate::body::Body;
-use crate::limiter::RedisBackend;
+use crate::rate_limit_store::RedisBackend;
 
 /// How long a backend may take to answer a check.
 const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
