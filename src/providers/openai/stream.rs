@@ -1,0 +1,170 @@
+//! A chat completion stream in the OpenAI format, read chunk by chunk.
+
+use super::response::{WireUsage, finish_reason};
+use super::*;
+
+#[derive(Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    choices: Vec<StreamChoice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct StreamChoice {
+    #[serde(default)]
+    delta: Delta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<DeltaToolCall>,
+}
+
+#[derive(Deserialize)]
+struct DeltaToolCall {
+    index: Option<u64>,
+    id: Option<String>,
+    function: Option<DeltaFunction>,
+}
+
+#[derive(Deserialize)]
+struct DeltaFunction {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+pub(super) struct StreamState {
+    reader: SseReader,
+    /// Tool call ids by stream index: only the first delta of a call carries its id.
+    tool_ids: crate::providers::bounds::BlockSlots<String>,
+    finished: bool,
+    saw_finish_reason: bool,
+    provider_type: &'static str,
+    provider: String,
+}
+
+impl StreamState {
+    /// Reads `provider`'s stream from `reader`.
+    pub(super) fn new(reader: SseReader, provider: &ProviderSpec) -> Self {
+        Self {
+            reader,
+            tool_ids: Default::default(),
+            finished: false,
+            saw_finish_reason: false,
+            provider_type: provider.provider_type.as_str(),
+            provider: provider.name.to_string(),
+        }
+    }
+}
+
+impl ChunkSource for StreamState {
+    async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            match self.reader.next().await {
+                Err(message) => return self.fail(message),
+                Ok(Some(event)) if event.data.trim() == "[DONE]" => {
+                    self.finished = true;
+                    return None;
+                }
+                Ok(Some(event)) => match self.parse(&event.data) {
+                    Ok(Some(chunk)) => return Some(Ok(chunk)),
+                    Ok(None) => continue,
+                    Err(message) => return self.fail(message),
+                },
+                // Some compatible servers end without `[DONE]` after the last chunk.
+                Ok(None) if self.saw_finish_reason && !self.reader.ended_mid_event() => {
+                    self.finished = true;
+                    return None;
+                }
+                Ok(None) => {
+                    return self.fail("the stream ended before the provider finished its answer");
+                }
+            }
+        }
+    }
+}
+
+impl StreamState {
+    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
+        self.finished = true;
+        let Fault { kind, message } = fault.into();
+        Some(Err(Error::ProviderFailure {
+            provider_type: self.provider_type,
+            provider: self.provider.clone(),
+            kind,
+            message,
+        }))
+    }
+
+    fn parse(&mut self, data: &str) -> Result<Option<ModelChunk>, String> {
+        let value: Value = serde_json::from_str(data).map_err(|e| {
+            format!(
+                "a stream event is not JSON ({e}): {}",
+                snippet(data.as_bytes())
+            )
+        })?;
+        if let Some(error) = value.get("error") {
+            return Err(format!(
+                "the provider reported an error mid-stream: {}",
+                error_text(error)
+            ));
+        }
+        let chunk: StreamChunk = serde_json::from_value(value).map_err(|e| {
+            format!(
+                "a stream event is not a chat.completion.chunk ({e}): {}",
+                snippet(data.as_bytes())
+            )
+        })?;
+        let mut out = ModelChunk {
+            usage: chunk.usage.map(Usage::from),
+            ..ModelChunk::default()
+        };
+        if let Some(choice) = chunk.choices.into_iter().next() {
+            if let Some(reason) = &choice.finish_reason {
+                self.saw_finish_reason = true;
+                out.finish_reason = Some(finish_reason(reason));
+            }
+            let delta = choice.delta;
+            if let Some(text) = delta.reasoning_content.filter(|t| !t.is_empty()) {
+                out.content.push(ChunkBlock::Thought {
+                    id: "0".into(),
+                    text: Some(text),
+                    signature: None,
+                });
+            }
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                out.content.push(ChunkBlock::Text {
+                    id: "0".into(),
+                    text,
+                });
+            }
+            for call in delta.tool_calls {
+                let index = call
+                    .index
+                    .unwrap_or(self.tool_ids.len().saturating_sub(1) as u64);
+                if let Some(id) = call.id {
+                    self.tool_ids.set(index, id)?;
+                }
+                let id = self.tool_ids.get(index).cloned().unwrap_or_default();
+                let (name, arguments) = call
+                    .function
+                    .map(|f| (f.name.unwrap_or_default(), f.arguments.unwrap_or_default()))
+                    .unwrap_or_default();
+                out.content.push(ChunkBlock::ToolCall {
+                    id,
+                    raw_name: name,
+                    raw_arguments: arguments,
+                });
+            }
+        }
+        Ok(Some(out))
+    }
+}
