@@ -593,20 +593,11 @@ impl Target {
 
     /// The target could not be reached, or its answer could not be read.
     fn failure(&self, fault: impl Into<Fault>) -> Error {
-        let Fault { kind, message } = fault.into();
         match self {
-            Target::Provider(p) => Error::ProviderFailure {
-                provider_type: p.provider_type.as_str(),
-                provider: p.name.to_string(),
-                kind,
-                message,
-            },
-            Target::Relay { .. } => Error::Relay {
-                status: None,
-                kind: Some(kind),
-                message,
-                retry_after: None,
-            },
+            Target::Provider(p) => {
+                Error::provider_failure(p.provider_type.as_str(), &p.name, fault)
+            }
+            Target::Relay { .. } => crate::providers::relay::relay_error(fault),
         }
     }
 }

@@ -383,6 +383,23 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A failure of `provider` that is not an HTTP error status, with the fault's kind.
+    pub fn provider_failure(
+        provider_type: &'static str,
+        provider: &str,
+        fault: impl Into<Fault>,
+    ) -> Error {
+        let Fault { kind, message } = fault.into();
+        Error::ProviderFailure {
+            provider_type,
+            provider: provider.to_owned(),
+            kind,
+            message,
+        }
+    }
+}
+
 impl Classify for Error {
     /// Retry what a second attempt can fix: provider 5xx, 408, 409 and 429, unreachable or
     /// broken providers, timeouts and relay failures of the same kinds. Never retry a request

@@ -431,13 +431,11 @@ impl ChunkSource for StreamState {
 impl StreamState {
     fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
         self.finished = true;
-        let Fault { kind, message } = fault.into();
-        Some(Err(Error::ProviderFailure {
-            provider_type: self.provider_type,
-            provider: self.provider.clone(),
-            kind,
-            message,
-        }))
+        Some(Err(Error::provider_failure(
+            self.provider_type,
+            &self.provider,
+            fault,
+        )))
     }
 
     /// One event: a chunk to pass on, nothing (bookkeeping events), or an error.

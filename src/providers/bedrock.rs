@@ -625,13 +625,11 @@ struct EventStream {
 impl EventStream {
     fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
         self.finished = true;
-        let Fault { kind, message } = fault.into();
-        Some(Err(Error::ProviderFailure {
-            provider_type: self.provider_type,
-            provider: self.provider.clone(),
-            kind,
-            message,
-        }))
+        Some(Err(Error::provider_failure(
+            self.provider_type,
+            &self.provider,
+            fault,
+        )))
     }
 
     fn chunk(&mut self, message: &EventMessage) -> Result<Option<ModelChunk>, String> {

@@ -387,12 +387,11 @@ impl ChunkSource for StreamState {
         }
         let fail = |s: &mut Self, fault: Fault| {
             s.finished = true;
-            Some(Err(Error::ProviderFailure {
-                provider_type: s.provider_type,
-                provider: s.provider.clone(),
-                kind: fault.kind,
-                message: fault.message,
-            }))
+            Some(Err(Error::provider_failure(
+                s.provider_type,
+                &s.provider,
+                fault,
+            )))
         };
         let event = match self.reader.next().await {
             Ok(Some(event)) => event,

@@ -256,13 +256,7 @@ impl ProviderSpec {
     /// A failure of this provider that is not an HTTP error status: unreachable, a broken or
     /// unreadable answer (a bare message is an unreadable answer; a [`Fault`] keeps its kind).
     pub fn failure(&self, fault: impl Into<Fault>) -> Error {
-        let Fault { kind, message } = fault.into();
-        Error::ProviderFailure {
-            provider_type: self.provider_type.as_str(),
-            provider: self.name.to_string(),
-            kind,
-            message,
-        }
+        Error::provider_failure(self.provider_type.as_str(), &self.name, fault)
     }
 
     /// The label credential errors use: "`openai` of model `gpt`".

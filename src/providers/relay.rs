@@ -94,7 +94,8 @@ impl RelayClient {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>;
 
-fn relay_error(fault: impl Into<Fault>) -> Error {
+/// A relay exchange that failed without an HTTP status.
+pub(crate) fn relay_error(fault: impl Into<Fault>) -> Error {
     let Fault { kind, message } = fault.into();
     Error::Relay {
         status: None,
