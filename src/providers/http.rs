@@ -32,8 +32,11 @@ pub fn provider_error_message(body: &[u8]) -> String {
 /// token inside `Bearer`/`Basic` ones), kept to mask them in whatever the far end says back:
 /// some providers echo the key they were sent in their error messages, and that text goes on
 /// to the client, the log and traces.
+///
+/// Every call takes one, but most never fail: taking it only keeps the sensitive header values
+/// (a reference-count bump each); the text work happens in [`Carried::mask`], on errors.
 #[derive(Default)]
-pub struct Carried(Vec<String>);
+pub struct Carried(Vec<http::HeaderValue>);
 
 /// What a masked credential reads as.
 pub const MASKED: &str = "[redacted]";
@@ -41,32 +44,40 @@ pub const MASKED: &str = "[redacted]";
 impl Carried {
     /// The credentials in `request`'s headers.
     pub fn of<B>(request: &http::Request<B>) -> Self {
-        let mut values = Vec::new();
-        for value in request.headers().values().filter(|v| v.is_sensitive()) {
-            let Ok(text) = value.to_str() else { continue };
-            if let Some((_, token)) = text
-                .split_once("Bearer ")
-                .or_else(|| text.split_once("Basic "))
-            {
-                values.push(token.trim().to_owned());
-            }
-            values.push(text.to_owned());
-        }
-        // Longest first, so a header holding a token is masked whole before the token alone.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.retain(|v| v.len() >= MIN_MASKED_LEN);
-        Self(values)
+        Self(
+            request
+                .headers()
+                .values()
+                .filter(|v| v.is_sensitive())
+                .cloned()
+                .collect(),
+        )
     }
 
     /// `text` with every carried credential replaced by [`MASKED`].
     pub fn mask(&self, text: String) -> String {
-        self.0.iter().fold(text, |text, secret| {
-            if text.contains(secret.as_str()) {
-                text.replace(secret.as_str(), MASKED)
-            } else {
-                text
+        let mut secrets: Vec<&str> = Vec::new();
+        for text in self.0.iter().filter_map(|v| v.to_str().ok()) {
+            if let Some((_, token)) = text
+                .split_once("Bearer ")
+                .or_else(|| text.split_once("Basic "))
+            {
+                secrets.push(token.trim());
             }
-        })
+            secrets.push(text);
+        }
+        // Longest first, so a header holding a token is masked whole before the token alone.
+        secrets.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        secrets
+            .into_iter()
+            .filter(|v| v.len() >= MIN_MASKED_LEN)
+            .fold(text, |text, secret| {
+                if text.contains(secret) {
+                    text.replace(secret, MASKED)
+                } else {
+                    text
+                }
+            })
     }
 }
 
