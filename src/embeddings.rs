@@ -1,11 +1,12 @@
 //! Embedding models: `[embedding_models]`, shorthands (`openai::…`, `openrouter::…`) and the
 //! model-call stack behind `POST /openai/v1/embeddings`.
 //!
-//! The stack is built from the same layers as chat models, in the same order: rate limit (one
-//! reservation per call, no tags), the model's `timeout_ms`, relay-or-skip (embedding calls
-//! always go to the relay when one is configured: there is no `skip_relay` for them, reference
-//! §1.3), fallback over `routing`, each provider's `timeout_ms`, its key, and the OpenAI
-//! `/embeddings` wire format (the only one the configuration allows).
+//! The stack is built by the same builder as chat models' (`stack::model`), in the same order:
+//! rate limit (one reservation per call, no tags), the model's `timeout_ms`, relay-or-skip
+//! (embedding calls always go to the relay when one is configured: there is no `skip_relay` for
+//! them, reference §1.3), fallback over `routing`, each provider's `timeout_ms`, its key, the
+//! global outbound deadline, and the codec of the OpenAI `/embeddings` wire format (the only one
+//! the configuration allows) over the upstream leaf.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -19,33 +20,28 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
 use serde_json::{Value, json};
 use switchyard_layers::call::{Call, Payload};
-use switchyard_layers::credentials::{CredentialLayer, CredentialSource};
+use switchyard_layers::credentials::CredentialSource;
 use switchyard_layers::ext::DynamicCredentials;
 use switchyard_layers::ext::ProviderKey;
-use switchyard_layers::fallback::Fallback;
 use switchyard_layers::rate_limit::{
     EstimateTokens, RateLimitLayer, ReportUsage, TokenEstimate, UsageReport,
 };
-use switchyard_layers::route::RelayOrSkip;
-use switchyard_layers::timeout::{LimitStream, Scope, StreamLimits, TimeoutLayer, Timeouts};
-use switchyard_layers::trace_context::{TRACEPARENT, TraceContext};
+use switchyard_layers::timeout::{LimitStream, StreamLimits, Timeouts};
+use switchyard_layers::trace_context::TraceContext;
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceExt};
 
 use crate::config::{
     Config, EmbeddingProviderConfig, EmbeddingProviderType, ProviderType, ProviderTypesConfig,
 };
-use crate::error::{Error, FailureKind, Fault, error_chain};
-use crate::http_client::HttpClient;
+use crate::error::Error;
 use crate::model_call::BodyEdit;
-use crate::providers::relay::RelaySettings;
-use crate::providers::{apply_body_edit, bearer, provider_error_message, read_limited};
+use crate::providers::{apply_body_edit, bearer};
+use crate::stack::model::{self, StackContext};
+use crate::upstream::{Peer, Upstream, read_answer};
 
 /// The prefix of embedding model names on the OpenAI-compatible route.
 pub const EMBEDDING_MODEL_PREFIX: &str = "tensorzero::embedding_model_name::";
-
-/// How much of an error body is read for its message.
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// The texts (or token arrays) to embed, as the client sent them (a string, a list of strings,
 /// a list of tokens, or a list of token lists), checked to be one of those and not empty.
@@ -170,19 +166,8 @@ type EmbeddingService = BoxCloneSyncService<Call<EmbeddingRequest>, EmbeddingOut
 pub struct EmbeddingModels {
     configured: HashMap<String, EmbeddingService>,
     provider_types: ProviderTypesConfig,
-    cx: StackParts,
+    cx: StackContext,
     rate_limit: RateLimitLayer,
-}
-
-/// What every embedding model's stack is built with.
-#[derive(Clone, Debug)]
-struct StackParts {
-    client: HttpClient,
-    global_timeout: Duration,
-    relay: Option<RelaySettings>,
-    metrics: Arc<crate::metrics::GatewayMetrics>,
-    spans: Arc<crate::otlp::SpanSink>,
-    debug: bool,
 }
 
 impl EmbeddingModels {
@@ -190,17 +175,10 @@ impl EmbeddingModels {
     /// here (the relay holds them) and are not checked.
     pub fn new(
         config: &Config,
-        cx: &crate::stack::model::StackContext,
+        cx: &StackContext,
         rate_limit: RateLimitLayer,
     ) -> Result<Self, Vec<String>> {
-        let cx = StackParts {
-            client: cx.client.clone(),
-            global_timeout: cx.global_timeout,
-            relay: cx.relay.clone(),
-            metrics: cx.metrics.clone(),
-            spans: cx.spans.clone(),
-            debug: cx.debug,
-        };
+        let cx = cx.clone();
         let relay = cx.relay.clone();
         let mut configured = HashMap::new();
         let mut errors = Vec::new();
@@ -268,7 +246,7 @@ impl EmbeddingModels {
                     name,
                     vec![provider],
                     Timeouts::default(),
-                    &StackParts {
+                    &StackContext {
                         relay: None,
                         ..self.cx.clone()
                     },
@@ -279,73 +257,50 @@ impl EmbeddingModels {
     }
 }
 
-/// Builds one embedding model's stack (below the rate limit).
+/// Builds one embedding model's stack (below the rate limit), with the builder chat models use.
 fn stack(
     name: &str,
     providers: Vec<EmbeddingProvider>,
     timeouts: Timeouts,
-    cx: &StackParts,
+    cx: &StackContext,
 ) -> EmbeddingService {
     let model: Arc<str> = Arc::from(name);
-    let direct = Fallback::new(
-        providers
-            .into_iter()
-            .map(|p| {
-                let p = Arc::new(p);
-                let attempt = ServiceBuilder::new()
-                    .layer(TimeoutLayer::new(
-                        Scope::Provider,
-                        p.name.clone(),
-                        p.timeouts,
-                    ))
-                    .layer(CredentialLayer::new(p.credential.clone(), p.label()))
-                    .layer(crate::metrics::AttemptMetricsLayer::new(
-                        cx.metrics.clone(),
-                        model.clone(),
-                        p.name.clone(),
-                        cx.debug,
-                        cx.spans.clone(),
-                    ))
-                    .service(EmbeddingClient {
-                        target: Target::Provider(p.clone()),
-                        client: cx.client.clone(),
-                        global_timeout: cx.global_timeout,
-                    });
-                (p.name.clone(), attempt)
-            })
-            .collect(),
-    )
-    .counting(cx.metrics.fallbacks.with(&[name]));
+    let providers = providers
+        .into_iter()
+        .map(|p| {
+            let p = Arc::new(p);
+            let codec = EmbeddingClient {
+                destination: Destination::Provider(p.clone()),
+                upstream: cx.upstream.clone(),
+            };
+            let target = model::Target {
+                name: p.name.clone(),
+                model: model.clone(),
+                credential: p.credential.clone(),
+                label: p.label(),
+                timeouts: p.timeouts,
+                peer: codec.destination.peer(),
+            };
+            (p.name.clone(), model::attempt(target, codec, cx))
+        })
+        .collect();
     let relay = cx.relay.as_ref().map(|relay| {
-        ServiceBuilder::new()
-            .layer(CredentialLayer::new(
-                relay.key.clone(),
-                crate::providers::relay::RELAY_PROVIDER,
-            ))
-            .layer(crate::metrics::AttemptMetricsLayer::new(
-                cx.metrics.clone(),
-                model.clone(),
-                crate::providers::relay::RELAY_PROVIDER.into(),
-                cx.debug,
-                cx.spans.clone(),
-            ))
-            .service(EmbeddingClient {
-                target: Target::Relay {
-                    url: format!(
-                        "{}/openai/v1/embeddings",
-                        relay.gateway_url.trim_end_matches('/')
-                    ),
-                    model: format!("{EMBEDDING_MODEL_PREFIX}{name}"),
-                },
-                client: cx.client.clone(),
-                global_timeout: cx.global_timeout,
-            })
+        let codec = EmbeddingClient {
+            destination: Destination::Relay {
+                url: format!(
+                    "{}/openai/v1/embeddings",
+                    relay.gateway_url.trim_end_matches('/')
+                )
+                .into(),
+                model: format!("{EMBEDDING_MODEL_PREFIX}{name}"),
+            },
+            upstream: cx.upstream.clone(),
+        };
+        let target = model::relay_target(relay, model.clone(), codec.destination.peer());
+        model::attempt(target, codec, cx)
     });
-    BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            .layer(TimeoutLayer::new(Scope::Model, model, timeouts))
-            .service(RelayOrSkip::new(relay, false, direct)),
-    )
+    // Embedding calls always go to the relay when one is configured (reference §1.3).
+    model::calls(model, providers, relay, timeouts, false, cx)
 }
 
 /// One provider of an embedding model.
@@ -440,19 +395,18 @@ fn embeddings_url(base: &str) -> String {
 
 /// Where an embedding call goes.
 #[derive(Clone, Debug)]
-enum Target {
+enum Destination {
     /// A provider's `/embeddings`.
     Provider(Arc<EmbeddingProvider>),
     /// The relay's `/openai/v1/embeddings` (reference §1.9).
-    Relay { url: String, model: String },
+    Relay { url: Arc<str>, model: String },
 }
 
-/// Sends one embedding call in the OpenAI wire format.
+/// The codec of the OpenAI `/embeddings` wire format, to a provider or the relay.
 #[derive(Clone, Debug)]
 struct EmbeddingClient {
-    target: Target,
-    client: HttpClient,
-    global_timeout: Duration,
+    destination: Destination,
+    upstream: Upstream,
 }
 
 impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
@@ -467,13 +421,10 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
     fn call(&mut self, call: Call<EmbeddingRequest>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let target = &this.target;
-            let url = target.url();
-            let body = target.body(&call);
+            let destination = &this.destination;
+            let url = destination.url();
+            let body = destination.body(&call);
             let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
-            if let Some(trace) = call.extensions.get::<TraceContext>() {
-                builder = builder.header(TRACEPARENT, trace.outgoing());
-            }
             if let Some(key) = call
                 .extensions
                 .get::<ProviderKey>()
@@ -481,43 +432,22 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             {
                 builder = builder.header(AUTHORIZATION, bearer(key)?);
             }
+            let peer = destination.peer();
             let request = builder
                 .body(Full::new(Bytes::from(body.to_string())))
-                .map_err(|e| target.failure(format!("cannot build a request to `{url}`: {e}")))?;
-            let carried = crate::providers::Carried::of(&request);
-            let exchange = async {
-                let response = this.client.request(request).await.map_err(|e| {
-                    target.failure(Fault::new(
-                        FailureKind::Unreachable,
-                        format!("could not reach `{url}`: {}", error_chain(&e)),
-                    ))
-                })?;
-                let status = response.status();
-                if !status.is_success() {
-                    let retry_after = crate::error::retry_after(response.headers());
-                    let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
-                        .await
-                        .unwrap_or_default();
-                    return Err(target.http_error(
-                        status.as_u16(),
-                        carried.mask(provider_error_message(&body)),
-                        retry_after,
-                    ));
-                }
-                let bytes = crate::providers::read_answer(response.into_body())
-                    .await
-                    .map_err(|m| target.failure(m))?;
-                parse_embeddings(&bytes).map_err(|m| target.failure(m))
-            };
-            let (embeddings, prompt_tokens) = crate::providers::within_global_timeout(
-                this.global_timeout,
-                Some(url),
-                exchange,
-                |f| target.failure(f),
-            )
-            .await?;
+                .map_err(|e| peer.failure(format!("cannot build a request to `{url}`: {e}")))?;
+            let response = this
+                .upstream
+                .exchange(request, call.extensions.get::<TraceContext>())
+                .await
+                .map_err(|refused| peer.refused(refused))?;
+            let bytes = read_answer(response.into_body())
+                .await
+                .map_err(|fault| peer.failure(fault))?;
+            let (embeddings, prompt_tokens) =
+                parse_embeddings(&bytes).map_err(|m| peer.failure(m))?;
             Ok(EmbeddingOutput {
-                provider: target.provider_name(),
+                provider: destination.provider_name(),
                 embeddings,
                 prompt_tokens,
             })
@@ -525,18 +455,30 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
     }
 }
 
-impl Target {
+impl Destination {
     fn url(&self) -> &str {
         match self {
-            Target::Provider(p) => &p.url,
-            Target::Relay { url, .. } => url,
+            Destination::Provider(p) => &p.url,
+            Destination::Relay { url, .. } => url,
         }
     }
 
     fn provider_name(&self) -> Arc<str> {
         match self {
-            Target::Provider(p) => p.name.clone(),
-            Target::Relay { .. } => crate::providers::relay::RELAY_PROVIDER.into(),
+            Destination::Provider(p) => p.name.clone(),
+            Destination::Relay { .. } => crate::providers::relay::RELAY_PROVIDER.into(),
+        }
+    }
+
+    /// Who the exchange is with: whose failure it is when it goes wrong.
+    fn peer(&self) -> Peer {
+        match self {
+            Destination::Provider(p) => Peer::Provider {
+                provider_type: p.provider_type.as_str(),
+                name: p.name.clone(),
+                url: Some(p.url.as_str().into()),
+            },
+            Destination::Relay { url, .. } => Peer::Relay { url: url.clone() },
         }
     }
 
@@ -544,14 +486,14 @@ impl Target {
     /// gateway's model name and the fields of reference §1.9.
     fn body(&self, call: &Call<EmbeddingRequest>) -> Value {
         match self {
-            Target::Provider(p) => {
+            Destination::Provider(p) => {
                 let mut body = call.payload.body(&p.provider_model);
                 for edit in &p.extra_body {
                     apply_body_edit(&mut body, edit);
                 }
                 body
             }
-            Target::Relay { model, .. } => {
+            Destination::Relay { model, .. } => {
                 let mut body = call.payload.body(model);
                 // Dynamic credentials travel to the relay, which resolves its providers' keys.
                 let credentials: serde_json::Map<String, Value> = call
@@ -569,35 +511,6 @@ impl Target {
                 body["tensorzero::include_raw_response"] = json!(false);
                 body
             }
-        }
-    }
-
-    /// The target answered with an error status.
-    fn http_error(&self, status: u16, message: String, retry_after: Option<Duration>) -> Error {
-        match self {
-            Target::Provider(p) => Error::ProviderHttp {
-                provider_type: p.provider_type.as_str(),
-                provider: p.name.to_string(),
-                status,
-                message,
-                retry_after,
-            },
-            Target::Relay { .. } => Error::Relay {
-                status: Some(status),
-                kind: None,
-                message: format!("HTTP Error (status code {status}): {message}"),
-                retry_after,
-            },
-        }
-    }
-
-    /// The target could not be reached, or its answer could not be read.
-    fn failure(&self, fault: impl Into<Fault>) -> Error {
-        match self {
-            Target::Provider(p) => {
-                Error::provider_failure(p.provider_type.as_str(), &p.name, fault)
-            }
-            Target::Relay { .. } => crate::providers::relay::relay_error(fault),
         }
     }
 }

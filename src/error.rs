@@ -398,6 +398,17 @@ impl Error {
             message,
         }
     }
+
+    /// A relay exchange that failed without an HTTP status.
+    pub fn relay_failure(fault: impl Into<Fault>) -> Error {
+        let Fault { kind, message } = fault.into();
+        Error::Relay {
+            status: None,
+            kind: Some(kind),
+            message,
+            retry_after: None,
+        }
+    }
 }
 
 impl Classify for Error {

@@ -27,6 +27,7 @@ pub mod secret;
 pub mod server;
 pub mod sse;
 pub mod stack;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;

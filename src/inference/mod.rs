@@ -82,7 +82,7 @@ impl Gateway {
             }
         };
         let context = StackContext {
-            client,
+            upstream: crate::upstream::Upstream::new(client),
             global_timeout: Duration::from_millis(config.gateway.global_outbound_http_timeout_ms),
             relay,
             metrics: metrics.clone(),

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use super::gcp::{GcpAuth, vertex_url};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, sensitive_header, snippet,
+    bearer, peek_stream, sensitive_header,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, Fault};
@@ -27,6 +27,7 @@ use crate::model_call::{
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
 use crate::secret::Secret;
+use crate::upstream::{error_text, read_answer, snippet};
 
 /// The API version header every request carries.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -106,7 +107,7 @@ impl AnthropicAdapter {
             }
             (Some(credentials), Some(auth)) => {
                 let token = auth
-                    .access_token(credentials, cx.key_origin, cx.client)
+                    .access_token(credentials, cx.key_origin, cx.upstream)
                     .await
                     .map_err(|m| provider.failure(m))?;
                 builder = builder.header(http::header::AUTHORIZATION, bearer(&token)?);
@@ -117,11 +118,11 @@ impl AnthropicAdapter {
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
-        let response = super::send(provider, cx, url, http_request).await?;
+        let response = super::send(provider, cx, http_request).await?;
         if request.stream {
             stream(provider, response.into_body()).await
         } else {
-            let bytes = super::read_answer(response.into_body())
+            let bytes = read_answer(response.into_body())
                 .await
                 .map_err(|e| provider.failure(e))?;
             parse_message(&bytes)

@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallContext, ChunkSource, Edits, ProviderSpec, apply_body_edit, apply_header_edits, error_text,
-    peek_stream, sensitive_header, snippet,
+    CallContext, ChunkSource, Edits, ProviderSpec, apply_body_edit, apply_header_edits,
+    peek_stream, sensitive_header,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, FailureKind, Fault, error_chain};
@@ -21,6 +21,7 @@ use crate::model_call::{
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
 use crate::secret::Secret;
+use crate::upstream::{error_text, read_answer, snippet};
 
 /// AWS credentials (the environment part of the SDK chain).
 #[derive(Clone, Debug)]
@@ -180,7 +181,7 @@ impl AwsSigner {
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
-        let response = super::send(provider, cx, url, http_request).await?;
+        let response = super::send(provider, cx, http_request).await?;
         Ok(response)
     }
 }
@@ -247,7 +248,7 @@ impl BedrockAdapter {
             })
             .await
         } else {
-            let bytes = super::read_answer(response.into_body())
+            let bytes = read_answer(response.into_body())
                 .await
                 .map_err(|e| provider.failure(e))?;
             parse_response(&bytes)

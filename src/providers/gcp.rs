@@ -18,11 +18,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::read_limited;
 use super::url::{BaseUrl, encode_segment};
-use crate::error::{Error, error_chain};
-use crate::http_client::HttpClient;
+use crate::error::Error;
 use crate::secret::Secret;
+use crate::upstream::{MAX_ERROR_BYTES, Upstream, read_limited};
 use switchyard_layers::credentials::KeyOrigin;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -66,7 +65,7 @@ impl GcpAuth {
         &self,
         credentials: &Secret,
         origin: KeyOrigin,
-        client: &HttpClient,
+        upstream: &Upstream,
     ) -> Result<Secret, String> {
         let fingerprint: [u8; 32] = Sha256::digest(credentials.expose().as_bytes()).into();
         if let Some(c) = self.cached.lock().expect("token cache").as_ref() {
@@ -94,14 +93,12 @@ impl GcpAuth {
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| format!("cannot build the token request to `{token_uri}`: {e}"))?;
-        let response = client.request(request).await.map_err(|e| {
-            format!(
-                "could not reach the GCP token endpoint `{token_uri}`: {}",
-                error_chain(&e)
-            )
-        })?;
+        let response = upstream
+            .send(request, None)
+            .await
+            .map_err(|unreachable| unreachable.fault_naming("the GCP token endpoint").message)?;
         let status = response.status();
-        let body = read_limited(response.into_body(), 64 * 1024)
+        let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
             .await
             .unwrap_or_default();
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);

@@ -17,7 +17,7 @@ use super::gcp::{GcpAuth, vertex_url};
 use super::url::{BaseUrl, encode_segment};
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, sensitive_header, snippet,
+    bearer, peek_stream, sensitive_header,
 };
 use crate::config::JsonMode;
 use crate::error::{Error, Fault};
@@ -26,6 +26,7 @@ use crate::model_call::{
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
 use crate::secret::Secret;
+use crate::upstream::{error_text, read_answer, snippet};
 
 const DEFAULT_API_BASE: &str = "https://generativelanguage.googleapis.com/v1beta/";
 
@@ -94,7 +95,7 @@ impl GeminiAdapter {
             }
             (Some(credentials), Some(auth)) => {
                 let token = auth
-                    .access_token(credentials, cx.key_origin, cx.client)
+                    .access_token(credentials, cx.key_origin, cx.upstream)
                     .await
                     .map_err(|m| provider.failure(m))?;
                 builder = builder.header(http::header::AUTHORIZATION, bearer(&token)?);
@@ -105,7 +106,7 @@ impl GeminiAdapter {
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
-        let response = super::send(provider, cx, url, http_request).await?;
+        let response = super::send(provider, cx, http_request).await?;
         if request.stream {
             let state = StreamState {
                 reader: SseReader::new(response.into_body()),
@@ -119,7 +120,7 @@ impl GeminiAdapter {
             })
             .await
         } else {
-            let bytes = super::read_answer(response.into_body())
+            let bytes = read_answer(response.into_body())
                 .await
                 .map_err(|e| provider.failure(e))?;
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| {

@@ -22,17 +22,13 @@ mod http;
 mod stream;
 
 pub use edits::{Edits, apply_body_edit, apply_header_edits};
-pub use http::{
-    Carried, MASKED, bearer, error_text, provider_error_message, read_answer, read_limited, send,
-    sensitive_header, snippet, within_global_timeout,
-};
+pub use http::{bearer, send, sensitive_header};
 pub use stream::{ChunkSource, SseReader, peek_stream};
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::{CredentialSource, KeyOrigin};
@@ -43,8 +39,8 @@ use switchyard_layers::trace_context::TraceContext;
 use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::credentials;
 use crate::error::{Error, Fault};
-use crate::http_client::HttpClient;
 use crate::model_call::{BodyEdit, HeaderEdit, ModelOutput, ModelRequest};
+use crate::upstream::Upstream;
 
 /// Everything start-up knows about one provider of one model.
 #[derive(Debug)]
@@ -266,23 +262,18 @@ impl ProviderSpec {
 }
 
 /// The provider adapter as a service: translates the call to the provider's wire format, sends
-/// it with the key the credentials layer put in [`ProviderKey`], and translates the answer back.
+/// it with the key the credentials layer put in [`ProviderKey`] through the upstream leaf, and
+/// translates the answer back.
 #[derive(Clone, Debug)]
 pub struct ProviderService {
     spec: Arc<ProviderSpec>,
-    client: HttpClient,
-    global_timeout: Duration,
+    upstream: Upstream,
 }
 
 impl ProviderService {
-    /// The service for `spec`, sending through `client`; no HTTP exchange may take longer than
-    /// `global_timeout` (`gateway.global_outbound_http_timeout_ms`).
-    pub fn new(spec: Arc<ProviderSpec>, client: HttpClient, global_timeout: Duration) -> Self {
-        Self {
-            spec,
-            client,
-            global_timeout,
-        }
+    /// The service for `spec`, sending through `upstream`.
+    pub fn new(spec: Arc<ProviderSpec>, upstream: Upstream) -> Self {
+        Self { spec, upstream }
     }
 }
 
@@ -355,26 +346,19 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                 .copied()
                 .unwrap_or(KeyOrigin::Configuration);
             let cx = CallContext {
-                client: &this.client,
+                upstream: &this.upstream,
                 credentials: &dynamic,
                 key_origin,
                 trace: trace.as_ref(),
             };
-            let attempt = async {
-                match &spec.adapter {
-                    Adapter::OpenAi(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
-                    Adapter::Anthropic(a) => {
-                        a.infer(spec, request, key.as_ref(), &edits, &cx).await
-                    }
-                    Adapter::Gemini(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
-                    Adapter::Bedrock(a) => a.infer(spec, request, &edits, &cx).await,
-                    Adapter::Sagemaker(a) => a.infer(spec, request, &edits, &cx).await,
-                    Adapter::NotYetSupported(_) => unreachable!("refused above"),
-                }
-            };
-            let output =
-                within_global_timeout(this.global_timeout, None, attempt, |f| spec.failure(f))
-                    .await?;
+            let output = match &spec.adapter {
+                Adapter::OpenAi(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
+                Adapter::Anthropic(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
+                Adapter::Gemini(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
+                Adapter::Bedrock(a) => a.infer(spec, request, &edits, &cx).await,
+                Adapter::Sagemaker(a) => a.infer(spec, request, &edits, &cx).await,
+                Adapter::NotYetSupported(_) => unreachable!("refused above"),
+            }?;
             let output = if implicit_tool.is_some() {
                 implicit_tool::unwrap(output)
             } else {
@@ -390,8 +374,8 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
 
 /// What an adapter needs besides the request.
 pub struct CallContext<'a> {
-    /// The shared outbound client.
-    pub client: &'a HttpClient,
+    /// The outbound exchange.
+    pub upstream: &'a Upstream,
     /// The request's dynamic credentials (Azure can take its endpoint from them).
     pub credentials: &'a DynamicCredentials,
     /// Where the provider's key came from: one from the request may go where the request

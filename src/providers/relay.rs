@@ -12,7 +12,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
@@ -22,14 +21,11 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use switchyard_layers::call::Call;
 use switchyard_layers::ext::{DynamicCredentials, ProviderKey, Tags};
-use switchyard_layers::trace_context::{TRACEPARENT, TraceContext};
+use switchyard_layers::trace_context::TraceContext;
 
-use super::{Carried, ChunkSource, SseReader, bearer, peek_stream, provider_error_message};
-use super::{error_text, read_limited, snippet};
+use super::{ChunkSource, SseReader, bearer, peek_stream};
 use crate::config::JsonMode;
-use crate::error::error_chain;
 use crate::error::{Error, FailureKind, Fault};
-use crate::http_client::HttpClient;
 use crate::model_call::{
     ContentBlock, EditTarget, FileInput, InferenceParams, ModelChunk, ModelOutput, ModelRequest,
     ModelResponse, ProviderOutput,
@@ -38,6 +34,7 @@ use crate::native_wire::{
     InferenceChunk, InferenceRequestBody, InferenceResponse, InputBody, InputContentBlock,
     MessageBody, ParamsBody,
 };
+use crate::upstream::{Peer, Upstream, error_text, read_answer, snippet};
 
 /// The provider name relayed calls are recorded under.
 pub const RELAY_PROVIDER: &str = switchyard_layers::ext::RELAY_PROVIDER;
@@ -50,20 +47,17 @@ pub struct RelaySettings {
     /// Where the relay key comes from.
     pub key: switchyard_layers::credentials::CredentialSource,
 }
-const MAX_ERROR_BYTES: usize = 64 * 1024;
-
 /// Sends one model's calls to the relay.
 #[derive(Clone, Debug)]
 pub struct RelayClient {
     inner: Arc<RelayTarget>,
-    client: HttpClient,
-    global_timeout: Duration,
+    upstream: Upstream,
 }
 
 #[derive(Debug)]
 struct RelayTarget {
     /// `{gateway_url}/inference`, keeping any path prefix.
-    url: String,
+    url: Arc<str>,
     /// The edge's name for the model; the relay must know it too.
     model_name: Arc<str>,
 }
@@ -75,35 +69,25 @@ pub fn inference_url(gateway_url: &str) -> String {
 
 impl RelayClient {
     /// A client for calls of `model_name` to the relay at `gateway_url`.
-    pub fn new(
-        gateway_url: &str,
-        model_name: Arc<str>,
-        client: HttpClient,
-        global_timeout: Duration,
-    ) -> Self {
+    pub fn new(gateway_url: &str, model_name: Arc<str>, upstream: Upstream) -> Self {
         Self {
             inner: Arc::new(RelayTarget {
-                url: inference_url(gateway_url),
+                url: inference_url(gateway_url).into(),
                 model_name,
             }),
-            client,
-            global_timeout,
+            upstream,
+        }
+    }
+
+    /// Who this client's exchanges are with.
+    pub fn peer(&self) -> Peer {
+        Peer::Relay {
+            url: self.inner.url.clone(),
         }
     }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>;
-
-/// A relay exchange that failed without an HTTP status.
-pub(crate) fn relay_error(fault: impl Into<Fault>) -> Error {
-    let Fault { kind, message } = fault.into();
-    Error::Relay {
-        status: None,
-        kind: Some(kind),
-        message,
-        retry_after: None,
-    }
-}
 
 impl tower::Service<Call<ModelRequest>> for RelayClient {
     type Response = ModelOutput;
@@ -119,12 +103,9 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
         Box::pin(async move {
             let target = &this.inner;
             let body = relay_body(&target.model_name, &call);
-            let mut builder = Request::post(&target.url).header(CONTENT_TYPE, "application/json");
+            let mut builder = Request::post(&*target.url).header(CONTENT_TYPE, "application/json");
             if call.payload.stream {
                 builder = builder.header(ACCEPT, "text/event-stream");
-            }
-            if let Some(trace) = call.extensions.get::<TraceContext>() {
-                builder = builder.header(TRACEPARENT, trace.outgoing());
             }
             if let Some(key) = call
                 .extensions
@@ -136,61 +117,29 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
             let request = builder
                 .body(Full::new(Bytes::from(body.to_string())))
                 .map_err(|e| {
-                    relay_error(Fault::new(
+                    Error::relay_failure(Fault::new(
                         FailureKind::Unreachable,
                         format!("cannot build a request to `{}`: {e}", target.url),
                     ))
                 })?;
-            let exchange = async {
-                let carried = Carried::of(&request);
-                let response = this.client.request(request).await.map_err(|e| {
-                    relay_error(Fault::new(
-                        FailureKind::Unreachable,
-                        format!(
-                            "could not reach the relay at `{}`: {}",
-                            target.url,
-                            error_chain(&e)
-                        ),
-                    ))
+            let response = this
+                .upstream
+                .exchange(request, call.extensions.get::<TraceContext>())
+                .await
+                .map_err(|refused| this.peer().refused(refused))?;
+            let is_sse = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let output = if is_sse {
+                stream(response.into_body()).await?
+            } else {
+                let bytes = read_answer(response.into_body()).await.map_err(|e| {
+                    Error::relay_failure(Fault::new(e.kind, format!("the relay's answer: {e}")))
                 })?;
-                let status = response.status();
-                if !status.is_success() {
-                    let retry_after = crate::error::retry_after(response.headers());
-                    let body = read_limited(response.into_body(), MAX_ERROR_BYTES)
-                        .await
-                        .unwrap_or_default();
-                    let message = carried.mask(provider_error_message(&body));
-                    return Err(Error::Relay {
-                        status: Some(status.as_u16()),
-                        kind: None,
-                        message: format!("HTTP Error (status code {}): {message}", status.as_u16()),
-                        retry_after,
-                    });
-                }
-                let is_sse = response
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("text/event-stream"));
-                if is_sse {
-                    stream(response.into_body()).await
-                } else {
-                    let bytes = super::read_answer(response.into_body())
-                        .await
-                        .map_err(|e| {
-                            relay_error(Fault::new(e.kind, format!("the relay's answer: {e}")))
-                        })?;
-                    let parsed = parse_response(&bytes).map_err(relay_error)?;
-                    Ok(ProviderOutput::Complete(parsed))
-                }
+                ProviderOutput::Complete(parse_response(&bytes).map_err(Error::relay_failure)?)
             };
-            let output = super::within_global_timeout(
-                this.global_timeout,
-                Some(&target.url),
-                exchange,
-                relay_error,
-            )
-            .await?;
             Ok(ModelOutput {
                 provider: RELAY_PROVIDER.into(),
                 output,
@@ -371,7 +320,7 @@ async fn stream(body: Incoming) -> Result<ProviderOutput, Error> {
         finished: false,
     };
     peek_stream(state, || {
-        relay_error(Fault::new(
+        Error::relay_failure(Fault::new(
             FailureKind::BrokeOff,
             "the relay's stream ended before any data arrived",
         ))
@@ -387,7 +336,7 @@ struct RelayStream {
 impl RelayStream {
     fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
         self.finished = true;
-        Some(Err(relay_error(fault)))
+        Some(Err(Error::relay_failure(fault)))
     }
 }
 

@@ -11,6 +11,7 @@ use super::{CallContext, Edits, ProviderSpec, SseReader};
 use crate::config::models::{AwsSagemakerProvider, SagemakerHostedProvider};
 use crate::error::Error;
 use crate::model_call::{ModelRequest, ProviderOutput};
+use crate::upstream::read_answer;
 
 /// Calls one SageMaker endpoint.
 #[derive(Debug)]
@@ -80,7 +81,7 @@ impl SagemakerAdapter {
                 .read_stream(provider, SseReader::in_event_stream(response.into_body()))
                 .await
         } else {
-            let bytes = super::read_answer(response.into_body())
+            let bytes = read_answer(response.into_body())
                 .await
                 .map_err(|e| provider.failure(e))?;
             parse_completion(&bytes)

@@ -4,9 +4,10 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{bedrock, error_text, provider_error_message};
+use super::bedrock;
 use crate::error::{Error, FailureKind, Fault};
 use crate::model_call::{ModelChunk, ProviderOutput};
+use crate::upstream::{error_text, provider_error_message};
 
 /// Reads a provider's SSE response body event by event.
 pub struct SseReader {

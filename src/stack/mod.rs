@@ -41,38 +41,44 @@
 //! 9. model `Timeout` (scope model): the model's `timeouts`; it also covers relayed calls.
 //! 10. `RelayOrSkip` (layers `route`): to the relay, unless there is none or the model sets
 //!     `skip_relay = true`.
-//!     - relay: `Credentials` (the relay key; writes `ProviderKey`, reads `DynamicCredentials`)
-//!       and `AttemptMetrics` over the `RelayClient` (`providers::relay`; reads `ProviderKey`,
-//!       `DynamicCredentials`, `Tags`).
+//!     - relay: stages 13 to 15 with the relay key over the `RelayClient` (`providers::relay`;
+//!       reads `ProviderKey`, `DynamicCredentials`, `Tags`).
 //! 11. `Fallback` (layers `fallback`): the model's `routing`, in order, on any error.
 //! 12. provider `Timeout` (scope provider): one attempt.
 //! 13. `Credentials` (layers `credentials`): resolves the provider's key; writes `ProviderKey`,
 //!     reads `DynamicCredentials`.
-//! 14. `AttemptMetrics` (`metrics`: counts and times the wire call, the relay's too, and adds
-//!     its wait to the inference's `ProviderWait` for the overhead histogram) over
-//!     `ProviderService` (`providers`): the wire format (reads `ProviderKey`), over the pooled
-//!     hyper client (`http_client`).
+//! 14. `AttemptMetrics` (`metrics`): counts and times the wire call, the relay's too, and adds
+//!     its wait to the inference's `ProviderWait` for the overhead histogram.
+//! 15. `Deadline` ([`deadline`]): `gateway.global_outbound_http_timeout_ms` over the whole
+//!     exchange; a miss is the peer's `NoAnswer` failure.
 //!
-//! Stages 9 to 14 are built once per model at start-up ([`model::model`]); 6 to 8 per request, from
-//! the variant's settings ([`model::variant`]).
+//! Below the stages, the codec of the target's wire format (`ProviderService` in `providers`,
+//! reading `ProviderKey`; `RelayClient`; the embeddings client) over the one upstream leaf
+//! (`upstream::Upstream`: sends with `traceparent`, types unreachable and error-status answers,
+//! bounds what it reads) and the pooled hyper client (`http_client`).
 //!
-//! Embedding calls (`embeddings`) go through the same layers in the same order: 6 (no tags),
-//! 9 (the embedding model's `timeout_ms`), 10 (always relayed when a relay is configured), 11,
-//! 12 (each provider's `timeout_ms`) and 13, over the OpenAI `/embeddings` client.
+//! Stages 9 to 15 are built once per model at start-up ([`model::model`], over the generic
+//! [`model::calls`] and [`model::attempt`]); 6 to 8 per request, from the variant's settings
+//! ([`model::variant`]).
+//!
+//! Embedding calls (`embeddings`) go through the same builder: 6 (no tags), 9 (the embedding
+//! model's `timeout_ms`), 10 (always relayed when a relay is configured), 11, 12 (each
+//! provider's `timeout_ms`) and 13 to 15, over the OpenAI `/embeddings` codec.
 //!
 //! Before stage 6, `inference` resolves what the edge owns: the function, its variant (sampled
 //! by weight, or pinned), the input checked against the function's schemas and rendered through
 //! the variant's templates, the tools offered; best-of-n and mixture-of-n variants make one
-//! model call per candidate plus the evaluator or fuser, each through stages 6 to 14.
-
+//! model call per candidate plus the evaluator or fuser, each through stages 6 to 15.
 //!
 //! # Modules
 //!
 //! - [`inbound`]: stages 1 to 5 (depends on the routes, `api`).
-//! - [`model`]: stages 6 to 14 (depends on the providers, never on `api` or `inference`'s
+//! - [`model`]: stages 6 to 15 (depends on the providers, never on `api` or `inference`'s
 //!   request handling), so the inference engine can build model stacks without a cycle.
+//! - [`deadline`]: stage 15.
 //! - [`swappable`]: the atomic swap a reload goes through.
 
+pub mod deadline;
 pub mod inbound;
 pub mod model;
 pub mod swappable;

@@ -1,31 +1,34 @@
-//! The model-call stack (stages 6 to 14 of [`crate::stack`]): built per model at start-up and
-//! per variant per request, over the providers' wire formats.
+//! The model-call stack (stages 6 to 15 of [`crate::stack`]): built per model at start-up and
+//! per variant per request, over the codecs (the providers' wire formats, the relay client, the
+//! embeddings client), chat and embeddings through the same builder ([`calls`], [`attempt`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_layers::call::Call;
-use switchyard_layers::credentials::{CredentialLayer, Credentials};
+use switchyard_layers::call::{Call, Payload};
+use switchyard_layers::credentials::{CredentialLayer, CredentialSource, Credentials};
 use switchyard_layers::fallback::Fallback;
 use switchyard_layers::rate_limit::{RateLimit, RateLimitLayer};
 use switchyard_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use switchyard_layers::route::RelayOrSkip;
-use switchyard_layers::timeout::{Scope, Timeout, TimeoutLayer, Timeouts};
-use tower::ServiceBuilder;
+use switchyard_layers::timeout::{LimitStream, Scope, Timeout, TimeoutLayer, Timeouts};
 use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder};
 
+use super::deadline::{Deadline, DeadlineLayer};
 use crate::error::Error;
-use crate::http_client::HttpClient;
 use crate::metrics::{AttemptMetrics, AttemptMetricsLayer};
 use crate::model_call::{ModelOutput, ModelRequest};
 use crate::providers::relay::{RELAY_PROVIDER, RelayClient, RelaySettings};
 use crate::providers::{ProviderService, ProviderSpec};
+use crate::upstream::Peer;
+use crate::upstream::Upstream;
 
 /// What every model stack is built with.
 #[derive(Clone, Debug)]
 pub struct StackContext {
-    /// The shared outbound client.
-    pub client: HttpClient,
+    /// The outbound exchange every codec sends through.
+    pub upstream: Upstream,
     /// `gateway.global_outbound_http_timeout_ms`.
     pub global_timeout: Duration,
     /// Relay mode, when configured.
@@ -41,41 +44,81 @@ pub struct StackContext {
 /// One model's call stack (stages 9 to 14), type-erased so every model has the same type.
 pub type ModelService = BoxCloneSyncService<Call<ModelRequest>, ModelOutput, Error>;
 
-/// One provider attempt (stages 12 to 14).
-pub type ProviderStack = Timeout<Credentials<AttemptMetrics<ProviderService>>>;
+/// One attempt at one provider or the relay, over its codec `S` (stages 12 to 15; the relay's
+/// has no provider timeout of its own: the model's covers it).
+pub type Attempt<S> = Timeout<Credentials<AttemptMetrics<Deadline<S>>>>;
 
-/// Builds a model's stack: its timeouts, relay-or-skip, and fallback over its providers.
-pub fn model(
+/// One provider attempt of a chat model.
+pub type ProviderStack = Attempt<ProviderService>;
+
+/// What the stack needs to know about one attempt's target, whatever its wire format.
+pub struct Target {
+    /// The provider's name within the model (the relay's: `tensorzero::relay`).
+    pub name: Arc<str>,
+    /// The gateway's model name, for metrics.
+    pub model: Arc<str>,
+    /// Where its key comes from.
+    pub credential: CredentialSource,
+    /// How credential errors name it.
+    pub label: String,
+    /// The limits of one attempt.
+    pub timeouts: Timeouts,
+    /// Who its exchanges are with, for the global outbound deadline's error.
+    pub peer: Peer,
+}
+
+/// Builds one attempt over `codec`: its timeouts, its key, its metrics, the global outbound
+/// deadline (stages 12 to 15).
+pub fn attempt<S>(target: Target, codec: S, cx: &StackContext) -> Attempt<S> {
+    ServiceBuilder::new()
+        .layer(TimeoutLayer::new(
+            Scope::Provider,
+            target.name.clone(),
+            target.timeouts,
+        ))
+        .layer(CredentialLayer::new(target.credential, target.label))
+        .layer(AttemptMetricsLayer::new(
+            cx.metrics.clone(),
+            target.model,
+            target.name,
+            cx.debug,
+            cx.spans.clone(),
+        ))
+        .layer(DeadlineLayer::new(cx.global_timeout, target.peer))
+        .service(codec)
+}
+
+/// The relay's attempt target for model `model`, whose codec talks to `peer`.
+pub fn relay_target(relay: &RelaySettings, model: Arc<str>, peer: Peer) -> Target {
+    Target {
+        name: RELAY_PROVIDER.into(),
+        model,
+        credential: relay.key.clone(),
+        label: RELAY_PROVIDER.into(),
+        timeouts: Timeouts::default(),
+        peer,
+    }
+}
+
+/// Builds a model's calls from its attempts, chat or embeddings alike: the model's timeouts,
+/// relay-or-skip, and fallback over its providers in `routing` order (stages 9 to 11).
+pub fn calls<R, O, S, T>(
     name: Arc<str>,
-    providers: Vec<Arc<ProviderSpec>>,
+    providers: Vec<(Arc<str>, S)>,
+    relay: Option<T>,
     timeouts: Timeouts,
     skip_relay: bool,
     cx: &StackContext,
-) -> ModelService {
-    let direct = Fallback::new(
-        providers
-            .into_iter()
-            .map(|spec| (spec.name.clone(), provider(spec, cx)))
-            .collect(),
-    )
-    .counting(cx.metrics.fallbacks.with(&[&name]));
-    let relay = cx.relay.as_ref().map(|relay| {
-        ServiceBuilder::new()
-            .layer(CredentialLayer::new(relay.key.clone(), RELAY_PROVIDER))
-            .layer(AttemptMetricsLayer::new(
-                cx.metrics.clone(),
-                name.clone(),
-                RELAY_PROVIDER.into(),
-                cx.debug,
-                cx.spans.clone(),
-            ))
-            .service(RelayClient::new(
-                &relay.gateway_url,
-                name.clone(),
-                cx.client.clone(),
-                cx.global_timeout,
-            ))
-    });
+) -> BoxCloneSyncService<Call<R>, O, Error>
+where
+    R: Payload + Send + Sync + 'static,
+    O: LimitStream + Send + 'static,
+    S: Service<Call<R>, Response = O, Error = Error> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    T: Service<Call<R>, Response = O, Error = Error> + Clone + Send + Sync + 'static,
+    T::Future: Send + 'static,
+{
+    let direct = Fallback::new(providers).counting(cx.metrics.fallbacks.with(&[&name]));
     BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(TimeoutLayer::new(Scope::Model, name, timeouts))
@@ -83,27 +126,36 @@ pub fn model(
     )
 }
 
-/// Builds one provider attempt: its timeouts, its key, its wire format.
+/// Builds a chat model's stack over its providers (stages 9 to 15).
+pub fn model(
+    name: Arc<str>,
+    providers: Vec<Arc<ProviderSpec>>,
+    timeouts: Timeouts,
+    skip_relay: bool,
+    cx: &StackContext,
+) -> ModelService {
+    let providers = providers
+        .into_iter()
+        .map(|spec| (spec.name.clone(), provider(spec, cx)))
+        .collect();
+    let relay = cx.relay.as_ref().map(|relay| {
+        let codec = RelayClient::new(&relay.gateway_url, name.clone(), cx.upstream.clone());
+        attempt(relay_target(relay, name.clone(), codec.peer()), codec, cx)
+    });
+    calls(name, providers, relay, timeouts, skip_relay, cx)
+}
+
+/// Builds one provider attempt of a chat model.
 pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
-    ServiceBuilder::new()
-        .layer(TimeoutLayer::new(
-            Scope::Provider,
-            spec.name.clone(),
-            spec.timeouts,
-        ))
-        .layer(CredentialLayer::new(spec.credential.clone(), spec.label()))
-        .layer(AttemptMetricsLayer::new(
-            cx.metrics.clone(),
-            spec.model_name.clone(),
-            spec.name.clone(),
-            cx.debug,
-            cx.spans.clone(),
-        ))
-        .service(ProviderService::new(
-            spec,
-            cx.client.clone(),
-            cx.global_timeout,
-        ))
+    let target = Target {
+        name: spec.name.clone(),
+        model: spec.model_name.clone(),
+        credential: spec.credential.clone(),
+        label: spec.label(),
+        timeouts: spec.timeouts,
+        peer: spec.peer(),
+    };
+    attempt(target, ProviderService::new(spec, cx.upstream.clone()), cx)
 }
 
 /// Wraps a model's stack in the rate limit, and a variant's timeouts and retries (stages 6 to 8).

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
-    bearer, error_text, peek_stream, sensitive_header, snippet,
+    bearer, peek_stream, sensitive_header,
 };
 use crate::config::{JsonMode, ProviderKind, ProviderType};
 use crate::error::{Error, Fault};
@@ -26,6 +26,7 @@ use crate::model_call::{
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
 };
 use crate::secret::Secret;
+use crate::upstream::{error_text, read_answer, snippet};
 use switchyard_layers::credentials::CredentialSource;
 
 /// The Azure API version used when the provider sets none.
@@ -215,7 +216,7 @@ impl OpenAiAdapter {
             .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
 
-        let response = super::send(provider, cx, &url, http_request).await?;
+        let response = super::send(provider, cx, http_request).await?;
         let is_json = response
             .headers()
             .get(CONTENT_TYPE)
@@ -224,7 +225,7 @@ impl OpenAiAdapter {
         if request.stream && !is_json {
             self.stream(provider, response.into_body()).await
         } else {
-            let bytes = super::read_answer(response.into_body())
+            let bytes = read_answer(response.into_body())
                 .await
                 .map_err(|e| provider.failure(e))?;
             let parsed = parse_completion(&bytes).map_err(|e| provider.failure(e))?;
@@ -514,7 +515,7 @@ fn file_part(file: &FileInput) -> Value {
 mod tests {
     use super::*;
     use crate::model_call::{InferenceParams, ToolConfig, ToolDef, ToolResult};
-    use crate::providers::provider_error_message;
+    use crate::upstream::provider_error_message;
 
     fn adapter(t: ProviderType) -> OpenAiAdapter {
         OpenAiAdapter::shorthand(t, "m", None).unwrap()
