@@ -333,11 +333,11 @@ impl EmbeddingProvider {
             .clone()
             .unwrap_or_else(|| types.effective_default(provider_type));
         let credential = if check_credentials {
-            crate::credentials::load(&location).map_err(|e| {
+            crate::key_sources::load(&location).map_err(|e| {
                 format!("API key missing for provider `{name}` of embedding model `{model}`: {e}")
             })?
         } else {
-            crate::credentials::load_lazily(&location)
+            crate::key_sources::load_lazily(&location)
         };
         Ok(Self {
             name: name.into(),
@@ -378,7 +378,7 @@ impl EmbeddingProvider {
                     .unwrap_or_default(),
             ),
             provider_model: model.to_owned(),
-            credential: crate::credentials::load_lazily(&types.effective_default(provider_type)),
+            credential: crate::key_sources::load_lazily(&types.effective_default(provider_type)),
             extra_body: Vec::new(),
             timeouts: Timeouts::default(),
         }

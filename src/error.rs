@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
+use switchyard_layers::auth::AuthFailure;
 use switchyard_layers::credentials::MissingCredential;
 use switchyard_layers::fallback::AllFailed;
 use switchyard_layers::rate_limit::{LimiterUnavailable, MaybeCharged, RateLimited, Resource};
@@ -204,6 +205,19 @@ pub enum Error {
     /// Every variant of a function failed.
     #[error("All variants failed with errors: {}", join(.0, "\n"))]
     AllVariantsFailed(Vec<(String, Error)>),
+    /// The route exists, but not for this method.
+    #[error("Method {method} is not allowed on {path}; use {allowed}")]
+    MethodNotAllowed {
+        /// The method the request used.
+        method: String,
+        /// The path it asked for.
+        path: String,
+        /// The methods the route takes, as the `Allow` header lists them.
+        allowed: &'static str,
+    },
+    /// The API key check refused the request (`gateway.auth`).
+    #[error("{0}")]
+    Unauthorized(AuthFailure),
     /// A bug or an impossible state.
     #[error("Internal error: {0}")]
     Internal(String),
@@ -268,6 +282,8 @@ impl Error {
             Error::AllVariantsFailed(errors) => {
                 common_transparent_status(errors).unwrap_or(StatusCode::BAD_GATEWAY)
             }
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Unauthorized(failure) => failure.status(),
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -317,9 +333,22 @@ impl Error {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if matches!(self.unwrapped(), Error::LimiterUnavailable(_)) {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self.unwrapped() {
+            Error::LimiterUnavailable(_) | Error::Unauthorized(AuthFailure::Unavailable(_)) => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Error::Unauthorized(AuthFailure::TooManyFailures { retry_after }) => {
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+            }
+            Error::MethodNotAllowed { allowed, .. } => {
+                res.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allowed));
+            }
+            _ => {}
         }
         res
     }

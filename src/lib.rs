@@ -10,11 +10,11 @@ pub mod api;
 pub mod api_keys;
 pub mod body;
 pub mod config;
-pub mod credentials;
 pub mod embeddings;
 pub mod error;
 pub mod http_client;
 pub mod inference;
+pub mod key_sources;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model_call;
@@ -23,11 +23,14 @@ pub mod otlp;
 pub mod providers;
 pub mod rate_limit_store;
 pub mod reload;
-pub mod secret;
+pub mod request_credentials;
 pub mod server;
 pub mod sse;
 pub mod stack;
 pub mod upstream;
+
+/// The redacting holder every key, API key and credential travels in.
+pub use switchyard_layers::Secret;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,9 +44,9 @@ use config::LoadedConfig;
 #[derive(Clone, Debug, Default)]
 pub struct Environment {
     /// `TENSORZERO_POSTGRES_URL`: the API-key store (it may hold a password).
-    pub postgres_url: Option<secret::Secret>,
+    pub postgres_url: Option<Secret>,
     /// `TENSORZERO_VALKEY_URL`: the shared rate-limit store (it may hold a password).
-    pub valkey_url: Option<secret::Secret>,
+    pub valkey_url: Option<Secret>,
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: where traces go, when export is on.
     pub otlp_traces_endpoint: Option<String>,
     /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (else `OTEL_EXPORTER_OTLP_PROTOCOL`): `grpc` (unset),
@@ -58,11 +61,11 @@ impl Environment {
             postgres_url: std::env::var("TENSORZERO_POSTGRES_URL")
                 .ok()
                 .filter(|v| !v.is_empty())
-                .map(secret::Secret::new),
+                .map(Secret::new),
             valkey_url: std::env::var("TENSORZERO_VALKEY_URL")
                 .ok()
                 .filter(|v| !v.is_empty())
-                .map(secret::Secret::new),
+                .map(Secret::new),
             otlp_traces_endpoint: std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 .ok()
                 .filter(|v| !v.is_empty()),
@@ -183,14 +186,14 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
     let (rate_limit, limiter_store) = rate_limit_store::build(
         &config.rate_limiting,
         config.gateway.limits.max_rate_limit_buckets,
-        env.valkey_url.as_ref().map(secret::Secret::expose),
+        env.valkey_url.as_ref().map(Secret::expose),
         &resources.buckets,
     )
     .await
     .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
     let rate_limit = rate_limit.with_metrics(resources.metrics.rate_limit());
     let traces = trace_exporter(&config.gateway.export.otlp.traces, resources)?;
-    let gateway = inference::Gateway::new(
+    let engine = inference::Engine::new(
         config,
         loaded.template_base_dir.as_deref(),
         resources.client.clone(),
@@ -207,7 +210,7 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
     {
         Some(url) => {
             tracing::info!("Relay mode: enabled (gateway_url = {url})");
-            let relayed = gateway.relayed_models();
+            let relayed = engine.relayed_models();
             if !relayed.is_empty() {
                 tracing::warn!(
                     "relay mode: these models' own providers are not used, their calls go to the relay \
@@ -234,7 +237,7 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         let url = env
             .postgres_url
             .as_ref()
-            .map(secret::Secret::expose)
+            .map(Secret::expose)
             .ok_or_else(|| {
                 unavailable(
                     "set TENSORZERO_POSTGRES_URL to the database that holds the API keys".into(),
@@ -253,7 +256,7 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         (None, switchyard_layers::auth::AuthLayer::disabled())
     };
     let state = Arc::new(api::AppState {
-        gateway,
+        engine,
         base_path,
         body_limit: api::BodyLimit::from(&config.gateway.limits),
         config_hash: loaded.hash.clone(),

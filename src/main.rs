@@ -282,11 +282,7 @@ async fn probe(url: &str) -> ExitCode {
 
 /// The API-key commands: they need only TENSORZERO_POSTGRES_URL, no configuration file.
 async fn administer_keys(cli: &Cli, env: &Environment) -> ExitCode {
-    let Some(url) = env
-        .postgres_url
-        .as_ref()
-        .map(switchyard::secret::Secret::expose)
-    else {
+    let Some(url) = env.postgres_url.as_ref().map(switchyard::Secret::expose) else {
         eprintln!("error: set TENSORZERO_POSTGRES_URL to the database that holds the API keys");
         return ExitCode::FAILURE;
     };

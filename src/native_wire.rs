@@ -21,7 +21,7 @@ use crate::model_call::{
     Thought, ToolCall, ToolChoice, ToolDef, Usage,
 };
 use crate::providers::bounds::token_count;
-use crate::secret::Secret;
+use switchyard_layers::Secret;
 
 /// An `/inference` request body.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -82,7 +82,7 @@ pub struct InferenceRequestBody {
     /// relay the request is for.
     #[serde(
         default,
-        deserialize_with = "crate::secret::deserialize_map",
+        deserialize_with = "crate::request_credentials::deserialize_map",
         serialize_with = "expose_secrets"
     )]
     pub credentials: BTreeMap<String, Secret>,

@@ -380,7 +380,7 @@ pub async fn read_limited(
 mod tests {
     use super::*;
     use crate::providers::{bearer, sensitive_header};
-    use crate::secret::Secret;
+    use switchyard_layers::Secret;
 
     #[test]
     fn every_sensitive_header_value_is_masked_in_what_comes_back() {

@@ -16,7 +16,7 @@ use super::{AppState, json_response, parse_json, read_body};
 use crate::body::Body;
 use crate::embeddings::{EMBEDDING_MODEL_PREFIX, EmbeddingRequest};
 use crate::error::Error;
-use crate::secret::Secret;
+use switchyard_layers::Secret;
 
 #[derive(Debug, Deserialize)]
 struct OpenAiEmbeddingRequest {
@@ -27,7 +27,7 @@ struct OpenAiEmbeddingRequest {
     #[serde(
         rename = "tensorzero::credentials",
         default,
-        deserialize_with = "crate::secret::deserialize_map"
+        deserialize_with = "crate::request_credentials::deserialize_map"
     )]
     credentials: BTreeMap<String, Secret>,
     #[serde(rename = "tensorzero::dryrun")]
@@ -93,7 +93,7 @@ where
     if let Some(extras) = parts.extensions.get::<Arc<TraceExtras>>() {
         call.extensions.insert(extras.clone());
     }
-    let output = state.gateway.embeddings().embed(&name, call).await?;
+    let output = state.engine.embeddings().embed(&name, call).await?;
     let data: Vec<Value> = output
         .embeddings
         .into_iter()

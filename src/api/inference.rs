@@ -40,7 +40,7 @@ where
     super::take_caller_context(&mut request, &parts);
     let stream = request.stream;
     let facts = RequestFacts::of(&request, &parts);
-    let outcome = match state.gateway.infer(request).await {
+    let outcome = match state.engine.infer(request).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let mut res = e.into_response(crate::error::ErrorFlavor::Native);

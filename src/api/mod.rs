@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 use switchyard_layers::ext::{InferenceInfo, RouteName};
 
 use crate::body::{Body, full};
-use crate::error::{Error, ErrorFlavor, json_error};
-use crate::inference::{Gateway, InferenceMeta};
+use crate::error::{Error, ErrorFlavor};
+use crate::inference::{Engine, InferenceMeta};
 
 /// The TensorZero Gateway release whose API this build speaks, sent as
 /// `x-tensorzero-gateway-version` so clients that check it see a compatible gateway.
@@ -38,7 +38,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug)]
 pub struct AppState {
     /// Inference.
-    pub gateway: Gateway,
+    pub engine: Engine,
     /// `gateway.base_path` without its trailing `/` (empty for the root).
     pub base_path: String,
     /// The request body limit (after decompression) and how long reading it may take.
@@ -108,7 +108,6 @@ fn auth_rejection(
     parts: &http::request::Parts,
     base_path: &str,
 ) -> Response<Body> {
-    use switchyard_layers::auth::AuthFailure;
     let openai = parts
         .uri
         .path()
@@ -119,17 +118,7 @@ fn auth_rejection(
     } else {
         ErrorFlavor::Native
     };
-    let mut res = json_error(failure.status(), &failure.to_string(), flavor);
-    let retry_after = match failure {
-        AuthFailure::TooManyFailures { retry_after } => Some(retry_after.as_secs().max(1)),
-        AuthFailure::Unavailable(_) => Some(1),
-        _ => None,
-    };
-    if let Some(secs) = retry_after {
-        res.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    res
+    Error::Unauthorized(failure.clone()).into_response(flavor)
 }
 
 /// The router: a tower service from requests to responses that never fails (errors are
@@ -260,14 +249,12 @@ fn method_not_allowed(
     allowed: &'static str,
     flavor: ErrorFlavor,
 ) -> Response<Body> {
-    let mut res = json_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &format!("Method {method} is not allowed on {path}; use {allowed}"),
-        flavor,
-    );
-    res.headers_mut()
-        .insert(http::header::ALLOW, HeaderValue::from_static(allowed));
-    res
+    Error::MethodNotAllowed {
+        method: method.to_string(),
+        path: path.to_owned(),
+        allowed,
+    }
+    .into_response(flavor)
 }
 
 /// How much of a request body is read, and for how long.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::credentials::CredentialLocation;
+use super::credential_location::CredentialLocation;
 
 /// `[gateway]`.
 #[derive(Clone, Debug, Deserialize)]

@@ -6,12 +6,13 @@
 //! validate; [`Warning`]s name them so nothing is silently ignored.
 
 pub mod common;
-pub mod credentials;
+pub mod credential_location;
 pub mod functions;
 pub mod gateway;
 pub mod load;
 pub mod models;
 pub mod path;
+pub mod provider_types;
 pub mod rate_limiting;
 mod refine;
 mod validate;
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use common::{Edit, ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
-pub use credentials::CredentialLocation;
+pub use credential_location::CredentialLocation;
 pub use functions::{
     BestOfNConfig, ChatCompletionConfig, FunctionConfig, JsonMode, MetricConfig, MixtureOfNConfig,
     ToolChoiceConfig, ToolConfig, VariantConfig,
@@ -32,8 +33,9 @@ pub use gateway::{GatewayConfig, ObjectStorageConfig, RelayConfig};
 pub use load::{ConfigError, ConfigErrors, Location, Sources, TomlPath};
 pub use models::{
     EmbeddingModelConfig, EmbeddingProviderConfig, EmbeddingProviderType, ModelConfig,
-    ProviderConfig, ProviderKind, ProviderType, ProviderTypesConfig,
+    ProviderConfig, ProviderKind, ProviderType,
 };
+pub use provider_types::ProviderTypesConfig;
 pub use rate_limiting::RateLimitingConfig;
 
 /// The whole `tensorzero.toml`.

@@ -19,12 +19,12 @@ impl ChatCall<'_> {
     /// Builds the model request from rendered messages and runs it.
     pub(super) async fn run(
         &self,
-        gateway: &Gateway,
+        engine: &Engine,
         system: Option<String>,
         messages: Vec<Message>,
     ) -> Result<InferenceOutcome, Error> {
         let (model_request, check) = self.model_request(system, messages)?;
-        self.call(gateway, model_request, check).await
+        self.call(engine, model_request, check).await
     }
 
     /// The typed model request, and how its answer will be checked.
@@ -96,12 +96,12 @@ impl ChatCall<'_> {
     /// model's providers or the relay).
     pub(crate) async fn call(
         &self,
-        gateway: &Gateway,
+        engine: &Engine,
         model_request: ModelRequest,
         output_check: OutputCheck,
     ) -> Result<InferenceOutcome, Error> {
         let request = self.request;
-        let model = gateway.models.get(&self.cc.model)?;
+        let model = engine.models.get(&self.cc.model)?;
         let mut call = Call::new(model_request);
         call.extensions.insert(request.credentials.clone());
         call.extensions.insert(Tags(Arc::new(request.tags.clone())));
@@ -117,11 +117,11 @@ impl ChatCall<'_> {
         }
         let retries = RetryPolicy::from(&self.cc.retries);
         let service = crate::stack::model::variant(
-            &gateway.rate_limit,
+            &engine.rate_limit,
             self.variant_name.into(),
             Timeouts::from(&self.cc.timeouts),
             retries,
-            (retries.num_retries > 0).then(|| gateway.metrics.retries.with(&[&model.name])),
+            (retries.num_retries > 0).then(|| engine.metrics.retries.with(&[&model.name])),
             model.service.clone(),
         );
         let ModelOutput { provider, output } = service.oneshot(call).await?;
@@ -148,7 +148,7 @@ impl ChatCall<'_> {
     /// the thinking as a thought block.
     pub(super) async fn run_chain_of_thought(
         &self,
-        gateway: &Gateway,
+        engine: &Engine,
         system: Option<String>,
         messages: Vec<Message>,
     ) -> Result<InferenceOutcome, Error> {
@@ -169,7 +169,7 @@ impl ChatCall<'_> {
             "required": ["thinking", "response"],
             "additionalProperties": false
         }));
-        let outcome = self.call(gateway, model_request, check).await?;
+        let outcome = self.call(engine, model_request, check).await?;
         let InferenceOutcome::Complete { meta, mut response } = outcome else {
             return Err(Error::Internal(
                 "a non-streaming call returned a stream".into(),

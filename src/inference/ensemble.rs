@@ -17,7 +17,7 @@ use switchyard_layers::timeout::{Elapsed, Scope, TimeoutKind};
 
 use super::functions::{FunctionInfo, OutputCheck, output_text};
 use super::input::Prompt;
-use super::{ChatCall, Gateway, Ids, InferenceMeta, InferenceOutcome, InferenceRequest};
+use super::{ChatCall, Engine, Ids, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::config::{BestOfNConfig, JsonMode, MixtureOfNConfig, TimeoutsConfig, VariantConfig};
 use crate::error::Error;
 use crate::model_call::{ChunkBlock, ModelChunk, ModelResponse, OutputBlock, Usage};
@@ -39,7 +39,7 @@ it asks for, without mentioning the candidates.";
 
 /// One run of an ensemble variant.
 pub(crate) struct Ensemble<'a> {
-    pub gateway: &'a Gateway,
+    pub engine: &'a Engine,
     pub request: &'a InferenceRequest,
     pub function: &'a FunctionInfo,
     pub function_name: &'a str,
@@ -115,7 +115,7 @@ impl Ensemble<'_> {
                 return Ok(self.deliver(meta, response));
             }
             let (system, messages) =
-                fuser_prompt.render(&self.request.input, Some(&self.gateway.templates))?;
+                fuser_prompt.render(&self.request.input, Some(&self.engine.templates))?;
             let system = with_candidates(system, FUSER_INSTRUCTIONS, &candidates);
             let call = ChatCall {
                 request: self.request,
@@ -126,7 +126,7 @@ impl Ensemble<'_> {
                 ids: self.ids,
             };
             let (model_request, check) = call.model_request(system, messages)?;
-            let outcome = call.call(self.gateway, model_request, check).await?;
+            let outcome = call.call(self.engine, model_request, check).await?;
             Ok(match outcome {
                 InferenceOutcome::Complete { meta, mut response } => {
                     response.usage = add_usage(response.usage, candidate_usage);
@@ -217,7 +217,7 @@ impl Ensemble<'_> {
         })?;
         let (system, messages) = variant
             .prompt
-            .render(&request.input, Some(&self.gateway.templates))?;
+            .render(&request.input, Some(&self.engine.templates))?;
         let call = |cc| ChatCall {
             request,
             function: Some(self.function),
@@ -227,10 +227,10 @@ impl Ensemble<'_> {
             ids: self.ids,
         };
         match &variant.config {
-            VariantConfig::ChatCompletion(cc) => call(cc).run(self.gateway, system, messages).await,
+            VariantConfig::ChatCompletion(cc) => call(cc).run(self.engine, system, messages).await,
             VariantConfig::ExperimentalChainOfThought(cc) => {
                 call(cc)
-                    .run_chain_of_thought(self.gateway, system, messages)
+                    .run_chain_of_thought(self.engine, system, messages)
                     .await
             }
             other => Err(Error::Internal(format!(
@@ -248,7 +248,7 @@ impl Ensemble<'_> {
         candidates: &[Candidate],
     ) -> Result<(usize, Usage), Error> {
         let (system, messages) =
-            prompt.render(&self.request.input, Some(&self.gateway.templates))?;
+            prompt.render(&self.request.input, Some(&self.engine.templates))?;
         let system = with_candidates(system, EVALUATOR_INSTRUCTIONS, candidates);
         // The evaluator answers for itself: no tools, no output schema of the function's.
         let request = InferenceRequest {
@@ -279,7 +279,7 @@ impl Ensemble<'_> {
             "additionalProperties": false
         }));
         let InferenceOutcome::Complete { response, .. } = call
-            .call(self.gateway, model_request, OutputCheck::Json(None))
+            .call(self.engine, model_request, OutputCheck::Json(None))
             .await?
         else {
             return Err(Error::Internal(

@@ -50,9 +50,10 @@ pub use request::{
 };
 use sampling::sampling_order;
 
-/// Everything inference needs, built once per configuration.
+/// The inference engine: everything `/inference` and the OpenAI routes need (models,
+/// functions, templates, embeddings, the rate limit), built once per configuration.
 #[derive(Debug)]
-pub struct Gateway {
+pub struct Engine {
     metrics: Arc<crate::metrics::GatewayMetrics>,
     models: ModelTable,
     embeddings: crate::embeddings::EmbeddingModels,
@@ -62,7 +63,7 @@ pub struct Gateway {
     limits: crate::config::gateway::LimitsConfig,
 }
 
-impl Gateway {
+impl Engine {
     /// Sets up models, credentials, functions and templates. Every problem is returned at once.
     /// `template_base` is where `{% include %}` may read (when the config allows it).
     pub fn new(
@@ -434,7 +435,7 @@ impl Gateway {
             }
             VariantConfig::ExperimentalBestOfN(config) => {
                 ensemble::Ensemble {
-                    gateway: self,
+                    engine: self,
                     request,
                     function,
                     function_name,
@@ -446,7 +447,7 @@ impl Gateway {
             }
             VariantConfig::ExperimentalMixtureOfN(config) => {
                 ensemble::Ensemble {
-                    gateway: self,
+                    engine: self,
                     request,
                     function,
                     function_name,
@@ -476,7 +477,7 @@ fn relay_settings(config: &Config) -> Result<Option<RelaySettings>, String> {
     };
     let key = match &relay.api_key_location {
         None => CredentialSource::None,
-        Some(location) => crate::credentials::load(location).map_err(|e| {
+        Some(location) => crate::key_sources::load(location).map_err(|e| {
             format!(
                 "API key missing for provider {}: {e}",
                 crate::providers::relay::RELAY_PROVIDER

@@ -20,8 +20,8 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
-use crate::secret::Secret;
 use crate::upstream::{error_text, read_answer, snippet};
+use switchyard_layers::Secret;
 
 /// AWS credentials (the environment part of the SDK chain).
 #[derive(Clone, Debug)]

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use super::url::{BaseUrl, encode_segment};
 use crate::error::Error;
-use crate::secret::Secret;
 use crate::upstream::{MAX_ERROR_BYTES, Upstream, read_limited};
+use switchyard_layers::Secret;
 use switchyard_layers::credentials::KeyOrigin;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";

@@ -25,8 +25,8 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
-use crate::secret::Secret;
 use crate::upstream::{error_text, read_answer, snippet};
+use switchyard_layers::Secret;
 
 const DEFAULT_API_BASE: &str = "https://generativelanguage.googleapis.com/v1beta/";
 

@@ -6,8 +6,8 @@ use bytes::Bytes;
 
 use super::{CallContext, ProviderSpec};
 use crate::error::Error;
-use crate::secret::Secret;
 use crate::upstream::{Peer, Refused};
+use switchyard_layers::Secret;
 
 /// Sends one provider request; a non-2xx answer becomes the provider's error (its status, its
 /// message and any `Retry-After`), an unreachable one a failure naming the URL.

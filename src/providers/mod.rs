@@ -37,8 +37,8 @@ use switchyard_layers::timeout::Timeouts;
 use switchyard_layers::trace_context::TraceContext;
 
 use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
-use crate::credentials;
 use crate::error::{Error, Fault};
+use crate::key_sources;
 use crate::model_call::{BodyEdit, HeaderEdit, ModelOutput, ModelRequest};
 use crate::upstream::Upstream;
 
@@ -177,20 +177,27 @@ impl ProviderSpec {
             }
             (_, None) => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
+        let missing_key = |e: String| {
+            ProviderSetupError(format!(
+                "API key missing for provider `{name}` (type `{provider_type}`) of model \
+                 `{model}`: {e}. Set it, or point `api_key_location` at where the key is \
+                 (`none` if the server needs no key)"
+            ))
+        };
         let credential = match adapter {
             // No key is needed for a provider that cannot be called yet, nor checked for one
             // whose calls go to the relay.
-                        Adapter::NotYetSupported(_) => credentials::load_lazily(&location),
+            Adapter::NotYetSupported(_) => key_sources::load_lazily(&location),
             // Bedrock signs with the AWS credentials its adapter holds, not with a key.
             Adapter::Bedrock(_) | Adapter::Sagemaker(_) => CredentialSource::None,
-            Adapter::Anthropic(_) | Adapter::Gemini(_) if !check_credentials => credentials::load_lazily(&location),
-            Adapter::OpenAi(_) if !check_credentials => credentials::load_lazily(&location),
-                        Adapter::OpenAi(_) | Adapter::Anthropic(_) | Adapter::Gemini(_) => credentials::load(&location).map_err(|e| {
-                ProviderSetupError(format!(
-                    "API key missing for provider `{name}` (type `{provider_type}`) of model `{model}`: {e}. \
-                     Set it, or point `api_key_location` at where the key is (`none` if the server needs no key)"
-                ))
-            })?,
+            Adapter::OpenAi(_) | Adapter::Anthropic(_) | Adapter::Gemini(_)
+                if !check_credentials =>
+            {
+                key_sources::load_lazily(&location)
+            }
+            Adapter::OpenAi(_) | Adapter::Anthropic(_) | Adapter::Gemini(_) => {
+                key_sources::load(&location).map_err(missing_key)?
+            }
         };
         Ok(Self {
             name: name.into(),
@@ -241,7 +248,7 @@ impl ProviderSpec {
             name: provider_type.as_str().into(),
             model_name: full_name.into(),
             provider_type,
-            credential: credentials::load_lazily(&types.effective_default(provider_type)),
+            credential: key_sources::load_lazily(&types.effective_default(provider_type)),
             timeouts: Timeouts::default(),
             adapter,
             extra_body: Vec::new(),

@@ -388,8 +388,8 @@ mod tests {
         BodyEdit, ExtraEdits, InferenceParams, Message, Role, Targeted, ToolChoice, ToolConfig,
         ToolDef,
     };
-    use crate::secret::Secret;
     use std::collections::BTreeMap;
+    use switchyard_layers::Secret;
 
     #[test]
     fn prefixes_are_kept() {

@@ -22,10 +22,12 @@
 //!
 //! 4. `AuthLayer` (layers `auth`): with `gateway.auth.enabled`, checks the API key before any
 //!    body is read; writes `ApiKeyPublicId`, reads `ClientAddr` (set per connection by the
-//!    server) for the brute-force shield. Refusals are rendered by `api::auth_rejection`.
+//!    server) for the brute-force shield. Refusals become `Error::Unauthorized` and
+//!    go through the same rescue point as every other error.
 //! 5. `Router` (`api`): matches the route under `gateway.base_path`, reads the body under the
 //!    size limit, runs the handler, and turns every error into the route's JSON error body
-//!    (the one rescue point, `error.rs`). Handlers write `InferenceInfo`.
+//!    (the one rescue point, `Error::into_response` in `error.rs`: also auth refusals, 404s
+//!    and 405s). Handlers write `InferenceInfo`.
 //!
 //! # The model-call stack
 //!

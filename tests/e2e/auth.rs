@@ -73,7 +73,7 @@ async fn gateway_with(
     std::fs::write(&path, toml.replace("{mock}", &mock.api_base())).unwrap();
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
     let env = Environment {
-        postgres_url: Some(switchyard::secret::Secret::new(pg.url())),
+        postgres_url: Some(switchyard::Secret::new(pg.url())),
         ..Environment::default()
     };
     let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
@@ -186,7 +186,7 @@ async fn start_up_refuses_without_a_usable_key_store() {
         "{e}"
     );
     let env = Environment {
-        postgres_url: Some(switchyard::secret::Secret::new(pg.url())),
+        postgres_url: Some(switchyard::Secret::new(pg.url())),
         ..Environment::default()
     };
     let e = switchyard::start_with(&loaded, addr, &env)
@@ -714,7 +714,7 @@ async fn the_key_check_is_a_span_inside_the_request() {
     std::fs::write(&path, config).unwrap();
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
     let env = Environment {
-        postgres_url: Some(switchyard::secret::Secret::new(pg.url())),
+        postgres_url: Some(switchyard::Secret::new(pg.url())),
         otlp_traces_endpoint: Some(collector.url.clone()),
         otlp_traces_protocol: Some("http/json".into()),
         ..Environment::default()

@@ -39,7 +39,7 @@ async fn gateway(
     .unwrap();
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
     let env = Environment {
-        valkey_url: valkey.map(|r| switchyard::secret::Secret::new(r.url())),
+        valkey_url: valkey.map(|r| switchyard::Secret::new(r.url())),
         ..Environment::default()
     };
     let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
@@ -274,7 +274,7 @@ always = true
     std::fs::write(&path, format!("{cfg}\n{rules}")).unwrap();
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
     let env = Environment {
-        valkey_url: valkey.map(|r| switchyard::secret::Secret::new(r.url())),
+        valkey_url: valkey.map(|r| switchyard::Secret::new(r.url())),
         ..Environment::default()
     };
     let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)

@@ -30,8 +30,8 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, InferenceParams, ModelChunk, ModelResponse,
     OutputBlock, Role, ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
 };
-use crate::secret::Secret;
 use std::sync::Arc;
+use switchyard_layers::Secret;
 use switchyard_layers::ext::DynamicCredentials;
 
 mod messages;
@@ -97,7 +97,7 @@ struct ChatRequest {
     #[serde(
         rename = "tensorzero::credentials",
         default,
-        deserialize_with = "crate::secret::deserialize_map"
+        deserialize_with = "crate::request_credentials::deserialize_map"
     )]
     credentials: BTreeMap<String, Secret>,
     #[serde(rename = "tensorzero::params")]
@@ -145,7 +145,7 @@ where
     let (mut request, model_label) = into_request(chat)?;
     super::take_caller_context(&mut request, &parts);
     let facts = RequestFacts::of(&request, &parts);
-    let outcome = match state.gateway.infer(request).await {
+    let outcome = match state.engine.infer(request).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let mut res = e.into_response(crate::error::ErrorFlavor::OpenAi);

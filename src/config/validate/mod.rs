@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::common::TimeoutsConfig;
-use super::credentials::CredentialLocation;
+use super::credential_location::CredentialLocation;
 use super::functions::{ChatCompletionConfig, FunctionConfig, ToolChoiceConfig, VariantConfig};
 use super::load::{ConfigError, ConfigErrors, Sources, TomlPath};
 use super::models::{OpenAiApiType, ProviderKind, ProviderType};

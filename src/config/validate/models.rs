@@ -280,7 +280,7 @@ impl Checker<'_> {
             .and_then(|g| g.batch.as_ref())
         {
             let at = TomlPath::keys(["provider_types", "gcp_vertex_gemini", "batch"]);
-            if batch.storage_type == crate::config::models::GcpBatchStorage::CloudStorage
+            if batch.storage_type == crate::config::provider_types::GcpBatchStorage::CloudStorage
                 && (batch.input_uri_prefix.is_none() || batch.output_uri_prefix.is_none())
             {
                 self.error(at.clone(), "`storage_type = \"cloud_storage\"` needs `input_uri_prefix` and `output_uri_prefix`");

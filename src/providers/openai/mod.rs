@@ -25,8 +25,8 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
 };
-use crate::secret::Secret;
 use crate::upstream::{error_text, read_answer, snippet};
+use switchyard_layers::Secret;
 use switchyard_layers::credentials::CredentialSource;
 
 /// The Azure API version used when the provider sets none.

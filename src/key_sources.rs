@@ -6,7 +6,7 @@
 use switchyard_layers::credentials::CredentialSource;
 
 use crate::config::CredentialLocation;
-use crate::secret::Secret;
+use switchyard_layers::Secret;
 
 /// Reads a location now.
 pub fn load(location: &CredentialLocation) -> Result<CredentialSource, String> {

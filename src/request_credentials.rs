@@ -1,9 +1,9 @@
-//! The redacting key holder, shared with the layers crate (which resolves keys).
+//! A request's `credentials` object (dynamic credentials), read into [`Secret`]s.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
-pub use switchyard_layers::Secret;
+use switchyard_layers::Secret;
 
 /// Reads a request's `credentials` object (`{"name": "value", ...}`) straight into secrets, so
 /// a key sent with a request never sits in a plain `String` of a type that can be printed.
