@@ -126,7 +126,7 @@ def serve(client, n, body, headers=None):
 
 def run_single(binary, n, mock, work):
     """One gateway: its instruction total after n requests."""
-    g = Counted(binary, "single", configs.GATEWAY.replace("MOCK", mock).replace("TEMPLATES", str(work)), work)
+    g = Counted(binary, "gateway", configs.GATEWAY.replace("MOCK", mock).replace("TEMPLATES", str(work)), work)
     g.ready()
     c = Client(g.port)
     serve(c, n, FN_BODY)
@@ -147,19 +147,50 @@ def run_edge_relay(binary, n, mock, work):
 
 def run_secured(binary, n, mock, work, env, key):
     cfg = configs.RELAY_SECURED.replace("MOCK", mock).replace("TEMPLATES", str(work))
-    g = Counted(binary, "secured", cfg, work, env)
+    g = Counted(binary, "relay-secured", cfg, work, env)
     g.ready()
     c = Client(g.port)
     serve(c, n, {**FN_BODY, "tensorzero::tags": {"user_id": "bench"}}, {"authorization": f"Bearer {key}"})
     c.close()
-    return {"relay": g.stop()}
+    return {"relay-secured": g.stop()}
 
 
-def per_request(run, n):
-    """Instructions per request for each counted process: (run(n) - run(0)) / n."""
+def per_request(run, n, work=None, profile=0):
+    """Instructions per request for each counted process: (run(n) - run(0)) / n. With
+    `profile`, also prints that many functions with the most instructions per request (the
+    same difference, function by function, exclusive and inclusive)."""
     zero = run(0)
+    kept = {}
+    if profile:
+        for name in zero:
+            src = work / f"{name}.callgrind"
+            kept[name] = src.with_suffix(".zero.callgrind")
+            shutil.copy(src, kept[name])
     full = run(n)
+    if profile:
+        for name in full:
+            for inclusive in (False, True):
+                print(f"--- {name}: top {profile} functions, {'inclusive' if inclusive else 'exclusive'}, "
+                      "instructions per request", flush=True)
+                before = function_costs(kept[name], inclusive)
+                after = function_costs(work / f"{name}.callgrind", inclusive)
+                diff = sorted(((after[f] - before.get(f, 0)) / n, f) for f in after)
+                for cost, function in reversed(diff[-profile:]):
+                    print(f"{cost:>10,.0f}  {function[:160]}")
     return {k: (full[k] - zero[k]) / n for k in full}
+
+
+def function_costs(path, inclusive):
+    """Instructions by function, from `callgrind_annotate`."""
+    out = subprocess.run(["callgrind_annotate", f"--inclusive={'yes' if inclusive else 'no'}", "--threshold=100",
+                          str(path)], capture_output=True, text=True, check=True).stdout
+    costs = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+(?:\*\s+)?(.+?)(?: \[.*\])?$", line)
+        if m and "PROGRAM TOTALS" not in line:
+            function = m.group(2).split(":", 1)[-1] if ":" in m.group(2) else m.group(2)
+            costs[function] = costs.get(function, 0) + int(m.group(1).replace(",", ""))
+    return costs
 
 
 def markdown(results, n):
@@ -180,6 +211,8 @@ def main():
     ap.add_argument("--setup", action="append", choices=["single", "edge-relay", "secured"],
                     help="only these setups (repeatable)")
     ap.add_argument("--skip-secured", action="store_true", help="skip the Redis + Postgres setup")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also print the N functions with the most instructions per request")
     ap.add_argument("--out", default=str(HERE / "results" / "instructions"), help="results path without extension")
     a = ap.parse_args()
     if not shutil.which("valgrind"):
@@ -221,7 +254,7 @@ def main():
         for setup in setups:
             # Interleaved: every build's runs of one setup follow each other.
             for binary in binaries:
-                counts = per_request(runs[setup](binary), a.requests)
+                counts = per_request(runs[setup](binary), a.requests, work, a.profile)
                 row = {"build": binary, "setup": setup, "per_request": counts}
                 results.append(row)
                 shown = ", ".join(f"{k} {v:,.0f}" for k, v in counts.items())
