@@ -56,6 +56,23 @@ pub(super) fn sampling_order<'v>(
         if total <= 0.0 {
             break;
         }
+        let only_candidate = {
+            let mut positive = weighted
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, w))| *w > 0.0)
+                .map(|(i, _)| i);
+            match (positive.next(), positive.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
+        };
+        if let Some(only) = only_candidate {
+            // One candidate left: any draw picks it, so none is made (a draw hashes with
+            // SHA-256, the most expensive step of sampling, and most functions have one variant).
+            order.push(weighted.remove(only).0);
+            continue;
+        }
         let mut pick = uniform_draw(function_name, episode_id, round) * total;
         round += 1;
         let index = weighted
