@@ -16,6 +16,7 @@ pub mod http_client;
 pub mod inference;
 pub mod key_sources;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod model_call;
 pub mod native_wire;

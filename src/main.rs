@@ -12,7 +12,6 @@ use switchyard::config::LoadedConfig;
 use switchyard::lifecycle::ShutdownTimings;
 use switchyard::reload::ConfigSource;
 use switchyard::{Environment, ServeOptions};
-use tracing_subscriber::EnvFilter;
 
 /// The environment variable that may set the bind address.
 const BIND_ADDRESS_ENV: &str = "TENSORZERO_GATEWAY_BIND_ADDRESS";
@@ -154,22 +153,10 @@ impl Cli {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only for a person at a terminal: log files and collectors get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-        LogFormat::Pretty => builder.compact().init(),
-    }
+    switchyard::logging::init(match format {
+        LogFormat::Json => switchyard::logging::LogFormat::Json,
+        LogFormat::Pretty => switchyard::logging::LogFormat::Text,
+    });
 }
 
 fn main() -> ExitCode {
