@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Request;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
@@ -434,7 +433,7 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             }
             let peer = destination.peer();
             let request = builder
-                .body(Full::new(Bytes::from(body.to_string())))
+                .body(Full::new(crate::upstream::json_body(&body)))
                 .map_err(|e| peer.failure(format!("cannot build a request to `{url}`: {e}")))?;
             let response = this
                 .upstream

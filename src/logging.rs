@@ -103,8 +103,10 @@ impl PlainFields<'_, '_> {
             self.writer.write_char(' ')?;
         }
         if field.name() != "message" {
+            let name = field.name();
+            // `r#type` names the field `type` (a prefix check, not a substring search).
             self.writer
-                .write_str(field.name().trim_start_matches("r#"))?;
+                .write_str(name.strip_prefix("r#").unwrap_or(name))?;
             self.writer.write_char('=')?;
         }
         Ok(())

@@ -244,6 +244,12 @@ impl std::fmt::Display for Shown<'_> {
     }
 }
 
+/// A JSON request body's bytes, written straight from the value (its `Display` goes through
+/// `core::fmt`, a cost per character).
+pub fn json_body(value: &impl serde::Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("a JSON value serializes"))
+}
+
 /// The message inside a provider's error body: OpenAI's `error.message`, other common
 /// shapes, or the start of the body.
 pub fn provider_error_message(body: &[u8]) -> String {

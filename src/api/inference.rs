@@ -382,7 +382,7 @@ pub(super) fn parse_extra_headers(
         .collect()
 }
 
-fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> Value {
+fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> native_wire::InferenceResponse {
     let (content, output) = if meta.is_json {
         let raw = output_text(&r.content);
         let parsed = parsed_json(&meta.output_check, &raw);
@@ -391,7 +391,7 @@ fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> Value {
         let blocks = r.content.iter().map(|b| output_block(meta, b)).collect();
         (Some(blocks), None)
     };
-    let response = native_wire::InferenceResponse {
+    native_wire::InferenceResponse {
         inference_id: meta.inference_id,
         episode_id: meta.episode_id,
         variant_name: meta.variant_name.to_string(),
@@ -399,8 +399,7 @@ fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> Value {
         output,
         usage: r.usage.into(),
         finish_reason: r.finish_reason,
-    };
-    serde_json::to_value(response).expect("an inference response serializes")
+    }
 }
 
 fn output_block(meta: &InferenceMeta, b: &OutputBlock) -> native_wire::ContentBlock {

@@ -8,7 +8,6 @@
 //! signature), `content_block_stop`, `message_delta` (stop reason, output usage),
 //! `message_stop`, `ping` and `error`.
 
-use bytes::Bytes;
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::Full;
@@ -115,7 +114,7 @@ impl AnthropicAdapter {
             (None, _) => {}
         }
         let mut http_request = builder
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(crate::upstream::json_body(&body)))
             .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
         let response = super::send(provider, cx, http_request).await?;

@@ -156,7 +156,7 @@ impl AwsSigner {
         for edit in &edits.body {
             apply_body_edit(&mut body, edit);
         }
-        let payload = body.to_string();
+        let payload = serde_json::to_string(&body).expect("a JSON value serializes");
         // A bad `endpoint_url` is named before anything is signed.
         url.parse::<http::Uri>()
             .map_err(|e| provider.failure(format!("`{url}` is not a URL: {e}")))?;

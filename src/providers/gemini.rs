@@ -7,7 +7,6 @@
 //! `functionResponse` parts; reasoning comes back as parts marked `thought`. A stream is SSE
 //! `data:` events, each a partial response, ending when the body ends.
 
-use bytes::Bytes;
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::Full;
@@ -103,7 +102,7 @@ impl GeminiAdapter {
             (None, _) => {}
         }
         let mut http_request = builder
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(crate::upstream::json_body(&body)))
             .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
         let response = super::send(provider, cx, http_request).await?;

@@ -13,7 +13,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::Request;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
@@ -115,7 +114,7 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                 builder = builder.header(AUTHORIZATION, bearer(key)?);
             }
             let request = builder
-                .body(Full::new(Bytes::from(body.to_string())))
+                .body(Full::new(crate::upstream::json_body(&body)))
                 .map_err(|e| {
                     Error::relay_failure(Fault::new(
                         FailureKind::Unreachable,

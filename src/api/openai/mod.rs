@@ -39,7 +39,7 @@ mod response;
 
 use messages::{convert_messages, tool_choice, tool_def};
 pub(super) use response::OpenAiStream;
-use response::{completion_json, response_model};
+use response::{completion, response_model};
 
 const FUNCTION_PREFIX: &str = "tensorzero::function_name::";
 const MODEL_PREFIX: &str = "tensorzero::model_name::";
@@ -156,7 +156,7 @@ where
     Ok(match outcome {
         InferenceOutcome::Complete { meta, response } => {
             let model = response_model(&model_label, &meta);
-            let mut res = json_response(StatusCode::OK, &completion_json(&meta, &response, &model));
+            let mut res = json_response(StatusCode::OK, &completion(&meta, &response, &model));
             annotate(&mut res, &meta, &facts);
             server_timing(&mut res, &parts, &facts, started);
             res

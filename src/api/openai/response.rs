@@ -1,5 +1,9 @@
 //! Answers in the OpenAI format: a chat completion, or its chunks.
 
+use std::borrow::Cow;
+
+use serde::Serialize;
+
 use super::*;
 
 pub(super) fn response_model(target: &Target, meta: &InferenceMeta) -> String {
@@ -19,14 +23,7 @@ pub(super) fn finish_reason_str(r: Option<FinishReason>) -> &'static str {
 }
 
 pub(super) fn usage_json(u: Usage) -> Value {
-    let prompt = u.input_tokens.unwrap_or(0);
-    let completion = u.output_tokens.unwrap_or(0);
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "tensorzero_cost": null,
-    })
+    serde_json::to_value(UsageBody::from(u)).expect("usage serializes")
 }
 
 pub(super) fn now_secs() -> u64 {
@@ -36,45 +33,132 @@ pub(super) fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-pub(super) fn completion_json(meta: &InferenceMeta, r: &ModelResponse, model: &str) -> Value {
-    let text = if meta.is_json {
-        Some(output_text(&r.content))
-    } else {
-        let t: String = r
-            .content
-            .iter()
-            .filter_map(|b| match b {
-                OutputBlock::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect();
-        (!t.is_empty()).then_some(t)
+/// A `chat.completion`, written straight from the model's answer. Fields are declared in
+/// alphabetical order: the answer reads byte for byte as it did when it was built as a
+/// `serde_json::Value` (whose objects sort their keys).
+#[derive(Serialize)]
+pub(super) struct Completion<'a> {
+    choices: [Choice<'a>; 1],
+    created: u64,
+    episode_id: Uuid,
+    id: Uuid,
+    model: &'a str,
+    object: &'static str,
+    service_tier: Option<()>,
+    system_fingerprint: &'static str,
+    usage: UsageBody,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    finish_reason: &'static str,
+    index: u32,
+    logprobs: Option<()>,
+    message: CompletionMessage<'a>,
+}
+
+#[derive(Serialize)]
+struct CompletionMessage<'a> {
+    content: Option<Cow<'a, str>>,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallBody<'a> {
+    function: FunctionCallBody<'a>,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct FunctionCallBody<'a> {
+    arguments: &'a str,
+    name: &'a str,
+}
+
+/// `usage` as OpenAI writes it (and `tensorzero_cost`, unknown until cost lands).
+#[derive(Serialize)]
+pub(super) struct UsageBody {
+    completion_tokens: u32,
+    prompt_tokens: u32,
+    tensorzero_cost: Option<()>,
+    total_tokens: u32,
+}
+
+impl From<Usage> for UsageBody {
+    fn from(u: Usage) -> Self {
+        let prompt = u.input_tokens.unwrap_or(0);
+        let completion = u.output_tokens.unwrap_or(0);
+        Self {
+            completion_tokens: completion,
+            prompt_tokens: prompt,
+            tensorzero_cost: None,
+            total_tokens: prompt.saturating_add(completion),
+        }
+    }
+}
+
+pub(super) fn completion<'a>(
+    meta: &InferenceMeta,
+    r: &'a ModelResponse,
+    model: &'a str,
+) -> Completion<'a> {
+    let texts = || {
+        r.content.iter().filter_map(|b| match b {
+            OutputBlock::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
     };
-    let tool_calls: Vec<Value> = r
+    let content = if meta.is_json {
+        Some(output_text(&r.content).into())
+    } else {
+        let mut parts = texts();
+        match (parts.next(), parts.next()) {
+            (None, _) => None,
+            (Some(""), None) => None,
+            // One text block (the usual answer) is borrowed, not copied.
+            (Some(only), None) => Some(Cow::Borrowed(only)),
+            _ => Some(Cow::<str>::Owned(texts().collect())).filter(|t| !t.is_empty()),
+        }
+    };
+    let tool_calls = r
         .content
         .iter()
         .filter_map(|b| match b {
-            OutputBlock::ToolCall(c) => Some(json!({
-                "id": c.id, "type": "function", "function": { "name": c.name, "arguments": c.arguments }
-            })),
+            OutputBlock::ToolCall(c) => Some(ToolCallBody {
+                function: FunctionCallBody {
+                    arguments: &c.arguments,
+                    name: &c.name,
+                },
+                id: &c.id,
+                kind: "function",
+            }),
             _ => None,
         })
         .collect();
-    let mut message = json!({ "role": "assistant", "content": text });
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
+    Completion {
+        choices: [Choice {
+            finish_reason: finish_reason_str(r.finish_reason),
+            index: 0,
+            logprobs: None,
+            message: CompletionMessage {
+                content,
+                role: "assistant",
+                tool_calls,
+            },
+        }],
+        created: now_secs(),
+        episode_id: meta.episode_id,
+        id: meta.inference_id,
+        model,
+        object: "chat.completion",
+        service_tier: None,
+        system_fingerprint: "",
+        usage: r.usage.into(),
     }
-    json!({
-        "id": meta.inference_id,
-        "episode_id": meta.episode_id,
-        "choices": [{ "index": 0, "finish_reason": finish_reason_str(r.finish_reason), "message": message, "logprobs": null }],
-        "created": now_secs(),
-        "model": model,
-        "system_fingerprint": "",
-        "service_tier": null,
-        "object": "chat.completion",
-        "usage": usage_json(r.usage),
-    })
 }
 
 /// OpenAI `chat.completion.chunk` events.

@@ -6,7 +6,6 @@
 //! header). Streams are SSE `data:` events of `chat.completion.chunk` objects ending with
 //! `data: [DONE]`; usage comes in a last chunk when `stream_options.include_usage` is set.
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use http::Request;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -212,7 +211,7 @@ impl OpenAiAdapter {
             };
         }
         let mut http_request = builder
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(crate::upstream::json_body(&body)))
             .map_err(|e| provider.failure(format!("cannot build a request to `{url}`: {e}")))?;
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
 
