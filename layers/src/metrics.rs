@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -188,8 +189,28 @@ pub struct Family<M> {
     series: RwLock<SeriesMap<M>>,
 }
 
-/// Series by a hash of their label values (colliding hashes share a list).
-type SeriesMap<M> = HashMap<u64, Vec<(Box<[String]>, Arc<M>)>>;
+/// Series by a hash of their label values (colliding hashes share a list). The key is already
+/// a hash, so the map uses it as is rather than hashing it again.
+type SeriesMap<M> = HashMap<u64, Vec<(Box<[String]>, Arc<M>)>, BuildHasherDefault<PreHashed>>;
+
+/// The hasher of a map whose `u64` keys are hashes already.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; any other input still gets a usable hash.
+        self.0 = fnv1a(self.0, bytes);
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
 
 impl<M> std::fmt::Debug for Family<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -248,11 +269,24 @@ fn lookup<'a, M>(series: &'a SeriesMap<M>, values: &[&str]) -> Option<&'a Arc<M>
         .map(|(_, m)| m)
 }
 
+/// A hash of label values: FNV-1a, a few instructions per byte where SipHash spends many
+/// (every request looks up about a dozen series). Flooding is not a concern: the number of
+/// series is capped (`MAX_SERIES`), and colliding ones only share a short list.
 fn hash(values: &[&str]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    values.hash(&mut h);
-    h.finish()
+    values.iter().fold(FNV_OFFSET, |h, v| {
+        // A separator after each value, so `["ab", "c"]` and `["a", "bc"]` differ.
+        fnv1a(fnv1a(h, v.as_bytes()), &[0xff])
+    })
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// Anything the registry can render.
@@ -333,7 +367,7 @@ impl Registry {
             kind,
             labels,
             make,
-            series: RwLock::new(HashMap::new()),
+            series: RwLock::new(HashMap::default()),
         });
         self.families
             .write()
@@ -621,6 +655,19 @@ mod tests {
         assert!(text.contains("t_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("t_seconds_sum 5.55\n"), "{text}");
         assert!(text.contains("t_seconds_count 3\n"), "{text}");
+    }
+
+    #[test]
+    fn label_values_split_differently_are_different_series() {
+        let r = Registry::new();
+        let c = r.counter("t_total", "T.", &["a", "b"]);
+        c.with(&["ab", "c"]).inc();
+        c.with(&["a", "bc"]).add(2);
+        c.with(&["ab", "c"]).inc();
+        let text = r.render();
+        assert!(text.contains("t_total{a=\"ab\",b=\"c\"} 2\n"), "{text}");
+        assert!(text.contains("t_total{a=\"a\",b=\"bc\"} 2\n"), "{text}");
+        assert_ne!(hash(&["ab", "c"]), hash(&["a", "bc"]));
     }
 
     #[test]
