@@ -277,16 +277,24 @@ impl Engine {
         Ok(())
     }
 
-    /// `request` with its own schemas compiled, on the blocking pool when it has any.
-    async fn with_schemas(&self, request: InferenceRequest) -> Result<InferenceRequest, Error> {
+    /// Whether `request` brings schemas of its own (tools, an output schema for a JSON
+    /// function) that must be compiled before it runs; and whether its function is JSON.
+    fn brings_schemas(&self, request: &InferenceRequest) -> (bool, bool) {
         let json = request
             .function_name
             .as_ref()
             .and_then(|name| self.functions.get(name))
             .is_some_and(FunctionInfo::is_json);
-        if request.tools.additional_tools.is_empty() && !(json && request.output_schema.is_some()) {
-            return Ok(request);
-        }
+        let brings =
+            !request.tools.additional_tools.is_empty() || (json && request.output_schema.is_some());
+        (brings, json)
+    }
+
+    /// `request` with its own schemas compiled, on the blocking pool.
+    async fn with_schemas(
+        request: InferenceRequest,
+        json: bool,
+    ) -> Result<InferenceRequest, Error> {
         tokio::task::spawn_blocking(move || {
             let schemas = RequestSchemas::compile(&request, json)?;
             Ok(InferenceRequest { schemas, ..request })
@@ -297,7 +305,12 @@ impl Engine {
 
     async fn infer_inner(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
         self.check_limits(&request)?;
-        let mut request = self.with_schemas(request).await?;
+        let mut request = match self.brings_schemas(&request) {
+            // Boxed: the compiling future holds the request twice over, and inline it would
+            // make every request's future that much larger.
+            (true, json) => Box::pin(Self::with_schemas(request, json)).await?,
+            (false, _) => request,
+        };
         if let Some(id) = &request.api_key_public_id {
             // Set by the gateway after the check above, so clients cannot forge it.
             request
@@ -431,30 +444,37 @@ impl Engine {
                     cc,
                     ids,
                 };
-                call.run_chain_of_thought(self, system, messages).await
+                // The rarer variant types run boxed: their futures are kilobytes, and inline
+                // they would make every chat_completion request's future (and each move of
+                // it) that large too.
+                Box::pin(call.run_chain_of_thought(self, system, messages)).await
             }
             VariantConfig::ExperimentalBestOfN(config) => {
-                ensemble::Ensemble {
-                    engine: self,
-                    request,
-                    function,
-                    function_name,
-                    variant_name,
-                    ids,
-                }
-                .best_of_n(config, &variant.prompt)
+                Box::pin(
+                    ensemble::Ensemble {
+                        engine: self,
+                        request,
+                        function,
+                        function_name,
+                        variant_name,
+                        ids,
+                    }
+                    .best_of_n(config, &variant.prompt),
+                )
                 .await
             }
             VariantConfig::ExperimentalMixtureOfN(config) => {
-                ensemble::Ensemble {
-                    engine: self,
-                    request,
-                    function,
-                    function_name,
-                    variant_name,
-                    ids,
-                }
-                .mixture_of_n(config, &variant.prompt)
+                Box::pin(
+                    ensemble::Ensemble {
+                        engine: self,
+                        request,
+                        function,
+                        function_name,
+                        variant_name,
+                        ids,
+                    }
+                    .mixture_of_n(config, &variant.prompt),
+                )
                 .await
             }
             VariantConfig::ExperimentalDynamicInContextLearning(_) => {
