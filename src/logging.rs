@@ -147,6 +147,18 @@ impl Visit for PlainFields<'_, '_> {
         self.write(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.write(field, |w| {
+            // In this range `Debug` writes the shortest round-trip decimal, as ryu does, and
+            // neither switches to an exponent; outside it, `Debug` itself.
+            if (1e-3..1e15).contains(&value.abs()) {
+                w.write_str(ryu::Buffer::new().format_finite(value))
+            } else {
+                write!(w, "{value:?}")
+            }
+        });
+    }
+
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.write(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
@@ -290,6 +302,10 @@ mod tests {
                 status = 200u16,
                 latency_ms = 1.5f64,
                 whole_ms = 2.0f64,
+                tiny = 0.000_012_5f64,
+                zero = 0.0f64,
+                huge = 1.0e300f64,
+                precise = 58.254_000_000_000_01f64,
                 delta = -3i64,
                 relayed = false,
                 outcome = "complete",
@@ -316,7 +332,7 @@ mod tests {
         assert_eq!(
             line(true),
             " INFO switchyard::request: request method=POST status=200 latency_ms=1.5 \
-             whole_ms=2.0 delta=-3 relayed=false outcome=\"complete\" \
+             whole_ms=2.0 tiny=1.25e-5 zero=0.0 huge=1e300 precise=58.25400000000001 delta=-3 relayed=false outcome=\"complete\" \
              quoted=\"say \\\"hi\\\"\\n\" unicode=\"naïve\" type=\"chat\"\n"
         );
     }
