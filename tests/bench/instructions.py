@@ -207,7 +207,8 @@ def markdown(results, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--requests", type=int, default=2000)
-    ap.add_argument("--binary", action="append", help="a switchyard binary to count (repeatable; runs interleave)")
+    ap.add_argument("--binary", action="append",
+                    help="a switchyard binary to count, as PATH or NAME=PATH (repeatable; runs interleave)")
     ap.add_argument("--setup", action="append", choices=["single", "edge-relay", "secured"],
                     help="only these setups (repeatable)")
     ap.add_argument("--skip-secured", action="store_true", help="skip the Redis + Postgres setup")
@@ -217,7 +218,9 @@ def main():
     a = ap.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed: apt-get install valgrind")
-    binaries = a.binary or [str(RELEASE / "switchyard")]
+    named = [b.split("=", 1) if "=" in b else [b, b] for b in (a.binary or [str(RELEASE / "switchyard")])]
+    labels = {path: name for name, path in named}
+    binaries = [path for _, path in named]
     setups = a.setup or ["single", "edge-relay"] + ([] if a.skip_secured else ["secured"])
     work = pathlib.Path(tempfile.mkdtemp(prefix="switchyard-instructions-"))
     print(f"callgrind files and logs: {work}", flush=True)
@@ -255,10 +258,10 @@ def main():
             # Interleaved: every build's runs of one setup follow each other.
             for binary in binaries:
                 counts = per_request(runs[setup](binary), a.requests, work, a.profile)
-                row = {"build": binary, "setup": setup, "per_request": counts}
+                row = {"build": labels[binary], "setup": setup, "per_request": counts}
                 results.append(row)
                 shown = ", ".join(f"{k} {v:,.0f}" for k, v in counts.items())
-                print(f"{setup:<11} {binary}: {shown}", flush=True)
+                print(f"{setup:<11} {labels[binary]}: {shown}", flush=True)
     finally:
         for cleanup in reversed(cleanups):
             try:
