@@ -412,6 +412,14 @@ impl Engine {
         variant: &Variant,
         ids: Ids,
     ) -> Result<InferenceOutcome, Error> {
+        let ensemble = || ensemble::Ensemble {
+            engine: self,
+            request,
+            function,
+            function_name,
+            variant_name,
+            ids,
+        };
         match &variant.config {
             VariantConfig::ChatCompletion(cc) => {
                 let (system, messages) = variant
@@ -450,32 +458,10 @@ impl Engine {
                 Box::pin(call.run_chain_of_thought(self, system, messages)).await
             }
             VariantConfig::ExperimentalBestOfN(config) => {
-                Box::pin(
-                    ensemble::Ensemble {
-                        engine: self,
-                        request,
-                        function,
-                        function_name,
-                        variant_name,
-                        ids,
-                    }
-                    .best_of_n(config, &variant.prompt),
-                )
-                .await
+                Box::pin(ensemble().best_of_n(config, &variant.prompt)).await
             }
             VariantConfig::ExperimentalMixtureOfN(config) => {
-                Box::pin(
-                    ensemble::Ensemble {
-                        engine: self,
-                        request,
-                        function,
-                        function_name,
-                        variant_name,
-                        ids,
-                    }
-                    .mixture_of_n(config, &variant.prompt),
-                )
-                .await
+                Box::pin(ensemble().mixture_of_n(config, &variant.prompt)).await
             }
             VariantConfig::ExperimentalDynamicInContextLearning(_) => {
                 Err(Error::NotSupported(format!(
