@@ -92,7 +92,7 @@ impl Upstream {
     }
 
     /// Sends `request` (carrying `trace` on as `traceparent`) and returns the answer whatever
-    /// its status; fails only when `url` could not be reached.
+    /// its status; fails only when the far end could not be reached.
     pub async fn send(
         &self,
         mut request: http::Request<Full<Bytes>>,

@@ -1,5 +1,6 @@
 //! Bounds on what a provider's answer can make the gateway hold: every index, count and size
-//! a provider sends is hostile until checked here, at the parse site.
+//! a provider sends is hostile until checked here, at the parse site. (The size of a whole
+//! answer is bounded where it is read, `upstream::MAX_RESPONSE_BYTES`.)
 //!
 //! A stream names its content blocks (tool calls, text, thinking) by index, and the parsers keep
 //! a little state per index. Growing a vector to an index the provider chose let one chunk with
@@ -9,10 +10,6 @@
 /// The most content blocks one answer may have. Real answers have a handful; parallel tool
 /// calls reach dozens.
 pub const MAX_BLOCKS: usize = 1024;
-
-/// The largest non-streamed answer read from a provider or a relay. Chat answers are kilobytes;
-/// a batch of embeddings a few megabytes.
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Per-block state of a stream, by the block index the provider sends.
 #[derive(Debug)]
