@@ -161,10 +161,5 @@ pub(crate) async fn anthropic(state: Arc<MockState>, body: Value) -> Response<Bo
         },
     )
     .boxed();
-    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    res
+    streamed(frames, "text/event-stream")
 }

@@ -196,10 +196,5 @@ pub(crate) async fn bedrock(
         },
     )
     .boxed();
-    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/vnd.amazon.eventstream"),
-    );
-    res
+    streamed(frames, "application/vnd.amazon.eventstream")
 }

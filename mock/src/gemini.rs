@@ -160,10 +160,5 @@ pub(crate) async fn gemini(
         },
     )
     .boxed();
-    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    res
+    streamed(frames, "text/event-stream")
 }

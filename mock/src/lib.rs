@@ -444,6 +444,19 @@ impl Drop for StreamGuard {
     }
 }
 
+/// A streamed answer: `frames` as they come, with `content_type`.
+pub(crate) fn streamed<S>(frames: S, content_type: &'static str) -> Response<Body>
+where
+    S: futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + 'static,
+{
+    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    res
+}
+
 pub(crate) fn full(text: impl Into<Bytes>) -> Body {
     Full::new(text.into())
         .map_err(|never| match never {})

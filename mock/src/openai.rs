@@ -282,12 +282,7 @@ pub(crate) async fn complete(state: Arc<MockState>, body: Value) -> Response<Bod
         Some((frame, (steps, guard, false)))
     })
     .boxed();
-    let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    res
+    streamed(frames, "text/event-stream")
 }
 
 /// A provider that misbehaves on purpose (`hostile-*` in the model name), to check that the
@@ -298,12 +293,7 @@ pub(crate) fn hostile(model: &str, stream: bool) -> Option<Response<Body>> {
     // A body sent in the given pieces, as a provider's answer arrives on the wire.
     let framed = |frames: Vec<Bytes>, content_type: &'static str| {
         let body = futures_util::stream::iter(frames.into_iter().map(|b| Ok(Frame::data(b))));
-        let mut res = Response::new(StreamBody::new(body).boxed_unsync());
-        res.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(content_type),
-        );
-        res
+        streamed(body, content_type)
     };
     let sse = |frames: Vec<Bytes>| framed(frames, "text/event-stream");
     let chunk = |delta: Value| {

@@ -71,10 +71,5 @@ pub(crate) async fn sagemaker(state: Arc<MockState>, body: Value, stream: bool) 
     } else {
         parts.boxed()
     };
-    let mut res = Response::new(StreamBody::new(parts).boxed_unsync());
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/vnd.amazon.eventstream"),
-    );
-    res
+    streamed(parts, "application/vnd.amazon.eventstream")
 }
