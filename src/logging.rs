@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -64,7 +65,10 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         write_timestamp(&mut writer, SystemTime::now())?;
-        let level = event.metadata().level().as_str();
+        // An event from the `log` crate carries its real target and level in `log.*` fields.
+        let normalized = event.normalized_metadata();
+        let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let level = metadata.level().as_str();
         // Levels are right-aligned in five columns, as the compact format has them.
         writer.write_str(&"     "[level.len()..])?;
         writer.write_str(level)?;
@@ -76,7 +80,7 @@ where
             }
             writer.write_char(' ')?;
         }
-        writer.write_str(event.metadata().target())?;
+        writer.write_str(metadata.target())?;
         writer.write_str(": ")?;
         let mut fields = PlainFields {
             writer: &mut writer,
@@ -113,6 +117,10 @@ impl PlainFields<'_, '_> {
     }
 
     fn write(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        // A `log` record's metadata fields: already written as the target and level.
+        if field.name().starts_with("log.") {
+            return;
+        }
         if self.result.is_ok() {
             self.result = self.name(field).and_then(|()| value(self.writer));
         }
@@ -124,7 +132,7 @@ impl Visit for PlainFields<'_, '_> {
         let message = field.name() == "message";
         self.write(field, |w| {
             if message {
-                w.write_str(value)
+                Escaping(w).write_str(value)
             } else if value
                 .bytes()
                 .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
@@ -164,7 +172,63 @@ impl Visit for PlainFields<'_, '_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.write(field, |w| write!(w, "{value:?}"));
+        if field.name() == "message" {
+            self.write(field, |w| write!(Escaping(w), "{value:?}"));
+        } else {
+            self.write(field, |w| write!(w, "{value:?}"));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let name = field.name();
+        self.write(field, |w| {
+            write!(Escaping(w), "{value}")?;
+            let Some(mut source) = value.source() else {
+                return Ok(());
+            };
+            write!(w, " {name}.sources=[")?;
+            loop {
+                write!(Escaping(w), "{source}")?;
+                match source.source() {
+                    Some(next) => {
+                        w.write_str(", ")?;
+                        source = next;
+                    }
+                    None => return w.write_char(']'),
+                }
+            }
+        });
+    }
+}
+
+/// Writes text with the terminal control characters a message could carry (ESC, BEL, BS, FF,
+/// DEL and the C1 controls) spelled out, so that text from a client cannot drive the terminal
+/// of whoever reads the log. The same characters the compact format escapes, the same way.
+struct Escaping<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let needs = |c: char| {
+            matches!(
+                c,
+                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}'
+            )
+        };
+        if !text.contains(needs) {
+            return self.0.write_str(text);
+        }
+        for c in text.chars() {
+            match c {
+                '\x1b' => self.0.write_str("\\x1b")?,
+                '\x07' => self.0.write_str("\\x07")?,
+                '\x08' => self.0.write_str("\\x08")?,
+                '\x0c' => self.0.write_str("\\x0c")?,
+                '\x7f' => self.0.write_str("\\x7f")?,
+                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+                c => self.0.write_char(c)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -284,8 +348,23 @@ mod tests {
         }
     }
 
-    /// The line `format` writes for one event with every kind of field.
-    fn line(plain: bool) -> String {
+    #[derive(Debug)]
+    struct Failure(&'static str, Option<Box<Failure>>);
+
+    impl fmt::Display for Failure {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Failure {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    /// What `emit` made `format` write, past the timestamp.
+    fn written(plain: bool, emit: impl FnOnce()) -> String {
         let captured = Captured::default();
         let writer = {
             let captured = captured.clone();
@@ -295,6 +374,47 @@ mod tests {
             .with_ansi(false)
             .with_writer(writer)
             .with_max_level(tracing::Level::INFO);
+        if plain {
+            tracing::subscriber::with_default(builder.event_format(PlainLine).finish(), emit);
+        } else {
+            tracing::subscriber::with_default(builder.compact().finish(), emit);
+        }
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        text.split_once("Z ").unwrap().1.to_owned()
+    }
+
+    #[test]
+    fn records_from_the_log_crate_read_with_their_own_target() {
+        let record = || {
+            tracing_log::format_trace(
+                &log::Record::builder()
+                    .level(log::Level::Warn)
+                    .target("tokio_postgres::connection")
+                    .module_path(Some("tokio_postgres::connection"))
+                    .file(Some("src/connection.rs"))
+                    .line(Some(7))
+                    .args(format_args!("NOTICE: {}", "relation exists"))
+                    .build(),
+            )
+            .unwrap()
+        };
+        let plain = written(true, record);
+        assert_eq!(plain, written(false, record));
+        assert_eq!(
+            plain,
+            " WARN tokio_postgres::connection: NOTICE: relation exists\n"
+        );
+    }
+
+    /// The line `format` writes for one event with every kind of field.
+    fn line(plain: bool) -> String {
+        let failure = Failure(
+            "outer \x1b",
+            Some(Box::new(Failure(
+                "middle",
+                Some(Box::new(Failure("inner", None))),
+            ))),
+        );
         let emit = || {
             tracing::info!(
                 target: "switchyard::request",
@@ -313,17 +433,11 @@ mod tests {
                 unicode = "naïve",
                 missing = None::<&str>,
                 r#type = "chat",
-                "request"
+                failure = &failure as &(dyn std::error::Error + 'static),
+                "request \x1b[31mred\x07 \u{85}"
             )
         };
-        if plain {
-            tracing::subscriber::with_default(builder.event_format(PlainLine).finish(), emit);
-        } else {
-            tracing::subscriber::with_default(builder.compact().finish(), emit);
-        }
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        // Past the timestamp, which differs between the two runs.
-        text.split_once("Z ").unwrap().1.to_owned()
+        written(plain, emit)
     }
 
     #[test]
@@ -331,9 +445,10 @@ mod tests {
         assert_eq!(line(true), line(false));
         assert_eq!(
             line(true),
-            " INFO switchyard::request: request method=POST status=200 latency_ms=1.5 \
+            " INFO switchyard::request: request \\x1b[31mred\\x07 \\u{85} method=POST status=200 latency_ms=1.5 \
              whole_ms=2.0 tiny=1.25e-5 zero=0.0 huge=1e300 precise=58.25400000000001 delta=-3 relayed=false outcome=\"complete\" \
-             quoted=\"say \\\"hi\\\"\\n\" unicode=\"naïve\" type=\"chat\"\n"
+             quoted=\"say \\\"hi\\\"\\n\" unicode=\"naïve\" type=\"chat\" \
+             failure=outer \\x1b failure.sources=[middle, inner]\n"
         );
     }
 }
