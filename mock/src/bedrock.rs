@@ -33,18 +33,7 @@ pub(crate) async fn bedrock(
             "Too many requests, please wait before trying again.",
         );
     }
-    let last_user = body["messages"]
-        .as_array()
-        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_array().cloned())
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter_map(|b| b["text"].as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+    let last_user = last_user_text(&body["messages"], "content");
     let text = format!("mock reply to: {last_user}");
     // `tool` calls the tool the request forces, if it forces one, else get_weather.
     let forced_tool = body["toolConfig"]["toolChoice"]["tool"]["name"]

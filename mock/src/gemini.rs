@@ -37,18 +37,7 @@ pub(crate) async fn gemini(
                      "details": [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2s" }] } }),
         );
     }
-    let last_user = body["contents"]
-        .as_array()
-        .and_then(|c| c.iter().rev().find(|c| c["role"] == "user"))
-        .and_then(|c| c["parts"].as_array().cloned())
-        .map(|parts| {
-            parts
-                .iter()
-                .filter_map(|p| p["text"].as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+    let last_user = last_user_text(&body["contents"], "parts");
     let text = format!("mock reply to: {last_user}");
     let prompt_tokens = (body["contents"].to_string().len() / 4) as u64 + 1;
     // `tool` calls the tool the request forces, if it forces one, else get_weather.

@@ -444,6 +444,22 @@ impl Drop for StreamGuard {
     }
 }
 
+/// The text blocks of the last user turn in `turns` (Anthropic `messages`, Bedrock `messages`,
+/// Gemini `contents`), each turn's blocks under `blocks`, joined by spaces.
+pub(crate) fn last_user_text(turns: &Value, blocks: &str) -> String {
+    turns
+        .as_array()
+        .and_then(|t| t.iter().rev().find(|t| t["role"] == "user"))
+        .and_then(|t| t[blocks].as_array())
+        .map(|b| {
+            b.iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
 /// A streamed answer: `frames` as they come, with `content_type`.
 pub(crate) fn streamed<S>(frames: S, content_type: &'static str) -> Response<Body>
 where
