@@ -268,24 +268,21 @@ fn stack(
         .into_iter()
         .map(|p| {
             let p = Arc::new(p);
-            let codec = EmbeddingClient {
-                destination: Destination::Provider(p.clone()),
-                upstream: cx.upstream.clone(),
-            };
+            let codec = EmbeddingClient::new(Destination::Provider(p.clone()), cx.upstream.clone());
             let target = model::Target {
                 name: p.name.clone(),
                 model: model.clone(),
                 credential: p.credential.clone(),
                 label: p.label(),
                 timeouts: p.timeouts,
-                peer: codec.destination.peer(),
+                peer: Peer::clone(&codec.peer),
             };
             (p.name.clone(), model::attempt(target, codec, cx))
         })
         .collect();
     let relay = cx.relay.as_ref().map(|relay| {
-        let codec = EmbeddingClient {
-            destination: Destination::Relay {
+        let codec = EmbeddingClient::new(
+            Destination::Relay {
                 url: format!(
                     "{}/openai/v1/embeddings",
                     relay.gateway_url.trim_end_matches('/')
@@ -293,9 +290,9 @@ fn stack(
                 .into(),
                 model: format!("{EMBEDDING_MODEL_PREFIX}{name}"),
             },
-            upstream: cx.upstream.clone(),
-        };
-        let target = model::relay_target(relay, model.clone(), codec.destination.peer());
+            cx.upstream.clone(),
+        );
+        let target = model::relay_target(relay, model.clone(), Peer::clone(&codec.peer));
         model::attempt(target, codec, cx)
     });
     // Embedding calls always go to the relay when one is configured (reference §1.3).
@@ -405,7 +402,19 @@ enum Destination {
 #[derive(Clone, Debug)]
 struct EmbeddingClient {
     destination: Destination,
+    /// Who the calls go to, for their errors (built once, not per call).
+    peer: Arc<Peer>,
     upstream: Upstream,
+}
+
+impl EmbeddingClient {
+    fn new(destination: Destination, upstream: Upstream) -> Self {
+        Self {
+            peer: Arc::new(destination.peer()),
+            destination,
+            upstream,
+        }
+    }
 }
 
 impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
@@ -431,7 +440,7 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             {
                 builder = builder.header(AUTHORIZATION, bearer(key)?);
             }
-            let peer = destination.peer();
+            let peer = &this.peer;
             let request = builder
                 .body(Full::new(crate::upstream::json_body(&body)))
                 .map_err(|e| peer.failure(format!("cannot build a request to `{url}`: {e}")))?;
