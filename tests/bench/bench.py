@@ -235,11 +235,15 @@ class Bench:
         oha(self.oha, port, path, body, headers, 500, 2, self.args.connections)  # warm-up
         rows = []
         for rate in self.args.rates + [None]:
-            cpu0 = sum(p.cpu_seconds() for p in procs)
+            cpu0 = [p.cpu_seconds() for p in procs]
             raw = oha(self.oha, port, path, body, headers, rate, self.args.seconds, self.args.connections)
-            cpu = sum(p.cpu_seconds() for p in procs) - cpu0
+            cpu = [p.cpu_seconds() - c0 for p, c0 in zip(procs, cpu0)]
             row = {"rate": rate or "saturation", **summarize(raw)}
-            row["cpu_s_per_10k"] = cpu * 10000 / max(1, row["ok"] + row["errors"]) if procs else None
+            n = max(1, row["ok"] + row["errors"])
+            row["cpu_s_per_10k"] = sum(cpu) * 10000 / n if procs else None
+            # Each process's share too (the gateway first), to tell a gateway's cost from its
+            # store's (redis-server) or its peer tier's.
+            row["cpu_s_per_10k_by_process"] = {p.name: c * 10000 / n for p, c in zip(procs, cpu)}
             if floor:
                 base = next((f for f in floor if f["rate"] == row["rate"]), None)
                 if base:
@@ -277,33 +281,34 @@ class Bench:
             floor = self.measure("floor (mock direct)", [], mock_port, "/v1/chat/completions",
                                  {"model": "gpt-4.1-mini", "messages": PROMPT})
 
-            gw, gw_port = self.gateway("switchyard", gw_cfg)
-            procs.append(gw)
-            self.measure("switchyard, function_name", [gw], gw_port, chat, fn_body, floor=floor)
-            self.measure("switchyard, model_name", [gw], gw_port, chat, model_body, floor=floor, fresh=False)
-            self.measure("switchyard, templated function", [gw], gw_port, chat, templated_body, floor=floor, fresh=False)
+            if not a.only:
+                gw, gw_port = self.gateway("switchyard", gw_cfg)
+                procs.append(gw)
+                self.measure("switchyard, function_name", [gw], gw_port, chat, fn_body, floor=floor)
+                self.measure("switchyard, model_name", [gw], gw_port, chat, model_body, floor=floor, fresh=False)
+                self.measure("switchyard, templated function", [gw], gw_port, chat, templated_body, floor=floor, fresh=False)
 
-            # The same gateway with OTLP trace export on, into a collector that accepts and
-            # discards (its cost is the collector's, not the gateway's).
-            collector = OtlpSink()
-            traced_cfg = gw_cfg + "\n[gateway.export.otlp.traces]\nenabled = true\n"
-            traced, traced_port = self.gateway("switchyard-traced", traced_cfg,
-                                               {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.url})
-            procs.append(traced)
-            wait_ok(traced, traced_port, chat, fn_body)
-            self.measure("switchyard, function_name, OTLP traces on", [traced], traced_port, chat, fn_body, floor=floor)
-            traced.stop()
-            procs.remove(traced)
-            print(f"  the collector received {collector.exports} exports", flush=True)
-            collector.stop()
+                # The same gateway with OTLP trace export on, into a collector that accepts and
+                # discards (its cost is the collector's, not the gateway's).
+                collector = OtlpSink()
+                traced_cfg = gw_cfg + "\n[gateway.export.otlp.traces]\nenabled = true\n"
+                traced, traced_port = self.gateway("switchyard-traced", traced_cfg,
+                                                   {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.url})
+                procs.append(traced)
+                wait_ok(traced, traced_port, chat, fn_body)
+                self.measure("switchyard, function_name, OTLP traces on", [traced], traced_port, chat, fn_body, floor=floor)
+                traced.stop()
+                procs.remove(traced)
+                print(f"  the collector received {collector.exports} exports", flush=True)
+                collector.stop()
 
-            relay, relay_port = self.gateway("relay", gw_cfg)
-            wait_ok(relay, relay_port, chat, fn_body)
-            edge, edge_port = self.gateway("edge", configs.EDGE.replace("RELAY", f"127.0.0.1:{relay_port}"))
-            procs += [relay, edge]
-            self.measure("switchyard edge -> relay", [edge, relay], edge_port, chat, fn_body, floor=floor)
+                relay, relay_port = self.gateway("relay", gw_cfg)
+                wait_ok(relay, relay_port, chat, fn_body)
+                edge, edge_port = self.gateway("edge", configs.EDGE.replace("RELAY", f"127.0.0.1:{relay_port}"))
+                procs += [relay, edge]
+                self.measure("switchyard edge -> relay", [edge, relay], edge_port, chat, fn_body, floor=floor)
 
-            if not a.skip_secured:
+            if not a.skip_secured and a.only in (None, "secured"):
                 from conftest import Postgres
                 pg_dir = pathlib.Path(tempfile.mkdtemp(prefix="switchyard-bench-pg-"))
                 pg = Postgres(pg_dir)
@@ -333,11 +338,11 @@ class Bench:
                 redis.stop()
                 pg.stop()
 
-            if not a.skip_peer:
+            if not a.skip_peer and not a.only:
                 peer, peer_port = self.peer("tensorzero-embedded", gw_cfg)
                 procs.append(peer)
                 self.measure("TensorZero 2026.6 (embedded, pip)", [peer], peer_port, chat, fn_body, floor=floor)
-            for i, binary in enumerate(a.peer_bin or []):
+            for i, binary in enumerate([] if a.only else a.peer_bin or []):
                 port = free_port()
                 cfg = self.work / f"peer{i}.toml"
                 cfg.write_text(gw_cfg)
@@ -346,6 +351,8 @@ class Bench:
                 procs.append(p)
                 self.measure(f"peer binary {pathlib.Path(binary).name}", [p], port, chat, fn_body, floor=floor)
 
+            if a.only:
+                return self.results
             print("streaming: time to first byte and gap between chunks (sequential streams)", flush=True)
             drip = {"model": "drip-2", "messages": PROMPT}
             self.results["streaming"].append({"setup": "floor (mock direct)", **stream_probe(mock_port, "/v1/chat/completions", drip)})
@@ -413,6 +420,8 @@ def main():
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--skip-secured", action="store_true", help="skip the auth + rate-limit setups (no Postgres/Redis)")
     ap.add_argument("--soak", type=int, default=0, help="also run a soak of this many seconds and watch RSS")
+    ap.add_argument("--only", choices=["secured"], help="run only the floor and these setups (a quick A/B; "
+                    "writes results/only-NAME.{md,json} instead of latest)")
     args = ap.parse_args()
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()} {platform.platform()}", "cpus": os.cpu_count(),
@@ -422,9 +431,10 @@ def main():
     meta["wall_s"] = round(time.monotonic() - t0)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps({"meta": meta, **results}, indent=2))
-    (out / "latest.md").write_text(markdown(results, meta))
-    print(f"\nwrote {out / 'latest.md'} and latest.json in {meta['wall_s']} s")
+    stem = f"only-{args.only}" if args.only else "latest"
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, **results}, indent=2))
+    (out / f"{stem}.md").write_text(markdown(results, meta))
+    print(f"\nwrote {out / stem}.md and {stem}.json in {meta['wall_s']} s")
 
 
 if __name__ == "__main__":

@@ -385,6 +385,110 @@ async fn two_replicas_sharing_redis_hold_one_global_limit_exactly() {
     assert_eq!(mock.requests().len(), 50);
 }
 
+/// Reads redis-server's count of script calls (`INFO commandstats`).
+async fn script_calls(redis: &Redis) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Concurrent decisions of one process share script calls (the batcher), and a batch decides
+/// exactly what the same decisions one by one would: of 120 concurrent reservations on a
+/// bucket of 30, 30 are taken; settlements in flight at the same time take exactly what they
+/// say.
+#[tokio::test]
+async fn concurrent_redis_decisions_share_script_calls_and_stay_exact() {
+    use switchyard::rate_limit_store::RedisBackend;
+    use switchyard_layers::rate_limit::{
+        Bucket, Charge, Limit, LimiterBackend, Resource, Verdict, Window,
+    };
+
+    let redis = Redis::start().await;
+    let backend = Arc::new(RedisBackend::connect(&redis.url()).await.unwrap());
+    let bucket = |key: &str, capacity| Bucket {
+        key: key.into(),
+        rule: "rate_limiting.rules[0]".into(),
+        scope: "(no scope: every request)".into(),
+        limit: Limit {
+            resource: Resource::ModelInferences,
+            window: Window::Day,
+            capacity,
+            refill_rate: 0,
+        },
+    };
+    let calls_before = script_calls(&redis).await;
+    // 120 reservations of one from `a` (30) together with one from `b` (1,000); and 20
+    // settlements taking 2 more from `b` each (usage beyond the estimate), all at once.
+    let reservations: Vec<_> = (0..120)
+        .map(|_| {
+            let backend = backend.clone();
+            let charges = vec![
+                Charge {
+                    bucket: bucket("a", 30),
+                    amount: 1,
+                },
+                Charge {
+                    bucket: bucket("b", 1000),
+                    amount: 1,
+                },
+            ];
+            tokio::spawn(async move { backend.reserve(&charges).await.unwrap() })
+        })
+        .collect();
+    let settlements: Vec<_> = (0..20)
+        .map(|_| {
+            let backend = backend.clone();
+            let charges = vec![Charge {
+                bucket: bucket("b", 1000),
+                amount: 2,
+            }];
+            tokio::spawn(async move { backend.settle(&charges).await.unwrap() })
+        })
+        .collect();
+    let mut allowed = 0;
+    for r in reservations {
+        match r.await.unwrap() {
+            Verdict::Allowed { balances } => {
+                allowed += 1;
+                assert!(balances[0] >= 0.0, "{balances:?}");
+            }
+            Verdict::Denied { balances } => assert!(balances[0] < 1.0, "{balances:?}"),
+        }
+    }
+    for s in settlements {
+        s.await.unwrap();
+    }
+    assert_eq!(allowed, 30, "exactly the bucket's capacity was taken");
+    let calls = script_calls(&redis).await - calls_before;
+    assert!(
+        calls < 140,
+        "140 concurrent decisions took {calls} script calls: they were not batched"
+    );
+    // `b` gave 1 to each of the 30 taken reservations (none to the refused ones: all or
+    // nothing) and 2 to each settlement: 930 are left, whatever the order.
+    let b = |amount| {
+        [Charge {
+            bucket: bucket("b", 1000),
+            amount,
+        }]
+    };
+    match backend.reserve(&b(931)).await.unwrap() {
+        Verdict::Denied { balances } => assert_eq!(balances, [930.0]),
+        other => panic!("{other:?}"),
+    }
+    match backend.reserve(&b(930)).await.unwrap() {
+        Verdict::Allowed { balances } => assert_eq!(balances, [0.0]),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn redis_down_fails_closed_with_503_and_recovers() {
     let mut redis = Redis::start().await;
