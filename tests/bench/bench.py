@@ -196,6 +196,50 @@ def stream_probe(port, path, body, headers=None, n=50):
             "gap_p50_ms": pct(gaps, 0.5), "gap_p99_ms": pct(gaps, 0.99)}
 
 
+def concurrent_streams(proc, port, path, body, headers=None, streams=500):
+    """Opens `streams` streaming requests at once and reads them all to the end: the gateway's
+    CPU per SSE event delivered and its RSS at the peak (sampled while they run)."""
+    import asyncio
+    import threading
+
+    payload = json.dumps({**body, "stream": True}).encode()
+    head = (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+            + f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n").encode()
+
+    async def one():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head + payload)
+        await writer.drain()
+        events, tail = 0, b""
+        while chunk := await reader.read(65536):
+            events += (tail + chunk).count(b"data:")
+            tail = chunk[-4:]
+        writer.close()
+        return events
+
+    async def run_all():
+        return await asyncio.gather(*(one() for _ in range(streams)))
+
+    rss, done = [proc.rss_mib()], threading.Event()
+
+    def sample():
+        while not done.wait(0.02):
+            rss.append(proc.rss_mib())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    cpu0, t0 = proc.cpu_seconds(), time.monotonic()
+    counts = asyncio.run(run_all())
+    wall, cpu = time.monotonic() - t0, proc.cpu_seconds() - cpu0
+    done.set()
+    sampler.join()
+    events = sum(counts)
+    return {"streams": streams, "events": events, "complete_streams": sum(1 for c in counts if c >= 200),
+            "wall_s": wall, "cpu_us_per_event": cpu * 1e6 / max(1, events),
+            "rss_before_mib": rss[0], "rss_peak_mib": max(rss)}
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -351,7 +395,7 @@ class Bench:
                 procs.append(p)
                 self.measure(f"peer binary {pathlib.Path(binary).name}", [p], port, chat, fn_body, floor=floor)
 
-            if a.only:
+            if a.only == "secured":
                 return self.results
             print("streaming: time to first byte and gap between chunks (sequential streams)", flush=True)
             drip = {"model": "drip-2", "messages": PROMPT}
@@ -367,10 +411,19 @@ class Bench:
                 procs.append(speer)
                 wait_ok(speer, speer_port, chat, fn_body)
                 self.results["streaming"].append({"setup": "TensorZero 2026.6 (embedded, pip)", **stream_probe(speer_port, chat, fn_body)})
+            print("500 concurrent streams of 200 events: CPU per event and RSS", flush=True)
+            self.results["concurrent_streams"] = [{"setup": "switchyard", **concurrent_streams(sgw, sport, chat, fn_body)}]
+            if not a.skip_peer:
+                self.results["concurrent_streams"].append(
+                    {"setup": "TensorZero 2026.6 (embedded, pip)", **concurrent_streams(speer, speer_port, chat, fn_body)})
+            for s in self.results["concurrent_streams"]:
+                print(f"  {s['setup']:<34} {s['complete_streams']}/{s['streams']} complete, {s['events']} events in "
+                      f"{s['wall_s']:.2f} s, {s['cpu_us_per_event']:.2f} CPU-us/event, RSS {s['rss_before_mib']:.1f} -> "
+                      f"{s['rss_peak_mib']:.1f} MiB", flush=True)
             for s in self.results["streaming"]:
                 print(f"  {s['setup']:<34} ttfb p50 {s['ttfb_p50_ms']:.2f} p99 {s['ttfb_p99_ms']:.2f}  gap p50 {s['gap_p50_ms']:.2f} p99 {s['gap_p99_ms']:.2f}")
 
-            if a.soak:
+            if a.soak and not a.only:
                 print(f"soak: {a.soak} s at 2,000/s on one gateway, RSS sampled", flush=True)
                 samples = []
                 end = time.monotonic() + a.soak
@@ -405,6 +458,13 @@ def markdown(results, meta):
                   "| setup | TTFB p50 | TTFB p99 | chunk gap p50 | chunk gap p99 |", "|---|---|---|---|---|"]
         for s in results["streaming"]:
             lines.append(f"| {s['setup']} | {s['ttfb_p50_ms']:.2f} | {s['ttfb_p99_ms']:.2f} | {s['gap_p50_ms']:.2f} | {s['gap_p99_ms']:.2f} |")
+    if results.get("concurrent_streams"):
+        lines += ["", "500 concurrent streams of 200 events each (all opened at once, each read to its end):", "",
+                  "| setup | complete streams | events | wall s | CPU us per event | RSS before (MiB) | RSS peak (MiB) |",
+                  "|---|---|---|---|---|---|---|"]
+        for s in results["concurrent_streams"]:
+            lines.append(f"| {s['setup']} | {s['complete_streams']}/{s['streams']} | {s['events']} | {s['wall_s']:.2f} | "
+                         f"{s['cpu_us_per_event']:.2f} | {s['rss_before_mib']:.1f} | {s['rss_peak_mib']:.1f} |")
     if "soak" in results:
         r = results["soak"]["rss_mib"]
         lines += ["", f"Soak: {results['soak']['seconds']} s at 2,000/s, RSS {r[0]:.1f} -> {r[-1]:.1f} MiB (max {max(r):.1f})."]
@@ -420,7 +480,7 @@ def main():
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--skip-secured", action="store_true", help="skip the auth + rate-limit setups (no Postgres/Redis)")
     ap.add_argument("--soak", type=int, default=0, help="also run a soak of this many seconds and watch RSS")
-    ap.add_argument("--only", choices=["secured"], help="run only the floor and these setups (a quick A/B; "
+    ap.add_argument("--only", choices=["secured", "streaming"], help="run only the floor and these setups (a quick A/B; "
                     "writes results/only-NAME.{md,json} instead of latest)")
     args = ap.parse_args()
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
