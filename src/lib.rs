@@ -436,6 +436,8 @@ pub async fn run(
         options.shutdown.drain,
     )
     .await;
+    // The last requests' usage: settlements wait briefly to share a store call.
+    resources.buckets.flush(Duration::from_secs(1)).await;
     reloader.abort();
     tracing::info!("switchyard stopped");
     Ok(())

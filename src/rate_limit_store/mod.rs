@@ -124,3 +124,18 @@ pub struct BucketStores {
     in_process: Arc<InProcessBackend>,
     redis: tokio::sync::OnceCell<RedisBackend>,
 }
+
+impl BucketStores {
+    /// Applies the settlements still waiting to be sent (at shutdown, once requests have
+    /// drained); gives up after `limit` if the store does not answer.
+    pub async fn flush(&self, limit: std::time::Duration) {
+        if let Some(redis) = self.redis.get()
+            && tokio::time::timeout(limit, redis.flush()).await.is_err()
+        {
+            tracing::warn!(
+                store = %redis.label,
+                "rate-limit settlements were still unsent at shutdown; the store did not answer in time"
+            );
+        }
+    }
+}

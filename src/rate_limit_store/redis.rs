@@ -164,11 +164,18 @@ struct Job {
 enum Reply {
     Reserve(oneshot::Sender<Result<Verdict, LimiterUnavailable>>),
     Settle(oneshot::Sender<Result<(), LimiterUnavailable>>),
+    /// Not sent to Redis: asks the batcher to send the settlements that wait, and answers once
+    /// they are applied (at shutdown).
+    Flush(oneshot::Sender<()>),
 }
 
 impl Job {
     fn is_settlement(&self) -> bool {
         matches!(self.reply, Reply::Settle(_))
+    }
+
+    fn is_flush(&self) -> bool {
+        matches!(self.reply, Reply::Flush(_))
     }
 
     /// Hands the script's answer (or the call's failure) to whoever waits. A caller that has
@@ -180,6 +187,9 @@ impl Job {
             }
             Reply::Settle(tx) => {
                 let _ = tx.send(answer.map(|_| ()));
+            }
+            Reply::Flush(tx) => {
+                let _ = tx.send(());
             }
         }
     }
@@ -270,6 +280,20 @@ impl RedisBackend {
             .map_err(|e| format!("{}: {e}", self.label))
     }
 
+    /// Sends the settlements that wait for a reservation to ride along with, and returns once
+    /// they are applied (or failed): called at shutdown, after the drain, so that the usage of
+    /// the last requests is not lost with the process.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            charges: Vec::new(),
+            reply: Reply::Flush(tx),
+        };
+        if self.jobs.send(job).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Queues a job; fails only if the batcher has stopped (the runtime is shutting down).
     async fn submit(&self, charges: &[Charge], reply: Reply) -> Result<(), LimiterUnavailable> {
         let job = Job {
@@ -341,6 +365,7 @@ impl Batcher {
         let mut incoming = Vec::with_capacity(MAX_BATCH);
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
         let mut settlements: Vec<Job> = Vec::new();
+        let mut flushes: Vec<Job> = Vec::new();
         let linger = tokio::time::sleep(SETTLE_LINGER);
         tokio::pin!(linger);
         loop {
@@ -355,6 +380,10 @@ impl Batcher {
                         return;
                     }
                     for job in incoming.drain(..) {
+                        if job.is_flush() {
+                            flushes.push(job);
+                            continue;
+                        }
                         if !job.is_settlement() {
                             batch.push(job);
                             continue;
@@ -441,6 +470,7 @@ fn evalsha(hash: &str, jobs: &[Job]) -> redis::Cmd {
     }
     cmd.arg(jobs.len());
     for job in jobs {
+        debug_assert!(!job.is_flush(), "a flush is never sent to Redis");
         cmd.arg(if job.is_settlement() { "s" } else { "r" })
             .arg(job.charges.len());
         for c in &job.charges {

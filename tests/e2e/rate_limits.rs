@@ -489,6 +489,52 @@ async fn concurrent_redis_decisions_share_script_calls_and_stay_exact() {
     }
 }
 
+/// Settlements wait briefly in the batcher to share a script call; a clean shutdown sends them
+/// before the process exits, so the last requests' real usage is not lost with it.
+#[tokio::test]
+async fn a_clean_shutdown_sends_the_settlements_that_wait() {
+    let redis = Redis::start().await;
+    let mock = MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tensorzero.toml");
+    // A call reserves about 1 + 500 tokens and really uses about 13.
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[[rate_limiting.rules]]\ntokens_per_day = 10000\nalways = true\n",
+            MODEL.replace("{mock}", &mock.api_base())
+        ),
+    )
+    .unwrap();
+    let url = redis.url();
+    let env = [("TENSORZERO_VALKEY_URL", url.as_str())];
+    let mut gw = GatewayProcess::start(&config, &[], &env, dir.path().join("gw.log")).await;
+    let mut body = inference("mock", "hi");
+    body["params"] = json!({ "chat_completion": { "max_tokens": 500 } });
+    let r = gw.infer(&body).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(10)).await, "{}", gw.logs());
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("switchyard_ratelimit:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let balance: String = redis::cmd("HGET")
+        .arg(&keys[0])
+        .arg("b")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let balance: f64 = balance.parse().unwrap();
+    assert!(
+        (9_950.0..10_000.0).contains(&balance),
+        "the reservation of ~501 was settled to the real usage before exit: {balance}"
+    );
+}
+
 #[tokio::test]
 async fn redis_down_fails_closed_with_503_and_recovers() {
     let mut redis = Redis::start().await;
