@@ -26,6 +26,59 @@ impl FunctionConfig {
         }
     }
 
+    /// The named input schemas (`schemas.NAME.path`).
+    pub fn named_schemas(&self) -> &BTreeMap<String, FileEntry> {
+        match self {
+            Self::Chat(f) => &f.schemas,
+            Self::Json(f) => &f.schemas,
+        }
+    }
+
+    /// The input schema of template `name`, from either form, with the key that set it:
+    /// `schemas.NAME.path`, or for the three roles the legacy `ROLE_schema`. (Setting both for
+    /// one role is a configuration error.)
+    pub fn input_schema(&self, name: &str) -> Option<(String, &PathBuf)> {
+        if let Some(entry) = self.named_schemas().get(name) {
+            return Some((format!("schemas.{name}.path"), &entry.path));
+        }
+        let (system, user, assistant) = self.legacy_schemas();
+        let legacy = match name {
+            "system" => system,
+            "user" => user,
+            "assistant" => assistant,
+            _ => None,
+        };
+        legacy.map(|path| (format!("{name}_schema"), path))
+    }
+
+    fn legacy_schemas(&self) -> (Option<&PathBuf>, Option<&PathBuf>, Option<&PathBuf>) {
+        match self {
+            Self::Chat(f) => (
+                f.system_schema.as_ref(),
+                f.user_schema.as_ref(),
+                f.assistant_schema.as_ref(),
+            ),
+            Self::Json(f) => (
+                f.system_schema.as_ref(),
+                f.user_schema.as_ref(),
+                f.assistant_schema.as_ref(),
+            ),
+        }
+    }
+
+    /// Every input schema's name (the roles' legacy keys under their role's name).
+    pub fn input_schema_names(&self) -> Vec<String> {
+        let (system, user, assistant) = self.legacy_schemas();
+        let mut names: Vec<String> = self.named_schemas().keys().cloned().collect();
+        for (name, legacy) in [("system", system), ("user", user), ("assistant", assistant)] {
+            if legacy.is_some() && !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        names
+    }
+
     /// The schema files (`system_schema`, `user_schema`, `assistant_schema`, `output_schema`).
     pub fn schema_files(&self) -> Vec<(&'static str, &PathBuf)> {
         let (system, user, assistant, output) = match self {
@@ -61,6 +114,10 @@ pub struct ChatFunctionConfig {
     pub user_schema: Option<PathBuf>,
     /// JSON Schema for structured assistant input.
     pub assistant_schema: Option<PathBuf>,
+    /// Named input schemas (`schemas.NAME.path`); `system`, `user` and `assistant` are the
+    /// roles' own.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, FileEntry>,
     /// Tool names from `[tools]`.
     #[serde(default)]
     pub tools: Vec<String>,
@@ -86,11 +143,24 @@ pub struct JsonFunctionConfig {
     pub user_schema: Option<PathBuf>,
     /// JSON Schema for structured assistant input.
     pub assistant_schema: Option<PathBuf>,
+    /// Named input schemas (`schemas.NAME.path`); `system`, `user` and `assistant` are the
+    /// roles' own.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, FileEntry>,
     /// JSON Schema the output must follow (default: any JSON).
     pub output_schema: Option<PathBuf>,
     /// The variants, by name.
     #[serde(default)]
     pub variants: BTreeMap<String, VariantConfig>,
+}
+
+/// `{ path = "..." }`: a named schema or template file (relative to the TOML file that names
+/// it).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// The file.
+    pub path: PathBuf,
 }
 
 /// `tool_choice`: `none`, `auto`, `required` or `{ specific = "tool" }`.
@@ -114,7 +184,12 @@ pub enum ToolChoiceConfig {
 pub enum VariantConfig {
     /// `type = "chat_completion"`.
     ChatCompletion(ChatCompletionConfig),
-    /// `type = "experimental_best_of_n"`.
+    /// `type = "experimental_best_of_n_sampling"`, the tag TensorZero's code accepts; its
+    /// documentation's `experimental_best_of_n` is taken too.
+    #[serde(
+        rename = "experimental_best_of_n_sampling",
+        alias = "experimental_best_of_n"
+    )]
     ExperimentalBestOfN(BestOfNConfig),
     /// `type = "experimental_mixture_of_n"`.
     ExperimentalMixtureOfN(MixtureOfNConfig),
@@ -129,7 +204,7 @@ impl VariantConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::ChatCompletion(_) => "chat_completion",
-            Self::ExperimentalBestOfN(_) => "experimental_best_of_n",
+            Self::ExperimentalBestOfN(_) => "experimental_best_of_n_sampling",
             Self::ExperimentalMixtureOfN(_) => "experimental_mixture_of_n",
             Self::ExperimentalChainOfThought(_) => "experimental_chain_of_thought",
             Self::ExperimentalDynamicInContextLearning(_) => {
@@ -204,7 +279,10 @@ pub enum JsonMode {
     On,
     /// The provider's strict (schema-following) JSON mode.
     Strict,
-    /// A tool call under the hood, turned back into JSON.
+    /// A tool call under the hood, turned back into JSON: `tool` (TensorZero 2026's name) or
+    /// `implicit_tool` (its permanent alias). Written as `implicit_tool`, which every
+    /// TensorZero version and every switchyard relay reads.
+    #[serde(alias = "tool")]
     ImplicitTool,
 }
 
@@ -222,6 +300,10 @@ pub struct ChatCompletionConfig {
     pub user_template: Option<PathBuf>,
     /// MiniJinja template for assistant messages.
     pub assistant_template: Option<PathBuf>,
+    /// Named MiniJinja templates (`templates.NAME.path`); `system`, `user` and `assistant`
+    /// are the roles' own.
+    #[serde(default)]
+    pub templates: BTreeMap<String, FileEntry>,
     /// A file of static system instructions.
     pub system_instructions: Option<PathBuf>,
     /// Sampling temperature.
@@ -236,7 +318,9 @@ pub struct ChatCompletionConfig {
     pub frequency_penalty: Option<f64>,
     /// Sampling seed.
     pub seed: Option<u64>,
-    /// JSON handling (required for json functions, forbidden for chat functions).
+    /// JSON handling: optional; a json function's variants default to `strict`, a chat
+    /// function's to `off` (TensorZero 2026's rule; the seed's "required for json, forbidden for
+    /// chat" never matched TensorZero's code).
     pub json_mode: Option<JsonMode>,
     /// Stop sequences.
     pub stop_sequences: Option<Vec<String>>,
@@ -265,7 +349,41 @@ pub struct ChatCompletionConfig {
 /// The `evaluator` of best-of-n and the `fuser` of mixture-of-n: a chat completion without `type`.
 pub type SubVariantConfig = ChatCompletionConfig;
 
-/// `type = "experimental_best_of_n"`.
+impl ChatCompletionConfig {
+    /// The template of `name`, from either form, with the key that set it:
+    /// `templates.NAME.path`, or for the three roles the legacy `ROLE_template`. (Setting both
+    /// for one role is a configuration error.)
+    pub fn template(&self, name: &str) -> Option<(String, &PathBuf)> {
+        if let Some(entry) = self.templates.get(name) {
+            return Some((format!("templates.{name}.path"), &entry.path));
+        }
+        let legacy = match name {
+            "system" => self.system_template.as_ref(),
+            "user" => self.user_template.as_ref(),
+            "assistant" => self.assistant_template.as_ref(),
+            _ => None,
+        };
+        legacy.map(|path| (format!("{name}_template"), path))
+    }
+
+    /// Every template's name (the roles' legacy keys under their role's name), sorted.
+    pub fn template_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.templates.keys().cloned().collect();
+        for (name, legacy) in [
+            ("system", &self.system_template),
+            ("user", &self.user_template),
+            ("assistant", &self.assistant_template),
+        ] {
+            if legacy.is_some() && !self.templates.contains_key(name) {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        names
+    }
+}
+
+/// `type = "experimental_best_of_n_sampling"`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BestOfNConfig {

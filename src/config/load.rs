@@ -366,13 +366,23 @@ fn resolve_relative_paths(root: &mut DeTable<'static>, dir: &Path) {
         }
     }
 
+    // `templates.NAME.path` on a variant (and its evaluator or fuser).
+    fn resolve_variant(variant: &mut DeTable<'static>, dir: &Path) {
+        resolve(variant, &VARIANT_PATH_KEYS, dir);
+        for template in each_table(variant, "templates") {
+            resolve(template, &["path"], dir);
+        }
+    }
     for function in each_table(root, "functions") {
         resolve(function, &FUNCTION_PATH_KEYS, dir);
+        for schema in each_table(function, "schemas") {
+            resolve(schema, &["path"], dir);
+        }
         for variant in each_table(function, "variants") {
-            resolve(variant, &VARIANT_PATH_KEYS, dir);
+            resolve_variant(variant, dir);
             for nested in ["evaluator", "fuser"] {
                 if let Some(t) = sub_table(variant, nested) {
-                    resolve(t, &VARIANT_PATH_KEYS, dir);
+                    resolve_variant(t, dir);
                 }
             }
         }

@@ -147,9 +147,11 @@ impl LoadedConfig {
             {
                 files.push(path.clone());
             }
+            files.extend(cc.templates.values().map(|t| t.path.clone()));
         };
         for function in config.functions.values() {
             files.extend(function.schema_files().into_iter().map(|(_, p)| p.clone()));
+            files.extend(function.named_schemas().values().map(|s| s.path.clone()));
             for variant in function.variants().values() {
                 match variant {
                     VariantConfig::ChatCompletion(cc)

@@ -123,9 +123,10 @@ fn check_tagged(path: &TomlPath, table: &DeTable<'static>) -> Option<CheckResult
         (["functions", _, "variants", _], "chat_completion" | "experimental_chain_of_thought") => {
             check::<ChatCompletionConfig>(table, t)
         }
-        (["functions", _, "variants", _], "experimental_best_of_n") => {
-            check::<BestOfNConfig>(table, t)
-        }
+        (
+            ["functions", _, "variants", _],
+            "experimental_best_of_n_sampling" | "experimental_best_of_n",
+        ) => check::<BestOfNConfig>(table, t),
         (["functions", _, "variants", _], "experimental_mixture_of_n") => {
             check::<MixtureOfNConfig>(table, t)
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::DynamicToolParams;
-use super::input::{InputSchemas, Prompt, TEMPLATE_NAMES, TemplateRef, text_variable};
+use super::input::{InputSchema, InputSchemas, Prompt, TemplateRef, text_variable};
 use super::schema::JsonSchema;
 use super::templates::Templates;
 use crate::config::{
@@ -51,7 +51,7 @@ pub struct FunctionInfo {
     /// Its variants, prepared.
     pub variants: BTreeMap<String, Variant>,
     /// The template names at least one variant has.
-    template_names: HashSet<&'static str>,
+    template_names: HashSet<String>,
 }
 
 impl FunctionInfo {
@@ -74,23 +74,25 @@ impl FunctionInfo {
                 }
             })
         };
-        let (system, user, assistant, output) = match function {
-            FunctionConfig::Chat(f) => {
-                (&f.system_schema, &f.user_schema, &f.assistant_schema, &None)
+        let output = match function {
+            FunctionConfig::Chat(_) => None,
+            FunctionConfig::Json(f) => f.output_schema.as_ref(),
+        };
+        let mut schemas = InputSchemas::default();
+        for name in function.input_schema_names() {
+            if let Some((key, path)) = function.input_schema(&name)
+                && let Some(compiled) = schema(&key, Some(path), &mut errors)
+            {
+                schemas.0.insert(
+                    name,
+                    InputSchema {
+                        key,
+                        schema: compiled,
+                    },
+                );
             }
-            FunctionConfig::Json(f) => (
-                &f.system_schema,
-                &f.user_schema,
-                &f.assistant_schema,
-                &f.output_schema,
-            ),
-        };
-        let schemas = InputSchemas {
-            system: schema("system_schema", system.as_ref(), &mut errors),
-            user: schema("user_schema", user.as_ref(), &mut errors),
-            assistant: schema("assistant_schema", assistant.as_ref(), &mut errors),
-        };
-        let output_schema = schema("output_schema", output.as_ref(), &mut errors);
+        }
+        let output_schema = schema("output_schema", output, &mut errors);
         let mut tools = Vec::new();
         if let FunctionConfig::Chat(chat) = function {
             for tool_name in &chat.tools {
@@ -143,11 +145,7 @@ impl FunctionInfo {
                     ..Prompt::default()
                 },
             };
-            for name in TEMPLATE_NAMES {
-                if prompt.by_name(name).is_some() {
-                    template_names.insert(name);
-                }
-            }
+            template_names.extend(prompt.templates.keys().cloned());
             variants.insert(
                 variant_name.clone(),
                 Variant {
@@ -181,8 +179,8 @@ impl FunctionInfo {
 }
 
 /// Compiles a chat-completion-shaped config's templates under `at` and checks them against the
-/// function's schemas: a schema needs a template, and a template without a schema may only use
-/// the role's text variable.
+/// function's schemas: every schema needs a template of its name, and a role's template without
+/// a schema may only use the role's text variable.
 fn prompt(
     at: &str,
     cc: &ChatCompletionConfig,
@@ -191,49 +189,51 @@ fn prompt(
     errors: &mut Vec<String>,
 ) -> Prompt {
     let mut prompt = Prompt::default();
-    for (role, path) in [
-        ("system", &cc.system_template),
-        ("user", &cc.user_template),
-        ("assistant", &cc.assistant_template),
-    ] {
-        let key = format!("{at}.{role}_template");
-        let has_schema = schemas.by_name(role).is_some();
-        let Some(path) = path else {
-            if has_schema {
-                errors.push(format!(
-                    "`{key}` is required: the function has a `{role}_schema`, and its arguments need a template to become a prompt"
-                ));
-            }
+    for (name, schema) in &schemas.0 {
+        if cc.template(name).is_none() {
+            let legacy = if text_variable(name).is_some() {
+                format!(" (or `{name}_template`)")
+            } else {
+                String::new()
+            };
+            errors.push(format!(
+                "`{at}.templates.{name}.path`{legacy} is required: the function has a `{name}` schema (`{}`), and its arguments need a template of that name to become a prompt",
+                schema.key
+            ));
+        }
+    }
+    for name in cc.template_names() {
+        let Some((key_suffix, path)) = cc.template(&name) else {
             continue;
         };
+        let key = format!("{at}.{key_suffix}");
         if let Err(e) = templates.add(&key, path) {
             errors.push(format!("`{key}`: {e}"));
             continue;
         }
-        let text_variable = if has_schema {
-            None
-        } else {
-            let allowed = text_variable(role);
-            let mut others: Vec<String> = templates
-                .variables(&key)
-                .into_iter()
-                .filter(|v| v != allowed)
-                .collect();
-            if !others.is_empty() {
-                others.sort();
-                errors.push(format!(
-                    "`{key}` uses the variables [{}], but without a `{role}_schema` a template can only use `{allowed}` (the message text); add a `{role}_schema` to the function",
-                    others.join(", ")
-                ));
+        // A role's template without a schema takes the message's text; any other template
+        // without a schema takes whatever arguments the request sends.
+        let text_variable = match (schemas.by_name(&name), text_variable(&name)) {
+            (None, Some(allowed)) => {
+                let mut others: Vec<String> = templates
+                    .variables(&key)
+                    .into_iter()
+                    .filter(|v| v != allowed)
+                    .collect();
+                if !others.is_empty() {
+                    others.sort();
+                    errors.push(format!(
+                        "`{key}` uses the variables [{}], but without a `{name}` schema a template can only use `{allowed}` (the message text); add `schemas.{name}.path` (or `{name}_schema`) to the function",
+                        others.join(", ")
+                    ));
+                }
+                Some(allowed)
             }
-            Some(allowed)
+            _ => None,
         };
-        let template = Some(TemplateRef { key, text_variable });
-        match role {
-            "system" => prompt.system = template,
-            "user" => prompt.user = template,
-            _ => prompt.assistant = template,
-        }
+        prompt
+            .templates
+            .insert(name, TemplateRef { key, text_variable });
     }
     prompt.system_instructions = cc
         .system_instructions

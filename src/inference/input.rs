@@ -1,14 +1,18 @@
 //! A request's input before templates: plain text, template arguments and everything else, the
-//! checks against the function's `system_schema`/`user_schema`/`assistant_schema`, and the
-//! rendering through one variant's templates into the messages a model sees.
+//! checks against the function's input schemas, and the rendering through one variant's
+//! templates into the messages a model sees.
 //!
-//! The rules follow the TensorZero Gateway:
-//! - a role with a schema takes template arguments, checked against the schema;
+//! Templates and schemas have names. `system`, `user` and `assistant` are the roles' own (set
+//! as `templates.user.path` or the legacy `user_template`, `schemas.user.path` or
+//! `user_schema`); any other name is addressed by a template block (`{"type": "template",
+//! "name": ...}`). The rules follow the TensorZero Gateway:
+//! - a name with a schema takes template arguments, checked against the schema;
 //! - a role's template without a schema takes plain text, as the variable `system_text`,
 //!   `user_text` or `assistant_text` (and no other variable: checked at start-up);
 //! - `raw_text` blocks skip templates; files, tool calls and results pass through;
 //! - template arguments without a schema need a variant with a template of that name.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -63,16 +67,14 @@ pub struct Input {
     pub messages: Vec<InputMessage>,
 }
 
-/// The template names the built-in variant fields fill.
-pub const TEMPLATE_NAMES: [&str; 3] = ["system", "user", "assistant"];
-
-/// The variable a template without a schema receives the text in (`system_text`, `user_text`,
-/// `assistant_text`), for template `name`.
-pub fn text_variable(name: &str) -> &'static str {
+/// The variable a role's template without a schema receives the text in (`system_text`,
+/// `user_text`, `assistant_text`); `None` for a name that is not a role's.
+pub fn text_variable(name: &str) -> Option<&'static str> {
     match name {
-        "system" => "system_text",
-        "user" => "user_text",
-        _ => "assistant_text",
+        "system" => Some("system_text"),
+        "user" => Some("user_text"),
+        "assistant" => Some("assistant_text"),
+        _ => None,
     }
 }
 
@@ -83,26 +85,23 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// A function's input schemas.
-#[derive(Clone, Debug, Default)]
-pub struct InputSchemas {
-    /// `system_schema`.
-    pub system: Option<JsonSchema>,
-    /// `user_schema`.
-    pub user: Option<JsonSchema>,
-    /// `assistant_schema`.
-    pub assistant: Option<JsonSchema>,
+/// One input schema, with the key that set it (for messages).
+#[derive(Clone, Debug)]
+pub struct InputSchema {
+    /// `schemas.NAME.path`, or a role's legacy `ROLE_schema`.
+    pub key: String,
+    /// The compiled schema.
+    pub schema: JsonSchema,
 }
+
+/// A function's input schemas, by template name.
+#[derive(Clone, Debug, Default)]
+pub struct InputSchemas(pub BTreeMap<String, InputSchema>);
 
 impl InputSchemas {
     /// The schema of template `name`, when the function has one.
-    pub fn by_name(&self, name: &str) -> Option<&JsonSchema> {
-        match name {
-            "system" => self.system.as_ref(),
-            "user" => self.user.as_ref(),
-            "assistant" => self.assistant.as_ref(),
-            _ => None,
-        }
+    pub fn by_name(&self, name: &str) -> Option<&InputSchema> {
+        self.0.get(name)
     }
 }
 
@@ -119,14 +118,15 @@ impl Input {
                      name: &str,
                      value: &dyn Fn() -> Value,
                      is_text: bool| match schemas.by_name(name) {
-            Some(schema) => schema.validate(&value()).map_err(|v| {
+            Some(schema) => schema.schema.validate(&value()).map_err(|v| {
                 Error::InvalidRequest(format!(
-                    "{} does not follow the function's `{name}_schema`: {v}",
-                    what()
+                    "{} does not follow the function's `{}`: {v}",
+                    what(),
+                    schema.key
                 ))
             }),
             None if !is_text && !has_template(name) => Err(Error::InvalidRequest(format!(
-                "{} holds template arguments, but no variant of this function has a `{name}` template (and the function has no `{name}_schema`); send text instead",
+                "{} holds template arguments, but no variant of this function has a `{name}` template (and the function has no schema of that name); send text instead",
                 what()
             ))),
             None => Ok(()),
@@ -179,37 +179,29 @@ impl Input {
     }
 }
 
-/// A variant's template for one role.
+/// One of a variant's templates.
 #[derive(Clone, Debug)]
 pub struct TemplateRef {
-    /// The key in [`Templates`].
+    /// The key in [`Templates`] (its TOML path).
     pub key: String,
-    /// For a template without a schema: the variable the text arrives in (`user_text`, ...).
+    /// For a role's template without a schema: the variable the text arrives in (`user_text`,
+    /// ...).
     pub text_variable: Option<&'static str>,
 }
 
 /// How one variant (or a best-of-n evaluator, a mixture-of-n fuser) turns input into messages.
 #[derive(Clone, Debug, Default)]
 pub struct Prompt {
-    /// `system_template`.
-    pub system: Option<TemplateRef>,
-    /// `user_template`.
-    pub user: Option<TemplateRef>,
-    /// `assistant_template`.
-    pub assistant: Option<TemplateRef>,
+    /// The templates, by name (`system`, `user`, `assistant` and any other).
+    pub templates: BTreeMap<String, TemplateRef>,
     /// The text of `system_instructions`, put before the system message.
     pub system_instructions: Option<Arc<str>>,
 }
 
 impl Prompt {
-    /// The template of `name` (`system`, `user`, `assistant`).
+    /// The template of `name`.
     pub fn by_name(&self, name: &str) -> Option<&TemplateRef> {
-        match name {
-            "system" => self.system.as_ref(),
-            "user" => self.user.as_ref(),
-            "assistant" => self.assistant.as_ref(),
-            _ => None,
-        }
+        self.templates.get(name)
     }
 
     /// Renders `input` into a system prompt and messages.
@@ -229,14 +221,14 @@ impl Prompt {
                 .render(&template.key, context)
                 .map_err(|e| Error::InvalidRequest(format!("Failed to render a template: {e}")))
         };
-        let system = match (&self.system, &input.system) {
+        let system = match (self.by_name("system"), &input.system) {
             (Some(t), system) => {
                 let context = match (t.text_variable, system) {
                     (Some(var), None) => json!({ var: null }),
                     (Some(var), Some(SystemInput::Text(text))) => json!({ var: text }),
                     (Some(_), Some(SystemInput::Arguments(_))) => {
                         return Err(Error::InvalidRequest(
-                            "The system input holds template arguments, but this variant's system template takes text (`system_text`); give the function a `system_schema` to use arguments".into(),
+                            "The system input holds template arguments, but this variant's system template takes text (`system_text`); give the function a `system` schema (`schemas.system.path`) to use arguments".into(),
                         ));
                     }
                     (None, None) => Value::Object(Map::new()),
@@ -249,7 +241,7 @@ impl Prompt {
             (None, Some(SystemInput::Text(text))) => Some(text.clone()),
             (None, Some(SystemInput::Arguments(_))) => {
                 return Err(Error::InvalidRequest(
-                    "The system input holds template arguments, but there is no system template to render them (send text, or call a function whose variants have a `system_template`)".into(),
+                    "The system input holds template arguments, but there is no system template to render them (send text, or call a function whose variants have a `system` template)".into(),
                 ));
             }
         };
@@ -266,7 +258,7 @@ impl Prompt {
                 content.push(match block {
                     InputBlock::Text(text) => match self.by_name(role) {
                         Some(t) => {
-                            let var = t.text_variable.unwrap_or(text_variable(role));
+                            let var = t.text_variable.or(text_variable(role)).unwrap_or_default();
                             ContentBlock::Text(render(t, &json!({ var: text }))?)
                         }
                         None => ContentBlock::Text(text.clone()),
@@ -274,12 +266,12 @@ impl Prompt {
                     InputBlock::Template { name, arguments } => {
                         let Some(t) = self.by_name(name) else {
                             return Err(Error::InvalidRequest(format!(
-                                "Template `{name}` not found: this variant has no `{name}_template`; send text, or pin a variant that has one"
+                                "Template `{name}` not found: this variant has no template named `{name}` (`templates.{name}.path`); send text, or pin a variant that has one"
                             )));
                         };
-                        if t.text_variable.is_some() {
+                        if let Some(var) = t.text_variable {
                             return Err(Error::InvalidRequest(format!(
-                                "A message holds arguments for template `{name}`, but this variant's `{name}_template` takes text (`{name}_text`); give the function a `{name}_schema` to use arguments"
+                                "A message holds arguments for template `{name}`, but this variant's `{name}` template takes text (`{var}`); give the function a schema named `{name}` to use arguments"
                             )));
                         }
                         ContentBlock::Text(render(t, &Value::Object(arguments.clone()))?)
@@ -338,16 +330,17 @@ mod tests {
 
     #[test]
     fn schemas_check_arguments_and_text() {
-        let schemas = InputSchemas {
-            user: Some(
-                JsonSchema::compile(json!({
+        let schemas = InputSchemas(BTreeMap::from([(
+            "user".to_owned(),
+            InputSchema {
+                key: "user_schema".into(),
+                schema: JsonSchema::compile(json!({
                     "type": "object", "required": ["topic"],
                     "properties": {"topic": {"type": "string"}}
                 }))
                 .unwrap(),
-            ),
-            ..Default::default()
-        };
+            },
+        )]));
         let message = |block| Input {
             system: None,
             messages: vec![InputMessage {

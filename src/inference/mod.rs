@@ -511,6 +511,7 @@ fn default_variant(model: &str) -> ChatCompletionConfig {
         system_template: None,
         user_template: None,
         assistant_template: None,
+        templates: Default::default(),
         system_instructions: None,
         temperature: None,
         top_p: None,

@@ -108,9 +108,7 @@ always = true
         "uses the reserved prefix `openai::`",
         "`non_streaming.total_ms` = 5000 ms is larger than `gateway.global_outbound_http_timeout_ms` = 1000 ms",
         "model `nonexistent` is not defined",
-        "`json_mode` is only for variants of json functions",
         "template file",
-        "`json_mode` is required",
         "`comment` is reserved",
         "set `priority` or `always = true`, not both",
     ] {

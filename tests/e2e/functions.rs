@@ -159,7 +159,7 @@ output_schema = "schemas/weather.json"
 [functions.locate.variants.implicit]
 type = "chat_completion"
 model = "tool"
-json_mode = "implicit_tool"
+json_mode = "tool"
 
 [functions.ensemble]
 type = "chat"
@@ -181,7 +181,7 @@ type = "chat_completion"
 model = "slow"
 weight = 0
 [functions.ensemble.variants.bon]
-type = "experimental_best_of_n"
+type = "experimental_best_of_n_sampling"
 candidates = ["c1", "c2", "c_broken", "c_slow"]
 timeout_s = 1.0
 weight = 1
@@ -803,7 +803,7 @@ type = "chat_completion"
 model = "openai::gpt-4o-mini"
 "#,
             &[("user.json", r#"{"type": "object"}"#)],
-            "`functions.f.variants.v.user_template` is required",
+            "`functions.f.variants.v.templates.user.path` (or `user_template`) is required",
         ),
         (
             r#"

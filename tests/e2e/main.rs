@@ -6,6 +6,7 @@ mod aws;
 mod bad_input;
 mod cli;
 mod config_errors;
+mod configs_2026;
 mod embeddings;
 mod functions;
 mod gemini;

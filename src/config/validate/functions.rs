@@ -36,22 +36,8 @@ impl Checker<'_> {
         self.error(at, format!("model `{model}` is not defined: {hint}"));
     }
 
-    pub(super) fn chat_completion(
-        &mut self,
-        at: TomlPath,
-        v: &ChatCompletionConfig,
-        is_json: bool,
-        json_mode_optional: bool,
-    ) {
+    pub(super) fn chat_completion(&mut self, at: TomlPath, v: &ChatCompletionConfig) {
         self.model_reference(at.key("model"), &v.model);
-        match (is_json, v.json_mode) {
-            (true, None) if !json_mode_optional => self.error(
-                at.clone(),
-                "`json_mode` is required for variants of json functions (`off`, `on`, `strict` or `implicit_tool`)",
-            ),
-            (false, Some(_)) => self.error(at.key("json_mode"), "`json_mode` is only for variants of json functions; remove it"),
-            _ => {}
-        }
         for (key, file) in [
             ("system_template", &v.system_template),
             ("user_template", &v.user_template),
@@ -60,6 +46,22 @@ impl Checker<'_> {
         ] {
             if let Some(file) = file {
                 self.file_exists(at.key(key), "template", file);
+            }
+        }
+        for (name, entry) in &v.templates {
+            let tat = at.key("templates").key(name);
+            self.file_exists(tat.key("path"), "template", &entry.path);
+            let legacy = match name.as_str() {
+                "system" => v.system_template.is_some(),
+                "user" => v.user_template.is_some(),
+                "assistant" => v.assistant_template.is_some(),
+                _ => false,
+            };
+            if legacy {
+                self.error(
+                    tat,
+                    format!("the `{name}` template is set twice, as `templates.{name}.path` and as `{name}_template`; keep one (`templates.{name}.path` is TensorZero's current form)"),
+                );
             }
         }
         self.seconds(
@@ -87,6 +89,22 @@ impl Checker<'_> {
             }
             for (key, file) in function.schema_files() {
                 self.json_file(at.key(key), "schema", file);
+            }
+            for (schema_name, entry) in function.named_schemas() {
+                let sat = at.key("schemas").key(schema_name);
+                self.json_file(sat.key("path"), "schema", &entry.path);
+                let legacy_key = format!("{schema_name}_schema");
+                let legacy = ["system", "user", "assistant"].contains(&schema_name.as_str())
+                    && function
+                        .schema_files()
+                        .iter()
+                        .any(|(k, _)| *k == legacy_key);
+                if legacy {
+                    self.error(
+                        sat,
+                        format!("the `{schema_name}` schema is set twice, as `schemas.{schema_name}.path` and as `{schema_name}_schema`; keep one (`schemas.{schema_name}.path` is TensorZero's current form)"),
+                    );
+                }
             }
             let is_json = matches!(function, FunctionConfig::Json(_));
             let global_s = self.global_timeout() as f64 / 1000.0;
@@ -116,20 +134,20 @@ impl Checker<'_> {
                 let vat = at.key("variants").key(vname);
                 match variant {
                     VariantConfig::ChatCompletion(v) => {
-                        self.chat_completion(vat.clone(), v, is_json, false);
+                        self.chat_completion(vat.clone(), v);
                     }
                     VariantConfig::ExperimentalChainOfThought(v) => {
                         if !is_json {
                             self.error(vat.clone(), "`experimental_chain_of_thought` variants are only for json functions");
                         }
-                        self.chat_completion(vat, v, is_json, false);
+                        self.chat_completion(vat, v);
                     }
                     VariantConfig::ExperimentalBestOfN(v) => {
                         if let Some(t) = v.timeout_s {
                             self.seconds(vat.key("timeout_s"), t, global_s);
                         }
                         self.candidates(vat.clone(), &v.candidates, function);
-                        self.chat_completion(vat.key("evaluator"), &v.evaluator, is_json, true);
+                        self.chat_completion(vat.key("evaluator"), &v.evaluator);
                         self.timeouts(vat, &v.timeouts);
                     }
                     VariantConfig::ExperimentalMixtureOfN(v) => {
@@ -137,13 +155,7 @@ impl Checker<'_> {
                             self.seconds(vat.key("timeout_s"), t, global_s);
                         }
                         self.candidates(vat.clone(), &v.candidates, function);
-                        if !is_json && v.fuser.json_mode.is_some() {
-                            self.error(
-                                vat.key("fuser").key("json_mode"),
-                                "`json_mode` is only for json functions",
-                            );
-                        }
-                        self.chat_completion(vat.key("fuser"), &v.fuser, is_json, false);
+                        self.chat_completion(vat.key("fuser"), &v.fuser);
                         self.timeouts(vat, &v.timeouts);
                     }
                     VariantConfig::ExperimentalDynamicInContextLearning(v) => {
@@ -159,18 +171,6 @@ impl Checker<'_> {
                             self.error(
                                 vat.key("embedding_model"),
                                 format!("embedding model `{}` is not defined; define [embedding_models.{}] or use `openai::<model>`", v.embedding_model, v.embedding_model),
-                            );
-                        }
-                        if is_json && v.json_mode.is_none() {
-                            self.error(
-                                vat.clone(),
-                                "`json_mode` is required for variants of json functions",
-                            );
-                        }
-                        if !is_json && v.json_mode.is_some() {
-                            self.error(
-                                vat.key("json_mode"),
-                                "`json_mode` is only for variants of json functions; remove it",
                             );
                         }
                         if let Some(f) = &v.system_instructions {

@@ -1,0 +1,306 @@
+//! Configurations as TensorZero 2026.4 users write them: named templates and schemas
+//! (`templates.NAME.path`, `schemas.NAME.path`) addressed by name on both routes, the
+//! `experimental_best_of_n_sampling` tag, `json_mode = "tool"`, and `json_mode` optional.
+
+use serde_json::{Value, json};
+use switchyard_mock::MockProvider;
+
+use crate::harness::{Harness, last_request};
+
+const CONFIG: &str = r#"
+[models.mock]
+routing = ["mock"]
+[models.mock.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+
+[functions.draft]
+type = "chat"
+schemas.system.path = "schemas/system.json"
+schemas.greeting.path = "schemas/greeting.json"
+[functions.draft.variants.v]
+type = "chat_completion"
+model = "mock"
+templates.system.path = "templates/system.minijinja"
+templates.greeting.path = "templates/greeting.minijinja"
+templates.user.path = "templates/user.minijinja"
+
+[functions.formatted]
+type = "chat"
+[functions.formatted.variants.v]
+type = "chat_completion"
+model = "mock"
+json_mode = "on"
+
+[functions.extract]
+type = "json"
+output_schema = "schemas/answer.json"
+[functions.extract.variants.v]
+type = "chat_completion"
+model = "mock"
+"#;
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "schemas/system.json",
+        r#"{"type": "object", "properties": {"assistant_name": {"type": "string"}}, "required": ["assistant_name"]}"#,
+    ),
+    (
+        "schemas/greeting.json",
+        r#"{"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"], "additionalProperties": false}"#,
+    ),
+    (
+        "schemas/answer.json",
+        r#"{"type": "object", "properties": {"answer": {"type": "integer"}}}"#,
+    ),
+    (
+        "templates/system.minijinja",
+        "You are {{ assistant_name }}.",
+    ),
+    ("templates/greeting.minijinja", "Hello {{ name }}!"),
+    ("templates/user.minijinja", "<<{{ user_text }}>>"),
+];
+
+async fn start() -> Harness {
+    Harness::start_with_files(MockProvider::start().await.unwrap(), CONFIG, FILES).await
+}
+
+/// The texts of the messages the model was sent, role by role.
+fn sent_messages(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let text = match &m["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                _ => String::new(),
+            };
+            (m["role"].as_str().unwrap().to_owned(), text)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn named_templates_render_on_the_native_route() {
+    let h = start().await;
+    let body = json!({
+        "function_name": "draft",
+        "input": {
+            "system": { "assistant_name": "Ada" },
+            "messages": [
+                { "role": "user", "content": [{ "type": "template", "name": "greeting", "arguments": { "name": "Ann" } }] },
+                { "role": "assistant", "content": "Hi." },
+                { "role": "user", "content": "plain words" }
+            ]
+        }
+    });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = last_request(&h.mock);
+    assert_eq!(
+        sent_messages(&sent.body),
+        [
+            ("system".to_owned(), "You are Ada.".to_owned()),
+            ("user".to_owned(), "Hello Ann!".to_owned()),
+            ("assistant".to_owned(), "Hi.".to_owned()),
+            ("user".to_owned(), "<<plain words>>".to_owned()),
+        ]
+    );
+
+    // Arguments that break the named schema are refused before any model call, naming it.
+    let before = h.mock.requests().len();
+    let mut wrong = body.clone();
+    wrong["input"]["messages"][0]["content"][0]["arguments"] = json!({ "name": 5 });
+    let r = h.post("/inference", &wrong).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("`schemas.greeting.path`"), "{}", r.text());
+    // A name that no variant has a template for is refused too.
+    let mut unknown = body.clone();
+    unknown["input"]["messages"][0]["content"][0]["name"] = json!("farewell");
+    let r = h.post("/inference", &unknown).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("`farewell` template"), "{}", r.text());
+    assert_eq!(h.mock.requests().len(), before);
+}
+
+#[tokio::test]
+async fn named_templates_render_on_the_openai_route() {
+    let h = start().await;
+    let body = json!({
+        "model": "tensorzero::function_name::draft",
+        "messages": [
+            { "role": "system", "content": [{ "type": "tensorzero::template", "name": "system", "arguments": { "assistant_name": "Bo" } }] },
+            { "role": "user", "content": [{ "type": "tensorzero::template", "name": "greeting", "arguments": { "name": "Cy" } }] }
+        ]
+    });
+    let r = h.post("/openai/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = last_request(&h.mock);
+    assert_eq!(
+        sent_messages(&sent.body),
+        [
+            ("system".to_owned(), "You are Bo.".to_owned()),
+            ("user".to_owned(), "Hello Cy!".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn json_mode_is_optional_and_chat_variants_may_set_it() {
+    let h = start().await;
+    // A chat variant with `json_mode = "on"` asks the provider for JSON.
+    let r = h
+        .post(
+            "/inference",
+            &json!({ "function_name": "formatted", "input": { "messages": [{ "role": "user", "content": "x" }] } }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        last_request(&h.mock).body["response_format"],
+        json!({ "type": "json_object" })
+    );
+    // A json variant without `json_mode` is strict: the output schema goes to the provider.
+    let r = h
+        .post(
+            "/inference",
+            &json!({ "function_name": "extract", "input": { "messages": [{ "role": "user", "content": "x" }] } }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let format = &last_request(&h.mock).body["response_format"];
+    assert_eq!(format["type"], "json_schema", "{format}");
+}
+
+fn load(toml: &str, files: &[(&str, &str)]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::write_files(&dir, files);
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, toml).unwrap();
+    switchyard::config::LoadedConfig::from_files(path.to_str().unwrap())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn each_form_once_and_a_template_for_every_schema() {
+    let files: &[(&str, &str)] = &[
+        ("s.json", r#"{"type": "object"}"#),
+        ("t.minijinja", "{{ user_text }}"),
+    ];
+    // Both forms for one role: the error names both keys.
+    let e = load(
+        r#"
+[functions.f]
+type = "chat"
+[functions.f.variants.v]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+user_template = "t.minijinja"
+templates.user.path = "t.minijinja"
+"#,
+        files,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("`functions.f.variants.v.templates.user`")
+            && e.contains("`templates.user.path` and as `user_template`"),
+        "{e}"
+    );
+    let e = load(
+        r#"
+[functions.f]
+type = "chat"
+user_schema = "s.json"
+schemas.user.path = "s.json"
+[functions.f.variants.v]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+templates.user.path = "t.minijinja"
+"#,
+        files,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("`schemas.user.path` and as `user_schema`"),
+        "{e}"
+    );
+    // A missing file under the new form is located like the old ones.
+    let e = load(
+        r#"
+[functions.f]
+type = "chat"
+[functions.f.variants.v]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+templates.other.path = "missing.minijinja"
+"#,
+        files,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("`functions.f.variants.v.templates.other.path`")
+            && e.contains("missing.minijinja"),
+        "{e}"
+    );
+
+    // A named schema without a template of its name in some variant stops start-up.
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::write_files(&dir, files);
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(
+        &path,
+        r#"
+[functions.f]
+type = "chat"
+schemas.greeting.path = "s.json"
+[functions.f.variants.v]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+"#,
+    )
+    .unwrap();
+    let loaded = switchyard::config::LoadedConfig::from_files(path.to_str().unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = match switchyard::start(&loaded, "127.0.0.1:0".parse().unwrap()).await {
+        Ok(_) => panic!("started without a `greeting` template"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("`functions.f.variants.v.templates.greeting.path` is required")
+            && err.contains("`schemas.greeting.path`"),
+        "{err}"
+    );
+
+    // The tags and names of today load: `experimental_best_of_n_sampling`, `json_mode = "tool"`,
+    // and the older spellings as aliases.
+    for (tag, mode) in [
+        ("experimental_best_of_n_sampling", "tool"),
+        ("experimental_best_of_n", "implicit_tool"),
+    ] {
+        let toml = format!(
+            r#"
+[functions.j]
+type = "json"
+[functions.j.variants.c]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+json_mode = "{mode}"
+[functions.j.variants.b]
+type = "{tag}"
+candidates = ["c"]
+[functions.j.variants.b.evaluator]
+model = "openai::gpt-4o-mini"
+"#
+        );
+        load(&toml, files).unwrap_or_else(|e| panic!("{tag}/{mode}: {e}"));
+    }
+}
