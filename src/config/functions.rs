@@ -26,6 +26,44 @@ impl FunctionConfig {
         }
     }
 
+    /// The function's variants, to change (the load-time rewrites of deprecated keys).
+    pub fn variants_mut(&mut self) -> &mut BTreeMap<String, VariantConfig> {
+        match self {
+            Self::Chat(f) => &mut f.variants,
+            Self::Json(f) => &mut f.variants,
+        }
+    }
+
+    /// The deprecated `timeout_s` of best-of-n and mixture-of-n variants, copied onto their
+    /// candidates as TensorZero does: each candidate's `non_streaming.total_ms` and
+    /// `streaming.ttft_ms` become it. (Validation has refused candidates with timeouts of
+    /// their own, and candidates shared by two ensembles that set it.)
+    pub fn copy_deprecated_timeout_s(&mut self) {
+        let copies: Vec<(String, u64)> = self
+            .variants()
+            .values()
+            .filter_map(|v| match v {
+                VariantConfig::ExperimentalBestOfN(b) => Some((&b.candidates, b.timeout_s?)),
+                VariantConfig::ExperimentalMixtureOfN(m) => Some((&m.candidates, m.timeout_s?)),
+                _ => None,
+            })
+            .flat_map(|(candidates, seconds)| {
+                let ms = (seconds * 1000.0).ceil() as u64;
+                candidates.iter().map(move |c| (c.clone(), ms))
+            })
+            .collect();
+        for (candidate, ms) in copies {
+            if let Some(timeouts) = self
+                .variants_mut()
+                .get_mut(&candidate)
+                .and_then(VariantConfig::candidate_timeouts_mut)
+            {
+                timeouts.non_streaming.total_ms = Some(ms);
+                timeouts.streaming.ttft_ms = Some(ms);
+            }
+        }
+    }
+
     /// The named input schemas (`schemas.NAME.path`).
     pub fn named_schemas(&self) -> &BTreeMap<String, FileEntry> {
         match self {
@@ -223,6 +261,14 @@ impl VariantConfig {
         }
     }
 
+    /// The timeouts of a variant that can be a candidate (`chat_completion`, chain of thought).
+    fn candidate_timeouts_mut(&mut self) -> Option<&mut TimeoutsConfig> {
+        match self {
+            Self::ChatCompletion(v) | Self::ExperimentalChainOfThought(v) => Some(&mut v.timeouts),
+            _ => None,
+        }
+    }
+
     /// The variant's own timeouts.
     pub fn timeouts(&self) -> &TimeoutsConfig {
         match self {
@@ -391,7 +437,8 @@ pub struct BestOfNConfig {
     pub candidates: Vec<String>,
     /// The model that picks the best candidate.
     pub evaluator: SubVariantConfig,
-    /// How long candidates may take, in seconds (default 300).
+    /// Deprecated: how long each candidate may take, in seconds; copied onto the candidates'
+    /// timeouts at load (no default).
     pub timeout_s: Option<f64>,
     /// Limits for the whole variant.
     #[serde(default)]
@@ -408,7 +455,8 @@ pub struct MixtureOfNConfig {
     pub candidates: Vec<String>,
     /// The model that combines the candidates.
     pub fuser: SubVariantConfig,
-    /// How long candidates may take, in seconds (default 300).
+    /// Deprecated: how long each candidate may take, in seconds; copied onto the candidates'
+    /// timeouts at load (no default).
     pub timeout_s: Option<f64>,
     /// Limits for the whole variant.
     #[serde(default)]

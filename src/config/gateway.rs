@@ -211,10 +211,11 @@ pub struct BatchWritesConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateFilesystemAccess {
-    /// Allow `{% include %}` of files.
-    #[serde(default)]
-    pub enabled: bool,
-    /// The directory includes are confined to (default: the config file's directory).
+    /// Deprecated (TensorZero 2026): includes are on exactly when `base_path` is set. Read only
+    /// to warn.
+    pub enabled: Option<bool>,
+    /// The directory `{% include %}` may read from (relative to the file that sets it); unset:
+    /// includes are off.
     pub base_path: Option<PathBuf>,
 }
 

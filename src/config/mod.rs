@@ -89,8 +89,8 @@ pub struct LoadedConfig {
     pub warnings: Vec<Warning>,
     /// A hash of the files' contents, reported by `/status`.
     pub hash: String,
-    /// The base for template includes: `template_filesystem_access.base_path`, else the
-    /// directory of the only config file.
+    /// The base for template includes: `template_filesystem_access.base_path` (resolved
+    /// against the file that sets it); without it, includes are off (TensorZero 2026's rule).
     pub template_base_dir: Option<PathBuf>,
 }
 
@@ -109,15 +109,13 @@ impl LoadedConfig {
             .expect("the empty configuration is valid")
     }
 
-    fn checked(config: Config, sources: Sources) -> Result<Self, ConfigErrors> {
+    fn checked(mut config: Config, sources: Sources) -> Result<Self, ConfigErrors> {
         let warnings = validate::validate(&config, &sources)?;
+        for function in config.functions.values_mut() {
+            function.copy_deprecated_timeout_s();
+        }
         let hash = content_hash(sources.texts());
-        let template_base_dir = config
-            .gateway
-            .template_filesystem_access
-            .base_path
-            .clone()
-            .or_else(|| sources.single_dir().map(|d| d.to_path_buf()));
+        let template_base_dir = config.gateway.template_filesystem_access.base_path.clone();
         Ok(Self {
             config,
             sources,

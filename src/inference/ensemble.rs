@@ -2,8 +2,9 @@
 //! then let a model pick the best answer (the evaluator) or write one from all of them (the
 //! fuser).
 //!
-//! Candidates never stream and run concurrently, each under `timeout_s`; one that fails or takes
-//! too long is dropped (and logged). With no candidate left the variant fails; with one left it
+//! Candidates never stream and run concurrently, each under its own non-streaming timeout (the
+//! deprecated `timeout_s` of the ensemble is copied there at load); one that fails or takes too
+//! long is dropped (and logged). With no candidate left the variant fails; with one left it
 //! is the answer, no judging needed. Each candidate, the evaluator and the fuser is its own model
 //! inference (rate-limited, retried and relayed like any other); the usage reported to the client
 //! is the sum of all of them.
@@ -21,9 +22,6 @@ use super::{ChatCall, Engine, Ids, InferenceMeta, InferenceOutcome, InferenceReq
 use crate::config::{BestOfNConfig, JsonMode, MixtureOfNConfig, TimeoutsConfig, VariantConfig};
 use crate::error::Error;
 use crate::model_call::{ChunkBlock, ModelChunk, ModelResponse, OutputBlock, Usage};
-
-/// How long candidates get when `timeout_s` is not set.
-const DEFAULT_CANDIDATE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the evaluator is asked for, appended to its own system prompt.
 const EVALUATOR_INSTRUCTIONS: &str = "You are judging candidate answers to the conversation that follows. \
@@ -62,9 +60,7 @@ impl Ensemble<'_> {
         evaluator_prompt: &Prompt,
     ) -> Result<InferenceOutcome, Error> {
         let work = async {
-            let mut candidates = self
-                .run_candidates(&config.candidates, config.timeout_s)
-                .await?;
+            let mut candidates = self.run_candidates(&config.candidates).await?;
             let mut usage = total_usage(candidates.iter().map(|c| c.response.usage));
             let chosen = if candidates.len() == 1 {
                 0
@@ -101,9 +97,7 @@ impl Ensemble<'_> {
         fuser_prompt: &Prompt,
     ) -> Result<InferenceOutcome, Error> {
         let work = async {
-            let mut candidates = self
-                .run_candidates(&config.candidates, config.timeout_s)
-                .await?;
+            let mut candidates = self.run_candidates(&config.candidates).await?;
             let candidate_usage = total_usage(candidates.iter().map(|c| c.response.usage));
             if candidates.len() == 1 {
                 let Candidate {
@@ -155,22 +149,26 @@ impl Ensemble<'_> {
         self.within(&config.timeouts, work).await
     }
 
-    /// Runs the candidates at once, without streaming; keeps those that answered in time.
-    async fn run_candidates(
-        &self,
-        names: &[String],
-        timeout_s: Option<f64>,
-    ) -> Result<Vec<Candidate>, Error> {
-        let limit = timeout_s
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map_or(DEFAULT_CANDIDATE_TIMEOUT, Duration::from_secs_f64);
+    /// Runs the candidates at once, without streaming; keeps those that answered within their
+    /// own `timeouts.non_streaming.total_ms` (where the deprecated `timeout_s` lands).
+    async fn run_candidates(&self, names: &[String]) -> Result<Vec<Candidate>, Error> {
         let request = InferenceRequest {
             stream: false,
             ..self.request.clone()
         };
         let request = &request;
         let runs = names.iter().map(|name| async move {
-            let result = tokio::time::timeout(limit, self.run_candidate(request, name)).await;
+            let limit = self
+                .function
+                .variants
+                .get(name)
+                .and_then(|v| v.config.timeouts().non_streaming.total_ms)
+                .map(Duration::from_millis);
+            let run = self.run_candidate(request, name);
+            let result = match limit {
+                Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| limit),
+                None => Ok(run.await),
+            };
             (name, result)
         });
         let mut candidates = Vec::new();
@@ -187,13 +185,13 @@ impl Ensemble<'_> {
                     tracing::warn!(variant = %self.variant_name, candidate = %name, error = %e, "candidate failed; dropped");
                     errors.push((name.clone(), e));
                 }
-                Err(_) => {
-                    tracing::warn!(variant = %self.variant_name, candidate = %name, timeout_s = limit.as_secs_f64(), "candidate timed out; dropped");
+                Err(limit) => {
+                    let ms = limit.as_millis() as u64;
+                    tracing::warn!(variant = %self.variant_name, candidate = %name, timeout_ms = ms, "candidate timed out; dropped");
                     errors.push((
                         name.clone(),
                         Error::InvalidRequest(format!(
-                            "candidate `{name}` took longer than `timeout_s` = {}",
-                            limit.as_secs_f64()
+                            "candidate `{name}` took longer than its `timeouts.non_streaming.total_ms` = {ms} ms"
                         )),
                     ));
                 }

@@ -255,17 +255,13 @@ fn instructions(at: &str, path: &Path, errors: &mut Vec<String>) -> Option<Arc<s
     }
 }
 
-/// Prepares every function of `config`, and the templates they use.
+/// Prepares every function of `config`, and the templates they use. `include_base` is the
+/// directory `{% include %}` may read from (`template_filesystem_access.base_path`); `None`
+/// turns includes off.
 pub fn build_all(
     config: &Config,
     include_base: Option<&Path>,
 ) -> Result<(HashMap<String, FunctionInfo>, Templates), Vec<String>> {
-    let include_base = config
-        .gateway
-        .template_filesystem_access
-        .enabled
-        .then_some(include_base)
-        .flatten();
     let mut templates = Templates::new(include_base).map_err(|e| vec![e])?;
     let mut functions = HashMap::new();
     let mut errors = Vec::new();

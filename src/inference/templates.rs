@@ -3,7 +3,7 @@
 //!
 //! A template is registered under its TOML path (`functions.F.variants.V.user_template`), so
 //! a syntax or render error names the variant as well as the line. `{% include %}` reads files
-//! only when `gateway.template_filesystem_access.enabled` is set, and only below its base path:
+//! only when `gateway.template_filesystem_access.base_path` is set, and only below it:
 //! names are relative, no `.`/`..` segments, and the resolved file (symlinks followed) must still
 //! lie inside the base directory.
 
@@ -34,7 +34,7 @@ impl Templates {
                 Err(minijinja::Error::new(
                     ErrorKind::InvalidOperation,
                     format!(
-                        "cannot include `{name}`: `{{% include %}}` needs `gateway.template_filesystem_access.enabled = true`"
+                        "cannot include `{name}`: `{{% include %}}` needs `gateway.template_filesystem_access.base_path` (the directory includes are read from)"
                     ),
                 ))
             }),

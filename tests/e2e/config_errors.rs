@@ -331,8 +331,11 @@ frequency_penalty = 0.1
 seed = 1
 stop_sequences = ["x"]
 retries = { num_retries = 2, max_delay_s = 5 }
-timeouts = { non_streaming = { total_ms = 9000 } }
 extra_body = [{ pointer = "/z", value = "v" }]
+[functions.chat.variants.timed]
+type = "chat_completion"
+model = "all"
+timeouts = { non_streaming = { total_ms = 9000 } }
 [functions.chat.variants.bon]
 type = "experimental_best_of_n"
 candidates = ["base", "base"]
@@ -383,7 +386,7 @@ allow_http = true
     let loaded = LoadedConfig::from_files(dir.path().join("c.toml").to_str().unwrap())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.config.models["all"].providers.len(), 12);
-    assert_eq!(loaded.config.functions["chat"].variants().len(), 4);
+    assert_eq!(loaded.config.functions["chat"].variants().len(), 5);
     assert_eq!(loaded.config.rate_limiting.rules.len(), 2);
     // What loads but does nothing yet is said: batch inference, DICL, object storage, ...
     assert!(loaded.warnings.len() >= 3, "{:#?}", loaded.warnings);

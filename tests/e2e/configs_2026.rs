@@ -304,3 +304,108 @@ model = "openai::gpt-4o-mini"
         load(&toml, files).unwrap_or_else(|e| panic!("{tag}/{mode}: {e}"));
     }
 }
+
+fn load_full(
+    toml: &str,
+    files: &[(&str, &str)],
+) -> Result<switchyard::config::LoadedConfig, String> {
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::write_files(&dir, files);
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, toml).unwrap();
+    switchyard::config::LoadedConfig::from_files(path.to_str().unwrap()).map_err(|e| e.to_string())
+}
+
+fn warned(loaded: &switchyard::config::LoadedConfig, text: &str) -> bool {
+    loaded.warnings.iter().any(|w| w.message.contains(text))
+}
+
+/// The deprecations TensorZero 2026.4 warns about load with the same warnings and behave as
+/// they do there.
+#[test]
+fn deprecated_keys_warn_and_behave_as_in_tensorzero() {
+    let ensemble = |extra: &str| {
+        format!(
+            r#"
+[functions.f]
+type = "json"
+[functions.f.variants.a]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+weight = 1
+{extra}
+[functions.f.variants.b]
+type = "experimental_chain_of_thought"
+model = "openai::gpt-4o-mini"
+[functions.f.variants.bon]
+type = "experimental_best_of_n_sampling"
+candidates = ["a", "b"]
+timeout_s = 2.5
+[functions.f.variants.bon.evaluator]
+model = "openai::gpt-4o-mini"
+"#
+        )
+    };
+    let loaded = load_full(&ensemble(""), &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warned(&loaded, "`weight` (on variants `a`) is deprecated"),
+        "{:#?}",
+        loaded.warnings
+    );
+    assert!(
+        warned(&loaded, "`experimental_chain_of_thought` is deprecated"),
+        "{:#?}",
+        loaded.warnings
+    );
+    assert!(
+        warned(
+            &loaded,
+            "`functions.f.variants.bon.timeout_s`: is deprecated"
+        ),
+        "{:#?}",
+        loaded.warnings
+    );
+    // `timeout_s` lands on every candidate as its non-streaming total and streaming first-token
+    // limits (no default of its own any more).
+    for candidate in ["a", "b"] {
+        let t = loaded.config.functions["f"].variants()[candidate].timeouts();
+        assert_eq!(t.non_streaming.total_ms, Some(2500), "{candidate}");
+        assert_eq!(t.streaming.ttft_ms, Some(2500), "{candidate}");
+    }
+    // ... which fails when a candidate has timeouts of its own.
+    let e = load_full(
+        &ensemble("timeouts = { non_streaming = { total_ms = 1000 } }"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("`functions.f.variants.bon.timeout_s`")
+            && e.contains("candidate `a` has `timeouts` of its own"),
+        "{e}"
+    );
+
+    // `template_filesystem_access.enabled` is deprecated: includes follow `base_path` alone.
+    let files: &[(&str, &str)] = &[("part.txt", "PART")];
+    let loaded = load_full(
+        "[gateway.template_filesystem_access]\nenabled = true\n",
+        files,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warned(
+            &loaded,
+            "has no effect: template includes are on only when `base_path` is set"
+        ),
+        "{:#?}",
+        loaded.warnings
+    );
+    assert_eq!(loaded.template_base_dir, None);
+    let loaded = load_full(
+        "[gateway.template_filesystem_access]\nbase_path = \".\"\n",
+        files,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Resolved against the config file's directory (a temporary one, gone by now).
+    let base = loaded.template_base_dir.unwrap();
+    assert!(base.is_absolute(), "{base:?}");
+}

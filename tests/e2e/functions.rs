@@ -736,7 +736,7 @@ async fn dynamic_in_context_learning_is_refused_clearly_and_sampling_moves_on() 
 async fn includes_read_only_inside_the_base_path() {
     let config = r#"
 [gateway.template_filesystem_access]
-enabled = true
+base_path = "."
 
 [models.mock]
 routing = ["mock"]

@@ -130,6 +130,23 @@ impl Checker<'_> {
                     }
                 }
             }
+            let weighted: Vec<&str> = function
+                .variants()
+                .iter()
+                .filter(|(_, v)| v.weight().is_some())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !weighted.is_empty() {
+                self.warn(
+                    Some(at.clone()),
+                    format!(
+                        "`weight` (on variants {}) is deprecated: TensorZero removes it in 2026.6; sample with `[functions.{name}.experimentation]` instead",
+                        weighted.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+            // Which ensemble's deprecated `timeout_s` each candidate receives.
+            let mut timeout_s_owner: BTreeMap<&str, &str> = BTreeMap::new();
             for (vname, variant) in function.variants() {
                 let vat = at.key("variants").key(vname);
                 match variant {
@@ -140,11 +157,22 @@ impl Checker<'_> {
                         if !is_json {
                             self.error(vat.clone(), "`experimental_chain_of_thought` variants are only for json functions");
                         }
+                        self.warn(
+                            Some(vat.key("type")),
+                            "`experimental_chain_of_thought` is deprecated (TensorZero 2026.2); it still works",
+                        );
                         self.chat_completion(vat, v);
                     }
                     VariantConfig::ExperimentalBestOfN(v) => {
                         if let Some(t) = v.timeout_s {
                             self.seconds(vat.key("timeout_s"), t, global_s);
+                            self.deprecated_timeout_s(
+                                &vat,
+                                vname,
+                                &v.candidates,
+                                function,
+                                &mut timeout_s_owner,
+                            );
                         }
                         self.candidates(vat.clone(), &v.candidates, function);
                         self.chat_completion(vat.key("evaluator"), &v.evaluator);
@@ -153,6 +181,13 @@ impl Checker<'_> {
                     VariantConfig::ExperimentalMixtureOfN(v) => {
                         if let Some(t) = v.timeout_s {
                             self.seconds(vat.key("timeout_s"), t, global_s);
+                            self.deprecated_timeout_s(
+                                &vat,
+                                vname,
+                                &v.candidates,
+                                function,
+                                &mut timeout_s_owner,
+                            );
                         }
                         self.candidates(vat.clone(), &v.candidates, function);
                         self.chat_completion(vat.key("fuser"), &v.fuser);
@@ -189,6 +224,42 @@ impl Checker<'_> {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// `timeout_s` on a best-of-n or mixture-of-n variant: deprecated; TensorZero copies it onto
+    /// every candidate as its `non_streaming.total_ms` and `streaming.ttft_ms`, which fails when
+    /// a candidate has timeouts of its own (or gets them from another ensemble).
+    fn deprecated_timeout_s<'c>(
+        &mut self,
+        vat: &TomlPath,
+        ensemble: &'c str,
+        candidates: &'c [String],
+        function: &FunctionConfig,
+        owner: &mut BTreeMap<&'c str, &'c str>,
+    ) {
+        self.warn(
+            Some(vat.key("timeout_s")),
+            "is deprecated (TensorZero 2026.2): it is copied onto every candidate as `timeouts.non_streaming.total_ms` and `timeouts.streaming.ttft_ms`; set those on the candidates instead",
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for candidate in candidates.iter().filter(|c| seen.insert(c.as_str())) {
+            let own = function
+                .variants()
+                .get(candidate)
+                .is_some_and(|v| *v.timeouts() != TimeoutsConfig::default());
+            if own {
+                self.error(
+                    vat.key("timeout_s"),
+                    format!("candidate `{candidate}` has `timeouts` of its own, so the deprecated `timeout_s` cannot be copied onto it; remove `timeout_s` and keep the candidate's timeouts"),
+                );
+            }
+            if let Some(other) = owner.insert(candidate, ensemble) {
+                self.error(
+                    vat.key("timeout_s"),
+                    format!("candidate `{candidate}` would get the deprecated `timeout_s` of both `{other}` and `{ensemble}`; set the candidate's `timeouts` instead"),
+                );
             }
         }
     }

@@ -288,19 +288,25 @@ impl Checker<'_> {
             );
         }
         let tfa = &g.template_filesystem_access;
-        if tfa.enabled {
-            let multiple = self.sources.paths().count() > 1;
-            match &tfa.base_path {
-                None if multiple => self.error(
-                    at.key("template_filesystem_access"),
-                    "with several config files, set `base_path` so template includes have one root",
-                ),
-                Some(p) if !p.is_dir() => self.error(
-                    at.key("template_filesystem_access").key("base_path"),
-                    format!("`{}` is not a directory", p.display()),
-                ),
-                _ => {}
-            }
+        let tat = at.key("template_filesystem_access");
+        if let Some(p) = &tfa.base_path
+            && !p.is_dir()
+        {
+            self.error(
+                tat.key("base_path"),
+                format!("`{}` is not a directory", p.display()),
+            );
+        }
+        match (tfa.enabled, &tfa.base_path) {
+            (None, _) => {}
+            (Some(_), Some(_)) => self.warn(
+                Some(tat.key("enabled")),
+                "is deprecated and ignored: includes are on because `base_path` is set",
+            ),
+            (Some(_), None) => self.warn(
+                Some(tat.key("enabled")),
+                "is deprecated and has no effect: template includes are on only when `base_path` is set (TensorZero 2026's rule); set `base_path = \".\"` for the config file's directory",
+            ),
         }
         if let Some(buckets) = &g
             .metrics
