@@ -14,6 +14,10 @@ use switchyard_layers::auth::{ApiKey, Expiry, KeyRecord, KeyStore, StoreUnavaila
 
 /// How long a lookup may take before the request gets a 503.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connections in the pool unless `postgres.connection_pool_size` says otherwise (TensorZero's
+/// default).
+pub const DEFAULT_POOL_SIZE: usize = 20;
 /// Keeps concurrent migrations (several replicas starting at once) from racing.
 const MIGRATION_LOCK: i64 = 0x5377_6974_6368_7961; // "Switchya"
 
@@ -68,6 +72,11 @@ impl PostgresKeyStore {
     /// A pool for `url` (`postgres://user:pass@host:port/db`); TLS is used when the server
     /// offers it, or required with `sslmode=require`. Nothing connects until first use.
     pub fn connect(url: &str) -> Result<Self, String> {
+        Self::connect_with_pool_size(url, DEFAULT_POOL_SIZE)
+    }
+
+    /// [`Self::connect`] with at most `pool_size` connections (`postgres.connection_pool_size`).
+    pub fn connect_with_pool_size(url: &str, pool_size: usize) -> Result<Self, String> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("TENSORZERO_POSTGRES_URL is not a valid Postgres URL: {e}"))?;
@@ -81,7 +90,7 @@ impl PostgresKeyStore {
         );
         let timeout = Some(Duration::from_secs(2));
         let pool = Pool::builder(manager)
-            .max_size(16)
+            .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(timeout)
             .create_timeout(timeout)

@@ -148,10 +148,14 @@ impl Resources {
     /// The API-key store. Its first use checks that Postgres answers (so start-up fails
     /// clearly); later configurations reuse the pool, and a database that is briefly down then
     /// does not block a reload (requests see 503s until it is back).
-    async fn key_store(&self, url: &str) -> Result<api_keys::PostgresKeyStore, String> {
+    async fn key_store(
+        &self,
+        url: &str,
+        pool_size: usize,
+    ) -> Result<api_keys::PostgresKeyStore, String> {
         self.key_store
             .get_or_try_init(|| async {
-                let store = api_keys::PostgresKeyStore::connect(url)?;
+                let store = api_keys::PostgresKeyStore::connect_with_pool_size(url, pool_size)?;
                 store.check().await?;
                 Ok::<_, String>(store)
             })
@@ -244,7 +248,15 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
                     "set TENSORZERO_POSTGRES_URL to the database that holds the API keys".into(),
                 )
             })?;
-        let store = resources.key_store(url).await.map_err(unavailable)?;
+        let pool_size = config
+            .postgres
+            .as_ref()
+            .and_then(|p| p.connection_pool_size)
+            .map_or(api_keys::DEFAULT_POOL_SIZE, |n| n as usize);
+        let store = resources
+            .key_store(url, pool_size)
+            .await
+            .map_err(unavailable)?;
         tracing::info!("Authentication: enabled (API keys in Postgres)");
         let layer = api::auth_layer(
             &config.gateway.auth,

@@ -64,6 +64,14 @@ impl FunctionConfig {
         }
     }
 
+    /// The evaluators (`[functions.F.evaluators.E]`).
+    pub fn evaluators(&self) -> &BTreeMap<String, super::offline::EvaluatorConfig> {
+        match self {
+            Self::Chat(f) => &f.evaluators,
+            Self::Json(f) => &f.evaluators,
+        }
+    }
+
     /// The named input schemas (`schemas.NAME.path`).
     pub fn named_schemas(&self) -> &BTreeMap<String, FileEntry> {
         match self {
@@ -167,6 +175,9 @@ pub struct ChatFunctionConfig {
     /// The variants, by name.
     #[serde(default)]
     pub variants: BTreeMap<String, VariantConfig>,
+    /// Evaluators for the evaluations tooling (loaded, not used by the gateway).
+    #[serde(default)]
+    pub evaluators: BTreeMap<String, super::offline::EvaluatorConfig>,
 }
 
 /// `type = "json"`.
@@ -190,6 +201,9 @@ pub struct JsonFunctionConfig {
     /// The variants, by name.
     #[serde(default)]
     pub variants: BTreeMap<String, VariantConfig>,
+    /// Evaluators for the evaluations tooling (loaded, not used by the gateway).
+    #[serde(default)]
+    pub evaluators: BTreeMap<String, super::offline::EvaluatorConfig>,
 }
 
 /// `{ path = "..." }`: a named schema or template file (relative to the TOML file that names
@@ -537,6 +551,8 @@ pub struct MetricConfig {
     /// `boolean` or `float`.
     #[serde(rename = "type")]
     pub metric_type: MetricType,
+    /// What the metric measures (free text; Autopilot reads it).
+    pub description: Option<String>,
 }
 
 /// What a metric is attached to.

@@ -25,8 +25,10 @@ pub struct GatewayConfig {
     /// `[gateway.export]`.
     #[serde(default)]
     pub export: ExportConfig,
-    /// Fetch remote input files and send them inline (default true).
-    #[serde(default = "yes")]
+    /// Fetch remote input files and send them inline (default false since TensorZero 2025.10:
+    /// a file's URL goes to providers that take URLs). Read, not acted on: switchyard always
+    /// passes URLs through.
+    #[serde(default)]
     pub fetch_and_encode_input_files_before_inference: bool,
     /// `[gateway.observability]`.
     #[serde(default)]
@@ -40,6 +42,8 @@ pub struct GatewayConfig {
     pub global_outbound_http_timeout_ms: u64,
     /// `[gateway.relay]`.
     pub relay: Option<RelayConfig>,
+    /// `[gateway.cache]` (the inference cache; not built yet).
+    pub cache: Option<CacheConfig>,
     /// `[gateway.auth]`.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -110,11 +114,12 @@ impl Default for GatewayConfig {
             debug: false,
             disable_pseudonymous_usage_analytics: false,
             export: ExportConfig::default(),
-            fetch_and_encode_input_files_before_inference: true,
+            fetch_and_encode_input_files_before_inference: false,
             observability: ObservabilityConfig::default(),
             template_filesystem_access: TemplateFilesystemAccess::default(),
             global_outbound_http_timeout_ms: default_global_timeout_ms(),
             relay: None,
+            cache: None,
             auth: AuthConfig::default(),
             unstable_error_json: false,
             metrics: GatewayMetricsConfig::default(),
@@ -189,9 +194,56 @@ pub struct ObservabilityConfig {
     pub async_writes: bool,
     /// Write in batches.
     pub batch_writes: Option<BatchWritesConfig>,
-    /// Leave migrations to an operator.
+    /// Deprecated (TensorZero 2026.2.1): `clickhouse.disable_automatic_migrations` replaces it.
     #[serde(default)]
     pub disable_automatic_migrations: bool,
+    /// The store: `auto` (default: ClickHouse if `TENSORZERO_CLICKHOUSE_URL` is set, else
+    /// Postgres if `TENSORZERO_POSTGRES_URL` is), `clickhouse` or `postgres`.
+    pub backend: Option<ObservabilityBackend>,
+}
+
+/// `gateway.observability.backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObservabilityBackend {
+    /// Whichever store is configured.
+    Auto,
+    /// ClickHouse.
+    Clickhouse,
+    /// Postgres.
+    Postgres,
+}
+
+/// `[gateway.cache]`: the inference cache.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `true`: require a cache store; unset: use one if present; `false`: off.
+    pub enabled: Option<bool>,
+    /// `auto`, `clickhouse` or `valkey`.
+    pub backend: Option<CacheBackend>,
+    /// `[gateway.cache.valkey]`.
+    pub valkey: Option<ValkeyCacheConfig>,
+}
+
+/// `gateway.cache.backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheBackend {
+    /// ClickHouse when it is the observability store, else Valkey when present, else none.
+    Auto,
+    /// ClickHouse.
+    Clickhouse,
+    /// Valkey.
+    Valkey,
+}
+
+/// `[gateway.cache.valkey]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValkeyCacheConfig {
+    /// How long entries live, in seconds (default 86400).
+    pub ttl_s: Option<u64>,
 }
 
 /// `[gateway.observability.batch_writes]`.
@@ -205,6 +257,14 @@ pub struct BatchWritesConfig {
     pub flush_interval_ms: Option<u64>,
     /// Most rows per batch (default 1000).
     pub max_rows: Option<u64>,
+    /// Most rows per batch written to Postgres (default: `max_rows`).
+    pub max_rows_postgres: Option<u64>,
+    /// The most rows queued per table before new ones are dropped (default: unbounded in
+    /// TensorZero).
+    pub write_queue_capacity: Option<u64>,
+    /// TensorZero's internal test flag; accepted because its parser accepts it.
+    #[serde(rename = "__force_allow_embedded_batch_writes")]
+    pub force_allow_embedded_batch_writes: Option<bool>,
 }
 
 /// `[gateway.template_filesystem_access]`.

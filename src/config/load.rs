@@ -373,8 +373,26 @@ fn resolve_relative_paths(root: &mut DeTable<'static>, dir: &Path) {
             resolve(template, &["path"], dir);
         }
     }
+    // An evaluator's `typescript_file`, and its judge variants' files.
+    fn resolve_evaluators(owner: &mut DeTable<'static>, dir: &Path) {
+        for evaluator in each_table(owner, "evaluators") {
+            resolve(evaluator, &["typescript_file"], dir);
+            for variant in each_table(evaluator, "variants") {
+                resolve_variant(variant, dir);
+                for nested in ["evaluator", "fuser"] {
+                    if let Some(t) = sub_table(variant, nested) {
+                        resolve_variant(t, dir);
+                    }
+                }
+            }
+        }
+    }
+    for evaluation in each_table(root, "evaluations") {
+        resolve_evaluators(evaluation, dir);
+    }
     for function in each_table(root, "functions") {
         resolve(function, &FUNCTION_PATH_KEYS, dir);
+        resolve_evaluators(function, dir);
         for schema in each_table(function, "schemas") {
             resolve(schema, &["path"], dir);
         }

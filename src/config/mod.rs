@@ -11,10 +11,12 @@ pub mod functions;
 pub mod gateway;
 pub mod load;
 pub mod models;
+pub mod offline;
 pub mod path;
 pub mod provider_types;
 pub mod rate_limiting;
 mod refine;
+pub mod stores;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -68,6 +70,18 @@ pub struct Config {
     pub rate_limiting: RateLimitingConfig,
     /// `[object_storage]`.
     pub object_storage: Option<ObjectStorageConfig>,
+    /// `[clickhouse]`.
+    pub clickhouse: Option<stores::ClickHouseConfig>,
+    /// `[postgres]`.
+    pub postgres: Option<stores::PostgresConfig>,
+    /// `[evaluations.NAME]` (deprecated in TensorZero; loaded, not used by the gateway).
+    #[serde(default)]
+    pub evaluations: BTreeMap<String, offline::EvaluationConfig>,
+    /// `[optimizers.NAME]` (loaded, not used by the gateway).
+    #[serde(default)]
+    pub optimizers: BTreeMap<String, offline::OptimizerConfig>,
+    /// `[autopilot]` (loaded, not used by the gateway).
+    pub autopilot: Option<offline::AutopilotConfig>,
 }
 
 /// Something in the configuration that loads but will not do what it says yet, or that is

@@ -409,3 +409,153 @@ model = "openai::gpt-4o-mini"
     let base = loaded.template_base_dir.unwrap();
     assert!(base.is_absolute(), "{base:?}");
 }
+
+/// Sections TensorZero 2026.4 users have that drive work outside the gateway, and the store
+/// sections: they load (with TensorZero's rules for unknown keys) and are reported once.
+#[test]
+fn sections_outside_inference_load_and_are_reported() {
+    let files: &[(&str, &str)] = &[
+        ("judge.txt", "Is the answer polite?"),
+        ("score.ts", "export default () => 1;"),
+    ];
+    let toml = r#"
+[gateway]
+observability.backend = "postgres"
+observability.batch_writes = { max_rows_postgres = 50, write_queue_capacity = 10000 }
+cache.enabled = true
+cache.backend = "valkey"
+cache.valkey.ttl_s = 3600
+
+[clickhouse]
+disable_automatic_migrations = true
+
+[postgres]
+connection_pool_size = 8
+inference_retention_days = 30
+inference_metadata_retention_days = 90
+enabled = true
+some_future_key = "ignored, as TensorZero ignores it"
+
+[metrics.polite]
+level = "inference"
+optimize = "max"
+type = "boolean"
+description = "The judge found the answer polite."
+
+[functions.f]
+type = "chat"
+[functions.f.variants.v]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+[functions.f.evaluators.exact]
+type = "exact_match"
+[functions.f.evaluators.polite]
+type = "llm_judge"
+output_type = "boolean"
+optimize = "max"
+description = "politeness"
+include = { reference_output = true }
+[functions.f.evaluators.polite.variants.judge]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+system_instructions = "judge.txt"
+json_mode = "strict"
+[functions.f.evaluators.polite.variants.best]
+type = "experimental_best_of_n_sampling"
+candidates = ["judge"]
+evaluator = { model = "openai::gpt-4o-mini" }
+[functions.f.evaluators.tools]
+type = "tool_use"
+behavior = "any_of"
+tools = ["search"]
+[functions.f.evaluators.format]
+type = "regex"
+must_match = "^[A-Z]"
+[functions.f.evaluators.script]
+type = "typescript"
+typescript_file = "score.ts"
+output_type = "float"
+optimize = "min"
+
+[evaluations.legacy]
+type = "static"
+function_name = "f"
+evaluators.exact = { type = "exact_match", cutoff = 0.5 }
+
+[optimizers.sft]
+type = "openai_sft"
+model = "gpt-4o-mini"
+n_epochs = 2
+
+[autopilot]
+tool_whitelist = ["run_evaluation"]
+"#;
+    let loaded = load_full(toml, files).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warned(&loaded, "loaded, not used by the gateway")
+            && warned(&loaded, "`functions.f.evaluators.polite`")
+            && warned(&loaded, "`[optimizers]`")
+            && warned(&loaded, "`[autopilot]`"),
+        "{:#?}",
+        loaded.warnings
+    );
+    for text in [
+        "`[evaluations]` is deprecated",
+        "`type = \"static\"` is deprecated",
+        "`evaluations.legacy.evaluators.exact.cutoff`: is deprecated",
+        "`postgres.enabled`: is deprecated and ignored",
+        "the inference cache (`gateway.cache`) is not supported by switchyard yet",
+    ] {
+        assert!(warned(&loaded, text), "{text}: {:#?}", loaded.warnings);
+    }
+    assert_eq!(
+        loaded.config.metrics["polite"].description.as_deref(),
+        Some("The judge found the answer polite.")
+    );
+    assert_eq!(
+        loaded
+            .config
+            .postgres
+            .as_ref()
+            .unwrap()
+            .inference_data_retention_days,
+        Some(30)
+    );
+
+    // Deliberate mistakes get errors where TensorZero errors.
+    for (mistake, expected) in [
+        ("[clickhouse]\ncluster = \"x\"\n", "unknown field `cluster`"),
+        ("[autopilot]\nallow = []\n", "unknown field `allow`"),
+        (
+            "[functions.f]\ntype = \"chat\"\n[functions.f.evaluators.e]\ntype = \"tool_use\"\nbehavior = \"all_of\"\n",
+            "need `tools`",
+        ),
+        (
+            "[functions.f]\ntype = \"chat\"\n[functions.f.evaluators.e]\ntype = \"regex\"\n",
+            "set `must_match`, `must_not_match` or both",
+        ),
+        (
+            "[functions.f]\ntype = \"chat\"\n[functions.f.evaluators.e]\ntype = \"exact_match\"\nthreshold = 1\n",
+            "unknown field `threshold`",
+        ),
+        (
+            "[functions.f]\ntype = \"chat\"\n[functions.f.evaluators.e]\ntype = \"llm_judge\"\noutput_type = \"float\"\noptimize = \"max\"\n[functions.f.evaluators.e.variants.j]\ntype = \"chat_completion\"\nmodel = \"openai::gpt-4o-mini\"\njson_mode = \"strict\"\n",
+            "missing field `system_instructions`",
+        ),
+        (
+            "[optimizers.o]\ntype = \"magic\"\n",
+            "unknown variant `magic`",
+        ),
+        (
+            "[evaluations.\"a::b\"]\ntype = \"inference\"\nfunction_name = \"nope\"\n",
+            "evaluation names may not contain `::`",
+        ),
+        (
+            "[gateway.observability.batch_writes]\nwrite_queue_capacity = 0\n",
+            "must be greater than 0",
+        ),
+    ] {
+        let e = load_full(mistake, files).map(|_| ()).unwrap_err();
+        assert!(e.contains(expected), "{mistake}: {e}");
+    }
+}

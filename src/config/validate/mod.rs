@@ -14,6 +14,7 @@ use super::{Config, Warning};
 
 mod functions;
 mod models;
+mod offline;
 
 /// The names `[metrics]` may not use.
 const RESERVED_METRIC_NAMES: [&str; 2] = ["comment", "demonstration"];
@@ -50,6 +51,8 @@ pub(super) fn validate(config: &Config, sources: &Sources) -> Result<Vec<Warning
     c.metrics();
     c.rate_limiting();
     c.object_storage();
+    c.offline_sections();
+    c.stores();
     if c.errors.is_empty() {
         Ok(c.warnings)
     } else {
