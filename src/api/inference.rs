@@ -89,9 +89,7 @@ fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
             "`provider_tools` (built-in provider tools)".into(),
         ));
     }
-    if matches!(&n.namespace, Some(ns) if ns.is_empty()) {
-        return Err(Error::InvalidRequest("`namespace` cannot be empty".into()));
-    }
+    let namespace = crate::inference::check_namespace(n.namespace)?;
     // Accepted for compatibility; switchyard stores no inferences and has no cache, so these
     // change nothing.
     let _ = (
@@ -121,6 +119,7 @@ fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
         .map(|(i, m)| convert_message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(InferenceRequest {
+        namespace,
         function_name: n.function_name,
         model_name: n.model_name,
         variant_name: n.variant_name,

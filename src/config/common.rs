@@ -1,5 +1,5 @@
 //! Small config shapes shared by models, providers and variants: timeouts, `extra_body`,
-//! `extra_headers`.
+//! `extra_headers`, `retries`, `json_mode`.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -119,4 +119,56 @@ fn edit_of<T>(value: Option<T>, delete: Option<bool>, value_key: &str) -> Result
         )),
         (None, _) => Err(format!("needs `{value_key}` or `delete = true`")),
     }
+}
+
+/// `retries = { num_retries, max_delay_s }`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (default 0).
+    #[serde(default)]
+    pub num_retries: u32,
+    /// The longest pause between attempts, in seconds (default 10).
+    #[serde(default = "default_max_delay_s")]
+    pub max_delay_s: f64,
+}
+
+fn default_max_delay_s() -> f64 {
+    10.0
+}
+
+impl From<&RetryConfig> for switchyard_layers::retry::RetryPolicy {
+    fn from(r: &RetryConfig) -> Self {
+        Self {
+            num_retries: r.num_retries,
+            max_delay: std::time::Duration::from_secs_f64(r.max_delay_s.max(0.0)),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            num_retries: 0,
+            max_delay_s: default_max_delay_s(),
+        }
+    }
+}
+
+/// `json_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonMode {
+    /// No JSON handling.
+    Off,
+    /// The provider's JSON mode.
+    On,
+    /// The provider's strict (schema-following) JSON mode.
+    Strict,
+    /// A tool call under the hood, turned back into JSON: `tool` (TensorZero 2026's name) or
+    /// `implicit_tool` (its permanent alias). Written as `implicit_tool`, which every
+    /// TensorZero version and every switchyard relay reads.
+    #[serde(alias = "tool")]
+    ImplicitTool,
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::common::{ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
+pub use super::common::{JsonMode, RetryConfig};
 
 /// `[functions.NAME]`, chosen by `type`.
 #[derive(Clone, Debug, Deserialize)]
@@ -61,6 +62,14 @@ impl FunctionConfig {
                 timeouts.non_streaming.total_ms = Some(ms);
                 timeouts.streaming.ttft_ms = Some(ms);
             }
+        }
+    }
+
+    /// `[functions.F.experimentation]`.
+    pub fn experimentation(&self) -> Option<&super::experimentation::ExperimentationSection> {
+        match self {
+            Self::Chat(f) => f.experimentation.as_ref(),
+            Self::Json(f) => f.experimentation.as_ref(),
         }
     }
 
@@ -178,6 +187,8 @@ pub struct ChatFunctionConfig {
     /// Evaluators for the evaluations tooling (loaded, not used by the gateway).
     #[serde(default)]
     pub evaluators: BTreeMap<String, super::offline::EvaluatorConfig>,
+    /// How variants are sampled (default: by `weight`, else uniformly).
+    pub experimentation: Option<super::experimentation::ExperimentationSection>,
 }
 
 /// `type = "json"`.
@@ -204,6 +215,8 @@ pub struct JsonFunctionConfig {
     /// Evaluators for the evaluations tooling (loaded, not used by the gateway).
     #[serde(default)]
     pub evaluators: BTreeMap<String, super::offline::EvaluatorConfig>,
+    /// How variants are sampled (default: by `weight`, else uniformly).
+    pub experimentation: Option<super::experimentation::ExperimentationSection>,
 }
 
 /// `{ path = "..." }`: a named schema or template file (relative to the TOML file that names
@@ -265,6 +278,16 @@ impl VariantConfig {
         }
     }
 
+    /// The namespace the variant belongs to (`None`: every namespace and the base).
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Self::ChatCompletion(v) | Self::ExperimentalChainOfThought(v) => v.namespace.as_deref(),
+            Self::ExperimentalBestOfN(v) => v.namespace.as_deref(),
+            Self::ExperimentalMixtureOfN(v) => v.namespace.as_deref(),
+            Self::ExperimentalDynamicInContextLearning(v) => v.namespace.as_deref(),
+        }
+    }
+
     /// The sampling weight (`None` when unset).
     pub fn weight(&self) -> Option<f64> {
         match self {
@@ -294,66 +317,16 @@ impl VariantConfig {
     }
 }
 
-/// `retries = { num_retries, max_delay_s }`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Retries after the first attempt (default 0).
-    #[serde(default)]
-    pub num_retries: u32,
-    /// The longest pause between attempts, in seconds (default 10).
-    #[serde(default = "default_max_delay_s")]
-    pub max_delay_s: f64,
-}
-
-fn default_max_delay_s() -> f64 {
-    10.0
-}
-
-impl From<&RetryConfig> for switchyard_layers::retry::RetryPolicy {
-    fn from(r: &RetryConfig) -> Self {
-        Self {
-            num_retries: r.num_retries,
-            max_delay: std::time::Duration::from_secs_f64(r.max_delay_s.max(0.0)),
-            ..Self::default()
-        }
-    }
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            num_retries: 0,
-            max_delay_s: default_max_delay_s(),
-        }
-    }
-}
-
-/// `json_mode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JsonMode {
-    /// No JSON handling.
-    Off,
-    /// The provider's JSON mode.
-    On,
-    /// The provider's strict (schema-following) JSON mode.
-    Strict,
-    /// A tool call under the hood, turned back into JSON: `tool` (TensorZero 2026's name) or
-    /// `implicit_tool` (its permanent alias). Written as `implicit_tool`, which every
-    /// TensorZero version and every switchyard relay reads.
-    #[serde(alias = "tool")]
-    ImplicitTool,
-}
-
 /// `type = "chat_completion"` (and `experimental_chain_of_thought`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionConfig {
     /// A configured model name or a shorthand such as `openai::gpt-4o-mini`.
     pub model: String,
-    /// Sampling weight (unset: 0 when others are set).
+    /// Deprecated sampling weight (see [`crate::inference`]'s sampling rules).
     pub weight: Option<f64>,
+    /// Reachable only from `experimentation.namespaces.NS` with this name.
+    pub namespace: Option<String>,
     /// MiniJinja template for the system message.
     pub system_template: Option<PathBuf>,
     /// MiniJinja template for user messages.
@@ -459,6 +432,8 @@ pub struct BestOfNConfig {
     pub timeouts: TimeoutsConfig,
     /// Sampling weight.
     pub weight: Option<f64>,
+    /// Reachable only from `experimentation.namespaces.NS` with this name.
+    pub namespace: Option<String>,
 }
 
 /// `type = "experimental_mixture_of_n"`.
@@ -477,6 +452,8 @@ pub struct MixtureOfNConfig {
     pub timeouts: TimeoutsConfig,
     /// Sampling weight.
     pub weight: Option<f64>,
+    /// Reachable only from `experimentation.namespaces.NS` with this name.
+    pub namespace: Option<String>,
 }
 
 /// `type = "experimental_dynamic_in_context_learning"`.
@@ -523,6 +500,8 @@ pub struct DiclConfig {
     pub extra_headers: Vec<ExtraHeaderEntry>,
     /// Sampling weight.
     pub weight: Option<f64>,
+    /// Reachable only from `experimentation.namespaces.NS` with this name.
+    pub namespace: Option<String>,
 }
 
 /// `[tools.NAME]`.

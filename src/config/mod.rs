@@ -7,6 +7,7 @@
 
 pub mod common;
 pub mod credential_location;
+pub mod experimentation;
 pub mod functions;
 pub mod gateway;
 pub mod load;

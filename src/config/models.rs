@@ -24,6 +24,8 @@ pub struct ModelConfig {
     /// Call the providers from this gateway even when a relay is configured.
     #[serde(default)]
     pub skip_relay: bool,
+    /// Reachable only by requests with this `namespace` (per-tenant fine-tunes, credentials).
+    pub namespace: Option<String>,
 }
 
 /// Every provider type the configuration format knows.

@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::common::{ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
-use super::functions::{ChatCompletionConfig, JsonMode, RetryConfig};
+use super::common::{ExtraBodyEntry, ExtraHeaderEntry, JsonMode, RetryConfig, TimeoutsConfig};
 
 /// `[functions.F.evaluators.E]` and `[evaluations.N.evaluators.E]`, by `type`.
 #[derive(Clone, Debug, Deserialize)]
@@ -180,10 +179,10 @@ pub struct JudgeEnsemble {
     pub timeouts: TimeoutsConfig,
     /// The judge variants that produce candidates.
     pub candidates: Vec<String>,
-    /// Best-of-n: the model that picks.
-    pub evaluator: Option<ChatCompletionConfig>,
-    /// Mixture-of-n: the model that combines.
-    pub fuser: Option<ChatCompletionConfig>,
+    /// Best-of-n: the model that picks (chat-completion keys, kept as written).
+    pub evaluator: Option<BTreeMap<String, Value>>,
+    /// Mixture-of-n: the model that combines (chat-completion keys, kept as written).
+    pub fuser: Option<BTreeMap<String, Value>>,
 }
 
 /// `tool_use.behavior`.

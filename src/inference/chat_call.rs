@@ -102,6 +102,14 @@ impl ChatCall<'_> {
     ) -> Result<InferenceOutcome, Error> {
         let request = self.request;
         let model = engine.models.get(&self.cc.model)?;
+        if let Some(namespace) = &model.namespace
+            && request.namespace.as_deref() != Some(namespace)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "model `{}` belongs to namespace `{namespace}`: only requests with `namespace` = `{namespace}` may use it",
+                model.name
+            )));
+        }
         let mut call = Call::new(model_request);
         call.extensions.insert(request.credentials.clone());
         call.extensions.insert(Tags(Arc::new(request.tags.clone())));

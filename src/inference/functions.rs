@@ -50,6 +50,8 @@ pub struct FunctionInfo {
     pub output_schema: Option<JsonSchema>,
     /// Its variants, prepared.
     pub variants: BTreeMap<String, Variant>,
+    /// Which variants run, in what order, per namespace.
+    pub sampler: super::sampling::Sampler,
     /// The template names at least one variant has.
     template_names: HashSet<String>,
 }
@@ -163,6 +165,7 @@ impl FunctionInfo {
             schemas,
             output_schema,
             variants,
+            sampler: super::sampling::Sampler::new(function),
             template_names,
         })
     }

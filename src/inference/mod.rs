@@ -46,9 +46,8 @@ pub(crate) use chat_call::ChatCall;
 use chat_call::count_stream_tokens;
 pub use request::{
     DEFAULT_FUNCTION_NAME, DynamicToolParams, InferenceMeta, InferenceOutcome, InferenceRequest,
-    RequestEdit, RequestEditFilter, RequestSchemas,
+    RequestEdit, RequestEditFilter, RequestSchemas, check_namespace,
 };
-use sampling::sampling_order;
 
 /// The inference engine: everything `/inference` and the OpenAI routes need (models,
 /// functions, templates, embeddings, the rate limit), built once per configuration.
@@ -379,8 +378,19 @@ impl Engine {
                         "function `{function_name}` has no variants; add one under [functions.{function_name}.variants]"
                     )));
                 }
+                let plan = function.sampler.plan(request.namespace.as_deref());
+                if plan.is_empty() {
+                    return Err(Error::InvalidRequest(format!(
+                        "function `{function_name}` has no variant to sample{}: its variants have weight 0 or belong to another namespace; pin one with `variant_name`",
+                        request
+                            .namespace
+                            .as_deref()
+                            .map(|ns| format!(" in namespace `{ns}`"))
+                            .unwrap_or_default()
+                    )));
+                }
                 let mut errors = Vec::new();
-                for name in sampling_order(variants, function_name, episode_id) {
+                for name in plan.order(function_name, episode_id) {
                     let variant = &variants[name];
                     match self
                         .run_variant(&request, function, function_name, name, variant, ids)
@@ -389,12 +399,12 @@ impl Engine {
                         Ok(outcome) => return Ok(outcome),
                         Err(e) if e.is_rate_limit() => {
                             // Every variant would be limited the same way: stop here.
-                            errors.push((name.clone(), e));
+                            errors.push((name.to_owned(), e));
                             break;
                         }
                         Err(e) => {
                             tracing::warn!(function = %function_name, variant = %name, error = %e, "variant failed");
-                            errors.push((name.clone(), e));
+                            errors.push((name.to_owned(), e));
                         }
                     }
                 }
@@ -508,6 +518,7 @@ fn default_variant(model: &str) -> ChatCompletionConfig {
     ChatCompletionConfig {
         model: model.to_owned(),
         weight: None,
+        namespace: None,
         system_template: None,
         user_template: None,
         assistant_template: None,
@@ -546,58 +557,7 @@ fn check_episode_id(id: Uuid) -> Result<Uuid, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use input::Prompt;
     use sampling::uniform_draw;
-    use std::collections::BTreeMap;
-
-    fn variant(weight: Option<f64>) -> Variant {
-        let mut c = default_variant("m");
-        c.weight = weight;
-        Variant {
-            config: VariantConfig::ChatCompletion(c),
-            prompt: Prompt::default(),
-        }
-    }
-
-    #[test]
-    fn zero_weight_variants_come_last() {
-        let variants: BTreeMap<String, Variant> = [
-            ("a".to_owned(), variant(Some(0.0))),
-            ("b".to_owned(), variant(Some(1.0))),
-            ("c".to_owned(), variant(None)),
-        ]
-        .into_iter()
-        .collect();
-        for _ in 0..20 {
-            let order = sampling_order(&variants, "f", Uuid::now_v7());
-            assert_eq!(order, vec!["b", "a", "c"]);
-        }
-    }
-
-    #[test]
-    fn weights_shape_the_first_pick_and_episodes_are_sticky() {
-        let variants: BTreeMap<String, Variant> = [
-            ("a".to_owned(), variant(Some(1.0))),
-            ("b".to_owned(), variant(Some(3.0))),
-        ]
-        .into_iter()
-        .collect();
-        let episodes: Vec<Uuid> = (0..4000u128)
-            .map(|i| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | i))
-            .collect();
-        let b_first = episodes
-            .iter()
-            .filter(|e| sampling_order(&variants, "f", **e)[0] == "b")
-            .count();
-        // Expected 3000; the bound is many standard deviations (~27) wide.
-        assert!((2700..3300).contains(&b_first), "{b_first}");
-        for e in &episodes[..50] {
-            assert_eq!(
-                sampling_order(&variants, "f", *e),
-                sampling_order(&variants, "f", *e)
-            );
-        }
-    }
 
     #[test]
     fn draws_are_uniform() {

@@ -20,6 +20,8 @@ pub struct Model {
     pub service: ModelService,
     /// Whether its calls go to the relay.
     pub relayed: bool,
+    /// The only request `namespace` that may use it (`models.M.namespace`).
+    pub namespace: Option<Arc<str>>,
 }
 
 /// All configured models, and how to build shorthand ones.
@@ -68,6 +70,7 @@ impl ModelTable {
                     name: name.as_str().into(),
                     service,
                     relayed,
+                    namespace: model.namespace.as_deref().map(Arc::from),
                 }),
             );
         }
@@ -101,6 +104,7 @@ impl ModelTable {
                     name: name.into(),
                     service,
                     relayed: self.context.relay.is_some(),
+                    namespace: None,
                 }));
             }
         }

@@ -58,9 +58,25 @@ pub struct DynamicToolParams {
     pub parallel_tool_calls: Option<bool>,
 }
 
+/// A request's `namespace` (`tensorzero::namespace` on the OpenAI route), checked: a non-empty
+/// name that does not start with `tensorzero::`.
+pub fn check_namespace(namespace: Option<String>) -> Result<Option<String>, Error> {
+    match namespace {
+        Some(ns) if ns.is_empty() => {
+            Err(Error::InvalidRequest("`namespace` cannot be empty".into()))
+        }
+        Some(ns) if ns.starts_with("tensorzero::") => Err(Error::InvalidRequest(format!(
+            "`namespace` `{ns}` uses the reserved prefix `tensorzero::`"
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// A request in the gateway's own terms, whichever route it came from.
 #[derive(Clone, Debug, Default)]
 pub struct InferenceRequest {
+    /// Selects `experimentation.namespaces.NS` (and the models and variants of namespace NS).
+    pub namespace: Option<String>,
     /// The function to run.
     pub function_name: Option<String>,
     /// The model to call through the default function.

@@ -559,3 +559,212 @@ tool_whitelist = ["run_evaluation"]
         assert!(e.contains(expected), "{mistake}: {e}");
     }
 }
+
+const EXPERIMENT: &str = r#"
+[models.mock]
+routing = ["mock"]
+[models.mock.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+
+[models.broken]
+routing = ["mock"]
+[models.broken.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "error-500"
+api_key_location = "none"
+
+[models.acme_ft]
+namespace = "acme"
+routing = ["mock"]
+[models.acme_ft.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "acme-fine-tune"
+api_key_location = "none"
+
+[functions.exp]
+type = "chat"
+[functions.exp.experimentation]
+type = "static"
+candidate_variants = ["bad"]
+fallback_variants = ["good", "also"]
+[functions.exp.experimentation.namespaces.acme]
+type = "static"
+candidate_variants = ["tenant"]
+fallback_variants = ["good"]
+[functions.exp.variants.bad]
+type = "chat_completion"
+model = "broken"
+[functions.exp.variants.good]
+type = "chat_completion"
+model = "mock"
+[functions.exp.variants.also]
+type = "chat_completion"
+model = "mock"
+[functions.exp.variants.tenant]
+type = "chat_completion"
+model = "acme_ft"
+namespace = "acme"
+"#;
+
+fn ask(namespace: Option<&str>) -> Value {
+    let mut body = json!({ "function_name": "exp", "input": { "messages": [{ "role": "user", "content": "hi" }] } });
+    if let Some(ns) = namespace {
+        body["namespace"] = json!(ns);
+    }
+    body
+}
+
+#[tokio::test]
+async fn static_experimentation_falls_back_in_order_and_namespaces_route_to_their_variants() {
+    let h = Harness::start_with_files(MockProvider::start().await.unwrap(), EXPERIMENT, &[]).await;
+    // The only candidate fails; the first fallback answers.
+    let r = h.post("/inference", &ask(None)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["variant_name"], "good");
+    let models: Vec<String> = h
+        .mock
+        .requests()
+        .iter()
+        .map(|r| r.body["model"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(models, ["error-500", "mock-model"]);
+
+    // The namespace's own table: its variant and its model.
+    let r = h.post("/inference", &ask(Some("acme"))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["variant_name"], "tenant");
+    assert_eq!(last_request(&h.mock).body["model"], "acme-fine-tune");
+    // A namespace without a table of its own samples the base table.
+    let r = h.post("/inference", &ask(Some("globex"))).await;
+    assert_eq!(r.json()["variant_name"], "good", "{}", r.text());
+
+    // The same on the OpenAI route, with `tensorzero::namespace`.
+    let r = h
+        .post(
+            "/openai/v1/chat/completions",
+            &json!({
+                "model": "tensorzero::function_name::exp",
+                "messages": [{ "role": "user", "content": "hi" }],
+                "tensorzero::namespace": "acme"
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(last_request(&h.mock).body["model"], "acme-fine-tune");
+
+    // A namespaced model is refused to requests of another namespace (or none).
+    let before = h.mock.requests().len();
+    for namespace in [None, Some("globex")] {
+        let mut body = json!({ "model_name": "acme_ft", "input": { "messages": [{ "role": "user", "content": "hi" }] } });
+        if let Some(ns) = namespace {
+            body["namespace"] = json!(ns);
+        }
+        let r = h.post("/inference", &body).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            r.text().contains("belongs to namespace `acme`"),
+            "{}",
+            r.text()
+        );
+    }
+    // Namespaces are names: not empty, not `tensorzero::`.
+    for bad in ["", "tensorzero::x"] {
+        let r = h.post("/inference", &ask(Some(bad))).await;
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.text());
+    }
+    assert_eq!(h.mock.requests().len(), before);
+}
+
+#[test]
+fn experimentation_mistakes_are_config_errors() {
+    let base = r#"
+[models.acme_ft]
+namespace = "acme"
+routing = ["p"]
+[models.acme_ft.providers.p]
+type = "openai"
+model_name = "x"
+api_key_location = "none"
+[functions.f]
+type = "chat"
+[functions.f.variants.a]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+[functions.f.variants.t]
+type = "chat_completion"
+model = "acme_ft"
+namespace = "acme"
+"#;
+    for (extra, expected) in [
+        (
+            "[functions.f.experimentation]\ntype = \"static\"\ncandidate_variants = [\"t\"]\n",
+            "variant `t` belongs to namespace `acme`, so only `experimentation.namespaces.acme` may list it",
+        ),
+        (
+            "[functions.f.experimentation]\ntype = \"static\"\ncandidate_variants = [\"nope\"]\n",
+            "variant `nope` is not a variant of this function",
+        ),
+        (
+            "[functions.f.experimentation]\ntype = \"static\"\ncandidate_variants = { a = -1.0 }\n",
+            "weights must be finite, non-negative numbers",
+        ),
+        (
+            "[functions.f.experimentation]\ntype = \"adaptive\"\nmetric = \"missing\"\ncandidate_variants = [\"a\"]\n",
+            "metric `missing` is not defined",
+        ),
+        (
+            "[functions.f.experimentation]\ntype = \"static\"\ncandidate_variants = [\"a\"]\n[functions.f.experimentation.namespaces.\"tensorzero::x\"]\ntype = \"static\"\ncandidate_variants = [\"a\"]\n",
+            "uses the reserved prefix `tensorzero::`",
+        ),
+    ] {
+        let e = load_full(&format!("{base}{extra}"), &[])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.contains(expected), "{extra}: {e}");
+    }
+    // `weight` and `[experimentation]` together.
+    let e = load_full(
+        &format!(
+            "{}\n[functions.g]\ntype = \"chat\"\n[functions.g.variants.a]\ntype = \"chat_completion\"\nmodel = \"openai::gpt-4o-mini\"\nweight = 1\n[functions.g.experimentation]\ntype = \"static\"\ncandidate_variants = [\"a\"]\n",
+            base
+        ),
+        &[],
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(e.contains("sampling is set in one place"), "{e}");
+    // A variant without a namespace whose model has one, reachable from the base table.
+    let e = load_full(
+        &base.replace(
+            "model = \"acme_ft\"\nnamespace = \"acme\"",
+            "model = \"acme_ft\"",
+        ),
+        &[],
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(e.contains("which belongs to namespace `acme`"), "{e}");
+    // Legacy types and adaptive load, with their warnings.
+    let loaded = load_full(
+        &format!(
+            "{base}[metrics.m]\nlevel = \"inference\"\noptimize = \"max\"\ntype = \"boolean\"\n[functions.f.experimentation]\ntype = \"track_and_stop\"\nmetric = \"m\"\ncandidate_variants = [\"a\"]\n"
+        ),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warned(&loaded, "`track_and_stop` is deprecated"),
+        "{:#?}",
+        loaded.warnings
+    );
+    assert!(
+        warned(&loaded, "sampled uniformly"),
+        "{:#?}",
+        loaded.warnings
+    );
+}

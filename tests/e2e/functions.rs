@@ -111,10 +111,10 @@ type = "chat"
 type = "chat_completion"
 model = "broken"
 weight = 1
+# No weight: a fallback (weight 0 would be reachable only by pinning).
 [functions.fallback.variants.second]
 type = "chat_completion"
 model = "mock"
-weight = 0
 
 [tools.get_weather]
 description = "The weather in a city."
@@ -205,7 +205,6 @@ weight = 1
 [functions.dicl.variants.fallback]
 type = "chat_completion"
 model = "mock"
-weight = 0
 "#;
 
 const FILES: &[(&str, &str)] = &[

@@ -243,8 +243,8 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         chat.cache_options,
         chat.include_raw_response,
         chat.include_original_response,
-        chat.namespace,
     );
+    let namespace = crate::inference::check_namespace(chat.namespace)?;
 
     let input = convert_messages(&chat.messages)?;
 
@@ -315,6 +315,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         Target::Model(m) => (None, Some(m.clone())),
     };
     let request = InferenceRequest {
+        namespace,
         function_name,
         model_name,
         variant_name: chat.variant_name,

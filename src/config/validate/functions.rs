@@ -145,6 +145,7 @@ impl Checker<'_> {
                     ),
                 );
             }
+            self.experimentation(&at, name, function);
             // Which ensemble's deprecated `timeout_s` each candidate receives.
             let mut timeout_s_owner: BTreeMap<&str, &str> = BTreeMap::new();
             for (vname, variant) in function.variants() {

@@ -12,6 +12,7 @@ use super::models::{OpenAiApiType, ProviderKind, ProviderType};
 use super::rate_limiting::ScopeEntry;
 use super::{Config, Warning};
 
+mod experimentation;
 mod functions;
 mod models;
 mod offline;

@@ -6,6 +6,9 @@ impl Checker<'_> {
     pub(super) fn models(&mut self) {
         for (name, model) in &self.config.models {
             let at = TomlPath::keys(["models", name.as_str()]);
+            if let Some(ns) = &model.namespace {
+                self.namespace_name(at.key("namespace"), ns);
+            }
             if let Some(prefix) = reserved_prefix(name) {
                 self.error(
                     at.clone(),

@@ -101,8 +101,14 @@ impl Checker<'_> {
                                     );
                                 }
                             }
-                            for sub in e.evaluator.iter().chain(&e.fuser) {
-                                self.model_reference(vat.clone(), &sub.model);
+                            for (key, sub) in [("evaluator", &e.evaluator), ("fuser", &e.fuser)] {
+                                let Some(sub) = sub else { continue };
+                                match sub.get("model").and_then(|m| m.as_str()) {
+                                    Some(model) => {
+                                        self.model_reference(vat.key(key).key("model"), model)
+                                    }
+                                    None => self.error(vat.key(key), "needs a `model`"),
+                                }
                             }
                             self.timeouts(vat, &e.timeouts);
                         }
