@@ -123,7 +123,6 @@ fn edit_of<T>(value: Option<T>, delete: Option<bool>, value_key: &str) -> Result
 
 /// `retries = { num_retries, max_delay_s }`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Retries after the first attempt (default 0).
     #[serde(default)]

@@ -391,7 +391,6 @@ pub enum ObjectStorageConfig {
 
 /// `type = "s3_compatible"`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// The service URL (default AWS S3).
     pub endpoint: Option<String>,
@@ -406,7 +405,6 @@ pub struct S3Config {
 
 /// `type = "filesystem"`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FilesystemStorageConfig {
     /// The directory.
     pub path: PathBuf,
@@ -414,5 +412,4 @@ pub struct FilesystemStorageConfig {
 
 /// `type = "disabled"`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DisabledStorageConfig {}

@@ -128,6 +128,11 @@ impl Sources {
         }
     }
 
+    /// Each file's parsed table, in merge order (for checks that read keys serde ignores).
+    pub(crate) fn roots(&self) -> impl Iterator<Item = &DeTable<'static>> {
+        self.files.iter().map(|f| &f.root)
+    }
+
     /// The concatenated text of every file (for the config hash).
     pub fn texts(&self) -> impl Iterator<Item = &str> {
         self.files.iter().map(|f| f.text)

@@ -124,7 +124,6 @@ impl ProviderTypesConfig {
 
 /// `[provider_types.T]` for key-based types.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ApiKeyTypeConfig {
     /// `[provider_types.T.defaults]`.
     #[serde(default)]
@@ -133,7 +132,6 @@ pub struct ApiKeyTypeConfig {
 
 /// `[provider_types.T.defaults]` for key-based types.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ApiKeyDefaults {
     /// The default key location for every provider of this type, shorthands included.
     pub api_key_location: Option<CredentialLocation>,

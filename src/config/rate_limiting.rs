@@ -9,7 +9,6 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// `[rate_limiting]`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RateLimitingConfig {
     /// Whether rules are enforced (default true).
     #[serde(default = "yes")]
@@ -44,7 +43,6 @@ fn yes() -> bool {
 
 /// `[[rate_limiting.rules]]`.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RateLimitRule {
     /// Requests per second.
     pub model_inferences_per_second: Option<RateLimitValue>,

@@ -768,3 +768,77 @@ namespace = "acme"
         loaded.warnings
     );
 }
+
+/// Unknown keys are treated table by table as TensorZero treats them: ignored (with a warning
+/// naming each) where it ignores them, an error where it errors; and a rate-limit key
+/// switchyard cannot enforce is always an error.
+#[test]
+fn unknown_keys_follow_tensorzero_table_by_table() {
+    let loaded = load_full(
+        r#"
+[rate_limiting]
+enabled = true
+future_option = 1
+[[rate_limiting.rules]]
+model_inferences_per_minute = 10
+always = true
+note = "team A"
+
+[object_storage]
+type = "filesystem"
+path = "/tmp"
+compression = "zstd"
+
+[provider_types.openai.defaults]
+api_key_location = "env::OPENAI_API_KEY"
+organization = "x"
+
+[functions.f]
+type = "chat"
+[functions.f.variants.v]
+type = "chat_completion"
+model = "openai::gpt-4o-mini"
+retries = { num_retries = 1, jitter = true }
+"#,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for key in [
+        "`rate_limiting.future_option`",
+        "`rate_limiting.rules[0].note`",
+        "`object_storage.compression`",
+        "`provider_types.openai.defaults.organization`",
+        "`functions.f.variants.v.retries.jitter`",
+    ] {
+        assert!(
+            loaded.warnings.iter().any(|w| w.message.contains(key)
+                && w.message.contains("ignored, as TensorZero ignores it")),
+            "{key}: {:#?}",
+            loaded.warnings
+        );
+    }
+    for (toml, expected) in [
+        // Where TensorZero errors, so does switchyard, with the path, line and valid keys.
+        ("[gateway]\ndebugg = true\n", "unknown field `debugg`"),
+        (
+            "[models.m]\nrouting = []\nprovider = {}\n",
+            "unknown field `provider`",
+        ),
+        // A limit that cannot be enforced is refused rather than ignored.
+        (
+            "[[rate_limiting.rules]]\ncost_per_hour = 5.0\nalways = true\n",
+            "cost rate limits (`cost_per_*`) are not supported by switchyard yet",
+        ),
+        (
+            "[[rate_limiting.rules]]\ntokens_per_fortnight = 5\nalways = true\n",
+            "`tokens_per_fortnight` is not a limit",
+        ),
+    ] {
+        let e = load_full(toml, &[]).map(|_| ()).unwrap_err();
+        assert!(e.contains(expected), "{toml}: {e}");
+    }
+    let e = load_full("[gateway]\ndebugg = true\n", &[])
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.contains("tensorzero.toml:2:1"), "{e}");
+}

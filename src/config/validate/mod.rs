@@ -14,6 +14,7 @@ use super::{Config, Warning};
 
 mod experimentation;
 mod functions;
+mod ignored;
 mod models;
 mod offline;
 
@@ -53,6 +54,7 @@ pub(super) fn validate(config: &Config, sources: &Sources) -> Result<Vec<Warning
     c.rate_limiting();
     c.object_storage();
     c.offline_sections();
+    c.ignored_keys();
     c.stores();
     if c.errors.is_empty() {
         Ok(c.warnings)
