@@ -31,6 +31,8 @@ pub fn load(location: &CredentialLocation) -> Result<CredentialSource, String> {
             match (load(default), load(fallback)) {
                 (Ok(d), Ok(f)) => Ok(CredentialSource::WithFallback(Box::new(d), Box::new(f))),
                 (Ok(d), Err(_)) => Ok(d),
+                // "This key if it is there, else none" is said on purpose: nothing to warn about.
+                (Err(_), Ok(f)) if matches!(**fallback, CredentialLocation::None) => Ok(f),
                 (Err(e), Ok(f)) => {
                     tracing::warn!(
                         "credential `{default}` is unavailable ({e}); using the fallback `{fallback}`"
@@ -73,6 +75,24 @@ mod tests {
         match load(&CredentialLocation::Path(path)).unwrap() {
             CredentialSource::Static(s) => assert_eq!(s.expose(), "sk-1"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn self_hosted_types_send_no_key_unless_their_variable_is_set() {
+        use crate::config::ProviderType;
+        for t in [ProviderType::Sglang, ProviderType::Tgi] {
+            let location = t.default_credential_location();
+            let var = match &location {
+                CredentialLocation::WithFallback { default, .. } => match &**default {
+                    CredentialLocation::Env(v) => v.clone(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            };
+            if std::env::var_os(&var).is_none() {
+                assert!(matches!(load(&location), Ok(CredentialSource::None)), "{t:?}");
+            }
         }
     }
 

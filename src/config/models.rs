@@ -184,8 +184,16 @@ impl ProviderType {
             Self::Openrouter => env("OPENROUTER_API_KEY"),
             Self::Together => env("TOGETHER_API_KEY"),
             Self::Xai => env("XAI_API_KEY"),
-            // Self-hosted servers usually run without a key; the seed documents `none`.
-            Self::Sglang | Self::Tgi => CredentialLocation::None,
+            // Self-hosted servers usually run without a key: TensorZero 2026 reads one from
+            // the environment when it is there, and sends none otherwise.
+            Self::Sglang => CredentialLocation::WithFallback {
+                default: Box::new(env("SGLANG_API_KEY")),
+                fallback: Box::new(CredentialLocation::None),
+            },
+            Self::Tgi => CredentialLocation::WithFallback {
+                default: Box::new(env("TGI_API_KEY")),
+                fallback: Box::new(CredentialLocation::None),
+            },
             Self::Vllm => env("VLLM_API_KEY"),
             Self::GcpVertexAnthropic | Self::GcpVertexGemini => {
                 CredentialLocation::PathFromEnv("GCP_VERTEX_CREDENTIALS_PATH".to_owned())

@@ -190,14 +190,9 @@ impl BedrockAdapter {
     /// `endpoint_url` defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
     pub fn new(
         p: &crate::config::models::AwsBedrockProvider,
-        region: Option<String>,
+        region: String,
         credentials: Option<AwsCredentials>,
     ) -> Self {
-        let region = p
-            .region
-            .clone()
-            .or(region)
-            .unwrap_or_else(|| "us-east-1".into());
         let endpoint = p
             .endpoint_url
             .clone()

@@ -71,15 +71,19 @@ enum Adapter {
     NotYetSupported(String),
 }
 
-/// The region (when `allow_auto_detect_region` lets it come from `AWS_REGION` or
-/// `AWS_DEFAULT_REGION`) and the credentials of an AWS provider, warning at start-up when a
-/// provider that will be called has none.
+/// The region and the credentials of an AWS provider, warning at start-up when a provider that
+/// will be called has no credentials.
+///
+/// `region` is a literal (`us-east-1`), `sdk` (from `AWS_REGION` or `AWS_DEFAULT_REGION`, as
+/// the deprecated `allow_auto_detect_region = true` also asks), or a location: `env::VAR`, or
+/// `path::FILE` / `path_from_env::VAR` naming a file that holds it. Unset, it is `us-east-1`.
 fn aws_setup(
     model: &str,
     name: &str,
+    region: Option<&str>,
     allow_auto_detect_region: bool,
     check_credentials: bool,
-) -> (Option<String>, Option<bedrock::AwsCredentials>) {
+) -> Result<(String, Option<bedrock::AwsCredentials>), String> {
     let credentials = bedrock::AwsCredentials::from_env();
     if credentials.is_none() && check_credentials {
         tracing::warn!(
@@ -87,25 +91,52 @@ fn aws_setup(
              and AWS_SECRET_ACCESS_KEY, or its calls will fail"
         );
     }
-    let region = allow_auto_detect_region
-        .then(|| {
-            std::env::var("AWS_REGION")
-                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-                .ok()
-        })
-        .flatten()
-        // The region becomes part of the host name the signed request goes to.
-        .filter(|r| {
-            let ok = url::is_region(r);
-            if !ok {
-                tracing::warn!(
-                    "provider `{name}` of model `{model}`: AWS_REGION is not a region such as \
-                     `us-east-1`; it is ignored"
-                );
-            }
-            ok
-        });
-    (region, credentials)
+    let from_sdk = || {
+        std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .map_err(|_| {
+                "`region = \"sdk\"` takes the region from AWS_REGION or AWS_DEFAULT_REGION, and neither is set".to_owned()
+            })
+    };
+    let read_file = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("cannot read the region file `{}`: {e}", path.display()))
+    };
+    let resolved = match region {
+        Some("sdk") => from_sdk()?,
+        Some(location) if location.starts_with("env::") => {
+            let var = &location["env::".len()..];
+            std::env::var(var).map_err(|_| {
+                format!("`region = \"{location}\"`: environment variable `{var}` is missing")
+            })?
+        }
+        Some(location) if location.starts_with("path_from_env::") => {
+            let var = &location["path_from_env::".len()..];
+            let path = std::env::var(var).map_err(|_| {
+                format!("`region = \"{location}\"`: environment variable `{var}` is missing")
+            })?;
+            read_file(std::path::Path::new(&path))?
+        }
+        Some(location) if location.starts_with("path::") => {
+            read_file(std::path::Path::new(&location["path::".len()..]))?
+        }
+        Some(location) if location.starts_with("dynamic::") => {
+            return Err(format!(
+                "`region = \"{location}\"`: a region per request is not supported by switchyard; write the region, `sdk` or `env::VAR`"
+            ));
+        }
+        Some(literal) => literal.to_owned(),
+        None if allow_auto_detect_region => from_sdk()?,
+        None => "us-east-1".to_owned(),
+    };
+    // The region becomes part of the host name the signed request goes to.
+    if !url::is_region(&resolved) {
+        return Err(format!(
+            "the region `{resolved}` is not a region such as `us-east-1`"
+        ));
+    }
+    Ok((resolved, credentials))
 }
 
 /// Why a configured provider could not be set up.
@@ -166,13 +197,25 @@ impl ProviderSpec {
                 Adapter::Anthropic(anthropic::AnthropicAdapter::vertex(p).map_err(setup_error)?)
             }
             (crate::config::ProviderKind::AwsBedrock(p), None) => {
-                let (region, credentials) =
-                    aws_setup(model, name, p.allow_auto_detect_region, check_credentials);
+                let (region, credentials) = aws_setup(
+                    model,
+                    name,
+                    p.region.as_deref(),
+                    p.allow_auto_detect_region,
+                    check_credentials,
+                )
+                .map_err(setup_error)?;
                 Adapter::Bedrock(bedrock::BedrockAdapter::new(p, region, credentials))
             }
             (crate::config::ProviderKind::AwsSagemaker(p), None) => {
-                let (region, credentials) =
-                    aws_setup(model, name, p.allow_auto_detect_region, check_credentials);
+                let (region, credentials) = aws_setup(
+                    model,
+                    name,
+                    p.region.as_deref(),
+                    p.allow_auto_detect_region,
+                    check_credentials,
+                )
+                .map_err(setup_error)?;
                 Adapter::Sagemaker(sagemaker::SagemakerAdapter::new(p, region, credentials))
             }
             (_, None) => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),

@@ -26,14 +26,9 @@ impl SagemakerAdapter {
     /// `endpoint_url` defaults to `https://runtime.sagemaker.{region}.amazonaws.com`.
     pub fn new(
         p: &AwsSagemakerProvider,
-        detected_region: Option<String>,
+        region: String,
         credentials: Option<AwsCredentials>,
     ) -> Self {
-        let region = p
-            .region
-            .clone()
-            .or(detected_region)
-            .unwrap_or_else(|| "us-east-1".into());
         let base = p
             .endpoint_url
             .clone()

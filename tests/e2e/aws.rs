@@ -515,3 +515,46 @@ async fn hostile_event_streams_become_errors_and_the_gateway_lives_on() {
     let r = gw.post(&inference("fine", "hi")).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// `region` as TensorZero 2026 reads it: a literal, `sdk` (AWS_REGION), or a location such as
+/// `env::VAR`; each signs with the region it names.
+#[tokio::test]
+async fn regions_come_from_sdk_and_locations() {
+    let mock = MockProvider::start().await.unwrap();
+    let base = mock.api_base();
+    let endpoint = base.trim_end_matches('/').trim_end_matches("/v1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = String::new();
+    for (name, region) in [("by_sdk", "sdk"), ("by_env", "env::TEAM_REGION")] {
+        config.push_str(&format!(
+            "[models.{name}]\nrouting = [\"b\"]\n[models.{name}.providers.b]\ntype = \"aws_bedrock\"\n\
+             model_id = \"m\"\nregion = \"{region}\"\nendpoint_url = \"{endpoint}\"\n\n"
+        ));
+    }
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, config).unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_REGION", "ap-northeast-2"),
+        ("TEAM_REGION", "eu-north-1"),
+    ];
+    let process = GatewayProcess::start(&path, &[], &env, dir.path().join("gw.log")).await;
+    let gw = Gateway {
+        url: process.url.clone(),
+        process,
+        _dir: dir,
+    };
+    for (model, region) in [("by_sdk", "ap-northeast-2"), ("by_env", "eu-north-1")] {
+        let r = gw.post(&inference(model, "hi")).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let authorization = last_request(&mock)
+            .header("authorization")
+            .unwrap()
+            .to_owned();
+        assert!(
+            authorization.contains(&format!("/{region}/bedrock/aws4_request")),
+            "{model}: {authorization}"
+        );
+    }
+}

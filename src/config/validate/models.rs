@@ -94,13 +94,37 @@ impl Checker<'_> {
         }
     }
 
-    /// An AWS region becomes part of a host name: `[a-z0-9-]+` only.
-    pub(super) fn region(&mut self, at: TomlPath, region: Option<&str>) {
-        if let Some(r) = region.filter(|r| !crate::providers::url::is_region(r)) {
-            self.error(
-                at,
-                format!("`{r}` is not an AWS region such as `us-east-1` (lowercase letters, digits and `-`)"),
+    /// An AWS provider's `region`: a literal (it becomes part of a host name: `[a-z0-9-]+`
+    /// only), `sdk`, or a location (`env::`, `path::`, `path_from_env::`), read at start-up.
+    /// TensorZero 2026 requires it; unset, switchyard keeps its old default with a warning.
+    pub(super) fn region(&mut self, provider: &TomlPath, region: Option<&str>, auto_detect: bool) {
+        let at = provider.key("region");
+        if auto_detect {
+            self.warn(
+                Some(provider.key("allow_auto_detect_region")),
+                "is deprecated in TensorZero: write `region = \"sdk\"` (the same thing)",
             );
+        }
+        let is_location = |r: &str| {
+            r == "sdk"
+                || ["env::", "path::", "path_from_env::", "dynamic::"]
+                    .iter()
+                    .any(|p| r.starts_with(p))
+        };
+        match region {
+            Some(r) if !is_location(r) && !crate::providers::url::is_region(r) => self.error(
+                at,
+                format!("`{r}` is not an AWS region such as `us-east-1` (lowercase letters, digits and `-`), `sdk`, or `env::VAR`"),
+            ),
+            Some(r) if r.starts_with("dynamic::") => self.error(
+                at,
+                format!("`{r}`: a region per request is not supported by switchyard; write the region, `sdk` or `env::VAR`"),
+            ),
+            None if !auto_detect => self.warn(
+                Some(at),
+                "is required by TensorZero 2026 (a region, or `sdk` for AWS_REGION); switchyard uses `us-east-1`",
+            ),
+            _ => {}
         }
     }
 
@@ -173,11 +197,11 @@ impl Checker<'_> {
                 p.api_base.as_deref()
             }
             ProviderKind::AwsBedrock(p) => {
-                self.region(at.key("region"), p.region.as_deref());
+                self.region(&at, p.region.as_deref(), p.allow_auto_detect_region);
                 p.endpoint_url.as_deref()
             }
             ProviderKind::AwsSagemaker(p) => {
-                self.region(at.key("region"), p.region.as_deref());
+                self.region(&at, p.region.as_deref(), p.allow_auto_detect_region);
                 p.endpoint_url.as_deref()
             }
         };
