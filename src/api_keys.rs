@@ -100,6 +100,11 @@ impl PostgresKeyStore {
         Ok(Self { pool })
     }
 
+    /// The pool (the gateway's one Postgres pool: rate-limit buckets use it too).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, String> {
         self.pool.get().await.map_err(|e| {
             let detail = match &e {

@@ -91,7 +91,10 @@ mod tests {
                 other => panic!("{other:?}"),
             };
             if std::env::var_os(&var).is_none() {
-                assert!(matches!(load(&location), Ok(CredentialSource::None)), "{t:?}");
+                assert!(
+                    matches!(load(&location), Ok(CredentialSource::None)),
+                    "{t:?}"
+                );
             }
         }
     }

@@ -188,14 +188,40 @@ impl App {
 pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<App, StartupError> {
     let config = &loaded.config;
     let env = &resources.env;
+    let pool_size = config
+        .postgres
+        .as_ref()
+        .and_then(|p| p.connection_pool_size)
+        .map_or(api_keys::DEFAULT_POOL_SIZE, |n| n as usize);
+    let postgres_url = env.postgres_url.as_ref().map(Secret::expose);
+    let valkey_url = env.valkey_url.as_ref().map(Secret::expose);
+    let rate_limit_error = |e: String| StartupError::Config(format!("rate limiting: {e}"));
+    let store = rate_limit_store::choose(
+        &config.rate_limiting,
+        valkey_url.is_some(),
+        postgres_url.is_some(),
+    )
+    .map_err(rate_limit_error)?;
+    // Buckets in Postgres share the gateway's one pool (the API keys' too).
+    let limiter_postgres = match (store, postgres_url) {
+        (Some(rate_limit_store::Store::Postgres), Some(url)) => Some(
+            resources
+                .key_store(url, pool_size)
+                .await
+                .map_err(|e| rate_limit_error(format!("Postgres is not available: {e}")))?,
+        ),
+        _ => None,
+    };
     let (rate_limit, limiter_store) = rate_limit_store::build(
+        store,
         &config.rate_limiting,
         config.gateway.limits.max_rate_limit_buckets,
-        env.valkey_url.as_ref().map(Secret::expose),
+        valkey_url,
+        limiter_postgres.as_ref().map(|s| s.pool().clone()),
         &resources.buckets,
     )
     .await
-    .map_err(|e| StartupError::Config(format!("rate limiting: {e}")))?;
+    .map_err(rate_limit_error)?;
     let rate_limit = rate_limit.with_metrics(resources.metrics.rate_limit());
     let traces = trace_exporter(&config.gateway.export.otlp.traces, resources)?;
     let engine = inference::Engine::new(
@@ -239,20 +265,11 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
                 "Authentication is enabled (`gateway.auth.enabled = true`) but Postgres is not available: {why}"
             ))
         };
-        let url = env
-            .postgres_url
-            .as_ref()
-            .map(Secret::expose)
-            .ok_or_else(|| {
-                unavailable(
-                    "set TENSORZERO_POSTGRES_URL to the database that holds the API keys".into(),
-                )
-            })?;
-        let pool_size = config
-            .postgres
-            .as_ref()
-            .and_then(|p| p.connection_pool_size)
-            .map_or(api_keys::DEFAULT_POOL_SIZE, |n| n as usize);
+        let url = postgres_url.ok_or_else(|| {
+            unavailable(
+                "set TENSORZERO_POSTGRES_URL to the database that holds the API keys".into(),
+            )
+        })?;
         let store = resources
             .key_store(url, pool_size)
             .await
@@ -266,7 +283,10 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         );
         (Some(store), layer)
     } else {
-        (None, switchyard_layers::auth::AuthLayer::disabled())
+        (
+            limiter_postgres,
+            switchyard_layers::auth::AuthLayer::disabled(),
+        )
     };
     let state = Arc::new(api::AppState {
         engine,

@@ -283,6 +283,7 @@ async fn administer_keys(cli: &Cli, env: &Environment) -> ExitCode {
     let result = async {
         if cli.run_postgres_migrations {
             store.migrate().await?;
+            switchyard::rate_limit_store::migrate(store.pool()).await?;
             eprintln!("Postgres migrations applied");
         }
         if cli.create_api_key {

@@ -1,6 +1,7 @@
 //! Rate-limit rules from `[rate_limiting]`, and where their buckets live: in this process by
 //! default, or in Redis/Valkey ([`redis`]) so that every relay replica shares them.
 
+mod postgres;
 mod redis;
 
 use std::sync::Arc;
@@ -10,12 +11,24 @@ use switchyard_layers::rate_limit::{
     Window,
 };
 
+pub use self::postgres::{PostgresBackend, migrate};
 pub use self::redis::RedisBackend;
 use crate::config::rate_limiting::{RateLimitingConfig, ScopeEntry};
 
 /// The output allowance assumed for calls that set no `max_tokens`, when no
 /// `rate_limiting.default_max_tokens` is configured.
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+/// How long an idle bucket is kept in a shared store: twice the time it takes to refill from
+/// empty, at least a minute (a month for one that never refills). An expired bucket and a full
+/// one are the same.
+fn idle_ttl_ms(limit: &Limit) -> u64 {
+    if limit.refill_rate == 0 {
+        return 31 * 24 * 3_600_000;
+    }
+    let fill = limit.capacity as f64 / limit.rate_per_second();
+    ((2.0 * fill).max(60.0) * 1000.0).ceil() as u64
+}
 
 /// The rules of `[rate_limiting]` (none when it is disabled).
 pub fn rules(config: &RateLimitingConfig) -> Rules {
@@ -82,39 +95,93 @@ pub fn rules(config: &RateLimitingConfig) -> Rules {
     )
 }
 
-/// The limiter for this configuration: in-process by default, Redis/Valkey when
-/// `TENSORZERO_VALKEY_URL` is set (or `backend = "valkey"` demands it).
+/// Where a configuration's buckets live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// In this process (`backend = "memory"`, switchyard's extension): each replica counts on
+    /// its own.
+    InProcess,
+    /// Valkey/Redis at `TENSORZERO_VALKEY_URL`, shared by every replica.
+    Valkey,
+    /// Postgres at `TENSORZERO_POSTGRES_URL`, shared by every replica.
+    Postgres,
+}
+
+/// Chooses the store as TensorZero does: `auto` takes Valkey when `TENSORZERO_VALKEY_URL` is
+/// set, else Postgres when `TENSORZERO_POSTGRES_URL` is; rules with neither stop start-up
+/// (a limit each replica counts alone is not the limit that was written). `None`: no rules.
+pub fn choose(
+    config: &RateLimitingConfig,
+    valkey: bool,
+    postgres: bool,
+) -> Result<Option<Store>, String> {
+    if rules(config).is_empty() {
+        return Ok(None);
+    }
+    let backend = config.backend.as_deref().unwrap_or("auto");
+    match (backend, valkey, postgres) {
+        ("memory", _, _) => Ok(Some(Store::InProcess)),
+        ("valkey", true, _) | ("auto", true, _) => Ok(Some(Store::Valkey)),
+        ("postgres", _, true) | ("auto", false, true) => Ok(Some(Store::Postgres)),
+        ("valkey", false, _) => Err("`rate_limiting.backend = \"valkey\"` needs TENSORZERO_VALKEY_URL (redis://host:port)".into()),
+        ("postgres", _, false) => Err("`rate_limiting.backend = \"postgres\"` needs TENSORZERO_POSTGRES_URL".into()),
+        ("auto", false, false) => Err(
+            "rate-limit rules need a store shared by every replica: set TENSORZERO_VALKEY_URL (Valkey/Redis) or TENSORZERO_POSTGRES_URL, as the TensorZero Gateway requires. To keep buckets in this process instead (each replica then counts on its own), set `backend = \"memory\"` under [rate_limiting]".into(),
+        ),
+        (other, _, _) => Err(format!("unknown rate-limit backend `{other}`")),
+    }
+}
+
+/// The limiter for this configuration, in the store [`choose`] picked (`postgres` is the pool
+/// when that store is Postgres).
 ///
 /// The stores come from `stores`, which outlives configuration reloads: the buckets keep their
 /// balances when the rules are reloaded, and the Redis connection is made once.
 pub async fn build(
+    store: Option<Store>,
     config: &RateLimitingConfig,
     max_in_process_buckets: usize,
     valkey_url: Option<&str>,
+    postgres: Option<deadpool_postgres::Pool>,
     stores: &BucketStores,
 ) -> Result<(RateLimitLayer, Option<RedisBackend>), String> {
     let rules = rules(config);
-    if rules.is_empty() {
+    let Some(store) = store.filter(|_| !rules.is_empty()) else {
         return Ok((RateLimitLayer::disabled(), None));
-    }
+    };
     let default_max_tokens = config.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    let backend = config.backend.as_deref().unwrap_or("auto");
-    match (backend, valkey_url) {
-        ("memory", _) | ("auto", None) => {
+    let n = config.rules.len();
+    match store {
+        Store::InProcess => {
             stores.in_process.set_max_buckets(max_in_process_buckets);
-            tracing::info!("Rate limiting: {} rule(s), buckets in this process", config.rules.len());
-            Ok((RateLimitLayer::new(rules, stores.in_process.clone(), default_max_tokens), None))
+            tracing::info!("Rate limiting: {n} rule(s), buckets in this process");
+            Ok((
+                RateLimitLayer::new(rules, stores.in_process.clone(), default_max_tokens),
+                None,
+            ))
         }
-        ("valkey" | "auto", Some(url)) => {
-            let redis = stores.redis.get_or_try_init(|| RedisBackend::connect(url)).await?.clone();
-            tracing::info!("Rate limiting: {} rule(s), buckets in {}", config.rules.len(), redis.label);
-            Ok((RateLimitLayer::new(rules, Arc::new(redis.clone()), default_max_tokens), Some(redis)))
+        Store::Valkey => {
+            let url = valkey_url.ok_or("TENSORZERO_VALKEY_URL is not set")?;
+            let redis = stores
+                .redis
+                .get_or_try_init(|| RedisBackend::connect(url))
+                .await?
+                .clone();
+            tracing::info!("Rate limiting: {n} rule(s), buckets in {}", redis.label);
+            Ok((
+                RateLimitLayer::new(rules, Arc::new(redis.clone()), default_max_tokens),
+                Some(redis),
+            ))
         }
-        ("valkey", None) => Err("`rate_limiting.backend = \"valkey\"` needs TENSORZERO_VALKEY_URL (redis://host:port)".into()),
-        ("postgres", _) => Err(
-            "`rate_limiting.backend = \"postgres\"` is not supported by switchyard; use Valkey/Redis (TENSORZERO_VALKEY_URL) or `backend = \"memory\"`".into(),
-        ),
-        (other, _) => Err(format!("unknown rate-limit backend `{other}`")),
+        Store::Postgres => {
+            let pool = postgres.ok_or("TENSORZERO_POSTGRES_URL is not set")?;
+            let backend = PostgresBackend::new(pool).await?;
+            tracing::info!("Rate limiting: {n} rule(s), buckets in Postgres");
+            Ok((
+                RateLimitLayer::new(rules, Arc::new(backend), default_max_tokens),
+                None,
+            ))
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
-use switchyard_layers::rate_limit::{Charge, Limit, LimiterBackend, LimiterUnavailable, Verdict};
+use switchyard_layers::rate_limit::{Charge, LimiterBackend, LimiterUnavailable, Verdict};
 use tokio::sync::{mpsc, oneshot};
 
 /// Prefix of every bucket key in Redis.
@@ -150,7 +150,7 @@ impl Encoded {
             capacity: limit.capacity,
             rate_per_second: limit.rate_per_second(),
             amount: charge.amount,
-            idle_ttl_ms: idle_ttl_ms(limit),
+            idle_ttl_ms: super::idle_ttl_ms(limit),
         }
     }
 }
@@ -211,14 +211,6 @@ fn verdict(answer: Value) -> Result<Verdict, LimiterUnavailable> {
     } else {
         Verdict::Denied { balances }
     })
-}
-
-fn idle_ttl_ms(limit: &Limit) -> u64 {
-    if limit.refill_rate == 0 {
-        return 31 * 24 * 3_600_000;
-    }
-    let fill = limit.capacity as f64 / limit.rate_per_second();
-    ((2.0 * fill).max(60.0) * 1000.0).ceil() as u64
 }
 
 /// `redis://user:pass@host:port/db` → `redis://host:port/db`; a query (where

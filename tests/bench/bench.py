@@ -364,7 +364,9 @@ class Bench:
                 headers = {"authorization": f"Bearer {key}"}
                 body = {**fn_body, "tensorzero::tags": {"user_id": "bench"}}
                 secured_cfg = configs.RELAY_SECURED.replace("MOCK", mock_addr).replace("TEMPLATES", str(templates))
-                sec, sec_port = self.gateway("relay-auth-rl-memory", secured_cfg, env)
+                # Postgres is configured (for the keys), so the in-process store is asked for by name.
+                memory_cfg = secured_cfg + '[rate_limiting]\nbackend = "memory"\n'
+                sec, sec_port = self.gateway("relay-auth-rl-memory", memory_cfg, env)
                 procs.append(sec)
                 self.measure("relay, auth + 3 rules, in-process", [sec], sec_port, chat, body, headers, floor=floor)
                 sec.stop()
@@ -380,6 +382,12 @@ class Bench:
                 sec.stop()
                 procs.remove(sec)
                 redis.stop()
+                # Buckets in Postgres (TensorZero's choice with only TENSORZERO_POSTGRES_URL set).
+                sec, sec_port = self.gateway("relay-auth-rl-postgres", secured_cfg, env)
+                procs.append(sec)
+                self.measure("relay, auth + 3 rules, Postgres", [sec], sec_port, chat, body, headers, floor=floor)
+                sec.stop()
+                procs.remove(sec)
                 pg.stop()
 
             if not a.skip_peer and not a.only:

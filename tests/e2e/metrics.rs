@@ -28,6 +28,8 @@ api_base = "{mock}"
 model_name = "flaky"
 api_key_location = "none"
 
+[rate_limiting]
+backend = "memory"
 [[rate_limiting.rules]]
 always = true
 model_inferences_per_hour = 1000

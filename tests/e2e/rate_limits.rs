@@ -32,11 +32,14 @@ async fn gateway(
 ) -> (RunningGateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tensorzero.toml");
-    std::fs::write(
-        &path,
-        format!("{}\n{rules}", MODEL.replace("{mock}", &mock.api_base())),
-    )
-    .unwrap();
+    let text = format!("{}\n{rules}", MODEL.replace("{mock}", &mock.api_base()));
+    // Without a shared store, rules need the in-process one asked for by name.
+    let text = if valkey.is_none() {
+        in_process(&text)
+    } else {
+        text
+    };
+    std::fs::write(&path, text).unwrap();
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
     let env = Environment {
         valkey_url: valkey.map(|r| switchyard::Secret::new(r.url())),
@@ -46,6 +49,20 @@ async fn gateway(
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (gw, dir)
+}
+
+/// `toml` with `[rate_limiting] backend = "memory"` (buckets in this process), which rules need
+/// when no shared store is configured.
+fn in_process(toml: &str) -> String {
+    if toml.contains("[rate_limiting]\n") {
+        toml.replacen(
+            "[rate_limiting]\n",
+            "[rate_limiting]\nbackend = \"memory\"\n",
+            1,
+        )
+    } else {
+        format!("{toml}\n[rate_limiting]\nbackend = \"memory\"\n")
+    }
 }
 
 async fn ask(gw: &RunningGateway, tags: &[(&str, &str)], max_tokens: Option<u32>) -> Reply {
@@ -271,7 +288,13 @@ always = true
     let cfg = MODEL
         .replace("mock-model", "error-400")
         .replace("{mock}", &mock.api_base());
-    std::fs::write(&path, format!("{cfg}\n{rules}")).unwrap();
+    let text = format!("{cfg}\n{rules}");
+    let text = if valkey.is_none() {
+        in_process(&text)
+    } else {
+        text
+    };
+    std::fs::write(&path, text).unwrap();
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
     let env = Environment {
         valkey_url: valkey.map(|r| switchyard::Secret::new(r.url())),
@@ -611,7 +634,7 @@ async fn edge_and_relay_each_enforce_their_own_rules() {
     std::fs::write(
         &path,
         format!(
-            "[gateway.relay]\ngateway_url = \"{}\"\n[models.mock]\nrouting = [\"p\"]\n[models.mock.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\n\n[[rate_limiting.rules]]\nmodel_inferences_per_hour = 3\nalways = true\n",
+            "[gateway.relay]\ngateway_url = \"{}\"\n[models.mock]\nrouting = [\"p\"]\n[models.mock.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\n\n[[rate_limiting.rules]]\nmodel_inferences_per_hour = 3\nalways = true\n[rate_limiting]\nbackend = \"memory\"\n",
             relay.url()
         ),
     )
@@ -909,4 +932,154 @@ async fn two_binaries_given_tensorzero_valkey_url_share_one_limit() {
     assert_eq!(mock.requests().len(), 10);
     let logs = a.stop();
     assert!(logs.contains(&format!("buckets in {url}")), "{logs}");
+}
+
+/// The gateway's schema in `pg`, as `switchyard --run-postgres-migrations` writes it.
+fn migrate(pg: &crate::pg::Postgres) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("--run-postgres-migrations")
+        .env("TENSORZERO_POSTGRES_URL", pg.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn gateway_on_postgres(
+    rules: &str,
+    mock: &MockProvider,
+    pg: &crate::pg::Postgres,
+) -> (RunningGateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(
+        &path,
+        format!("{}\n{rules}", MODEL.replace("{mock}", &mock.api_base())),
+    )
+    .unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let env = Environment {
+        postgres_url: Some(switchyard::Secret::new(pg.url())),
+        ..Environment::default()
+    };
+    let gw = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), &env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (gw, dir)
+}
+
+/// With only TENSORZERO_POSTGRES_URL set, buckets live in Postgres (as in TensorZero): two
+/// replicas hold one limit exactly under concurrency, token usage is settled, and a dead
+/// Postgres fails closed with a 503, recovering when it is back.
+#[tokio::test]
+async fn two_replicas_sharing_postgres_hold_one_limit_exactly_and_fail_closed() {
+    let pg = crate::pg::Postgres::start();
+    migrate(&pg);
+    let mock = MockProvider::start().await.unwrap();
+    let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 50\nalways = true\n";
+    let (a, _d1) = gateway_on_postgres(rules, &mock, &pg).await;
+    let (b, _d2) = gateway_on_postgres(rules, &mock, &pg).await;
+    let urls = Arc::new([a.url(), b.url()]);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let urls = urls.clone();
+            tokio::spawn(async move {
+                let body = Bytes::from(inference("mock", "x").to_string());
+                send(
+                    Method::POST,
+                    &format!("{}/inference", urls[i % 2]),
+                    body,
+                    &[],
+                )
+                .await
+                .status
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for t in tasks {
+        *statuses.entry(t.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        statuses,
+        [(200, 50), (429, 150)].into_iter().collect(),
+        "exactly the limit got through, across both replicas"
+    );
+    assert_eq!(mock.requests().len(), 50);
+
+    // Postgres goes away: refused with 503 (fail closed), without the database's address.
+    pg.stop();
+    let r = ask(&a, &[], None).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error().contains("rate-limit store is unavailable") && !r.error().contains("127.0.0.1"),
+        "{}",
+        r.error()
+    );
+    pg.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // The bucket is still drained, so the answer once Postgres is back is a 429.
+        let r = ask(&a, &[], None).await;
+        if r.status == 429 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no recovery: {}",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn token_limits_settle_with_real_usage_in_postgres_too() {
+    let pg = crate::pg::Postgres::start();
+    migrate(&pg);
+    let mock = MockProvider::start().await.unwrap();
+    let rules = "[rate_limiting]\ndefault_max_tokens = 50\n[[rate_limiting.rules]]\ntokens_per_day = 100\nalways = true\n";
+    let (gw, _d) = gateway_on_postgres(rules, &mock, &pg).await;
+    // As in `token_settlement`: 51 reserved a call, about 13 really used; four fit, not five.
+    for i in 0..4 {
+        let r = ask(&gw, &[], None).await;
+        assert_eq!(r.status, 200, "call {i}: {}", r.error());
+        settled(&gw, i + 1).await;
+    }
+    let r = ask(&gw, &[], None).await;
+    assert_eq!(r.status, 429, "{}", r.error());
+    assert!(r.error().contains("Requested: 51"), "{}", r.error());
+}
+
+/// Rules without a shared store stop start-up as in TensorZero, saying how to keep buckets in
+/// the process if that is what is wanted.
+#[tokio::test]
+async fn rules_without_a_store_stop_start_up_with_the_way_out() {
+    let mock = MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[[rate_limiting.rules]]\nmodel_inferences_per_hour = 5\nalways = true\n",
+            MODEL.replace("{mock}", &mock.api_base())
+        ),
+    )
+    .unwrap();
+    let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+    let e = match switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0))).await {
+        Ok(_) => panic!("started without a store for its rules"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("TENSORZERO_VALKEY_URL")
+            && e.contains("TENSORZERO_POSTGRES_URL")
+            && e.contains("backend = \"memory\""),
+        "{e}"
+    );
 }

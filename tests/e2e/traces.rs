@@ -149,7 +149,7 @@ async fn one_call_through_edge_and_relay_is_one_trace() {
     let collector = Collector::start().await;
     let mock = MockProvider::start().await.unwrap();
     let relay_toml = format!(
-        "{EXPORT}\n[[rate_limiting.rules]]\nalways = true\nmodel_inferences_per_hour = 1000\n{}",
+        "{EXPORT}\n[rate_limiting]\nbackend = \"memory\"\n[[rate_limiting.rules]]\nalways = true\nmodel_inferences_per_hour = 1000\n{}",
         mock_model(&mock)
     );
     let (relay, _d1) = gateway(&relay_toml, &collector.url).await;

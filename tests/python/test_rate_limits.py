@@ -15,6 +15,8 @@ api_base = "http://MOCK/v1/"
 model_name = "mock-model"
 api_key_location = "none"
 
+[rate_limiting]
+backend = "memory"
 [[rate_limiting.rules]]
 model_inferences_per_hour = 2
 priority = 0

@@ -102,7 +102,7 @@ def test_edge_and_relay_export_one_trace_over_grpc(collector, mock_provider, tmp
     relay_cfg = tmp_path / "relay.toml"
     relay_cfg.write_text(
         EXPORT
-        + "[[rate_limiting.rules]]\nalways = true\nmodel_inferences_per_hour = 1000\n"
+        + "[rate_limiting]\nbackend = \"memory\"\n[[rate_limiting.rules]]\nalways = true\nmodel_inferences_per_hour = 1000\n"
         + MODEL.replace("MOCK", mock_provider)
     )
     (tmp_path / "relay").mkdir()
