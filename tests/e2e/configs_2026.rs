@@ -181,13 +181,7 @@ async fn json_mode_is_optional_and_chat_variants_may_set_it() {
 }
 
 fn load(toml: &str, files: &[(&str, &str)]) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    crate::harness::write_files(&dir, files);
-    let path = dir.path().join("tensorzero.toml");
-    std::fs::write(&path, toml).unwrap();
-    switchyard::config::LoadedConfig::from_files(path.to_str().unwrap())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    load_full(toml, files).map(|_| ())
 }
 
 #[tokio::test]

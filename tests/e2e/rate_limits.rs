@@ -366,13 +366,11 @@ async fn the_scenario_table_with_redis() {
     scenario(Some(&redis)).await;
 }
 
-#[tokio::test]
-async fn two_replicas_sharing_redis_hold_one_global_limit_exactly() {
-    let redis = Redis::start().await;
-    let mock = MockProvider::start().await.unwrap();
-    let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 50\nalways = true\n";
-    let (a, _d1) = gateway(rules, &mock, Some(&redis)).await;
-    let (b, _d2) = gateway(rules, &mock, Some(&redis)).await;
+/// Sends 200 inferences at once, alternating between `a` and `b`: how many got each status.
+async fn statuses_of_200_concurrent(
+    a: &RunningGateway,
+    b: &RunningGateway,
+) -> std::collections::BTreeMap<u16, u32> {
     let urls = Arc::new([a.url(), b.url()]);
     let tasks: Vec<_> = (0..200)
         .map(|i| {
@@ -391,18 +389,23 @@ async fn two_replicas_sharing_redis_hold_one_global_limit_exactly() {
             })
         })
         .collect();
-    let mut ok = 0;
-    let mut limited = 0;
+    let mut statuses = std::collections::BTreeMap::new();
     for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
-            429 => limited += 1,
-            other => panic!("unexpected status {other}"),
-        }
+        *statuses.entry(t.await.unwrap()).or_default() += 1;
     }
+    statuses
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_hold_one_global_limit_exactly() {
+    let redis = Redis::start().await;
+    let mock = MockProvider::start().await.unwrap();
+    let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 50\nalways = true\n";
+    let (a, _d1) = gateway(rules, &mock, Some(&redis)).await;
+    let (b, _d2) = gateway(rules, &mock, Some(&redis)).await;
     assert_eq!(
-        (ok, limited),
-        (50, 150),
+        statuses_of_200_concurrent(&a, &b).await,
+        [(200, 50), (429, 150)].into_iter().collect(),
         "exactly the limit got through, across both replicas"
     );
     assert_eq!(mock.requests().len(), 50);
@@ -983,30 +986,8 @@ async fn two_replicas_sharing_postgres_hold_one_limit_exactly_and_fail_closed() 
     let rules = "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 50\nalways = true\n";
     let (a, _d1) = gateway_on_postgres(rules, &mock, &pg).await;
     let (b, _d2) = gateway_on_postgres(rules, &mock, &pg).await;
-    let urls = Arc::new([a.url(), b.url()]);
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let urls = urls.clone();
-            tokio::spawn(async move {
-                let body = Bytes::from(inference("mock", "x").to_string());
-                send(
-                    Method::POST,
-                    &format!("{}/inference", urls[i % 2]),
-                    body,
-                    &[],
-                )
-                .await
-                .status
-                .as_u16()
-            })
-        })
-        .collect();
-    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
-    for t in tasks {
-        *statuses.entry(t.await.unwrap()).or_default() += 1;
-    }
     assert_eq!(
-        statuses,
+        statuses_of_200_concurrent(&a, &b).await,
         [(200, 50), (429, 150)].into_iter().collect(),
         "exactly the limit got through, across both replicas"
     );
