@@ -1,6 +1,7 @@
 //! Rate-limit rules from `[rate_limiting]`, and where their buckets live: in this process by
 //! default, or in Redis/Valkey ([`redis`]) so that every relay replica shares them.
 
+mod batcher;
 mod postgres;
 mod redis;
 
@@ -175,7 +176,11 @@ pub async fn build(
         }
         Store::Postgres => {
             let pool = postgres.ok_or("TENSORZERO_POSTGRES_URL is not set")?;
-            let backend = PostgresBackend::new(pool).await?;
+            let backend = stores
+                .postgres
+                .get_or_try_init(|| PostgresBackend::connect(pool))
+                .await?
+                .clone();
             tracing::info!("Rate limiting: {n} rule(s), buckets in Postgres");
             Ok((
                 RateLimitLayer::new(rules, Arc::new(backend), default_max_tokens),
@@ -190,17 +195,28 @@ pub async fn build(
 pub struct BucketStores {
     in_process: Arc<InProcessBackend>,
     redis: tokio::sync::OnceCell<RedisBackend>,
+    postgres: tokio::sync::OnceCell<PostgresBackend>,
 }
 
 impl BucketStores {
     /// Applies the settlements still waiting to be sent (at shutdown, once requests have
     /// drained); gives up after `limit` if the store does not answer.
     pub async fn flush(&self, limit: std::time::Duration) {
-        if let Some(redis) = self.redis.get()
-            && tokio::time::timeout(limit, redis.flush()).await.is_err()
+        let redis = async {
+            if let Some(redis) = self.redis.get() {
+                redis.flush().await;
+            }
+        };
+        let postgres = async {
+            if let Some(postgres) = self.postgres.get() {
+                postgres.flush().await;
+            }
+        };
+        if tokio::time::timeout(limit, async { tokio::join!(redis, postgres) })
+            .await
+            .is_err()
         {
             tracing::warn!(
-                store = %redis.label,
                 "rate-limit settlements were still unsent at shutdown; the store did not answer in time"
             );
         }

@@ -4,24 +4,8 @@
 //! server's clock). Keys expire when idle (twice the time a bucket takes to refill from empty,
 //! at least a minute): an expired bucket and a full one are the same.
 //!
-//! # One script call for many decisions
-//!
-//! A script call per decision is what made the shared limiter cost far more than the
-//! in-process one, mostly inside redis-server: each call pays an event-loop turn, its reads and
-//! writes, and the script's start, several times what the bucket arithmetic costs. So every
-//! reservation and settlement of this process goes through one task, the batcher, which sends
-//! whatever has queued up as one call of one script, and sends the next call as soon as the
-//! previous one has answered. Nothing waits for a tick: an idle gateway sends a lone
-//! reservation at once, a busy one sends many in one call.
-//!
-//! The script decides its jobs one after the other, atomically, so a batch decides exactly
-//! what the same jobs sent one by one in that order would have: reservations stay all or
-//! nothing, and the count of what is admitted across replicas stays exact.
-//!
-//! Settlements are on no request's path (the answer has gone out before usage is known), so
-//! they wait for the next reservation to ride along with, up to [`SETTLE_LINGER`]: under steady
-//! load a request costs one script call, not two. Until its settlement lands, a bucket holds
-//! the reservation's estimate, which is what it held while the call ran.
+//! Decisions go through the process's [batcher](super::batcher): one script call decides
+//! every job that has queued, one after the other, reading and writing each bucket once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,21 +13,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use switchyard_layers::rate_limit::{Charge, LimiterBackend, LimiterUnavailable, Verdict};
-use tokio::sync::{mpsc, oneshot};
+
+use super::batcher::{BatchStore, Batched, BoxFuture, Job, Outcome};
 
 /// Prefix of every bucket key in Redis.
 const KEY_PREFIX: &str = "switchyard_ratelimit:";
-
-/// The most jobs the batcher takes from its queue for one call (settlements that waited ride
-/// along on top): bounds the call's size and how long the script holds the server.
-const MAX_BATCH: usize = 256;
-
-/// Jobs queued for the batcher. When it is full, callers wait for room (backpressure): a job is
-/// never dropped.
-const QUEUE_CAPACITY: usize = 4096;
-
-/// The longest a settlement waits for a reservation to share a call with.
-const SETTLE_LINGER: Duration = Duration::from_millis(10);
 
 /// The script. `ARGV[1]` is the number of jobs; then each job is `r` (reserve: take every
 /// charge, or none if a bucket is short) or `s` (settle: add `-amount`, capped at capacity,
@@ -126,73 +100,11 @@ return out
 /// process, however many clones).
 #[derive(Clone)]
 pub struct RedisBackend {
-    jobs: mpsc::Sender<Job>,
+    batched: Batched,
     /// For `/health` only: decisions go through the batcher.
     connection: ConnectionManager,
     /// `redis://host:port` without credentials, for messages.
     pub label: Arc<str>,
-}
-
-/// One charge, ready for the script.
-struct Encoded {
-    key: String,
-    capacity: u64,
-    rate_per_second: f64,
-    amount: i64,
-    idle_ttl_ms: u64,
-}
-
-impl Encoded {
-    fn new(charge: &Charge) -> Self {
-        let limit = &charge.bucket.limit;
-        Self {
-            key: format!("{KEY_PREFIX}{}", charge.bucket.key),
-            capacity: limit.capacity,
-            rate_per_second: limit.rate_per_second(),
-            amount: charge.amount,
-            idle_ttl_ms: super::idle_ttl_ms(limit),
-        }
-    }
-}
-
-/// A reservation or a settlement waiting for the batcher, with where its answer goes.
-struct Job {
-    charges: Vec<Encoded>,
-    reply: Reply,
-}
-
-enum Reply {
-    Reserve(oneshot::Sender<Result<Verdict, LimiterUnavailable>>),
-    Settle(oneshot::Sender<Result<(), LimiterUnavailable>>),
-    /// Not sent to Redis: asks the batcher to send the settlements that wait, and answers once
-    /// they are applied (at shutdown).
-    Flush(oneshot::Sender<()>),
-}
-
-impl Job {
-    fn is_settlement(&self) -> bool {
-        matches!(self.reply, Reply::Settle(_))
-    }
-
-    fn is_flush(&self) -> bool {
-        matches!(self.reply, Reply::Flush(_))
-    }
-
-    /// Hands the script's answer (or the call's failure) to whoever waits. A caller that has
-    /// gone (its request was cancelled) is no error: its job was decided all the same.
-    fn answer(self, answer: Result<Value, LimiterUnavailable>) {
-        match self.reply {
-            Reply::Reserve(tx) => {
-                let _ = tx.send(answer.and_then(verdict));
-            }
-            Reply::Settle(tx) => {
-                let _ = tx.send(answer.map(|_| ()));
-            }
-            Reply::Flush(tx) => {
-                let _ = tx.send(());
-            }
-        }
-    }
 }
 
 /// A reservation's answer: `{ok, balance...}`.
@@ -246,15 +158,12 @@ impl RedisBackend {
         .await
         .map_err(|_| format!("cannot reach the rate-limit store at {label}: no answer within 3 s"))?
         .map_err(unavailable)?;
-        let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
-        let batcher = Batcher {
+        let store = RedisStore {
             connection: connection.clone(),
             script: redis::Script::new(BATCH),
-            label: label.clone(),
         };
-        tokio::spawn(batcher.run(queue));
         let backend = Self {
-            jobs,
+            batched: Batched::start(store, label.clone()),
             connection,
             label,
         };
@@ -276,31 +185,7 @@ impl RedisBackend {
     /// they are applied (or failed): called at shutdown, after the drain, so that the usage of
     /// the last requests is not lost with the process.
     pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        let job = Job {
-            charges: Vec::new(),
-            reply: Reply::Flush(tx),
-        };
-        if self.jobs.send(job).await.is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    /// Queues a job; fails only if the batcher has stopped (the runtime is shutting down).
-    async fn submit(&self, charges: &[Charge], reply: Reply) -> Result<(), LimiterUnavailable> {
-        let job = Job {
-            charges: charges.iter().map(Encoded::new).collect(),
-            reply,
-        };
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| LimiterUnavailable::Unreachable {
-                detail: format!(
-                    "the rate-limit batcher for {} has stopped (shutting down)",
-                    self.label
-                ),
-            })
+        self.batched.flush().await;
     }
 }
 
@@ -312,127 +197,64 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
-/// The answer channel closed without an answer: the batcher stopped mid-call.
-fn batcher_gone(label: &str) -> LimiterUnavailable {
-    LimiterUnavailable::Unreachable {
-        detail: format!("the rate-limit batcher for {label} stopped before answering"),
-    }
-}
-
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
 impl LimiterBackend for RedisBackend {
     fn reserve<'a>(
         &'a self,
         charges: &'a [Charge],
     ) -> BoxFuture<'a, Result<Verdict, LimiterUnavailable>> {
-        Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.submit(charges, Reply::Reserve(tx)).await?;
-            rx.await.unwrap_or_else(|_| Err(batcher_gone(&self.label)))
-        })
+        self.batched.reserve(charges)
     }
 
     fn settle<'a>(
         &'a self,
         charges: &'a [Charge],
     ) -> BoxFuture<'a, Result<(), LimiterUnavailable>> {
+        self.batched.settle(charges)
+    }
+}
+
+/// The batcher's side: one script call per batch.
+struct RedisStore {
+    connection: ConnectionManager,
+    script: redis::Script,
+}
+
+impl BatchStore for RedisStore {
+    fn decide<'a>(
+        &'a mut self,
+        jobs: &'a [Job],
+    ) -> BoxFuture<'a, Result<Vec<Outcome>, LimiterUnavailable>> {
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.submit(charges, Reply::Settle(tx)).await?;
-            rx.await.unwrap_or_else(|_| Err(batcher_gone(&self.label)))
+            let answers = self
+                .invoke(jobs)
+                .await
+                .map_err(|e| LimiterUnavailable::Unreachable {
+                    detail: format!("Valkey/Redis did not answer: {e}"),
+                })?;
+            if answers.len() != jobs.len() {
+                return Err(LimiterUnavailable::Unreachable {
+                    detail: format!(
+                        "the rate-limit script answered {} jobs of {}",
+                        answers.len(),
+                        jobs.len()
+                    ),
+                });
+            }
+            jobs.iter()
+                .zip(answers)
+                .map(|(job, answer)| {
+                    if job.is_settlement() {
+                        Ok(Outcome::Settled)
+                    } else {
+                        verdict(answer).map(Outcome::Reserved)
+                    }
+                })
+                .collect()
         })
     }
 }
 
-/// Sends queued jobs to Redis, one script call at a time, as many jobs per call as have queued.
-struct Batcher {
-    connection: ConnectionManager,
-    script: redis::Script,
-    label: Arc<str>,
-}
-
-impl Batcher {
-    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        let mut incoming = Vec::with_capacity(MAX_BATCH);
-        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-        let mut settlements: Vec<Job> = Vec::new();
-        let mut flushes: Vec<Job> = Vec::new();
-        let linger = tokio::time::sleep(SETTLE_LINGER);
-        tokio::pin!(linger);
-        loop {
-            tokio::select! {
-                biased;
-                received = queue.recv_many(&mut incoming, MAX_BATCH) => {
-                    if received == 0 {
-                        // Every sender is gone: settle what waits, then stop.
-                        if !settlements.is_empty() {
-                            self.call(&mut settlements).await;
-                        }
-                        return;
-                    }
-                    for job in incoming.drain(..) {
-                        if job.is_flush() {
-                            flushes.push(job);
-                            continue;
-                        }
-                        if !job.is_settlement() {
-                            batch.push(job);
-                            continue;
-                        }
-                        if settlements.is_empty() {
-                            linger.as_mut().reset(tokio::time::Instant::now() + SETTLE_LINGER);
-                        }
-                        settlements.push(job);
-                    }
-                }
-                () = &mut linger, if !settlements.is_empty() => {}
-            }
-            let settle_now =
-                settlements.len() >= MAX_BATCH || (!settlements.is_empty() && linger.is_elapsed());
-            if batch.is_empty() && !settle_now {
-                continue;
-            }
-            // Settlements first: a reservation in the same call sees the balances they give
-            // back.
-            settlements.append(&mut batch);
-            self.call(&mut settlements).await;
-        }
-    }
-
-    /// One script call for `jobs`, answering (and draining) every one of them.
-    async fn call(&mut self, jobs: &mut Vec<Job>) {
-        let answers = self.invoke(jobs).await;
-        match answers {
-            Ok(answers) if answers.len() == jobs.len() => {
-                for (job, answer) in jobs.drain(..).zip(answers) {
-                    job.answer(Ok(answer));
-                }
-            }
-            Ok(answers) => {
-                let unexpected = LimiterUnavailable::Unreachable {
-                    detail: format!(
-                        "the rate-limit script at {} answered {} jobs of {}",
-                        self.label,
-                        answers.len(),
-                        jobs.len()
-                    ),
-                };
-                for job in jobs.drain(..) {
-                    job.answer(Err(unexpected.clone()));
-                }
-            }
-            Err(e) => {
-                let unavailable = LimiterUnavailable::Unreachable {
-                    detail: format!("Valkey/Redis at {} did not answer: {e}", self.label),
-                };
-                for job in jobs.drain(..) {
-                    job.answer(Err(unavailable.clone()));
-                }
-            }
-        }
-    }
-
+impl RedisStore {
     /// `EVALSHA`, loading the script first if the server does not have it (after a restart, or
     /// on a replica that never saw it).
     async fn invoke(&mut self, jobs: &[Job]) -> Result<Vec<Value>, RedisError> {
@@ -457,12 +279,15 @@ fn evalsha(hash: &str, jobs: &[Job]) -> redis::Cmd {
     let keys: usize = jobs.iter().map(|j| j.charges.len()).sum();
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(hash).arg(keys);
+    let mut key = String::new();
     for charge in jobs.iter().flat_map(|j| &j.charges) {
-        cmd.arg(&charge.key);
+        key.clear();
+        key.push_str(KEY_PREFIX);
+        key.push_str(&charge.key);
+        cmd.arg(&key);
     }
     cmd.arg(jobs.len());
     for job in jobs {
-        debug_assert!(!job.is_flush(), "a flush is never sent to Redis");
         cmd.arg(if job.is_settlement() { "s" } else { "r" })
             .arg(job.charges.len());
         for c in &job.charges {

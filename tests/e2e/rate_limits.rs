@@ -425,19 +425,13 @@ async fn script_calls(redis: &Redis) -> u64 {
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
-/// Concurrent decisions of one process share script calls (the batcher), and a batch decides
-/// exactly what the same decisions one by one would: of 120 concurrent reservations on a
-/// bucket of 30, 30 are taken; settlements in flight at the same time take exactly what they
-/// say.
-#[tokio::test]
-async fn concurrent_redis_decisions_share_script_calls_and_stay_exact() {
-    use switchyard::rate_limit_store::RedisBackend;
-    use switchyard_layers::rate_limit::{
-        Bucket, Charge, Limit, LimiterBackend, Resource, Verdict, Window,
-    };
+/// Of 120 concurrent reservations on a bucket of 30, exactly 30 are taken; settlements in
+/// flight at the same time take exactly what they say. `backend` starts empty.
+async fn concurrent_decisions_stay_exact(
+    backend: Arc<dyn switchyard_layers::rate_limit::LimiterBackend>,
+) {
+    use switchyard_layers::rate_limit::{Bucket, Charge, Limit, Resource, Verdict, Window};
 
-    let redis = Redis::start().await;
-    let backend = Arc::new(RedisBackend::connect(&redis.url()).await.unwrap());
     let bucket = |key: &str, capacity| Bucket {
         key: key.into(),
         rule: "rate_limiting.rules[0]".into(),
@@ -449,7 +443,6 @@ async fn concurrent_redis_decisions_share_script_calls_and_stay_exact() {
             refill_rate: 0,
         },
     };
-    let calls_before = script_calls(&redis).await;
     // 120 reservations of one from `a` (30) together with one from `b` (1,000); and 20
     // settlements taking 2 more from `b` each (usage beyond the estimate), all at once.
     let reservations: Vec<_> = (0..120)
@@ -492,11 +485,6 @@ async fn concurrent_redis_decisions_share_script_calls_and_stay_exact() {
         s.await.unwrap();
     }
     assert_eq!(allowed, 30, "exactly the bucket's capacity was taken");
-    let calls = script_calls(&redis).await - calls_before;
-    assert!(
-        calls < 140,
-        "140 concurrent decisions took {calls} script calls: they were not batched"
-    );
     // `b` gave 1 to each of the 30 taken reservations (none to the refused ones: all or
     // nothing) and 2 to each settlement: 930 are left, whatever the order.
     let b = |amount| {
@@ -513,6 +501,35 @@ async fn concurrent_redis_decisions_share_script_calls_and_stay_exact() {
         Verdict::Allowed { balances } => assert_eq!(balances, [0.0]),
         other => panic!("{other:?}"),
     }
+}
+
+/// Concurrent decisions of one process share script calls (the batcher), and a batch decides
+/// exactly what the same decisions one by one would.
+#[tokio::test]
+async fn concurrent_redis_decisions_share_script_calls_and_stay_exact() {
+    let redis = Redis::start().await;
+    let backend = switchyard::rate_limit_store::RedisBackend::connect(&redis.url())
+        .await
+        .unwrap();
+    let calls_before = script_calls(&redis).await;
+    concurrent_decisions_stay_exact(Arc::new(backend)).await;
+    let calls = script_calls(&redis).await - calls_before;
+    assert!(
+        calls < 140,
+        "140 concurrent decisions took {calls} script calls: they were not batched"
+    );
+}
+
+/// The same in Postgres: one statement per batch, the same exact outcome.
+#[tokio::test]
+async fn concurrent_postgres_decisions_stay_exact() {
+    let pg = crate::pg::Postgres::start();
+    migrate(&pg);
+    let store = switchyard::api_keys::PostgresKeyStore::connect(&pg.url()).unwrap();
+    let backend = switchyard::rate_limit_store::PostgresBackend::connect(store.pool().clone())
+        .await
+        .unwrap();
+    concurrent_decisions_stay_exact(Arc::new(backend)).await;
 }
 
 /// Settlements wait briefly in the batcher to share a script call; a clean shutdown sends them
