@@ -294,6 +294,47 @@ impl Carried {
         )
     }
 
+    /// A credential the gateway holds (a provider key), to mask in what a provider says outside
+    /// an error status: error events inside a 200 stream, or bodies parsed as answers.
+    pub fn of_secret(secret: &switchyard_layers::Secret) -> Self {
+        let mut value = http::HeaderValue::from_str(secret.expose())
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        Self(vec![value])
+    }
+
+    /// `error` with every carried credential masked in the provider's words (some providers
+    /// echo the key they were sent, also inside a stream).
+    pub fn mask_error(&self, error: Error) -> Error {
+        match error {
+            Error::ProviderHttp {
+                provider_type,
+                provider,
+                status,
+                message,
+                retry_after,
+            } => Error::ProviderHttp {
+                provider_type,
+                provider,
+                status,
+                message: self.mask(message),
+                retry_after,
+            },
+            Error::ProviderFailure {
+                provider_type,
+                provider,
+                kind,
+                message,
+            } => Error::ProviderFailure {
+                provider_type,
+                provider,
+                kind,
+                message: self.mask(message),
+            },
+            other => other,
+        }
+    }
+
     /// `text` with every carried credential replaced by [`MASKED`].
     pub fn mask(&self, text: String) -> String {
         let mut secrets: Vec<&str> = Vec::new();

@@ -27,6 +27,7 @@
 //! | `hostile-retry` | HTTP 429 with `Retry-After: 1e300` and `retry-after-ms: inf` |
 //! | `hostile-noblank` | two `data:` lines with no blank line between the events |
 //! | `echo-key` | HTTP 401 whose message repeats the key it was sent (any route) |
+//! | `leak-key` | a stream of two chunks, then an error event that repeats the key it was sent |
 //!
 //! `POST .../embeddings` answers in the OpenAI embeddings format: for each input a vector of
 //! `dimensions` (default 4) numbers that depend only on the input, so equal inputs embed
@@ -275,13 +276,7 @@ async fn handle(
     let echoed_key = body["model"]
         .as_str()
         .is_some_and(|m| m.contains("echo-key"))
-        .then(|| {
-            headers
-                .iter()
-                .find(|(n, _)| matches!(n.as_str(), "authorization" | "x-api-key" | "api-key"))
-                .map(|(_, v)| v.trim_start_matches("Bearer ").to_owned())
-                .unwrap_or_default()
-        });
+        .then(|| leaked_key(&headers));
     let headers_seen = headers.clone();
     {
         let mut requests = state.requests.lock().expect("mock lock");
@@ -404,9 +399,27 @@ async fn handle(
         state: state.clone(),
         answered: false,
     };
+    let mut body = body;
+    if body["model"]
+        .as_str()
+        .is_some_and(|m| m.contains("leak-key"))
+    {
+        // `leak-key`: the stream's error event repeats the key (read by `complete`).
+        body["__mock_leaked_key"] = json!(leaked_key(&headers_seen));
+    }
     let response = complete(state, body).await;
     guard.answered = true;
     Ok(response)
+}
+
+/// The credential a request carried (its `Authorization` bearer token, `x-api-key` or
+/// `api-key`), for the modes that repeat it back.
+fn leaked_key(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(n, _)| matches!(n.as_str(), "authorization" | "x-api-key" | "api-key"))
+        .map(|(_, v)| v.trim_start_matches("Bearer ").to_owned())
+        .unwrap_or_default()
 }
 
 pub(crate) struct CancelGuard {

@@ -243,7 +243,7 @@ pub(crate) async fn complete(state: Arc<MockState>, body: Value) -> Response<Bod
     if model.contains("first-error") {
         // A 200 whose first event is an error.
         steps = vec![Step::Error];
-    } else if model.contains("stream-error") {
+    } else if model.contains("stream-error") || model.contains("leak-key") {
         steps.truncate(2);
         steps.push(Step::Error);
     } else if model.contains("break") {
@@ -253,34 +253,48 @@ pub(crate) async fn complete(state: Arc<MockState>, body: Value) -> Response<Bod
         steps.push(Step::Done);
     }
     let gap = number_after(&model, "drip-").map(Duration::from_millis);
+    let leaked: Option<String> = body["__mock_leaked_key"].as_str().map(str::to_owned);
     let guard = StreamGuard {
         state,
         finished: false,
     };
-    let frames = futures_util::stream::unfold((steps.into_iter(), guard, true), move |(mut steps, mut guard, first)| async move {
-        let step = steps.next()?;
-        if let (Some(gap), false) = (gap, first) {
-            tokio::time::sleep(gap).await;
-        }
-        let frame: Result<Frame<Bytes>, std::io::Error> = match step {
-            Step::Event(e) => Ok(Frame::data(Bytes::from(format!("data: {e}\n\n")))),
-            Step::Error => Ok(Frame::data(Bytes::from(
-                "data: {\"error\":{\"message\":\"mock provider failed mid-stream\",\"type\":\"server_error\"}}\n\n",
-            ))),
-            Step::Done => {
-                guard.finished = true;
-                Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n")))
+    let frames = futures_util::stream::unfold(
+        (steps.into_iter(), guard, true),
+        move |(mut steps, mut guard, first)| {
+            let leaked = leaked.clone();
+            async move {
+                let step = steps.next()?;
+                if let (Some(gap), false) = (gap, first) {
+                    tokio::time::sleep(gap).await;
+                }
+                let frame: Result<Frame<Bytes>, std::io::Error> = match step {
+                    Step::Event(e) => Ok(Frame::data(Bytes::from(format!("data: {e}\n\n")))),
+                    Step::Error => Ok(Frame::data(Bytes::from(format!(
+                        "data: {}\n\n",
+                        json!({ "error": { "message": match &leaked {
+                    Some(key) => format!("mock provider failed mid-stream for key {key}"),
+                    None => "mock provider failed mid-stream".to_owned(),
+                }, "type": "server_error" } })
+                    )))),
+                    Step::Done => {
+                        guard.finished = true;
+                        Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n")))
+                    }
+                    Step::Break => {
+                        // Let the chunks already written reach the client first, so the break lands
+                        // mid-stream rather than before the first chunk.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        guard.finished = true;
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "mock provider broke the stream",
+                        ))
+                    }
+                };
+                Some((frame, (steps, guard, false)))
             }
-            Step::Break => {
-                // Let the chunks already written reach the client first, so the break lands
-                // mid-stream rather than before the first chunk.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                guard.finished = true;
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "mock provider broke the stream"))
-            }
-        };
-        Some((frame, (steps, guard, false)))
-    })
+        },
+    )
     .boxed();
     streamed(frames, "text/event-stream")
 }

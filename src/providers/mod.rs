@@ -39,8 +39,9 @@ use switchyard_layers::trace_context::TraceContext;
 use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::error::{Error, Fault};
 use crate::key_sources;
-use crate::model_call::{BodyEdit, HeaderEdit, ModelOutput, ModelRequest};
-use crate::upstream::Upstream;
+use crate::model_call::{BodyEdit, HeaderEdit, ModelOutput, ModelRequest, ProviderOutput};
+use crate::upstream::{Carried, Upstream};
+use futures_util::StreamExt;
 
 /// Everything start-up knows about one provider of one model.
 #[derive(Debug)]
@@ -408,7 +409,24 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                 Adapter::Bedrock(a) => a.infer(spec, request, &edits, &cx).await,
                 Adapter::Sagemaker(a) => a.infer(spec, request, &edits, &cx).await,
                 Adapter::NotYetSupported(_) => unreachable!("refused above"),
-            }?;
+            };
+            // A provider may echo its key in what it says with a 200 too: an error event in a
+            // stream, or an error object where an answer should be. (Error statuses are masked
+            // where they are read, in `Upstream::exchange`.)
+            let output = match (output, &key) {
+                (Err(e), Some(key)) => return Err(Carried::of_secret(key).mask_error(e)),
+                (Err(e), None) => return Err(e),
+                (Ok(ProviderOutput::Stream { first, rest }), Some(key)) => {
+                    let key = key.clone();
+                    ProviderOutput::Stream {
+                        first,
+                        rest: Box::pin(rest.map(move |item| {
+                            item.map_err(|e| Carried::of_secret(&key).mask_error(e))
+                        })),
+                    }
+                }
+                (Ok(output), _) => output,
+            };
             let output = if implicit_tool.is_some() {
                 implicit_tool::unwrap(output)
             } else {

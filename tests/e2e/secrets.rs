@@ -25,6 +25,8 @@ async fn a_provider_echoing_the_key_never_gets_it_out() {
             "[gateway]\ndebug = true\n[gateway.export.otlp.traces]\nenabled = true\n\n\
              [models.echo]\nrouting = [\"p\"]\n[models.echo.providers.p]\ntype = \"openai\"\napi_base = \"{base}\"\nmodel_name = \"echo-key\"\napi_key_location = \"env::ECHO_KEY\"\n\n\
              [models.echo_dynamic]\nrouting = [\"p\"]\n[models.echo_dynamic.providers.p]\ntype = \"openai\"\napi_base = \"{base}\"\nmodel_name = \"echo-key\"\napi_key_location = \"dynamic::k\"\n\n\
+             [models.leak]\nrouting = [\"p\"]\n[models.leak.providers.p]\ntype = \"openai\"\napi_base = \"{base}\"\nmodel_name = \"leak-key\"\napi_key_location = \"env::ECHO_KEY\"\n\n\
+             [models.leak_dynamic]\nrouting = [\"p\"]\n[models.leak_dynamic.providers.p]\ntype = \"openai\"\napi_base = \"{base}\"\nmodel_name = \"leak-key\"\napi_key_location = \"dynamic::k\"\n\n\
              [embedding_models.echo]\nrouting = [\"p\"]\n[embedding_models.echo.providers.p]\ntype = \"openai\"\napi_base = \"{base}\"\nmodel_name = \"echo-key\"\napi_key_location = \"env::ECHO_KEY\"\n",
             base = mock.api_base()
         ),
@@ -87,6 +89,36 @@ async fn a_provider_echoing_the_key_never_gets_it_out() {
         assert!(
             text.contains("Incorrect API key provided: [redacted]"),
             "the provider's message, masked: {text}"
+        );
+    }
+    // A provider that repeats the key in an error event inside a 200 stream: masked there too,
+    // on both routes.
+    let mut streams = Vec::new();
+    for (model, dynamic) in [("leak", false), ("leak_dynamic", true)] {
+        let mut body = inference(model, "hi");
+        body["stream"] = json!(true);
+        if dynamic {
+            body["credentials"] = json!({ "k": DYNAMIC_KEY });
+        }
+        streams.push(post("/inference", body).await);
+    }
+    streams.push(
+        post(
+            "/openai/v1/chat/completions",
+            json!({ "model": "tensorzero::model_name::leak", "stream": true, "messages": [{ "role": "user", "content": "hi" }] }),
+        )
+        .await,
+    );
+    for r in &streams {
+        let text = r.text();
+        assert_eq!(r.status, 200, "{text}");
+        assert!(
+            !text.contains(STATIC_KEY) && !text.contains(DYNAMIC_KEY),
+            "a key in a stream's error event: {text}"
+        );
+        assert!(
+            text.contains("failed mid-stream for key [redacted]"),
+            "the provider's mid-stream error, masked: {text}"
         );
     }
     let spans = collector.wait_for_spans(10).await;
