@@ -28,6 +28,7 @@ const ANTHROPIC_FIELDS: &[&str] = &[
     "mcp_servers",
     "context_management",
     "output_format",
+    "output_config",
 ];
 
 /// Anthropic's refusal of a request: `invalid_request_error` (400), the message naming the

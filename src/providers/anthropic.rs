@@ -181,17 +181,27 @@ impl AnthropicAdapter {
             "stop_sequences",
             p.stop_sequences.as_ref().map(|v| json!(v)),
         );
-        if let Some(budget) = p.thinking_budget_tokens {
-            put(
+        match (p.thinking_budget_tokens, &p.reasoning_effort) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidRequest(
+                    "`reasoning_effort` and `thinking_budget_tokens` cannot be combined for Anthropic models: `reasoning_effort` asks for adaptive thinking (`output_config.effort`), `thinking_budget_tokens` for a fixed budget; set one".into(),
+                ));
+            }
+            (Some(budget), None) => put(
                 "thinking",
                 Some(json!({ "type": "enabled", "budget_tokens": budget })),
-            );
+            ),
+            // Adaptive thinking: the model decides how much to think, at this effort.
+            (None, Some(effort)) => {
+                put("thinking", Some(json!({ "type": "adaptive" })));
+                put("output_config", Some(json!({ "effort": effort })));
+            }
+            (None, None) => {}
         }
         for (name, set) in [
             ("seed", p.seed.is_some()),
             ("presence_penalty", p.presence_penalty.is_some()),
             ("frequency_penalty", p.frequency_penalty.is_some()),
-            ("reasoning_effort", p.reasoning_effort.is_some()),
             ("service_tier", p.service_tier.is_some()),
             ("verbosity", p.verbosity.is_some()),
         ] {

@@ -241,11 +241,21 @@ pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<V
     put("seed", p.seed.map(|v| json!(v)));
     put("presencePenalty", p.presence_penalty.map(|v| json!(v)));
     put("frequencyPenalty", p.frequency_penalty.map(|v| json!(v)));
-    if let Some(budget) = p.thinking_budget_tokens {
-        put(
+    match (p.thinking_budget_tokens, &p.reasoning_effort) {
+        (Some(budget), effort) => {
+            if effort.is_some() {
+                tracing::warn!(provider = %provider.name, "`reasoning_effort` is not sent: `thinking_budget_tokens` sets Gemini's thinking budget, and Gemini takes one or the other");
+            }
+            put(
+                "thinkingConfig",
+                Some(json!({ "thinkingBudget": budget, "includeThoughts": true })),
+            );
+        }
+        (None, Some(effort)) => put(
             "thinkingConfig",
-            Some(json!({ "thinkingBudget": budget, "includeThoughts": true })),
-        );
+            Some(json!({ "thinkingLevel": effort, "includeThoughts": true })),
+        ),
+        (None, None) => {}
     }
     match p.json_mode {
         None | Some(JsonMode::Off) => {}
@@ -259,7 +269,6 @@ pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<V
         }
     }
     for (name, set) in [
-        ("reasoning_effort", p.reasoning_effort.is_some()),
         ("service_tier", p.service_tier.is_some()),
         ("verbosity", p.verbosity.is_some()),
     ] {

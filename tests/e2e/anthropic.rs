@@ -188,3 +188,24 @@ async fn falls_back_from_openai_to_anthropic() {
         "{paths:?}"
     );
 }
+
+/// `reasoning_effort` asks Anthropic for adaptive thinking at that effort; combined with a
+/// fixed `thinking_budget_tokens` it is refused, as in TensorZero.
+#[tokio::test]
+async fn reasoning_effort_is_adaptive_thinking() {
+    let (h, _k) = start(&[("claude", "claude-mock")]).await;
+    let mut body = inference("claude", "hi");
+    body["params"] = json!({ "chat_completion": { "reasoning_effort": "low" } });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = last_request(&h.mock).body;
+    assert_eq!(sent["thinking"], json!({ "type": "adaptive" }));
+    assert_eq!(sent["output_config"], json!({ "effort": "low" }));
+
+    let before = h.mock.requests().len();
+    body["params"]["chat_completion"]["thinking_budget_tokens"] = json!(1024);
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("cannot be combined"), "{}", r.text());
+    assert_eq!(h.mock.requests().len(), before, "nothing was sent");
+}

@@ -121,3 +121,26 @@ async fn errors_name_the_provider_and_its_message() {
         "{e}"
     );
 }
+
+/// `reasoning_effort` becomes Gemini's `thinkingLevel` (a budget, when also given, wins).
+#[tokio::test]
+async fn reasoning_effort_is_the_thinking_level() {
+    let (h, _k) = start(&[("gem", "gemini-mock")]).await;
+    let mut body = crate::harness::inference("gem", "hi");
+    body["params"] = serde_json::json!({ "chat_completion": { "reasoning_effort": "high" } });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = crate::harness::last_request(&h.mock).body;
+    assert_eq!(
+        sent["generationConfig"]["thinkingConfig"],
+        serde_json::json!({ "thinkingLevel": "high", "includeThoughts": true })
+    );
+    body["params"]["chat_completion"]["thinking_budget_tokens"] = serde_json::json!(512);
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = crate::harness::last_request(&h.mock).body;
+    assert_eq!(
+        sent["generationConfig"]["thinkingConfig"],
+        serde_json::json!({ "thinkingBudget": 512, "includeThoughts": true })
+    );
+}
