@@ -836,3 +836,21 @@ retries = { num_retries = 1, jitter = true }
         .unwrap_err();
     assert!(e.contains("tensorzero.toml:2:1"), "{e}");
 }
+
+/// A streaming total below the first-token limit only warns, as in TensorZero.
+#[test]
+fn a_stream_total_below_its_first_token_limit_warns() {
+    let loaded = load_full(
+        "[models.m]\nrouting = [\"p\"]\ntimeouts = { streaming = { ttft_ms = 500, total_ms = 100 } }\n[models.m.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\napi_key_location = \"none\"\n",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warned(
+            &loaded,
+            "`streaming.total_ms` = 100 ms is below `streaming.ttft_ms` = 500 ms"
+        ),
+        "{:#?}",
+        loaded.warnings
+    );
+}

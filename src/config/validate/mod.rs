@@ -111,6 +111,14 @@ impl Checker<'_> {
 
     fn timeouts(&mut self, path: TomlPath, timeouts: &TimeoutsConfig) {
         let global = self.global_timeout();
+        if let (Some(total), Some(ttft)) = (timeouts.streaming.total_ms, timeouts.streaming.ttft_ms)
+            && total < ttft
+        {
+            self.warn(
+                Some(path.key("timeouts")),
+                format!("`streaming.total_ms` = {total} ms is below `streaming.ttft_ms` = {ttft} ms, so the first-token limit can never be reached"),
+            );
+        }
         for (name, ms) in timeouts.limits() {
             let at = path.key("timeouts");
             if ms == 0 {
