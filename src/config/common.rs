@@ -171,3 +171,23 @@ pub enum JsonMode {
     #[serde(alias = "tool")]
     ImplicitTool,
 }
+
+/// One entry of a provider's `cost` (or `batch_cost`): a number in the provider's raw answer
+/// and its price. The cost of a call is the sum over entries of value × rate.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CostEntry {
+    /// A JSON Pointer into the raw answer, streaming or not.
+    pub pointer: Option<String>,
+    /// A JSON Pointer into a non-streaming answer (with `pointer_streaming`).
+    pub pointer_nonstreaming: Option<String>,
+    /// A JSON Pointer into the streamed events (with `pointer_nonstreaming`).
+    pub pointer_streaming: Option<String>,
+    /// Dollars per million units.
+    pub cost_per_million: Option<f64>,
+    /// Dollars per unit.
+    pub cost_per_unit: Option<f64>,
+    /// When set and the value is missing, the whole cost is unknown (otherwise it counts as 0).
+    #[serde(default)]
+    pub required: bool,
+}

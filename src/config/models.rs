@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::Value;
 
-use super::common::{ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
+use super::common::{CostEntry, ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
 use super::credential_location::CredentialLocation;
 
 /// `[models.NAME]`.
@@ -220,10 +220,20 @@ pub struct ProviderConfig {
     pub extra_headers: Vec<ExtraHeaderEntry>,
     /// Limits for one attempt at this provider.
     pub timeouts: TimeoutsConfig,
+    /// How a call's cost is read from the answer (loaded and checked; not computed yet).
+    pub cost: Vec<CostEntry>,
+    /// The same for batch inference (a single `pointer` per entry).
+    pub batch_cost: Vec<CostEntry>,
 }
 
 /// Keys every provider table may hold besides its type's own.
-const COMMON_PROVIDER_KEYS: [&str; 3] = ["extra_body", "extra_headers", "timeouts"];
+const COMMON_PROVIDER_KEYS: [&str; 5] = [
+    "extra_body",
+    "extra_headers",
+    "timeouts",
+    "cost",
+    "batch_cost",
+];
 
 impl<'de> Deserialize<'de> for ProviderConfig {
     /// The shared keys are taken out first, and the rest goes to the type's own struct, which
@@ -244,12 +254,14 @@ impl<'de> Deserialize<'de> for ProviderConfig {
         let extra_body = take(&mut table, COMMON_PROVIDER_KEYS[0])?;
         let extra_headers = take(&mut table, COMMON_PROVIDER_KEYS[1])?;
         let timeouts = take(&mut table, COMMON_PROVIDER_KEYS[2])?;
+        let cost = take(&mut table, COMMON_PROVIDER_KEYS[3])?;
+        let batch_cost = take(&mut table, COMMON_PROVIDER_KEYS[4])?;
         let kind = ProviderKind::deserialize(Value::Object(table)).map_err(|e| {
             let msg = e.to_string();
             // Name the shared keys too, so the list of accepted keys is complete.
             if msg.starts_with("unknown field") {
                 de::Error::custom(format!(
-                    "{msg} (or one of the keys every provider takes: `extra_body`, `extra_headers`, `timeouts`)"
+                    "{msg} (or one of the keys every provider takes: `extra_body`, `extra_headers`, `timeouts`, `cost`, `batch_cost`)"
                 ))
             } else {
                 de::Error::custom(msg)
@@ -260,6 +272,8 @@ impl<'de> Deserialize<'de> for ProviderConfig {
             extra_body,
             extra_headers,
             timeouts,
+            cost,
+            batch_cost,
         })
     }
 }
@@ -548,6 +562,10 @@ pub struct EmbeddingProviderConfig {
     pub extra_body: Vec<ExtraBodyEntry>,
     /// Limit for one attempt at this provider.
     pub timeout_ms: Option<u64>,
+    /// How a call's cost is read from the answer (a single `pointer` per entry; loaded and
+    /// checked, not computed yet).
+    #[serde(default)]
+    pub cost: Vec<CostEntry>,
 }
 
 /// Provider types that serve embeddings.

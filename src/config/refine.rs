@@ -99,6 +99,10 @@ struct ProviderCommon {
     extra_headers: Vec<ExtraHeaderEntry>,
     #[serde(default)]
     timeouts: TimeoutsConfig,
+    #[serde(default)]
+    cost: Vec<super::common::CostEntry>,
+    #[serde(default)]
+    batch_cost: Vec<super::common::CostEntry>,
 }
 
 /// `None` when the path is not a tagged table (or its type is unknown: serde's own message
@@ -134,7 +138,14 @@ fn check_tagged(path: &TomlPath, table: &DeTable<'static>) -> Option<CheckResult
             check::<DiclConfig>(table, t)
         }
         (["models", _, "providers", _], kind) => {
-            let own = &["type", "extra_body", "extra_headers", "timeouts"];
+            let own = &[
+                "type",
+                "extra_body",
+                "extra_headers",
+                "timeouts",
+                "cost",
+                "batch_cost",
+            ];
             let specific = match kind {
                 "openai" => check::<OpenAiProvider>(table, own),
                 "azure" => check::<AzureProvider>(table, own),

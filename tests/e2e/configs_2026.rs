@@ -854,3 +854,64 @@ fn a_stream_total_below_its_first_token_limit_warns() {
         loaded.warnings
     );
 }
+
+/// Provider `cost`, `batch_cost` and embedding-provider `cost` load in every form TensorZero
+/// takes (and are said not to be computed yet); malformed entries are errors.
+#[test]
+fn cost_tables_load_and_malformed_entries_are_refused() {
+    let model = |cost: &str| {
+        format!(
+            "[models.m]\nrouting = [\"p\"]\n[models.m.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\napi_key_location = \"none\"\n{cost}\n"
+        )
+    };
+    let loaded = load_full(
+        &format!(
+            "{}\n[embedding_models.e]\nrouting = [\"p\"]\n[embedding_models.e.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\napi_key_location = \"none\"\ncost = [{{ pointer = \"/usage/prompt_tokens\", cost_per_million = 0.02 }}]\n",
+            model(
+                r#"cost = [
+  { pointer = "/usage/prompt_tokens", cost_per_million = 3.0 },
+  { pointer_nonstreaming = "/usage/completion_tokens", pointer_streaming = "/usage/completion_tokens", cost_per_million = 15.0, required = true },
+  { pointer = "/usage/prompt_tokens_details/cached_tokens", cost_per_million = -1.5 },
+  { pointer = "/usage/web_searches", cost_per_unit = 0.01 },
+]
+batch_cost = [{ pointer = "/usage/prompt_tokens", cost_per_million = 1.5 }]"#
+            )
+        ),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warned(
+            &loaded,
+            "`models.m.providers.p.cost`: is checked but not computed yet"
+        ),
+        "{:#?}",
+        loaded.warnings
+    );
+    assert_eq!(loaded.config.models["m"].providers["p"].cost.len(), 4);
+    for (cost, expected) in [
+        (
+            "cost = [{ cost_per_million = 1.0 }]",
+            "set `pointer`, or both",
+        ),
+        (
+            "cost = [{ pointer = \"/a\", cost_per_million = 1.0, cost_per_unit = 1.0 }]",
+            "exactly one of `cost_per_million` and `cost_per_unit`",
+        ),
+        (
+            "cost = [{ pointer = \"usage\", cost_per_unit = 1.0 }]",
+            "is not a JSON Pointer",
+        ),
+        (
+            "batch_cost = [{ pointer_nonstreaming = \"/a\", pointer_streaming = \"/a\", cost_per_unit = 1.0 }]",
+            "takes a single `pointer`",
+        ),
+        (
+            "cost = [{ pointer = \"/a\", cost_per_unit = 1.0, per = 2 }]",
+            "unknown field `per`",
+        ),
+    ] {
+        let e = load_full(&model(cost), &[]).map(|_| ()).unwrap_err();
+        assert!(e.contains(expected), "{cost}: {e}");
+    }
+}

@@ -56,6 +56,8 @@ impl Checker<'_> {
                 }
                 self.timeouts(pat.clone(), &provider.timeouts);
                 self.extra_edits(pat.clone(), &provider.extra_body, &provider.extra_headers);
+                self.cost(pat.key("cost"), &provider.cost, false);
+                self.cost(pat.key("batch_cost"), &provider.batch_cost, true);
                 self.provider_kind(pat, &provider.kind);
             }
         }
@@ -233,6 +235,66 @@ impl Checker<'_> {
         }
     }
 
+    /// A `cost` (or `batch_cost`) list: each entry reads one pointer (or, where streams are
+    /// possible, a non-streaming and a streaming one) and has exactly one finite rate.
+    /// `single_pointer` is for the lists that never see a stream.
+    fn cost(
+        &mut self,
+        at: TomlPath,
+        entries: &[crate::config::common::CostEntry],
+        single_pointer: bool,
+    ) {
+        if entries.is_empty() {
+            return;
+        }
+        for (i, e) in entries.iter().enumerate() {
+            let eat = at.index(i);
+            let pointers: Vec<&String> =
+                match (&e.pointer, &e.pointer_nonstreaming, &e.pointer_streaming) {
+                    (Some(p), None, None) => vec![p],
+                    (None, Some(a), Some(b)) if !single_pointer => vec![a, b],
+                    _ if single_pointer => {
+                        self.error(
+                            eat,
+                            "takes a single `pointer` (this list never reads a stream)",
+                        );
+                        continue;
+                    }
+                    _ => {
+                        self.error(
+                            eat,
+                            "set `pointer`, or both `pointer_nonstreaming` and `pointer_streaming`",
+                        );
+                        continue;
+                    }
+                };
+            for p in pointers {
+                if !p.is_empty() && !p.starts_with('/') {
+                    self.error(
+                        eat.clone(),
+                        format!(
+                            "`{p}` is not a JSON Pointer; write one such as `/usage/prompt_tokens`"
+                        ),
+                    );
+                }
+            }
+            match (e.cost_per_million, e.cost_per_unit) {
+                (Some(r), None) | (None, Some(r)) if r.is_finite() => {}
+                (Some(_), None) | (None, Some(_)) => {
+                    self.error(eat, "the rate must be a finite number of dollars");
+                }
+                _ => self.error(
+                    eat,
+                    "set exactly one of `cost_per_million` and `cost_per_unit`",
+                ),
+            }
+        }
+        self.warn(
+            Some(at),
+            "is checked but not computed yet: switchyard does not report costs or enforce cost limits yet",
+        );
+    }
+
     pub(super) fn embedding_models(&mut self) {
         let global = self.global_timeout();
         for (name, model) in &self.config.embedding_models {
@@ -270,6 +332,7 @@ impl Checker<'_> {
                 }
             }
             for (p, c) in &model.providers {
+                self.cost(at.key("providers").key(p).key("cost"), &c.cost, true);
                 if let Some(base) = &c.api_base {
                     self.url(at.key("providers").key(p).key("api_base"), "api_base", base);
                 }
