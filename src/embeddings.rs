@@ -34,7 +34,7 @@ use crate::config::{
     Config, EmbeddingProviderConfig, EmbeddingProviderType, ProviderType, ProviderTypesConfig,
 };
 use crate::error::Error;
-use crate::model_call::BodyEdit;
+use crate::model_call::{BodyEdit, HeaderEdit};
 use crate::providers::{apply_body_edit, bearer};
 use crate::stack::model::{self, StackContext};
 use crate::upstream::{Peer, Upstream, read_answer};
@@ -309,6 +309,7 @@ struct EmbeddingProvider {
     provider_model: String,
     credential: CredentialSource,
     extra_body: Vec<BodyEdit>,
+    extra_headers: Vec<HeaderEdit>,
     timeouts: Timeouts,
 }
 
@@ -350,6 +351,7 @@ impl EmbeddingProvider {
             provider_model: config.model_name.clone(),
             credential,
             extra_body: config.extra_body.iter().map(BodyEdit::from).collect(),
+            extra_headers: config.extra_headers.iter().map(HeaderEdit::from).collect(),
             timeouts: Timeouts {
                 non_streaming_total: config.timeout_ms.map(Duration::from_millis),
                 ..Timeouts::default()
@@ -376,6 +378,7 @@ impl EmbeddingProvider {
             provider_model: model.to_owned(),
             credential: crate::key_sources::load_lazily(&types.effective_default(provider_type)),
             extra_body: Vec::new(),
+            extra_headers: Vec::new(),
             timeouts: Timeouts::default(),
         }
     }
@@ -441,9 +444,13 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                 builder = builder.header(AUTHORIZATION, bearer(key)?);
             }
             let peer = &this.peer;
-            let request = builder
+            let mut request = builder
                 .body(Full::new(crate::upstream::json_body(&body)))
                 .map_err(|e| peer.failure(format!("cannot build a request to `{url}`: {e}")))?;
+            crate::providers::apply_header_edits(
+                request.headers_mut(),
+                &destination.header_edits(),
+            )?;
             let response = this
                 .upstream
                 .exchange(request, call.extensions.get::<TraceContext>())
@@ -487,6 +494,14 @@ impl Destination {
                 url: Some(p.url.as_str().into()),
             },
             Destination::Relay { url, .. } => Peer::Relay { url: url.clone() },
+        }
+    }
+
+    /// The provider's `extra_headers` (none for the relay: its own providers apply theirs).
+    fn header_edits(&self) -> Vec<&HeaderEdit> {
+        match self {
+            Destination::Provider(p) => p.extra_headers.iter().collect(),
+            Destination::Relay { .. } => Vec::new(),
         }
     }
 

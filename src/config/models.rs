@@ -224,15 +224,26 @@ pub struct ProviderConfig {
     pub cost: Vec<CostEntry>,
     /// The same for batch inference (a single `pointer` per entry).
     pub batch_cost: Vec<CostEntry>,
+    /// Drop stream chunks of an unknown kind instead of passing them on. switchyard drops them
+    /// either way (with a debug log); read so that configurations setting it load.
+    pub discard_unknown_chunks: bool,
+    /// Deprecated in TensorZero (`anthropic` only): read to warn, ignored.
+    pub beta_structured_outputs: Option<bool>,
+    /// Deprecated in TensorZero (`fireworks`, `together`; `<think>` blocks are always parsed):
+    /// read to warn, ignored.
+    pub parse_think_blocks: Option<bool>,
 }
 
 /// Keys every provider table may hold besides its type's own.
-const COMMON_PROVIDER_KEYS: [&str; 5] = [
+const COMMON_PROVIDER_KEYS: [&str; 8] = [
     "extra_body",
     "extra_headers",
     "timeouts",
     "cost",
     "batch_cost",
+    "discard_unknown_chunks",
+    "beta_structured_outputs",
+    "parse_think_blocks",
 ];
 
 impl<'de> Deserialize<'de> for ProviderConfig {
@@ -256,6 +267,9 @@ impl<'de> Deserialize<'de> for ProviderConfig {
         let timeouts = take(&mut table, COMMON_PROVIDER_KEYS[2])?;
         let cost = take(&mut table, COMMON_PROVIDER_KEYS[3])?;
         let batch_cost = take(&mut table, COMMON_PROVIDER_KEYS[4])?;
+        let discard_unknown_chunks = take(&mut table, COMMON_PROVIDER_KEYS[5])?;
+        let beta_structured_outputs = take(&mut table, COMMON_PROVIDER_KEYS[6])?;
+        let parse_think_blocks = take(&mut table, COMMON_PROVIDER_KEYS[7])?;
         let kind = ProviderKind::deserialize(Value::Object(table)).map_err(|e| {
             let msg = e.to_string();
             // Name the shared keys too, so the list of accepted keys is complete.
@@ -274,6 +288,9 @@ impl<'de> Deserialize<'de> for ProviderConfig {
             timeouts,
             cost,
             batch_cost,
+            discard_unknown_chunks,
+            beta_structured_outputs,
+            parse_think_blocks,
         })
     }
 }
@@ -566,6 +583,9 @@ pub struct EmbeddingProviderConfig {
     /// checked, not computed yet).
     #[serde(default)]
     pub cost: Vec<CostEntry>,
+    /// Edits to the request headers.
+    #[serde(default)]
+    pub extra_headers: Vec<ExtraHeaderEntry>,
 }
 
 /// Provider types that serve embeddings.

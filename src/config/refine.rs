@@ -103,6 +103,10 @@ struct ProviderCommon {
     cost: Vec<super::common::CostEntry>,
     #[serde(default)]
     batch_cost: Vec<super::common::CostEntry>,
+    #[serde(default)]
+    discard_unknown_chunks: bool,
+    beta_structured_outputs: Option<bool>,
+    parse_think_blocks: Option<bool>,
 }
 
 /// `None` when the path is not a tagged table (or its type is unknown: serde's own message
@@ -145,6 +149,9 @@ fn check_tagged(path: &TomlPath, table: &DeTable<'static>) -> Option<CheckResult
                 "timeouts",
                 "cost",
                 "batch_cost",
+                "discard_unknown_chunks",
+                "beta_structured_outputs",
+                "parse_think_blocks",
             ];
             let specific = match kind {
                 "openai" => check::<OpenAiProvider>(table, own),

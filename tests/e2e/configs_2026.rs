@@ -915,3 +915,69 @@ batch_cost = [{ pointer = "/usage/prompt_tokens", cost_per_million = 1.5 }]"#
         assert!(e.contains(expected), "{cost}: {e}");
     }
 }
+
+/// Provider keys of TensorZero 2026 that switchyard reads without acting on, and embedding
+/// providers' `extra_headers`, which it applies.
+#[tokio::test]
+async fn provider_keys_of_today_load_and_embedding_headers_apply() {
+    let loaded = load_full(
+        r#"
+[models.m]
+routing = ["a", "f"]
+[models.m.providers.a]
+type = "anthropic"
+model_name = "claude"
+api_key_location = "none"
+beta_structured_outputs = true
+discard_unknown_chunks = true
+[models.m.providers.f]
+type = "fireworks"
+model_name = "x"
+api_key_location = "none"
+parse_think_blocks = true
+"#,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for key in ["beta_structured_outputs", "parse_think_blocks"] {
+        assert!(
+            warned(
+                &loaded,
+                &format!(".{key}`: is deprecated in TensorZero and ignored")
+            ),
+            "{key}: {:#?}",
+            loaded.warnings
+        );
+    }
+    let e = load_full(
+        "[models.m]\nrouting = [\"p\"]\n[models.m.providers.p]\ntype = \"openai\"\nmodel_name = \"x\"\napi_key_location = \"none\"\nparse_think_blocks = true\n",
+        &[],
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(e.contains("is not a key of `openai` providers"), "{e}");
+
+    let h = Harness::start_with_files(
+        MockProvider::start().await.unwrap(),
+        r#"
+[embedding_models.e]
+routing = ["p"]
+[embedding_models.e.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "text-embedding-mock"
+api_key_location = "none"
+extra_headers = [{ name = "x-team", value = "search" }]
+"#,
+        &[],
+    )
+    .await;
+    let r = h
+        .post(
+            "/openai/v1/embeddings",
+            &json!({ "model": "tensorzero::embedding_model_name::e", "input": "hi" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(last_request(&h.mock).header("x-team"), Some("search"));
+}

@@ -58,6 +58,34 @@ impl Checker<'_> {
                 self.extra_edits(pat.clone(), &provider.extra_body, &provider.extra_headers);
                 self.cost(pat.key("cost"), &provider.cost, false);
                 self.cost(pat.key("batch_cost"), &provider.batch_cost, true);
+                let provider_type = provider.kind.provider_type();
+                for (key, set, types) in [
+                    (
+                        "beta_structured_outputs",
+                        provider.beta_structured_outputs.is_some(),
+                        &[ProviderType::Anthropic][..],
+                    ),
+                    (
+                        "parse_think_blocks",
+                        provider.parse_think_blocks.is_some(),
+                        &[ProviderType::Fireworks, ProviderType::Together][..],
+                    ),
+                ] {
+                    if !set {
+                        continue;
+                    }
+                    if types.contains(&provider_type) {
+                        self.warn(
+                            Some(pat.key(key)),
+                            "is deprecated in TensorZero and ignored",
+                        );
+                    } else {
+                        self.error(
+                            pat.key(key),
+                            format!("is not a key of `{provider_type}` providers"),
+                        );
+                    }
+                }
                 self.provider_kind(pat, &provider.kind);
             }
         }
