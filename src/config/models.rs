@@ -225,7 +225,7 @@ pub struct ProviderConfig {
     /// The same for batch inference (a single `pointer` per entry).
     pub batch_cost: Vec<CostEntry>,
     /// Drop stream chunks of an unknown kind instead of passing them on. switchyard drops them
-    /// either way (with a debug log); read so that configurations setting it load.
+    /// either way; read so that configurations setting it load.
     pub discard_unknown_chunks: bool,
     /// Deprecated in TensorZero (`anthropic` only): read to warn, ignored.
     pub beta_structured_outputs: Option<bool>,
