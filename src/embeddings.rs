@@ -324,6 +324,7 @@ impl EmbeddingProvider {
         let provider_type = match config.provider_type {
             EmbeddingProviderType::Openai => ProviderType::Openai,
             EmbeddingProviderType::Openrouter => ProviderType::Openrouter,
+            EmbeddingProviderType::Azure => ProviderType::Azure,
         };
         let location = config
             .api_key_location
@@ -336,19 +337,26 @@ impl EmbeddingProvider {
         } else {
             crate::key_sources::load_lazily(&location)
         };
+        let (url, provider_model) = match config.provider_type {
+            EmbeddingProviderType::Azure => (azure_embeddings_url(config)?, String::new()),
+            _ => (
+                embeddings_url(
+                    config
+                        .api_base
+                        .as_deref()
+                        .or(types.default_api_base(provider_type))
+                        .or(crate::providers::openai::default_api_base(provider_type))
+                        .unwrap_or_default(),
+                ),
+                config.model_name.clone(),
+            ),
+        };
         Ok(Self {
             name: name.into(),
             model_name: model.into(),
             provider_type,
-            url: embeddings_url(
-                config
-                    .api_base
-                    .as_deref()
-                    .or(types.default_api_base(provider_type))
-                    .or(crate::providers::openai::default_api_base(provider_type))
-                    .unwrap_or_default(),
-            ),
-            provider_model: config.model_name.clone(),
+            url,
+            provider_model,
             credential,
             extra_body: config.extra_body.iter().map(BodyEdit::from).collect(),
             extra_headers: config.extra_headers.iter().map(HeaderEdit::from).collect(),
@@ -386,6 +394,28 @@ impl EmbeddingProvider {
     fn label(&self) -> String {
         format!("`{}` of embedding model `{}`", self.name, self.model_name)
     }
+}
+
+/// An Azure embedding provider's URL: its `endpoint` (a URL, or `env::VAR` read now) and
+/// deployment.
+fn azure_embeddings_url(config: &EmbeddingProviderConfig) -> Result<String, String> {
+    let (Some(endpoint), Some(deployment)) = (&config.endpoint, &config.deployment_id) else {
+        return Err("an `azure` embedding provider needs `endpoint` and `deployment_id`".into());
+    };
+    let endpoint = match endpoint.strip_prefix("env::") {
+        Some(var) => std::env::var(var)
+            .map_err(|_| format!("the Azure endpoint variable `{var}` is not set"))?,
+        None if endpoint.starts_with("dynamic::") => {
+            return Err("a `dynamic::` endpoint is not supported for Azure embedding providers yet; write the URL or `env::VAR`".into());
+        }
+        None => endpoint.clone(),
+    };
+    let version = config
+        .api_version
+        .as_deref()
+        .unwrap_or(crate::providers::openai::DEFAULT_AZURE_API_VERSION);
+    crate::providers::openai::azure_deployment_url(&endpoint, deployment, "embeddings", version)
+        .map_err(|e| format!("the Azure endpoint: {e}"))
 }
 
 fn embeddings_url(base: &str) -> String {
@@ -441,7 +471,13 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                 .get::<ProviderKey>()
                 .and_then(|k| k.0.as_ref())
             {
-                builder = builder.header(AUTHORIZATION, bearer(key)?);
+                builder = match destination.provider_type() {
+                    // Azure takes its key in `api-key`.
+                    Some(ProviderType::Azure) => {
+                        builder.header("api-key", crate::providers::sensitive_header(key.expose())?)
+                    }
+                    _ => builder.header(AUTHORIZATION, bearer(key)?),
+                };
             }
             let peer = &this.peer;
             let mut request = builder
@@ -494,6 +530,14 @@ impl Destination {
                 url: Some(p.url.as_str().into()),
             },
             Destination::Relay { url, .. } => Peer::Relay { url: url.clone() },
+        }
+    }
+
+    /// The provider's type (`None` for the relay).
+    fn provider_type(&self) -> Option<ProviderType> {
+        match self {
+            Destination::Provider(p) => Some(p.provider_type),
+            Destination::Relay { .. } => None,
         }
     }
 

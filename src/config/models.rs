@@ -565,11 +565,18 @@ pub struct EmbeddingModelConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingProviderConfig {
-    /// `openai` or `openrouter`.
+    /// `openai`, `openrouter` or `azure`.
     #[serde(rename = "type")]
     pub provider_type: EmbeddingProviderType,
-    /// The provider's name for the model.
+    /// The provider's name for the model (`openai`, `openrouter`).
+    #[serde(default)]
     pub model_name: String,
+    /// The Azure deployment (`azure`).
+    pub deployment_id: Option<String>,
+    /// The Azure resource URL, or `env::VAR` holding it (`azure`).
+    pub endpoint: Option<String>,
+    /// The Azure API version (default as for chat).
+    pub api_version: Option<String>,
     /// Base URL override.
     pub api_base: Option<String>,
     /// Where the key comes from.
@@ -594,6 +601,8 @@ pub struct EmbeddingProviderConfig {
 pub enum EmbeddingProviderType {
     /// OpenAI `/embeddings`.
     Openai,
+    /// Azure OpenAI: `{endpoint}/openai/deployments/{deployment_id}/embeddings`.
+    Azure,
     /// OpenRouter `/embeddings`.
     Openrouter,
 }

@@ -981,3 +981,50 @@ extra_headers = [{ name = "x-team", value = "search" }]
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(last_request(&h.mock).header("x-team"), Some("search"));
 }
+
+/// Azure embedding providers: `endpoint` + `deployment_id`, the key in `api-key`.
+#[tokio::test]
+async fn azure_embedding_providers_work() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = crate::harness::key_file(&keys, "azure.key", "azure-embedding-key");
+    let h = Harness::start_with_files(
+        MockProvider::start().await.unwrap(),
+        &format!(
+            r#"
+[embedding_models.e]
+routing = ["az"]
+[embedding_models.e.providers.az]
+type = "azure"
+endpoint = "{{mock}}"
+deployment_id = "embed-small"
+api_key_location = "path::{key}"
+"#
+        ),
+        &[],
+    )
+    .await;
+    let r = h
+        .post(
+            "/openai/v1/embeddings",
+            &json!({ "model": "tensorzero::embedding_model_name::e", "input": "hi" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = last_request(&h.mock);
+    assert!(
+        sent.path
+            .ends_with("/openai/deployments/embed-small/embeddings?api-version=2025-04-01-preview"),
+        "{}",
+        sent.path
+    );
+    assert_eq!(sent.header("api-key"), Some("azure-embedding-key"));
+    assert_eq!(sent.header("authorization"), None);
+    // Its keys are required.
+    let e = load_full(
+        "[embedding_models.e]\nrouting = [\"az\"]\n[embedding_models.e.providers.az]\ntype = \"azure\"\nendpoint = \"https://x.openai.azure.com\"\n",
+        &[],
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(e.contains("needs `deployment_id`"), "{e}");
+}

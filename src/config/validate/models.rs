@@ -360,7 +360,30 @@ impl Checker<'_> {
                 }
             }
             for (p, c) in &model.providers {
-                self.cost(at.key("providers").key(p).key("cost"), &c.cost, true);
+                let pat = at.key("providers").key(p);
+                match c.provider_type {
+                    crate::config::models::EmbeddingProviderType::Azure => {
+                        for (key, set) in [
+                            ("deployment_id", c.deployment_id.is_some()),
+                            ("endpoint", c.endpoint.is_some()),
+                        ] {
+                            if !set {
+                                self.error(
+                                    pat.clone(),
+                                    format!("an `azure` embedding provider needs `{key}`"),
+                                );
+                            }
+                        }
+                    }
+                    _ if c.model_name.is_empty() => {
+                        self.error(
+                            pat.clone(),
+                            "needs `model_name` (the provider's name for the model)",
+                        );
+                    }
+                    _ => {}
+                }
+                self.cost(pat.key("cost"), &c.cost, true);
                 if let Some(base) = &c.api_base {
                     self.url(at.key("providers").key(p).key("api_base"), "api_base", base);
                 }

@@ -36,7 +36,7 @@ pub use response::parse_completion;
 use response::response_as_chunk;
 use stream::StreamState;
 
-const DEFAULT_AZURE_API_VERSION: &str = "2025-04-01-preview";
+pub(crate) const DEFAULT_AZURE_API_VERSION: &str = "2025-04-01-preview";
 
 /// Calls one OpenAI-compatible endpoint.
 #[derive(Debug)]
@@ -82,10 +82,20 @@ fn chat_url(base: &str) -> String {
 /// `{endpoint}/openai/deployments/{id}/chat/completions?api-version=...`, the endpoint parsed
 /// as a base URL and the deployment id and version encoded.
 fn azure_url(endpoint: &str, deployment_id: &str, api_version: &str) -> Result<String, String> {
+    azure_deployment_url(endpoint, deployment_id, "chat/completions", api_version)
+}
+
+/// `{endpoint}/openai/deployments/{id}/{operation}?api-version=...` (chat or embeddings).
+pub(crate) fn azure_deployment_url(
+    endpoint: &str,
+    deployment_id: &str,
+    operation: &str,
+    api_version: &str,
+) -> Result<String, String> {
     use super::url::{BaseUrl, encode_segment};
     BaseUrl::parse(endpoint)?.join(
         &format!(
-            "openai/deployments/{}/chat/completions",
+            "openai/deployments/{}/{operation}",
             encode_segment(deployment_id)
         ),
         Some(&format!("api-version={}", encode_segment(api_version))),
