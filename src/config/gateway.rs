@@ -50,6 +50,9 @@ pub struct GatewayConfig {
     /// Adds structured error details to error bodies.
     #[serde(default)]
     pub unstable_error_json: bool,
+    /// Skips the target lookup on `/feedback` (which switchyard does not serve yet).
+    #[serde(default)]
+    pub unstable_disable_feedback_target_validation: bool,
     /// `[gateway.metrics]`.
     #[serde(default)]
     pub metrics: GatewayMetricsConfig,
@@ -122,6 +125,7 @@ impl Default for GatewayConfig {
             cache: None,
             auth: AuthConfig::default(),
             unstable_error_json: false,
+            unstable_disable_feedback_target_validation: false,
             metrics: GatewayMetricsConfig::default(),
             limits: LimitsConfig::default(),
         }
@@ -170,6 +174,10 @@ pub struct OtlpTracesConfig {
     /// Attribute conventions.
     #[serde(default)]
     pub format: OtlpFormat,
+    /// Put the GenAI content attributes (messages, system instructions, tool definitions) on
+    /// model-provider spans. Not built yet: read to warn.
+    #[serde(default)]
+    pub include_content: bool,
 }
 
 /// Which semantic conventions spans follow.

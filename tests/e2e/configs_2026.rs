@@ -1028,3 +1028,45 @@ api_key_location = "path::{key}"
     .unwrap_err();
     assert!(e.contains("needs `deployment_id`"), "{e}");
 }
+
+/// `[gateway]` keys of TensorZero 2026 load: `include_content` (warned as not built),
+/// `unstable_disable_feedback_target_validation`, `bind_address`, the auth cache, the overhead
+/// buckets; and the newer credential and timeout forms elsewhere.
+#[test]
+fn gateway_keys_of_today_load() {
+    let loaded = load_full(
+        r#"
+[gateway]
+bind_address = "0.0.0.0:3000"
+unstable_disable_feedback_target_validation = true
+export.otlp.traces.include_content = true
+auth.cache.enabled = true
+auth.cache.ttl_ms = 1000
+metrics.tensorzero_inference_latency_overhead_seconds_buckets = [0.001, 0.01, 0.1]
+
+[provider_types.google_ai_studio_gemini.defaults]
+api_key_location = "env::GOOGLE_AI_STUDIO_API_KEY"
+[provider_types.vllm.defaults]
+api_key_location = "env::VLLM_API_KEY"
+
+[models.m]
+routing = ["p"]
+skip_relay = true
+timeouts = { streaming = { total_ms = 60000, ttft_ms = 1000 } }
+[models.m.providers.p]
+type = "openai"
+model_name = "x"
+api_key_location = { default = "dynamic::k", fallback = "env::OPENAI_API_KEY" }
+"#,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warned(
+            &loaded,
+            "content attributes on trace spans (`include_content`) is not supported by switchyard yet"
+        ),
+        "{:#?}",
+        loaded.warnings
+    );
+}

@@ -180,6 +180,12 @@ impl Checker<'_> {
                 }
             }
         }
+        if g.export.otlp.traces.include_content {
+            self.not_supported_yet(
+                TomlPath::keys(["gateway", "export", "otlp", "traces", "include_content"]),
+                "content attributes on trace spans (`include_content`)",
+            );
+        }
         if g.cache.is_some() {
             self.not_supported_yet(
                 TomlPath::keys(["gateway", "cache"]),
