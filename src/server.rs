@@ -65,8 +65,15 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    // Every connection's task, so that the ones still open when the drain timeout runs out are
+    // cut here, before the process starts tearing down (otherwise a stream could see its
+    // provider connection close first and end as if complete).
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Forget the connections that have ended (a few per accept, so the set stays as small
+        // as the number of open connections).
+        while connections.try_join_next().is_some() {}
         // A slot first: past the limit, new connections wait in the backlog, unaccepted.
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -98,7 +105,7 @@ pub async fn serve(
                     .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
                     .into_owned();
                 let conn = graceful.watch(conn);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -115,9 +122,13 @@ pub async fn serve(
     );
     match tokio::time::timeout(drain, graceful.shutdown()).await {
         Ok(()) => tracing::info!("every in-flight request finished"),
-        Err(_) => tracing::warn!(
-            "the drain timeout ran out; closing the connections still open (their requests are cut short)"
-        ),
+        Err(_) => {
+            tracing::warn!(
+                "the drain timeout ran out; closing the connections still open (their requests are cut short)"
+            );
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
     }
 }
 
