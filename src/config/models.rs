@@ -391,6 +391,25 @@ impl ProviderKind {
     }
 }
 
+impl ProviderKind {
+    /// The fields of the hosted types that share [`HostedProvider`].
+    pub fn hosted(&self) -> Option<&HostedProvider> {
+        match self {
+            Self::Anthropic(p)
+            | Self::Deepseek(p)
+            | Self::Fireworks(p)
+            | Self::GoogleAiStudioGemini(p)
+            | Self::Groq(p)
+            | Self::Hyperbolic(p)
+            | Self::Mistral(p)
+            | Self::Openrouter(p)
+            | Self::Together(p)
+            | Self::Xai(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
 /// A hosted API addressed by model name: anthropic, deepseek, fireworks, google_ai_studio_gemini,
 /// groq, hyperbolic, mistral, openrouter, together, xai.
 #[derive(Clone, Debug, Deserialize)]
@@ -403,6 +422,10 @@ pub struct HostedProvider {
     /// Overrides the provider's URL (a company proxy, a regional endpoint, a test server).
     /// Not in the TensorZero format; switchyard accepts it for every type.
     pub api_base: Option<String>,
+    /// `groq` only: `parsed` returns a reasoning model's reasoning separately. Sent as is.
+    pub reasoning_format: Option<String>,
+    /// `mistral` only: `reasoning` turns on Magistral's reasoning output. Sent as is.
+    pub prompt_mode: Option<String>,
 }
 
 /// `type = "openai"`.

@@ -1070,3 +1070,49 @@ api_key_location = { default = "dynamic::k", fallback = "env::OPENAI_API_KEY" }
         loaded.warnings
     );
 }
+
+/// `reasoning_format` (Groq) and `prompt_mode` (Mistral) go to the provider with every call,
+/// and belong to their own types only.
+#[tokio::test]
+async fn groq_reasoning_format_and_mistral_prompt_mode_are_sent() {
+    let h = Harness::start_with_files(
+        MockProvider::start().await.unwrap(),
+        r#"
+[models.g]
+routing = ["p"]
+[models.g.providers.p]
+type = "groq"
+api_base = "{mock}"
+model_name = "qwen"
+api_key_location = "none"
+reasoning_format = "parsed"
+[models.m]
+routing = ["p"]
+[models.m.providers.p]
+type = "mistral"
+api_base = "{mock}"
+model_name = "magistral"
+api_key_location = "none"
+prompt_mode = "reasoning"
+"#,
+        &[],
+    )
+    .await;
+    let ask = |model: &str| json!({ "model_name": model, "input": { "messages": [{ "role": "user", "content": "hi" }] } });
+    let r = h.post("/inference", &ask("g")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(last_request(&h.mock).body["reasoning_format"], "parsed");
+    let r = h.post("/inference", &ask("m")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(last_request(&h.mock).body["prompt_mode"], "reasoning");
+    let e = load_full(
+        "[models.x]\nrouting = [\"p\"]\n[models.x.providers.p]\ntype = \"xai\"\nmodel_name = \"grok\"\napi_key_location = \"none\"\nreasoning_format = \"parsed\"\n",
+        &[],
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        e.contains("is a key of `groq` providers, not of `xai` ones"),
+        "{e}"
+    );
+}

@@ -59,6 +59,29 @@ impl Checker<'_> {
                 self.cost(pat.key("cost"), &provider.cost, false);
                 self.cost(pat.key("batch_cost"), &provider.batch_cost, true);
                 let provider_type = provider.kind.provider_type();
+                if let Some(hosted) = provider.kind.hosted() {
+                    for (key, set, only) in [
+                        (
+                            "reasoning_format",
+                            hosted.reasoning_format.is_some(),
+                            ProviderType::Groq,
+                        ),
+                        (
+                            "prompt_mode",
+                            hosted.prompt_mode.is_some(),
+                            ProviderType::Mistral,
+                        ),
+                    ] {
+                        if set && provider_type != only {
+                            self.error(
+                                pat.key(key),
+                                format!(
+                                    "is a key of `{only}` providers, not of `{provider_type}` ones"
+                                ),
+                            );
+                        }
+                    }
+                }
                 for (key, set, types) in [
                     (
                         "beta_structured_outputs",

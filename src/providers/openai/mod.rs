@@ -44,6 +44,9 @@ pub struct OpenAiAdapter {
     provider_type: ProviderType,
     model: String,
     endpoint: Endpoint,
+    /// Type-specific body fields from the configuration (`reasoning_format` for Groq,
+    /// `prompt_mode` for Mistral), sent with every call.
+    type_fields: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug)]
@@ -134,6 +137,7 @@ impl OpenAiAdapter {
                 provider_type,
                 model: model.to_owned(),
                 endpoint: Endpoint::Fixed(chat_url(base)),
+                type_fields: Vec::new(),
             })
         };
         Some(match kind {
@@ -150,7 +154,17 @@ impl OpenAiAdapter {
             | ProviderKind::Mistral(p)
             | ProviderKind::Openrouter(p)
             | ProviderKind::Together(p)
-            | ProviderKind::Xai(p) => fixed(p.api_base.as_deref(), &p.model_name),
+            | ProviderKind::Xai(p) => fixed(p.api_base.as_deref(), &p.model_name).map(|mut a| {
+                let fields = [
+                    ("reasoning_format", &p.reasoning_format),
+                    ("prompt_mode", &p.prompt_mode),
+                ];
+                a.type_fields = fields
+                    .into_iter()
+                    .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+                    .collect();
+                a
+            }),
             ProviderKind::Vllm(p) => fixed(p.api_base.as_deref(), &p.model_name),
             ProviderKind::Sglang(p) => fixed(Some(&p.api_base), &p.model_name),
             ProviderKind::Tgi(p) => {
@@ -183,6 +197,7 @@ impl OpenAiAdapter {
             provider_type,
             model: model.to_owned(),
             endpoint: Endpoint::Fixed(chat_url(base)),
+            type_fields: Vec::new(),
         })
     }
 
@@ -193,6 +208,7 @@ impl OpenAiAdapter {
             provider_type: ProviderType::AwsSagemaker,
             model: model.to_owned(),
             endpoint: Endpoint::Fixed(String::new()),
+            type_fields: Vec::new(),
         }
     }
 
@@ -294,6 +310,9 @@ impl OpenAiAdapter {
         let mut body = Map::new();
         body.insert("model".into(), json!(self.model));
         body.insert("messages".into(), Value::Array(messages));
+        for (key, value) in &self.type_fields {
+            body.insert((*key).to_owned(), json!(value));
+        }
         let p = &request.params;
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -440,6 +459,7 @@ fn azure(
         provider_type: ProviderType::Azure,
         model: p.deployment_id.clone(),
         endpoint,
+        type_fields: Vec::new(),
     })
 }
 
