@@ -426,6 +426,10 @@ pub struct HostedProvider {
     pub reasoning_format: Option<String>,
     /// `mistral` only: `reasoning` turns on Magistral's reasoning output. Sent as is.
     pub prompt_mode: Option<String>,
+    /// `anthropic` only: server-side tools (web search and the like), sent in `tools` as
+    /// written.
+    #[serde(default)]
+    pub provider_tools: Vec<Value>,
 }
 
 /// `type = "openai"`.
@@ -570,6 +574,9 @@ pub struct GcpVertexProvider {
     pub credential_location: Option<CredentialLocation>,
     /// Overrides the Vertex URL (switchyard addition).
     pub api_base: Option<String>,
+    /// `gcp_vertex_anthropic` only: server-side tools, sent in `tools` as written.
+    #[serde(default)]
+    pub provider_tools: Vec<Value>,
 }
 
 /// `[embedding_models.NAME]`.

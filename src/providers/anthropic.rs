@@ -45,6 +45,8 @@ pub struct AnthropicAdapter {
     stream_url: String,
     /// Vertex: the token source; `None` for Anthropic's own API.
     vertex: Option<GcpAuth>,
+    /// Server-side tools from the configuration (`provider_tools`), sent in `tools` as written.
+    provider_tools: Vec<Value>,
 }
 
 impl AnthropicAdapter {
@@ -57,7 +59,14 @@ impl AnthropicAdapter {
             stream_url: url.clone(),
             url,
             vertex: None,
+            provider_tools: Vec::new(),
         }
+    }
+
+    /// With `provider_tools` sent in every call's `tools`.
+    pub fn with_provider_tools(mut self, tools: &[Value]) -> Self {
+        self.provider_tools = tools.to_vec();
+        self
     }
 
     /// An Anthropic model on Vertex AI (`gcp_vertex_anthropic`): the Messages format posted to
@@ -72,6 +81,7 @@ impl AnthropicAdapter {
             url: vertex_url(p, "anthropic", "rawPredict", None)?,
             stream_url: vertex_url(p, "anthropic", "streamRawPredict", None)?,
             vertex: Some(GcpAuth::default()),
+            provider_tools: p.provider_tools.clone(),
         })
     }
 
@@ -235,6 +245,14 @@ impl AnthropicAdapter {
         }
         if request.stream {
             put("stream", Some(json!(true)));
+        }
+        if !self.provider_tools.is_empty() {
+            match body.get_mut("tools") {
+                Some(Value::Array(tools)) => tools.extend(self.provider_tools.iter().cloned()),
+                _ => {
+                    body.insert("tools".into(), Value::Array(self.provider_tools.clone()));
+                }
+            }
         }
         Ok(Value::Object(body))
     }

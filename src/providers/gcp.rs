@@ -187,6 +187,7 @@ pub fn parse_resource_path(
         project_id: segments[1].to_owned(),
         credential_location: None,
         api_base: None,
+        provider_tools: Vec::new(),
     };
     check_resource(&provider)
         .map_err(|why| Error::InvalidInferenceTarget(format!("`{path}`: {why}")))?;

@@ -174,14 +174,15 @@ impl ProviderSpec {
             (_, Some(result)) => Adapter::OpenAi(result.map_err(|e| {
                 ProviderSetupError(format!("provider `{name}` of model `{model}`: {e}"))
             })?),
-            (crate::config::ProviderKind::Anthropic(p), None) => {
-                Adapter::Anthropic(anthropic::AnthropicAdapter::new(
+            (crate::config::ProviderKind::Anthropic(p), None) => Adapter::Anthropic(
+                anthropic::AnthropicAdapter::new(
                     &p.model_name,
                     p.api_base
                         .as_deref()
                         .or(types.default_api_base(provider_type)),
-                ))
-            }
+                )
+                .with_provider_tools(&p.provider_tools),
+            ),
             (crate::config::ProviderKind::GoogleAiStudioGemini(p), None) => Adapter::Gemini(
                 gemini::GeminiAdapter::new(
                     &p.model_name,

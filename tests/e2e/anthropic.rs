@@ -209,3 +209,20 @@ async fn reasoning_effort_is_adaptive_thinking() {
     assert!(r.text().contains("cannot be combined"), "{}", r.text());
     assert_eq!(h.mock.requests().len(), before, "nothing was sent");
 }
+
+/// `provider_tools` (server-side tools such as web search) go in `tools` as written, beside the
+/// function's own tools or alone.
+#[tokio::test]
+async fn provider_tools_are_sent_as_written() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = crate::harness::key_file(&keys, "anthropic.key", "sk-ant-test");
+    let cfg = model("claude", "claude-mock").replace("KEYFILE", &key)
+        + "provider_tools = [{ type = \"web_search_20250305\", name = \"web_search\", max_uses = 3 }]\n";
+    let h = Harness::start(&cfg).await;
+    let r = h.post("/inference", &inference("claude", "news?")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        last_request(&h.mock).body["tools"],
+        json!([{ "type": "web_search_20250305", "name": "web_search", "max_uses": 3 }])
+    );
+}
