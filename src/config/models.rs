@@ -451,6 +451,22 @@ pub struct OpenAiProvider {
     /// Built-in tools for the Responses API.
     #[serde(default)]
     pub provider_tools: Vec<Value>,
+    /// How inline files of a MIME type are sent, overriding the default (images as
+    /// `image_url`, anything else as `file`).
+    #[serde(default)]
+    pub content_type_overrides: BTreeMap<String, FileEncoding>,
+}
+
+/// The OpenAI content part an inline file becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileEncoding {
+    /// `{"type": "image_url", "image_url": {"url": "data:..."}}`.
+    ImageUrl,
+    /// `{"type": "file", "file": {"file_data": "data:..."}}`.
+    File,
+    /// `{"type": "input_audio", "input_audio": {"data": ..., "format": ...}}`.
+    InputAudio,
 }
 
 /// Which OpenAI API a provider calls.

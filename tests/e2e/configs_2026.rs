@@ -1116,3 +1116,46 @@ prompt_mode = "reasoning"
         "{e}"
     );
 }
+
+/// `content_type_overrides` on `openai` providers: how inline files of a MIME type are sent.
+#[tokio::test]
+async fn openai_content_type_overrides_choose_the_part() {
+    let h = Harness::start_with_files(
+        MockProvider::start().await.unwrap(),
+        r#"
+[models.o]
+routing = ["p"]
+[models.o.providers.p]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+content_type_overrides = { "application/pdf" = "image_url", "audio/mpeg" = "input_audio" }
+"#,
+        &[],
+    )
+    .await;
+    let file = |mime: &str| json!({ "type": "file", "file_type": "base64", "mime_type": mime, "data": "QUJD" });
+    let body = json!({
+        "model_name": "o",
+        "input": { "messages": [{ "role": "user", "content": [
+            { "type": "text", "text": "read these" },
+            file("application/pdf"), file("audio/mpeg"), file("text/csv")
+        ] }] }
+    });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let parts = last_request(&h.mock).body["messages"][0]["content"].clone();
+    assert_eq!(
+        parts[1],
+        json!({ "type": "image_url", "image_url": { "url": "data:application/pdf;base64,QUJD" } })
+    );
+    assert_eq!(
+        parts[2],
+        json!({ "type": "input_audio", "input_audio": { "data": "QUJD", "format": "mp3" } })
+    );
+    assert_eq!(
+        parts[3],
+        json!({ "type": "file", "file": { "file_data": "data:text/csv;base64,QUJD" } })
+    );
+}

@@ -6,6 +6,8 @@
 //! header). Streams are SSE `data:` events of `chat.completion.chunk` objects ending with
 //! `data: [DONE]`; usage comes in a last chunk when `stream_options.include_usage` is set.
 
+use std::collections::BTreeMap;
+
 use futures_util::StreamExt;
 use http::Request;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -18,6 +20,7 @@ use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, SseReader, apply_body_edit, apply_header_edits,
     bearer, peek_stream, sensitive_header,
 };
+use crate::config::models::FileEncoding;
 use crate::config::{JsonMode, ProviderKind, ProviderType};
 use crate::error::{Error, Fault};
 use crate::model_call::{
@@ -47,6 +50,8 @@ pub struct OpenAiAdapter {
     /// Type-specific body fields from the configuration (`reasoning_format` for Groq,
     /// `prompt_mode` for Mistral), sent with every call.
     type_fields: Vec<(&'static str, String)>,
+    /// `content_type_overrides` (`openai`): how inline files of a MIME type are sent.
+    file_encodings: BTreeMap<String, FileEncoding>,
 }
 
 #[derive(Debug)]
@@ -138,6 +143,7 @@ impl OpenAiAdapter {
                 model: model.to_owned(),
                 endpoint: Endpoint::Fixed(chat_url(base)),
                 type_fields: Vec::new(),
+                file_encodings: BTreeMap::new(),
             })
         };
         Some(match kind {
@@ -145,7 +151,10 @@ impl OpenAiAdapter {
                 if p.api_type == crate::config::models::OpenAiApiType::Responses {
                     return None;
                 }
-                fixed(p.api_base.as_deref(), &p.model_name)
+                fixed(p.api_base.as_deref(), &p.model_name).map(|mut a| {
+                    a.file_encodings = p.content_type_overrides.clone();
+                    a
+                })
             }
             ProviderKind::Deepseek(p)
             | ProviderKind::Fireworks(p)
@@ -198,6 +207,7 @@ impl OpenAiAdapter {
             model: model.to_owned(),
             endpoint: Endpoint::Fixed(chat_url(base)),
             type_fields: Vec::new(),
+            file_encodings: BTreeMap::new(),
         })
     }
 
@@ -209,6 +219,7 @@ impl OpenAiAdapter {
             model: model.to_owned(),
             endpoint: Endpoint::Fixed(String::new()),
             type_fields: Vec::new(),
+            file_encodings: BTreeMap::new(),
         }
     }
 
@@ -305,7 +316,7 @@ impl OpenAiAdapter {
             messages.push(json!({ "role": "system", "content": system }));
         }
         for message in &request.messages {
-            push_message(&mut messages, message);
+            push_message(&mut messages, message, &self.file_encodings);
         }
         let mut body = Map::new();
         body.insert("model".into(), json!(self.model));
@@ -460,10 +471,15 @@ fn azure(
         model: p.deployment_id.clone(),
         endpoint,
         type_fields: Vec::new(),
+        file_encodings: BTreeMap::new(),
     })
 }
 
-fn push_message(out: &mut Vec<Value>, message: &Message) {
+fn push_message(
+    out: &mut Vec<Value>,
+    message: &Message,
+    file_encodings: &BTreeMap<String, FileEncoding>,
+) {
     match message.role {
         Role::User => {
             let mut parts: Vec<Value> = Vec::new();
@@ -481,7 +497,7 @@ fn push_message(out: &mut Vec<Value>, message: &Message) {
             for block in &message.content {
                 match block {
                     ContentBlock::Text(text) => parts.push(json!({ "type": "text", "text": text })),
-                    ContentBlock::File(file) => parts.push(file_part(file)),
+                    ContentBlock::File(file) => parts.push(file_part(file, file_encodings)),
                     ContentBlock::ToolResult(r) => {
                         flush(&mut parts, out);
                         out.push(
@@ -527,16 +543,42 @@ fn push_message(out: &mut Vec<Value>, message: &Message) {
     }
 }
 
-fn file_part(file: &FileInput) -> Value {
-    match file {
-        FileInput::Url { url, .. } => json!({ "type": "image_url", "image_url": { "url": url } }),
-        FileInput::Base64 { mime_type, data } if mime_type.starts_with("image/") => {
+/// An input file as an OpenAI content part: images as `image_url`, other inline files as
+/// `file`, unless `content_type_overrides` names their MIME type.
+fn file_part(file: &FileInput, file_encodings: &BTreeMap<String, FileEncoding>) -> Value {
+    let (mime_type, data) = match file {
+        FileInput::Url { url, .. } => {
+            return json!({ "type": "image_url", "image_url": { "url": url } });
+        }
+        FileInput::Base64 { mime_type, data } => (mime_type, data),
+    };
+    let encoding =
+        file_encodings
+            .get(mime_type)
+            .copied()
+            .unwrap_or(if mime_type.starts_with("image/") {
+                FileEncoding::ImageUrl
+            } else {
+                FileEncoding::File
+            });
+    match encoding {
+        FileEncoding::ImageUrl => {
             json!({ "type": "image_url", "image_url": { "url": format!("data:{mime_type};base64,{data}") } })
         }
-        FileInput::Base64 { mime_type, data } => json!({
+        FileEncoding::File => json!({
             "type": "file",
             "file": { "file_data": format!("data:{mime_type};base64,{data}") }
         }),
+        FileEncoding::InputAudio => {
+            // OpenAI names the format, not the MIME type: `audio/mpeg` is `mp3`.
+            let subtype = mime_type.rsplit('/').next().unwrap_or_default();
+            let format = match subtype {
+                "mpeg" | "mp3" => "mp3",
+                "wav" | "x-wav" | "wave" => "wav",
+                other => other,
+            };
+            json!({ "type": "input_audio", "input_audio": { "data": data, "format": format } })
+        }
     }
 }
 
