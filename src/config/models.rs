@@ -365,33 +365,6 @@ impl ProviderKind {
         }
     }
 
-    /// The explicitly configured key location, if any (`credential_location` for GCP types).
-    pub fn credential_location(&self) -> Option<&CredentialLocation> {
-        match self {
-            Self::Anthropic(p)
-            | Self::Deepseek(p)
-            | Self::Fireworks(p)
-            | Self::GoogleAiStudioGemini(p)
-            | Self::Groq(p)
-            | Self::Hyperbolic(p)
-            | Self::Mistral(p)
-            | Self::Openrouter(p)
-            | Self::Together(p)
-            | Self::Xai(p) => p.api_key_location.as_ref(),
-            Self::Azure(p) => p.api_key_location.as_ref(),
-            Self::Openai(p) => p.api_key_location.as_ref(),
-            Self::Sglang(p) => p.api_key_location.as_ref(),
-            Self::Tgi(p) => p.api_key_location.as_ref(),
-            Self::Vllm(p) => p.api_key_location.as_ref(),
-            Self::GcpVertexAnthropic(p) | Self::GcpVertexGemini(p) => {
-                p.credential_location.as_ref()
-            }
-            Self::AwsBedrock(_) | Self::AwsSagemaker(_) => None,
-        }
-    }
-}
-
-impl ProviderKind {
     /// The fields of the hosted types that share [`HostedProvider`].
     pub fn hosted(&self) -> Option<&HostedProvider> {
         match self {
@@ -405,6 +378,24 @@ impl ProviderKind {
             | Self::Openrouter(p)
             | Self::Together(p)
             | Self::Xai(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The explicitly configured key location, if any (`credential_location` for GCP types).
+    pub fn credential_location(&self) -> Option<&CredentialLocation> {
+        if let Some(hosted) = self.hosted() {
+            return hosted.api_key_location.as_ref();
+        }
+        match self {
+            Self::Azure(p) => p.api_key_location.as_ref(),
+            Self::Openai(p) => p.api_key_location.as_ref(),
+            Self::Sglang(p) => p.api_key_location.as_ref(),
+            Self::Tgi(p) => p.api_key_location.as_ref(),
+            Self::Vllm(p) => p.api_key_location.as_ref(),
+            Self::GcpVertexAnthropic(p) | Self::GcpVertexGemini(p) => {
+                p.credential_location.as_ref()
+            }
             _ => None,
         }
     }

@@ -972,14 +972,18 @@ extra_headers = [{ name = "x-team", value = "search" }]
         &[],
     )
     .await;
-    let r = h
-        .post(
-            "/openai/v1/embeddings",
-            &json!({ "model": "tensorzero::embedding_model_name::e", "input": "hi" }),
-        )
-        .await;
+    let r = embed(&h, "e").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(last_request(&h.mock).header("x-team"), Some("search"));
+}
+
+/// `POST /openai/v1/embeddings` of `"hi"` with embedding model `model`.
+async fn embed(h: &Harness, model: &str) -> crate::harness::Reply {
+    h.post(
+        "/openai/v1/embeddings",
+        &json!({ "model": format!("tensorzero::embedding_model_name::{model}"), "input": "hi" }),
+    )
+    .await
 }
 
 /// Azure embedding providers: `endpoint` + `deployment_id`, the key in `api-key`.
@@ -1003,12 +1007,7 @@ api_key_location = "path::{key}"
         &[],
     )
     .await;
-    let r = h
-        .post(
-            "/openai/v1/embeddings",
-            &json!({ "model": "tensorzero::embedding_model_name::e", "input": "hi" }),
-        )
-        .await;
+    let r = embed(&h, "e").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let sent = last_request(&h.mock);
     assert!(

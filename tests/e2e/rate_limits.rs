@@ -51,6 +51,17 @@ async fn gateway(
     (gw, dir)
 }
 
+/// Writes `tensorzero.toml` in `dir`: the mock model and `rules`.
+fn write_config(dir: &tempfile::TempDir, mock: &MockProvider, rules: &str) -> std::path::PathBuf {
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(
+        &path,
+        format!("{}\n{rules}", MODEL.replace("{mock}", &mock.api_base())),
+    )
+    .unwrap();
+    path
+}
+
 /// `toml` with `[rate_limiting] backend = "memory"` (buckets in this process), which rules need
 /// when no shared store is configured.
 fn in_process(toml: &str) -> String {
@@ -539,16 +550,12 @@ async fn a_clean_shutdown_sends_the_settlements_that_wait() {
     let redis = Redis::start().await;
     let mock = MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tensorzero.toml");
     // A call reserves about 1 + 500 tokens and really uses about 13.
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[[rate_limiting.rules]]\ntokens_per_day = 10000\nalways = true\n",
-            MODEL.replace("{mock}", &mock.api_base())
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &dir,
+        &mock,
+        "[[rate_limiting.rules]]\ntokens_per_day = 10000\nalways = true\n",
+    );
     let url = redis.url();
     let env = [("TENSORZERO_VALKEY_URL", url.as_str())];
     let mut gw = GatewayProcess::start(&config, &[], &env, dir.path().join("gw.log")).await;
@@ -925,15 +932,11 @@ async fn two_binaries_given_tensorzero_valkey_url_share_one_limit() {
     let redis = Redis::start().await;
     let mock = MockProvider::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tensorzero.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[[rate_limiting.rules]]\nmodel_inferences_per_hour = 10\nalways = true\n",
-            MODEL.replace("{mock}", &mock.api_base())
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &dir,
+        &mock,
+        "[[rate_limiting.rules]]\nmodel_inferences_per_hour = 10\nalways = true\n",
+    );
     let url = redis.url();
     let env = [("TENSORZERO_VALKEY_URL", url.as_str())];
     let a = GatewayProcess::start(&config, &[], &env, dir.path().join("a.log")).await;
@@ -975,12 +978,7 @@ async fn gateway_on_postgres(
     pg: &crate::pg::Postgres,
 ) -> (RunningGateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tensorzero.toml");
-    std::fs::write(
-        &path,
-        format!("{}\n{rules}", MODEL.replace("{mock}", &mock.api_base())),
-    )
-    .unwrap();
+    let path = write_config(&dir, mock, rules);
     let loaded = LoadedConfig::from_files(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
     let env = Environment {
         postgres_url: Some(switchyard::Secret::new(pg.url())),
