@@ -140,6 +140,8 @@ pub struct EmbeddingOutput {
     pub embeddings: Vec<Value>,
     /// `usage.prompt_tokens`.
     pub prompt_tokens: Option<u32>,
+    /// The cost: from the provider's prices, or the relay's `usage.tensorzero_cost`.
+    pub cost: Option<crate::cost::Dollars>,
 }
 
 impl LimitStream for EmbeddingOutput {
@@ -311,6 +313,8 @@ struct EmbeddingProvider {
     extra_body: Vec<BodyEdit>,
     extra_headers: Vec<HeaderEdit>,
     timeouts: Timeouts,
+    /// Its prices (`cost`), when configured.
+    cost: Option<Arc<crate::cost::CostTable>>,
 }
 
 impl EmbeddingProvider {
@@ -364,6 +368,7 @@ impl EmbeddingProvider {
                 non_streaming_total: config.timeout_ms.map(Duration::from_millis),
                 ..Timeouts::default()
             },
+            cost: crate::cost::CostTable::new(&config.cost),
         })
     }
 
@@ -388,6 +393,7 @@ impl EmbeddingProvider {
             extra_body: Vec::new(),
             extra_headers: Vec::new(),
             timeouts: Timeouts::default(),
+            cost: None,
         }
     }
 
@@ -495,12 +501,22 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             let bytes = read_answer(response.into_body())
                 .await
                 .map_err(|fault| peer.failure(fault))?;
+            let answer: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| peer.failure(format!("the answer is not JSON: {e}")))?;
             let (embeddings, prompt_tokens) =
-                parse_embeddings(&bytes).map_err(|m| peer.failure(m))?;
+                parse_embeddings(&answer).map_err(|m| peer.failure(m))?;
+            let cost = match destination {
+                Destination::Provider(p) => p.cost.as_ref().and_then(|t| t.of_answer(&answer)),
+                Destination::Relay { .. } => answer
+                    .pointer("/usage/tensorzero_cost")
+                    .and_then(Value::as_f64)
+                    .and_then(crate::cost::Dollars::from_f64),
+            };
             Ok(EmbeddingOutput {
                 provider: destination.provider_name(),
                 embeddings,
                 prompt_tokens,
+                cost,
             })
         })
     }
@@ -583,9 +599,7 @@ impl Destination {
 }
 
 /// The vectors (ordered by `index`) and `usage.prompt_tokens` of an OpenAI embeddings answer.
-fn parse_embeddings(bytes: &[u8]) -> Result<(Vec<Value>, Option<u32>), String> {
-    let v: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("the answer is not JSON: {e}"))?;
+fn parse_embeddings(v: &Value) -> Result<(Vec<Value>, Option<u32>), String> {
     let data = v
         .get("data")
         .and_then(Value::as_array)
@@ -647,7 +661,7 @@ mod tests {
             ],
             "usage": {"prompt_tokens": 7, "total_tokens": 7}
         });
-        let (vectors, tokens) = parse_embeddings(body.to_string().as_bytes()).unwrap();
+        let (vectors, tokens) = parse_embeddings(&body).unwrap();
         assert_eq!(vectors, vec![json!([0.25]), json!([0.5])]);
         assert_eq!(tokens, Some(7));
     }

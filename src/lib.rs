@@ -10,6 +10,7 @@ pub mod api;
 pub mod api_keys;
 pub mod body;
 pub mod config;
+pub mod cost;
 pub mod embeddings;
 pub mod error;
 pub mod http_client;

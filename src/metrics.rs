@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_layers::metrics::{
-    Counter, Family, Gauge, Histogram, HttpMetrics, LATENCY_BUCKETS, Registry, status_label,
+    Counter, Family, Gauge, Histogram, HttpMetrics, LATENCY_BUCKETS, MoneyCounter, Registry,
+    status_label,
 };
 
 /// The TensorZero Gateway's default overhead buckets, in seconds.
@@ -31,6 +32,8 @@ pub struct GatewayMetrics {
     pub input_tokens: Arc<Family<Counter>>,
     /// `tensorzero_output_tokens_total`.
     pub output_tokens: Arc<Family<Counter>>,
+    /// What provider calls cost, by model and provider (from their `cost` prices).
+    pub cost: Arc<Family<MoneyCounter>>,
     /// `tensorzero_inference_latency_overhead_seconds{function_name, variant_name}`.
     pub overhead: Arc<Family<Histogram>>,
     /// Provider attempts by model, provider and status.
@@ -80,6 +83,11 @@ impl GatewayMetrics {
                 "tensorzero_inferences_total",
                 "Inferences performed by the gateway.",
                 &["endpoint", "function_name", "model_name"],
+            ),
+            cost: registry.money_counter(
+                "switchyard_cost_dollars_total",
+                "What provider calls cost, in dollars, from the providers' `cost` prices (calls whose cost is unknown add nothing).",
+                &["model_name", "provider_name"],
             ),
             input_tokens: registry.counter(
                 "tensorzero_input_tokens_total",

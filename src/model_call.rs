@@ -349,23 +349,30 @@ pub enum FinishReason {
     Unknown,
 }
 
-/// Token counts as the provider reported them.
+/// Token counts as the provider reported them, and what the call cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Prompt tokens.
     pub input_tokens: Option<u32>,
     /// Completion tokens.
     pub output_tokens: Option<u32>,
+    /// The cost, from the provider's `cost` prices (`None`: unknown or not configured).
+    #[serde(default)]
+    pub cost: Option<crate::cost::Dollars>,
 }
 
 impl Usage {
-    /// Adds another report (a stream may report usage in parts).
+    /// Adds another report (a stream may report usage in parts; each carries the running
+    /// totals, so later values replace earlier ones).
     pub fn merge(&mut self, other: Usage) {
         if other.input_tokens.is_some() {
             self.input_tokens = other.input_tokens;
         }
         if other.output_tokens.is_some() {
             self.output_tokens = other.output_tokens;
+        }
+        if other.cost.is_some() {
+            self.cost = other.cost;
         }
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::cost::Dollars;
 use crate::model_call::{
     ChunkBlock, FinishReason, InferenceParams, ModelChunk, ModelResponse, OutputBlock, Role,
     Thought, ToolCall, ToolChoice, ToolDef, Usage,
@@ -345,7 +346,7 @@ pub struct JsonOutput {
     pub parsed: Option<Value>,
 }
 
-/// Token counts (`cost` is not computed yet: always null).
+/// Token counts, and the cost (always written: `null` when unknown).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WireUsage {
     /// Input tokens.
@@ -354,9 +355,16 @@ pub struct WireUsage {
     /// Output tokens.
     #[serde(default, deserialize_with = "lenient_count")]
     pub output_tokens: Option<u32>,
-    /// The cost, when known.
-    #[serde(default)]
-    pub cost: Option<f64>,
+    /// The cost in dollars, when known. A relay's figure that is not a finite number is
+    /// dropped (unknown) rather than failing the answer.
+    #[serde(default, deserialize_with = "lenient_cost")]
+    pub cost: Option<Dollars>,
+}
+
+fn lenient_cost<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dollars>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?
+        .and_then(|v| v.as_f64())
+        .and_then(Dollars::from_f64))
 }
 
 /// A count as a relay sent it: a number that is not a non-negative integer is dropped, and a
@@ -372,7 +380,7 @@ impl From<Usage> for WireUsage {
         Self {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
-            cost: None,
+            cost: u.cost,
         }
     }
 }
@@ -382,6 +390,7 @@ impl From<WireUsage> for Usage {
         Self {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
+            cost: u.cost,
         }
     }
 }

@@ -80,6 +80,8 @@ pub struct InferenceStats {
     input_tokens: std::sync::atomic::AtomicU64,
     /// `u64::MAX` until known.
     output_tokens: std::sync::atomic::AtomicU64,
+    /// The cost in dollars, as `f64` bits (NaN until known).
+    cost: std::sync::atomic::AtomicU64,
     /// Microseconds to the first chunk, plus one (0 until known).
     first_chunk_us: std::sync::atomic::AtomicU64,
     rate_limit_ns: std::sync::atomic::AtomicU64,
@@ -94,6 +96,7 @@ impl Default for InferenceStats {
             provider_wait_ns: 0.into(),
             input_tokens: u64::MAX.into(),
             output_tokens: u64::MAX.into(),
+            cost: f64::NAN.to_bits().into(),
             first_chunk_us: 0.into(),
             rate_limit_ns: 0.into(),
             phases: std::sync::Mutex::new(Vec::new()),
@@ -132,6 +135,20 @@ impl InferenceStats {
         if let Some(n) = output {
             self.output_tokens.store(u64::from(n), Relaxed);
         }
+    }
+
+    /// The inference's cost in dollars (all its model calls), when known.
+    pub fn set_cost(&self, dollars: Option<f64>) {
+        if let Some(d) = dollars {
+            self.cost
+                .store(d.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The inference's cost in dollars, when known.
+    pub fn cost(&self) -> Option<f64> {
+        let d = f64::from_bits(self.cost.load(std::sync::atomic::Ordering::Relaxed));
+        (!d.is_nan()).then_some(d)
     }
 
     /// Input and output tokens, when known.

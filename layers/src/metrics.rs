@@ -75,6 +75,40 @@ impl Counter {
     }
 }
 
+/// An amount of money that only goes up, counted exactly in nano-dollars and rendered in
+/// dollars (Prometheus' base unit).
+#[derive(Debug, Default)]
+pub struct MoneyCounter(AtomicU64);
+
+impl MoneyCounter {
+    /// Adds `nanodollars`.
+    pub fn add_nanodollars(&self, nanodollars: u64) {
+        self.0.fetch_add(nanodollars, Ordering::Relaxed);
+    }
+
+    /// The total in nano-dollars.
+    pub fn nanodollars(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Series for MoneyCounter {
+    fn write(&self, name: &str, labels: &str, out: &mut String) {
+        let n = self.nanodollars();
+        let (whole, fraction) = (n / 1_000_000_000, n % 1_000_000_000);
+        if fraction == 0 {
+            let _ = writeln!(out, "{name}{labels} {whole}");
+        } else {
+            let digits = format!("{fraction:09}");
+            let _ = writeln!(
+                out,
+                "{name}{labels} {whole}.{}",
+                digits.trim_end_matches('0')
+            );
+        }
+    }
+}
+
 /// A value that goes up and down.
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicI64);
@@ -389,6 +423,22 @@ impl Registry {
             Kind::Counter,
             labels,
             Box::new(Counter::default),
+        )
+    }
+
+    /// A family of money counters (rendered as a counter, in dollars).
+    pub fn money_counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Arc<Family<MoneyCounter>> {
+        self.add(
+            name,
+            help,
+            Kind::Counter,
+            labels,
+            Box::new(MoneyCounter::default),
         )
     }
 

@@ -309,6 +309,7 @@ impl LogEntry {
             ttft_ms = stats.and_then(|s| s.first_chunk()).map(ms),
             input_tokens,
             output_tokens,
+            cost = stats.and_then(|s| s.cost()),
             api_key_public_id = info.api_key_public_id.as_deref(),
             request_id = %self.request_id,
             trace_id = %self.trace,

@@ -107,7 +107,7 @@ where
             "object": "list",
             "data": data,
             "model": format!("{EMBEDDING_MODEL_PREFIX}{name}"),
-            "usage": { "prompt_tokens": tokens, "total_tokens": tokens, "tensorzero_cost": null },
+            "usage": { "prompt_tokens": tokens, "total_tokens": tokens, "tensorzero_cost": output.cost },
         }),
     );
     response.extensions_mut().insert(InferenceInfo {

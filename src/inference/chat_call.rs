@@ -215,6 +215,7 @@ pub(super) fn count_stream_tokens(
         let u = end.usage;
         metrics.tokens(u.input_tokens, u.output_tokens);
         stats.set_tokens(u.input_tokens, u.output_tokens);
+        stats.set_cost(u.cost.map(crate::cost::Dollars::to_f64));
     })
 }
 

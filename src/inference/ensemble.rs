@@ -405,11 +405,17 @@ fn add_usage(a: Usage, b: Usage) -> Usage {
     Usage {
         input_tokens: add(a.input_tokens, b.input_tokens),
         output_tokens: add(a.output_tokens, b.output_tokens),
+        cost: crate::cost::sum([a.cost, b.cost]),
     }
 }
 
+/// The usage of several calls together: a cost unknown for any of them is unknown in total.
 fn total_usage(usages: impl Iterator<Item = Usage>) -> Usage {
-    usages.fold(Usage::default(), add_usage)
+    let nothing = Usage {
+        cost: Some(crate::cost::Dollars::ZERO),
+        ..Usage::default()
+    };
+    usages.fold(nothing, add_usage)
 }
 
 fn add_to_chunk(chunk: &mut ModelChunk, extra: Usage) {
@@ -420,6 +426,9 @@ fn add_to_chunk(chunk: &mut ModelChunk, extra: Usage) {
         if let Some(t) = &mut usage.output_tokens {
             *t = t.saturating_add(extra.output_tokens.unwrap_or(0));
         }
+        if usage.cost.is_some() {
+            usage.cost = crate::cost::sum([usage.cost, extra.cost]);
+        }
     }
 }
 
@@ -429,20 +438,30 @@ mod tests {
 
     #[test]
     fn usage_adds_up_and_unknown_stays_unknown() {
+        let dollars = |s: &str| crate::cost::Dollars::parse(s);
         let a = Usage {
             input_tokens: Some(10),
             output_tokens: None,
+            cost: dollars("0.1"),
         };
         let b = Usage {
             input_tokens: Some(5),
             output_tokens: Some(2),
+            cost: dollars("0.2"),
         };
         assert_eq!(
             add_usage(a, b),
             Usage {
                 input_tokens: Some(15),
-                output_tokens: Some(2)
+                output_tokens: Some(2),
+                cost: dollars("0.3"),
             }
+        );
+        assert_eq!(total_usage([a, b].into_iter()).cost, dollars("0.3"));
+        assert_eq!(
+            total_usage([a, Usage::default()].into_iter()).cost,
+            None,
+            "one call of unknown cost makes the total unknown"
         );
         assert_eq!(
             add_usage(Usage::default(), Usage::default()),

@@ -156,6 +156,7 @@ impl Engine {
                 let usage = response.usage;
                 self.metrics.tokens(usage.input_tokens, usage.output_tokens);
                 stats.set_tokens(usage.input_tokens, usage.output_tokens);
+                stats.set_cost(usage.cost.map(crate::cost::Dollars::to_f64));
                 InferenceOutcome::Complete { meta, response }
             }
             InferenceOutcome::Stream { meta, first, rest } => {

@@ -96,6 +96,9 @@ fn key_value(out: &mut String, key: &str, value: &Attr) {
         Attr::Int(n) => {
             let _ = write!(out, r#""intValue":"{n}""#);
         }
+        Attr::Double(d) => {
+            let _ = write!(out, r#""doubleValue":{d}"#);
+        }
         Attr::Bool(b) => {
             let _ = write!(out, r#""boolValue":{b}"#);
         }

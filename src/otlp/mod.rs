@@ -134,6 +134,7 @@ enum Attr {
     Text(Arc<str>),
     Static(&'static str),
     Int(u64),
+    Double(f64),
     Bool(bool),
 }
 
@@ -275,6 +276,9 @@ impl RequestSink for Exporter {
         }
         if let Some(n) = output_tokens {
             attributes.push((output, Attr::Int(n)));
+        }
+        if let Some(cost) = info.stats.as_deref().and_then(|s| s.cost()) {
+            attributes.push(("switchyard.cost", Attr::Double(cost)));
         }
         if info.function.is_some() && self.format == OtlpFormat::Openinference {
             attributes.push(("openinference.span.kind", Attr::Static("CHAIN")));

@@ -82,6 +82,10 @@ fn key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Attr) {
                 tag(out, 3, VARINT);
                 varint(out, *n);
             }
+            Attr::Double(d) => {
+                tag(out, 4, FIXED64);
+                out.extend_from_slice(&d.to_le_bytes());
+            }
         });
     });
 }

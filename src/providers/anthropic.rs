@@ -11,7 +11,6 @@
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
 use super::gcp::{GcpAuth, vertex_url};
@@ -25,7 +24,7 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
-use crate::upstream::{error_text, read_answer, snippet};
+use crate::upstream::{error_text, snippet};
 use switchyard_layers::Secret;
 
 /// The API version header every request carries.
@@ -129,11 +128,9 @@ impl AnthropicAdapter {
         apply_header_edits(http_request.headers_mut(), &edits.headers)?;
         let response = super::send(provider, cx, http_request).await?;
         if request.stream {
-            stream(provider, response.into_body()).await
+            stream(provider, SseReader::new(response.into_body()).tapped(cx)).await
         } else {
-            let bytes = read_answer(response.into_body())
-                .await
-                .map_err(|e| provider.failure(e))?;
+            let bytes = cx.read_answer(provider, response.into_body()).await?;
             parse_message(&bytes)
                 .map(ProviderOutput::Complete)
                 .map_err(|m| provider.failure(m))
@@ -345,6 +342,7 @@ fn usage(v: &Value) -> Usage {
     Usage {
         input_tokens: n("input_tokens"),
         output_tokens: n("output_tokens"),
+        cost: None,
     }
 }
 
@@ -393,9 +391,9 @@ fn parse_message(bytes: &[u8]) -> Result<ModelResponse, String> {
     })
 }
 
-async fn stream(provider: &ProviderSpec, body: Incoming) -> Result<ProviderOutput, Error> {
+async fn stream(provider: &ProviderSpec, reader: SseReader) -> Result<ProviderOutput, Error> {
     let state = StreamState {
-        reader: SseReader::new(body),
+        reader,
         blocks: Default::default(),
         finished: false,
         provider_type: provider.provider_type.as_str(),

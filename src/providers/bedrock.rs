@@ -20,7 +20,7 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
-use crate::upstream::{error_text, read_answer, snippet};
+use crate::upstream::{error_text, snippet};
 use switchyard_layers::Secret;
 
 /// AWS credentials (the environment part of the SDK chain).
@@ -237,15 +237,14 @@ impl BedrockAdapter {
                 blocks: Default::default(),
                 provider_type: provider.provider_type.as_str(),
                 provider: provider.name.to_string(),
+                tap: cx.tap.clone(),
             };
             peek_stream(state, || {
                 provider.failure("the stream ended before any event arrived")
             })
             .await
         } else {
-            let bytes = read_answer(response.into_body())
-                .await
-                .map_err(|e| provider.failure(e))?;
+            let bytes = cx.read_answer(provider, response.into_body()).await?;
             parse_response(&bytes)
                 .map(ProviderOutput::Complete)
                 .map_err(|m| provider.failure(m))
@@ -427,6 +426,7 @@ fn usage(v: &Value) -> Usage {
     Usage {
         input_tokens: n("inputTokens"),
         output_tokens: n("outputTokens"),
+        cost: None,
     }
 }
 
@@ -616,6 +616,7 @@ struct EventStream {
     blocks: super::bounds::BlockSlots<Option<String>>,
     provider_type: &'static str,
     provider: String,
+    tap: Option<std::sync::Arc<super::tap::AnswerTap>>,
 }
 
 impl EventStream {
@@ -629,6 +630,9 @@ impl EventStream {
     }
 
     fn chunk(&mut self, message: &EventMessage) -> Result<Option<ModelChunk>, String> {
+        if let Some(tap) = &self.tap {
+            tap.event(&message.payload);
+        }
         let v: Value = serde_json::from_slice(&message.payload)
             .map_err(|e| format!("an event's payload is not JSON ({e})"))?;
         if message.message_type == "exception" {

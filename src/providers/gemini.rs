@@ -24,7 +24,7 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
-use crate::upstream::{error_text, read_answer, snippet};
+use crate::upstream::{error_text, snippet};
 use switchyard_layers::Secret;
 
 const DEFAULT_API_BASE: &str = "https://generativelanguage.googleapis.com/v1beta/";
@@ -108,7 +108,7 @@ impl GeminiAdapter {
         let response = super::send(provider, cx, http_request).await?;
         if request.stream {
             let state = StreamState {
-                reader: SseReader::new(response.into_body()),
+                reader: SseReader::new(response.into_body()).tapped(cx),
                 calls: 0,
                 finished: false,
                 provider_type: provider.provider_type.as_str(),
@@ -119,9 +119,7 @@ impl GeminiAdapter {
             })
             .await
         } else {
-            let bytes = read_answer(response.into_body())
-                .await
-                .map_err(|e| provider.failure(e))?;
+            let bytes = cx.read_answer(provider, response.into_body()).await?;
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 provider.failure(format!(
                     "the answer is not a Gemini response ({e}); it began with: {}",
@@ -376,6 +374,7 @@ fn parse_chunk(v: &Value, calls: &mut usize) -> ModelChunk {
                 (Some(a), Some(b)) => Some(a + b),
                 (a, b) => a.or(b),
             },
+            cost: None,
         }
     });
     chunk

@@ -15,6 +15,7 @@ pub mod implicit_tool;
 pub mod openai;
 pub mod relay;
 pub mod sagemaker;
+pub mod tap;
 pub mod url;
 
 mod edits;
@@ -39,9 +40,12 @@ use switchyard_layers::trace_context::TraceContext;
 use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::error::{Error, Fault};
 use crate::key_sources;
-use crate::model_call::{BodyEdit, HeaderEdit, ModelOutput, ModelRequest, ProviderOutput};
-use crate::upstream::{Carried, Upstream};
+use crate::model_call::{
+    BodyEdit, HeaderEdit, ModelChunk, ModelOutput, ModelRequest, ProviderOutput,
+};
+use crate::upstream::{Carried, Upstream, read_answer};
 use futures_util::StreamExt;
+use switchyard_layers::metrics::MoneyCounter;
 
 /// Everything start-up knows about one provider of one model.
 #[derive(Debug)]
@@ -56,6 +60,8 @@ pub struct ProviderSpec {
     pub credential: CredentialSource,
     /// Limits for one attempt.
     pub timeouts: Timeouts,
+    /// Its prices (`cost`), when configured.
+    pub cost: Option<Arc<crate::cost::CostTable>>,
     adapter: Adapter,
     extra_body: Vec<BodyEdit>,
     extra_headers: Vec<HeaderEdit>,
@@ -250,6 +256,7 @@ impl ProviderSpec {
             provider_type,
             credential,
             timeouts: Timeouts::from(&config.timeouts),
+            cost: crate::cost::CostTable::new(&config.cost),
             adapter,
             extra_body: config.extra_body.iter().map(BodyEdit::from).collect(),
             extra_headers: config.extra_headers.iter().map(HeaderEdit::from).collect(),
@@ -295,6 +302,8 @@ impl ProviderSpec {
             provider_type,
             credential: key_sources::load_lazily(&types.effective_default(provider_type)),
             timeouts: Timeouts::default(),
+            // Shorthand models have no prices, as in the TensorZero Gateway.
+            cost: None,
             adapter,
             extra_body: Vec::new(),
             extra_headers: Vec::new(),
@@ -320,12 +329,25 @@ impl ProviderSpec {
 pub struct ProviderService {
     spec: Arc<ProviderSpec>,
     upstream: Upstream,
+    costs: Option<Arc<MoneyCounter>>,
 }
 
 impl ProviderService {
     /// The service for `spec`, sending through `upstream`.
     pub fn new(spec: Arc<ProviderSpec>, upstream: Upstream) -> Self {
-        Self { spec, upstream }
+        Self {
+            spec,
+            upstream,
+            costs: None,
+        }
+    }
+
+    /// Adds what each call costs (when the provider has prices) to `costs`.
+    pub fn counting_cost(self, costs: Arc<MoneyCounter>) -> Self {
+        Self {
+            costs: Some(costs),
+            ..self
+        }
     }
 }
 
@@ -397,11 +419,13 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                 .get::<KeyOrigin>()
                 .copied()
                 .unwrap_or(KeyOrigin::Configuration);
+            let tap = spec.cost.clone().map(tap::AnswerTap::pricing);
             let cx = CallContext {
                 upstream: &this.upstream,
                 credentials: &dynamic,
                 key_origin,
                 trace: trace.as_ref(),
+                tap: tap.clone(),
             };
             let output = match &spec.adapter {
                 Adapter::OpenAi(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
@@ -433,11 +457,93 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
             } else {
                 output
             };
+            let output = match tap {
+                Some(tap) => priced(output, tap, this.costs.clone()),
+                None => output,
+            };
             Ok(ModelOutput {
                 provider: spec.name.clone(),
                 output,
             })
         })
+    }
+}
+
+/// Writes the call's cost (as the tap read it from the raw answer) into its usage: a whole
+/// answer's, or in a stream every usage report's, and one more report at the end if the cost
+/// changed after the last one. Counts it in `costs` once the answer is complete.
+fn priced(
+    output: ProviderOutput,
+    tap: Arc<tap::AnswerTap>,
+    costs: Option<Arc<MoneyCounter>>,
+) -> ProviderOutput {
+    let count = move |cost: Option<crate::cost::Dollars>| {
+        if let (Some(costs), Some(cost)) = (&costs, cost) {
+            costs.add_nanodollars(u64::try_from(cost.nanodollars_ceil()).unwrap_or(0));
+        }
+    };
+    match output {
+        ProviderOutput::Complete(mut response) => {
+            response.usage.cost = tap.cost();
+            count(response.usage.cost);
+            ProviderOutput::Complete(response)
+        }
+        ProviderOutput::Stream { mut first, rest } => {
+            /// The running usage, and the cost last written into it.
+            struct Priced {
+                rest: crate::model_call::ChunkStream,
+                tap: Arc<tap::AnswerTap>,
+                running: crate::model_call::Usage,
+                ended: bool,
+            }
+            impl Priced {
+                fn see(&mut self, chunk: &mut ModelChunk) {
+                    if let Some(usage) = &mut chunk.usage {
+                        usage.cost = self.tap.cost();
+                        self.running.merge(*usage);
+                        self.running.cost = usage.cost;
+                    }
+                }
+            }
+            let mut state = Priced {
+                rest,
+                tap,
+                running: Default::default(),
+                ended: false,
+            };
+            state.see(&mut first);
+            let rest = futures_util::stream::unfold(state, |mut s| async move {
+                if s.ended {
+                    return None;
+                }
+                match s.rest.next().await {
+                    Some(Ok(mut chunk)) => {
+                        s.see(&mut chunk);
+                        Some((Ok(chunk), s))
+                    }
+                    Some(Err(e)) => Some((Err(e), s)),
+                    None => {
+                        s.ended = true;
+                        let cost = s.tap.cost();
+                        if cost.is_none() || cost == s.running.cost {
+                            return None;
+                        }
+                        // The cost moved after the last usage report (a priced field in an
+                        // event that carried no usage): one more report, with the totals.
+                        s.running.cost = cost;
+                        let chunk = ModelChunk {
+                            usage: Some(s.running),
+                            ..ModelChunk::default()
+                        };
+                        Some((Ok(chunk), s))
+                    }
+                }
+            })
+            .boxed();
+            let rest =
+                crate::model_call::on_stream_end(&first, rest, move |end| count(end.usage.cost));
+            ProviderOutput::Stream { first, rest }
+        }
     }
 }
 
@@ -452,6 +558,23 @@ pub struct CallContext<'a> {
     pub key_origin: KeyOrigin,
     /// The trace the request belongs to: each call carries it on as `traceparent`.
     pub trace: Option<&'a TraceContext>,
+    /// What reads the raw answer besides the codec (its cost), when anything does.
+    pub tap: Option<Arc<tap::AnswerTap>>,
+}
+
+impl CallContext<'_> {
+    /// Reads a provider's whole answer (bounded, see [`read_answer`]) and shows it to the tap.
+    pub async fn read_answer(
+        &self,
+        provider: &ProviderSpec,
+        body: hyper::body::Incoming,
+    ) -> Result<bytes::Bytes, Error> {
+        let bytes = read_answer(body).await.map_err(|e| provider.failure(e))?;
+        if let Some(tap) = &self.tap {
+            tap.answer(&bytes);
+        }
+        Ok(bytes)
+    }
 }
 
 #[cfg(test)]

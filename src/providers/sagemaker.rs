@@ -11,7 +11,6 @@ use super::{CallContext, Edits, ProviderSpec, SseReader};
 use crate::config::models::{AwsSagemakerProvider, SagemakerHostedProvider};
 use crate::error::Error;
 use crate::model_call::{ModelRequest, ProviderOutput};
-use crate::upstream::read_answer;
 
 /// Calls one SageMaker endpoint.
 #[derive(Debug)]
@@ -73,12 +72,13 @@ impl SagemakerAdapter {
             .await?;
         if request.stream {
             self.format
-                .read_stream(provider, SseReader::in_event_stream(response.into_body()))
+                .read_stream(
+                    provider,
+                    SseReader::in_event_stream(response.into_body()).tapped(cx),
+                )
                 .await
         } else {
-            let bytes = read_answer(response.into_body())
-                .await
-                .map_err(|e| provider.failure(e))?;
+            let bytes = cx.read_answer(provider, response.into_body()).await?;
             parse_completion(&bytes)
                 .map(ProviderOutput::Complete)
                 .map_err(|m| provider.failure(m))

@@ -13,6 +13,7 @@ use crate::upstream::{error_text, provider_error_message};
 pub struct SseReader {
     source: SseSource,
     decoder: crate::sse::SseDecoder,
+    tap: Option<std::sync::Arc<super::tap::AnswerTap>>,
 }
 
 /// Where an SSE byte stream comes from.
@@ -33,6 +34,7 @@ impl SseReader {
         Self {
             source: SseSource::Body(body),
             decoder: crate::sse::SseDecoder::default(),
+            tap: None,
         }
     }
 
@@ -44,7 +46,14 @@ impl SseReader {
                 buffer: bytes::BytesMut::new(),
             },
             decoder: crate::sse::SseDecoder::default(),
+            tap: None,
         }
+    }
+
+    /// Shows every event to the call's tap (when it has one) before it is parsed.
+    pub fn tapped(mut self, cx: &super::CallContext<'_>) -> Self {
+        self.tap = cx.tap.clone();
+        self
     }
 
     /// The next event; `Ok(None)` when the body has ended (cleanly or not: see
@@ -56,6 +65,9 @@ impl SseReader {
                 .next_event()
                 .map_err(|e| Fault::new(FailureKind::Malformed, e.to_string()))?
             {
+                if let Some(tap) = &self.tap {
+                    tap.event(event.data.as_bytes());
+                }
                 return Ok(Some(event));
             }
             match self.source.next_bytes().await? {

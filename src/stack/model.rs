@@ -155,7 +155,11 @@ pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
         timeouts: spec.timeouts,
         peer: spec.peer(),
     };
-    attempt(target, ProviderService::new(spec, cx.upstream.clone()), cx)
+    let mut codec = ProviderService::new(spec.clone(), cx.upstream.clone());
+    if spec.cost.is_some() {
+        codec = codec.counting_cost(cx.metrics.cost.with(&[&spec.model_name, &spec.name]));
+    }
+    attempt(target, codec, cx)
 }
 
 /// Wraps a model's stack in the rate limit, and a variant's timeouts and retries (stages 6 to 8).

@@ -856,7 +856,8 @@ fn a_stream_total_below_its_first_token_limit_warns() {
 }
 
 /// Provider `cost`, `batch_cost` and embedding-provider `cost` load in every form TensorZero
-/// takes (and are said not to be computed yet); malformed entries are errors.
+/// takes (`batch_cost` is said to be unused: switchyard serves no batch inference); malformed
+/// entries are errors.
 #[test]
 fn cost_tables_load_and_malformed_entries_are_refused() {
     let model = |cost: &str| {
@@ -883,9 +884,14 @@ batch_cost = [{ pointer = "/usage/prompt_tokens", cost_per_million = 1.5 }]"#
     assert!(
         warned(
             &loaded,
-            "`models.m.providers.p.cost`: is checked but not computed yet"
+            "`models.m.providers.p.batch_cost`: is checked and kept, but not used"
         ),
         "{:#?}",
+        loaded.warnings
+    );
+    assert!(
+        !warned(&loaded, "`models.m.providers.p.cost`"),
+        "cost is computed: {:#?}",
         loaded.warnings
     );
     assert_eq!(loaded.config.models["m"].providers["p"].cost.len(), 4);

@@ -79,12 +79,12 @@ struct FunctionCallBody<'a> {
     name: &'a str,
 }
 
-/// `usage` as OpenAI writes it (and `tensorzero_cost`, unknown until cost lands).
+/// `usage` as OpenAI writes it, and `tensorzero_cost` (always written: `null` when unknown).
 #[derive(Serialize)]
 pub(super) struct UsageBody {
     completion_tokens: u32,
     prompt_tokens: u32,
-    tensorzero_cost: Option<()>,
+    tensorzero_cost: Option<crate::cost::Dollars>,
     total_tokens: u32,
 }
 
@@ -95,7 +95,7 @@ impl From<Usage> for UsageBody {
         Self {
             completion_tokens: completion,
             prompt_tokens: prompt,
-            tensorzero_cost: None,
+            tensorzero_cost: u.cost,
             total_tokens: prompt.saturating_add(completion),
         }
     }

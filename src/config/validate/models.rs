@@ -56,8 +56,8 @@ impl Checker<'_> {
                 }
                 self.timeouts(pat.clone(), &provider.timeouts);
                 self.extra_edits(pat.clone(), &provider.extra_body, &provider.extra_headers);
-                self.cost(pat.key("cost"), &provider.cost, false);
-                self.cost(pat.key("batch_cost"), &provider.batch_cost, true);
+                self.cost(pat.key("cost"), &provider.cost, CostList::Provider);
+                self.cost(pat.key("batch_cost"), &provider.batch_cost, CostList::Batch);
                 let provider_type = provider.kind.provider_type();
                 if let Some(hosted) = provider.kind.hosted() {
                     for (key, set, only) in [
@@ -288,16 +288,12 @@ impl Checker<'_> {
 
     /// A `cost` (or `batch_cost`) list: each entry reads one pointer (or, where streams are
     /// possible, a non-streaming and a streaming one) and has exactly one finite rate.
-    /// `single_pointer` is for the lists that never see a stream.
-    fn cost(
-        &mut self,
-        at: TomlPath,
-        entries: &[crate::config::common::CostEntry],
-        single_pointer: bool,
-    ) {
+    fn cost(&mut self, at: TomlPath, entries: &[crate::config::common::CostEntry], list: CostList) {
         if entries.is_empty() {
             return;
         }
+        // Batch answers and embeddings never stream.
+        let single_pointer = list != CostList::Provider;
         for (i, e) in entries.iter().enumerate() {
             let eat = at.index(i);
             let pointers: Vec<&String> =
@@ -340,10 +336,12 @@ impl Checker<'_> {
                 ),
             }
         }
-        self.warn(
-            Some(at),
-            "is checked but not computed yet: switchyard does not report costs or enforce cost limits yet",
-        );
+        if list == CostList::Batch {
+            self.warn(
+                Some(at),
+                "is checked and kept, but not used: it prices batch inference, which switchyard does not serve",
+            );
+        }
     }
 
     pub(super) fn embedding_models(&mut self) {
@@ -406,7 +404,7 @@ impl Checker<'_> {
                     }
                     _ => {}
                 }
-                self.cost(pat.key("cost"), &c.cost, true);
+                self.cost(pat.key("cost"), &c.cost, CostList::Embedding);
                 if let Some(base) = &c.api_base {
                     self.url(at.key("providers").key(p).key("api_base"), "api_base", base);
                 }
@@ -452,4 +450,15 @@ impl Checker<'_> {
             self.not_supported_yet(at, "Vertex batch inference");
         }
     }
+}
+
+/// Which list of prices a `cost` check reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CostList {
+    /// A model provider's `cost`.
+    Provider,
+    /// A model provider's `batch_cost`.
+    Batch,
+    /// An embedding provider's `cost`.
+    Embedding,
 }

@@ -12,7 +12,6 @@ use futures_util::StreamExt;
 use http::Request;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -27,7 +26,7 @@ use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,
 };
-use crate::upstream::{error_text, read_answer, snippet};
+use crate::upstream::{error_text, snippet};
 use switchyard_layers::Secret;
 use switchyard_layers::credentials::CredentialSource;
 
@@ -259,11 +258,10 @@ impl OpenAiAdapter {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if request.stream && !is_json {
-            self.stream(provider, response.into_body()).await
-        } else {
-            let bytes = read_answer(response.into_body())
+            self.read_stream(provider, SseReader::new(response.into_body()).tapped(cx))
                 .await
-                .map_err(|e| provider.failure(e))?;
+        } else {
+            let bytes = cx.read_answer(provider, response.into_body()).await?;
             let parsed = parse_completion(&bytes).map_err(|e| provider.failure(e))?;
             if request.stream {
                 // A JSON body to a streaming request: answer it as one chunk.
@@ -405,14 +403,6 @@ impl OpenAiAdapter {
             put("stream_options", Some(json!({ "include_usage": true })));
         }
         Ok(Value::Object(body))
-    }
-
-    async fn stream(
-        &self,
-        provider: &ProviderSpec,
-        body: Incoming,
-    ) -> Result<ProviderOutput, Error> {
-        self.read_stream(provider, SseReader::new(body)).await
     }
 
     /// Reads a stream of chat.completion.chunk events.
@@ -684,7 +674,8 @@ mod tests {
             r.usage,
             Usage {
                 input_tokens: Some(3),
-                output_tokens: Some(4)
+                output_tokens: Some(4),
+                cost: None,
             }
         );
         let err = parse_completion(b"<html>oops</html>").unwrap_err();

@@ -47,6 +47,7 @@ impl From<WireUsage> for Usage {
         Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
+            cost: None,
         }
     }
 }
