@@ -23,7 +23,7 @@ use switchyard_layers::credentials::CredentialSource;
 use switchyard_layers::ext::DynamicCredentials;
 use switchyard_layers::ext::ProviderKey;
 use switchyard_layers::rate_limit::{
-    EstimateTokens, RateLimitLayer, ReportUsage, TokenEstimate, UsageReport,
+    EstimateTokens, RateLimitLayer, ReportUsage, TokenEstimate, TokenReport, UsageReport,
 };
 use switchyard_layers::timeout::{LimitStream, StreamLimits, Timeouts};
 use switchyard_layers::trace_context::TraceContext;
@@ -152,9 +152,12 @@ impl LimitStream for EmbeddingOutput {
 
 impl ReportUsage for EmbeddingOutput {
     fn report_usage(self, settle: Box<dyn FnOnce(UsageReport) + Send>) -> Self {
-        settle(self.prompt_tokens.map_or(UsageReport::Unknown, |t| {
-            UsageReport::Reported(u64::from(t))
-        }));
+        settle(UsageReport {
+            tokens: self.prompt_tokens.map_or(TokenReport::Unknown, |t| {
+                TokenReport::Reported(u64::from(t))
+            }),
+            cost: self.cost.map(crate::cost::Dollars::nanodollars_ceil),
+        });
         self
     }
 }

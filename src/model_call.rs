@@ -9,7 +9,9 @@ use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_layers::call::Payload;
-use switchyard_layers::rate_limit::{EstimateTokens, ReportUsage, TokenEstimate, UsageReport};
+use switchyard_layers::rate_limit::{
+    EstimateTokens, ReportUsage, TokenEstimate, TokenReport, UsageReport,
+};
 use switchyard_layers::timeout::{LimitStream, StreamLimits};
 
 use crate::config::JsonMode;
@@ -502,9 +504,14 @@ impl EstimateTokens for ModelRequest {
 }
 
 fn reported(u: &Usage) -> UsageReport {
-    match (u.input_tokens, u.output_tokens) {
-        (Some(input), Some(output)) => UsageReport::Reported(u64::from(input) + u64::from(output)),
-        _ => UsageReport::Unknown,
+    UsageReport {
+        tokens: match (u.input_tokens, u.output_tokens) {
+            (Some(input), Some(output)) => {
+                TokenReport::Reported(u64::from(input) + u64::from(output))
+            }
+            _ => TokenReport::Unknown,
+        },
+        cost: u.cost.map(crate::cost::Dollars::nanodollars_ceil),
     }
 }
 
@@ -525,12 +532,15 @@ impl ReportUsage for ModelOutput {
                     settle(if end.ended {
                         reported(&end.usage)
                     } else {
-                        UsageReport::Abandoned {
-                            input: end.usage.input_tokens.map(u64::from),
-                            output: end
-                                .generated_bytes
-                                .div_ceil(BYTES_PER_TOKEN)
-                                .max(end.usage.output_tokens.map_or(0, u64::from)),
+                        UsageReport {
+                            tokens: TokenReport::Abandoned {
+                                input: end.usage.input_tokens.map(u64::from),
+                                output: end
+                                    .generated_bytes
+                                    .div_ceil(BYTES_PER_TOKEN)
+                                    .max(end.usage.output_tokens.map_or(0, u64::from)),
+                            },
+                            cost: end.usage.cost.map(crate::cost::Dollars::nanodollars_ceil),
                         }
                     })
                 });

@@ -15,7 +15,9 @@ pub struct RateLimitingConfig {
     pub enabled: bool,
     /// `auto`, `valkey` or `postgres` (accepted for compatibility).
     pub backend: Option<String>,
-    /// The assumed cost of one inference, in dollars (accepted for compatibility).
+    /// What `cost_per_*` buckets reserve, in dollars, for a call the gateway cannot price
+    /// from the model's prices and `max_tokens` (default $1, as in TensorZero); settled with
+    /// the real cost once the answer reports it.
     pub default_cost: Option<f64>,
     /// The output tokens reserved for a call that sets no `max_tokens` (default 1024; a
     /// switchyard extension, so token limits also hold for clients that never send it).
@@ -68,6 +70,24 @@ pub struct RateLimitRule {
     pub tokens_per_week: Option<RateLimitValue>,
     /// Tokens per month (30 days).
     pub tokens_per_month: Option<RateLimitValue>,
+    /// Dollars per second (held in nano-dollars).
+    #[serde(default, deserialize_with = "dollars")]
+    pub cost_per_second: Option<RateLimitValue>,
+    /// Dollars per minute.
+    #[serde(default, deserialize_with = "dollars")]
+    pub cost_per_minute: Option<RateLimitValue>,
+    /// Dollars per hour.
+    #[serde(default, deserialize_with = "dollars")]
+    pub cost_per_hour: Option<RateLimitValue>,
+    /// Dollars per day.
+    #[serde(default, deserialize_with = "dollars")]
+    pub cost_per_day: Option<RateLimitValue>,
+    /// Dollars per week.
+    #[serde(default, deserialize_with = "dollars")]
+    pub cost_per_week: Option<RateLimitValue>,
+    /// Dollars per month (30 days).
+    #[serde(default, deserialize_with = "dollars")]
+    pub cost_per_month: Option<RateLimitValue>,
     /// Among matching rules only the highest priority applies.
     pub priority: Option<u64>,
     /// Applies whenever it matches, whatever the priorities.
@@ -102,6 +122,12 @@ impl RateLimitRule {
             ("tokens_per_day", self.tokens_per_day),
             ("tokens_per_week", self.tokens_per_week),
             ("tokens_per_month", self.tokens_per_month),
+            ("cost_per_second", self.cost_per_second),
+            ("cost_per_minute", self.cost_per_minute),
+            ("cost_per_hour", self.cost_per_hour),
+            ("cost_per_day", self.cost_per_day),
+            ("cost_per_week", self.cost_per_week),
+            ("cost_per_month", self.cost_per_month),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -166,6 +192,43 @@ impl<'de> Deserialize<'de> for RateLimitValue {
 
         deserializer.deserialize_any(ValueVisitor)
     }
+}
+
+/// A cost limit: dollars `d` (capacity = refill = d) or `{ capacity = d, refill_rate = d }`,
+/// held in nano-dollars as the buckets count them.
+fn dollars<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<RateLimitValue>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, deny_unknown_fields)]
+    enum Written {
+        Amount(f64),
+        Bucket { capacity: f64, refill_rate: f64 },
+    }
+    let nanodollars = |d: f64| -> Result<u64, D::Error> {
+        if !d.is_finite() || d < 0.0 {
+            return Err(de::Error::custom(format!(
+                "a cost limit is a non-negative number of dollars (got {d})"
+            )));
+        }
+        crate::cost::Dollars::from_f64(d)
+            .and_then(|d| u64::try_from(d.nanodollars_ceil()).ok())
+            .ok_or_else(|| de::Error::custom(format!("the cost limit {d} is too large")))
+    };
+    let written = Written::deserialize(deserializer).map_err(|_| {
+        de::Error::custom(
+            "a cost limit is a number of dollars or { capacity = DOLLARS, refill_rate = DOLLARS }",
+        )
+    })?;
+    let (capacity, refill_rate) = match written {
+        Written::Amount(d) => (d, d),
+        Written::Bucket {
+            capacity,
+            refill_rate,
+        } => (capacity, refill_rate),
+    };
+    Ok(Some(RateLimitValue {
+        capacity: nanodollars(capacity)?,
+        refill_rate: nanodollars(refill_rate)?,
+    }))
 }
 
 /// One `scope` entry.

@@ -123,6 +123,16 @@ impl ChatCall<'_> {
         if let Some(extras) = &request.trace_extras {
             call.extensions.insert(extras.clone());
         }
+        // With cost limits, a call that sets `max_tokens` to a model with prices reserves what
+        // it may cost at most, rather than the flat `default_cost`.
+        if engine.rate_limit.limits_cost()
+            && let Some(max_tokens) = call.payload.params.max_tokens
+        {
+            let input = call.payload.estimated_tokens(max_tokens).input;
+            if let Some(nanodollars) = model.cost_estimate(input, u64::from(max_tokens)) {
+                call.extensions.insert(CostEstimate(nanodollars));
+            }
+        }
         let retries = RetryPolicy::from(&self.cc.retries);
         let service = crate::stack::model::variant(
             &engine.rate_limit,

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use switchyard_layers::call::Call;
 use switchyard_layers::credentials::CredentialSource;
 use switchyard_layers::ext::{ApiKeyPublicId, Tags};
-use switchyard_layers::rate_limit::RateLimitLayer;
+use switchyard_layers::rate_limit::{CostEstimate, EstimateTokens, RateLimitLayer};
 use switchyard_layers::retry::RetryPolicy;
 use switchyard_layers::timeout::Timeouts;
 use tower::ServiceExt;

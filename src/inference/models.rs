@@ -22,6 +22,21 @@ pub struct Model {
     pub relayed: bool,
     /// The only request `namespace` that may use it (`models.M.namespace`).
     pub namespace: Option<Arc<str>>,
+    /// The prices of its providers that have them, for cost reservations.
+    pub prices: Vec<Arc<crate::cost::CostTable>>,
+}
+
+impl Model {
+    /// What a call of `input_tokens` in and at most `max_tokens` out may cost, in nano-dollars:
+    /// the dearest of its providers' estimates (any of them may answer). `None` when no
+    /// provider's prices say what output tokens cost.
+    pub fn cost_estimate(&self, input_tokens: u64, max_tokens: u64) -> Option<i64> {
+        self.prices
+            .iter()
+            .filter_map(|t| t.estimate(input_tokens, max_tokens))
+            .max()
+            .map(crate::cost::Dollars::nanodollars_ceil)
+    }
 }
 
 /// All configured models, and how to build shorthand ones.
@@ -57,6 +72,7 @@ impl ModelTable {
                     Err(e) => errors.push(e.0),
                 }
             }
+            let prices = providers.iter().filter_map(|p| p.cost.clone()).collect();
             let service = stack::model(
                 name.as_str().into(),
                 providers,
@@ -71,6 +87,7 @@ impl ModelTable {
                     service,
                     relayed,
                     namespace: model.namespace.as_deref().map(Arc::from),
+                    prices,
                 }),
             );
         }
@@ -105,6 +122,7 @@ impl ModelTable {
                     service,
                     relayed: self.context.relay.is_some(),
                     namespace: None,
+                    prices: Vec::new(),
                 }));
             }
         }

@@ -8,8 +8,8 @@ mod redis;
 use std::sync::Arc;
 
 use switchyard_layers::rate_limit::{
-    InProcessBackend, Limit, Priority, RateLimitLayer, Resource, Rule, Rules, Scope, ScopeMatch,
-    Window,
+    DEFAULT_COST_NANODOLLARS, InProcessBackend, Limit, Priority, RateLimitLayer, Resource, Rule,
+    Rules, Scope, ScopeMatch, Window,
 };
 
 pub use self::postgres::{PostgresBackend, migrate};
@@ -51,10 +51,10 @@ pub fn rules(config: &RateLimitingConfig) -> Rules {
                             .split_once("_per_")
                             .expect("limit keys are `<resource>_per_<window>`");
                         Limit {
-                            resource: if resource == "tokens" {
-                                Resource::Tokens
-                            } else {
-                                Resource::ModelInferences
+                            resource: match resource {
+                                "tokens" => Resource::Tokens,
+                                "cost" => Resource::Cost,
+                                _ => Resource::ModelInferences,
                             },
                             window: match window {
                                 "second" => Window::Second,
@@ -151,15 +151,24 @@ pub async fn build(
         return Ok((RateLimitLayer::disabled(), None));
     };
     let default_max_tokens = config.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    // Checked at load: finite and not negative.
+    let default_cost = config
+        .default_cost
+        .and_then(crate::cost::Dollars::from_f64)
+        .map_or(
+            DEFAULT_COST_NANODOLLARS,
+            crate::cost::Dollars::nanodollars_ceil,
+        );
+    let layer = |backend: Arc<dyn switchyard_layers::rate_limit::LimiterBackend>| {
+        RateLimitLayer::new(rules.clone(), backend, default_max_tokens)
+            .with_default_cost(default_cost)
+    };
     let n = config.rules.len();
     match store {
         Store::InProcess => {
             stores.in_process.set_max_buckets(max_in_process_buckets);
             tracing::info!("Rate limiting: {n} rule(s), buckets in this process");
-            Ok((
-                RateLimitLayer::new(rules, stores.in_process.clone(), default_max_tokens),
-                None,
-            ))
+            Ok((layer(stores.in_process.clone()), None))
         }
         Store::Valkey => {
             let url = valkey_url.ok_or("TENSORZERO_VALKEY_URL is not set")?;
@@ -169,10 +178,7 @@ pub async fn build(
                 .await?
                 .clone();
             tracing::info!("Rate limiting: {n} rule(s), buckets in {}", redis.label);
-            Ok((
-                RateLimitLayer::new(rules, Arc::new(redis.clone()), default_max_tokens),
-                Some(redis),
-            ))
+            Ok((layer(Arc::new(redis.clone())), Some(redis)))
         }
         Store::Postgres => {
             let pool = postgres.ok_or("TENSORZERO_POSTGRES_URL is not set")?;
@@ -182,10 +188,7 @@ pub async fn build(
                 .await?
                 .clone();
             tracing::info!("Rate limiting: {n} rule(s), buckets in Postgres");
-            Ok((
-                RateLimitLayer::new(rules, Arc::new(backend), default_max_tokens),
-                None,
-            ))
+            Ok((layer(Arc::new(backend)), None))
         }
     }
 }

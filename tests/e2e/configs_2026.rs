@@ -820,10 +820,6 @@ retries = { num_retries = 1, jitter = true }
         ),
         // A limit that cannot be enforced is refused rather than ignored.
         (
-            "[[rate_limiting.rules]]\ncost_per_hour = 5.0\nalways = true\n",
-            "cost rate limits (`cost_per_*`) are not supported by switchyard yet",
-        ),
-        (
             "[[rate_limiting.rules]]\ntokens_per_fortnight = 5\nalways = true\n",
             "`tokens_per_fortnight` is not a limit",
         ),

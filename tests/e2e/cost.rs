@@ -381,3 +381,130 @@ async fn a_relayed_call_reports_the_relays_cost() {
     let (input, output) = tokens(&usage);
     assert_eq!(usage["cost"], dollars(openai_price(input, output)));
 }
+
+/// Cost limits: a call that sets `max_tokens` to a priced model reserves what it may cost at
+/// most; one that does not reserves `default_cost`; both settle with the real cost.
+const CAPPED: &str = r#"
+[models.slow]
+routing = ["mock"]
+[models.slow.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "slow-400"
+api_key_location = "none"
+cost = [
+  { pointer = "/usage/prompt_tokens", cost_per_million = 0.15 },
+  { pointer = "/usage/completion_tokens", cost_per_million = 0.6 },
+]
+
+[rate_limiting]
+backend = "memory"
+default_cost = 0.0001
+
+[[rate_limiting.rules]]
+priority = 1
+scope = [{ tag_key = "budget", tag_value = "estimated" }]
+cost_per_day = 0.0003
+
+[[rate_limiting.rules]]
+priority = 1
+scope = [{ tag_key = "budget", tag_value = "default" }]
+cost_per_hour = { capacity = 0.0003, refill_rate = 0.0003 }
+"#;
+
+/// Twenty calls at once against a $0.0003 budget, each a slow answer so that every reservation
+/// is made before any settles: `reserves` of them fit. Returns the admitted answers' usage.
+async fn twenty_at_once(h: &Harness, budget: &str, max_tokens: Option<u32>) -> Vec<Value> {
+    let mut body = inference("slow", "hi");
+    body["tags"] = json!({ "budget": budget });
+    if let Some(n) = max_tokens {
+        body["params"] = json!({ "chat_completion": { "max_tokens": n } });
+    }
+    let replies =
+        futures_util::future::join_all((0..20).map(|_| h.post("/inference", &body))).await;
+    let mut admitted = Vec::new();
+    for r in replies {
+        match r.status.as_u16() {
+            200 => admitted.push(r.json()["usage"].clone()),
+            429 => assert!(
+                r.error()
+                    .starts_with("TensorZero rate limit exceeded for `cost` resource."),
+                "{}",
+                r.error()
+            ),
+            other => panic!("{other}: {}", r.text()),
+        }
+    }
+    admitted
+}
+
+#[tokio::test]
+async fn a_cost_cap_holds_under_twenty_concurrent_requests() {
+    let h = Harness::start(CAPPED).await;
+
+    // With `max_tokens = 100`, a call may cost 1 input token (the estimate for "hi") at $0.15/M
+    // plus 100 output tokens at $0.60/M: $0.00006015. Four fit in $0.0003, a fifth does not.
+    let admitted = twenty_at_once(&h, "estimated", Some(100)).await;
+    assert_eq!(admitted.len(), 4, "{admitted:?}");
+    let spent: f64 = admitted.iter().map(|u| u["cost"].as_f64().unwrap()).sum();
+    assert!(spent <= 0.0003, "the cap holds: {spent}");
+    // The refusal says what was asked and what was left, in dollars.
+    let mut body = inference("slow", "hi");
+    body["tags"] = json!({ "budget": "estimated" });
+    body["params"] = json!({ "chat_completion": { "max_tokens": 1000 } });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(
+        r.error().contains("Requested: $0.00060015"),
+        "{}",
+        r.error()
+    );
+    // The four settled with their real cost (far below the reservation): the money they did
+    // not spend is back, so a fifth call fits now.
+    body["params"] = json!({ "chat_completion": { "max_tokens": 100 } });
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Without `max_tokens`, each call reserves `default_cost` ($0.0001): three fit.
+    let admitted = twenty_at_once(&h, "default", None).await;
+    assert_eq!(admitted.len(), 3, "{admitted:?}");
+}
+
+#[test]
+fn cost_limits_load_in_both_forms_and_bad_ones_are_refused() {
+    let load = |rules: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tensorzero.toml");
+        std::fs::write(
+            &path,
+            format!("[rate_limiting]\nbackend = \"memory\"\n{rules}"),
+        )
+        .unwrap();
+        switchyard::config::LoadedConfig::from_files(path.to_str().unwrap())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    load("default_cost = 0.5\n[[rate_limiting.rules]]\nalways = true\ncost_per_month = 100\ncost_per_second = { capacity = 0.5, refill_rate = 0.01 }\n")
+        .unwrap();
+    for (rules, expected) in [
+        (
+            "[[rate_limiting.rules]]\nalways = true\ncost_per_day = -1\n",
+            "non-negative number of dollars",
+        ),
+        (
+            "[[rate_limiting.rules]]\nalways = true\ncost_per_day = { capacity = 1 }\n",
+            "a number of dollars or { capacity = DOLLARS, refill_rate = DOLLARS }",
+        ),
+        (
+            "default_cost = -0.1\n[[rate_limiting.rules]]\nalways = true\ncost_per_day = 1\n",
+            "default_cost",
+        ),
+        (
+            "[[rate_limiting.rules]]\nalways = true\ncost_per_fortnight = 1\n",
+            "is not a limit",
+        ),
+    ] {
+        let e = load(rules).unwrap_err();
+        assert!(e.contains(expected), "{rules}: {e}");
+    }
+}

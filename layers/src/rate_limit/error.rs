@@ -63,8 +63,8 @@ impl fmt::Display for RateLimited {
                 one.resource.as_str(),
                 one.rule,
                 one.scope,
-                one.requested,
-                one.available
+                one.resource.amount(one.requested),
+                one.resource.amount(one.available)
             )?;
         } else {
             write!(
@@ -79,8 +79,8 @@ impl fmt::Display for RateLimited {
                     s.resource.as_str(),
                     s.rule,
                     s.scope,
-                    s.requested,
-                    s.available
+                    s.resource.amount(s.requested),
+                    s.resource.amount(s.available)
                 )?;
             }
         }

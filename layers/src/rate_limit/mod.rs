@@ -11,12 +11,15 @@
 //!
 //! Each limit of each active rule is one bucket per distinct scope value. A bucket starts full
 //! (`capacity`) and refills continuously at `refill_rate` per window, up to `capacity`. A call
-//! takes from every bucket that applies, all or nothing: 1 from `model_inferences` buckets, and
-//! the token estimate from `tokens` buckets. When the answer reports its usage, the difference
-//! is settled: unused tokens go back (up to capacity), extra tokens are taken (a balance may go
-//! below zero, so real usage is never forgotten). A stream the client drops is charged its
-//! reservation or the tokens it had produced, whichever is larger. A call that failed without
-//! the provider charging anything gives its whole reservation back.
+//! takes from every bucket that applies, all or nothing: 1 from `model_inferences` buckets, the
+//! token estimate from `tokens` buckets, and the cost estimate from `cost` buckets (in
+//! nano-dollars: the caller's [`CostEstimate`] when it could price the call, else
+//! `default_cost`). When the answer reports its usage, the difference is settled: unused tokens
+//! or money go back (up to capacity), extra is taken (a balance may go below zero, so real
+//! usage is never forgotten). A usage that stays unknown (a provider without prices) keeps the
+//! reservation. A stream the client drops is charged its reservation or what it had produced,
+//! whichever is larger. A call that failed without the provider charging anything gives its
+//! whole reservation back.
 //!
 //! # Rule selection
 //!
@@ -50,6 +53,10 @@ use crate::call::Call;
 use crate::ext::{ApiKeyPublicId, InferenceStats, Phase, Tags};
 use crate::metrics::{Counter, Family, Histogram};
 
+/// What `cost` buckets reserve for a call that could not be priced: TensorZero's default
+/// `rate_limiting.default_cost`, $1, in nano-dollars.
+pub const DEFAULT_COST_NANODOLLARS: i64 = 1_000_000_000;
+
 /// A call's token estimate, for `tokens` buckets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TokenEstimate {
@@ -73,9 +80,26 @@ pub trait EstimateTokens {
     fn estimated_tokens(&self, default_max_tokens: u32) -> TokenEstimate;
 }
 
-/// What a response says, once, about the tokens it used.
+/// What a response says, once, about what it used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UsageReport {
+pub struct UsageReport {
+    /// Its tokens.
+    pub tokens: TokenReport,
+    /// Its cost in nano-dollars, when known.
+    pub cost: Option<i64>,
+}
+
+impl UsageReport {
+    /// Nothing is known.
+    pub const UNKNOWN: UsageReport = UsageReport {
+        tokens: TokenReport::Unknown,
+        cost: None,
+    };
+}
+
+/// What a response says about its tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenReport {
     /// The provider's count, input and output together.
     Reported(u64),
     /// The stream was dropped before its end (the client went away): what it had produced.
@@ -105,6 +129,12 @@ pub trait MaybeCharged {
     fn provider_may_have_charged(&self) -> bool;
 }
 
+/// What the caller expects a call to cost, in nano-dollars (a request extension), from the
+/// model's prices and the call's `max_tokens`; without it, `cost` buckets reserve the configured
+/// `default_cost`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CostEstimate(pub i64);
+
 /// Builds [`RateLimit`] services.
 #[derive(Clone)]
 pub struct RateLimitLayer {
@@ -115,6 +145,8 @@ struct LimiterShared {
     rules: Rules,
     backend: Arc<dyn LimiterBackend>,
     default_max_tokens: u32,
+    /// Nano-dollars reserved for a call the caller could not price.
+    default_cost: i64,
     metrics: Option<RateLimitMetrics>,
 }
 
@@ -154,10 +186,33 @@ impl RateLimitLayer {
                     rules,
                     backend,
                     default_max_tokens,
+                    default_cost: DEFAULT_COST_NANODOLLARS,
                     metrics: None,
                 })
             }),
         }
+    }
+
+    /// Reserves `nanodollars` in `cost` buckets for a call without a [`CostEstimate`].
+    pub fn with_default_cost(self, nanodollars: i64) -> Self {
+        Self {
+            shared: self.shared.map(|s| {
+                Arc::new(LimiterShared {
+                    rules: s.rules.clone(),
+                    backend: s.backend.clone(),
+                    default_max_tokens: s.default_max_tokens,
+                    default_cost: nanodollars,
+                    metrics: s.metrics.clone(),
+                })
+            }),
+        }
+    }
+
+    /// Whether any rule limits cost (then callers should estimate what calls cost).
+    pub fn limits_cost(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.rules.limit(Resource::Cost))
     }
 
     /// Records decisions and store behaviour in `metrics`.
@@ -168,6 +223,7 @@ impl RateLimitLayer {
                     rules: s.rules.clone(),
                     backend: s.backend.clone(),
                     default_max_tokens: s.default_max_tokens,
+                    default_cost: s.default_cost,
                     metrics: Some(metrics),
                 })
             }),
@@ -235,12 +291,17 @@ where
             TokenEstimate::default()
         };
         let tokens = i64::try_from(estimate.total()).unwrap_or(i64::MAX);
+        let cost = call
+            .extensions
+            .get::<CostEstimate>()
+            .map_or(shared.default_cost, |c| c.0.max(0));
         let charges: Vec<Charge> = buckets
             .into_iter()
             .map(|bucket| {
                 let amount = match bucket.limit.resource {
                     Resource::ModelInferences => 1,
                     Resource::Tokens => tokens,
+                    Resource::Cost => cost,
                 };
                 Charge { bucket, amount }
             })
@@ -289,23 +350,37 @@ where
                 Ok(response) => {
                     let settle_shared = shared.clone();
                     Ok(response.report_usage(Box::new(move |report| {
-                        let used = match report {
-                            UsageReport::Reported(actual) => actual,
-                            UsageReport::Abandoned { input, output } => input
-                                .unwrap_or(estimate.input)
-                                .saturating_add(output)
-                                .max(estimate.total()),
-                            UsageReport::Unknown => return,
-                        };
-                        let used = i64::try_from(used).unwrap_or(i64::MAX);
+                        let abandoned = matches!(report.tokens, TokenReport::Abandoned { .. });
+                        let tokens_used = match report.tokens {
+                            TokenReport::Reported(actual) => Some(actual),
+                            TokenReport::Abandoned { input, output } => Some(
+                                input
+                                    .unwrap_or(estimate.input)
+                                    .saturating_add(output)
+                                    .max(estimate.total()),
+                            ),
+                            TokenReport::Unknown => None,
+                        }
+                        .map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+                        // A negative total (discounts larger than charges) never credits a
+                        // bucket; a dropped stream pays at least its reservation.
+                        let cost_used = report
+                            .cost
+                            .map(|c| if abandoned { c.max(cost) } else { c.max(0) });
                         let adjustments: Vec<Charge> = charges
                             .into_iter()
-                            .filter(|c| c.bucket.limit.resource == Resource::Tokens)
-                            .map(|c| Charge {
-                                amount: used.saturating_sub(c.amount),
-                                bucket: c.bucket,
+                            .filter_map(|c| {
+                                let used = match c.bucket.limit.resource {
+                                    Resource::ModelInferences => return None,
+                                    Resource::Tokens => tokens_used?,
+                                    Resource::Cost => cost_used?,
+                                };
+                                let amount = used.saturating_sub(c.amount);
+                                (amount != 0).then_some(Charge {
+                                    amount,
+                                    bucket: c.bucket,
+                                })
                             })
-                            .filter(|c| c.amount != 0)
                             .collect();
                         settle_later(settle_shared, adjustments);
                     })))
@@ -708,7 +783,7 @@ mod tests {
 
     impl ReportUsage for () {
         fn report_usage(self, settle: Box<dyn FnOnce(UsageReport) + Send>) -> Self {
-            settle(UsageReport::Unknown);
+            settle(UsageReport::UNKNOWN);
         }
     }
 

@@ -10,6 +10,8 @@ pub enum Resource {
     ModelInferences,
     /// Tokens (input and output).
     Tokens,
+    /// Money, in nano-dollars (`cost_per_*`).
+    Cost,
 }
 
 impl Resource {
@@ -18,6 +20,25 @@ impl Resource {
         match self {
             Resource::ModelInferences => "model_inferences",
             Resource::Tokens => "tokens",
+            Resource::Cost => "cost",
+        }
+    }
+
+    /// An amount of this resource as messages write it: a count, or dollars for cost.
+    pub fn amount(self, n: i64) -> String {
+        match self {
+            Resource::Cost => {
+                let sign = if n < 0 { "-" } else { "" };
+                let n = n.unsigned_abs();
+                let (whole, fraction) = (n / 1_000_000_000, n % 1_000_000_000);
+                if fraction == 0 {
+                    format!("{sign}${whole}")
+                } else {
+                    let digits = format!("{fraction:09}");
+                    format!("{sign}${whole}.{}", digits.trim_end_matches('0'))
+                }
+            }
+            _ => n.to_string(),
         }
     }
 }
@@ -166,11 +187,11 @@ impl Rules {
         self.rules.is_empty()
     }
 
-    /// Whether any rule limits tokens (then the call needs a token estimate).
-    pub fn limit_tokens(&self) -> bool {
+    /// Whether any rule limits `resource`.
+    pub fn limit(&self, resource: Resource) -> bool {
         self.rules
             .iter()
-            .any(|r| r.limits.iter().any(|l| l.resource == Resource::Tokens))
+            .any(|r| r.limits.iter().any(|l| l.resource == resource))
     }
 
     /// The buckets a request with these tags and this API key draws from.

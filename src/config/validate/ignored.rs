@@ -4,7 +4,7 @@
 //! and each one is named in a warning, since a typo there would otherwise go unseen.
 //!
 //! A rate-limit rule's `*_per_*` keys are the exception: one switchyard cannot enforce (an
-//! unknown resource or interval, or `cost_per_*`) is an error, because a limit silently not
+//! unknown resource or interval) is an error, because a limit silently not
 //! enforced is worse than a gateway that will not start.
 
 use toml::de::{DeTable, DeValue};
@@ -19,7 +19,7 @@ const RATE_LIMITING_KEYS: &[&str] = &[
     "rules",
 ];
 const RULE_KEYS: &[&str] = &["priority", "always", "scope"];
-const RESOURCES: &[&str] = &["model_inferences", "tokens"];
+const RESOURCES: &[&str] = &["model_inferences", "tokens", "cost"];
 const INTERVALS: &[&str] = &["second", "minute", "hour", "day", "week", "month"];
 const RETRY_KEYS: &[&str] = &["num_retries", "max_delay_s"];
 const PROVIDER_TYPE_KEYS: &[&str] = &["defaults", "sft"];
@@ -76,10 +76,6 @@ impl Checker<'_> {
                             }
                             match key.split_once("_per_") {
                                 None => found.push((rat.key(key), RULE_KEYS)),
-                                Some(("cost", _)) => rule_errors.push((
-                                    rat.key(key),
-                                    "cost rate limits (`cost_per_*`) are not supported by switchyard yet: the rule would not be enforced, so the configuration is refused".to_owned(),
-                                )),
                                 Some((resource, interval))
                                     if !RESOURCES.contains(&resource)
                                         || !INTERVALS.contains(&interval) =>

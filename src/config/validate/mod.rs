@@ -364,6 +364,7 @@ impl Checker<'_> {
 
     fn rate_limiting(&mut self) {
         let rl = &self.config.rate_limiting;
+
         let mut scope_sets: BTreeMap<Vec<ScopeEntry>, usize> = BTreeMap::new();
         for (i, rule) in rl.rules.iter().enumerate() {
             let at = TomlPath::keys(["rate_limiting", "rules"]).index(i);
@@ -435,7 +436,36 @@ impl Checker<'_> {
             if !["auto", "valkey", "memory", "postgres"].contains(&backend.as_str()) {
                 self.error(
                     TomlPath::keys(["rate_limiting", "backend"]),
-                    format!("`{backend}` is not a backend: use `auto`, `valkey` or `memory`"),
+                    format!(
+                        "`{backend}` is not a backend: use `auto`, `valkey`, `postgres` or `memory`"
+                    ),
+                );
+            }
+        }
+        let limits_cost = rl.enabled
+            && rl
+                .rules
+                .iter()
+                .any(|r| r.limits().iter().any(|(k, _)| k.starts_with("cost_")));
+        if limits_cost {
+            let unpriced: Vec<&str> = self
+                .config
+                .models
+                .iter()
+                .filter(|(_, m)| m.providers.values().any(|p| p.cost.is_empty()))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !unpriced.is_empty() {
+                self.warn(
+                    Some(TomlPath::keys(["rate_limiting"])),
+                    format!(
+                        "cost limits apply, but a provider of {} has no `cost` prices: a call it answers keeps its whole reservation (`default_cost` when the model cannot be priced at all), as its real cost is unknown",
+                        unpriced
+                            .iter()
+                            .map(|n| format!("model `{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 );
             }
         }
