@@ -379,6 +379,85 @@ impl Usage {
     }
 }
 
+/// What a client asked to see of the providers' own answers (`include_raw_usage`,
+/// `include_raw_response`); carried to the model calls as a request extension.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawWanted {
+    /// Each call's usage object, as the provider wrote it.
+    pub usage: bool,
+    /// Each call's answer (or stream chunks), as the provider sent it.
+    pub response: bool,
+}
+
+impl RawWanted {
+    /// Whether anything is wanted.
+    pub fn any(self) -> bool {
+        self.usage || self.response
+    }
+}
+
+/// One model call's usage as its provider wrote it (a `raw_usage` entry).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawUsage {
+    /// The model call.
+    pub model_inference_id: uuid::Uuid,
+    /// The provider's type (`openai`, `anthropic`, ...).
+    pub provider_type: String,
+    /// Which of its APIs: `chat_completions`, `responses`, `embeddings` or `other`.
+    pub api_type: String,
+    /// The usage object (null when the provider sent none).
+    pub data: Value,
+}
+
+/// One model call's answer as its provider sent it (a `raw_response` entry).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawResponse {
+    /// The model call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_inference_id: Option<uuid::Uuid>,
+    /// The provider's type.
+    pub provider_type: String,
+    /// Which of its APIs.
+    pub api_type: String,
+    /// The answer's text.
+    pub data: String,
+}
+
+/// What a client asked to see of the providers' own answers, gathered over the model calls.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Raw {
+    /// Usage objects, one per model call.
+    pub usage: Vec<RawUsage>,
+    /// Whole answers, one per model call (in a stream: the calls made before it started).
+    pub responses: Vec<RawResponse>,
+    /// In a stream: the provider's chunks since the previous one.
+    pub chunk: Option<String>,
+}
+
+impl Raw {
+    /// Adds another call's records (usage entries of the same call replace earlier ones: a
+    /// stream reports running totals).
+    pub fn absorb(&mut self, other: Raw) {
+        for u in other.usage {
+            match self
+                .usage
+                .iter_mut()
+                .find(|e| e.model_inference_id == u.model_inference_id)
+            {
+                Some(e) => *e = u,
+                None => self.usage.push(u),
+            }
+        }
+        self.responses.extend(other.responses);
+        if let Some(chunk) = other.chunk {
+            match &mut self.chunk {
+                Some(c) => c.push_str(&chunk),
+                None => self.chunk = Some(chunk),
+            }
+        }
+    }
+}
+
 /// A block of model output.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OutputBlock {
@@ -399,6 +478,8 @@ pub struct ModelResponse {
     pub usage: Usage,
     /// Why it stopped.
     pub finish_reason: Option<FinishReason>,
+    /// The provider's own answer, when the client asked for it.
+    pub raw: Option<Box<Raw>>,
 }
 
 /// A piece of a streamed answer.
@@ -410,6 +491,8 @@ pub struct ModelChunk {
     pub usage: Option<Usage>,
     /// Why it stopped, in the last chunk.
     pub finish_reason: Option<FinishReason>,
+    /// The provider's own chunks (and, with usage, its usage object), when asked for.
+    pub raw: Option<Box<Raw>>,
 }
 
 /// A delta of one output block.

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::cost::Dollars;
 use crate::model_call::{
-    ChunkBlock, FinishReason, InferenceParams, ModelChunk, ModelResponse, OutputBlock, Role,
-    Thought, ToolCall, ToolChoice, ToolDef, Usage,
+    ChunkBlock, FinishReason, InferenceParams, ModelChunk, ModelResponse, OutputBlock, Raw,
+    RawResponse, RawUsage, Role, Thought, ToolCall, ToolChoice, ToolDef, Usage,
 };
 use crate::providers::bounds::token_count;
 use switchyard_layers::Secret;
@@ -87,10 +87,10 @@ pub struct InferenceRequestBody {
         serialize_with = "expose_secrets"
     )]
     pub credentials: BTreeMap<String, Secret>,
-    /// Accepted, unused.
+    /// Adds `raw_response` to the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_raw_response: Option<bool>,
-    /// Accepted, unused.
+    /// Adds `raw_usage` to the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_raw_usage: Option<bool>,
     /// Checked (streaming only), unused.
@@ -287,9 +287,46 @@ pub struct InferenceResponse {
     /// Tokens used.
     #[serde(default)]
     pub usage: WireUsage,
+    /// Each model call's usage as its provider wrote it (`include_raw_usage`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub raw_usage: Option<Vec<RawUsage>>,
+    /// Each model call's answer as its provider sent it (`include_raw_response`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub raw_response: Option<Vec<RawResponse>>,
     /// Why the model stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<FinishReason>,
+}
+
+/// A relay's optional extra that does not have the expected shape is dropped, rather than
+/// failing an answer that is otherwise fine.
+fn lenient<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// The raw records of an answer or chunk, as a relay sent them.
+fn raw_of(
+    usage: Option<Vec<RawUsage>>,
+    responses: Option<Vec<RawResponse>>,
+    chunk: Option<String>,
+) -> Option<Box<Raw>> {
+    (usage.is_some() || responses.is_some() || chunk.is_some()).then(|| {
+        Box::new(Raw {
+            usage: usage.unwrap_or_default(),
+            responses: responses.unwrap_or_default(),
+            chunk,
+        })
+    })
 }
 
 /// One block of a chat answer.
@@ -410,6 +447,7 @@ impl InferenceResponse {
             content,
             usage: self.usage.into(),
             finish_reason: self.finish_reason,
+            raw: raw_of(self.raw_usage, self.raw_response, None),
         })
     }
 }
@@ -460,6 +498,27 @@ pub struct InferenceChunk {
     /// Tokens used (in the last event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<WireUsage>,
+    /// Each model call's usage as its provider wrote it (in the last event).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub raw_usage: Option<Vec<RawUsage>>,
+    /// The answers of the model calls made before the stream started (in the first event).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub raw_response: Option<Vec<RawResponse>>,
+    /// The provider's own chunk(s) behind this event.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub raw_chunk: Option<String>,
     /// Why the model stopped (in the last event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<FinishReason>,
@@ -578,6 +637,7 @@ impl InferenceChunk {
             content,
             usage: self.usage.map(Usage::from),
             finish_reason: self.finish_reason,
+            raw: raw_of(self.raw_usage, self.raw_response, self.raw_chunk),
         }
     }
 }

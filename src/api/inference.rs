@@ -96,10 +96,12 @@ fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
         n.dryrun,
         n.internal,
         n.cache_options,
-        n.include_raw_response,
-        n.include_raw_usage,
         n.include_original_response,
     );
+    let raw_wanted = crate::model_call::RawWanted {
+        usage: n.include_raw_usage == Some(true),
+        response: n.include_raw_response == Some(true),
+    };
     let system = match n.input.system {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(SystemInput::Text(s)),
@@ -143,6 +145,7 @@ fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
         schemas: Default::default(),
         trace: None,
         trace_extras: None,
+        raw_wanted,
     })
 }
 
@@ -397,6 +400,18 @@ fn response_json(meta: &InferenceMeta, r: &ModelResponse) -> native_wire::Infere
         content,
         output,
         usage: r.usage.into(),
+        raw_usage: meta.raw_wanted.usage.then(|| {
+            r.raw
+                .as_ref()
+                .map(|raw| raw.usage.clone())
+                .unwrap_or_default()
+        }),
+        raw_response: meta.raw_wanted.response.then(|| {
+            r.raw
+                .as_ref()
+                .map(|raw| raw.responses.clone())
+                .unwrap_or_default()
+        }),
         finish_reason: r.finish_reason,
     }
 }
@@ -436,6 +451,9 @@ impl NativeStream {
             content: None,
             raw: None,
             usage: None,
+            raw_usage: None,
+            raw_response: None,
+            raw_chunk: None,
             finish_reason: None,
         }
     }
@@ -448,6 +466,13 @@ fn to_value(event: native_wire::InferenceChunk) -> Value {
 impl StreamFormat for NativeStream {
     fn chunk(&mut self, chunk: &ModelChunk) -> Vec<Value> {
         let mut event = self.event();
+        if let Some(raw) = chunk.raw.as_ref().filter(|_| self.meta.raw_wanted.response) {
+            event.raw_chunk = raw.chunk.clone();
+            if !raw.responses.is_empty() {
+                event.raw_response = Some(raw.responses.clone());
+            }
+        }
+        let has_raw = event.raw_chunk.is_some() || event.raw_response.is_some();
         if self.meta.is_json {
             let raw: String = chunk
                 .content
@@ -457,12 +482,12 @@ impl StreamFormat for NativeStream {
                     _ => None,
                 })
                 .collect();
-            if raw.is_empty() {
+            if raw.is_empty() && !has_raw {
                 return Vec::new();
             }
             event.raw = Some(raw);
         } else {
-            if chunk.content.is_empty() {
+            if chunk.content.is_empty() && !has_raw {
                 return Vec::new();
             }
             event.content = Some(chunk.content.iter().map(Into::into).collect());
@@ -470,7 +495,12 @@ impl StreamFormat for NativeStream {
         vec![to_value(event)]
     }
 
-    fn finish(&mut self, usage: Usage, finish_reason: Option<FinishReason>) -> Vec<Value> {
+    fn finish(
+        &mut self,
+        usage: Usage,
+        raw_usage: &[crate::model_call::RawUsage],
+        finish_reason: Option<FinishReason>,
+    ) -> Vec<Value> {
         let mut event = self.event();
         if self.meta.is_json {
             event.raw = Some(String::new());
@@ -478,6 +508,9 @@ impl StreamFormat for NativeStream {
             event.content = Some(Vec::new());
         }
         event.usage = Some(usage.into());
+        if self.meta.raw_wanted.usage {
+            event.raw_usage = Some(raw_usage.to_vec());
+        }
         event.finish_reason = finish_reason;
         vec![to_value(event)]
     }

@@ -22,15 +22,21 @@ use switchyard_layers::metrics::Gauge;
 
 use crate::body::Body;
 use crate::error::Error;
-use crate::model_call::{ChunkStream, FinishReason, ModelChunk, Usage};
+use crate::model_call::{ChunkStream, FinishReason, ModelChunk, Raw, RawUsage, Usage};
 use crate::sse::{DONE, data_event};
 
 /// How one route writes its stream events.
 pub(super) trait StreamFormat: Send + 'static {
     /// Events for one chunk (its usage and finish reason already taken out).
     fn chunk(&mut self, chunk: &ModelChunk) -> Vec<Value>;
-    /// Events after the provider's stream ended.
-    fn finish(&mut self, usage: Usage, finish_reason: Option<FinishReason>) -> Vec<Value>;
+    /// Events after the provider's stream ended: its usage (and each call's raw usage, for a
+    /// client that asked), and why it stopped.
+    fn finish(
+        &mut self,
+        usage: Usage,
+        raw_usage: &[RawUsage],
+        finish_reason: Option<FinishReason>,
+    ) -> Vec<Value>;
     /// The event for an error mid-stream.
     fn error(&mut self, error: &Error) -> Value;
     /// The closing bytes when the gateway itself failed mid-stream (a panic, caught): the
@@ -70,6 +76,7 @@ struct State<F> {
     phase: Phase,
     rest: ChunkStream,
     usage: Usage,
+    raw_usage: Raw,
     finish_reason: Option<FinishReason>,
     format: F,
 }
@@ -78,6 +85,12 @@ impl<F: StreamFormat> State<F> {
     fn on_chunk(&mut self, mut chunk: ModelChunk) -> Bytes {
         if let Some(usage) = chunk.usage.take() {
             self.usage.merge(usage);
+        }
+        if let Some(raw) = &mut chunk.raw {
+            self.raw_usage.absorb(Raw {
+                usage: std::mem::take(&mut raw.usage),
+                ..Raw::default()
+            });
         }
         if let Some(reason) = chunk.finish_reason.take() {
             self.finish_reason = Some(reason);
@@ -109,6 +122,7 @@ pub(super) fn sse_response<F: StreamFormat>(
         phase: Phase::First(first),
         rest,
         usage: Usage::default(),
+        raw_usage: Raw::default(),
         finish_reason: None,
         format,
     };
@@ -125,7 +139,9 @@ pub(super) fn sse_response<F: StreamFormat>(
                 }
                 None => {
                     s.phase = Phase::Done;
-                    let events = s.format.finish(s.usage, s.finish_reason);
+                    let events = s
+                        .format
+                        .finish(s.usage, &s.raw_usage.usage, s.finish_reason);
                     encode(events, true)
                 }
             },
@@ -172,7 +188,12 @@ mod tests {
             assert!(self.0 < 2, "a bug in the event code");
             vec![serde_json::json!({ "n": self.0 })]
         }
-        fn finish(&mut self, _usage: Usage, _finish: Option<FinishReason>) -> Vec<Value> {
+        fn finish(
+            &mut self,
+            _usage: Usage,
+            _raw_usage: &[RawUsage],
+            _finish: Option<FinishReason>,
+        ) -> Vec<Value> {
             Vec::new()
         }
         fn error(&mut self, _error: &Error) -> Value {

@@ -123,6 +123,9 @@ impl ChatCall<'_> {
         if let Some(extras) = &request.trace_extras {
             call.extensions.insert(extras.clone());
         }
+        if request.raw_wanted.any() {
+            call.extensions.insert(request.raw_wanted);
+        }
         // With cost limits, a call that sets `max_tokens` to a model with prices reserves what
         // it may cost at most, rather than the flat `default_cost`.
         if engine.rate_limit.limits_cost()
@@ -152,6 +155,7 @@ impl ChatCall<'_> {
             provider_name: provider,
             is_json: self.function.is_some_and(FunctionInfo::is_json),
             output_check,
+            raw_wanted: request.raw_wanted,
         };
         Ok(match output {
             ProviderOutput::Complete(response) => InferenceOutcome::Complete { meta, response },

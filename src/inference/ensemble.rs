@@ -21,7 +21,7 @@ use super::input::Prompt;
 use super::{ChatCall, Engine, Ids, InferenceMeta, InferenceOutcome, InferenceRequest};
 use crate::config::{BestOfNConfig, JsonMode, MixtureOfNConfig, TimeoutsConfig, VariantConfig};
 use crate::error::Error;
-use crate::model_call::{ChunkBlock, ModelChunk, ModelResponse, OutputBlock, Usage};
+use crate::model_call::{ChunkBlock, ModelChunk, ModelResponse, OutputBlock, Raw, Usage};
 
 /// What the evaluator is asked for, appended to its own system prompt.
 const EVALUATOR_INSTRUCTIONS: &str = "You are judging candidate answers to the conversation that follows. \
@@ -62,6 +62,7 @@ impl Ensemble<'_> {
         let work = async {
             let mut candidates = self.run_candidates(&config.candidates).await?;
             let mut usage = total_usage(candidates.iter().map(|c| c.response.usage));
+            let mut raw = gather(candidates.iter().map(|c| c.response.raw.clone()));
             let chosen = if candidates.len() == 1 {
                 0
             } else {
@@ -69,8 +70,9 @@ impl Ensemble<'_> {
                     .evaluate(&config.evaluator, evaluator_prompt, &candidates)
                     .await
                 {
-                    Ok((choice, evaluator_usage)) => {
-                        usage = add_usage(usage, evaluator_usage);
+                    Ok((choice, evaluator)) => {
+                        usage = add_usage(usage, evaluator.usage);
+                        raw = gather([raw, evaluator.raw]);
                         choice
                     }
                     Err(e) => {
@@ -85,6 +87,7 @@ impl Ensemble<'_> {
             } = candidates.swap_remove(chosen);
             meta.variant_name = self.variant_name.into();
             response.usage = usage;
+            response.raw = raw;
             Ok(self.deliver(meta, response))
         };
         self.within(&config.timeouts, work).await
@@ -99,6 +102,7 @@ impl Ensemble<'_> {
         let work = async {
             let mut candidates = self.run_candidates(&config.candidates).await?;
             let candidate_usage = total_usage(candidates.iter().map(|c| c.response.usage));
+            let candidate_raw = gather(candidates.iter().map(|c| c.response.raw.clone()));
             if candidates.len() == 1 {
                 let Candidate {
                     mut meta,
@@ -124,6 +128,7 @@ impl Ensemble<'_> {
             Ok(match outcome {
                 InferenceOutcome::Complete { meta, mut response } => {
                     response.usage = add_usage(response.usage, candidate_usage);
+                    response.raw = gather([candidate_raw, response.raw]);
                     InferenceOutcome::Complete { meta, response }
                 }
                 InferenceOutcome::Stream {
@@ -134,6 +139,9 @@ impl Ensemble<'_> {
                     // Usage values in a stream replace each other; adding the candidates' to each
                     // one keeps the last one right.
                     add_to_chunk(&mut first, candidate_usage);
+                    // The candidates' records arrive with the first chunk: their answers are
+                    // complete before the stream starts.
+                    first.raw = gather([candidate_raw, first.raw.take()]);
                     let rest = rest
                         .map(move |item| {
                             item.map(|mut chunk| {
@@ -244,7 +252,7 @@ impl Ensemble<'_> {
         evaluator: &crate::config::ChatCompletionConfig,
         prompt: &Prompt,
         candidates: &[Candidate],
-    ) -> Result<(usize, Usage), Error> {
+    ) -> Result<(usize, ModelResponse), Error> {
         let (system, messages) =
             prompt.render(&self.request.input, Some(&self.engine.templates))?;
         let system = with_candidates(system, EVALUATOR_INSTRUCTIONS, candidates);
@@ -296,7 +304,7 @@ impl Ensemble<'_> {
                     candidates.len() - 1
                 ))
             })?;
-        Ok((choice, response.usage))
+        Ok((choice, response))
     }
 
     /// The answer in the form the request asked for: a stream of one chunk when it streams.
@@ -328,6 +336,7 @@ impl Ensemble<'_> {
                 .collect(),
             usage: Some(response.usage),
             finish_reason: response.finish_reason,
+            raw: response.raw,
         };
         InferenceOutcome::Stream {
             meta,
@@ -395,6 +404,14 @@ fn candidate_text(response: &ModelResponse) -> String {
         }
     }
     parts.join("\n")
+}
+
+/// The raw records of several model calls together, in order.
+fn gather(raws: impl IntoIterator<Item = Option<Box<Raw>>>) -> Option<Box<Raw>> {
+    raws.into_iter().flatten().reduce(|mut all, next| {
+        all.absorb(*next);
+        all
+    })
 }
 
 fn add_usage(a: Usage, b: Usage) -> Usage {

@@ -114,6 +114,8 @@ pub struct InferenceRequest {
     pub stats: Arc<switchyard_layers::ext::InferenceStats>,
     /// The request's own schemas, compiled by the gateway before any variant runs.
     pub schemas: RequestSchemas,
+    /// What the client asked to see of the providers' own answers.
+    pub raw_wanted: crate::model_call::RawWanted,
 }
 
 /// The JSON Schemas a request brings: its tools' parameters and, for a json function, its
@@ -171,6 +173,8 @@ pub struct InferenceMeta {
     pub is_json: bool,
     /// How the answer is checked (tool arguments, json output).
     pub output_check: OutputCheck,
+    /// What the client asked to see of the providers' own answers.
+    pub raw_wanted: crate::model_call::RawWanted,
 }
 
 /// What an inference produced.

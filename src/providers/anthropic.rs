@@ -388,6 +388,7 @@ fn parse_message(bytes: &[u8]) -> Result<ModelResponse, String> {
             .get("stop_reason")
             .and_then(Value::as_str)
             .map(finish_reason),
+        raw: None,
     })
 }
 

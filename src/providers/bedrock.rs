@@ -473,6 +473,7 @@ fn parse_response(bytes: &[u8]) -> Result<ModelResponse, String> {
             .get("stopReason")
             .and_then(Value::as_str)
             .map(finish_reason),
+        raw: None,
     })
 }
 

@@ -160,6 +160,7 @@ impl GeminiAdapter {
                     .collect(),
                 usage: chunk.usage.unwrap_or_default(),
                 finish_reason: chunk.finish_reason,
+                raw: None,
             }))
         }
     }

@@ -116,6 +116,7 @@ mod tests {
             })],
             usage: Default::default(),
             finish_reason: Some(FinishReason::ToolCall),
+            raw: None,
         }));
         let ProviderOutput::Complete(response) = output else {
             panic!("not complete")

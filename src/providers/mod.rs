@@ -41,7 +41,8 @@ use crate::config::{ProviderConfig, ProviderType, ProviderTypesConfig};
 use crate::error::{Error, Fault};
 use crate::key_sources;
 use crate::model_call::{
-    BodyEdit, HeaderEdit, ModelChunk, ModelOutput, ModelRequest, ProviderOutput,
+    BodyEdit, HeaderEdit, ModelChunk, ModelOutput, ModelRequest, ProviderOutput, Raw, RawResponse,
+    RawUsage, RawWanted,
 };
 use crate::upstream::{Carried, Upstream, read_answer};
 use futures_util::StreamExt;
@@ -419,7 +420,13 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                 .get::<KeyOrigin>()
                 .copied()
                 .unwrap_or(KeyOrigin::Configuration);
-            let tap = spec.cost.clone().map(tap::AnswerTap::pricing);
+            let wanted = call
+                .extensions
+                .get::<RawWanted>()
+                .copied()
+                .unwrap_or_default();
+            let tap = (spec.cost.is_some() || wanted.any())
+                .then(|| tap::AnswerTap::new(spec.cost.clone(), wanted, spec.adapter.usage_at()));
             let cx = CallContext {
                 upstream: &this.upstream,
                 credentials: &dynamic,
@@ -458,7 +465,7 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                 output
             };
             let output = match tap {
-                Some(tap) => priced(output, tap, this.costs.clone()),
+                Some(tap) => observed(output, tap, this.costs.clone(), spec),
                 None => output,
             };
             Ok(ModelOutput {
@@ -469,45 +476,74 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
     }
 }
 
-/// Writes the call's cost (as the tap read it from the raw answer) into its usage: a whole
-/// answer's, or in a stream every usage report's, and one more report at the end if the cost
-/// changed after the last one. Counts it in `costs` once the answer is complete.
-fn priced(
+/// Writes what the tap read from the raw answer into the call's output: the cost into its
+/// usage (a whole answer's, or in a stream every usage report's, and one more report at the
+/// end if the cost changed after the last one), and the raw records the client asked for.
+/// Counts the cost in `costs` once the answer is complete.
+fn observed(
     output: ProviderOutput,
     tap: Arc<tap::AnswerTap>,
     costs: Option<Arc<MoneyCounter>>,
+    spec: &ProviderSpec,
 ) -> ProviderOutput {
     let count = move |cost: Option<crate::cost::Dollars>| {
         if let (Some(costs), Some(cost)) = (&costs, cost) {
             costs.add_nanodollars(u64::try_from(cost.nanodollars_ceil()).unwrap_or(0));
         }
     };
+    let identity = RawIdentity {
+        model_inference_id: uuid::Uuid::now_v7(),
+        provider_type: spec.provider_type.as_str(),
+        api_type: spec.adapter.api_type(),
+    };
     match output {
         ProviderOutput::Complete(mut response) => {
             response.usage.cost = tap.cost();
             count(response.usage.cost);
+            let wanted = tap.wanted();
+            if wanted.any() {
+                let mut raw = Raw::default();
+                if let Some(data) = tap.usage() {
+                    raw.usage.push(identity.usage(data));
+                }
+                if let Some(text) = tap.text().filter(|_| wanted.response) {
+                    raw.responses.push(identity.response(text));
+                }
+                response.raw = Some(Box::new(raw));
+            }
             ProviderOutput::Complete(response)
         }
         ProviderOutput::Stream { mut first, rest } => {
             /// The running usage, and the cost last written into it.
-            struct Priced {
+            struct Observed {
                 rest: crate::model_call::ChunkStream,
                 tap: Arc<tap::AnswerTap>,
+                identity: RawIdentity,
                 running: crate::model_call::Usage,
                 ended: bool,
             }
-            impl Priced {
+            impl Observed {
                 fn see(&mut self, chunk: &mut ModelChunk) {
                     if let Some(usage) = &mut chunk.usage {
                         usage.cost = self.tap.cost();
                         self.running.merge(*usage);
                         self.running.cost = usage.cost;
                     }
+                    let events = self.tap.take_events();
+                    let usage = chunk.usage.and_then(|_| self.tap.usage());
+                    if events.is_some() || usage.is_some() {
+                        let raw = chunk.raw.get_or_insert_with(Default::default);
+                        raw.chunk = events;
+                        if let Some(data) = usage {
+                            raw.usage = vec![self.identity.usage(data)];
+                        }
+                    }
                 }
             }
-            let mut state = Priced {
+            let mut state = Observed {
                 rest,
                 tap,
+                identity,
                 running: Default::default(),
                 ended: false,
             };
@@ -524,17 +560,20 @@ fn priced(
                     Some(Err(e)) => Some((Err(e), s)),
                     None => {
                         s.ended = true;
-                        let cost = s.tap.cost();
-                        if cost.is_none() || cost == s.running.cost {
-                            return None;
-                        }
                         // The cost moved after the last usage report (a priced field in an
                         // event that carried no usage): one more report, with the totals.
-                        s.running.cost = cost;
-                        let chunk = ModelChunk {
-                            usage: Some(s.running),
-                            ..ModelChunk::default()
-                        };
+                        // Raw events after the last chunk (the stream's closing events) go
+                        // with it too.
+                        let cost = s.tap.cost();
+                        let mut chunk = ModelChunk::default();
+                        if cost.is_some() && cost != s.running.cost {
+                            s.running.cost = cost;
+                            chunk.usage = Some(s.running);
+                        }
+                        s.see(&mut chunk);
+                        if chunk.usage.is_none() && chunk.raw.is_none() {
+                            return None;
+                        }
                         Some((Ok(chunk), s))
                     }
                 }
@@ -543,6 +582,58 @@ fn priced(
             let rest =
                 crate::model_call::on_stream_end(&first, rest, move |end| count(end.usage.cost));
             ProviderOutput::Stream { first, rest }
+        }
+    }
+}
+
+/// Who a raw record is about: one provider call.
+#[derive(Clone, Copy, Debug)]
+struct RawIdentity {
+    model_inference_id: uuid::Uuid,
+    provider_type: &'static str,
+    api_type: &'static str,
+}
+
+impl RawIdentity {
+    fn usage(&self, data: serde_json::Value) -> RawUsage {
+        RawUsage {
+            model_inference_id: self.model_inference_id,
+            provider_type: self.provider_type.to_owned(),
+            api_type: self.api_type.to_owned(),
+            data,
+        }
+    }
+
+    fn response(&self, data: String) -> RawResponse {
+        RawResponse {
+            model_inference_id: Some(self.model_inference_id),
+            provider_type: self.provider_type.to_owned(),
+            api_type: self.api_type.to_owned(),
+            data,
+        }
+    }
+}
+
+impl Adapter {
+    /// Where the provider's answers (and stream events) keep their usage object.
+    fn usage_at(&self) -> &'static [&'static str] {
+        match self {
+            // `message_start` carries `message.usage`; `message_delta` and whole answers `usage`.
+            Adapter::Anthropic(_) => &["/usage", "/message/usage"],
+            Adapter::Gemini(_) => &["/usageMetadata"],
+            Adapter::OpenAi(_)
+            | Adapter::Bedrock(_)
+            | Adapter::Sagemaker(_)
+            | Adapter::NotYetSupported(_) => &["/usage"],
+        }
+    }
+
+    /// The `api_type` of raw records: the OpenAI chat format is `chat_completions`; each
+    /// provider's own API (Anthropic Messages, Gemini, Bedrock Converse) is `other`.
+    fn api_type(&self) -> &'static str {
+        match self {
+            Adapter::OpenAi(_) | Adapter::Sagemaker(_) => "chat_completions",
+            _ => "other",
         }
     }
 }

@@ -181,6 +181,11 @@ pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
         .map(|d| (*d.0).clone())
         .unwrap_or_default();
     let tools = request.tools.as_ref();
+    let raw_wanted = call
+        .extensions
+        .get::<crate::model_call::RawWanted>()
+        .copied()
+        .unwrap_or_default();
     let body = InferenceRequestBody {
         model_name: Some(model_name.to_owned()),
         input: InputBody {
@@ -239,6 +244,9 @@ pub fn relay_body(model_name: &str, call: &Call<ModelRequest>) -> Value {
                 entry
             })
             .collect(),
+        // The relay's own records of the call are the ones the client asked for.
+        include_raw_usage: raw_wanted.usage.then_some(true),
+        include_raw_response: raw_wanted.response.then_some(true),
         ..InferenceRequestBody::default()
     };
     serde_json::to_value(body).expect("a native request serializes")

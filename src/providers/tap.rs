@@ -1,73 +1,144 @@
-//! What the gateway reads from a provider's raw answer beside the answer itself: its cost.
+//! What the gateway reads from a provider's raw answer beside the answer itself: its cost, and
+//! what a client asked to see verbatim (its usage object, its answer or stream chunks).
 //!
 //! The codecs read the raw bytes (a whole answer, or a stream's events) and hand each one to
 //! the call's [`AnswerTap`] before parsing it into the typed answer, so that pointers into the
 //! provider's own format (`cost` entries) see exactly what the provider sent, whatever the
-//! codec keeps. A call gets a tap only when its provider has something to read: most calls
-//! pay nothing.
+//! codec keeps. A call gets a tap only when there is something to read: most calls pay nothing.
 
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use crate::cost::{CostTable, Dollars, StreamMeter};
+use crate::model_call::RawWanted;
 
 /// One provider call's reader of raw answers.
 #[derive(Debug)]
 pub struct AnswerTap {
-    table: Arc<CostTable>,
+    prices: Option<Arc<CostTable>>,
+    wanted: RawWanted,
+    /// Where the provider's format keeps its usage object (in a whole answer or in events).
+    usage_at: &'static [&'static str],
     state: Mutex<Observed>,
 }
 
 #[derive(Debug, Default)]
-enum Observed {
-    /// Nothing yet.
-    #[default]
-    Nothing,
-    /// A whole answer, and its cost.
-    Answer(Option<Dollars>),
-    /// Stream events so far.
-    Stream(StreamMeter),
+struct Observed {
+    /// Whether a whole answer was read (else stream events, or nothing yet).
+    whole: bool,
+    /// A whole answer's cost.
+    answer_cost: Option<Dollars>,
+    /// A stream's priced fields so far.
+    meter: Option<StreamMeter>,
+    /// The usage object: a whole answer's, or the stream's reports merged key by key (each
+    /// event carries running totals of the keys it has).
+    usage: Option<serde_json::Map<String, Value>>,
+    /// A whole answer's text.
+    text: Option<String>,
+    /// Stream events not yet handed on with a chunk.
+    pending: Vec<String>,
 }
 
 impl AnswerTap {
-    /// A tap pricing the answer with `table`.
-    pub fn pricing(table: Arc<CostTable>) -> Arc<Self> {
+    /// A tap for a call with these prices, for a client that wants `wanted`, of a provider
+    /// whose usage object is at the first of `usage_at` that an answer or event has.
+    pub fn new(
+        prices: Option<Arc<CostTable>>,
+        wanted: RawWanted,
+        usage_at: &'static [&'static str],
+    ) -> Arc<Self> {
         Arc::new(Self {
-            table,
-            state: Mutex::new(Observed::Nothing),
+            prices,
+            wanted,
+            usage_at,
+            state: Mutex::new(Observed::default()),
         })
     }
 
-    /// Reads a whole (non-streamed) answer. One that is not JSON has no cost to read.
+    /// Reads a whole (non-streamed) answer. One that is not JSON has no cost or usage to read.
     pub fn answer(&self, bytes: &[u8]) {
-        let cost = serde_json::from_slice::<Value>(bytes)
-            .ok()
-            .and_then(|v| self.table.of_answer(&v));
-        *self.lock() = Observed::Answer(cost);
+        let mut state = self.lock();
+        state.whole = true;
+        if self.prices.is_some() || self.wanted.usage {
+            if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+                state.answer_cost = self.prices.as_ref().and_then(|t| t.of_answer(&v));
+                state.usage = self.usage_of(&v).cloned();
+            }
+        }
+        if self.wanted.response {
+            state.text = Some(String::from_utf8_lossy(bytes).into_owned());
+        }
     }
 
-    /// Reads one streamed event's data (JSON; anything else carries nothing to read).
+    /// Reads one streamed event's data.
     pub fn event(&self, data: &[u8]) {
+        let mut state = self.lock();
+        if self.wanted.response {
+            state
+                .pending
+                .push(String::from_utf8_lossy(data).into_owned());
+        }
+        if self.prices.is_none() && !self.wanted.usage {
+            return;
+        }
         let Ok(event) = serde_json::from_slice::<Value>(data) else {
             return;
         };
-        let mut state = self.lock();
-        if !matches!(*state, Observed::Stream(_)) {
-            *state = Observed::Stream(self.table.meter());
+        if let Some(table) = &self.prices {
+            state
+                .meter
+                .get_or_insert_with(|| table.meter())
+                .observe(&event);
         }
-        if let Observed::Stream(meter) = &mut *state {
-            meter.observe(&event);
+        if self.wanted.usage
+            && let Some(usage) = self.usage_of(&event)
+        {
+            let merged = state.usage.get_or_insert_with(Default::default);
+            for (k, v) in usage {
+                merged.insert(k.clone(), v.clone());
+            }
         }
     }
 
-    /// The cost of what was read so far (`None`: unknown).
+    fn usage_of<'v>(&self, v: &'v Value) -> Option<&'v serde_json::Map<String, Value>> {
+        self.usage_at
+            .iter()
+            .find_map(|p| v.pointer(p).and_then(Value::as_object))
+    }
+
+    /// The cost of what was read so far (`None`: unknown, or no prices).
     pub fn cost(&self) -> Option<Dollars> {
-        match &*self.lock() {
-            Observed::Nothing => None,
-            Observed::Answer(cost) => *cost,
-            Observed::Stream(meter) => meter.total(),
+        let state = self.lock();
+        if state.whole {
+            state.answer_cost
+        } else {
+            state.meter.as_ref().and_then(StreamMeter::total)
         }
+    }
+
+    /// The usage object read so far (null when there was none), if the client wants it.
+    pub fn usage(&self) -> Option<Value> {
+        self.wanted
+            .usage
+            .then(|| self.lock().usage.clone().map_or(Value::Null, Value::Object))
+    }
+
+    /// The whole answer's text, if the client wants it.
+    pub fn text(&self) -> Option<String> {
+        self.lock().text.clone()
+    }
+
+    /// The stream events read since the last call, joined by newlines, if the client wants
+    /// them and there are any.
+    pub fn take_events(&self) -> Option<String> {
+        let mut state = self.lock();
+        (!state.pending.is_empty()).then(|| std::mem::take(&mut state.pending).join("\n"))
+    }
+
+    /// What the client asked for.
+    pub fn wanted(&self) -> RawWanted {
+        self.wanted
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Observed> {

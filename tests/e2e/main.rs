@@ -21,6 +21,7 @@ mod openai;
 mod pg;
 mod providers;
 mod rate_limits;
+mod raw_records;
 mod redis;
 mod relay;
 mod secrets;

@@ -241,7 +241,6 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
     let _ = (
         chat.dryrun,
         chat.cache_options,
-        chat.include_raw_response,
         chat.include_original_response,
     );
     let namespace = crate::inference::check_namespace(chat.namespace)?;
@@ -339,6 +338,10 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         schemas: Default::default(),
         trace: None,
         trace_extras: None,
+        raw_wanted: crate::model_call::RawWanted {
+            usage: chat.include_raw_usage == Some(true),
+            response: chat.include_raw_response == Some(true),
+        },
     };
     Ok((request, target))
 }

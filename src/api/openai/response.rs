@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use crate::model_call::{RawResponse, RawUsage, RawWanted};
+
 use super::*;
 
 pub(super) fn response_model(target: &Target, meta: &InferenceMeta) -> String {
@@ -46,6 +48,10 @@ pub(super) struct Completion<'a> {
     object: &'static str,
     service_tier: Option<()>,
     system_fingerprint: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tensorzero_raw_response: Option<&'a [RawResponse]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tensorzero_raw_usage: Option<&'a [RawUsage]>,
     usage: UsageBody,
 }
 
@@ -157,6 +163,14 @@ pub(super) fn completion<'a>(
         object: "chat.completion",
         service_tier: None,
         system_fingerprint: "",
+        tensorzero_raw_response: meta
+            .raw_wanted
+            .response
+            .then(|| r.raw.as_ref().map_or(&[][..], |raw| &raw.responses[..])),
+        tensorzero_raw_usage: meta
+            .raw_wanted
+            .usage
+            .then(|| r.raw.as_ref().map_or(&[][..], |raw| &raw.usage[..])),
         usage: r.usage.into(),
     }
 }
@@ -172,6 +186,7 @@ pub(in crate::api) struct OpenAiStream {
     /// Tool call ids in order of first appearance: a call's position is its `index`.
     tool_ids: Vec<String>,
     is_json: bool,
+    raw_wanted: RawWanted,
 }
 
 impl OpenAiStream {
@@ -186,7 +201,23 @@ impl OpenAiStream {
             sent_role: false,
             tool_ids: Vec::new(),
             is_json: meta.is_json,
+            raw_wanted: meta.raw_wanted,
         }
+    }
+
+    /// Adds the raw records the client asked for to an event.
+    fn with_raw(&self, mut event: Value, chunk: &ModelChunk) -> Value {
+        if let Some(raw) = &chunk.raw {
+            if self.raw_wanted.response {
+                if let Some(text) = &raw.chunk {
+                    event["tensorzero_raw_chunk"] = json!(text);
+                }
+                if !raw.responses.is_empty() {
+                    event["tensorzero_raw_response"] = json!(raw.responses);
+                }
+            }
+        }
+        event
     }
 
     fn event(&self, choices: Value, usage: Value) -> Value {
@@ -245,7 +276,10 @@ impl StreamFormat for OpenAiStream {
             }
         }
         let first = !self.sent_role;
-        if text.is_empty() && calls.is_empty() && !first {
+        let has_raw = chunk.raw.as_ref().is_some_and(|r| {
+            self.raw_wanted.response && (r.chunk.is_some() || !r.responses.is_empty())
+        });
+        if text.is_empty() && calls.is_empty() && !first && !has_raw {
             return Vec::new();
         }
         let mut delta = self.delta();
@@ -257,17 +291,26 @@ impl StreamFormat for OpenAiStream {
         }
         let choices =
             json!([{ "index": 0, "finish_reason": null, "logprobs": null, "delta": delta }]);
-        vec![self.event(choices, Value::Null)]
+        vec![self.with_raw(self.event(choices, Value::Null), chunk)]
     }
 
-    fn finish(&mut self, usage: Usage, finish_reason: Option<FinishReason>) -> Vec<Value> {
+    fn finish(
+        &mut self,
+        usage: Usage,
+        raw_usage: &[RawUsage],
+        finish_reason: Option<FinishReason>,
+    ) -> Vec<Value> {
         let delta = self.delta();
         let choices = json!([{
             "index": 0, "finish_reason": finish_reason_str(finish_reason), "logprobs": null, "delta": delta
         }]);
         let mut events = vec![self.event(choices, Value::Null)];
         if self.include_usage {
-            events.push(self.event(json!([]), usage_json(usage)));
+            let mut event = self.event(json!([]), usage_json(usage));
+            if self.raw_wanted.usage {
+                event["tensorzero_raw_usage"] = json!(raw_usage);
+            }
+            events.push(event);
         }
         events
     }

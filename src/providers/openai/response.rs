@@ -96,6 +96,7 @@ pub fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
         content,
         usage: completion.usage.map(Usage::from).unwrap_or_default(),
         finish_reason: choice.finish_reason.as_deref().map(finish_reason),
+        raw: None,
     })
 }
 
@@ -123,5 +124,6 @@ pub(super) fn response_as_chunk(r: ModelResponse) -> ModelChunk {
             .collect(),
         usage: Some(r.usage),
         finish_reason: r.finish_reason,
+        raw: r.raw,
     }
 }
