@@ -54,7 +54,7 @@
 //! mid-stream; `hostile-index`: a tool-use block at index 2^40; `hostile-truncated`: the body ends half
 //! way through a message; `hostile-huge-frame`: a message that declares 2 GiB), errors as
 //! `{"message": ...}` with `x-amzn-ErrorType`. A request without a SigV4
-//! `Authorization` header gets Bedrock's 403.
+//! `Authorization` header (or, for Bedrock, a `Bearer` API key) gets Bedrock's 403.
 //!
 //! `POST /endpoints/NAME/invocations` (and `/invocations-response-stream`) is a SageMaker
 //! endpoint whose container speaks the OpenAI format: the answer is the chat completion, the
@@ -272,6 +272,10 @@ async fn handle(
     let sigv4_signed = headers.iter().any(|(n, v): &(String, String)| {
         n == "authorization" && v.starts_with("AWS4-HMAC-SHA256 Credential=")
     });
+    // Bedrock also takes its API keys as bearer tokens (SageMaker does not).
+    let bedrock_key = headers.iter().any(|(n, v): &(String, String)| {
+        n == "authorization" && v.strip_prefix("Bearer ").is_some_and(|k| !k.is_empty())
+    });
     // `echo-key`: a 401 that repeats the credential it was sent, as some providers do.
     let echoed_key = body["model"]
         .as_str()
@@ -314,7 +318,7 @@ async fn handle(
         && route.starts_with("/model/")
         && (route.ends_with("/converse") || route.ends_with("/converse-stream"))
     {
-        if !sigv4_signed {
+        if !sigv4_signed && !bedrock_key {
             return Ok(bedrock_error(
                 StatusCode::FORBIDDEN,
                 "MissingAuthenticationTokenException",

@@ -532,8 +532,17 @@ pub struct AwsBedrockProvider {
     /// Take the region from the AWS SDK chain when `region` is unset.
     #[serde(default)]
     pub allow_auto_detect_region: bool,
-    /// Overrides the endpoint URL (switchyard addition).
+    /// Overrides the endpoint URL.
     pub endpoint_url: Option<String>,
+    /// A Bedrock API key (`env::` or `dynamic::`), sent as `Authorization: Bearer` instead of
+    /// SigV4.
+    pub api_key: Option<CredentialLocation>,
+    /// Explicit IAM credentials: the access key id.
+    pub access_key_id: Option<CredentialLocation>,
+    /// The secret access key (with `access_key_id`).
+    pub secret_access_key: Option<CredentialLocation>,
+    /// A session token, for temporary credentials (needs the other two).
+    pub session_token: Option<CredentialLocation>,
 }
 
 /// `type = "aws_sagemaker"`.
@@ -551,8 +560,14 @@ pub struct AwsSagemakerProvider {
     /// Take the region from the AWS SDK chain when `region` is unset.
     #[serde(default)]
     pub allow_auto_detect_region: bool,
-    /// Overrides the endpoint URL (switchyard addition).
+    /// Overrides the endpoint URL.
     pub endpoint_url: Option<String>,
+    /// Explicit IAM credentials: the access key id.
+    pub access_key_id: Option<CredentialLocation>,
+    /// The secret access key (with `access_key_id`).
+    pub secret_access_key: Option<CredentialLocation>,
+    /// A session token, for temporary credentials (needs the other two).
+    pub session_token: Option<CredentialLocation>,
 }
 
 /// What a SageMaker endpoint speaks.
@@ -642,4 +657,58 @@ pub enum EmbeddingProviderType {
     Azure,
     /// OpenRouter `/embeddings`.
     Openrouter,
+}
+
+/// The IAM keys of an AWS provider, whichever its type.
+#[derive(Clone, Copy, Debug)]
+pub struct AwsIamKeys<'a> {
+    /// `access_key_id`.
+    pub access_key_id: Option<&'a CredentialLocation>,
+    /// `secret_access_key`.
+    pub secret_access_key: Option<&'a CredentialLocation>,
+    /// `session_token`.
+    pub session_token: Option<&'a CredentialLocation>,
+}
+
+impl AwsIamKeys<'_> {
+    /// Whether any is set.
+    pub fn any(&self) -> bool {
+        self.access_key_id.is_some()
+            || self.secret_access_key.is_some()
+            || self.session_token.is_some()
+    }
+
+    /// The ones set, with their keys.
+    pub fn set(&self) -> Vec<(&'static str, &CredentialLocation)> {
+        [
+            ("access_key_id", self.access_key_id),
+            ("secret_access_key", self.secret_access_key),
+            ("session_token", self.session_token),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+impl AwsBedrockProvider {
+    /// Its IAM keys.
+    pub fn iam(&self) -> AwsIamKeys<'_> {
+        AwsIamKeys {
+            access_key_id: self.access_key_id.as_ref(),
+            secret_access_key: self.secret_access_key.as_ref(),
+            session_token: self.session_token.as_ref(),
+        }
+    }
+}
+
+impl AwsSagemakerProvider {
+    /// Its IAM keys.
+    pub fn iam(&self) -> AwsIamKeys<'_> {
+        AwsIamKeys {
+            access_key_id: self.access_key_id.as_ref(),
+            secret_access_key: self.secret_access_key.as_ref(),
+            session_token: self.session_token.as_ref(),
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! AWS Bedrock's Converse API: `POST {endpoint}/model/{modelId}/converse` (streaming:
 //! `/converse-stream`, answered in AWS's binary event-stream framing), signed with AWS
-//! Signature Version 4 (by AWS's `aws-sigv4` signer) using the credentials start-up read from the environment
-//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+//! Signature Version 4 (by AWS's `aws-sigv4` signer), or sent with a Bedrock API key; see
+//! [`AwsAuth`] for where the credentials come from.
 
 use bytes::{Bytes, BytesMut};
 use http::Request;
@@ -14,7 +14,9 @@ use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, apply_body_edit, apply_header_edits,
     peek_stream, sensitive_header,
 };
+use crate::config::CredentialLocation;
 use crate::config::JsonMode;
+use crate::config::models::AwsIamKeys;
 use crate::error::{Error, FailureKind, Fault, error_chain};
 use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
@@ -22,6 +24,7 @@ use crate::model_call::{
 };
 use crate::upstream::{error_text, snippet};
 use switchyard_layers::Secret;
+use switchyard_layers::credentials::CredentialSource;
 
 /// AWS credentials (the environment part of the SDK chain).
 #[derive(Clone, Debug)]
@@ -124,13 +127,91 @@ pub(super) fn signing_headers(
         .collect())
 }
 
-/// Where and as whom an AWS adapter's calls go: the SigV4 service and region, and the
-/// credentials (none: every call fails naming the variables to set).
+/// How an AWS adapter proves who it is, as TensorZero 2026 chooses: a Bedrock `api_key`; else
+/// explicit IAM keys (`access_key_id`, `secret_access_key`, `session_token`); else, for
+/// Bedrock, a key in `AWS_BEARER_TOKEN_BEDROCK`; else the environment part of the SDK chain
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), which `sdk` also means.
+#[derive(Debug)]
+pub enum AwsAuth {
+    /// SigV4 with explicit keys, each read at start-up (`env::`) or from the request
+    /// (`dynamic::`).
+    Keys {
+        /// The access key id.
+        access_key_id: CredentialSource,
+        /// The secret access key.
+        secret_access_key: CredentialSource,
+        /// The session token, for temporary credentials.
+        session_token: Option<CredentialSource>,
+    },
+    /// SigV4 with the environment's credentials, read at start-up (none: calls fail naming
+    /// the variables to set).
+    Environment(Option<AwsCredentials>),
+    /// A Bedrock API key, sent as `Authorization: Bearer`.
+    ApiKey(CredentialSource),
+}
+
+impl AwsAuth {
+    /// The credentials of an AWS provider (checked when the configuration loaded). With
+    /// `check_credentials`, a missing environment variable is an error that names it;
+    /// without (relayed models), it is reported when a call needs it.
+    pub fn from_config(
+        api_key: Option<&CredentialLocation>,
+        iam: AwsIamKeys<'_>,
+        bedrock: bool,
+        check_credentials: bool,
+    ) -> Result<Self, String> {
+        let load = |l: &CredentialLocation| {
+            if check_credentials {
+                crate::key_sources::load(l)
+            } else {
+                Ok(crate::key_sources::load_lazily(l))
+            }
+        };
+        if let Some(key) = api_key {
+            return load(key).map(AwsAuth::ApiKey);
+        }
+        match (iam.access_key_id, iam.secret_access_key) {
+            (Some(CredentialLocation::Sdk), _) | (None, None) => {}
+            (Some(id), Some(secret)) => {
+                return Ok(AwsAuth::Keys {
+                    access_key_id: load(id)?,
+                    secret_access_key: load(secret)?,
+                    session_token: iam.session_token.map(load).transpose()?,
+                });
+            }
+            _ => return Err("`access_key_id` and `secret_access_key` go together".into()),
+        }
+        if bedrock
+            && iam.access_key_id.is_none()
+            && let Ok(token) = std::env::var("AWS_BEARER_TOKEN_BEDROCK")
+            && !token.is_empty()
+        {
+            return Ok(AwsAuth::ApiKey(CredentialSource::Static(Secret::new(
+                token,
+            ))));
+        }
+        Ok(AwsAuth::Environment(AwsCredentials::from_env()))
+    }
+
+    /// Whether calls will fail for want of credentials in the environment.
+    pub fn missing(&self) -> bool {
+        matches!(self, AwsAuth::Environment(None))
+    }
+}
+
+/// Where and as whom an AWS adapter's calls go: the SigV4 service and region, and how it
+/// authenticates.
 #[derive(Debug)]
 pub(super) struct AwsSigner {
     pub service: &'static str,
     pub region: String,
-    pub credentials: Option<AwsCredentials>,
+    pub auth: AwsAuth,
+}
+
+/// What one call authenticates with.
+enum CallAuth {
+    SigV4(AwsCredentials),
+    Bearer(Secret),
 }
 
 impl AwsSigner {
@@ -145,14 +226,37 @@ impl AwsSigner {
         edits: &Edits<'_>,
         cx: &CallContext<'_>,
     ) -> Result<hyper::Response<Incoming>, Error> {
-        let credentials = self.credentials.as_ref().ok_or_else(|| {
+        let missing = |reason: String| {
             Error::ApiKeyMissing(switchyard_layers::credentials::MissingCredential {
                 provider: provider.label().into(),
-                reason:
-                    "AWS credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                        .into(),
+                reason,
             })
-        })?;
+        };
+        let resolve = |source: &CredentialSource| -> Result<Secret, Error> {
+            source
+                .resolve(Some(cx.credentials))
+                .map_err(missing)?
+                .ok_or_else(|| missing("an AWS credential resolved to nothing".into()))
+        };
+        let auth = match &self.auth {
+            AwsAuth::Environment(Some(c)) => CallAuth::SigV4(c.clone()),
+            AwsAuth::Environment(None) => {
+                return Err(missing(
+                    "AWS credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure `access_key_id` and `secret_access_key`"
+                        .into(),
+                ));
+            }
+            AwsAuth::Keys {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => CallAuth::SigV4(AwsCredentials {
+                access_key_id: resolve(access_key_id)?.expose().to_owned(),
+                secret_access_key: resolve(secret_access_key)?,
+                session_token: session_token.as_ref().map(resolve).transpose()?,
+            }),
+            AwsAuth::ApiKey(key) => CallAuth::Bearer(resolve(key)?),
+        };
         for edit in &edits.body {
             apply_body_edit(&mut body, edit);
         }
@@ -160,19 +264,26 @@ impl AwsSigner {
         // A bad `endpoint_url` is named before anything is signed.
         url.parse::<http::Uri>()
             .map_err(|e| provider.failure(format!("`{url}` is not a URL: {e}")))?;
-        let signature = signing_headers(
-            self.service,
-            url,
-            &[("content-type", "application/json")],
-            payload.as_bytes(),
-            &self.region,
-            credentials,
-            std::time::SystemTime::now(),
-        )
-        .map_err(|m| provider.failure(m))?;
         let mut builder = Request::post(url).header(CONTENT_TYPE, "application/json");
-        for (name, value) in &signature {
-            builder = builder.header(name.as_str(), sensitive_header(value)?);
+        match &auth {
+            CallAuth::SigV4(credentials) => {
+                let signature = signing_headers(
+                    self.service,
+                    url,
+                    &[("content-type", "application/json")],
+                    payload.as_bytes(),
+                    &self.region,
+                    credentials,
+                    std::time::SystemTime::now(),
+                )
+                .map_err(|m| provider.failure(m))?;
+                for (name, value) in &signature {
+                    builder = builder.header(name.as_str(), sensitive_header(value)?);
+                }
+            }
+            CallAuth::Bearer(key) => {
+                builder = builder.header(http::header::AUTHORIZATION, super::bearer(key)?);
+            }
         }
         if stream {
             builder = builder.header(ACCEPT, "application/vnd.amazon.eventstream");
@@ -190,12 +301,11 @@ impl BedrockAdapter {
     /// `endpoint_url` defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
     pub fn new(
         p: &crate::config::models::AwsBedrockProvider,
+        endpoint_url: Option<String>,
         region: String,
-        credentials: Option<AwsCredentials>,
+        auth: AwsAuth,
     ) -> Self {
-        let endpoint = p
-            .endpoint_url
-            .clone()
+        let endpoint = endpoint_url
             .unwrap_or_else(|| format!("https://bedrock-runtime.{region}.amazonaws.com"))
             .trim_end_matches('/')
             .to_owned();
@@ -205,7 +315,7 @@ impl BedrockAdapter {
             signer: AwsSigner {
                 service: "bedrock",
                 region,
-                credentials,
+                auth,
             },
         }
     }

@@ -84,19 +84,20 @@ enum Adapter {
 ///
 /// `region` is a literal (`us-east-1`), `sdk` (from `AWS_REGION` or `AWS_DEFAULT_REGION`, as
 /// the deprecated `allow_auto_detect_region = true` also asks), or a location: `env::VAR`, or
-/// `path::FILE` / `path_from_env::VAR` naming a file that holds it. Unset, it is `us-east-1`.
+/// `path::FILE` / `path_from_env::VAR` naming a file that holds it. It is required (checked
+/// when the configuration loads).
 fn aws_setup(
     model: &str,
     name: &str,
     region: Option<&str>,
     allow_auto_detect_region: bool,
+    auth: bedrock::AwsAuth,
     check_credentials: bool,
-) -> Result<(String, Option<bedrock::AwsCredentials>), String> {
-    let credentials = bedrock::AwsCredentials::from_env();
-    if credentials.is_none() && check_credentials {
+) -> Result<(String, bedrock::AwsAuth), String> {
+    if auth.missing() && check_credentials {
         tracing::warn!(
             "provider `{name}` of model `{model}` has no AWS credentials: set AWS_ACCESS_KEY_ID \
-             and AWS_SECRET_ACCESS_KEY, or its calls will fail"
+             and AWS_SECRET_ACCESS_KEY (or configure its keys), or its calls will fail"
         );
     }
     let from_sdk = || {
@@ -136,7 +137,12 @@ fn aws_setup(
         }
         Some(literal) => literal.to_owned(),
         None if allow_auto_detect_region => from_sdk()?,
-        None => "us-east-1".to_owned(),
+        None => {
+            return Err(
+                "`region` is required: write the region, or `sdk` to take it from AWS_REGION"
+                    .into(),
+            );
+        }
     };
     // The region becomes part of the host name the signed request goes to.
     if !url::is_region(&resolved) {
@@ -144,7 +150,45 @@ fn aws_setup(
             "the region `{resolved}` is not a region such as `us-east-1`"
         ));
     }
-    Ok((resolved, credentials))
+    Ok((resolved, auth))
+}
+
+/// An AWS `endpoint_url`: a literal URL, or a location holding it (`env::VAR`, `path::FILE`,
+/// `path_from_env::VAR`); `none` and `sdk` leave the AWS default.
+fn aws_endpoint_url(value: Option<&str>) -> Result<Option<String>, String> {
+    let read_file = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| {
+                format!(
+                    "cannot read the `endpoint_url` file `{}`: {e}",
+                    path.display()
+                )
+            })
+    };
+    let env = |var: &str| {
+        std::env::var(var)
+            .map_err(|_| format!("`endpoint_url`: environment variable `{var}` is missing"))
+    };
+    let url = match value {
+        None | Some("none") | Some("sdk") => return Ok(None),
+        Some(v) if v.starts_with("env::") => env(&v["env::".len()..])?,
+        Some(v) if v.starts_with("path_from_env::") => {
+            read_file(std::path::Path::new(&env(&v["path_from_env::".len()..])?))?
+        }
+        Some(v) if v.starts_with("path::") => {
+            read_file(std::path::Path::new(&v["path::".len()..]))?
+        }
+        Some(v) if v.starts_with("dynamic::") => {
+            return Err(format!(
+                "`endpoint_url = \"{v}\"`: an endpoint per request is not supported by switchyard; write the URL or `env::VAR`"
+            ));
+        }
+        Some(literal) => literal.to_owned(),
+    };
+    url::BaseUrl::parse(&url)
+        .map_err(|why| format!("`endpoint_url`: {why}"))
+        .map(|_| Some(url))
 }
 
 /// Why a configured provider could not be set up.
@@ -206,26 +250,39 @@ impl ProviderSpec {
                 Adapter::Anthropic(anthropic::AnthropicAdapter::vertex(p).map_err(setup_error)?)
             }
             (crate::config::ProviderKind::AwsBedrock(p), None) => {
-                let (region, credentials) = aws_setup(
+                let auth = bedrock::AwsAuth::from_config(
+                    p.api_key.as_ref(),
+                    p.iam(),
+                    true,
+                    check_credentials,
+                )
+                .map_err(setup_error)?;
+                let (region, auth) = aws_setup(
                     model,
                     name,
                     p.region.as_deref(),
                     p.allow_auto_detect_region,
+                    auth,
                     check_credentials,
                 )
                 .map_err(setup_error)?;
-                Adapter::Bedrock(bedrock::BedrockAdapter::new(p, region, credentials))
+                let endpoint = aws_endpoint_url(p.endpoint_url.as_deref()).map_err(setup_error)?;
+                Adapter::Bedrock(bedrock::BedrockAdapter::new(p, endpoint, region, auth))
             }
             (crate::config::ProviderKind::AwsSagemaker(p), None) => {
-                let (region, credentials) = aws_setup(
+                let auth = bedrock::AwsAuth::from_config(None, p.iam(), false, check_credentials)
+                    .map_err(setup_error)?;
+                let (region, auth) = aws_setup(
                     model,
                     name,
                     p.region.as_deref(),
                     p.allow_auto_detect_region,
+                    auth,
                     check_credentials,
                 )
                 .map_err(setup_error)?;
-                Adapter::Sagemaker(sagemaker::SagemakerAdapter::new(p, region, credentials))
+                let endpoint = aws_endpoint_url(p.endpoint_url.as_deref()).map_err(setup_error)?;
+                Adapter::Sagemaker(sagemaker::SagemakerAdapter::new(p, endpoint, region, auth))
             }
             (_, None) => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };

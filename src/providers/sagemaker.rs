@@ -5,7 +5,7 @@
 //! its OpenAI-compatible Messages API) take OpenAI chat requests, so the OpenAI adapter builds
 //! and reads them.
 
-use super::bedrock::{AwsCredentials, AwsSigner, uri_encode};
+use super::bedrock::{AwsAuth, AwsSigner, uri_encode};
 use super::openai::{OpenAiAdapter, parse_completion};
 use super::{CallContext, Edits, ProviderSpec, SseReader};
 use crate::config::models::{AwsSagemakerProvider, SagemakerHostedProvider};
@@ -25,12 +25,11 @@ impl SagemakerAdapter {
     /// `endpoint_url` defaults to `https://runtime.sagemaker.{region}.amazonaws.com`.
     pub fn new(
         p: &AwsSagemakerProvider,
+        endpoint_url: Option<String>,
         region: String,
-        credentials: Option<AwsCredentials>,
+        auth: AwsAuth,
     ) -> Self {
-        let base = p
-            .endpoint_url
-            .clone()
+        let base = endpoint_url
             .unwrap_or_else(|| format!("https://runtime.sagemaker.{region}.amazonaws.com"));
         let model = match p.hosted_provider {
             SagemakerHostedProvider::Openai => p.model_name.as_str(),
@@ -47,7 +46,7 @@ impl SagemakerAdapter {
             signer: AwsSigner {
                 service: "sagemaker",
                 region,
-                credentials,
+                auth,
             },
         }
     }

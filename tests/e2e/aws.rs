@@ -558,3 +558,176 @@ async fn regions_come_from_sdk_and_locations() {
         );
     }
 }
+
+/// The credentials of TensorZero 2026: a Bedrock `api_key` (sent as a bearer token, from the
+/// environment or the request), explicit IAM keys (from the environment or the request, signing
+/// in place of the process's own), `AWS_BEARER_TOKEN_BEDROCK` before the SDK chain, and an
+/// `endpoint_url` read from the environment. No key reaches the log.
+#[tokio::test]
+async fn credentials_come_from_keys_tokens_and_requests() {
+    let mock = MockProvider::start().await.unwrap();
+    let endpoint = mock
+        .api_base()
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let provider = |name: &str, extra: &str| {
+        format!(
+            "[models.{name}]\nrouting = [\"b\"]\n[models.{name}.providers.b]\ntype = \"aws_bedrock\"\n\
+             model_id = \"m\"\nregion = \"eu-west-3\"\nendpoint_url = \"env::BEDROCK_ENDPOINT\"\n{extra}\n"
+        )
+    };
+    let config = [
+        provider("key_env", "api_key = \"env::TEAM_BEDROCK_KEY\""),
+        provider("key_dynamic", "api_key = \"dynamic::bedrock_key\""),
+        provider(
+            "iam_env",
+            "access_key_id = \"env::TEAM_KEY_ID\"\nsecret_access_key = \"env::TEAM_SECRET\"",
+        ),
+        provider(
+            "iam_dynamic",
+            "access_key_id = \"dynamic::key_id\"\nsecret_access_key = \"dynamic::secret\"\nsession_token = \"dynamic::token\"",
+        ),
+        provider("default_chain", ""),
+    ]
+    .concat();
+    let path = dir.path().join("tensorzero.toml");
+    std::fs::write(&path, config).unwrap();
+    let env = [
+        ("BEDROCK_ENDPOINT", endpoint.as_str()),
+        ("TEAM_BEDROCK_KEY", "bedrock-api-key-from-env"),
+        ("TEAM_KEY_ID", "AKIDTEAMKEY"),
+        ("TEAM_SECRET", "team-secret-never-logged"),
+        (
+            "AWS_BEARER_TOKEN_BEDROCK",
+            "bedrock-token-from-the-sdk-variable",
+        ),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    let process = GatewayProcess::start(&path, &[], &env, dir.path().join("gw.log")).await;
+    let gw = Gateway {
+        url: process.url.clone(),
+        process,
+        _dir: dir,
+    };
+    let authorization = |model: &str| {
+        let r = last_request(&mock);
+        assert!(r.path.contains("/model/m/converse"), "{model}: {}", r.path);
+        r.header("authorization").unwrap_or_default().to_owned()
+    };
+    let ask = |model: &str, credentials: Value| {
+        let mut body = inference(model, "hi");
+        body["credentials"] = credentials;
+        body
+    };
+
+    let r = gw.post(&ask("key_env", json!({}))).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(authorization("key_env"), "Bearer bedrock-api-key-from-env");
+
+    let r = gw
+        .post(&ask(
+            "key_dynamic",
+            json!({"bedrock_key": "per-request-key"}),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(authorization("key_dynamic"), "Bearer per-request-key");
+    let r = gw.post(&ask("key_dynamic", json!({}))).await;
+    assert_eq!(
+        r.status, 400,
+        "a missing dynamic key is the client's mistake"
+    );
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("bedrock_key"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+
+    let r = gw.post(&ask("iam_env", json!({}))).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        authorization("iam_env").starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEAMKEY/"),
+        "{}",
+        authorization("iam_env")
+    );
+
+    let r = gw
+        .post(&ask(
+            "iam_dynamic",
+            json!({"key_id": "AKIDCUSTOMER", "secret": "customer-secret", "token": "customer-token"}),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(authorization("iam_dynamic").starts_with("AWS4-HMAC-SHA256 Credential=AKIDCUSTOMER/"));
+    assert_eq!(
+        last_request(&mock).header("x-amz-security-token"),
+        Some("customer-token")
+    );
+
+    // Neither a key nor IAM keys: AWS_BEARER_TOKEN_BEDROCK comes before the SDK chain.
+    let r = gw.post(&ask("default_chain", json!({}))).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        authorization("default_chain"),
+        "Bearer bedrock-token-from-the-sdk-variable"
+    );
+
+    let logs = gw.logs();
+    for secret in [
+        "bedrock-api-key-from-env",
+        "per-request-key",
+        "team-secret-never-logged",
+        "customer-secret",
+        "customer-token",
+        "bedrock-token-from-the-sdk-variable",
+    ] {
+        assert!(!logs.contains(secret), "`{secret}` reached the log");
+    }
+}
+
+/// What TensorZero refuses in AWS credentials and regions, refused with the key named.
+#[test]
+fn aws_credential_mistakes_are_config_errors() {
+    let load = |extra: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tensorzero.toml");
+        std::fs::write(
+            &path,
+            format!("[models.m]\nrouting = [\"b\"]\n[models.m.providers.b]\ntype = \"aws_bedrock\"\nmodel_id = \"x\"\n{extra}\n"),
+        )
+        .unwrap();
+        switchyard::config::LoadedConfig::from_files(path.to_str().unwrap())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    load("region = \"us-east-1\"\naccess_key_id = \"sdk\"\nsecret_access_key = \"sdk\"").unwrap();
+    for (extra, expected) in [
+        ("", "`models.m.providers.b.region`: is required"),
+        (
+            "region = \"us-east-1\"\napi_key = \"env::K\"\naccess_key_id = \"env::A\"\nsecret_access_key = \"env::S\"",
+            "cannot be combined",
+        ),
+        (
+            "region = \"us-east-1\"\naccess_key_id = \"env::A\"",
+            "go together",
+        ),
+        (
+            "region = \"us-east-1\"\naccess_key_id = \"env::A\"\nsecret_access_key = \"dynamic::s\"",
+            "one kind of source",
+        ),
+        (
+            "region = \"us-east-1\"\napi_key = \"path::/k\"",
+            "must be `env::VAR` or `dynamic::NAME`",
+        ),
+        (
+            "region = \"us-east-1\"\nsession_token = \"env::T\"",
+            "needs `access_key_id` and `secret_access_key`",
+        ),
+    ] {
+        let e = load(extra).unwrap_err();
+        assert!(e.contains(expected), "{extra}: {e}");
+    }
+}

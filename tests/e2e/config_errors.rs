@@ -255,6 +255,7 @@ type = "aws_sagemaker"
 endpoint_name = "e"
 hosted_provider = "tgi"
 model_name = "m"
+region = "us-east-1"
 [models.all.providers.vertex_g]
 type = "gcp_vertex_gemini"
 model_id = "gemini-2.5"

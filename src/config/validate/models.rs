@@ -173,11 +173,76 @@ impl Checker<'_> {
                 at,
                 format!("`{r}`: a region per request is not supported by switchyard; write the region, `sdk` or `env::VAR`"),
             ),
-            None if !auto_detect => self.warn(
-                Some(at),
-                "is required by TensorZero 2026 (a region, or `sdk` for AWS_REGION); switchyard uses `us-east-1`",
+            None if !auto_detect => self.error(
+                at,
+                "is required: write the region (`region = \"us-east-1\"`), or `region = \"sdk\"` to take it from AWS_REGION",
             ),
             _ => {}
+        }
+    }
+
+    /// An AWS provider's explicit credentials: a Bedrock API key (`env::` or `dynamic::`), or
+    /// IAM keys (`env::`, `dynamic::` or `sdk`, all of one kind; the access key id and secret
+    /// together; a session token only with both), never both.
+    fn aws_credentials(
+        &mut self,
+        provider: &TomlPath,
+        api_key: Option<&CredentialLocation>,
+        iam: crate::config::models::AwsIamKeys<'_>,
+    ) {
+        if let Some(key) = api_key {
+            if !matches!(
+                key,
+                CredentialLocation::Env(_) | CredentialLocation::Dynamic(_)
+            ) {
+                self.error(
+                    provider.key("api_key"),
+                    "must be `env::VAR` or `dynamic::NAME`",
+                );
+            }
+            if iam.any() {
+                self.error(
+                    provider.key("api_key"),
+                    "cannot be combined with `access_key_id`, `secret_access_key` or `session_token`: use the API key or IAM credentials",
+                );
+            }
+        }
+        if iam.access_key_id.is_some() != iam.secret_access_key.is_some() {
+            self.error(
+                provider.clone(),
+                "`access_key_id` and `secret_access_key` go together: set both or neither",
+            );
+        } else if iam.session_token.is_some() && iam.access_key_id.is_none() {
+            self.error(
+                provider.key("session_token"),
+                "needs `access_key_id` and `secret_access_key` too",
+            );
+        }
+        let kind = |l: &CredentialLocation| match l {
+            CredentialLocation::Env(_) => Some("env::"),
+            CredentialLocation::Dynamic(_) => Some("dynamic::"),
+            CredentialLocation::Sdk => Some("sdk"),
+            _ => None,
+        };
+        let set = iam.set();
+        for (key, location) in &set {
+            if kind(location).is_none() {
+                self.error(
+                    provider.key(*key),
+                    "must be `env::VAR`, `dynamic::NAME` or `sdk`",
+                );
+            }
+        }
+        let kinds: std::collections::BTreeSet<_> =
+            set.iter().filter_map(|(_, l)| kind(l)).collect();
+        if kinds.len() > 1 {
+            self.error(
+                provider.clone(),
+                format!(
+                    "the IAM credentials must all come from one kind of source, not {}",
+                    kinds.into_iter().collect::<Vec<_>>().join(" and ")
+                ),
+            );
         }
     }
 
@@ -251,14 +316,25 @@ impl Checker<'_> {
             }
             ProviderKind::AwsBedrock(p) => {
                 self.region(&at, p.region.as_deref(), p.allow_auto_detect_region);
+                self.aws_credentials(&at, p.api_key.as_ref(), p.iam());
                 p.endpoint_url.as_deref()
             }
             ProviderKind::AwsSagemaker(p) => {
                 self.region(&at, p.region.as_deref(), p.allow_auto_detect_region);
+                self.aws_credentials(&at, None, p.iam());
                 p.endpoint_url.as_deref()
             }
         };
-        if let Some(base) = api_base {
+        // An AWS `endpoint_url` may be a location (`env::VAR`, ...), read when the provider is
+        // set up; only a literal is checked here.
+        let is_location = |v: &str| {
+            ["env::", "path::", "path_from_env::", "dynamic::"]
+                .iter()
+                .any(|p| v.starts_with(p))
+                || v == "none"
+                || v == "sdk"
+        };
+        if let Some(base) = api_base.filter(|b| !is_location(b)) {
             let key = match kind {
                 ProviderKind::AwsBedrock(_) | ProviderKind::AwsSagemaker(_) => "endpoint_url",
                 _ => "api_base",
