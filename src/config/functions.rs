@@ -265,6 +265,17 @@ pub enum VariantConfig {
 }
 
 impl VariantConfig {
+    /// The chat completions it holds, with the sub-table each is in (`evaluator`, `fuser`;
+    /// `None`: the variant itself).
+    pub fn chat_completions(&self) -> Vec<(Option<&'static str>, &ChatCompletionConfig)> {
+        match self {
+            Self::ChatCompletion(cc) | Self::ExperimentalChainOfThought(cc) => vec![(None, cc)],
+            Self::ExperimentalBestOfN(b) => vec![(Some("evaluator"), &b.evaluator)],
+            Self::ExperimentalMixtureOfN(m) => vec![(Some("fuser"), &m.fuser)],
+            Self::ExperimentalDynamicInContextLearning(_) => Vec::new(),
+        }
+    }
+
     /// The `type` key's value.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -337,6 +348,11 @@ pub struct ChatCompletionConfig {
     /// are the roles' own.
     #[serde(default)]
     pub templates: BTreeMap<String, FileEntry>,
+    /// Deprecated, undocumented plain-text wrappers (`input_wrappers.ROLE`): a role's
+    /// template in the legacy form (the message's text is `ROLE_text`); they may not be set
+    /// beside a template or schema of the same role.
+    #[serde(default)]
+    pub input_wrappers: InputWrappers,
     /// A file of static system instructions.
     pub system_instructions: Option<PathBuf>,
     /// Sampling temperature.
@@ -379,6 +395,30 @@ pub struct ChatCompletionConfig {
     pub extra_headers: Vec<ExtraHeaderEntry>,
 }
 
+/// `input_wrappers` of a chat completion.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputWrappers {
+    /// The system message's wrapper.
+    pub system: Option<PathBuf>,
+    /// User messages' wrapper.
+    pub user: Option<PathBuf>,
+    /// Assistant messages' wrapper.
+    pub assistant: Option<PathBuf>,
+}
+
+impl InputWrappers {
+    /// The wrapper of a role, if set.
+    pub fn of(&self, role: &str) -> Option<&PathBuf> {
+        match role {
+            "system" => self.system.as_ref(),
+            "user" => self.user.as_ref(),
+            "assistant" => self.assistant.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// The `evaluator` of best-of-n and the `fuser` of mixture-of-n: a chat completion without `type`.
 pub type SubVariantConfig = ChatCompletionConfig;
 
@@ -396,7 +436,13 @@ impl ChatCompletionConfig {
             "assistant" => self.assistant_template.as_ref(),
             _ => None,
         };
-        legacy.map(|path| (format!("{name}_template"), path))
+        legacy
+            .map(|path| (format!("{name}_template"), path))
+            .or_else(|| {
+                self.input_wrappers
+                    .of(name)
+                    .map(|path| (format!("input_wrappers.{name}"), path))
+            })
     }
 
     /// Every template's name (the roles' legacy keys under their role's name), sorted.
@@ -407,7 +453,8 @@ impl ChatCompletionConfig {
             ("user", &self.user_template),
             ("assistant", &self.assistant_template),
         ] {
-            if legacy.is_some() && !self.templates.contains_key(name) {
+            let wrapped = self.input_wrappers.of(name).is_some();
+            if (legacy.is_some() || wrapped) && !self.templates.contains_key(name) {
                 names.push(name.to_owned());
             }
         }
@@ -486,6 +533,12 @@ pub struct DiclConfig {
     pub json_mode: Option<JsonMode>,
     /// Stop sequences.
     pub stop_sequences: Option<Vec<String>>,
+    /// Reasoning effort, as for `chat_completion`.
+    pub reasoning_effort: Option<String>,
+    /// Thinking budget, as for `chat_completion`.
+    pub thinking_budget_tokens: Option<i32>,
+    /// Output verbosity, as for `chat_completion` (DICL has no `service_tier`).
+    pub verbosity: Option<String>,
     /// Retries of the whole model call.
     #[serde(default)]
     pub retries: RetryConfig,

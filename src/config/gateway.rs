@@ -197,8 +197,8 @@ pub enum OtlpFormat {
 pub struct ObservabilityConfig {
     /// `true`: require the store; `null`: use it if present; `false`: never.
     pub enabled: Option<bool>,
-    /// Write without waiting.
-    #[serde(default)]
+    /// Write without waiting (default on, as in TensorZero 2026.4).
+    #[serde(default = "yes")]
     pub async_writes: bool,
     /// Write in batches.
     pub batch_writes: Option<BatchWritesConfig>,

@@ -377,6 +377,9 @@ fn resolve_relative_paths(root: &mut DeTable<'static>, dir: &Path) {
         for template in each_table(variant, "templates") {
             resolve(template, &["path"], dir);
         }
+        if let Some(wrappers) = sub_table(variant, "input_wrappers") {
+            resolve(wrappers, &["system", "user", "assistant"], dir);
+        }
     }
     // An evaluator's `typescript_file`, and its judge variants' files.
     fn resolve_evaluators(owner: &mut DeTable<'static>, dir: &Path) {

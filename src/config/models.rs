@@ -645,6 +645,43 @@ pub struct EmbeddingProviderConfig {
     /// Edits to the request headers.
     #[serde(default)]
     pub extra_headers: Vec<ExtraHeaderEntry>,
+    /// `openai`: `chat_completions` or `responses`. This and the keys below are the chat
+    /// providers' (TensorZero parses embedding providers with their schema): accepted, and
+    /// reported as having no effect on embeddings.
+    pub api_type: Option<OpenAiApiType>,
+    /// `openai` with the Responses API.
+    pub include_encrypted_reasoning: Option<bool>,
+    /// Provider-side tools.
+    pub provider_tools: Option<Vec<serde_json::Value>>,
+    /// `openai`: how inline files are sent.
+    pub content_type_overrides: Option<BTreeMap<String, String>>,
+    /// Drop stream chunks of unknown types.
+    pub discard_unknown_chunks: Option<bool>,
+}
+
+impl EmbeddingProviderConfig {
+    /// The chat providers' keys that are set (they change nothing for embeddings).
+    pub fn chat_only_keys(&self) -> Vec<&'static str> {
+        [
+            ("api_type", self.api_type.is_some()),
+            (
+                "include_encrypted_reasoning",
+                self.include_encrypted_reasoning.is_some(),
+            ),
+            ("provider_tools", self.provider_tools.is_some()),
+            (
+                "content_type_overrides",
+                self.content_type_overrides.is_some(),
+            ),
+            (
+                "discard_unknown_chunks",
+                self.discard_unknown_chunks.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
 }
 
 /// Provider types that serve embeddings.

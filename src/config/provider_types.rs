@@ -1,5 +1,7 @@
 //! `[provider_types]`: per-type defaults (credential locations, API bases, GCP batch settings).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::credential_location::CredentialLocation;
@@ -128,6 +130,8 @@ pub struct ApiKeyTypeConfig {
     /// `[provider_types.T.defaults]`.
     #[serde(default)]
     pub defaults: ApiKeyDefaults,
+    /// Fine-tuning job settings (`fireworks`, `together`; loaded, not used by the gateway).
+    pub sft: Option<BTreeMap<String, toml::Value>>,
 }
 
 /// `[provider_types.T.defaults]` for key-based types.
@@ -150,6 +154,26 @@ pub struct GcpTypeConfig {
     pub defaults: GcpDefaults,
     /// Batch inference through Cloud Storage (Gemini only).
     pub batch: Option<GcpBatchConfig>,
+    /// Fine-tuning job settings (Gemini only; loaded, not used by the gateway).
+    pub sft: Option<GcpSftConfig>,
+}
+
+/// `[provider_types.gcp_vertex_gemini.sft]`: where Vertex fine-tuning jobs run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSftConfig {
+    /// The project.
+    pub project_id: String,
+    /// The region.
+    pub region: String,
+    /// The bucket for training data.
+    pub bucket_name: String,
+    /// A path prefix in the bucket.
+    pub bucket_path_prefix: Option<String>,
+    /// The service account jobs run as.
+    pub service_account: Option<String>,
+    /// The KMS key for encryption.
+    pub kms_key_name: Option<String>,
 }
 
 /// `[provider_types.gcp_vertex_*.defaults]`.

@@ -523,6 +523,7 @@ fn default_variant(model: &str) -> ChatCompletionConfig {
         system_template: None,
         user_template: None,
         assistant_template: None,
+        input_wrappers: Default::default(),
         templates: Default::default(),
         system_instructions: None,
         temperature: None,

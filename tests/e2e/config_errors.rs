@@ -216,6 +216,7 @@ export.otlp.traces.enabled = false
 export.otlp.traces.format = "openinference"
 export.otlp.traces.extra_headers = { "x-team" = "a" }
 observability.enabled = false
+observability.async_writes = false
 observability.batch_writes = { enabled = true, flush_interval_ms = 50, max_rows = 100 }
 observability.disable_automatic_migrations = true
 template_filesystem_access = { enabled = false }
@@ -263,7 +264,7 @@ location = "us-central1"
 project_id = "p"
 [models.all.providers.vertex_a]
 type = "gcp_vertex_anthropic"
-endpoint_id = "123"
+model_id = "claude-sonnet-4-5@20250929"
 location = "us-east5"
 project_id = "p"
 credential_location = "file::/creds.json"

@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod config_errors;
 mod configs_2026;
+mod configs_of_today;
 mod cost;
 mod embeddings;
 mod functions;

@@ -48,6 +48,25 @@ impl Checker<'_> {
                 self.file_exists(at.key(key), "template", file);
             }
         }
+        for role in ["system", "user", "assistant"] {
+            let Some(file) = v.input_wrappers.of(role) else {
+                continue;
+            };
+            let wat = at.key("input_wrappers").key(role);
+            self.file_exists(wat.clone(), "template", file);
+            let template = v.templates.contains_key(role)
+                || match role {
+                    "system" => v.system_template.is_some(),
+                    "user" => v.user_template.is_some(),
+                    _ => v.assistant_template.is_some(),
+                };
+            if template {
+                self.error(
+                    wat,
+                    format!("conflicts with the variant's `{role}` template: a role has one template; keep `templates.{role}.path`"),
+                );
+            }
+        }
         for (name, entry) in &v.templates {
             let tat = at.key("templates").key(name);
             self.file_exists(tat.key("path"), "template", &entry.path);
@@ -150,6 +169,29 @@ impl Checker<'_> {
             let mut timeout_s_owner: BTreeMap<&str, &str> = BTreeMap::new();
             for (vname, variant) in function.variants() {
                 let vat = at.key("variants").key(vname);
+                // A role's plain-text wrapper and its schema conflict, as in TensorZero: a
+                // wrapper takes text, a schema makes the input arguments.
+                let has_schema = |role: &str| {
+                    function.named_schemas().contains_key(role)
+                        || function
+                            .schema_files()
+                            .iter()
+                            .any(|(k, _)| k.strip_suffix("_schema") == Some(role))
+                };
+                for (sub, cc) in variant.chat_completions() {
+                    for role in ["system", "user", "assistant"] {
+                        if cc.input_wrappers.of(role).is_some() && has_schema(role) {
+                            let wat = match sub {
+                                Some(sub) => vat.key(sub),
+                                None => vat.clone(),
+                            };
+                            self.error(
+                                wat.key("input_wrappers").key(role),
+                                format!("conflicts with the function's `{role}` schema: a wrapper takes plain text; write `templates.{role}.path` to use the schema's arguments"),
+                            );
+                        }
+                    }
+                }
                 match variant {
                     VariantConfig::ChatCompletion(v) => {
                         self.chat_completion(vat.clone(), v);

@@ -292,7 +292,7 @@ impl Checker<'_> {
         if obs.async_writes && obs.batch_writes.as_ref().is_some_and(|b| b.enabled) {
             self.error(
                 at.key("observability"),
-                "`async_writes` and `batch_writes` cannot both be enabled; pick one",
+                "`async_writes` (on unless set to false, since TensorZero 2026.4) and `batch_writes` cannot both be enabled; to batch, also set `async_writes = false`",
             );
         }
         if obs.enabled == Some(true) {
@@ -326,14 +326,15 @@ impl Checker<'_> {
             .metrics
             .tensorzero_inference_latency_overhead_seconds_buckets
         {
-            if buckets.is_empty()
-                || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
+            // An empty list is allowed, as in TensorZero: the histogram then has only its
+            // `+Inf` bucket, sum and count.
+            if buckets.iter().any(|b| !b.is_finite() || *b < 0.0)
                 || buckets.windows(2).any(|w| w[0] >= w[1])
             {
                 self.error(
                     at.key("metrics")
                         .key("tensorzero_inference_latency_overhead_seconds_buckets"),
-                    "buckets must be a non-empty, strictly increasing list of positive finite numbers",
+                    "buckets must be a strictly increasing list of finite numbers, 0 or more",
                 );
             }
         }

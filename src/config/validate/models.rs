@@ -280,6 +280,18 @@ impl Checker<'_> {
             ProviderKind::Openai(p) => {
                 if p.api_type == OpenAiApiType::Responses {
                     self.not_supported_yet(at.key("api_type"), "the OpenAI Responses API");
+                } else {
+                    for (key, set) in [
+                        ("include_encrypted_reasoning", p.include_encrypted_reasoning),
+                        ("provider_tools", !p.provider_tools.is_empty()),
+                    ] {
+                        if set {
+                            self.error(
+                                at.key(key),
+                                "applies to the Responses API only: set `api_type = \"responses\"`",
+                            );
+                        }
+                    }
                 }
                 p.api_base.as_deref()
             }
@@ -303,6 +315,14 @@ impl Checker<'_> {
             | ProviderKind::Xai(p) => p.api_base.as_deref(),
             ProviderKind::Anthropic(p) => p.api_base.as_deref(),
             ProviderKind::GoogleAiStudioGemini(p) => p.api_base.as_deref(),
+            ProviderKind::GcpVertexAnthropic(p) if p.endpoint_id.is_some() => {
+                // TensorZero documents `endpoint_id` here but its code never took it.
+                self.error(
+                    at.key("endpoint_id"),
+                    "is not a key of `gcp_vertex_anthropic` providers: name the model with `model_id`",
+                );
+                p.api_base.as_deref()
+            }
             ProviderKind::GcpVertexAnthropic(p) | ProviderKind::GcpVertexGemini(p) => {
                 if p.model_id.is_some() == p.endpoint_id.is_some() {
                     self.error(
@@ -481,6 +501,12 @@ impl Checker<'_> {
                     _ => {}
                 }
                 self.cost(pat.key("cost"), &c.cost, CostList::Embedding);
+                for key in c.chat_only_keys() {
+                    self.warn(
+                        Some(pat.key(key)),
+                        "is a chat provider key: accepted, but it has no effect on embeddings",
+                    );
+                }
                 if let Some(base) = &c.api_base {
                     self.url(at.key("providers").key(p).key("api_base"), "api_base", base);
                 }

@@ -52,8 +52,57 @@ impl Checker<'_> {
         if !self.config.optimizers.is_empty() {
             loaded.push("`[optimizers]`".to_owned());
         }
+        for (name, optimizer) in &self.config.optimizers {
+            if optimizer.kind == crate::config::offline::OptimizerType::Gepa {
+                let at = TomlPath::keys(["optimizers", name.as_str()]);
+                match (
+                    optimizer.fields.contains_key("evaluator_names"),
+                    optimizer.fields.contains_key("evaluation_name"),
+                ) {
+                    (true, true) => self.error(
+                        at.key("evaluation_name"),
+                        "set `evaluator_names` or the deprecated `evaluation_name`, not both",
+                    ),
+                    (false, false) => self.error(
+                        at,
+                        "needs `evaluator_names` (or the deprecated `evaluation_name`)",
+                    ),
+                    (false, true) => self.warn(
+                        Some(at.key("evaluation_name")),
+                        "is deprecated in TensorZero: write `evaluator_names`",
+                    ),
+                    (true, false) => {}
+                }
+            }
+        }
         if self.config.autopilot.is_some() {
             loaded.push("`[autopilot]`".to_owned());
+        }
+        let types = &self.config.provider_types;
+        for (name, t) in [
+            ("fireworks", &types.fireworks),
+            ("together", &types.together),
+        ] {
+            if t.as_ref().is_some_and(|t| t.sft.is_some()) {
+                loaded.push(format!("`provider_types.{name}.sft`"));
+            }
+        }
+        if types
+            .gcp_vertex_gemini
+            .as_ref()
+            .is_some_and(|t| t.sft.is_some())
+        {
+            loaded.push("`provider_types.gcp_vertex_gemini.sft`".to_owned());
+        }
+        if types
+            .gcp_vertex_anthropic
+            .as_ref()
+            .is_some_and(|t| t.sft.is_some())
+        {
+            self.error(
+                TomlPath::keys(["provider_types", "gcp_vertex_anthropic", "sft"]),
+                "fine-tuning settings exist only for `gcp_vertex_gemini`",
+            );
         }
         if !loaded.is_empty() {
             self.warn(
@@ -172,6 +221,8 @@ impl Checker<'_> {
         if let Some(batch) = &obs.batch_writes {
             let bat = oat.key("batch_writes");
             for (key, value) in [
+                ("flush_interval_ms", batch.flush_interval_ms),
+                ("max_rows", batch.max_rows),
                 ("max_rows_postgres", batch.max_rows_postgres),
                 ("write_queue_capacity", batch.write_queue_capacity),
             ] {

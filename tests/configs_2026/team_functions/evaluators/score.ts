@@ -1,0 +1,1 @@
+export function score(output: string): number { return output.length > 0 ? 1 : 0; }
