@@ -10,10 +10,13 @@ fn configs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs_2026")
 }
 
-/// `switchyard --config-file FILE --validate-config` with only `env` set (besides PATH).
+/// `switchyard --config-file FILE --validate-config` with only `env` set (besides PATH), run
+/// from the file's directory (where `path::` key files are found, as in a container whose
+/// working directory holds the configuration).
 fn validate(file: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     cmd.args(["--config-file", file.to_str().unwrap(), "--validate-config"])
+        .current_dir(file.parent().unwrap())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn");
@@ -59,6 +62,7 @@ async fn the_organisation_gateway_loads() {
             ("TENSORZERO_POSTGRES_URL", &pg_url),
             ("TENSORZERO_VALKEY_URL", &redis_url),
             ("OPENAI_API_KEY", "sk-test"),
+            ("S3_ENDPOINT", "https://s3.internal"),
         ],
     );
     assert_valid(&o, "org_gateway");

@@ -184,12 +184,7 @@ impl Checker<'_> {
 
     fn url(&mut self, path: TomlPath, what: &str, url: &str) {
         if let Err(why) = crate::providers::url::BaseUrl::parse(url) {
-            self.error(
-                path,
-                format!(
-                    "{what} is not an http(s) URL: {why}; write it like `https://host:port/path`"
-                ),
-            );
+            self.error(path, format!("{what} is not an http(s) URL: {why}"));
         }
     }
 
@@ -478,8 +473,23 @@ impl Checker<'_> {
         match &self.config.object_storage {
             None | Some(O::Disabled(_)) => {}
             Some(O::S3Compatible(s3)) => {
-                if let Some(e) = &s3.endpoint {
-                    self.url(at.key("endpoint"), "the object storage endpoint", e);
+                // A literal URL or `env::VAR`, as in TensorZero; no other location.
+                match s3.endpoint.as_deref() {
+                    None => {}
+                    Some(e) if e.starts_with("env::") => {}
+                    Some(e)
+                        if ["dynamic::", "path::", "path_from_env::"]
+                            .iter()
+                            .any(|p| e.starts_with(p))
+                            || e == "sdk"
+                            || e == "none" =>
+                    {
+                        self.error(
+                            at.key("endpoint"),
+                            format!("`{e}`: the object storage endpoint is a URL or `env::VAR`"),
+                        );
+                    }
+                    Some(e) => self.url(at.key("endpoint"), "the object storage endpoint", e),
                 }
                 self.not_supported_yet(at, "object storage");
             }
