@@ -257,7 +257,19 @@ impl EmbeddingModels {
                 )
             }
         };
-        self.rate_limit.layer(service).oneshot(call).await
+        let output = self.rate_limit.layer(service).oneshot(call).await?;
+        // Priced calls are counted as chat calls are (a relayed one by the relay).
+        if let Some(cost) = output
+            .cost
+            .filter(|_| &*output.provider != crate::providers::relay::RELAY_PROVIDER)
+        {
+            self.cx
+                .metrics
+                .cost
+                .with(&[name, &output.provider])
+                .add_nanodollars(u64::try_from(cost.nanodollars_ceil()).unwrap_or(0));
+        }
+        Ok(output)
     }
 }
 

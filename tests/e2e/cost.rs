@@ -314,6 +314,12 @@ async fn embeddings_cost_and_costs_are_counted_in_metrics() {
     let usage = &r.json()["usage"];
     let n = usage["prompt_tokens"].as_u64().unwrap();
     assert_eq!(usage["tensorzero_cost"], dollars(n * 20_000));
+    let counted = metric(
+        &h.url(""),
+        "switchyard_cost_dollars_total{model_name=\"embed\",provider_name=\"mock\"}",
+    )
+    .await;
+    assert_eq!(json!(counted), dollars(n * 20_000));
 
     let mut spent = 0;
     for text in ["a", "a b c d e f g"] {
