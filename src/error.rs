@@ -23,8 +23,24 @@ use crate::body::{Body, full};
 pub enum ErrorFlavor {
     /// `{"error": "..."}` (native routes).
     Native,
-    /// `{"error": {"message": "..."}}` (routes under `/openai/v1`).
+    /// `{"error": {"message": "...", "type": "..."}}` (routes under `/openai/v1`).
     OpenAi,
+    /// `{"type": "error", "error": {"type": "...", "message": "..."}}` (routes under
+    /// `/anthropic/v1`).
+    Anthropic,
+}
+
+impl ErrorFlavor {
+    /// The shape of the routes under `path` (relative to `gateway.base_path`).
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/openai/v1") {
+            ErrorFlavor::OpenAi
+        } else if path.starts_with("/anthropic/v1") {
+            ErrorFlavor::Anthropic
+        } else {
+            ErrorFlavor::Native
+        }
+    }
 }
 
 /// How a provider (or relay) exchange failed, when it did not answer with an HTTP error status.
@@ -109,6 +125,11 @@ pub enum Error {
     /// An embeddings request names no embedding model.
     #[error("Model not found: {0}")]
     EmbeddingModelNotFound(String),
+    /// A bare model name (from a coding agent) names neither a model nor a function.
+    #[error(
+        "Model not found: `{0}` is neither a configured model nor a function. Add `[models.\"{0}\"]` routing to your own providers (or a function of that name), or send `tensorzero::model_name::PROVIDER::MODEL` (e.g. `tensorzero::model_name::openai::gpt-5`)"
+    )]
+    UnknownModel(String),
     /// `variant_name` names no variant of the function.
     #[error("Unknown variant `{variant}` of function `{function}`")]
     UnknownVariant {
@@ -258,6 +279,7 @@ impl Error {
             | Error::ApiKeyMissing(_) => StatusCode::BAD_REQUEST,
             Error::UnknownFunction(_)
             | Error::EmbeddingModelNotFound(_)
+            | Error::UnknownModel(_)
             | Error::UnknownVariant { .. }
             | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -613,7 +635,16 @@ pub fn panic_response(uri: &http::Uri) -> Response<Body> {
 pub fn json_error(status: StatusCode, message: &str, flavor: ErrorFlavor) -> Response<Body> {
     let body = match flavor {
         ErrorFlavor::Native => json!({ "error": message }),
-        ErrorFlavor::OpenAi => json!({ "error": { "message": message } }),
+        ErrorFlavor::OpenAi => json!({ "error": {
+            "message": message,
+            "type": openai_error_type(status),
+            "param": null,
+            "code": null,
+        } }),
+        ErrorFlavor::Anthropic => json!({
+            "type": "error",
+            "error": { "type": anthropic_error_type(status), "message": message },
+        }),
     };
     let mut res = Response::new(full(Bytes::from(body.to_string())));
     *res.status_mut() = status;
@@ -622,6 +653,33 @@ pub fn json_error(status: StatusCode, message: &str, flavor: ErrorFlavor) -> Res
         HeaderValue::from_static("application/json"),
     );
     res
+}
+
+/// OpenAI's error `type` for a status.
+fn openai_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+/// Anthropic's error `type` for a status (its own statuses: 400, 401, 403, 404, 413, 429, 500,
+/// 529; a 503 of ours, a store or every provider down, reads as `overloaded_error`).
+pub fn anthropic_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
 }
 
 /// The longest wait a `Retry-After` is taken to mean: anything longer (`1e300`, a date in the

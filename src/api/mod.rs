@@ -7,8 +7,10 @@
 pub mod embeddings;
 pub mod inference;
 pub mod openai;
+pub mod responses;
 pub mod status;
 mod stream;
+mod target;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -108,16 +110,11 @@ fn auth_rejection(
     parts: &http::request::Parts,
     base_path: &str,
 ) -> Response<Body> {
-    let openai = parts
+    let flavor = parts
         .uri
         .path()
         .strip_prefix(base_path)
-        .is_some_and(|p| p.starts_with("/openai/v1"));
-    let flavor = if openai {
-        ErrorFlavor::OpenAi
-    } else {
-        ErrorFlavor::Native
-    };
+        .map_or(ErrorFlavor::Native, ErrorFlavor::of_path);
     Error::Unauthorized(failure.clone()).into_response(flavor)
 }
 
@@ -173,11 +170,7 @@ where
         Some(rest) if rest.starts_with('/') => rest.to_owned(),
         _ => return not_found(req.method(), &full_path),
     };
-    let flavor = if path.starts_with("/openai/v1") {
-        ErrorFlavor::OpenAi
-    } else {
-        ErrorFlavor::Native
-    };
+    let flavor = ErrorFlavor::of_path(&path);
     let method = req.method().clone();
     let route = route_name(&path);
     let result = match (path.as_str(), &method) {
@@ -189,12 +182,19 @@ where
             Box::pin(openai::handle(&state, req)).await
         }
         ("/openai/v1/embeddings", &Method::POST) => Box::pin(embeddings::handle(&state, req)).await,
+        ("/openai/v1/responses", &Method::POST) => Box::pin(responses::handle(&state, req)).await,
         ("/status", &Method::GET | &Method::HEAD) => Ok(status::status(&state)),
         ("/health", &Method::GET | &Method::HEAD) => Ok(status::health(&state)),
         ("/live", &Method::GET | &Method::HEAD) => Ok(status::live()),
         ("/ready", &Method::GET | &Method::HEAD) => Ok(status::ready(&state)),
         ("/metrics", &Method::GET | &Method::HEAD) => Ok(metrics_text(&state)),
-        ("/inference" | "/openai/v1/chat/completions" | "/openai/v1/embeddings", _) => {
+        (
+            "/inference"
+            | "/openai/v1/chat/completions"
+            | "/openai/v1/embeddings"
+            | "/openai/v1/responses",
+            _,
+        ) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
         }
         ("/status" | "/health" | "/live" | "/ready" | "/metrics", _) => {
@@ -215,6 +215,7 @@ fn route_name(path: &str) -> Option<&'static str> {
         "/inference",
         "/openai/v1/chat/completions",
         "/openai/v1/embeddings",
+        "/openai/v1/responses",
         "/status",
         "/health",
         "/live",
@@ -238,6 +239,8 @@ fn metrics_text(state: &AppState) -> Response<Body> {
 fn not_found(method: &Method, path: &str) -> Response<Body> {
     let flavor = if path.contains("/openai/v1") {
         ErrorFlavor::OpenAi
+    } else if path.contains("/anthropic/v1") {
+        ErrorFlavor::Anthropic
     } else {
         ErrorFlavor::Native
     };

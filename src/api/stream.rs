@@ -27,6 +27,15 @@ use crate::sse::{DONE, data_event};
 
 /// How one route writes its stream events.
 pub(super) trait StreamFormat: Send + 'static {
+    /// Whether each event goes out with an `event:` line naming its `type` field (the
+    /// Anthropic and Responses streams), rather than as a bare `data:` line.
+    const NAMED_EVENTS: bool = false;
+    /// Whether the stream ends with `data: [DONE]` (the OpenAI chat and native streams).
+    const DONE_MARKER: bool = true;
+    /// Events before the first chunk's (a stream's opening events).
+    fn start(&mut self) -> Vec<Value> {
+        Vec::new()
+    }
     /// Events for one chunk (its usage and finish reason already taken out).
     fn chunk(&mut self, chunk: &ModelChunk) -> Vec<Value>;
     /// Events after the provider's stream ended: its usage (and each call's raw usage, for a
@@ -95,16 +104,23 @@ impl<F: StreamFormat> State<F> {
         if let Some(reason) = chunk.finish_reason.take() {
             self.finish_reason = Some(reason);
         }
-        encode(self.format.chunk(&chunk), false)
+        encode::<F>(self.format.chunk(&chunk), false)
     }
 }
 
-fn encode(events: Vec<Value>, done: bool) -> Bytes {
+fn encode<F: StreamFormat>(events: Vec<Value>, end: bool) -> Bytes {
     let mut out = BytesMut::new();
     for e in events {
+        if F::NAMED_EVENTS
+            && let Some(name) = e.get("type").and_then(Value::as_str)
+        {
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\n");
+        }
         out.extend_from_slice(&data_event(&e.to_string()));
     }
-    if done {
+    if end && F::DONE_MARKER {
         out.extend_from_slice(DONE);
     }
     out.freeze()
@@ -128,21 +144,31 @@ pub(super) fn sse_response<F: StreamFormat>(
     };
     let events = futures_util::stream::unfold(state, |mut s| async move {
         let bytes = match std::mem::replace(&mut s.phase, Phase::Rest) {
-            Phase::First(chunk) => s.on_chunk(chunk),
+            Phase::First(chunk) => {
+                let opening = encode::<F>(s.format.start(), false);
+                let first = s.on_chunk(chunk);
+                if opening.is_empty() {
+                    first
+                } else {
+                    let mut both = BytesMut::from(&opening[..]);
+                    both.extend_from_slice(&first);
+                    both.freeze()
+                }
+            }
             Phase::Rest => match s.rest.next().await {
                 Some(Ok(chunk)) => s.on_chunk(chunk),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "provider stream failed after the first chunk");
                     s.phase = Phase::Done;
                     let event = s.format.error(&e);
-                    encode(vec![event], true)
+                    encode::<F>(vec![event], true)
                 }
                 None => {
                     s.phase = Phase::Done;
                     let events = s
                         .format
                         .finish(s.usage, &s.raw_usage.usage, s.finish_reason);
-                    encode(events, true)
+                    encode::<F>(events, true)
                 }
             },
             Phase::Done => return None,

@@ -127,6 +127,38 @@ impl Engine {
         }
     }
 
+    /// Whether `name` is a configured model (not a shorthand).
+    pub fn has_model(&self, name: &str) -> bool {
+        self.models.is_configured(name)
+    }
+
+    /// Whether `name` is a configured model or a well-formed shorthand.
+    pub fn knows_model(&self, name: &str) -> bool {
+        self.models.knows(name)
+    }
+
+    /// Whether `name` is a function (the default function is not one a client names).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.functions.contains_key(name) && name != DEFAULT_FUNCTION_NAME
+    }
+
+    /// The configured models' names, sorted.
+    pub fn model_names(&self) -> Vec<&str> {
+        self.models.names()
+    }
+
+    /// The functions' names (not the default function), sorted.
+    pub fn function_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .functions
+            .keys()
+            .map(String::as_str)
+            .filter(|n| *n != DEFAULT_FUNCTION_NAME)
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Configured models whose calls go to the relay.
     pub fn relayed_models(&self) -> Vec<&str> {
         self.models.relayed()

@@ -132,6 +132,18 @@ impl ModelTable {
         )))
     }
 
+    /// Whether `name` is a configured model.
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.configured.contains_key(name)
+    }
+
+    /// The configured models' names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.configured.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Whether `name` is a configured model or a well-formed shorthand (without building it).
     pub fn knows(&self, name: &str) -> bool {
         self.configured.contains_key(name)

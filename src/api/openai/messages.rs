@@ -227,7 +227,7 @@ pub(super) fn content_blocks(content: &Value, role: &str) -> Result<Vec<InputBlo
     }
 }
 
-pub(super) fn file_from_url(url: &str) -> FileInput {
+pub(in crate::api) fn file_from_url(url: &str) -> FileInput {
     if let Some(rest) = url.strip_prefix("data:") {
         if let Some((mime, data)) = rest.split_once(";base64,") {
             return FileInput::Base64 {

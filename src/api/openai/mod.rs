@@ -37,6 +37,7 @@ use switchyard_layers::ext::DynamicCredentials;
 mod messages;
 mod response;
 
+pub(super) use messages::file_from_url;
 use messages::{convert_messages, tool_choice, tool_def};
 pub(super) use response::OpenAiStream;
 use response::{completion, response_model};
