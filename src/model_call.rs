@@ -148,6 +148,10 @@ pub struct InferenceParams {
     /// Verbosity, for models that take it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verbosity: Option<String>,
+    /// Top-k sampling (from the Anthropic Messages route; a switchyard extension elsewhere):
+    /// sent to Anthropic and Gemini providers, left out for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
 }
 
 impl InferenceParams {
@@ -167,6 +171,7 @@ impl InferenceParams {
             service_tier: self.service_tier.or(f.service_tier),
             thinking_budget_tokens: self.thinking_budget_tokens.or(f.thinking_budget_tokens),
             verbosity: self.verbosity.or(f.verbosity),
+            top_k: self.top_k.or(f.top_k),
         }
     }
 }

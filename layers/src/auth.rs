@@ -1,5 +1,5 @@
-//! API-key authentication (`Authorization: Bearer sk-t0-...`), with a lookup cache and a
-//! brute-force shield.
+//! API-key authentication (`Authorization: Bearer sk-t0-...`, or `x-api-key: sk-t0-...` as
+//! Anthropic clients send it), with a lookup cache and a brute-force shield.
 //!
 //! # Layer placement
 //!
@@ -41,6 +41,9 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::Either;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use http::header::AUTHORIZATION;
+
+/// The header Anthropic clients send their key in.
+const X_API_KEY: &str = "x-api-key";
 use http::{Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -524,14 +527,19 @@ impl<B> Shared<B> {
     }
 
     async fn check(&self, parts: &http::request::Parts) -> Result<String, AuthFailure> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(AuthFailure::MissingHeader)?;
-        let value = header.to_str().map_err(|_| AuthFailure::NotBearer)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .ok_or(AuthFailure::NotBearer)?;
+        // `Authorization: Bearer KEY`, or (what Anthropic clients send) `x-api-key: KEY`.
+        let token = match (
+            parts.headers.get(AUTHORIZATION),
+            parts.headers.get(X_API_KEY),
+        ) {
+            (Some(header), _) => header
+                .to_str()
+                .map_err(|_| AuthFailure::NotBearer)?
+                .strip_prefix("Bearer ")
+                .ok_or(AuthFailure::NotBearer)?,
+            (None, Some(key)) => key.to_str().map_err(|_| AuthFailure::NotBearer)?,
+            (None, None) => return Err(AuthFailure::MissingHeader),
+        };
         let key = ApiKey::parse(token).map_err(AuthFailure::BadFormat)?;
         let record = self.record(key.public_id()).await?;
         evaluate(&key, &record)?;

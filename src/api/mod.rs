@@ -1,11 +1,16 @@
 //! The HTTP API: routing, body reading, and the endpoint handlers.
 //!
 //! Routes (all under `gateway.base_path`): `POST /inference`,
-//! `POST /openai/v1/chat/completions`, `GET /status`, `GET /health`, and the probes `GET /live`
-//! and `GET /ready`. Anything else is a JSON 404.
+//! `POST /openai/v1/chat/completions`, `POST /openai/v1/embeddings`, the coding agents' APIs
+//! (`POST /openai/v1/responses`, `POST /anthropic/v1/messages` and its `count_tokens`, and the
+//! model lists `GET /openai/v1/models` and `GET /anthropic/v1/models`), `GET /metrics`,
+//! `GET /status`, `GET /health`, and the probes `GET /live` and `GET /ready`. Anything else is a
+//! JSON 404 in the route family's error shape.
 
+pub mod anthropic;
 pub mod embeddings;
 pub mod inference;
+pub mod models;
 pub mod openai;
 pub mod responses;
 pub mod status;
@@ -183,6 +188,12 @@ where
         }
         ("/openai/v1/embeddings", &Method::POST) => Box::pin(embeddings::handle(&state, req)).await,
         ("/openai/v1/responses", &Method::POST) => Box::pin(responses::handle(&state, req)).await,
+        ("/anthropic/v1/messages", &Method::POST) => Box::pin(anthropic::handle(&state, req)).await,
+        ("/anthropic/v1/messages/count_tokens", &Method::POST) => {
+            Box::pin(anthropic::count_tokens(&state, req)).await
+        }
+        ("/openai/v1/models", &Method::GET | &Method::HEAD) => Ok(models::openai(&state)),
+        ("/anthropic/v1/models", &Method::GET | &Method::HEAD) => Ok(models::anthropic(&state)),
         ("/status", &Method::GET | &Method::HEAD) => Ok(status::status(&state)),
         ("/health", &Method::GET | &Method::HEAD) => Ok(status::health(&state)),
         ("/live", &Method::GET | &Method::HEAD) => Ok(status::live()),
@@ -192,12 +203,23 @@ where
             "/inference"
             | "/openai/v1/chat/completions"
             | "/openai/v1/embeddings"
-            | "/openai/v1/responses",
+            | "/openai/v1/responses"
+            | "/anthropic/v1/messages"
+            | "/anthropic/v1/messages/count_tokens",
             _,
         ) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
         }
-        ("/status" | "/health" | "/live" | "/ready" | "/metrics", _) => {
+        (
+            "/status"
+            | "/health"
+            | "/live"
+            | "/ready"
+            | "/metrics"
+            | "/openai/v1/models"
+            | "/anthropic/v1/models",
+            _,
+        ) => {
             return method_not_allowed(&method, &full_path, "GET", flavor);
         }
         _ => return not_found(&method, &full_path),
@@ -216,6 +238,10 @@ fn route_name(path: &str) -> Option<&'static str> {
         "/openai/v1/chat/completions",
         "/openai/v1/embeddings",
         "/openai/v1/responses",
+        "/anthropic/v1/messages",
+        "/anthropic/v1/messages/count_tokens",
+        "/openai/v1/models",
+        "/anthropic/v1/models",
         "/status",
         "/health",
         "/live",

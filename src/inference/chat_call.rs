@@ -48,6 +48,7 @@ impl ChatCall<'_> {
             service_tier: cc.service_tier.clone(),
             thinking_budget_tokens: cc.thinking_budget_tokens,
             verbosity: cc.verbosity.clone(),
+            top_k: None,
         };
         let mut params = request.params.clone().or(&variant_params);
         let is_json = self.function.is_some_and(FunctionInfo::is_json);

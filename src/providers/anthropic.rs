@@ -184,6 +184,7 @@ impl AnthropicAdapter {
         };
         put("temperature", p.temperature.map(|v| json!(v)));
         put("top_p", p.top_p.map(|v| json!(v)));
+        put("top_k", p.top_k.map(|v| json!(v)));
         put(
             "stop_sequences",
             p.stop_sequences.as_ref().map(|v| json!(v)),

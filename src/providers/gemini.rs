@@ -235,6 +235,7 @@ pub fn request_body(provider: &ProviderSpec, request: &ModelRequest) -> Result<V
     };
     put("temperature", p.temperature.map(|v| json!(v)));
     put("topP", p.top_p.map(|v| json!(v)));
+    put("topK", p.top_k.map(|v| json!(v)));
     put("maxOutputTokens", p.max_tokens.map(|v| json!(v)));
     put("stopSequences", p.stop_sequences.as_ref().map(|v| json!(v)));
     put("seed", p.seed.map(|v| json!(v)));

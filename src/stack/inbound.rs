@@ -64,6 +64,7 @@ pub fn inbound(
             AUTHORIZATION,
             PROXY_AUTHORIZATION,
             HeaderName::from_static("api-key"),
+            HeaderName::from_static("x-api-key"),
         ]))
         .layer(RequestDecompressionLayer::new())
         .service(current)

@@ -11,7 +11,7 @@
 //!    tracks those in flight.
 //!    Right inside those, `RescueLayer` (layers `rescue`): a panic anywhere below becomes a
 //!    500 JSON error (logged and counted as one), never a connection closed with no reply.
-//! 2. `SetSensitiveRequestHeadersLayer` (tower-http): marks `authorization`,
+//! 2. `SetSensitiveRequestHeadersLayer` (tower-http): marks `authorization`, `x-api-key`,
 //!    `proxy-authorization` and `api-key` sensitive, so no debug output can show them.
 //! 3. `RequestDecompressionLayer` (tower-http): gzip, br and zstd request bodies (lazily: the
 //!    body is not read until a handler reads it).

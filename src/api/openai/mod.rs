@@ -295,6 +295,7 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
         service_tier: chat.service_tier,
         thinking_budget_tokens: None,
         verbosity: chat.verbosity,
+        top_k: None,
     };
     // `tensorzero::params` takes precedence over the OpenAI-level fields.
     let params = match chat.params.and_then(|p| p.chat_completion) {
