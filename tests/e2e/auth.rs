@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use switchyard::config::LoadedConfig;
 use switchyard::{Environment, RunningGateway};
 use switchyard_mock::MockProvider;
@@ -738,4 +738,63 @@ async fn the_key_check_is_a_span_inside_the_request() {
     assert_eq!(auth["traceId"], request["traceId"]);
     // The key never reaches the collector.
     assert!(!spans.iter().any(|s| s.to_string().contains(&key)));
+}
+
+/// Anthropic clients send their key in `x-api-key`; OpenAI ones in `Authorization: Bearer`.
+/// Either works on every route, and a refusal comes in the route family's error shape.
+#[tokio::test]
+async fn agents_authenticate_with_x_api_key_or_bearer() {
+    let pg = Postgres::start();
+    assert!(admin(&pg, &["--run-postgres-migrations"]).status.success());
+    let key = create_key(&pg, &[]);
+    let mock = MockProvider::start().await.unwrap();
+    let (gw, _d) = gateway_with(&pg, AUTH_CONFIG, &mock).await;
+    let messages =
+        json!({"model": "mock", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]});
+    let post = |path: &str, body: &Value, headers: Vec<(&'static str, String)>| {
+        let url = format!("{}{path}", gw.url());
+        let body = Bytes::from(body.to_string());
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send(Method::POST, &url, body, &headers).await
+        }
+    };
+    let r = post(
+        "/anthropic/v1/messages",
+        &messages,
+        vec![("x-api-key", key.clone())],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = post("/anthropic/v1/messages", &messages, vec![]).await;
+    assert_eq!(r.status, 401);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "authentication_error");
+    let r = post(
+        "/anthropic/v1/messages",
+        &messages,
+        vec![("x-api-key", "sk-t0-wrong".into())],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let responses = json!({"model": "mock", "input": "x"});
+    let r = post(
+        "/openai/v1/responses",
+        &responses,
+        vec![("authorization", format!("Bearer {key}"))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = post("/openai/v1/responses", &responses, vec![]).await;
+    assert_eq!(r.status, 401);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["error"]["type"], "authentication_error");
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| r.header("x-api-key").is_none() && r.header("authorization").is_none()),
+        "the client's key never reaches a provider"
+    );
 }

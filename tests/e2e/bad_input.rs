@@ -198,7 +198,7 @@ async fn unknown_routes_and_methods() {
     let r = h.get("/nope").await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error(), "Route not found: GET /nope");
-    let r = h.get("/openai/v1/models").await;
+    let r = h.get("/openai/v1/files").await;
     assert_eq!(r.status, 404);
     assert!(
         r.json()["error"]["message"].is_string(),

@@ -1,5 +1,6 @@
 //! End-to-end tests: a real gateway and a real (mock) provider, over HTTP on 127.0.0.1.
 
+mod agents;
 mod anthropic;
 mod auth;
 mod aws;
