@@ -248,3 +248,47 @@ def test_anthropic_count_tokens_models_and_errors(gateway):
         )
     assert e.value.body["error"]["type"] == "invalid_request_error"
     assert "toolu_x" in e.value.body["error"]["message"]
+
+
+def readme_block(marker):
+    import re
+
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- test: " + re.escape(marker) + r" -->\s*```\w*\n(.*?)```", text, re.S)
+    assert match, f"README has no block marked {marker}"
+    return match.group(1)
+
+
+def test_the_readme_agents_config_loads(tmp_path):
+    import os
+    import subprocess
+
+    from conftest import TARGET
+
+    config = tmp_path / "tensorzero.toml"
+    config.write_text(readme_block("agents-config"))
+    env = {
+        "PATH": os.environ["PATH"], "OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k", "AZURE_API_KEY": "k",
+        "AZURE_OPENAI_ENDPOINT": "https://acme.openai.azure.com", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "k",
+    }
+    out = subprocess.run(
+        [str(TARGET / "switchyard"), "--config-file", str(config), "--validate-config"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "configuration is valid" in out.stdout
+
+
+@pytest.mark.parametrize("marker", ["agents-openai", "agents-anthropic"])
+def test_the_readme_agent_snippets_run(gateway, marker):
+    import contextlib
+    import io
+
+    code = readme_block(marker).replace("http://localhost:3000", gateway)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    lines = printed.getvalue().strip().splitlines()
+    assert lines and all(line.startswith("mock reply to") for line in lines), printed.getvalue()
