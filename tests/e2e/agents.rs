@@ -442,3 +442,86 @@ async fn the_model_lists_name_models_functions_and_shorthands() {
     let r = send(Method::POST, &h.url("/openai/v1/models"), Bytes::new(), &[]).await;
     assert_eq!(r.status, 405);
 }
+
+/// Reasoning from a provider that returns it (Anthropic's thinking, here) reaches the Responses
+/// stream as a `reasoning` item before the message, and the Messages stream's tool calls as a
+/// `tool_use` block filled by `input_json_delta`s.
+#[tokio::test]
+async fn reasoning_and_tool_use_streams_are_golden() {
+    let h = start().await;
+    let r = h
+        .post(
+            "/openai/v1/responses",
+            &json!({"model": "claude", "input": "x", "stream": true, "reasoning": {"effort": "low"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = named_events(&r);
+    let kinds = names(&events);
+    assert_eq!(
+        &kinds[..4],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.reasoning_summary_part.added"
+        ]
+    );
+    assert_eq!(events[2].1["item"]["type"], "reasoning");
+    let reasoning_done = kinds
+        .iter()
+        .position(|k| *k == "response.output_item.done")
+        .unwrap();
+    assert_eq!(
+        &kinds[reasoning_done - 2..=reasoning_done + 1],
+        [
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done",
+            "response.output_item.done",
+            "response.output_item.added"
+        ]
+    );
+    let item = &events[reasoning_done].1["item"];
+    assert_eq!(item["summary"][0]["text"], "let me think");
+    assert_eq!(item["encrypted_content"], "sig-mock");
+    assert_eq!(events[reasoning_done + 1].1["item"]["type"], "message");
+    assert_eq!(*kinds.last().unwrap(), "response.completed");
+
+    let r = h
+        .post(
+            "/anthropic/v1/messages",
+            &json!({"model": "gpt-tool", "max_tokens": 50, "stream": true,
+                    "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+                    "messages": [{"role": "user", "content": "weather?"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = named_events(&r);
+    let kinds = names(&events);
+    assert_eq!(
+        &kinds[..3],
+        ["message_start", "ping", "content_block_start"]
+    );
+    assert_eq!(events[2].1["content_block"]["type"], "tool_use");
+    assert_eq!(events[2].1["content_block"]["name"], "get_weather");
+    let json: String = events
+        .iter()
+        .filter(|(k, _)| k == "content_block_delta")
+        .map(|(_, e)| {
+            assert_eq!(e["delta"]["type"], "input_json_delta");
+            e["delta"]["partial_json"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&json).unwrap(),
+        json!({"city": "Paris"})
+    );
+    assert_eq!(
+        &kinds[kinds.len() - 3..],
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
+    assert_eq!(
+        events[events.len() - 2].1["delta"]["stop_reason"],
+        "tool_use"
+    );
+}
