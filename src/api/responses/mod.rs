@@ -32,8 +32,10 @@ use crate::model_call::{
 };
 use output::{ResponseShape, ResponsesStream, response_object};
 
-/// Fields of the Responses API that change nothing here (no warning for them).
-const IGNORED_FIELDS: [&str; 8] = [
+/// Fields of the Responses API that change nothing here (no warning for them). `store` is
+/// accepted whatever its value: nothing is stored, and the answer says `store: false`.
+const IGNORED_FIELDS: [&str; 9] = [
+    "store",
     "user",
     "include",
     "truncation",
@@ -62,7 +64,6 @@ struct ResponsesRequest {
     #[serde(default)]
     metadata: BTreeMap<String, Value>,
     stream: Option<bool>,
-    store: Option<bool>,
     previous_response_id: Option<String>,
     conversation: Option<Value>,
     background: Option<bool>,
@@ -236,7 +237,6 @@ fn into_request(
             .text
             .and_then(|t| t.format)
             .unwrap_or_else(|| json!({"type": "text"})),
-        store: body.store.unwrap_or(false),
     };
     let (function_name, model_name) = target.into_names();
     let request = InferenceRequest {

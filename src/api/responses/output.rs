@@ -32,7 +32,6 @@ pub(super) struct ResponseShape {
     pub tool_choice: Value,
     pub parallel_tool_calls: bool,
     pub text_format: Value,
-    pub store: bool,
 }
 
 fn now_secs() -> u64 {
@@ -94,7 +93,8 @@ fn envelope(
         "parallel_tool_calls": shape.parallel_tool_calls,
         "previous_response_id": null,
         "reasoning": { "effort": null, "summary": null },
-        "store": shape.store,
+        // Nothing is stored (yet): the answer says so whatever the request asked.
+        "store": false,
         "temperature": shape.temperature,
         "text": { "format": shape.text_format },
         "tool_choice": shape.tool_choice,
