@@ -293,6 +293,7 @@ fn stack(
                 label: p.label(),
                 timeouts: p.timeouts,
                 peer: Peer::clone(&codec.peer),
+                breaker: crate::health::breaker_settings(None, &cx.circuit_breaker),
             };
             (p.name.clone(), model::attempt(target, codec, cx))
         })

@@ -12,6 +12,7 @@ use serde_json::json;
 use switchyard_layers::auth::AuthFailure;
 use switchyard_layers::credentials::MissingCredential;
 use switchyard_layers::fallback::AllFailed;
+use switchyard_layers::guard::{Health, JudgeHealth, Skipped};
 use switchyard_layers::rate_limit::{LimiterUnavailable, MaybeCharged, RateLimited, Resource};
 use switchyard_layers::retry::{AllRetriesFailed, Classify, RetryDecision};
 use switchyard_layers::timeout::Elapsed;
@@ -217,6 +218,9 @@ pub enum Error {
     /// A provider, model or variant took longer than a configured timeout.
     #[error("{0}")]
     Timeout(Elapsed),
+    /// A provider was not called: its circuit is open, or it asked to be left alone.
+    #[error("{0}")]
+    ProviderSkipped(Skipped),
     /// Every provider of a model failed.
     #[error("All model providers failed to infer with errors: {}", join(.0, ", "))]
     AllModelProvidersFailed(Vec<(String, Error)>),
@@ -293,6 +297,7 @@ impl Error {
                 .and_then(|s| StatusCode::from_u16(s).ok())
                 .unwrap_or(StatusCode::BAD_GATEWAY),
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::ProviderSkipped(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::LimiterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::AllModelProvidersFailed(errors) => {
@@ -321,6 +326,7 @@ impl Error {
             | Error::NotSupported(_)
             | Error::RateLimited(_)
             | Error::LimiterUnavailable(_)
+            | Error::ProviderSkipped(_)
             | Error::Relay { .. } => Some(self.status()),
             Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => {
                 common_transparent_status(errors)
@@ -355,6 +361,12 @@ impl Error {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
+        if let Some(after) = self.all_skipped_for() {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs_f64().ceil().max(1.0) as u64),
+            );
+        }
         match self.unwrapped() {
             Error::LimiterUnavailable(_) | Error::Unauthorized(AuthFailure::Unavailable(_)) => {
                 res.headers_mut()
@@ -373,6 +385,21 @@ impl Error {
             _ => {}
         }
         res
+    }
+
+    /// When every provider of the call was skipped (circuits open, backing off): how long until
+    /// the first of them is tried again.
+    fn all_skipped_for(&self) -> Option<Duration> {
+        match self {
+            Error::ProviderSkipped(s) => Some(s.retry_after),
+            Error::AllModelProvidersFailed(errors) | Error::AllVariantsFailed(errors) => errors
+                .iter()
+                .map(|(_, e)| e.all_skipped_for())
+                .collect::<Option<Vec<_>>>()
+                .and_then(|waits| waits.into_iter().min()),
+            Error::AllRetriesFailed(errors) => errors.last().and_then(Error::all_skipped_for),
+            _ => None,
+        }
     }
 
     /// The innermost error when wrappers hold exactly one (the usual case for a rate limit).
@@ -510,6 +537,32 @@ impl Classify for Error {
             }
             _ => RetryDecision::Never,
         }
+    }
+}
+
+impl JudgeHealth for Error {
+    /// A provider's own failures count against it (unreachable, broken or malformed answers,
+    /// 5xx, 408, timeouts); a 429 with a time to come back is a back-off; anything the request
+    /// caused (other 4xx, a missing key) says nothing about the provider.
+    fn health(&self) -> Health {
+        match self {
+            Error::ProviderHttp { status, .. } if *status >= 500 || *status == 408 => {
+                Health::Failed
+            }
+            Error::ProviderHttp {
+                status: 429,
+                retry_after: Some(after),
+                ..
+            } => Health::BackOff(*after),
+            Error::ProviderFailure { .. } | Error::Timeout(_) => Health::Failed,
+            _ => Health::Neutral,
+        }
+    }
+}
+
+impl From<Skipped> for Error {
+    fn from(s: Skipped) -> Self {
+        Error::ProviderSkipped(s)
     }
 }
 

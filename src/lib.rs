@@ -13,6 +13,7 @@ pub mod config;
 pub mod cost;
 pub mod embeddings;
 pub mod error;
+pub mod health;
 pub mod http_client;
 pub mod inference;
 pub mod key_sources;
@@ -112,6 +113,8 @@ pub struct Resources {
     pub metrics: Arc<metrics::GatewayMetrics>,
     /// Where spans go (to the OTLP exporter while the configuration enables it).
     pub spans: Arc<otlp::SpanSink>,
+    /// Every provider's shared health (circuit breakers, back-offs), kept across reloads.
+    pub health: Arc<health::ProviderHealth>,
     client: http_client::HttpClient,
     buckets: rate_limit_store::BucketStores,
     key_store: tokio::sync::OnceCell<api_keys::PostgresKeyStore>,
@@ -135,10 +138,12 @@ impl Resources {
     }
 
     fn with_metrics(env: Environment, metrics: metrics::GatewayMetrics) -> Self {
+        let health = Arc::new(health::ProviderHealth::new(Some(metrics.guard())));
         Self {
             env,
             metrics: Arc::new(metrics),
             spans: Arc::default(),
+            health,
             lifecycle: Arc::default(),
             client: http_client::build(),
             buckets: rate_limit_store::BucketStores::default(),
@@ -232,6 +237,7 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         rate_limit,
         resources.metrics.clone(),
         resources.spans.clone(),
+        resources.health.clone(),
     )
     .map_err(StartupError::Providers)?;
     match config

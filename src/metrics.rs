@@ -62,6 +62,16 @@ pub struct GatewayMetrics {
     pub time_to_first_chunk: Arc<Family<Histogram>>,
     /// OTLP exports by outcome (`ok`, `error`) and spans dropped (`dropped`).
     pub otlp_exports: Arc<Family<Counter>>,
+    /// Circuit state by model and provider (0 closed, 1 open, 2 half-open).
+    pub circuit_state: Arc<Family<Gauge>>,
+    /// Circuit transitions by model, provider and the state entered.
+    pub circuit_transitions: Arc<Family<Counter>>,
+    /// Provider calls skipped (circuit open, backing off) by model, provider and reason.
+    pub provider_skips: Arc<Family<Counter>>,
+    /// Hedged calls by model and outcome (`started`, `won`, `cancelled`).
+    pub hedges: Arc<Family<Counter>>,
+    /// Retries not made because the retry budget was spent.
+    pub retries_skipped: Arc<Family<Counter>>,
     /// Where an inference's time goes, by layer: `auth`, `rate_limit`, `gateway` (everything
     /// else switchyard does), `provider` (waiting on providers or the relay).
     pub layer_duration: Arc<Family<Histogram>>,
@@ -168,6 +178,31 @@ impl GatewayMetrics {
                 "OTLP trace exports by outcome (ok, error), and spans dropped because the export queue was full (dropped).",
                 &["outcome"],
             ),
+            circuit_state: registry.gauge(
+                "switchyard_circuit_state",
+                "Each model provider's circuit: 0 closed, 1 open, 2 half-open (one call probing).",
+                &["model_name", "provider_name"],
+            ),
+            circuit_transitions: registry.counter(
+                "switchyard_circuit_transitions_total",
+                "Circuit transitions, by model, provider and the state entered.",
+                &["model_name", "provider_name", "state"],
+            ),
+            provider_skips: registry.counter(
+                "switchyard_provider_skips_total",
+                "Provider calls skipped without a request: its circuit is open (`circuit_open`) or it asked to be left alone with 429 + Retry-After (`backing_off`).",
+                &["model_name", "provider_name", "reason"],
+            ),
+            hedges: registry.counter(
+                "switchyard_hedges_total",
+                "Hedged provider calls, by model: `started` (a second provider started while the first had not answered), `won` (the hedge answered first), `cancelled` (a losing call dropped).",
+                &["model_name", "outcome"],
+            ),
+            retries_skipped: registry.counter(
+                "switchyard_retries_skipped_total",
+                "Retries not made because `gateway.retry_budget` was spent.",
+                &["reason"],
+            ),
             layer_duration: registry.histogram(
                 "switchyard_layer_duration_seconds",
                 "Where requests spend their time, by layer: auth (the API-key check), rate_limit (the limiter's decisions), gateway (the rest of switchyard's work, to the first chunk for streams), provider (waiting on providers or the relay).",
@@ -192,6 +227,15 @@ impl GatewayMetrics {
             store_latency: self.rate_limit_store_latency.with(&[]),
             store_errors: self.rate_limit_store_errors.with(&[]),
             settlements: self.rate_limit_settlements.with(&[]),
+        }
+    }
+
+    /// What provider guards report to.
+    pub fn guard(&self) -> switchyard_layers::guard::GuardMetrics {
+        switchyard_layers::guard::GuardMetrics {
+            state: self.circuit_state.clone(),
+            transitions: self.circuit_transitions.clone(),
+            skips: self.provider_skips.clone(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod call;
 pub mod credentials;
 pub mod ext;
 pub mod fallback;
+pub mod guard;
 pub mod metrics;
 pub mod rate_limit;
 pub mod request_log;

@@ -172,6 +172,43 @@ pub enum JsonMode {
     ImplicitTool,
 }
 
+/// `circuit_breaker` (under `[gateway]` for every provider, or on one provider): when a
+/// provider is skipped after failing (a switchyard extension; see the README's "Surviving
+/// provider outages"). Unset keys take `[gateway.circuit_breaker]`'s, then the defaults.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// On or off (default off).
+    pub enabled: Option<bool>,
+    /// Failures in a row that open the circuit (default 5).
+    pub consecutive_failures: Option<u32>,
+    /// The failure rate, 0 to 1, in `window_ms` that opens it (default 0.5).
+    pub failure_rate: Option<f64>,
+    /// The window of the failure rate (default 60000).
+    pub window_ms: Option<u64>,
+    /// The fewest calls in the window for the rate to count (default 20).
+    pub min_requests: Option<u32>,
+    /// How long it stays open the first time (default 10000).
+    pub cooldown_ms: Option<u64>,
+    /// The longest it stays open, after failed probes double the cooldown (default 300000).
+    pub max_cooldown_ms: Option<u64>,
+}
+
+impl CircuitBreakerConfig {
+    /// `self`, with unset keys taken from `defaults`.
+    pub fn or(&self, defaults: &CircuitBreakerConfig) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            enabled: self.enabled.or(defaults.enabled),
+            consecutive_failures: self.consecutive_failures.or(defaults.consecutive_failures),
+            failure_rate: self.failure_rate.or(defaults.failure_rate),
+            window_ms: self.window_ms.or(defaults.window_ms),
+            min_requests: self.min_requests.or(defaults.min_requests),
+            cooldown_ms: self.cooldown_ms.or(defaults.cooldown_ms),
+            max_cooldown_ms: self.max_cooldown_ms.or(defaults.max_cooldown_ms),
+        }
+    }
+}
+
 /// One entry of a provider's `cost` (or `batch_cost`): a number in the provider's raw answer
 /// and its price. The cost of a call is the sum over entries of value × rate.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

@@ -14,6 +14,11 @@ use super::credential_location::CredentialLocation;
 pub struct GatewayConfig {
     /// Prefix for every route (default `/`).
     pub base_path: Option<String>,
+    /// Circuit breakers of every provider (each may override; a switchyard extension).
+    #[serde(default)]
+    pub circuit_breaker: super::common::CircuitBreakerConfig,
+    /// How many retries may add to the traffic (a switchyard extension; unset: no budget).
+    pub retry_budget: Option<RetryBudgetConfig>,
     /// Where to listen (default `0.0.0.0:3000`).
     pub bind_address: Option<SocketAddr>,
     /// More verbose errors and logs.
@@ -113,6 +118,8 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             base_path: None,
+            circuit_breaker: Default::default(),
+            retry_budget: None,
             bind_address: None,
             debug: false,
             disable_pseudonymous_usage_analytics: false,
@@ -220,6 +227,34 @@ pub enum ObservabilityBackend {
     Clickhouse,
     /// Postgres.
     Postgres,
+}
+
+/// `[gateway.retry_budget]`: retries may add at most `ratio` of the requests of the last
+/// `window_s`, plus `min_per_second`; beyond it, retries are skipped (fallback still applies).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetConfig {
+    /// Retries allowed per request, e.g. 0.2 (default 0.2).
+    #[serde(default = "default_retry_ratio")]
+    pub ratio: f64,
+    /// Retries allowed each second whatever the traffic (default 1).
+    #[serde(default = "default_min_retries")]
+    pub min_per_second: f64,
+    /// The window requests and retries are counted over (default 10).
+    #[serde(default = "default_retry_window")]
+    pub window_s: u64,
+}
+
+fn default_retry_ratio() -> f64 {
+    0.2
+}
+
+fn default_min_retries() -> f64 {
+    1.0
+}
+
+fn default_retry_window() -> u64 {
+    10
 }
 
 /// `[gateway.cache]`: the inference cache.

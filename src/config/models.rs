@@ -26,6 +26,11 @@ pub struct ModelConfig {
     pub skip_relay: bool,
     /// Reachable only by requests with this `namespace` (per-tenant fine-tunes, credentials).
     pub namespace: Option<String>,
+    /// Start the next provider in `routing` too when the current one has not answered (or sent
+    /// a stream's first chunk) after this many milliseconds (a switchyard extension).
+    pub hedge_after_ms: Option<u64>,
+    /// The most extra providers a call hedges with (default 1).
+    pub max_hedges: Option<u32>,
 }
 
 /// Every provider type the configuration format knows.
@@ -232,10 +237,12 @@ pub struct ProviderConfig {
     /// Deprecated in TensorZero (`fireworks`, `together`; `<think>` blocks are always parsed):
     /// read to warn, ignored.
     pub parse_think_blocks: Option<bool>,
+    /// This provider's circuit breaker (over `[gateway.circuit_breaker]`).
+    pub circuit_breaker: Option<super::common::CircuitBreakerConfig>,
 }
 
 /// Keys every provider table may hold besides its type's own.
-const COMMON_PROVIDER_KEYS: [&str; 8] = [
+const COMMON_PROVIDER_KEYS: [&str; 9] = [
     "extra_body",
     "extra_headers",
     "timeouts",
@@ -244,6 +251,7 @@ const COMMON_PROVIDER_KEYS: [&str; 8] = [
     "discard_unknown_chunks",
     "beta_structured_outputs",
     "parse_think_blocks",
+    "circuit_breaker",
 ];
 
 impl<'de> Deserialize<'de> for ProviderConfig {
@@ -270,12 +278,13 @@ impl<'de> Deserialize<'de> for ProviderConfig {
         let discard_unknown_chunks = take(&mut table, COMMON_PROVIDER_KEYS[5])?;
         let beta_structured_outputs = take(&mut table, COMMON_PROVIDER_KEYS[6])?;
         let parse_think_blocks = take(&mut table, COMMON_PROVIDER_KEYS[7])?;
+        let circuit_breaker = take(&mut table, COMMON_PROVIDER_KEYS[8])?;
         let kind = ProviderKind::deserialize(Value::Object(table)).map_err(|e| {
             let msg = e.to_string();
             // Name the shared keys too, so the list of accepted keys is complete.
             if msg.starts_with("unknown field") {
                 de::Error::custom(format!(
-                    "{msg} (or one of the keys every provider takes: `extra_body`, `extra_headers`, `timeouts`, `cost`, `batch_cost`)"
+                    "{msg} (or one of the keys every provider takes: `extra_body`, `extra_headers`, `timeouts`, `cost`, `batch_cost`, `circuit_breaker`)"
                 ))
             } else {
                 de::Error::custom(msg)
@@ -291,6 +300,7 @@ impl<'de> Deserialize<'de> for ProviderConfig {
             discard_unknown_chunks,
             beta_structured_outputs,
             parse_think_blocks,
+            circuit_breaker,
         })
     }
 }

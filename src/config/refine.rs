@@ -107,6 +107,7 @@ struct ProviderCommon {
     discard_unknown_chunks: bool,
     beta_structured_outputs: Option<bool>,
     parse_think_blocks: Option<bool>,
+    circuit_breaker: Option<super::common::CircuitBreakerConfig>,
 }
 
 /// `None` when the path is not a tagged table (or its type is unknown: serde's own message

@@ -72,6 +72,7 @@ impl Engine {
         rate_limit: RateLimitLayer,
         metrics: Arc<crate::metrics::GatewayMetrics>,
         spans: Arc<crate::otlp::SpanSink>,
+        health: Arc<crate::health::ProviderHealth>,
     ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let relay = match relay_settings(config) {
@@ -88,6 +89,8 @@ impl Engine {
             metrics: metrics.clone(),
             debug: config.gateway.debug,
             spans,
+            health,
+            circuit_breaker: config.gateway.circuit_breaker.clone(),
         };
         let embeddings =
             match crate::embeddings::EmbeddingModels::new(config, &context, rate_limit.clone()) {

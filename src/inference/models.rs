@@ -68,7 +68,13 @@ impl ModelTable {
                     &config.provider_types,
                     !relayed,
                 ) {
-                    Ok(p) => providers.push(Arc::new(p)),
+                    Ok(mut p) => {
+                        p.breaker = crate::health::breaker_settings(
+                            provider.circuit_breaker.as_ref(),
+                            &config.gateway.circuit_breaker,
+                        );
+                        providers.push(Arc::new(p));
+                    }
                     Err(e) => errors.push(e.0),
                 }
             }

@@ -63,6 +63,8 @@ pub struct ProviderSpec {
     pub timeouts: Timeouts,
     /// Its prices (`cost`), when configured.
     pub cost: Option<Arc<crate::cost::CostTable>>,
+    /// Its circuit breaker, when on.
+    pub breaker: Option<switchyard_layers::guard::BreakerSettings>,
     adapter: Adapter,
     extra_body: Vec<BodyEdit>,
     extra_headers: Vec<HeaderEdit>,
@@ -315,6 +317,8 @@ impl ProviderSpec {
             credential,
             timeouts: Timeouts::from(&config.timeouts),
             cost: crate::cost::CostTable::new(&config.cost),
+            // Set by the model table, which knows `[gateway.circuit_breaker]`.
+            breaker: None,
             adapter,
             extra_body: config.extra_body.iter().map(BodyEdit::from).collect(),
             extra_headers: config.extra_headers.iter().map(HeaderEdit::from).collect(),
@@ -362,6 +366,7 @@ impl ProviderSpec {
             timeouts: Timeouts::default(),
             // Shorthand models have no prices, as in the TensorZero Gateway.
             cost: None,
+            breaker: None,
             adapter,
             extra_body: Vec::new(),
             extra_headers: Vec::new(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use switchyard_layers::call::{Call, Payload};
 use switchyard_layers::credentials::{CredentialLayer, CredentialSource, Credentials};
 use switchyard_layers::fallback::Fallback;
+use switchyard_layers::guard::{BreakerSettings, Guard, GuardLayer};
 use switchyard_layers::rate_limit::{RateLimit, RateLimitLayer};
 use switchyard_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use switchyard_layers::route::RelayOrSkip;
@@ -39,14 +40,18 @@ pub struct StackContext {
     pub debug: bool,
     /// Where provider-call spans go.
     pub spans: Arc<crate::otlp::SpanSink>,
+    /// Every provider's shared health (circuit breakers, back-offs).
+    pub health: Arc<crate::health::ProviderHealth>,
+    /// `[gateway.circuit_breaker]`: the breaker settings providers inherit.
+    pub circuit_breaker: crate::config::common::CircuitBreakerConfig,
 }
 
 /// One model's call stack (stages 9 to 14), type-erased so every model has the same type.
 pub type ModelService = BoxCloneSyncService<Call<ModelRequest>, ModelOutput, Error>;
 
-/// One attempt at one provider or the relay, over its codec `S` (stages 12 to 15; the relay's
+/// One attempt at one provider or the relay, over its codec `S` (stages 11b to 15; the relay's
 /// has no provider timeout of its own: the model's covers it).
-pub type Attempt<S> = Timeout<Credentials<AttemptMetrics<Deadline<S>>>>;
+pub type Attempt<S> = Guard<Timeout<Credentials<AttemptMetrics<Deadline<S>>>>>;
 
 /// One provider attempt of a chat model.
 pub type ProviderStack = Attempt<ProviderService>;
@@ -65,12 +70,16 @@ pub struct Target {
     pub timeouts: Timeouts,
     /// Who its exchanges are with, for the global outbound deadline's error.
     pub peer: Peer,
+    /// Its circuit breaker, if on.
+    pub breaker: Option<BreakerSettings>,
 }
 
-/// Builds one attempt over `codec`: its timeouts, its key, its metrics, the global outbound
-/// deadline (stages 12 to 15).
+/// Builds one attempt over `codec`: its guard (circuit breaker, shared back-off), timeouts, key,
+/// metrics, and the global outbound deadline (stages 11b to 15).
 pub fn attempt<S>(target: Target, codec: S, cx: &StackContext) -> Attempt<S> {
+    let guard = cx.health.guard(&target.model, &target.name, target.breaker);
     ServiceBuilder::new()
+        .layer(GuardLayer::new(guard, target.credential.clone()))
         .layer(TimeoutLayer::new(
             Scope::Provider,
             target.name.clone(),
@@ -97,6 +106,8 @@ pub fn relay_target(relay: &RelaySettings, model: Arc<str>, peer: Peer) -> Targe
         label: RELAY_PROVIDER.into(),
         timeouts: Timeouts::default(),
         peer,
+        // The relay answers 429 for its own limits and keeps its own breakers.
+        breaker: None,
     }
 }
 
@@ -154,6 +165,7 @@ pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
         label: spec.label(),
         timeouts: spec.timeouts,
         peer: spec.peer(),
+        breaker: spec.breaker,
     };
     let mut codec = ProviderService::new(spec.clone(), cx.upstream.clone());
     if spec.cost.is_some() {
