@@ -10,10 +10,13 @@ use switchyard_layers::guard::{BreakerSettings, GuardMetrics, GuardReport, Provi
 
 use crate::config::common::CircuitBreakerConfig;
 
+/// A provider by model name and provider name.
+type ProviderKey = (Arc<str>, Arc<str>);
+
 /// Every provider's guard, by model and provider name.
 #[derive(Debug)]
 pub struct ProviderHealth {
-    guards: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<ProviderGuard>>>,
+    guards: Mutex<HashMap<ProviderKey, Arc<ProviderGuard>>>,
     metrics: Option<GuardMetrics>,
 }
 
