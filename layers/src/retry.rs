@@ -93,11 +93,110 @@ pub struct AllRetriesFailed<E> {
     pub errors: Vec<E>,
 }
 
+/// How many retries the whole gateway may add to its traffic: at most `ratio` of the requests
+/// of the last `window`, plus `min_per_second` over it. Shared by every call, so a storm of
+/// failures is not multiplied by `num_retries`: once the budget is spent, retries are skipped
+/// (and counted) until requests earn it back.
+#[derive(Debug)]
+pub struct RetryBudget {
+    ratio: f64,
+    floor: f64,
+    slot: Duration,
+    slots: std::sync::Mutex<BudgetSlots>,
+    skipped: Option<Arc<Counter>>,
+}
+
+/// Requests and retries per slice of the window (a ring of [`BUDGET_SLOTS`]).
+#[derive(Debug)]
+struct BudgetSlots {
+    /// Which slice each slot counts (slices since `origin`).
+    slice: [u64; BUDGET_SLOTS],
+    requests: [u64; BUDGET_SLOTS],
+    retries: [u64; BUDGET_SLOTS],
+    origin: tokio::time::Instant,
+}
+
+const BUDGET_SLOTS: usize = 10;
+
+impl RetryBudget {
+    /// A budget of `ratio` retries per request over `window`, plus `min_per_second`; refused
+    /// retries are counted in `skipped`.
+    pub fn new(
+        ratio: f64,
+        min_per_second: f64,
+        window: Duration,
+        skipped: Option<Arc<Counter>>,
+    ) -> Self {
+        let window = window.max(Duration::from_millis(BUDGET_SLOTS as u64));
+        Self {
+            ratio: ratio.max(0.0),
+            floor: min_per_second.max(0.0) * window.as_secs_f64(),
+            slot: window / BUDGET_SLOTS as u32,
+            slots: std::sync::Mutex::new(BudgetSlots {
+                slice: [u64::MAX; BUDGET_SLOTS],
+                requests: [0; BUDGET_SLOTS],
+                retries: [0; BUDGET_SLOTS],
+                origin: tokio::time::Instant::now(),
+            }),
+            skipped,
+        }
+    }
+
+    /// The current slot, cleared if it last counted an older slice.
+    fn current(&self, s: &mut BudgetSlots) -> usize {
+        let slice = (s.origin.elapsed().as_nanos() / self.slot.as_nanos().max(1)) as u64;
+        let i = (slice % BUDGET_SLOTS as u64) as usize;
+        if s.slice[i] != slice {
+            s.slice[i] = slice;
+            s.requests[i] = 0;
+            s.retries[i] = 0;
+        }
+        i
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetSlots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request was made: it earns `ratio` retries.
+    pub fn deposit(&self) {
+        let mut s = self.lock();
+        let i = self.current(&mut s);
+        s.requests[i] += 1;
+    }
+
+    /// Takes one retry from the budget; `false` (and counted) when it is spent.
+    pub fn withdraw(&self) -> bool {
+        let mut s = self.lock();
+        let i = self.current(&mut s);
+        let newest = s.slice[i];
+        let live = |k: usize| newest.saturating_sub(s.slice[k]) < BUDGET_SLOTS as u64;
+        let (mut requests, mut retries) = (0u64, 0u64);
+        for k in 0..BUDGET_SLOTS {
+            if s.slice[k] != u64::MAX && live(k) {
+                requests += s.requests[k];
+                retries += s.retries[k];
+            }
+        }
+        if (retries as f64) < self.ratio * requests as f64 + self.floor {
+            s.retries[i] += 1;
+            true
+        } else {
+            drop(s);
+            if let Some(c) = &self.skipped {
+                c.inc();
+            }
+            false
+        }
+    }
+}
+
 /// Builds [`Retry`] services.
 #[derive(Clone, Debug)]
 pub struct RetryLayer {
     policy: RetryPolicy,
     retries: Option<Arc<Counter>>,
+    budget: Option<Arc<RetryBudget>>,
 }
 
 impl RetryLayer {
@@ -106,7 +205,14 @@ impl RetryLayer {
         Self {
             policy,
             retries: None,
+            budget: None,
         }
+    }
+
+    /// Spends retries from `budget` (shared by every call), skipping them once it is spent.
+    pub fn with_budget(mut self, budget: Option<Arc<RetryBudget>>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Counts every retry (each attempt after the first) in `retries`.
@@ -124,6 +230,7 @@ impl<S> Layer<S> for RetryLayer {
             inner,
             policy: self.policy,
             retries: self.retries.clone(),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -134,6 +241,7 @@ pub struct Retry<S> {
     inner: S,
     policy: RetryPolicy,
     retries: Option<Arc<Counter>>,
+    budget: Option<Arc<RetryBudget>>,
 }
 
 type BoxFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
@@ -155,6 +263,9 @@ where
     }
 
     fn call(&mut self, call: Call<T>) -> Self::Future {
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
         if self.policy.num_retries == 0 {
             return Either::Left(self.inner.call(call));
         }
@@ -164,6 +275,7 @@ where
         let mut later = self.inner.clone();
         let policy = self.policy;
         let retries = self.retries.clone();
+        let budget = self.budget.clone();
         Either::Right(Box::pin(async move {
             let mut errors = Vec::new();
             let mut attempt = 0;
@@ -200,6 +312,10 @@ where
                 };
                 errors.push(error);
                 let Some(wait) = wait else { break };
+                if budget.as_ref().is_some_and(|b| !b.withdraw()) {
+                    tracing::debug!("retry budget spent; not retrying");
+                    break;
+                }
                 attempt += 1;
                 if let Some(retries) = &retries {
                     retries.inc();
@@ -283,6 +399,40 @@ mod tests {
             max_delay: Duration::from_secs(max_s),
             base_delay: Duration::from_secs(1),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_skips_retries_until_requests_earn_it_back() {
+        let skipped = Arc::new(Counter::default());
+        let budget = Arc::new(RetryBudget::new(
+            0.2,
+            1.0,
+            Duration::from_secs(10),
+            Some(skipped.clone()),
+        ));
+        // 100 calls that always fail, each allowed 3 retries: the budget allows 0.2 x 100 + 1/s
+        // x 10 s = 30 retries in all, whatever num_retries says.
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let layer = RetryLayer::new(policy(3, 1)).with_budget(Some(budget.clone()));
+        let always_failing = {
+            let calls = calls.clone();
+            tower::service_fn(move |_c: Call<()>| {
+                calls.lock().unwrap().push(Instant::now());
+                async { Err::<u32, E>(E::Flaky) }
+            })
+        };
+        let svc = layer.layer(always_failing);
+        let runs = (0..100).map(|_| svc.clone().oneshot(Call::new(())));
+        let results = futures_util::future::join_all(runs).await;
+        assert!(results.iter().all(Result::is_err));
+        let attempts = calls.lock().unwrap().len();
+        assert_eq!(attempts, 100 + 30, "every call once, plus the budgeted retries");
+        // Every call ends on a refused retry (the first 30 after one retry each): 100 refusals.
+        assert_eq!(skipped.get(), 100, "each refused retry is counted");
+        // Ten seconds later the window has moved on: a retry is allowed again.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        budget.deposit();
+        assert!(budget.withdraw());
     }
 
     #[tokio::test(start_paused = true)]

@@ -144,6 +144,7 @@ impl ChatCall<'_> {
             Timeouts::from(&self.cc.timeouts),
             retries,
             (retries.num_retries > 0).then(|| engine.metrics.retries.with(&[&model.name])),
+            engine.retry_budget.clone(),
             model.service.clone(),
         );
         let ModelOutput { provider, output } = service.oneshot(call).await?;

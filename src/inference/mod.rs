@@ -60,6 +60,8 @@ pub struct Engine {
     templates: Templates,
     rate_limit: RateLimitLayer,
     limits: crate::config::gateway::LimitsConfig,
+    /// `[gateway.retry_budget]`, shared by every call's retries.
+    retry_budget: Option<Arc<switchyard_layers::retry::RetryBudget>>,
 }
 
 impl Engine {
@@ -114,6 +116,14 @@ impl Engine {
                 None
             }
         };
+        let retry_budget = config.gateway.retry_budget.as_ref().map(|b| {
+            Arc::new(switchyard_layers::retry::RetryBudget::new(
+                b.ratio,
+                b.min_per_second,
+                Duration::from_secs(b.window_s),
+                Some(metrics.retries_skipped.with(&["budget"])),
+            ))
+        });
         match (models, embeddings, functions) {
             (Some(models), Some(embeddings), Some((functions, templates))) if errors.is_empty() => {
                 Ok(Self {
@@ -124,6 +134,7 @@ impl Engine {
                     templates,
                     rate_limit,
                     limits: config.gateway.limits.clone(),
+                    retry_budget,
                 })
             }
             _ => Err(errors),

@@ -181,12 +181,14 @@ pub fn variant(
     timeouts: Timeouts,
     retries: RetryPolicy,
     retry_counter: Option<Arc<switchyard_layers::metrics::Counter>>,
+    retry_budget: Option<Arc<switchyard_layers::retry::RetryBudget>>,
     model: ModelService,
 ) -> RateLimit<Timeout<Retry<ModelService>>> {
     let retry = match retry_counter {
         Some(counter) => RetryLayer::new(retries).counting(counter),
         None => RetryLayer::new(retries),
-    };
+    }
+    .with_budget(retry_budget);
     ServiceBuilder::new()
         .layer(rate_limit.clone())
         .layer(TimeoutLayer::new(Scope::Variant, name, timeouts))
