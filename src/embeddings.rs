@@ -314,7 +314,7 @@ fn stack(
         model::attempt(target, codec, cx)
     });
     // Embedding calls always go to the relay when one is configured (reference §1.3).
-    model::calls(model, providers, relay, timeouts, false, cx)
+    model::calls(model, providers, relay, timeouts, false, None, cx)
 }
 
 /// One provider of an embedding model.

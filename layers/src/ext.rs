@@ -86,7 +86,15 @@ pub struct InferenceStats {
     first_chunk_us: std::sync::atomic::AtomicU64,
     rate_limit_ns: std::sync::atomic::AtomicU64,
     phases: std::sync::Mutex<Vec<Phase>>,
+    /// Whether a call was hedged (a second provider started while the first had not answered).
+    hedged: std::sync::atomic::AtomicBool,
+    /// Providers skipped without a request (circuit open, backing off), at most
+    /// [`MAX_SKIPPED`].
+    skipped: std::sync::Mutex<Vec<Arc<str>>>,
 }
+
+/// The most skipped providers an inference remembers for its log line.
+pub const MAX_SKIPPED: usize = 16;
 
 impl Default for InferenceStats {
     /// Fresh figures: nothing known yet.
@@ -100,6 +108,8 @@ impl Default for InferenceStats {
             first_chunk_us: 0.into(),
             rate_limit_ns: 0.into(),
             phases: std::sync::Mutex::new(Vec::new()),
+            hedged: false.into(),
+            skipped: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -159,6 +169,33 @@ impl InferenceStats {
             known(self.input_tokens.load(Relaxed)),
             known(self.output_tokens.load(Relaxed)),
         )
+    }
+
+    /// A call of the inference was hedged.
+    pub fn set_hedged(&self) {
+        self.hedged
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a call was hedged.
+    pub fn hedged(&self) -> bool {
+        self.hedged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A provider was skipped without a request.
+    pub fn add_skipped(&self, provider: Arc<str>) {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        if skipped.len() < MAX_SKIPPED && !skipped.contains(&provider) {
+            skipped.push(provider);
+        }
+    }
+
+    /// The providers skipped without a request.
+    pub fn skipped(&self) -> Vec<Arc<str>> {
+        self.skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The rate limiter spent `took` deciding on one of the inference's model calls.

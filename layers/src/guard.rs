@@ -554,7 +554,12 @@ where
         let guard = self.guard.clone();
         let admission = match guard.admit(credential, Instant::now()) {
             Ok(a) => a,
-            Err(skipped) => return Box::pin(std::future::ready(Err(skipped.into()))),
+            Err(skipped) => {
+                if let Some(stats) = call.extensions.get::<Arc<crate::ext::InferenceStats>>() {
+                    stats.add_skipped(skipped.provider.clone());
+                }
+                return Box::pin(std::future::ready(Err(skipped.into())));
+            }
         };
         let future = self.inner.call(call);
         Box::pin(async move {

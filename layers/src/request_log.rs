@@ -310,6 +310,11 @@ impl LogEntry {
             input_tokens,
             output_tokens,
             cost = stats.and_then(|s| s.cost()),
+            hedged = stats.is_some_and(|s| s.hedged()).then_some(1),
+            skipped = stats
+                .map(|s| s.skipped())
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("[{}]", s.join(","))),
             api_key_public_id = info.api_key_public_id.as_deref(),
             request_id = %self.request_id,
             trace_id = %self.trace,

@@ -426,7 +426,11 @@ mod tests {
         let results = futures_util::future::join_all(runs).await;
         assert!(results.iter().all(Result::is_err));
         let attempts = calls.lock().unwrap().len();
-        assert_eq!(attempts, 100 + 30, "every call once, plus the budgeted retries");
+        assert_eq!(
+            attempts,
+            100 + 30,
+            "every call once, plus the budgeted retries"
+        );
         // Every call ends on a refused retry (the first 30 after one retry each): 100 refusals.
         assert_eq!(skipped.get(), 100, "each refused retry is counted");
         // Ten seconds later the window has moved on: a retry is allowed again.

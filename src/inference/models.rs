@@ -84,6 +84,10 @@ impl ModelTable {
                 providers,
                 Timeouts::from(&model.timeouts),
                 model.skip_relay,
+                model.hedge_after_ms.map(|ms| stack::Hedge {
+                    after: std::time::Duration::from_millis(ms),
+                    max: model.max_hedges.unwrap_or(1),
+                }),
                 &context,
             );
             configured.insert(
@@ -121,6 +125,7 @@ impl ModelTable {
                     vec![Arc::new(spec)],
                     Timeouts::default(),
                     false,
+                    None,
                     &self.context,
                 );
                 return Ok(Arc::new(Model {

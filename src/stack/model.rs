@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchyard_layers::call::{Call, Payload};
 use switchyard_layers::credentials::{CredentialLayer, CredentialSource, Credentials};
-use switchyard_layers::fallback::Fallback;
+use switchyard_layers::fallback::{Fallback, Hedging};
 use switchyard_layers::guard::{BreakerSettings, Guard, GuardLayer};
 use switchyard_layers::rate_limit::{RateLimit, RateLimitLayer};
 use switchyard_layers::retry::{Retry, RetryLayer, RetryPolicy};
@@ -119,6 +119,7 @@ pub fn calls<R, O, S, T>(
     relay: Option<T>,
     timeouts: Timeouts,
     skip_relay: bool,
+    hedge: Option<Hedge>,
     cx: &StackContext,
 ) -> BoxCloneSyncService<Call<R>, O, Error>
 where
@@ -129,12 +130,33 @@ where
     T: Service<Call<R>, Response = O, Error = Error> + Clone + Send + Sync + 'static,
     T::Future: Send + 'static,
 {
-    let direct = Fallback::new(providers).counting(cx.metrics.fallbacks.with(&[&name]));
+    let hedging = hedge.map(|h| {
+        let hedges = &cx.metrics.hedges;
+        Hedging {
+            after: h.after,
+            max: h.max,
+            started: Some(hedges.with(&[&name, "started"])),
+            won: Some(hedges.with(&[&name, "won"])),
+            cancelled: Some(hedges.with(&[&name, "cancelled"])),
+        }
+    });
+    let direct = Fallback::new(providers)
+        .counting(cx.metrics.fallbacks.with(&[&name]))
+        .hedging(hedging);
     BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(TimeoutLayer::new(Scope::Model, name, timeouts))
             .service(RelayOrSkip::new(relay, skip_relay, direct)),
     )
+}
+
+/// A model's hedging: `models.M.hedge_after_ms` and `max_hedges`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hedge {
+    /// How long a call may go without an answer before the next provider starts too.
+    pub after: Duration,
+    /// The most extra calls.
+    pub max: u32,
 }
 
 /// Builds a chat model's stack over its providers (stages 9 to 15).
@@ -143,6 +165,7 @@ pub fn model(
     providers: Vec<Arc<ProviderSpec>>,
     timeouts: Timeouts,
     skip_relay: bool,
+    hedge: Option<Hedge>,
     cx: &StackContext,
 ) -> ModelService {
     let providers = providers
@@ -153,7 +176,7 @@ pub fn model(
         let codec = RelayClient::new(&relay.gateway_url, name.clone(), cx.upstream.clone());
         attempt(relay_target(relay, name.clone(), codec.peer()), codec, cx)
     });
-    calls(name, providers, relay, timeouts, skip_relay, cx)
+    calls(name, providers, relay, timeouts, skip_relay, hedge, cx)
 }
 
 /// Builds one provider attempt of a chat model.
