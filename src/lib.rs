@@ -303,6 +303,7 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         backend_health: api::status::BackendHealth::watch(key_store, limiter_store),
         lifecycle: resources.lifecycle.clone(),
         metrics: resources.metrics.clone(),
+        health: resources.health.clone(),
     });
     Ok(App {
         state,

@@ -29,6 +29,10 @@
 //! | `echo-key` | HTTP 401 whose message repeats the key it was sent (any route) |
 //! | `leak-key` | a stream of two chunks, then an error event that repeats the key it was sent |
 //!
+//! Tests switch outages on and off: `POST /mock/outage {"model": M, "status": 503}` (or
+//! [`MockProvider::set_outage`]) makes chat requests for model M answer that status until it is
+//! switched off with `"status": null`.
+//!
 //! `POST .../embeddings` answers in the OpenAI embeddings format: for each input a vector of
 //! `dimensions` (default 4) numbers that depend only on the input, so equal inputs embed
 //! equally (`base64` packs them as little-endian f32); `prompt_tokens` counts whitespace-split
@@ -139,6 +143,8 @@ pub(crate) struct MockState {
     cancelled_requests: AtomicU64,
     /// Requests per model name, for behaviours that change after the first request.
     seen: Mutex<std::collections::HashMap<String, u64>>,
+    /// Outages switched on by tests: chat requests for these models answer this status.
+    outages: Mutex<std::collections::HashMap<String, u16>>,
 }
 
 /// A running mock provider.
@@ -182,6 +188,23 @@ impl MockProvider {
     /// The `api_base` to configure: `http://127.0.0.1:PORT/v1/`.
     pub fn api_base(&self) -> String {
         format!("http://{}/v1/", self.addr)
+    }
+
+    /// Switches an outage on (`Some(status)`: chat requests for `model` answer it) or off.
+    pub fn set_outage(&self, model: &str, status: Option<u16>) {
+        let mut outages = self.state.outages.lock().expect("mock lock");
+        match status {
+            Some(s) => outages.insert(model.to_owned(), s),
+            None => outages.remove(model),
+        };
+    }
+
+    /// How many chat requests named `model` so far.
+    pub fn calls_for(&self, model: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.body["model"] == model)
+            .count()
     }
 
     /// Every request received so far (the most recent [`MAX_RECORDED`]).
@@ -255,6 +278,17 @@ async fn handle(
             .map(|r| json!({ "method": r.method, "path": r.path, "headers": r.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(), "body": r.body }))
             .collect();
         return Ok(json_response(StatusCode::OK, &Value::Array(list)));
+    }
+    // `POST /mock/outage {"model": M, "status": 503}` switches an outage on for model M
+    // (`"status": null` switches it off).
+    if method == Method::POST && path == "/mock/outage" {
+        let model = body["model"].as_str().unwrap_or_default().to_owned();
+        let mut outages = state.outages.lock().expect("mock lock");
+        match body["status"].as_u64().and_then(|s| u16::try_from(s).ok()) {
+            Some(status) => outages.insert(model, status),
+            None => outages.remove(&model),
+        };
+        return Ok(json_response(StatusCode::OK, &json!({ "ok": true })));
     }
     if method == Method::GET && path == "/mock/stats" {
         return Ok(json_response(
@@ -403,6 +437,14 @@ async fn handle(
         state: state.clone(),
         answered: false,
     };
+    let outage = body["model"]
+        .as_str()
+        .and_then(|m| state.outages.lock().expect("mock lock").get(m).copied());
+    if let Some(status) = outage {
+        guard.answered = true;
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Ok(openai_error(status, "mock outage", "server_error"));
+    }
     let mut body = body;
     if body["model"]
         .as_str()

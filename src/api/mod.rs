@@ -59,6 +59,8 @@ pub struct AppState {
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// The metrics `/metrics` shows.
     pub metrics: Arc<crate::metrics::GatewayMetrics>,
+    /// Every provider's circuit and back-offs, for `/status`.
+    pub health: Arc<crate::health::ProviderHealth>,
 }
 
 /// The auth layer for `[gateway.auth]`, with `/health`, `/status` and the probes open under

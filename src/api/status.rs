@@ -21,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{AppState, VERSION, json_response};
 use crate::api_keys::PostgresKeyStore;
@@ -111,9 +111,35 @@ fn record(failures: &AtomicU32, ok: bool) {
 
 /// `{"status":"ok","version":...,"config_hash":...}`.
 pub fn status(state: &AppState) -> Response<Body> {
+    // Each model provider's circuit and back-offs (a switchyard addition to TensorZero's
+    // `/status`): which providers are being skipped, until when, and why.
+    let providers: Vec<Value> = state
+        .health
+        .reports()
+        .into_iter()
+        .map(|r| {
+            json!({
+                "model": &*r.model,
+                "provider": &*r.provider,
+                "circuit": r.state.as_str(),
+                "retried_in_ms": r.open_for.map(|d| d.as_millis() as u64),
+                "consecutive_failures": r.consecutive_failures,
+                "last_error": r.last_error.as_deref(),
+                "backing_off": r.backing_off.map(|(keys, longest)| json!({
+                    "credentials": keys,
+                    "longest_ms": longest.as_millis() as u64,
+                })),
+            })
+        })
+        .collect();
     json_response(
         StatusCode::OK,
-        &json!({ "status": "ok", "version": VERSION, "config_hash": state.config_hash }),
+        &json!({
+            "status": "ok",
+            "version": VERSION,
+            "config_hash": state.config_hash,
+            "providers": providers,
+        }),
     )
 }
 

@@ -280,6 +280,18 @@ impl RequestSink for Exporter {
         if let Some(cost) = info.stats.as_deref().and_then(|s| s.cost()) {
             attributes.push(("switchyard.cost", Attr::Double(cost)));
         }
+        if let Some(stats) = info.stats.as_deref() {
+            if stats.hedged() {
+                attributes.push(("switchyard.hedged", Attr::Bool(true)));
+            }
+            let skipped = stats.skipped();
+            if !skipped.is_empty() {
+                attributes.push((
+                    "switchyard.skipped_providers",
+                    Attr::Text(Arc::from(skipped.join(","))),
+                ));
+            }
+        }
         if info.function.is_some() && self.format == OtlpFormat::Openinference {
             attributes.push(("openinference.span.kind", Attr::Static("CHAIN")));
         }

@@ -283,6 +283,19 @@ impl Checker<'_> {
                 );
             }
         }
+        self.circuit_breaker(at.key("circuit_breaker"), &g.circuit_breaker);
+        if let Some(b) = &g.retry_budget {
+            let bat = at.key("retry_budget");
+            if !b.ratio.is_finite() || b.ratio < 0.0 {
+                self.error(bat.key("ratio"), "must be a number of 0 or more, e.g. 0.2");
+            }
+            if !b.min_per_second.is_finite() || b.min_per_second < 0.0 {
+                self.error(bat.key("min_per_second"), "must be a number of 0 or more");
+            }
+            if b.window_s == 0 {
+                self.error(bat.key("window_s"), "must be at least 1");
+            }
+        }
         let obs = &g.observability;
         if obs.async_writes && obs.batch_writes.as_ref().is_some_and(|b| b.enabled) {
             self.error(

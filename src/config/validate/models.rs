@@ -44,6 +44,30 @@ impl Checker<'_> {
                 }
             }
             self.timeouts(at.clone(), &model.timeouts);
+            if model.hedge_after_ms == Some(0) {
+                self.error(
+                    at.key("hedge_after_ms"),
+                    "must be at least 1 (milliseconds)",
+                );
+            }
+            if model.max_hedges == Some(0) {
+                self.error(
+                    at.key("max_hedges"),
+                    "must be at least 1 (leave out `hedge_after_ms` to not hedge)",
+                );
+            }
+            if model.hedge_after_ms.is_some() && model.routing.len() < 2 {
+                self.warn(
+                    Some(at.key("hedge_after_ms")),
+                    "has no effect: hedging starts the next provider in `routing`, and there is none",
+                );
+            }
+            if model.max_hedges.is_some() && model.hedge_after_ms.is_none() {
+                self.warn(
+                    Some(at.key("max_hedges")),
+                    "has no effect without `hedge_after_ms`",
+                );
+            }
             for (pname, provider) in &model.providers {
                 let pat = at.key("providers").key(pname);
                 if pname.starts_with(RESERVED_PREFIX) {
@@ -55,6 +79,9 @@ impl Checker<'_> {
                     );
                 }
                 self.timeouts(pat.clone(), &provider.timeouts);
+                if let Some(cb) = &provider.circuit_breaker {
+                    self.circuit_breaker(pat.key("circuit_breaker"), cb);
+                }
                 self.extra_edits(pat.clone(), &provider.extra_body, &provider.extra_headers);
                 self.cost(pat.key("cost"), &provider.cost, CostList::Provider);
                 self.cost(pat.key("batch_cost"), &provider.batch_cost, CostList::Batch);
@@ -379,6 +406,45 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// A `circuit_breaker` table: counts of at least 1, a failure rate in (0, 1], durations
+    /// above zero, and a cap no shorter than the first cooldown.
+    pub(super) fn circuit_breaker(
+        &mut self,
+        at: TomlPath,
+        c: &crate::config::common::CircuitBreakerConfig,
+    ) {
+        for (key, value) in [
+            (
+                "consecutive_failures",
+                c.consecutive_failures.map(u64::from),
+            ),
+            ("min_requests", c.min_requests.map(u64::from)),
+            ("window_ms", c.window_ms),
+            ("cooldown_ms", c.cooldown_ms),
+            ("max_cooldown_ms", c.max_cooldown_ms),
+        ] {
+            if value == Some(0) {
+                self.error(at.key(key), "must be at least 1");
+            }
+        }
+        if let Some(r) = c.failure_rate
+            && !(r > 0.0 && r <= 1.0)
+        {
+            self.error(
+                at.key("failure_rate"),
+                format!("must be a fraction above 0 and at most 1 (got {r})"),
+            );
+        }
+        if let (Some(first), Some(cap)) = (c.cooldown_ms, c.max_cooldown_ms)
+            && cap < first
+        {
+            self.error(
+                at.key("max_cooldown_ms"),
+                format!("must be at least `cooldown_ms` ({first})"),
+            );
         }
     }
 
