@@ -30,8 +30,8 @@
 //! | `leak-key` | a stream of two chunks, then an error event that repeats the key it was sent |
 //!
 //! Tests switch outages on and off: `POST /mock/outage {"model": M, "status": 503}` (or
-//! [`MockProvider::set_outage`]) makes chat requests for model M answer that status until it is
-//! switched off with `"status": null`.
+//! [`MockProvider::set_outage`]) makes chat requests for model M answer that status (a 429
+//! with `Retry-After: 5`) until it is switched off with `"status": null`.
 //!
 //! `POST .../embeddings` answers in the OpenAI embeddings format: for each input a vector of
 //! `dimensions` (default 4) numbers that depend only on the input, so equal inputs embed
@@ -443,7 +443,13 @@ async fn handle(
     if let Some(status) = outage {
         guard.answered = true;
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return Ok(openai_error(status, "mock outage", "server_error"));
+        let mut response = openai_error(status, "mock outage", "server_error");
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("5"));
+        }
+        return Ok(response);
     }
     let mut body = body;
     if body["model"]

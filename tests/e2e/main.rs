@@ -26,6 +26,7 @@ mod rate_limits;
 mod raw_records;
 mod redis;
 mod relay;
+mod resilience;
 mod secrets;
 mod stream_failures;
 mod traces;
