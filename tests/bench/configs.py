@@ -38,6 +38,26 @@ TEMPLATE_FILES = {
     "user.minijinja": "Question: {{ question }}",
 }
 
+# GATEWAY with the resilience layers on but unused: circuit breakers on, a retry budget, and
+# hedging after a minute over a second provider that is never needed. Measured beside GATEWAY
+# in the same run, the difference is what the layers cost a healthy request.
+GATEWAY_RESILIENT = GATEWAY.replace(
+    'routing = ["openai"]',
+    'routing = ["openai", "spare"]\nhedge_after_ms = 60000',
+    1,
+).replace(
+    'api_key_location = "none"',
+    'api_key_location = "none"\n[models."gpt-4.1-mini".providers.spare]\ntype = "openai"\n'
+    'api_base = "http://MOCK/v1/"\nmodel_name = "gpt-4.1-mini"\napi_key_location = "none"',
+    1,
+) + """
+[gateway.circuit_breaker]
+enabled = true
+
+[gateway.retry_budget]
+ratio = 0.2
+"""
+
 EDGE = """
 [gateway.relay]
 gateway_url = "http://RELAY"

@@ -10,7 +10,9 @@ only the gateways are counted, each tier on its own for edge -> relay.
     .venv/bin/python tests/bench/instructions.py --binary A --binary B # compare builds, interleaved
 
 Setups: one gateway (`tensorzero::function_name::function1` on the OpenAI route, non-streaming,
-one keep-alive client, the request log line on, as it is by default); edge -> relay; a relay with
+one keep-alive client, the request log line on, as it is by default); the same gateway with the
+resilience layers on and unused (circuit breakers, a retry budget, hedging that never fires);
+edge -> relay; a relay with
 auth and three rate-limit rules in Redis (needs redis-server and PostgreSQL, skipped with
 --skip-secured). Results go to tests/bench/results/instructions.{md,json}.
 """
@@ -134,6 +136,17 @@ def run_single(binary, n, mock, work):
     return {"gateway": g.stop()}
 
 
+def run_resilient(binary, n, mock, work):
+    """One gateway with the resilience layers on and unused (configs.GATEWAY_RESILIENT)."""
+    cfg = configs.GATEWAY_RESILIENT.replace("MOCK", mock).replace("TEMPLATES", str(work))
+    g = Counted(binary, "gateway-resilient", cfg, work)
+    g.ready()
+    c = Client(g.port)
+    serve(c, n, FN_BODY)
+    c.close()
+    return {"gateway-resilient": g.stop()}
+
+
 def run_edge_relay(binary, n, mock, work):
     relay = Counted(binary, "relay", configs.GATEWAY.replace("MOCK", mock).replace("TEMPLATES", str(work)), work)
     relay.ready()
@@ -209,7 +222,7 @@ def main():
     ap.add_argument("-n", "--requests", type=int, default=2000)
     ap.add_argument("--binary", action="append",
                     help="a switchyard binary to count, as PATH or NAME=PATH (repeatable; runs interleave)")
-    ap.add_argument("--setup", action="append", choices=["single", "edge-relay", "secured"],
+    ap.add_argument("--setup", action="append", choices=["single", "resilient", "edge-relay", "secured"],
                     help="only these setups (repeatable)")
     ap.add_argument("--skip-secured", action="store_true", help="skip the Redis + Postgres setup")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
@@ -221,7 +234,7 @@ def main():
     named = [b.split("=", 1) if "=" in b else [b, b] for b in (a.binary or [str(RELEASE / "switchyard")])]
     labels = {path: name for name, path in named}
     binaries = [path for _, path in named]
-    setups = a.setup or ["single", "edge-relay"] + ([] if a.skip_secured else ["secured"])
+    setups = a.setup or ["single", "resilient", "edge-relay"] + ([] if a.skip_secured else ["secured"])
     work = pathlib.Path(tempfile.mkdtemp(prefix="switchyard-instructions-"))
     print(f"callgrind files and logs: {work}", flush=True)
     for name, text in configs.TEMPLATE_FILES.items():
@@ -251,6 +264,7 @@ def main():
             key = admin("--create-api-key").strip()
         runs = {
             "single": lambda b: (lambda n: run_single(b, n, mock_addr, work)),
+            "resilient": lambda b: (lambda n: run_resilient(b, n, mock_addr, work)),
             "edge-relay": lambda b: (lambda n: run_edge_relay(b, n, mock_addr, work)),
             "secured": lambda b: (lambda n: run_secured(b, n, mock_addr, work, secured_env, key)),
         }
