@@ -232,6 +232,9 @@ pub struct ProviderGuard {
     settings: Option<BreakerSettings>,
     breaker: Mutex<Breaker>,
     backoffs: Mutex<HashMap<u64, Instant>>,
+    /// Whether `backoffs` may hold an entry: while it does not (nearly always), a call neither
+    /// fingerprints its credential nor takes the lock.
+    any_backoff: std::sync::atomic::AtomicBool,
     metrics: Option<GuardMetrics>,
 }
 
@@ -265,6 +268,7 @@ impl ProviderGuard {
                 last_error: Arc::from(""),
             }),
             backoffs: Mutex::new(HashMap::new()),
+            any_backoff: false.into(),
             metrics,
         });
         guard.set_gauge(CircuitState::Closed);
@@ -288,6 +292,10 @@ impl ProviderGuard {
                 last_error: breaker.last_error.clone(),
             }),
             backoffs: Mutex::new(self.lock_backoffs().clone()),
+            any_backoff: self
+                .any_backoff
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .into(),
             metrics: self.metrics.clone(),
         })
     }
@@ -336,9 +344,10 @@ impl ProviderGuard {
         }
     }
 
-    /// Whether a call with `credential` may go, and as what.
-    fn admit(&self, credential: u64, now: Instant) -> Result<Admission, Skipped> {
-        if let Some(until) = self.lock_backoffs().get(&credential).copied()
+    /// Whether a call with this credential may go, and as what.
+    fn admit(&self, credential: impl FnOnce() -> u64, now: Instant) -> Result<Admission, Skipped> {
+        if self.any_backoff.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(until) = self.lock_backoffs().get(&credential()).copied()
             && until > now
         {
             return Err(self.skipped(SkipReason::BackingOff, until - now));
@@ -375,13 +384,16 @@ impl ProviderGuard {
     fn record(
         &self,
         admission: Admission,
-        credential: u64,
+        credential: impl FnOnce() -> u64,
         health: Health,
         error: Option<String>,
         now: Instant,
     ) {
         if let Health::BackOff(wait) = health {
+            let credential = credential();
             let mut backoffs = self.lock_backoffs();
+            self.any_backoff
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             if backoffs.len() >= MAX_BACKOFFS {
                 backoffs.retain(|_, until| *until > now);
             }
@@ -547,12 +559,12 @@ where
     }
 
     fn call(&mut self, call: Call<T>) -> Self::Future {
-        let credential = fingerprint(
-            &self.credential,
-            call.extensions.get::<DynamicCredentials>(),
-        );
+        // The credential is fingerprinted only when a back-off needs it (rare).
+        let source = self.credential.clone();
+        let dynamic = call.extensions.get::<DynamicCredentials>().cloned();
         let guard = self.guard.clone();
-        let admission = match guard.admit(credential, Instant::now()) {
+        let admission = match guard.admit(|| fingerprint(&source, dynamic.as_ref()), Instant::now())
+        {
             Ok(a) => a,
             Err(skipped) => {
                 if let Some(stats) = call.extensions.get::<Arc<crate::ext::InferenceStats>>() {
@@ -573,7 +585,13 @@ where
                 Ok(_) => (Health::Healthy, None),
                 Err(e) => (e.health(), Some(e.to_string())),
             };
-            guard.record(admission, credential, health, error, Instant::now());
+            guard.record(
+                admission,
+                || fingerprint(&source, dynamic.as_ref()),
+                health,
+                error,
+                Instant::now(),
+            );
             result
         })
     }
@@ -709,21 +727,21 @@ mod tests {
         for _ in 0..3 {
             guard.record(
                 Admission::Normal,
-                0,
+                || 0,
                 Health::Failed,
                 Some("boom".into()),
                 Instant::now(),
             );
         }
         tokio::time::advance(Duration::from_secs(10)).await;
-        let probe = guard.admit(0, Instant::now()).unwrap();
+        let probe = guard.admit(|| 0, Instant::now()).unwrap();
         assert_eq!(probe, Admission::Probe);
         assert!(
-            guard.admit(0, Instant::now()).is_err(),
+            guard.admit(|| 0, Instant::now()).is_err(),
             "one probe at a time"
         );
         guard.abandon(probe);
-        assert_eq!(guard.admit(0, Instant::now()), Ok(Admission::Probe));
+        assert_eq!(guard.admit(|| 0, Instant::now()), Ok(Admission::Probe));
     }
 
     #[tokio::test(start_paused = true)]
@@ -737,7 +755,7 @@ mod tests {
             } else {
                 Health::Healthy
             };
-            guard.record(Admission::Normal, 0, health, Some("x".into()), now);
+            guard.record(Admission::Normal, || 0, health, Some("x".into()), now);
         }
         assert_eq!(guard.report().state, CircuitState::Open);
     }
@@ -747,24 +765,30 @@ mod tests {
         let guard = ProviderGuard::new("m".into(), "p".into(), None, None);
         guard.record(
             Admission::Normal,
-            7,
+            || 7,
             Health::BackOff(Duration::from_secs(5)),
             None,
             Instant::now(),
         );
-        let skipped = guard.admit(7, Instant::now()).unwrap_err();
+        let skipped = guard.admit(|| 7, Instant::now()).unwrap_err();
         assert_eq!(skipped.reason, SkipReason::BackingOff);
         assert_eq!(skipped.retry_after, Duration::from_secs(5));
         assert!(
-            guard.admit(8, Instant::now()).is_ok(),
+            guard.admit(|| 8, Instant::now()).is_ok(),
             "another key is not held back"
         );
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(guard.admit(7, Instant::now()).is_ok());
+        assert!(guard.admit(|| 7, Instant::now()).is_ok());
         // With the breaker off, failures never open anything.
         for _ in 0..100 {
-            guard.record(Admission::Normal, 7, Health::Failed, None, Instant::now());
+            guard.record(
+                Admission::Normal,
+                || 7,
+                Health::Failed,
+                None,
+                Instant::now(),
+            );
         }
-        assert!(guard.admit(7, Instant::now()).is_ok());
+        assert!(guard.admit(|| 7, Instant::now()).is_ok());
     }
 }
