@@ -22,6 +22,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model_call;
 pub mod native_wire;
+pub mod observability;
 pub mod otlp;
 pub mod providers;
 pub mod rate_limit_store;

@@ -284,7 +284,8 @@ async fn administer_keys(cli: &Cli, env: &Environment) -> ExitCode {
         if cli.run_postgres_migrations {
             store.migrate().await?;
             switchyard::rate_limit_store::migrate(store.pool()).await?;
-            eprintln!("Postgres migrations applied");
+            let layout = switchyard::observability::migrate(store.pool()).await?;
+            eprintln!("Postgres migrations applied (observability tables: {layout:?})");
         }
         if cli.create_api_key {
             let expiration = cli

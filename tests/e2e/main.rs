@@ -19,6 +19,7 @@ mod hostile_provider;
 mod inference;
 mod lifecycle;
 mod metrics;
+mod observability;
 mod openai;
 mod pg;
 mod providers;
