@@ -51,6 +51,9 @@ pub struct Environment {
     pub postgres_url: Option<Secret>,
     /// `TENSORZERO_VALKEY_URL`: the shared rate-limit store (it may hold a password).
     pub valkey_url: Option<Secret>,
+    /// Whether `TENSORZERO_CLICKHOUSE_URL` is set (it decides TensorZero's `backend = "auto"`;
+    /// switchyard has no ClickHouse store).
+    pub clickhouse_url_set: bool,
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: where traces go, when export is on.
     pub otlp_traces_endpoint: Option<String>,
     /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (else `OTEL_EXPORTER_OTLP_PROTOCOL`): `grpc` (unset),
@@ -70,6 +73,8 @@ impl Environment {
                 .ok()
                 .filter(|v| !v.is_empty())
                 .map(Secret::new),
+            clickhouse_url_set: std::env::var("TENSORZERO_CLICKHOUSE_URL")
+                .is_ok_and(|v| !v.is_empty()),
             otlp_traces_endpoint: std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 .ok()
                 .filter(|v| !v.is_empty()),
@@ -119,6 +124,8 @@ pub struct Resources {
     client: http_client::HttpClient,
     buckets: rate_limit_store::BucketStores,
     key_store: tokio::sync::OnceCell<api_keys::PostgresKeyStore>,
+    /// The observability store, started by the first configuration that resolves to it.
+    observability: tokio::sync::OnceCell<Arc<observability::Store>>,
 }
 
 impl Resources {
@@ -149,6 +156,39 @@ impl Resources {
             client: http_client::build(),
             buckets: rate_limit_store::BucketStores::default(),
             key_store: tokio::sync::OnceCell::new(),
+            observability: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The observability store on `url`, started once (its writer and queue outlive reloads).
+    async fn observability(
+        &self,
+        url: &str,
+        pool_size: usize,
+        config: &config::Config,
+    ) -> Result<Arc<observability::Store>, String> {
+        self.observability
+            .get_or_try_init(|| async {
+                let pool = api_keys::PostgresKeyStore::connect_with_pool_size(url, pool_size)?
+                    .pool()
+                    .clone();
+                let store = observability::Store::start(
+                    pool,
+                    &config.gateway.observability,
+                    config.postgres.as_ref(),
+                    self.metrics.clone(),
+                )
+                .await?;
+                Ok::<_, String>(Arc::new(store))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Writes the observability store's queued rows, waiting at most `within`.
+    pub async fn flush_observability(&self, within: Duration) {
+        if let Some(store) = self.observability.get() {
+            store.close(within).await;
         }
     }
 
@@ -231,7 +271,8 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
     .map_err(rate_limit_error)?;
     let rate_limit = rate_limit.with_metrics(resources.metrics.rate_limit());
     let traces = trace_exporter(&config.gateway.export.otlp.traces, resources)?;
-    let engine = inference::Engine::new(
+    let store = observability_store(config, resources, pool_size).await?;
+    let mut engine = inference::Engine::new(
         config,
         loaded.template_base_dir.as_deref(),
         resources.client.clone(),
@@ -241,6 +282,7 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         resources.health.clone(),
     )
     .map_err(StartupError::Providers)?;
+    engine.set_store(store.map(|s| s.writer.clone()));
     match config
         .gateway
         .relay
@@ -311,6 +353,39 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         auth,
         traces,
     })
+}
+
+/// The observability store, when TensorZero's rules resolve to Postgres. A store that cannot
+/// start (Postgres down, tables missing) stops start-up only when `observability.enabled =
+/// true` requires it; otherwise the gateway serves without storing, and says so.
+async fn observability_store(
+    config: &config::Config,
+    resources: &Resources,
+    pool_size: usize,
+) -> Result<Option<Arc<observability::Store>>, StartupError> {
+    let env = &resources.env;
+    let obs = &config.gateway.observability;
+    let backend = observability::resolve(obs, env.postgres_url.is_some(), env.clickhouse_url_set)
+        .map_err(|e| StartupError::Config(format!("observability: {e}")))?;
+    let (observability::Backend::Postgres, Some(url)) = (backend, env.postgres_url.as_ref()) else {
+        return Ok(None);
+    };
+    match resources
+        .observability(url.expose(), pool_size, config)
+        .await
+    {
+        Ok(store) => {
+            tracing::info!("Observability: enabled (inferences and feedback in Postgres)");
+            Ok(Some(store))
+        }
+        Err(e) if obs.enabled == Some(true) => Err(StartupError::Config(format!(
+            "observability is enabled (`gateway.observability.enabled = true`) but its store cannot start: {e}"
+        ))),
+        Err(e) => {
+            tracing::warn!("observability: not storing inferences or feedback: {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// The trace exporter `config` asks for: none while export is off, the one in use when nothing
@@ -479,6 +554,10 @@ pub async fn run(
     .await;
     // The last requests' usage: settlements wait briefly to share a store call.
     resources.buckets.flush(Duration::from_secs(1)).await;
+    // Queued inferences and feedback: written before the process exits.
+    resources
+        .flush_observability(options.shutdown.drain.max(Duration::from_secs(1)))
+        .await;
     reloader.abort();
     tracing::info!("switchyard stopped");
     Ok(())

@@ -72,6 +72,14 @@ pub struct GatewayMetrics {
     pub hedges: Arc<Family<Counter>>,
     /// Retries not made because the retry budget was spent.
     pub retries_skipped: Arc<Family<Counter>>,
+    /// Rows the observability store wrote, by table.
+    pub store_rows_written: Arc<Family<Counter>>,
+    /// Rows the observability store did not write, by reason (`queue_full`, `write_failed`).
+    pub store_rows_dropped: Arc<Family<Counter>>,
+    /// Failed write attempts to the observability store (each retried batch counts once).
+    pub store_write_errors: Arc<Family<Counter>>,
+    /// Rows waiting in the observability store's queue.
+    pub store_queue_depth: Arc<Family<Gauge>>,
     /// Where an inference's time goes, by layer: `auth`, `rate_limit`, `gateway` (everything
     /// else switchyard does), `provider` (waiting on providers or the relay).
     pub layer_duration: Arc<Family<Histogram>>,
@@ -208,6 +216,26 @@ impl GatewayMetrics {
                 "Where requests spend their time, by layer: auth (the API-key check), rate_limit (the limiter's decisions), gateway (the rest of switchyard's work, to the first chunk for streams), provider (waiting on providers or the relay).",
                 &["layer"],
                 LATENCY_BUCKETS,
+            ),
+            store_rows_written: registry.counter(
+                "switchyard_observability_rows_written_total",
+                "Rows the observability store wrote to Postgres, by table (`chat_inferences`, `model_inferences`, `boolean_metric_feedback`, ...).",
+                &["table"],
+            ),
+            store_rows_dropped: registry.counter(
+                "switchyard_observability_rows_dropped_total",
+                "Rows the observability store dropped: `queue_full` (the write queue was at `write_queue_capacity`) or `write_failed` (Postgres refused or was unreachable after retries).",
+                &["reason"],
+            ),
+            store_write_errors: registry.counter(
+                "switchyard_observability_write_errors_total",
+                "Failed attempts to write a batch of rows to the observability store.",
+                &[],
+            ),
+            store_queue_depth: registry.gauge(
+                "switchyard_observability_queue_depth",
+                "Rows waiting in the observability store's write queue.",
+                &[],
             ),
             streams_in_flight: registry.gauge(
                 "switchyard_streams_in_flight",

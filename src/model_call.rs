@@ -428,6 +428,52 @@ pub struct RawResponse {
     pub data: String,
 }
 
+/// What the observability store keeps of one provider attempt: the body sent and the answer
+/// received (a stream's events joined by newlines), verbatim. Written by the call's tap,
+/// read once the call that owns it has ended; never shown to clients.
+#[derive(Debug, Default)]
+pub struct ExchangeText {
+    /// The request body sent to the provider (or the relay).
+    pub request: String,
+    /// The whole answer, or every stream event's data so far.
+    pub response: String,
+}
+
+/// One model call's provider attempts, each with its exchange, when the observability store
+/// records the call (a call extension: no store, no extension, nothing recorded). With
+/// retries, fallback and hedging a call makes several attempts; the one that answered is
+/// found by its provider's name (the last attempt of that name).
+#[derive(Clone, Debug, Default)]
+pub struct ExchangeLog(Arc<std::sync::Mutex<Vec<Attempt>>>);
+
+/// One provider attempt's exchange, shared between the log and the attempt's tap.
+pub type SharedExchange = Arc<std::sync::Mutex<ExchangeText>>;
+
+/// A provider's name and the exchange of one attempt at it.
+type Attempt = (Arc<str>, SharedExchange);
+
+impl ExchangeLog {
+    /// Starts recording an attempt at `provider`.
+    pub fn attempt(&self, provider: &Arc<str>) -> SharedExchange {
+        let text = SharedExchange::default();
+        self.lock().push((provider.clone(), text.clone()));
+        text
+    }
+
+    /// The request and answer of the last attempt at `provider`, taken out of the log.
+    pub fn take(&self, provider: &str) -> Option<ExchangeText> {
+        let attempts = self.lock();
+        let (_, text) = attempts.iter().rev().find(|(p, _)| &**p == provider)?;
+        let mut text = text.lock().unwrap_or_else(|e| e.into_inner());
+        Some(std::mem::take(&mut *text))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Attempt>> {
+        // Nothing panics while holding it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// What a client asked to see of the providers' own answers, gathered over the model calls.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Raw {

@@ -90,14 +90,8 @@ fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
         ));
     }
     let namespace = crate::inference::check_namespace(n.namespace)?;
-    // Accepted for compatibility; switchyard stores no inferences and has no cache, so these
-    // change nothing.
-    let _ = (
-        n.dryrun,
-        n.internal,
-        n.cache_options,
-        n.include_original_response,
-    );
+    // Accepted for compatibility; switchyard has no cache, so these change nothing.
+    let _ = (n.internal, n.cache_options, n.include_original_response);
     let raw_wanted = crate::model_call::RawWanted {
         usage: n.include_raw_usage == Some(true),
         response: n.include_raw_response == Some(true),
@@ -146,6 +140,8 @@ fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
         trace: None,
         trace_extras: None,
         raw_wanted,
+        dryrun: n.dryrun == Some(true),
+        recorder: None,
     })
 }
 

@@ -111,7 +111,14 @@ impl ChatCall<'_> {
                 model.name
             )));
         }
+        let pending = request
+            .recorder
+            .as_ref()
+            .map(|r| r.start(self.ids.inference_id, &model.name, &model_request));
         let mut call = Call::new(model_request);
+        if let Some(pending) = &pending {
+            call.extensions.insert(pending.log.clone());
+        }
         call.extensions.insert(request.credentials.clone());
         call.extensions.insert(Tags(Arc::new(request.tags.clone())));
         if let Some(id) = &request.api_key_public_id {
@@ -148,6 +155,17 @@ impl ChatCall<'_> {
             model.service.clone(),
         );
         let ModelOutput { provider, output } = service.oneshot(call).await?;
+        let output = match (pending, output) {
+            (None, output) => output,
+            (Some(pending), ProviderOutput::Complete(response)) => {
+                pending.complete(&provider, &response);
+                ProviderOutput::Complete(response)
+            }
+            (Some(pending), ProviderOutput::Stream { first, rest }) => {
+                let rest = pending.stream(&provider, &first, rest);
+                ProviderOutput::Stream { first, rest }
+            }
+        };
         let meta = InferenceMeta {
             inference_id: self.ids.inference_id,
             episode_id: self.ids.episode_id,

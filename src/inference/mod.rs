@@ -13,6 +13,7 @@ pub mod models;
 mod request;
 mod sampling;
 pub mod schema;
+mod store;
 pub mod templates;
 
 use std::collections::HashMap;
@@ -62,6 +63,8 @@ pub struct Engine {
     limits: crate::config::gateway::LimitsConfig,
     /// `[gateway.retry_budget]`, shared by every call's retries.
     retry_budget: Option<Arc<switchyard_layers::retry::RetryBudget>>,
+    /// Where inferences are stored, when the observability store is on.
+    store: Option<Arc<crate::observability::Writer>>,
 }
 
 impl Engine {
@@ -135,10 +138,26 @@ impl Engine {
                     rate_limit,
                     limits: config.gateway.limits.clone(),
                     retry_budget,
+                    store: None,
                 })
             }
             _ => Err(errors),
         }
+    }
+
+    /// Stores every inference from now on in `store` (or none).
+    pub fn set_store(&mut self, store: Option<Arc<crate::observability::Writer>>) {
+        self.store = store;
+    }
+
+    /// The observability store's writer, when it is on.
+    pub fn store(&self) -> Option<&Arc<crate::observability::Writer>> {
+        self.store.as_ref()
+    }
+
+    /// The function `name` (the default function too).
+    pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
+        self.functions.get(name)
     }
 
     /// Whether `name` is a configured model (not a shorthand).
@@ -185,10 +204,23 @@ impl Engine {
 
     /// Runs one inference. A rate-limit refusal comes back as itself, not wrapped: its message
     /// and headers are for the client to act on.
-    pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceOutcome, Error> {
+    pub async fn infer(&self, mut request: InferenceRequest) -> Result<InferenceOutcome, Error> {
         let started = tokio::time::Instant::now();
         let stats = request.stats.clone();
         self.count_request(&request);
+        let storing = match &self.store {
+            Some(writer) if !request.dryrun => {
+                let recorder = Arc::new(crate::observability::Recorder::default());
+                request.recorder = Some(recorder.clone());
+                Some(store::Pending::new(
+                    writer.clone(),
+                    recorder,
+                    &request,
+                    started,
+                ))
+            }
+            _ => None,
+        };
         let result = self.infer_inner(request).await.map_err(|e| {
             if e.is_rate_limit() {
                 e.into_unwrapped()
@@ -199,6 +231,9 @@ impl Engine {
         Ok(match result? {
             InferenceOutcome::Complete { meta, response } => {
                 self.record_overhead(&meta, started.elapsed(), &stats);
+                if let Some(pending) = storing {
+                    pending.complete(self, &meta, &response).await;
+                }
                 let usage = response.usage;
                 self.metrics.tokens(usage.input_tokens, usage.output_tokens);
                 stats.set_tokens(usage.input_tokens, usage.output_tokens);
@@ -215,6 +250,10 @@ impl Engine {
                     .observe(elapsed.as_secs_f64());
                 self.record_overhead(&meta, elapsed, &stats);
                 let rest = count_stream_tokens(self.metrics.clone(), stats, &first, rest);
+                let rest = match storing {
+                    Some(pending) => pending.stream(self, &meta, elapsed, &first, rest),
+                    None => rest,
+                };
                 InferenceOutcome::Stream { meta, first, rest }
             }
         })

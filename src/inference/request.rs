@@ -116,6 +116,11 @@ pub struct InferenceRequest {
     pub schemas: RequestSchemas,
     /// What the client asked to see of the providers' own answers.
     pub raw_wanted: crate::model_call::RawWanted,
+    /// `dryrun`: run the inference but store nothing.
+    pub dryrun: bool,
+    /// Gathers the model calls for the observability store (set by the engine when it stores
+    /// this inference).
+    pub recorder: Option<Arc<crate::observability::Recorder>>,
 }
 
 /// The JSON Schemas a request brings: its tools' parameters and, for a json function, its

@@ -1,152 +1,193 @@
-//! The observability store's layout in Postgres: TensorZero 2026.4's tables (schema
-//! `tensorzero`), created by `--run-postgres-migrations` when they are absent, and their
-//! partitions, kept ahead of time by the gateway itself so rows never pile up in the default
-//! partitions when `pg_cron` is not installed.
+//! The observability store: inferences, model calls and feedback written to Postgres in
+//! TensorZero 2026.4's own layout (schema `tensorzero`), so that TensorZero's UI and tools read
+//! what switchyard writes and switchyard reads what TensorZero wrote.
 //!
-//! # Co-existence with TensorZero
+//! - [`migrations`]: `--run-postgres-migrations` creates the layout when it is absent.
+//! - [`partitions`]: the coming days' and months' partitions, and retention, kept by the
+//!   gateway itself (at start-up and daily) so nothing depends on `pg_cron`.
+//! - [`rows`]: the rows and the JSON shapes of their columns.
+//! - [`recorder`]: what an inference's model calls did, gathered while it runs.
+//! - [`writer`]: the bounded queue and the background writer.
 //!
-//! TensorZero's migrator owns the layout when it created it (its `_sqlx_migrations` records the
-//! inference tables): switchyard then creates nothing and writes into it unchanged. When
-//! switchyard created the layout, it says so in its own bookkeeping table
-//! (`switchyard_migrations`) and never in TensorZero's. TensorZero's migrations create these
-//! tables without `IF NOT EXISTS`, so a database where switchyard created them first cannot be
-//! migrated by TensorZero afterwards: run TensorZero's migrations first when both gateways
-//! share a database (the README says so).
+//! Whether the store is on follows TensorZero's rules ([`resolve`]).
 
+pub mod migrations;
 pub mod partitions;
+pub mod recorder;
+pub mod rows;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use sha2::{Digest, Sha256};
 
-/// The layout's DDL (switchyard migration 1).
-const SCHEMA: &str = include_str!("schema.sql");
+pub use migrations::{Layout, migrate};
+pub use recorder::Recorder;
+pub use writer::{Row, Writer};
 
-/// `tensorzero.dicl_examples` needs pgvector: created when the extension can be, else skipped
-/// with a notice (DICL then reads no examples).
-const DICL_EXAMPLES: &str = r#"
-DO $$
-BEGIN
-    CREATE EXTENSION IF NOT EXISTS vector;
-    CREATE TABLE IF NOT EXISTS tensorzero.dicl_examples (
-        id UUID PRIMARY KEY,
-        function_name TEXT NOT NULL,
-        variant_name TEXT NOT NULL,
-        namespace TEXT NOT NULL DEFAULT '',
-        input TEXT NOT NULL,
-        output TEXT NOT NULL,
-        embedding vector NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
-    );
-    CREATE INDEX IF NOT EXISTS dicl_examples_function_variant
-        ON tensorzero.dicl_examples (function_name, variant_name, namespace);
-    CREATE INDEX IF NOT EXISTS dicl_examples_created_at ON tensorzero.dicl_examples (created_at);
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'pgvector is not available (%): tensorzero.dicl_examples is not created', SQLERRM;
-END
-$$;
-"#;
+use crate::config::gateway::{ObservabilityBackend, ObservabilityConfig};
+use crate::config::stores::PostgresConfig;
 
-/// switchyard's own migration bookkeeping (never TensorZero's tables).
-const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS switchyard_migrations (
-    version BIGINT PRIMARY KEY,
-    description TEXT NOT NULL,
-    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
-    checksum BYTEA NOT NULL
-)";
-
-/// The TensorZero core migration that gives the inference tables their final shape (split
-/// metadata and data tables): when it is recorded, TensorZero owns the layout.
-const TENSORZERO_LAYOUT_VERSION: i64 = 20260213142997;
-
-/// Serializes concurrent migration runs (any value distinct from the other stores' locks).
-const LOCK: i64 = 0x5377_6974_4f62_7376; // "SwitObsv"
-
-/// Who made the layout a database has.
+/// Where inferences and feedback go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// switchyard created it now.
-    Created,
-    /// switchyard created it before (recorded in `switchyard_migrations`).
-    AlreadySwitchyards,
-    /// TensorZero's migrations created it: switchyard uses it as it is.
-    TensorZeros,
+pub enum Backend {
+    /// Nowhere: writes are no-ops, `/feedback` answers 400.
+    Disabled,
+    /// Postgres at `TENSORZERO_POSTGRES_URL`.
+    Postgres,
 }
 
-fn db(e: tokio_postgres::Error) -> String {
-    format!("Database error: {e}")
-}
-
-/// Creates the observability layout unless it exists (safe to run any number of times;
-/// concurrent runs serialize on an advisory lock), then the coming partitions.
-pub async fn migrate(pool: &Pool) -> Result<Layout, String> {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| format!("cannot connect to Postgres: {e}"))?;
-    let tx = client.transaction().await.map_err(db)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
-        .await
-        .map_err(db)?;
-    tx.batch_execute(BOOKKEEPING).await.map_err(db)?;
-    let ours = tx
-        .query_opt("SELECT 1 FROM switchyard_migrations WHERE version = 1", &[])
-        .await
-        .map_err(db)?
-        .is_some();
-    let theirs = tensorzero_owns_layout(&tx).await?;
-    let layout = if ours {
-        Layout::AlreadySwitchyards
-    } else if theirs {
-        Layout::TensorZeros
-    } else {
-        tx.batch_execute(SCHEMA).await.map_err(db)?;
-        tx.batch_execute(DICL_EXAMPLES).await.map_err(db)?;
-        let checksum = Sha256::digest(SCHEMA.as_bytes()).to_vec();
-        tx.execute(
-            "INSERT INTO switchyard_migrations (version, description, checksum) VALUES (1, 'observability layout', $1)",
-            &[&checksum],
-        )
-        .await
-        .map_err(db)?;
-        Layout::Created
-    };
-    tx.commit().await.map_err(db)?;
-    partitions::maintain(pool, &partitions::Retention::default()).await?;
-    Ok(layout)
-}
-
-/// Whether TensorZero's core migrations recorded the split inference tables.
-async fn tensorzero_owns_layout(tx: &tokio_postgres::Transaction<'_>) -> Result<bool, String> {
-    let has_table = tx
-        .query_one("SELECT to_regclass('_sqlx_migrations') IS NOT NULL", &[])
-        .await
-        .map_err(db)?
-        .get::<_, bool>(0);
-    if !has_table {
-        return Ok(false);
+/// TensorZero's choice of store: `enabled = false` turns it off; `backend = "auto"` takes
+/// ClickHouse when `TENSORZERO_CLICKHOUSE_URL` is set, else Postgres when
+/// `TENSORZERO_POSTGRES_URL` is; `enabled = true` requires the chosen one. switchyard has no
+/// ClickHouse store: choosing it is an error when required, else a warning.
+pub fn resolve(
+    config: &ObservabilityConfig,
+    postgres: bool,
+    clickhouse: bool,
+) -> Result<Backend, String> {
+    const NO_CLICKHOUSE: &str = "switchyard stores observability data in Postgres only, not ClickHouse: unset TENSORZERO_CLICKHOUSE_URL (with `backend = \"auto\"`) or set `gateway.observability.backend = \"postgres\"`";
+    let required = config.enabled == Some(true);
+    if config.enabled == Some(false) {
+        return Ok(Backend::Disabled);
     }
-    Ok(tx
-        .query_opt(
-            "SELECT 1 FROM _sqlx_migrations WHERE version = $1 AND success",
-            &[&TENSORZERO_LAYOUT_VERSION],
-        )
-        .await
-        .map_err(db)?
-        .is_some())
+    let backend = config.backend.unwrap_or(ObservabilityBackend::Auto);
+    let chosen = match backend {
+        ObservabilityBackend::Auto if clickhouse => None,
+        ObservabilityBackend::Auto if postgres => Some(Backend::Postgres),
+        ObservabilityBackend::Auto => {
+            if required {
+                return Err("Observability is enabled but no backend is available: set TENSORZERO_POSTGRES_URL (switchyard stores inferences in Postgres), or set `gateway.observability.enabled = false`".into());
+            }
+            tracing::warn!(
+                "observability: no store is configured (TENSORZERO_POSTGRES_URL is not set): inferences and feedback are not stored"
+            );
+            return Ok(Backend::Disabled);
+        }
+        ObservabilityBackend::Clickhouse => None,
+        ObservabilityBackend::Postgres if postgres => Some(Backend::Postgres),
+        ObservabilityBackend::Postgres => {
+            if required {
+                return Err("A Postgres connection is required when the primary datastore is Postgres and observability is enabled: set TENSORZERO_POSTGRES_URL".into());
+            }
+            tracing::warn!(
+                "observability: `backend = \"postgres\"` but TENSORZERO_POSTGRES_URL is not set: inferences and feedback are not stored"
+            );
+            return Ok(Backend::Disabled);
+        }
+    };
+    match chosen {
+        Some(b) => Ok(b),
+        None if required => Err(NO_CLICKHOUSE.into()),
+        None => {
+            tracing::warn!(
+                "observability: {NO_CLICKHOUSE}; inferences and feedback are not stored"
+            );
+            Ok(Backend::Disabled)
+        }
+    }
 }
 
-/// Whether the database has the layout (by either gateway's migrations).
-pub async fn layout_exists(pool: &Pool) -> Result<bool, String> {
+/// The running store: its writer and what keeps its partitions.
+#[derive(Debug)]
+pub struct Store {
+    /// The writer (and its pool).
+    pub writer: Arc<Writer>,
+    maintenance: tokio::task::JoinHandle<()>,
+}
+
+impl Store {
+    /// Checks that the layout is there, syncs retention as TensorZero does, and starts the
+    /// writer and the daily partition upkeep.
+    pub async fn start(
+        pool: Pool,
+        config: &ObservabilityConfig,
+        postgres: Option<&PostgresConfig>,
+        metrics: Arc<crate::metrics::GatewayMetrics>,
+    ) -> Result<Self, String> {
+        if !migrations::layout_exists(&pool).await? {
+            return Err("the observability tables are missing from TENSORZERO_POSTGRES_URL's database: run `switchyard --run-postgres-migrations` (or TensorZero's `gateway --run-postgres-migrations`) once, or set `gateway.observability.enabled = false`".into());
+        }
+        let retention = partitions::Retention {
+            metadata_days: postgres.and_then(|p| p.inference_metadata_retention_days),
+            data_days: postgres.and_then(|p| p.inference_data_retention_days),
+        };
+        sync_retention(&pool, &retention).await?;
+        let maintenance = tokio::spawn(keep_partitions(pool.clone(), retention));
+        let writer = Writer::start(pool, writer::Settings::from_config(config), metrics);
+        Ok(Self {
+            writer,
+            maintenance,
+        })
+    }
+
+    /// Writes what is queued (within `within`) and stops.
+    pub async fn close(&self, within: Duration) {
+        self.maintenance.abort();
+        self.writer.close(within).await;
+    }
+}
+
+/// `tensorzero.retention_config` as TensorZero's gateways leave it at start-up: the legacy
+/// key removed, each key set from `[postgres]` or deleted when unset (the last gateway to
+/// start wins, in either gateway).
+async fn sync_retention(pool: &Pool, retention: &partitions::Retention) -> Result<(), String> {
     let client = pool
         .get()
         .await
         .map_err(|e| format!("cannot connect to Postgres: {e}"))?;
-    Ok(client
-        .query_one(
-            "SELECT to_regclass('tensorzero.chat_inferences') IS NOT NULL",
+    let db = |e: tokio_postgres::Error| format!("syncing tensorzero.retention_config: {e}");
+    client
+        .execute(
+            "DELETE FROM tensorzero.retention_config WHERE key = 'inference_retention_days'",
             &[],
         )
         .await
-        .map_err(db)?
-        .get::<_, bool>(0))
+        .map_err(db)?;
+    for (key, days) in [
+        ("inference_metadata_retention_days", retention.metadata_days),
+        ("inference_data_retention_days", retention.data_days),
+    ] {
+        match days {
+            Some(days) => client
+                .execute(
+                    "INSERT INTO tensorzero.retention_config (key, value, updated_at) VALUES ($1, $2, NOW())
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = NOW()",
+                    &[&key, &days.to_string()],
+                )
+                .await
+                .map_err(db)?,
+            None => client
+                .execute(
+                    "DELETE FROM tensorzero.retention_config WHERE key = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(db)?,
+        };
+    }
+    Ok(())
+}
+
+/// Creates the coming partitions and applies retention now and then every day (every
+/// gateway tries; the advisory lock lets one at a time do it).
+async fn keep_partitions(pool: Pool, retention: partitions::Retention) {
+    const DAILY: Duration = Duration::from_secs(24 * 60 * 60);
+    loop {
+        match partitions::maintain(&pool, &retention).await {
+            Ok(done) if !done.created.is_empty() || !done.dropped.is_empty() => tracing::info!(
+                created = done.created.len(),
+                dropped = done.dropped.len(),
+                "observability: partitions maintained"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "observability: partition upkeep failed; retrying in a minute");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            }
+        }
+        tokio::time::sleep(DAILY).await;
+    }
 }

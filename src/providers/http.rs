@@ -16,6 +16,20 @@ pub async fn send(
     cx: &CallContext<'_>,
     request: http::Request<http_body_util::Full<Bytes>>,
 ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+    let request = match cx.tap.as_ref().filter(|tap| tap.records()) {
+        Some(tap) => {
+            use http_body_util::BodyExt;
+            let (parts, body) = request.into_parts();
+            // A `Full` body is already in memory: collecting it only takes its bytes.
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            tap.request(&bytes);
+            http::Request::from_parts(parts, http_body_util::Full::new(bytes))
+        }
+        None => request,
+    };
     cx.upstream
         .exchange(request, cx.trace)
         .await

@@ -487,8 +487,13 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
                 .get::<RawWanted>()
                 .copied()
                 .unwrap_or_default();
-            let tap = (spec.cost.is_some() || wanted.any())
-                .then(|| tap::AnswerTap::new(spec.cost.clone(), wanted, spec.adapter.usage_at()));
+            let exchange = call
+                .extensions
+                .get::<crate::model_call::ExchangeLog>()
+                .map(|log| log.attempt(&spec.name));
+            let tap = (spec.cost.is_some() || wanted.any() || exchange.is_some()).then(|| {
+                tap::AnswerTap::new(spec.cost.clone(), wanted, spec.adapter.usage_at(), exchange)
+            });
             let cx = CallContext {
                 upstream: &this.upstream,
                 credentials: &dynamic,

@@ -113,14 +113,27 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
             {
                 builder = builder.header(AUTHORIZATION, bearer(key)?);
             }
-            let request = builder
-                .body(Full::new(crate::upstream::json_body(&body)))
-                .map_err(|e| {
-                    Error::relay_failure(Fault::new(
-                        FailureKind::Unreachable,
-                        format!("cannot build a request to `{}`: {e}", target.url),
-                    ))
-                })?;
+            let body = crate::upstream::json_body(&body);
+            // The observability store keeps what went to the relay and what came back.
+            let tap = call
+                .extensions
+                .get::<crate::model_call::ExchangeLog>()
+                .map(|log| {
+                    let tap = super::tap::AnswerTap::new(
+                        None,
+                        Default::default(),
+                        &["/usage"],
+                        Some(log.attempt(&Arc::from(RELAY_PROVIDER))),
+                    );
+                    tap.request(&body);
+                    tap
+                });
+            let request = builder.body(Full::new(body)).map_err(|e| {
+                Error::relay_failure(Fault::new(
+                    FailureKind::Unreachable,
+                    format!("cannot build a request to `{}`: {e}", target.url),
+                ))
+            })?;
             let response = this
                 .upstream
                 .exchange(request, call.extensions.get::<TraceContext>())
@@ -132,11 +145,14 @@ impl tower::Service<Call<ModelRequest>> for RelayClient {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             let output = if is_sse {
-                stream(response.into_body()).await?
+                stream(response.into_body(), tap).await?
             } else {
                 let bytes = read_answer(response.into_body()).await.map_err(|e| {
                     Error::relay_failure(Fault::new(e.kind, format!("the relay's answer: {e}")))
                 })?;
+                if let Some(tap) = &tap {
+                    tap.answer(&bytes);
+                }
                 ProviderOutput::Complete(parse_response(&bytes).map_err(Error::relay_failure)?)
             };
             Ok(ModelOutput {
@@ -321,9 +337,12 @@ fn parse_response(bytes: &[u8]) -> Result<ModelResponse, String> {
         .map_err(|why| format!("{why}: {}", snippet(bytes)))
 }
 
-async fn stream(body: Incoming) -> Result<ProviderOutput, Error> {
+async fn stream(
+    body: Incoming,
+    tap: Option<Arc<super::tap::AnswerTap>>,
+) -> Result<ProviderOutput, Error> {
     let state = RelayStream {
-        reader: SseReader::new(body),
+        reader: SseReader::new(body).with_tap(tap),
         finished: false,
     };
     peek_stream(state, || {

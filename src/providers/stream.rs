@@ -50,6 +50,12 @@ impl SseReader {
         }
     }
 
+    /// Shows every event to `tap` (when there is one) before it is parsed.
+    pub fn with_tap(mut self, tap: Option<std::sync::Arc<super::tap::AnswerTap>>) -> Self {
+        self.tap = tap;
+        self
+    }
+
     /// Shows every event to the call's tap (when it has one) before it is parsed.
     pub fn tapped(mut self, cx: &super::CallContext<'_>) -> Self {
         self.tap = cx.tap.clone();

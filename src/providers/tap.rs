@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::cost::{CostTable, Dollars, StreamMeter};
-use crate::model_call::RawWanted;
+use crate::model_call::{ExchangeText, RawWanted};
 
 /// One provider call's reader of raw answers.
 #[derive(Debug)]
@@ -21,6 +21,8 @@ pub struct AnswerTap {
     /// Where the provider's format keeps its usage object (in a whole answer or in events).
     usage_at: &'static [&'static str],
     state: Mutex<Observed>,
+    /// The observability store's copy of the request and answer, when it records the call.
+    exchange: Option<Arc<Mutex<ExchangeText>>>,
 }
 
 #[derive(Debug, Default)]
@@ -43,21 +45,49 @@ struct Observed {
 impl AnswerTap {
     /// A tap for a call with these prices, for a client that wants `wanted`, of a provider
     /// whose usage object is at the first of `usage_at` that an answer or event has.
+    /// `exchange` receives the request and answer verbatim when the store records the call.
     pub fn new(
         prices: Option<Arc<CostTable>>,
         wanted: RawWanted,
         usage_at: &'static [&'static str],
+        exchange: Option<Arc<Mutex<ExchangeText>>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             prices,
             wanted,
             usage_at,
             state: Mutex::new(Observed::default()),
+            exchange,
         })
+    }
+
+    /// Whether the request body is wanted (the store records the call).
+    pub fn records(&self) -> bool {
+        self.exchange.is_some()
+    }
+
+    /// Reads the request body sent.
+    pub fn request(&self, bytes: &[u8]) {
+        if let Some(exchange) = &self.exchange {
+            let mut e = exchange.lock().unwrap_or_else(|e| e.into_inner());
+            e.request = String::from_utf8_lossy(bytes).into_owned();
+        }
+    }
+
+    /// Adds answer text to the store's copy: a whole answer, or one more stream event.
+    fn record_answer(&self, bytes: &[u8]) {
+        if let Some(exchange) = &self.exchange {
+            let mut e = exchange.lock().unwrap_or_else(|e| e.into_inner());
+            if !e.response.is_empty() {
+                e.response.push('\n');
+            }
+            e.response.push_str(&String::from_utf8_lossy(bytes));
+        }
     }
 
     /// Reads a whole (non-streamed) answer. One that is not JSON has no cost or usage to read.
     pub fn answer(&self, bytes: &[u8]) {
+        self.record_answer(bytes);
         let mut state = self.lock();
         state.whole = true;
         if self.prices.is_some() || self.wanted.usage {
@@ -73,6 +103,9 @@ impl AnswerTap {
 
     /// Reads one streamed event's data.
     pub fn event(&self, data: &[u8]) {
+        if !data.is_empty() && data != b"[DONE]" {
+            self.record_answer(data);
+        }
         let mut state = self.lock();
         if self.wanted.response {
             state

@@ -120,10 +120,20 @@ impl Harness {
         toml: &str,
         files: &[(&str, &str)],
     ) -> Harness {
+        Self::start_with_env(mock, toml, files, &switchyard::Environment::default()).await
+    }
+
+    /// [`Self::start_with_files`] with the stores of `env` (Postgres, Valkey).
+    pub async fn start_with_env(
+        mock: MockProvider,
+        toml: &str,
+        files: &[(&str, &str)],
+        env: &switchyard::Environment,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         write_files(&dir, files);
         let loaded = load(toml, &mock, &dir).unwrap_or_else(|e| panic!("config did not load: {e}"));
-        let gateway = switchyard::start(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)))
+        let gateway = switchyard::start_with(&loaded, SocketAddr::from(([127, 0, 0, 1], 0)), env)
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         Harness {

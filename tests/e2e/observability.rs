@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 use switchyard::api_keys::PostgresKeyStore;
 use switchyard::observability::partitions::{self, Retention};
 
+use serde_json::{Value, json};
+use switchyard_mock::MockProvider;
+
+use crate::harness::Harness;
 use crate::pg::Postgres;
 
 fn migrate(pg: &Postgres) -> Output {
@@ -226,4 +230,412 @@ async fn retention_drops_partitions_past_their_age() {
         )
         .await
     );
+}
+
+const STORE_CONFIG: &str = r#"
+[models.mock]
+routing = ["mock"]
+[models.mock.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+cost = [
+  { pointer = "/usage/prompt_tokens", cost_per_million = 2.0 },
+  { pointer = "/usage/completion_tokens", cost_per_million = 8.0 },
+]
+
+[models.json]
+routing = ["mock"]
+[models.json.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "json"
+api_key_location = "none"
+
+[models.tool]
+routing = ["mock"]
+[models.tool.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "tool"
+api_key_location = "none"
+
+[models.choose1]
+routing = ["mock"]
+[models.choose1.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "choose-1"
+api_key_location = "none"
+
+[tools.get_weather]
+description = "Weather"
+parameters = "weather.json"
+
+[functions.weather]
+type = "chat"
+tools = ["get_weather"]
+[functions.weather.variants.only]
+type = "chat_completion"
+model = "tool"
+temperature = 0.25
+
+[functions.extract]
+type = "json"
+output_schema = "answer.json"
+[functions.extract.variants.only]
+type = "chat_completion"
+model = "json"
+
+[functions.best]
+type = "chat"
+[functions.best.variants.bon]
+type = "experimental_best_of_n_sampling"
+candidates = ["a", "b"]
+[functions.best.variants.bon.evaluator]
+model = "choose1"
+[functions.best.variants.a]
+type = "chat_completion"
+model = "mock"
+weight = 0
+[functions.best.variants.b]
+type = "chat_completion"
+model = "mock"
+weight = 0
+"#;
+
+const WEATHER_SCHEMA: &str =
+    r#"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#;
+const ANSWER_SCHEMA: &str =
+    r#"{"type":"object","properties":{"answer":{"type":"integer"}},"required":["answer"]}"#;
+
+/// A migrated Postgres and an in-process gateway storing into it.
+async fn storing_gateway(toml: &str) -> (Postgres, Harness) {
+    let pg = Postgres::start();
+    let o = migrate(&pg);
+    assert!(o.status.success(), "{}", text(&o));
+    let env = switchyard::Environment {
+        postgres_url: Some(switchyard::Secret::new(pg.url())),
+        ..Default::default()
+    };
+    let gw = Harness::start_with_env(
+        MockProvider::start().await.unwrap(),
+        toml,
+        &[
+            ("weather.json", WEATHER_SCHEMA),
+            ("answer.json", ANSWER_SCHEMA),
+        ],
+        &env,
+    )
+    .await;
+    (pg, gw)
+}
+
+/// Polls until `sql` counts at least `n` rows (async writes land shortly after the answer).
+async fn wait_count(c: &tokio_postgres::Client, sql: &str, n: i64) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let count: i64 = c.query_one(sql, &[]).await.unwrap().get(0);
+        if count >= n || std::time::Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_inference_writes_its_rows_in_tensorzeros_layout() {
+    let (pg, gw) = storing_gateway(STORE_CONFIG).await;
+    let c = client(&pg).await;
+
+    // A model_name call (the default function), with tags.
+    let r = gw
+        .post(
+            "/inference",
+            &json!({"model_name": "mock", "input": {"system": "Be brief.", "messages": [{"role": "user", "content": "hello"}]}, "tags": {"team": "search"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let plain: Value = r.json();
+    let id: uuid::Uuid = plain["inference_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        wait_count(
+            &c,
+            &format!(
+                "SELECT count(*) FROM tensorzero.model_inferences WHERE inference_id = '{id}'"
+            ),
+            1
+        )
+        .await,
+        1
+    );
+    let row = c
+        .query_one(
+            "SELECT i.function_name, i.variant_name, i.episode_id::text, i.tags, d.input, d.output, d.inference_params,
+                    i.created_at = d.created_at, i.created_at = tensorzero.uuid_v7_to_timestamp(i.id), i.ttft_ms IS NULL,
+                    d.allowed_tools IS NULL, d.tool_choice IS NULL, d.dynamic_tools
+             FROM tensorzero.chat_inferences i JOIN tensorzero.chat_inference_data d ON d.id = i.id AND d.created_at = i.created_at
+             WHERE i.id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "tensorzero::default");
+    assert_eq!(row.get::<_, String>(1), "mock");
+    assert_eq!(
+        row.get::<_, String>(2),
+        plain["episode_id"].as_str().unwrap()
+    );
+    assert_eq!(row.get::<_, Value>(3), json!({"team": "search"}));
+    assert_eq!(
+        row.get::<_, Value>(4),
+        json!({"system": "Be brief.", "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]})
+    );
+    assert_eq!(
+        row.get::<_, Value>(5),
+        json!([{"type": "text", "text": "mock reply to: hello"}])
+    );
+    assert_eq!(row.get::<_, Value>(6), json!({"chat_completion": {}}));
+    assert!(row.get::<_, bool>(7), "both halves share created_at");
+    assert!(row.get::<_, bool>(8), "created_at comes from the UUIDv7");
+    assert!(
+        row.get::<_, bool>(9),
+        "no ttft for a non-streamed inference"
+    );
+    assert!(row.get::<_, bool>(10) && row.get::<_, bool>(11));
+    assert_eq!(row.get::<_, Value>(12), json!([]));
+    let model = c
+        .query_one(
+            "SELECT m.model_name, m.model_provider_name, m.input_tokens, m.output_tokens, m.finish_reason, m.cost::text,
+                    m.cached, m.response_time_ms IS NOT NULL, d.raw_request, d.raw_response, d.system, d.input_messages, d.output,
+                    m.id > m.inference_id
+             FROM tensorzero.model_inferences m JOIN tensorzero.model_inference_data d ON d.id = m.id AND d.created_at = m.created_at
+             WHERE m.inference_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(model.get::<_, String>(0), "mock");
+    assert_eq!(model.get::<_, String>(1), "mock");
+    assert_eq!(
+        model.get::<_, Option<i32>>(2),
+        plain["usage"]["input_tokens"].as_i64().map(|n| n as i32)
+    );
+    assert_eq!(model.get::<_, Option<i32>>(3), Some(4));
+    assert_eq!(model.get::<_, Option<String>>(4).as_deref(), Some("stop"));
+    assert!(
+        model.get::<_, Option<String>>(5).is_some(),
+        "the cost is stored"
+    );
+    assert!(!model.get::<_, bool>(6));
+    assert!(model.get::<_, bool>(7));
+    let raw_request: Value = serde_json::from_str(&model.get::<_, String>(8)).unwrap();
+    assert_eq!(
+        raw_request["model"], "mock-model",
+        "the body sent to the provider"
+    );
+    let raw_response: Value = serde_json::from_str(&model.get::<_, String>(9)).unwrap();
+    assert_eq!(
+        raw_response["id"], "chatcmpl-mock",
+        "the provider's own answer"
+    );
+    assert_eq!(
+        model.get::<_, Option<String>>(10).as_deref(),
+        Some("Be brief.")
+    );
+    assert_eq!(
+        model.get::<_, Value>(11),
+        json!([{"role": "user", "content": [{"type": "text", "text": "hello"}]}])
+    );
+    assert_eq!(
+        model.get::<_, Value>(12),
+        json!([{"type": "text", "text": "mock reply to: hello"}])
+    );
+    assert!(
+        model.get::<_, bool>(13),
+        "model inference ids are made after the inference's"
+    );
+
+    // A chat function with a tool: the tool columns and the checked tool call.
+    let r = gw
+        .post(
+            "/inference",
+            &json!({"function_name": "weather", "input": {"messages": [{"role": "user", "content": "Paris?"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id: uuid::Uuid = r.json()["inference_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        wait_count(
+            &c,
+            &format!("SELECT count(*) FROM tensorzero.chat_inference_data WHERE id = '{id}'"),
+            1
+        )
+        .await,
+        1
+    );
+    let row = c
+        .query_one(
+            "SELECT i.variant_name, d.output, d.allowed_tools, d.tool_choice, d.inference_params FROM tensorzero.chat_inferences i
+             JOIN tensorzero.chat_inference_data d ON d.id = i.id AND d.created_at = i.created_at WHERE i.id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "only");
+    assert_eq!(
+        row.get::<_, Value>(1),
+        json!([{"type": "tool_call", "id": "call_mock_1", "raw_name": "get_weather", "raw_arguments": "{\"city\":\"Paris\"}", "name": "get_weather", "arguments": {"city": "Paris"}}])
+    );
+    assert_eq!(
+        row.get::<_, Value>(2),
+        json!({"tools": ["get_weather"], "choice": "function_default"})
+    );
+    assert_eq!(row.get::<_, Value>(3), json!("auto"));
+    assert_eq!(
+        row.get::<_, Value>(4),
+        json!({"chat_completion": {"temperature": 0.25}})
+    );
+
+    // A json function: {raw, parsed}, the output schema, no tool columns.
+    let r = gw
+        .post(
+            "/inference",
+            &json!({"function_name": "extract", "input": {"messages": [{"role": "user", "content": "six times seven"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id: uuid::Uuid = r.json()["inference_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        wait_count(
+            &c,
+            &format!("SELECT count(*) FROM tensorzero.json_inference_data WHERE id = '{id}'"),
+            1
+        )
+        .await,
+        1
+    );
+    let row = c
+        .query_one(
+            "SELECT d.output, d.output_schema, d.auxiliary_content, d.inference_params FROM tensorzero.json_inferences i
+             JOIN tensorzero.json_inference_data d ON d.id = i.id AND d.created_at = i.created_at WHERE i.id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, Value>(0),
+        json!({"raw": "{\"answer\":42}", "parsed": {"answer": 42}})
+    );
+    assert_eq!(row.get::<_, Value>(1)["required"], json!(["answer"]));
+    assert_eq!(row.get::<_, Value>(2), json!([]));
+    assert_eq!(
+        row.get::<_, Value>(3),
+        json!({"chat_completion": {"json_mode": "strict"}})
+    );
+
+    // Streamed through the OpenAI route: ttft, the output assembled from chunks, the raw
+    // events joined by newlines.
+    let r = gw
+        .post(
+            "/openai/v1/chat/completions",
+            &json!({"model": "tensorzero::model_name::mock", "stream": true, "messages": [{"role": "user", "content": "stream me"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = r.json_events();
+    let id: uuid::Uuid = events[0]["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        wait_count(
+            &c,
+            &format!(
+                "SELECT count(*) FROM tensorzero.model_inferences WHERE inference_id = '{id}'"
+            ),
+            1
+        )
+        .await,
+        1
+    );
+    let row = c
+        .query_one(
+            "SELECT i.ttft_ms IS NOT NULL, i.processing_time_ms >= i.ttft_ms, d.output, m.ttft_ms IS NOT NULL, md.raw_response
+             FROM tensorzero.chat_inferences i
+             JOIN tensorzero.chat_inference_data d ON d.id = i.id AND d.created_at = i.created_at
+             JOIN tensorzero.model_inferences m ON m.inference_id = i.id
+             JOIN tensorzero.model_inference_data md ON md.id = m.id AND md.created_at = m.created_at
+             WHERE i.id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+    assert_eq!(
+        row.get::<_, Value>(2),
+        json!([{"type": "text", "text": "mock reply to: stream me"}])
+    );
+    assert!(row.get::<_, bool>(3));
+    let raw = row.get::<_, String>(4);
+    assert!(raw.lines().count() > 2, "{raw}");
+    assert!(
+        raw.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "{raw}"
+    );
+
+    // Best-of-n: one model row per candidate plus the evaluator's.
+    let r = gw
+        .post(
+            "/inference",
+            &json!({"function_name": "best", "variant_name": "bon", "input": {"messages": [{"role": "user", "content": "pick"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id: uuid::Uuid = r.json()["inference_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        wait_count(
+            &c,
+            &format!(
+                "SELECT count(*) FROM tensorzero.model_inferences WHERE inference_id = '{id}'"
+            ),
+            3
+        )
+        .await,
+        3
+    );
+    let tags: Value = c
+        .query_one(
+            "SELECT tags FROM tensorzero.chat_inferences WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tags, json!({"tensorzero::variant_pinned": "bon"}));
+
+    // dryrun: answered, never stored.
+    let r = gw
+        .post(
+            "/inference",
+            &json!({"model_name": "mock", "dryrun": true, "input": {"messages": [{"role": "user", "content": "dry"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id: uuid::Uuid = r.json()["inference_id"].as_str().unwrap().parse().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM tensorzero.chat_inferences WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "a dryrun writes nothing");
+    let written = crate::harness::metric(
+        &gw.url(""),
+        "switchyard_observability_rows_written_total{table=\"chat_inferences\"}",
+    )
+    .await;
+    assert!(written >= 4.0, "{written}");
 }

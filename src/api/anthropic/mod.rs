@@ -276,6 +276,8 @@ fn into_request(body: MessagesRequest, target: Target) -> Result<InferenceReques
         trace: None,
         trace_extras: None,
         raw_wanted: Default::default(),
+        dryrun: false,
+        recorder: None,
     })
 }
 

@@ -238,12 +238,9 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
     {
         return Err(Error::NotSupported("`tensorzero::provider_tools`".into()));
     }
-    // Accepted for compatibility; nothing is stored or cached.
-    let _ = (
-        chat.dryrun,
-        chat.cache_options,
-        chat.include_original_response,
-    );
+    // Accepted for compatibility; nothing is cached.
+    let _ = (chat.cache_options, chat.include_original_response);
+    let dryrun = chat.dryrun == Some(true);
     let namespace = crate::inference::check_namespace(chat.namespace)?;
 
     let input = convert_messages(&chat.messages)?;
@@ -344,6 +341,8 @@ fn into_request(chat: ChatRequest) -> Result<(InferenceRequest, Target), Error> 
             usage: chat.include_raw_usage == Some(true),
             response: chat.include_raw_response == Some(true),
         },
+        dryrun,
+        recorder: None,
     };
     Ok((request, target))
 }

@@ -265,6 +265,8 @@ fn into_request(
         trace: None,
         trace_extras: None,
         raw_wanted: Default::default(),
+        dryrun: false,
+        recorder: None,
     };
     Ok((request, shape))
 }

@@ -303,12 +303,6 @@ impl Checker<'_> {
                 "`async_writes` (on unless set to false, since TensorZero 2026.4) and `batch_writes` cannot both be enabled; to batch, also set `async_writes = false`",
             );
         }
-        if obs.enabled == Some(true) {
-            self.not_supported_yet(
-                at.key("observability"),
-                "storing inferences (`observability.enabled = true`)",
-            );
-        }
         let tfa = &g.template_filesystem_access;
         let tat = at.key("template_filesystem_access");
         if let Some(p) = &tfa.base_path

@@ -212,12 +212,6 @@ impl Checker<'_> {
                 );
             }
         }
-        if obs.backend.is_some() && obs.enabled != Some(true) {
-            self.not_supported_yet(
-                oat.key("backend"),
-                "storing inferences (`observability.backend`)",
-            );
-        }
         if let Some(batch) = &obs.batch_writes {
             let bat = oat.key("batch_writes");
             for (key, value) in [

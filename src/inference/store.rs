@@ -1,0 +1,262 @@
+//! An inference's rows for the observability store: what the request said (taken before it
+//! runs), what its model calls did (the recorder), and what it answered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::{Engine, InferenceMeta, InferenceRequest};
+use crate::config::FunctionConfig;
+use crate::config::functions::ToolChoiceConfig;
+use crate::model_call::{ChunkStream, ModelChunk, ModelResponse, OutputBlock};
+use crate::observability::rows::{self, InferenceKind, InferenceRow};
+use crate::observability::{Recorder, Row, Writer};
+
+/// An inference being stored: the request's side, until the answer is in.
+pub(super) struct Pending {
+    writer: Arc<Writer>,
+    recorder: Arc<Recorder>,
+    started: tokio::time::Instant,
+    input: Value,
+    tags: Value,
+    extra_body: Value,
+    tools: super::DynamicToolParams,
+    output_schema: Option<Value>,
+}
+
+impl Pending {
+    /// Takes what the rows need from `request` before it runs.
+    pub(super) fn new(
+        writer: Arc<Writer>,
+        recorder: Arc<Recorder>,
+        request: &InferenceRequest,
+        started: tokio::time::Instant,
+    ) -> Self {
+        let mut tags: Map<String, Value> = request
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        if let Some(id) = &request.api_key_public_id {
+            tags.insert(
+                "tensorzero::api_key_public_id".into(),
+                Value::String(id.to_string()),
+            );
+        }
+        if let Some(ns) = &request.namespace {
+            tags.insert("tensorzero::namespace".into(), Value::String(ns.clone()));
+        }
+        if let Some(variant) = &request.variant_name {
+            tags.insert(
+                "tensorzero::variant_pinned".into(),
+                Value::String(variant.clone()),
+            );
+        }
+        let extra_body = request
+            .extra_body
+            .iter()
+            .map(|e| {
+                let mut entry = Map::new();
+                match &e.filter {
+                    super::RequestEditFilter::Always => {}
+                    super::RequestEditFilter::Variant(v) => {
+                        entry.insert("variant_name".into(), json!(v));
+                    }
+                    super::RequestEditFilter::ModelProvider { model, provider } => {
+                        entry.insert("model_name".into(), json!(model));
+                        if let Some(p) = provider {
+                            entry.insert("provider_name".into(), json!(p));
+                        }
+                    }
+                }
+                entry.insert("pointer".into(), json!(e.edit.pointer));
+                match &e.edit.value {
+                    Some(v) => entry.insert("value".into(), v.clone()),
+                    None => entry.insert("delete".into(), json!(true)),
+                };
+                Value::Object(entry)
+            })
+            .collect();
+        Self {
+            writer,
+            recorder,
+            started,
+            input: rows::stored_input(&request.input),
+            tags: Value::Object(tags),
+            extra_body: Value::Array(extra_body),
+            tools: request.tools.clone(),
+            output_schema: request.output_schema.clone(),
+        }
+    }
+
+    /// A complete answer: its rows are handed to the store now (and written before the
+    /// response in sync mode).
+    pub(super) async fn complete(
+        self,
+        engine: &Engine,
+        meta: &InferenceMeta,
+        response: &ModelResponse,
+    ) {
+        let elapsed = self.started.elapsed();
+        let writer = self.writer.clone();
+        let row = self.row(engine, meta, &response.content, elapsed, None);
+        writer.write(row).await;
+    }
+
+    /// A stream: its rows are queued when it ends, and not at all if it is cut off (as
+    /// TensorZero does).
+    pub(super) fn stream(
+        self,
+        engine: &Engine,
+        meta: &InferenceMeta,
+        ttft: Duration,
+        first: &ModelChunk,
+        rest: ChunkStream,
+    ) -> ChunkStream {
+        // What the row needs of the engine, taken now: the stream outlives this borrow.
+        let function = engine.function(&meta.function_name).map(FunctionFacts::of);
+        let meta = meta.clone();
+        crate::model_call::on_stream_end(first, rest, move |end| {
+            if !end.ended {
+                return;
+            }
+            let elapsed = self.started.elapsed();
+            let content = self.recorder.last_output();
+            let writer = self.writer.clone();
+            let row = self.row_with(function.as_ref(), &meta, &content, elapsed, Some(ttft));
+            writer.enqueue(row);
+        })
+    }
+
+    fn row(
+        self,
+        engine: &Engine,
+        meta: &InferenceMeta,
+        content: &[OutputBlock],
+        elapsed: Duration,
+        ttft: Option<Duration>,
+    ) -> Row {
+        let function = engine.function(&meta.function_name).map(FunctionFacts::of);
+        self.row_with(function.as_ref(), meta, content, elapsed, ttft)
+    }
+
+    fn row_with(
+        self,
+        function: Option<&FunctionFacts>,
+        meta: &InferenceMeta,
+        content: &[OutputBlock],
+        elapsed: Duration,
+        ttft: Option<Duration>,
+    ) -> Row {
+        let (output, kind) = if meta.is_json {
+            let (output, auxiliary) = rows::json_output(content, &meta.output_check);
+            let output_schema = self
+                .output_schema
+                .clone()
+                .or_else(|| function.and_then(|f| f.output_schema.clone()))
+                .unwrap_or_else(|| json!({}));
+            (
+                output,
+                InferenceKind::Json {
+                    output_schema,
+                    auxiliary_content: auxiliary,
+                },
+            )
+        } else {
+            (
+                rows::chat_output(content, &meta.output_check),
+                self.tool_columns(function),
+            )
+        };
+        let models = self.recorder.take_calls();
+        let inference = InferenceRow {
+            id: meta.inference_id,
+            function_name: meta.function_name.to_string(),
+            variant_name: meta.variant_name.to_string(),
+            episode_id: meta.episode_id,
+            processing_time_ms: rows::millis(elapsed),
+            ttft_ms: ttft.and_then(rows::millis),
+            tags: self.tags,
+            snapshot_hash: None,
+            input: self.input,
+            output,
+            inference_params: self.recorder.params(),
+            extra_body: self.extra_body,
+            kind,
+        };
+        Row::Inference(Box::new(inference), models)
+    }
+
+    /// `chat_inference_data`'s tool columns: all empty/NULL when neither the function nor the
+    /// request has tools; otherwise `allowed_tools` and `tool_choice` are always set.
+    fn tool_columns(&self, function: Option<&FunctionFacts>) -> InferenceKind {
+        let dynamic: Vec<Value> = self.tools.additional_tools.iter().map(rows::tool).collect();
+        let function_tools = function.map_or(&[][..], |f| &f.tools[..]);
+        if dynamic.is_empty() && function_tools.is_empty() {
+            return InferenceKind::Chat {
+                dynamic_tools: json!([]),
+                dynamic_provider_tools: json!([]),
+                allowed_tools: None,
+                tool_choice: None,
+                parallel_tool_calls: None,
+            };
+        }
+        let allowed = match &self.tools.allowed_tools {
+            Some(names) => json!({"tools": names, "choice": "explicit"}),
+            None => {
+                let names: Vec<&str> = function_tools
+                    .iter()
+                    .map(String::as_str)
+                    .chain(self.tools.additional_tools.iter().map(|t| t.name.as_str()))
+                    .collect();
+                json!({"tools": names, "choice": "function_default"})
+            }
+        };
+        let choice = match &self.tools.tool_choice {
+            Some(c) => rows::tool_choice(c),
+            None => function.map_or(json!("auto"), |f| f.tool_choice.clone()),
+        };
+        InferenceKind::Chat {
+            dynamic_tools: Value::Array(dynamic),
+            dynamic_provider_tools: json!([]),
+            allowed_tools: Some(allowed),
+            tool_choice: Some(choice),
+            parallel_tool_calls: self
+                .tools
+                .parallel_tool_calls
+                .or_else(|| function.and_then(|f| f.parallel_tool_calls)),
+        }
+    }
+}
+
+/// What the rows need of a function's configuration.
+struct FunctionFacts {
+    tools: Vec<String>,
+    tool_choice: Value,
+    parallel_tool_calls: Option<bool>,
+    output_schema: Option<Value>,
+}
+
+impl FunctionFacts {
+    fn of(f: &super::FunctionInfo) -> Self {
+        let (tool_choice, parallel_tool_calls) = match &f.config {
+            FunctionConfig::Chat(c) => (
+                match &c.tool_choice {
+                    ToolChoiceConfig::None => json!("none"),
+                    ToolChoiceConfig::Auto => json!("auto"),
+                    ToolChoiceConfig::Required => json!("required"),
+                    ToolChoiceConfig::Specific(name) => json!({ "specific": name }),
+                },
+                c.parallel_tool_calls,
+            ),
+            FunctionConfig::Json(_) => (json!("auto"), None),
+        };
+        Self {
+            tools: f.tools.iter().map(|t| t.def.name.clone()).collect(),
+            tool_choice,
+            parallel_tool_calls,
+            output_schema: f.output_schema.as_ref().map(|s| s.document().clone()),
+        }
+    }
+}
