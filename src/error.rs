@@ -123,6 +123,13 @@ pub enum Error {
     /// `function_name` names no function.
     #[error("Unknown function: {0}")]
     UnknownFunction(String),
+    /// The observability store (Postgres) could not answer a read the request needs.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// Something the request names does not exist (a metric, a datapoint); the message says
+    /// what.
+    #[error("{0}")]
+    NotFound(String),
     /// An embeddings request names no embedding model.
     #[error("Model not found: {0}")]
     EmbeddingModelNotFound(String),
@@ -282,6 +289,7 @@ impl Error {
             | Error::InvalidOpenAiRequest(_)
             | Error::ApiKeyMissing(_) => StatusCode::BAD_REQUEST,
             Error::UnknownFunction(_)
+            | Error::NotFound(_)
             | Error::EmbeddingModelNotFound(_)
             | Error::UnknownModel(_)
             | Error::UnknownVariant { .. }
@@ -297,7 +305,9 @@ impl Error {
                 .and_then(|s| StatusCode::from_u16(s).ok())
                 .unwrap_or(StatusCode::BAD_GATEWAY),
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Error::ProviderSkipped(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::ProviderSkipped(_) | Error::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::LimiterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::AllModelProvidersFailed(errors) => {

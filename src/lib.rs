@@ -347,6 +347,10 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         lifecycle: resources.lifecycle.clone(),
         metrics: resources.metrics.clone(),
         health: resources.health.clone(),
+        feedback: api::feedback::FeedbackSettings {
+            metrics: config.metrics.clone(),
+            skip_target_check: config.gateway.unstable_disable_feedback_target_validation,
+        },
     });
     Ok(App {
         state,

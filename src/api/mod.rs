@@ -9,6 +9,7 @@
 
 pub mod anthropic;
 pub mod embeddings;
+pub mod feedback;
 pub mod inference;
 pub mod models;
 pub mod openai;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::GatewayMetrics>,
     /// Every provider's circuit and back-offs, for `/status`.
     pub health: Arc<crate::health::ProviderHealth>,
+    /// `[metrics]` and the target check, for `/feedback`.
+    pub feedback: feedback::FeedbackSettings,
 }
 
 /// The auth layer for `[gateway.auth]`, with `/health`, `/status` and the probes open under
@@ -191,6 +194,7 @@ where
         ("/openai/v1/embeddings", &Method::POST) => Box::pin(embeddings::handle(&state, req)).await,
         ("/openai/v1/responses", &Method::POST) => Box::pin(responses::handle(&state, req)).await,
         ("/anthropic/v1/messages", &Method::POST) => Box::pin(anthropic::handle(&state, req)).await,
+        ("/feedback", &Method::POST) => Box::pin(feedback::handle(&state, req)).await,
         ("/anthropic/v1/messages/count_tokens", &Method::POST) => {
             Box::pin(anthropic::count_tokens(&state, req)).await
         }
@@ -207,7 +211,8 @@ where
             | "/openai/v1/embeddings"
             | "/openai/v1/responses"
             | "/anthropic/v1/messages"
-            | "/anthropic/v1/messages/count_tokens",
+            | "/anthropic/v1/messages/count_tokens"
+            | "/feedback",
             _,
         ) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
@@ -242,6 +247,7 @@ fn route_name(path: &str) -> Option<&'static str> {
         "/openai/v1/responses",
         "/anthropic/v1/messages",
         "/anthropic/v1/messages/count_tokens",
+        "/feedback",
         "/openai/v1/models",
         "/anthropic/v1/models",
         "/status",

@@ -15,6 +15,7 @@ pub mod migrations;
 pub mod partitions;
 pub mod recorder;
 pub mod rows;
+pub mod targets;
 pub mod writer;
 
 use std::sync::Arc;

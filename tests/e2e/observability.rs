@@ -273,6 +273,16 @@ api_key_location = "none"
 description = "Weather"
 parameters = "weather.json"
 
+[metrics.task_success]
+type = "boolean"
+level = "inference"
+optimize = "max"
+
+[metrics.rating]
+type = "float"
+level = "episode"
+optimize = "max"
+
 [functions.weather]
 type = "chat"
 tools = ["get_weather"]
@@ -638,4 +648,277 @@ async fn every_inference_writes_its_rows_in_tensorzeros_layout() {
     )
     .await;
     assert!(written >= 4.0, "{written}");
+}
+
+/// A UUIDv7 of a day long gone: a target that cannot be on its way any more (the target check
+/// then waits only its minimum second).
+fn old_v7() -> uuid::Uuid {
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        1_750_000_000,
+        0,
+    ))
+}
+
+#[tokio::test]
+async fn feedback_is_checked_and_stored_as_tensorzero_does() {
+    let (pg, gw) = storing_gateway(STORE_CONFIG).await;
+    let c = client(&pg).await;
+    let r = gw
+        .post(
+            "/inference",
+            &json!({"function_name": "weather", "input": {"messages": [{"role": "user", "content": "Paris?"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let inference = r.json();
+    let inference_id = inference["inference_id"].as_str().unwrap().to_owned();
+    let episode_id = inference["episode_id"].as_str().unwrap().to_owned();
+
+    // Sent at once: the target check waits for the inference's rows, which are still queued.
+    let ok = |r: &crate::harness::Reply| {
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["feedback_id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .unwrap()
+    };
+    let boolean = ok(&gw
+        .post(
+            "/feedback",
+            &json!({"inference_id": inference_id, "metric_name": "task_success", "value": true, "tags": {"user": "u-42"}}),
+        )
+        .await);
+    let float = ok(&gw
+        .post(
+            "/feedback",
+            &json!({"episode_id": episode_id, "metric_name": "rating", "value": 4.5}),
+        )
+        .await);
+    let comment = ok(&gw
+        .post(
+            "/feedback",
+            &json!({"episode_id": episode_id, "metric_name": "comment", "value": "good call"}),
+        )
+        .await);
+    let demo = ok(&gw
+        .post(
+            "/feedback",
+            &json!({"inference_id": inference_id, "metric_name": "demonstration",
+                    "value": [{"type": "tool_call", "id": "d1", "name": "get_weather", "arguments": {"city": "Lyon"}}]}),
+        )
+        .await);
+    let dry = ok(&gw
+        .post(
+            "/feedback",
+            &json!({"inference_id": inference_id, "metric_name": "task_success", "value": false, "dryrun": true}),
+        )
+        .await);
+    assert_eq!(boolean.get_version_num(), 7);
+
+    assert_eq!(
+        wait_count(
+            &c,
+            "SELECT count(*) FROM tensorzero.demonstration_feedback",
+            1
+        )
+        .await,
+        1
+    );
+    let row = c
+        .query_one(
+            "SELECT target_id::text, metric_name, value, tags FROM tensorzero.boolean_metric_feedback WHERE id = $1",
+            &[&boolean],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), inference_id);
+    assert_eq!(row.get::<_, String>(1), "task_success");
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(row.get::<_, Value>(3), json!({"user": "u-42"}));
+    let row = c
+        .query_one(
+            "SELECT target_id::text, value FROM tensorzero.float_metric_feedback WHERE id = $1",
+            &[&float],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), episode_id);
+    assert_eq!(row.get::<_, f64>(1), 4.5);
+    let row = c
+        .query_one(
+            "SELECT target_type, value FROM tensorzero.comment_feedback WHERE id = $1",
+            &[&comment],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "episode");
+    assert_eq!(row.get::<_, String>(1), "good call");
+    let value: Value = c
+        .query_one(
+            "SELECT value FROM tensorzero.demonstration_feedback WHERE id = $1",
+            &[&demo],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        value,
+        json!([{"type": "tool_call", "id": "d1", "raw_name": "get_weather", "raw_arguments": "{\"city\":\"Lyon\"}", "name": "get_weather", "arguments": {"city": "Lyon"}}])
+    );
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM tensorzero.boolean_metric_feedback WHERE id = $1",
+            &[&dry],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "a dryrun feedback is not stored");
+
+    // A json function's demonstration is checked against its output schema.
+    let r = gw
+        .post(
+            "/inference",
+            &json!({"function_name": "extract", "input": {"messages": [{"role": "user", "content": "x"}]}}),
+        )
+        .await;
+    let json_id = r.json()["inference_id"].as_str().unwrap().to_owned();
+    let demo = ok(&gw
+        .post(
+            "/feedback",
+            &json!({"inference_id": json_id, "metric_name": "demonstration", "value": {"answer": 7}}),
+        )
+        .await);
+    assert_eq!(
+        wait_count(
+            &c,
+            &format!("SELECT count(*) FROM tensorzero.demonstration_feedback WHERE id = '{demo}'"),
+            1
+        )
+        .await,
+        1
+    );
+    let r = gw
+        .post(
+            "/feedback",
+            &json!({"inference_id": json_id, "metric_name": "demonstration", "value": {"answer": "seven"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.error()
+            .starts_with("Demonstration does not fit function output schema"),
+        "{}",
+        r.error()
+    );
+
+    // The refusals, with TensorZero's statuses and messages.
+    let old = old_v7();
+    let refused = [
+        (
+            json!({"inference_id": inference_id, "metric_name": "nope", "value": true}),
+            404,
+            "Unknown metric: nope".to_owned(),
+        ),
+        (
+            json!({"inference_id": inference_id, "episode_id": episode_id, "metric_name": "task_success", "value": true}),
+            400,
+            "Both episode_id and inference_id cannot be provided".to_owned(),
+        ),
+        (
+            json!({"episode_id": episode_id, "metric_name": "task_success", "value": true}),
+            400,
+            "Correct ID was not provided for feedback level \"inference\".".to_owned(),
+        ),
+        (
+            json!({"inference_id": inference_id, "metric_name": "rating", "value": 1.0}),
+            400,
+            "Correct ID was not provided for feedback level \"episode\".".to_owned(),
+        ),
+        (
+            json!({"metric_name": "comment", "value": "x"}),
+            400,
+            "Exactly one of inference_id or episode_id must be provided".to_owned(),
+        ),
+        (
+            json!({"inference_id": inference_id, "metric_name": "task_success", "value": 1}),
+            400,
+            "Feedback value for metric `task_success` must be a boolean".to_owned(),
+        ),
+        (
+            json!({"episode_id": episode_id, "metric_name": "rating", "value": "high"}),
+            400,
+            "Feedback value for metric `rating` must be a number".to_owned(),
+        ),
+        (
+            json!({"inference_id": inference_id, "metric_name": "comment", "value": 3}),
+            400,
+            "Feedback value for a comment must be a string".to_owned(),
+        ),
+        (
+            json!({"inference_id": inference_id, "metric_name": "task_success", "value": true, "tags": {"tensorzero::x": "y"}}),
+            400,
+            "Tag name cannot start with 'tensorzero::': tensorzero::x".to_owned(),
+        ),
+        (
+            json!({"inference_id": "6f1d1a3c-2b0e-4c1e-9d7a-3c6d2f1e0a9b", "metric_name": "task_success", "value": true}),
+            400,
+            "Failed to parse UUID as v7: 6f1d1a3c-2b0e-4c1e-9d7a-3c6d2f1e0a9b".to_owned(),
+        ),
+        (
+            json!({"inference_id": old, "metric_name": "task_success", "value": true}),
+            400,
+            format!("Inference ID: {old} does not exist"),
+        ),
+        (
+            json!({"inference_id": inference_id, "metric_name": "demonstration", "value": [{"type": "tool_call", "name": "launch", "arguments": {}}]}),
+            400,
+            "Demonstration contains invalid tool name".to_owned(),
+        ),
+        (
+            json!({"inference_id": inference_id, "metric_name": "demonstration", "value": [{"type": "tool_call", "name": "get_weather", "arguments": {"town": 1}}]}),
+            400,
+            "Demonstration contains invalid tool call arguments".to_owned(),
+        ),
+        (
+            json!({"inference_id": inference_id, "metric_name": "demonstration", "value": 5}),
+            400,
+            "Demonstration must be a string or an array of content blocks".to_owned(),
+        ),
+    ];
+    for (body, status, message) in refused {
+        let r = gw.post("/feedback", &body).await;
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        assert_eq!(r.error(), message, "{body}");
+    }
+    let r = gw
+        .post("/feedback", &json!({"inference_id": inference_id, "metric_name": "task_success", "value": true, "extra": 1}))
+        .await;
+    assert_eq!(r.status, 400, "unknown keys are refused: {}", r.text());
+}
+
+#[tokio::test]
+async fn feedback_without_a_store_says_how_to_get_one() {
+    let gw = Harness::start(
+        r#"
+[metrics.task_success]
+type = "boolean"
+level = "inference"
+optimize = "max"
+"#,
+    )
+    .await;
+    let r = gw
+        .post(
+            "/feedback",
+            &json!({"inference_id": uuid::Uuid::now_v7(), "metric_name": "task_success", "value": true}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.error(),
+        "Feedback requires observability to be enabled (`gateway.observability.enabled` must not be `false`)."
+    );
 }

@@ -343,12 +343,6 @@ impl Checker<'_> {
     }
 
     fn metrics(&mut self) {
-        if !self.config.metrics.is_empty() {
-            self.not_supported_yet(
-                TomlPath::keys(["metrics"]),
-                "feedback metrics (`/feedback`)",
-            );
-        }
         for name in self.config.metrics.keys() {
             let at = TomlPath::keys(["metrics", name.as_str()]);
             if RESERVED_METRIC_NAMES.contains(&name.as_str()) {
