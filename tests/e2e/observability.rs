@@ -922,3 +922,235 @@ optimize = "max"
         "Feedback requires observability to be enabled (`gateway.observability.enabled` must not be `false`)."
     );
 }
+
+#[tokio::test]
+async fn queued_rows_are_written_on_sigterm() {
+    let pg = Postgres::start();
+    let o = migrate(&pg);
+    assert!(o.status.success(), "{}", text(&o));
+    let mock = MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tensorzero.toml");
+    // Batches that would wait a minute: only the shutdown flush can write them in time.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[gateway.observability]
+async_writes = false
+[gateway.observability.batch_writes]
+enabled = true
+flush_interval_ms = 60000
+max_rows = 100000
+
+[models.mock]
+routing = ["mock"]
+[models.mock.providers.mock]
+type = "openai"
+api_base = "{}"
+model_name = "mock-model"
+api_key_location = "none"
+"#,
+            mock.api_base()
+        ),
+    )
+    .unwrap();
+    let mut gw = crate::harness::GatewayProcess::start(
+        &config,
+        &[],
+        &[("TENSORZERO_POSTGRES_URL", &pg.url())],
+        dir.path().join("gateway.log"),
+    )
+    .await;
+    for i in 0..25 {
+        let r = gw
+            .infer(&json!({"model_name": "mock", "input": {"messages": [{"role": "user", "content": format!("n{i}")}]}}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let c = client(&pg).await;
+    let before: i64 = c
+        .query_one("SELECT count(*) FROM tensorzero.chat_inferences", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(before, 0, "the batch is still waiting");
+    gw.signal("TERM");
+    assert!(gw.wait_exit(std::time::Duration::from_secs(20)).await);
+    for table in [
+        "chat_inferences",
+        "chat_inference_data",
+        "model_inferences",
+        "model_inference_data",
+    ] {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM tensorzero.{table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 25, "{table}: nothing is lost on a clean shutdown");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_postgres_fails_no_inference_and_writes_resume_when_it_is_back() {
+    let (pg, gw) = storing_gateway(&STORE_CONFIG.replace(
+        "[metrics.task_success]",
+        "[gateway.observability.batch_writes]\nwrite_queue_capacity = 5\n\n[metrics.task_success]",
+    ))
+    .await;
+    let body = |i: usize| json!({"model_name": "mock", "input": {"messages": [{"role": "user", "content": format!("n{i}")}]}});
+    assert_eq!(gw.post("/inference", &body(0)).await.status, 200);
+    pg.stop();
+    for i in 1..=40 {
+        let r = gw.post("/inference", &body(i)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "the store's outage is not the client's: {}",
+            r.text()
+        );
+    }
+    let base = gw.url("");
+    let dropped_full = crate::harness::metric(
+        &base,
+        "switchyard_observability_rows_dropped_total{reason=\"queue_full\"}",
+    )
+    .await;
+    assert!(
+        dropped_full > 0.0,
+        "a full queue drops rows rather than waiting"
+    );
+    // The writer gives up on the batch it holds after its retries.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::harness::metric(&base, "switchyard_observability_write_errors_total").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "write errors are counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    pg.restart();
+    // Rows held while it was down are written once it is back (within the writer's retries),
+    // and new ones are written as usual.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let r = gw.post("/inference", &body(99)).await;
+    assert_eq!(r.status, 200);
+    let id = r.json()["inference_id"].as_str().unwrap().to_owned();
+    let c = client(&pg).await;
+    assert_eq!(
+        wait_count(
+            &c,
+            &format!("SELECT count(*) FROM tensorzero.chat_inferences WHERE id = '{id}'"),
+            1
+        )
+        .await,
+        1,
+        "writes resume"
+    );
+    let written = crate::harness::metric(
+        &base,
+        "switchyard_observability_rows_written_total{table=\"chat_inferences\"}",
+    )
+    .await;
+    let dropped = crate::harness::metric(
+        &base,
+        "switchyard_observability_rows_dropped_total{reason=\"queue_full\"}",
+    )
+    .await
+        + crate::harness::metric(
+            &base,
+            "switchyard_observability_rows_dropped_total{reason=\"write_failed\"}",
+        )
+        .await;
+    assert!(
+        written >= 2.0 && dropped > 0.0,
+        "written {written}, dropped {dropped}"
+    );
+}
+
+#[tokio::test]
+async fn the_edge_stores_its_rows_with_the_relay_as_provider_and_the_relay_its_own() {
+    let (pg, relay) = storing_gateway(STORE_CONFIG).await;
+    let env = switchyard::Environment {
+        postgres_url: Some(switchyard::Secret::new(pg.url())),
+        ..Default::default()
+    };
+    let edge_config = format!(
+        "[gateway.relay]\ngateway_url = \"{}\"\n\n{STORE_CONFIG}",
+        relay.url("")
+    );
+    let edge = Harness::start_with_env(
+        MockProvider::start().await.unwrap(),
+        &edge_config,
+        &[
+            ("weather.json", WEATHER_SCHEMA),
+            ("answer.json", ANSWER_SCHEMA),
+        ],
+        &env,
+    )
+    .await;
+    let c = client(&pg).await;
+    for stream in [false, true] {
+        let r = edge
+            .post(
+                "/inference",
+                &json!({"function_name": "weather", "stream": stream, "input": {"messages": [{"role": "user", "content": "Paris?"}]}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = if stream {
+            r.json_events()[0]["inference_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        } else {
+            r.json()["inference_id"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(
+            wait_count(
+                &c,
+                &format!(
+                    "SELECT count(*) FROM tensorzero.model_inferences WHERE inference_id = '{id}'"
+                ),
+                1
+            )
+            .await,
+            1
+        );
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT i.function_name, m.model_provider_name, d.raw_request, d.raw_response
+                     FROM tensorzero.chat_inferences i JOIN tensorzero.model_inferences m ON m.inference_id = i.id
+                     JOIN tensorzero.model_inference_data d ON d.id = m.id AND d.created_at = m.created_at
+                     WHERE i.id = '{id}'"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "weather");
+        assert_eq!(row.get::<_, String>(1), "tensorzero::relay");
+        let sent: Value = serde_json::from_str(&row.get::<_, String>(2)).unwrap();
+        assert_eq!(sent["model_name"], "tool", "the body POSTed to the relay");
+        let answer = row.get::<_, String>(3);
+        assert!(
+            answer
+                .lines()
+                .all(|l| serde_json::from_str::<Value>(l).is_ok())
+                && answer.contains("get_weather"),
+            "the relay's answer (its chunks, one per line, when streamed): {answer}"
+        );
+    }
+    // The relay stored its own inferences: default function, the edge's model as the variant,
+    // its provider's exchange.
+    let relay_rows: i64 = wait_count(
+        &c,
+        "SELECT count(*) FROM tensorzero.chat_inferences i JOIN tensorzero.model_inferences m ON m.inference_id = i.id
+         WHERE i.function_name = 'tensorzero::default' AND i.variant_name = 'tool' AND m.model_provider_name = 'mock'",
+        2,
+    )
+    .await;
+    assert_eq!(relay_rows, 2);
+}
