@@ -11,6 +11,7 @@ pub mod anthropic;
 pub mod embeddings;
 pub mod feedback;
 pub mod inference;
+pub mod inferences;
 pub mod models;
 pub mod openai;
 pub mod responses;
@@ -195,6 +196,12 @@ where
         ("/openai/v1/responses", &Method::POST) => Box::pin(responses::handle(&state, req)).await,
         ("/anthropic/v1/messages", &Method::POST) => Box::pin(anthropic::handle(&state, req)).await,
         ("/feedback", &Method::POST) => Box::pin(feedback::handle(&state, req)).await,
+        ("/v1/inferences/get_inferences", &Method::POST) => {
+            Box::pin(inferences::get(&state, req)).await
+        }
+        ("/v1/inferences/list_inferences", &Method::POST) => {
+            Box::pin(inferences::list(&state, req)).await
+        }
         ("/anthropic/v1/messages/count_tokens", &Method::POST) => {
             Box::pin(anthropic::count_tokens(&state, req)).await
         }
@@ -212,7 +219,9 @@ where
             | "/openai/v1/responses"
             | "/anthropic/v1/messages"
             | "/anthropic/v1/messages/count_tokens"
-            | "/feedback",
+            | "/feedback"
+            | "/v1/inferences/get_inferences"
+            | "/v1/inferences/list_inferences",
             _,
         ) => {
             return method_not_allowed(&method, &full_path, "POST", flavor);
@@ -248,6 +257,8 @@ fn route_name(path: &str) -> Option<&'static str> {
         "/anthropic/v1/messages",
         "/anthropic/v1/messages/count_tokens",
         "/feedback",
+        "/v1/inferences/get_inferences",
+        "/v1/inferences/list_inferences",
         "/openai/v1/models",
         "/anthropic/v1/models",
         "/status",

@@ -13,6 +13,7 @@
 
 pub mod migrations;
 pub mod partitions;
+pub mod reads;
 pub mod recorder;
 pub mod rows;
 pub mod targets;

@@ -1154,3 +1154,227 @@ async fn the_edge_stores_its_rows_with_the_relay_as_provider_and_the_relay_its_o
     .await;
     assert_eq!(relay_rows, 2);
 }
+
+#[tokio::test]
+async fn stored_inferences_are_read_back_with_filters_order_and_cursors() {
+    let (pg, gw) = storing_gateway(STORE_CONFIG).await;
+    let c = client(&pg).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = gw
+            .post(
+                "/inference",
+                &json!({"function_name": "weather", "tags": {"n": i.to_string(), "team": if i % 2 == 0 { "even" } else { "odd" }},
+                        "input": {"messages": [{"role": "user", "content": format!("city {i}")}]}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        ids.push(r.json()["inference_id"].as_str().unwrap().to_owned());
+    }
+    let r = gw
+        .post(
+            "/inference",
+            &json!({"function_name": "extract", "input": {"messages": [{"role": "user", "content": "json please"}]}}),
+        )
+        .await;
+    let json_id = r.json()["inference_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        wait_count(&c, "SELECT count(*) FROM tensorzero.chat_inference_data", 5).await,
+        5
+    );
+    wait_count(&c, "SELECT count(*) FROM tensorzero.json_inference_data", 1).await;
+    // Feedback on two of them, a demonstration on one.
+    for (i, value) in [(1, true), (3, false)] {
+        let r = gw
+            .post(
+                "/feedback",
+                &json!({"inference_id": ids[i], "metric_name": "task_success", "value": value}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = gw
+        .post("/feedback", &json!({"inference_id": ids[2], "metric_name": "demonstration", "value": "It is sunny."}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_count(
+        &c,
+        "SELECT count(*) FROM tensorzero.boolean_metric_feedback",
+        2,
+    )
+    .await;
+    wait_count(
+        &c,
+        "SELECT count(*) FROM tensorzero.demonstration_feedback",
+        1,
+    )
+    .await;
+
+    // get_inferences: newest first, unknown ids left out, both kinds.
+    let r = gw
+        .post(
+            "/v1/inferences/get_inferences",
+            &json!({"ids": [ids[0], json_id, old_v7()]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = r.json()["inferences"].as_array().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["inference_id"], json_id.as_str());
+    assert_eq!(got[0]["type"], "json");
+    assert_eq!(
+        got[0]["output"],
+        json!({"raw": "{\"answer\":42}", "parsed": {"answer": 42}})
+    );
+    assert_eq!(got[0]["output_schema"]["required"], json!(["answer"]));
+    let chat = &got[1];
+    assert_eq!(chat["type"], "chat");
+    assert_eq!(chat["function_name"], "weather");
+    assert_eq!(chat["variant_name"], "only");
+    assert_eq!(
+        chat["input"],
+        json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "city 0"}]}]})
+    );
+    assert_eq!(chat["output"][0]["name"], "get_weather");
+    assert_eq!(chat["tool_choice"], "auto");
+    assert!(
+        chat.get("allowed_tools").is_none(),
+        "function_default tools are not echoed"
+    );
+    assert_eq!(chat["tags"], json!({"n": "0", "team": "even"}));
+    assert_eq!(chat["dispreferred_outputs"], json!([]));
+    assert!(chat["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(chat["processing_time_ms"].as_i64().is_some());
+    let r = gw
+        .post(
+            "/v1/inferences/get_inferences",
+            &json!({"ids": [ids[0]], "function_name": "nope"}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "Unknown function: nope");
+
+    // list_inferences: by function, newest first, limit; then pages with cursors.
+    let list = |body: Value| {
+        let gw = &gw;
+        async move {
+            let r = gw.post("/v1/inferences/list_inferences", &body).await;
+            assert_eq!(r.status, 200, "{body}: {}", r.text());
+            r.json()["inferences"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["inference_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let newest: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(list(json!({"function_name": "weather"})).await, newest);
+    assert_eq!(
+        list(json!({"function_name": "weather", "limit": 2})).await,
+        newest[..2]
+    );
+    assert_eq!(
+        list(json!({"function_name": "weather", "limit": 2, "before": newest[1]})).await,
+        newest[2..4]
+    );
+    assert_eq!(
+        list(json!({"function_name": "weather", "limit": 2, "after": newest[3]})).await,
+        newest[1..3],
+        "an `after` page holds the next newer ones, shown newest first"
+    );
+    assert_eq!(
+        list(json!({"function_name": "weather", "offset": 3})).await,
+        newest[3..]
+    );
+    assert_eq!(
+        list(json!({})).await.len(),
+        6,
+        "both kinds without a function"
+    );
+    // Filters: tags, metrics, demonstrations, time, and/or/not.
+    assert_eq!(
+        list(json!({"function_name": "weather", "filters": {"type": "tag", "key": "team", "value": "odd", "comparison_operator": "="}})).await,
+        vec![ids[3].clone(), ids[1].clone()]
+    );
+    assert_eq!(
+        list(json!({"function_name": "weather", "filter": {"type": "boolean_metric", "metric_name": "task_success", "value": true}})).await,
+        vec![ids[1].clone()]
+    );
+    assert_eq!(
+        list(json!({"function_name": "weather", "filters": {"type": "demonstration_feedback", "has_demonstration": true}})).await,
+        vec![ids[2].clone()]
+    );
+    assert_eq!(
+        list(json!({"function_name": "weather", "filters": {"type": "and", "children": [
+            {"type": "tag", "key": "team", "value": "even", "comparison_operator": "="},
+            {"type": "not", "child": {"type": "tag", "key": "n", "value": "4", "comparison_operator": "="}}]}})).await,
+        vec![ids[2].clone(), ids[0].clone()]
+    );
+    assert_eq!(
+        list(json!({"function_name": "weather", "filters": {"type": "time", "time": "2020-01-01T00:00:00Z", "comparison_operator": "<"}})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list(json!({"function_name": "weather", "search_query_experimental": "city 3"})).await,
+        vec![ids[3].clone()]
+    );
+    // Ordered by the metric: true before false, then those without feedback.
+    let by_metric = list(json!({"function_name": "weather", "order_by": [{"by": "metric", "name": "task_success", "direction": "descending"}]})).await;
+    assert_eq!(by_metric[..2], [ids[1].clone(), ids[3].clone()]);
+    // The demonstration as the output, the stored one as dispreferred.
+    let r = gw
+        .post(
+            "/v1/inferences/list_inferences",
+            &json!({"function_name": "weather", "output_source": "demonstration"}),
+        )
+        .await;
+    let listed = r.json()["inferences"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0]["output"],
+        json!([{"type": "text", "text": "It is sunny."}])
+    );
+    assert_eq!(
+        listed[0]["dispreferred_outputs"][0][0]["name"],
+        "get_weather"
+    );
+
+    // The refusals.
+    for (body, status, message) in [
+        (
+            json!({"before": ids[0], "after": ids[1]}),
+            400,
+            "Cannot specify both 'before' and 'after' parameters",
+        ),
+        (
+            json!({"before": ids[0], "offset": 2}),
+            400,
+            "Cannot use 'offset' with cursor pagination ('before' or 'after')",
+        ),
+        (
+            json!({"filters": {"type": "float_metric", "metric_name": "nope", "value": 1.0, "comparison_operator": ">"}}),
+            400,
+            "Invalid metric name: nope",
+        ),
+        (
+            json!({"filters": {"type": "float_metric", "metric_name": "task_success", "value": 1.0, "comparison_operator": ">"}}),
+            400,
+            "Metric `task_success` is not a float metric",
+        ),
+        (
+            json!({"function_name": "nope"}),
+            404,
+            "Unknown function: nope",
+        ),
+        (
+            json!({"order_by": [{"by": "metric", "name": "task_success"}]}),
+            400,
+            "Ordering by metric requires `function_name`",
+        ),
+    ] {
+        let r = gw.post("/v1/inferences/list_inferences", &body).await;
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        assert_eq!(r.error(), message, "{body}");
+    }
+}
