@@ -96,31 +96,14 @@ fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
         usage: n.include_raw_usage == Some(true),
         response: n.include_raw_response == Some(true),
     };
-    let system = match n.input.system {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(SystemInput::Text(s)),
-        Some(Value::Object(arguments)) => Some(SystemInput::Arguments(arguments)),
-        Some(other) => {
-            return Err(Error::JsonRequest(format!(
-                "Invalid request body at `input.system`: expected a string or an object of template arguments, got {}",
-                type_name(&other)
-            )));
-        }
-    };
-    let messages = n
-        .input
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| convert_message(i, m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let input = input_from_wire(n.input)?;
     Ok(InferenceRequest {
         namespace,
         function_name: n.function_name,
         model_name: n.model_name,
         variant_name: n.variant_name,
         episode_id: n.episode_id,
-        input: Input { system, messages },
+        input,
         stream: n.stream.unwrap_or(false),
         params: n.params.chat_completion.unwrap_or_default(),
         tags: n.tags,
@@ -143,6 +126,28 @@ fn into_request(n: InferenceRequestBody) -> Result<InferenceRequest, Error> {
         dryrun: n.dryrun == Some(true),
         recorder: None,
     })
+}
+
+/// A native `input` (system text or template arguments, and messages) in the gateway's terms.
+pub(crate) fn input_from_wire(input: native_wire::InputBody) -> Result<Input, Error> {
+    let system = match input.system {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(SystemInput::Text(s)),
+        Some(Value::Object(arguments)) => Some(SystemInput::Arguments(arguments)),
+        Some(other) => {
+            return Err(Error::JsonRequest(format!(
+                "Invalid request body at `input.system`: expected a string or an object of template arguments, got {}",
+                type_name(&other)
+            )));
+        }
+    };
+    let messages = input
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| convert_message(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Input { system, messages })
 }
 
 fn convert_message(index: usize, m: MessageBody) -> Result<InputMessage, Error> {

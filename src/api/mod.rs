@@ -8,6 +8,7 @@
 //! JSON 404 in the route family's error shape.
 
 pub mod anthropic;
+pub mod datasets;
 pub mod embeddings;
 pub mod feedback;
 pub mod inference;
@@ -238,6 +239,12 @@ where
         ) => {
             return method_not_allowed(&method, &full_path, "GET", flavor);
         }
+        (p, m) if datasets::is_dataset_path(p) => {
+            match Box::pin(datasets::route(&state, p, m, req)).await {
+                Some(result) => result,
+                None => return not_found(&method, &full_path),
+            }
+        }
         _ => return not_found(&method, &full_path),
     };
     let mut response = result.unwrap_or_else(|e| e.into_response(flavor));
@@ -259,6 +266,7 @@ fn route_name(path: &str) -> Option<&'static str> {
         "/feedback",
         "/v1/inferences/get_inferences",
         "/v1/inferences/list_inferences",
+        "/v1/datasets",
         "/openai/v1/models",
         "/anthropic/v1/models",
         "/status",
@@ -268,7 +276,7 @@ fn route_name(path: &str) -> Option<&'static str> {
         "/metrics",
     ]
     .into_iter()
-    .find(|r| *r == path)
+    .find(|r| *r == path || (*r == "/v1/datasets" && datasets::is_dataset_path(path)))
 }
 
 /// `GET /metrics`: the Prometheus text format.

@@ -7,8 +7,6 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{Engine, InferenceMeta, InferenceRequest};
-use crate::config::FunctionConfig;
-use crate::config::functions::ToolChoiceConfig;
 use crate::model_call::{ChunkStream, ModelChunk, ModelResponse, OutputBlock};
 use crate::observability::rows::{self, InferenceKind, InferenceRow};
 use crate::observability::{Recorder, Row, Writer};
@@ -166,7 +164,7 @@ impl Pending {
         } else {
             (
                 rows::chat_output(content, &meta.output_check),
-                self.tool_columns(function),
+                rows::tool_columns(function.map(|f| &f.tools), &self.tools),
             )
         };
         let models = self.recorder.take_calls();
@@ -187,75 +185,18 @@ impl Pending {
         };
         Row::Inference(Box::new(inference), models)
     }
-
-    /// `chat_inference_data`'s tool columns: all empty/NULL when neither the function nor the
-    /// request has tools; otherwise `allowed_tools` and `tool_choice` are always set.
-    fn tool_columns(&self, function: Option<&FunctionFacts>) -> InferenceKind {
-        let dynamic: Vec<Value> = self.tools.additional_tools.iter().map(rows::tool).collect();
-        let function_tools = function.map_or(&[][..], |f| &f.tools[..]);
-        if dynamic.is_empty() && function_tools.is_empty() {
-            return InferenceKind::Chat {
-                dynamic_tools: json!([]),
-                dynamic_provider_tools: json!([]),
-                allowed_tools: None,
-                tool_choice: None,
-                parallel_tool_calls: None,
-            };
-        }
-        let allowed = match &self.tools.allowed_tools {
-            Some(names) => json!({"tools": names, "choice": "explicit"}),
-            None => {
-                let names: Vec<&str> = function_tools
-                    .iter()
-                    .map(String::as_str)
-                    .chain(self.tools.additional_tools.iter().map(|t| t.name.as_str()))
-                    .collect();
-                json!({"tools": names, "choice": "function_default"})
-            }
-        };
-        let choice = match &self.tools.tool_choice {
-            Some(c) => rows::tool_choice(c),
-            None => function.map_or(json!("auto"), |f| f.tool_choice.clone()),
-        };
-        InferenceKind::Chat {
-            dynamic_tools: Value::Array(dynamic),
-            dynamic_provider_tools: json!([]),
-            allowed_tools: Some(allowed),
-            tool_choice: Some(choice),
-            parallel_tool_calls: self
-                .tools
-                .parallel_tool_calls
-                .or_else(|| function.and_then(|f| f.parallel_tool_calls)),
-        }
-    }
 }
 
 /// What the rows need of a function's configuration.
 struct FunctionFacts {
-    tools: Vec<String>,
-    tool_choice: Value,
-    parallel_tool_calls: Option<bool>,
+    tools: rows::FunctionTools,
     output_schema: Option<Value>,
 }
 
 impl FunctionFacts {
     fn of(f: &super::FunctionInfo) -> Self {
-        let (tool_choice, parallel_tool_calls) = match &f.config {
-            FunctionConfig::Chat(c) => (
-                match &c.tool_choice {
-                    ToolChoiceConfig::None => json!("none"),
-                    ToolChoiceConfig::Auto => json!("auto"),
-                    ToolChoiceConfig::Required => json!("required"),
-                    ToolChoiceConfig::Specific(name) => json!({ "specific": name }),
-                },
-                c.parallel_tool_calls,
-            ),
-            FunctionConfig::Json(_) => (json!("auto"), None),
-        };
         Self {
-            tools: f.tools.iter().map(|t| t.def.name.clone()).collect(),
-            tool_choice,
-            parallel_tool_calls,
+            tools: rows::FunctionTools::of(f),
             output_schema: f.output_schema.as_ref().map(|s| s.document().clone()),
         }
     }

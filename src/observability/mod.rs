@@ -11,6 +11,7 @@
 //!
 //! Whether the store is on follows TensorZero's rules ([`resolve`]).
 
+pub mod datasets;
 pub mod migrations;
 pub mod partitions;
 pub mod reads;

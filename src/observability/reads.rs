@@ -152,13 +152,46 @@ pub struct Catalog<'a> {
 /// SQL being built with its parameters.
 struct Query {
     params: Vec<Box<dyn ToSql + Sync + Send>>,
+    /// Parameters bound before this query's own (their numbers come first).
+    base: usize,
+    /// The column time filters compare (`created_at` for inferences, `updated_at` for
+    /// datapoints).
+    time_column: &'static str,
+    /// Whether metric and demonstration filters apply (not to datapoints).
+    feedback_filters: bool,
 }
 
 impl Query {
+    fn new() -> Self {
+        Self {
+            params: Vec::new(),
+            base: 0,
+            time_column: "i.created_at",
+            feedback_filters: true,
+        }
+    }
+
     fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
         self.params.push(Box::new(value));
-        format!("${}", self.params.len())
+        format!("${}", self.base + self.params.len())
     }
+}
+
+/// A datapoint filter (tags and times, compared with `updated_at`) as SQL over alias `i`,
+/// its parameters numbered after the `bound` ones already bound.
+pub fn datapoint_filter_sql(
+    filter: &InferenceFilter,
+    catalog: &Catalog<'_>,
+    bound: usize,
+) -> Result<(String, Vec<Box<dyn ToSql + Sync + Send>>), ReadError> {
+    let mut q = Query {
+        base: bound,
+        time_column: "i.updated_at",
+        feedback_filters: false,
+        ..Query::new()
+    };
+    let sql = filter_sql(filter, catalog, &mut q, 0)?;
+    Ok((sql, q.params))
 }
 
 fn operator(op: &str) -> Result<&'static str, ReadError> {
@@ -204,6 +237,17 @@ fn filter_sql(
         return Err(ReadError::Invalid(format!(
             "Filters nest deeper than {MAX_FILTER_DEPTH} levels"
         )));
+    }
+    let about_feedback = matches!(
+        filter,
+        InferenceFilter::FloatMetric { .. }
+            | InferenceFilter::BooleanMetric { .. }
+            | InferenceFilter::DemonstrationFeedback { .. }
+    );
+    if about_feedback && !q.feedback_filters {
+        return Err(ReadError::Invalid(
+            "Datapoint filters are `tag`, `time`, `and`, `or` and `not`; metric and demonstration filters apply to inferences".into(),
+        ));
     }
     Ok(match filter {
         InferenceFilter::FloatMetric {
@@ -265,7 +309,7 @@ fn filter_sql(
         } => {
             let op = operator(comparison_operator)?;
             let time = q.bind(*time);
-            format!("i.created_at {op} {time}")
+            format!("{} {op} {time}", q.time_column)
         }
         InferenceFilter::And { children } | InferenceFilter::Or { children } => {
             if children.is_empty() {
@@ -352,7 +396,7 @@ pub async fn get_inferences(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut q = Query { params: Vec::new() };
+    let mut q = Query::new();
     let ids = q.bind(ids);
     let mut sql = format!(
         "SELECT * FROM {} WHERE i.id = ANY({ids})",
@@ -390,7 +434,7 @@ pub async fn list_inferences(
         )));
     }
     let kinds = kinds_of(request.function_name.as_deref(), catalog)?;
-    let mut q = Query { params: Vec::new() };
+    let mut q = Query::new();
     let mut conditions = Vec::new();
     if let Some(f) = &request.function_name {
         conditions.push(format!("i.function_name = {}", q.bind(f.clone())));

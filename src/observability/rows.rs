@@ -494,3 +494,83 @@ mod tests {
         );
     }
 }
+
+/// What a function contributes to the tool columns.
+#[derive(Clone, Debug)]
+pub struct FunctionTools {
+    /// Its tools' names.
+    pub names: Vec<String>,
+    /// Its `tool_choice`, as stored.
+    pub choice: Value,
+    /// Its `parallel_tool_calls`.
+    pub parallel: Option<bool>,
+}
+
+impl FunctionTools {
+    /// A function's.
+    pub fn of(f: &crate::inference::functions::FunctionInfo) -> Self {
+        use crate::config::FunctionConfig;
+        use crate::config::functions::ToolChoiceConfig;
+        let (choice, parallel) = match &f.config {
+            FunctionConfig::Chat(c) => (
+                match &c.tool_choice {
+                    ToolChoiceConfig::None => json!("none"),
+                    ToolChoiceConfig::Auto => json!("auto"),
+                    ToolChoiceConfig::Required => json!("required"),
+                    ToolChoiceConfig::Specific(name) => json!({ "specific": name }),
+                },
+                c.parallel_tool_calls,
+            ),
+            FunctionConfig::Json(_) => (json!("auto"), None),
+        };
+        Self {
+            names: f.tools.iter().map(|t| t.def.name.clone()).collect(),
+            choice,
+            parallel,
+        }
+    }
+}
+
+/// The tool columns of a chat row: all empty/NULL when neither the function nor the request
+/// has tools; otherwise `allowed_tools` and `tool_choice` are always set (the function's tools
+/// plus the request's, `function_default`, unless the request restricted them: `explicit`).
+pub fn tool_columns(
+    function: Option<&FunctionTools>,
+    request: &crate::inference::DynamicToolParams,
+) -> InferenceKind {
+    let dynamic: Vec<Value> = request.additional_tools.iter().map(tool).collect();
+    let function_tools = function.map_or(&[][..], |f| &f.names[..]);
+    if dynamic.is_empty() && function_tools.is_empty() && request.allowed_tools.is_none() {
+        return InferenceKind::Chat {
+            dynamic_tools: json!([]),
+            dynamic_provider_tools: json!([]),
+            allowed_tools: None,
+            tool_choice: None,
+            parallel_tool_calls: None,
+        };
+    }
+    let allowed = match &request.allowed_tools {
+        Some(names) => json!({"tools": names, "choice": "explicit"}),
+        None => {
+            let names: Vec<&str> = function_tools
+                .iter()
+                .map(String::as_str)
+                .chain(request.additional_tools.iter().map(|t| t.name.as_str()))
+                .collect();
+            json!({"tools": names, "choice": "function_default"})
+        }
+    };
+    let choice = match &request.tool_choice {
+        Some(c) => tool_choice(c),
+        None => function.map_or(json!("auto"), |f| f.choice.clone()),
+    };
+    InferenceKind::Chat {
+        dynamic_tools: Value::Array(dynamic),
+        dynamic_provider_tools: json!([]),
+        allowed_tools: Some(allowed),
+        tool_choice: Some(choice),
+        parallel_tool_calls: request
+            .parallel_tool_calls
+            .or_else(|| function.and_then(|f| f.parallel)),
+    }
+}

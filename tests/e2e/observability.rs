@@ -1378,3 +1378,262 @@ async fn stored_inferences_are_read_back_with_filters_order_and_cursors() {
         assert_eq!(r.error(), message, "{body}");
     }
 }
+
+/// `METHOD path` with a JSON body.
+async fn call(
+    gw: &Harness,
+    method: http::Method,
+    path: &str,
+    body: &Value,
+) -> crate::harness::Reply {
+    crate::harness::send(
+        method,
+        &gw.url(path),
+        bytes::Bytes::from(body.to_string()),
+        &[("content-type", "application/json")],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn datasets_are_created_listed_edited_and_deleted() {
+    use http::Method;
+    let (pg, gw) = storing_gateway(STORE_CONFIG).await;
+    let c = client(&pg).await;
+    // By hand: one chat datapoint with a tool call output, one json datapoint.
+    let r = call(&gw, Method::POST, "/v1/datasets/golden/datapoints", &json!({"datapoints": [
+        {"type": "chat", "function_name": "weather", "input": {"messages": [{"role": "user", "content": "Nice?"}]},
+         "output": [{"type": "tool_call", "id": "c1", "name": "get_weather", "arguments": {"city": "Nice"}}], "tags": {"src": "hand"}, "name": "nice"},
+        {"type": "json", "function_name": "extract", "input": {"messages": [{"role": "user", "content": "x"}]}, "output": {"raw": "{\"answer\":1}"}}
+    ]})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let created: Vec<String> = serde_json::from_value(r.json()["ids"].clone()).unwrap();
+    assert_eq!(created.len(), 2);
+    let r = call(
+        &gw,
+        Method::POST,
+        "/v1/datasets/golden/list_datapoints",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = r.json()["datapoints"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2);
+    let chat = listed.iter().find(|d| d["type"] == "chat").unwrap();
+    assert_eq!(chat["dataset_name"], "golden");
+    assert_eq!(chat["is_custom"], true);
+    assert_eq!(chat["name"], "nice");
+    assert_eq!(
+        chat["input"],
+        json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "Nice?"}]}]})
+    );
+    assert_eq!(chat["output"][0]["arguments"], json!({"city": "Nice"}));
+    assert_eq!(chat["output"][0]["raw_arguments"], "{\"city\":\"Nice\"}");
+    assert_eq!(chat["tool_choice"], "auto");
+    assert!(chat["updated_at"].as_str().unwrap().ends_with('Z'));
+    let json_dp = listed.iter().find(|d| d["type"] == "json").unwrap();
+    assert_eq!(
+        json_dp["output"],
+        json!({"raw": "{\"answer\":1}", "parsed": {"answer": 1}})
+    );
+    assert_eq!(json_dp["output_schema"]["required"], json!(["answer"]));
+
+    // From stored inferences, with their demonstrations as outputs.
+    let r = gw
+        .post("/inference", &json!({"function_name": "weather", "tags": {"k": "v"}, "input": {"messages": [{"role": "user", "content": "Rome?"}]}}))
+        .await;
+    let inference_id = r.json()["inference_id"].as_str().unwrap().to_owned();
+    wait_count(
+        &c,
+        &format!("SELECT count(*) FROM tensorzero.chat_inference_data WHERE id = '{inference_id}'"),
+        1,
+    )
+    .await;
+    let r = call(&gw, Method::POST, "/v1/datasets/golden/from_inferences",
+        &json!({"type": "inference_ids", "inference_ids": [inference_id], "output_source": "demonstration"})).await;
+    assert_eq!(r.status, 400, "no demonstration yet: {}", r.text());
+    assert_eq!(r.error(), format!("Inference {inference_id} not found"));
+    let r = gw.post("/feedback", &json!({"inference_id": inference_id, "metric_name": "demonstration", "value": "Sunny in Rome."})).await;
+    assert_eq!(r.status, 200);
+    wait_count(
+        &c,
+        "SELECT count(*) FROM tensorzero.demonstration_feedback",
+        1,
+    )
+    .await;
+    let r = call(&gw, Method::POST, "/v1/datasets/golden/from_inferences",
+        &json!({"type": "inference_ids", "inference_ids": [inference_id], "output_source": "demonstration"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let from_inference = r.json()["ids"][0].as_str().unwrap().to_owned();
+    let r = call(
+        &gw,
+        Method::POST,
+        "/v1/datasets/golden/get_datapoints",
+        &json!({"ids": [from_inference]}),
+    )
+    .await;
+    let dp = r.json()["datapoints"][0].clone();
+    assert_eq!(dp["source_inference_id"], inference_id.as_str());
+    assert_eq!(dp["is_custom"], false);
+    assert_eq!(dp["tags"], json!({"k": "v"}));
+    assert_eq!(
+        dp["output"],
+        json!([{"type": "text", "text": "Sunny in Rome."}])
+    );
+    // By query: every weather inference, no outputs.
+    let r = call(
+        &gw,
+        Method::POST,
+        "/v1/datasets/inputs_only/from_inferences",
+        &json!({"type": "inference_query", "function_name": "weather", "output_source": "none"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["ids"].as_array().unwrap().len(), 1);
+
+    // An edit is copy-on-write: a new id; the old row is staled but still readable by id.
+    let old = created[0].clone();
+    let r = call(&gw, Method::PATCH, "/v1/datasets/golden/datapoints",
+        &json!({"datapoints": [{"type": "chat", "id": old, "output": [{"type": "text", "text": "edited"}], "name": null}]})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new_id = r.json()["ids"][0].as_str().unwrap().to_owned();
+    assert_ne!(new_id, old);
+    let r = call(
+        &gw,
+        Method::POST,
+        "/v1/datasets/get_datapoints",
+        &json!({"ids": [old, new_id]}),
+    )
+    .await;
+    let both = r.json()["datapoints"].as_array().unwrap().clone();
+    let old_row = both.iter().find(|d| d["id"] == old.as_str()).unwrap();
+    let new_row = both.iter().find(|d| d["id"] == new_id.as_str()).unwrap();
+    assert!(old_row["staled_at"].is_string());
+    assert_eq!(
+        new_row["output"],
+        json!([{"type": "text", "text": "edited"}])
+    );
+    assert!(new_row.get("name").is_none());
+    assert_eq!(
+        new_row["tags"],
+        json!({"src": "hand"}),
+        "fields not in the update are kept"
+    );
+    for (body, status, message) in [
+        (
+            json!({"datapoints": [{"type": "chat", "id": old}]}),
+            404,
+            format!("Datapoint not found for dataset: golden and id: {old}"),
+        ),
+        (
+            json!({"datapoints": [{"type": "chat", "id": new_id}, {"type": "chat", "id": new_id}]}),
+            400,
+            format!("Duplicate datapoint id provided: {new_id}"),
+        ),
+        (
+            json!({"datapoints": [{"type": "chat", "id": created[1]}]}),
+            400,
+            format!(
+                "Datapoint {} is a JSON datapoint but a chat update was provided",
+                created[1]
+            ),
+        ),
+        (
+            json!({"datapoints": []}),
+            400,
+            "At least one datapoint must be provided".to_owned(),
+        ),
+    ] {
+        let r = call(&gw, Method::PATCH, "/v1/datasets/golden/datapoints", &body).await;
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        assert_eq!(r.error(), message);
+    }
+    // Metadata edits keep the id.
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/v1/datasets/golden/datapoints/metadata",
+        &json!({"datapoints": [{"id": new_id, "name": "renamed"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["ids"], json!([new_id]));
+
+    // Soft deletes.
+    let r = call(
+        &gw,
+        Method::DELETE,
+        "/v1/datasets/golden/datapoints",
+        &json!({"ids": [new_id]}),
+    )
+    .await;
+    assert_eq!(r.json(), json!({"num_deleted_datapoints": 1}));
+    let r = call(
+        &gw,
+        Method::POST,
+        "/v1/datasets/golden/list_datapoints",
+        &json!({"function_name": "weather"}),
+    )
+    .await;
+    assert_eq!(
+        r.json()["datapoints"].as_array().unwrap().len(),
+        1,
+        "only the one from the inference is left"
+    );
+    let r = call(&gw, Method::DELETE, "/v1/datasets/golden", &json!(null)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"num_deleted_datapoints": 2}));
+    let r = call(
+        &gw,
+        Method::POST,
+        "/v1/datasets/golden/list_datapoints",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.json()["datapoints"], json!([]));
+    let live: i64 = c
+        .query_one("SELECT count(*) FROM tensorzero.chat_datapoints", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(live >= 3, "deletes are soft: the rows stay");
+
+    // The refusals.
+    let r = call(
+        &gw,
+        Method::POST,
+        "/v1/datasets/builder/list_datapoints",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.error(),
+        "Invalid dataset name: builder. Datasets cannot be named \"builder\" or begin with \"tensorzero::\""
+    );
+    let r = call(
+        &gw,
+        Method::POST,
+        "/v1/datasets/golden/datapoints",
+        &json!({"datapoints": []}),
+    )
+    .await;
+    assert_eq!(r.error(), "At least one datapoint must be provided");
+    let r = call(&gw, Method::POST, "/v1/datasets/golden/datapoints",
+        &json!({"datapoints": [{"type": "chat", "function_name": "extract", "input": {"messages": []}}]})).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error()
+            .starts_with("Failed to convert chat datapoint to database insert:"),
+        "{}",
+        r.error()
+    );
+    let r = call(
+        &gw,
+        Method::DELETE,
+        "/v1/datasets/golden/datapoints",
+        &json!({"ids": []}),
+    )
+    .await;
+    assert_eq!(r.error(), "ids must be a non-empty list");
+}
