@@ -270,7 +270,7 @@ enum FromInferences {
         inference_ids: Vec<Uuid>,
         output_source: Option<OutputSource>,
     },
-    InferenceQuery(ListInferences),
+    InferenceQuery(Box<ListInferences>),
 }
 
 fn update_id(update: &Map<String, Value>) -> Result<Uuid, Error> {
