@@ -37,12 +37,13 @@ struct FeedbackBody {
     episode_id: Option<Uuid>,
     metric_name: String,
     value: Value,
+    // Clients send `null` for what they leave unset.
     #[serde(default)]
-    tags: BTreeMap<String, String>,
+    tags: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    internal: bool,
+    internal: Option<bool>,
     #[serde(default)]
-    dryrun: bool,
+    dryrun: Option<bool>,
 }
 
 /// What the metric is and where it points.
@@ -60,6 +61,7 @@ where
 {
     let (_, bytes) = read_body(req, state.body_limit).await?;
     let body: FeedbackBody = parse_json(&bytes)?;
+    let body_tags = body.tags.clone().unwrap_or_default();
     let Some(store) = state.engine.store() else {
         return Err(Error::InvalidRequest(
             "Feedback requires observability to be enabled (`gateway.observability.enabled` must not be `false`).".into(),
@@ -106,16 +108,16 @@ where
             "Failed to parse UUID as v7: {target}"
         )));
     }
-    if !body.internal
-        && let Some(key) = body.tags.keys().find(|k| k.starts_with("tensorzero::"))
+    if body.internal != Some(true)
+        && let Some(key) = body_tags.keys().find(|k| k.starts_with("tensorzero::"))
     {
         return Err(Error::InvalidRequest(format!(
             "Tag name cannot start with 'tensorzero::': {key}"
         )));
     }
-    check_evaluation_tags(&body.tags)?;
+    check_evaluation_tags(&body_tags)?;
     let tags = Value::Object(
-        body.tags
+        body_tags
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
@@ -203,7 +205,7 @@ where
             }
         }
     };
-    if !body.dryrun {
+    if body.dryrun != Some(true) {
         store.enqueue(Row::Feedback(Box::new(row)));
     }
     Ok(json_response(StatusCode::OK, &json!({ "feedback_id": id })))

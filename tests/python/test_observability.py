@@ -1,0 +1,143 @@
+"""The observability store through TensorZero's own Python client: inferences stored in
+Postgres, feedback, stored inferences read back, datasets."""
+
+import subprocess
+import os
+import time
+
+import pytest
+from tensorzero import (
+    CreateDatapointRequestChat,
+    CreateDatapointsFromInferenceRequestParamsInferenceIds,
+    InferenceFilterTag,
+    ListDatapointsRequest,
+    ListInferencesRequest,
+    TensorZeroError,
+    TensorZeroGateway,
+)
+
+from conftest import TARGET, start_gateway
+
+CONFIG = """
+[models.tool]
+routing = ["mock"]
+[models.tool.providers.mock]
+type = "openai"
+api_base = "http://{mock}/v1"
+model_name = "tool"
+api_key_location = "none"
+
+[metrics.task_success]
+type = "boolean"
+level = "inference"
+optimize = "max"
+
+[metrics.rating]
+type = "float"
+level = "episode"
+optimize = "max"
+
+[tools.get_weather]
+description = "Weather"
+parameters = "weather.json"
+
+[functions.weather]
+type = "chat"
+tools = ["get_weather"]
+[functions.weather.variants.only]
+type = "chat_completion"
+model = "tool"
+"""
+
+
+@pytest.fixture(scope="module")
+def storing_gateway(postgres, mock_provider, tmp_path_factory):
+    out = subprocess.run(
+        [str(TARGET / "switchyard"), "--run-postgres-migrations"],
+        env={**os.environ, "TENSORZERO_POSTGRES_URL": postgres.url, "RUST_LOG": "warn"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    d = tmp_path_factory.mktemp("observability")
+    (d / "weather.json").write_text('{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}')
+    config = d / "tensorzero.toml"
+    config.write_text(CONFIG.replace("{mock}", mock_provider))
+    p, addr = start_gateway(config, d, {"TENSORZERO_POSTGRES_URL": postgres.url})
+    yield f"http://{addr}"
+    p.stop()
+
+
+def test_feedback_and_stored_inferences_through_the_tensorzero_client(storing_gateway):
+    with TensorZeroGateway.build_http(gateway_url=storing_gateway) as client:
+        tagged = []
+        for i in range(3):
+            r = client.inference(
+                function_name="weather",
+                input={"messages": [{"role": "user", "content": f"city {i}"}]},
+                tags={"batch": "py", "n": str(i)},
+            )
+            tagged.append(str(r.inference_id))
+        episode = client.inference(
+            function_name="weather", input={"messages": [{"role": "user", "content": "rated"}]}
+        ).episode_id
+
+        f = client.feedback(metric_name="task_success", value=True, inference_id=tagged[0], tags={"by": "py"})
+        assert f.feedback_id
+        client.feedback(metric_name="rating", value=0.75, episode_id=episode)
+        client.feedback(metric_name="comment", value="fine", inference_id=tagged[1])
+        client.feedback(
+            metric_name="demonstration",
+            value=[{"type": "tool_call", "name": "get_weather", "arguments": {"city": "Oslo"}}],
+            inference_id=tagged[2],
+        )
+        with pytest.raises(TensorZeroError) as e:
+            client.feedback(metric_name="no_such_metric", value=True, inference_id=tagged[0])
+        assert e.value.status_code == 404
+
+        listed = client.list_inferences(
+            request=ListInferencesRequest(
+                function_name="weather",
+                filters=InferenceFilterTag(key="batch", value="py", comparison_operator="="),
+            )
+        ).inferences
+        assert [str(i.inference_id) for i in listed] == list(reversed(tagged))
+        first = listed[-1]
+        assert first.function_name == "weather" and first.variant_name == "only"
+        assert first.tags["n"] == "0"
+        assert first.output[0].name == "get_weather"
+
+        got = client.get_inferences(ids=[tagged[2]], output_source="demonstration").inferences
+        assert len(got) == 1
+        assert got[0].output[0].arguments == {"city": "Oslo"}
+
+
+def test_datasets_through_the_tensorzero_client(storing_gateway):
+    with TensorZeroGateway.build_http(gateway_url=storing_gateway) as client:
+        r = client.inference(function_name="weather", input={"messages": [{"role": "user", "content": "Bergen?"}]})
+        inference_id = str(r.inference_id)
+        time.sleep(0.3)
+        created = client.create_datapoints(
+            dataset_name="py_set",
+            requests=[
+                CreateDatapointRequestChat(
+                    function_name="weather",
+                    input={"messages": [{"role": "user", "content": [{"type": "text", "text": "Nice?"}]}]},
+                    tags={"src": "hand"},
+                )
+            ],
+        ).ids
+        from_inference = client.create_datapoints_from_inferences(
+            dataset_name="py_set",
+            params=CreateDatapointsFromInferenceRequestParamsInferenceIds(inference_ids=[inference_id]),
+        ).ids
+        assert len(created) == 1 and len(from_inference) == 1
+
+        listed = client.list_datapoints(dataset_name="py_set", request=ListDatapointsRequest(function_name="weather")).datapoints
+        assert {str(d.id) for d in listed} == {str(created[0]), str(from_inference[0])}
+        got = client.get_datapoints(dataset_name="py_set", ids=[str(from_inference[0])]).datapoints
+        assert str(got[0].source_inference_id) == inference_id
+
+        deleted = client.delete_datapoints(dataset_name="py_set", ids=[str(created[0])])
+        assert deleted.num_deleted_datapoints == 1
+        assert client.delete_dataset(dataset_name="py_set").num_deleted_datapoints == 1
+        assert client.list_datapoints(dataset_name="py_set", request=ListDatapointsRequest()).datapoints == []
