@@ -359,6 +359,119 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
     })
 }
 
+/// `--load-dicl-examples`: embeds each example's input with the DICL variant's
+/// `embedding_model` and stores it with its output in `tensorzero.dicl_examples`. Lines are
+/// `{"input": <input as /inference takes it>, "output": <chat: text or content blocks; json:
+/// the JSON answer>}`. Nothing is stored unless every line is valid.
+pub async fn load_dicl_examples(
+    loaded: &LoadedConfig,
+    env: &Environment,
+    file: &std::path::Path,
+    function_name: &str,
+    variant_name: &str,
+) -> Result<usize, String> {
+    use serde_json::Value;
+    /// Inputs embedded per embedding request.
+    const BATCH: usize = 64;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+    let resources = Resources::for_config(env.clone(), loaded);
+    let app = build_app(loaded, &resources)
+        .await
+        .map_err(|e| e.to_string())?;
+    let engine = &app.state.engine;
+    let store = engine.store().ok_or(
+        "the observability store is off: set TENSORZERO_POSTGRES_URL and run `switchyard --run-postgres-migrations` first",
+    )?;
+    let function = engine
+        .function(function_name)
+        .ok_or_else(|| format!("function `{function_name}` is not in the configuration"))?;
+    let Some(config::VariantConfig::ExperimentalDynamicInContextLearning(dicl)) =
+        function.variants.get(variant_name).map(|v| &v.config)
+    else {
+        return Err(format!(
+            "`{function_name}` has no `experimental_dynamic_in_context_learning` variant named `{variant_name}`"
+        ));
+    };
+    let mut examples = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = format!("{}:{}", file.display(), i + 1);
+        let mut v: serde_json::Map<String, Value> =
+            serde_json::from_str(line).map_err(|e| format!("{at}: not a JSON object: {e}"))?;
+        let input = v
+            .remove("input")
+            .ok_or(format!("{at}: `input` is missing"))?;
+        let wire: native_wire::InputBody =
+            serde_json::from_value(input).map_err(|e| format!("{at}: invalid `input`: {e}"))?;
+        let input = api::inference::input_from_wire(wire).map_err(|e| format!("{at}: {e}"))?;
+        let output = match v.remove("output") {
+            None | Some(Value::Null) => return Err(format!("{at}: `output` is missing")),
+            Some(o) if function.is_json() => match o {
+                Value::Object(m) if m.contains_key("raw") => Value::Object(m),
+                other => serde_json::json!({"raw": other.to_string(), "parsed": other}),
+            },
+            Some(Value::String(s)) => serde_json::json!([{"type": "text", "text": s}]),
+            Some(blocks @ Value::Array(_)) => blocks,
+            Some(_) => {
+                return Err(format!(
+                    "{at}: a chat function's `output` is a string or a list of content blocks"
+                ));
+            }
+        };
+        examples.push((
+            observability::rows::stored_input(&input).to_string(),
+            output.to_string(),
+        ));
+    }
+    if examples.is_empty() {
+        return Err(format!("`{}` holds no examples", file.display()));
+    }
+    let ranking = observability::dicl::ranking(store.pool())
+        .await?
+        .ok_or("the database has no tensorzero.dicl_examples table: run `switchyard --run-postgres-migrations`")?;
+    let mut rows = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(BATCH) {
+        let inputs: Vec<Value> = chunk
+            .iter()
+            .map(|(i, _)| Value::String(i.clone()))
+            .collect();
+        let request = embeddings::EmbeddingRequest::new(Value::Array(inputs), None, None)
+            .map_err(|e| e.to_string())?;
+        let mut call = switchyard_layers::call::Call::new(request);
+        call.extensions
+            .insert(switchyard_layers::ext::Tags::default());
+        let output = engine
+            .embeddings()
+            .embed(&dicl.embedding_model, call)
+            .await
+            .map_err(|e| format!("embedding with `{}`: {e}", dicl.embedding_model))?;
+        if output.embeddings.len() != chunk.len() {
+            return Err(format!(
+                "embedding model `{}` answered {} vectors for {} inputs",
+                dicl.embedding_model,
+                output.embeddings.len(),
+                chunk.len()
+            ));
+        }
+        for ((input, output_text), vector) in chunk.iter().zip(&output.embeddings) {
+            let vector: Vec<f32> = vector
+                .as_array()
+                .ok_or("the embedding model answered something other than a list of numbers")?
+                .iter()
+                .filter_map(|x| x.as_f64().map(|x| x as f32))
+                .collect();
+            rows.push((input.clone(), output_text.clone(), vector));
+        }
+    }
+    observability::dicl::insert(store.pool(), ranking, function_name, variant_name, &rows).await?;
+    resources.flush_observability(Duration::from_secs(5)).await;
+    Ok(rows.len())
+}
+
 /// The observability store, when TensorZero's rules resolve to Postgres. A store that cannot
 /// start (Postgres down, tables missing) stops start-up only when `observability.enabled =
 /// true` requires it; otherwise the gateway serves without storing, and says so.

@@ -87,9 +87,38 @@ struct Cli {
     #[arg(long, value_name = "URL", help_heading = "Lifecycle")]
     probe: Option<String>,
 
-    /// Create the API-key table in TENSORZERO_POSTGRES_URL if it is missing, then exit.
+    /// Create what switchyard keeps in TENSORZERO_POSTGRES_URL if it is missing (API keys,
+    /// rate-limit buckets, the observability tables and their partitions), then exit.
     #[arg(long, help_heading = "API keys (TENSORZERO_POSTGRES_URL)")]
     run_postgres_migrations: bool,
+
+    /// Load DICL examples from a JSONL file (one `{"input": ..., "output": ...}` per line) for
+    /// --function-name/--variant-name: each input is embedded with the variant's
+    /// `embedding_model` and stored in tensorzero.dicl_examples. Needs --config-file and
+    /// TENSORZERO_POSTGRES_URL; exits when done.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["function_name", "variant_name"],
+        help_heading = "Observability (TENSORZERO_POSTGRES_URL)"
+    )]
+    load_dicl_examples: Option<std::path::PathBuf>,
+
+    /// With --load-dicl-examples: the function.
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "Observability (TENSORZERO_POSTGRES_URL)"
+    )]
+    function_name: Option<String>,
+
+    /// With --load-dicl-examples: the DICL variant.
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "Observability (TENSORZERO_POSTGRES_URL)"
+    )]
+    variant_name: Option<String>,
 
     /// Create an API key and print it (only the key, on stdout), then exit.
     #[arg(long, help_heading = "API keys (TENSORZERO_POSTGRES_URL)")]
@@ -214,6 +243,24 @@ fn main() -> ExitCode {
 
     if cli.validate_config {
         return runtime.block_on(validate(&loaded, &env, addr));
+    }
+    if let (Some(file), Some(function), Some(variant)) = (
+        &cli.load_dicl_examples,
+        &cli.function_name,
+        &cli.variant_name,
+    ) {
+        return match runtime.block_on(switchyard::load_dicl_examples(
+            &loaded, &env, file, function, variant,
+        )) {
+            Ok(n) => {
+                eprintln!("loaded {n} DICL examples for {function}/{variant}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
 
     let options = ServeOptions {

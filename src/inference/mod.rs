@@ -6,6 +6,7 @@
 //! into an [`InferenceRequest`] and format the [`InferenceOutcome`] back.
 
 mod chat_call;
+mod dicl;
 pub mod ensemble;
 pub mod functions;
 pub mod input;
@@ -65,6 +66,8 @@ pub struct Engine {
     retry_budget: Option<Arc<switchyard_layers::retry::RetryBudget>>,
     /// Where inferences are stored, when the observability store is on.
     store: Option<Arc<crate::observability::Writer>>,
+    /// How DICL examples are ranked in the store's database (found out on first use).
+    dicl_ranking: tokio::sync::OnceCell<Option<crate::observability::dicl::Ranking>>,
 }
 
 impl Engine {
@@ -139,6 +142,7 @@ impl Engine {
                     limits: config.gateway.limits.clone(),
                     retry_budget,
                     store: None,
+                    dicl_ranking: tokio::sync::OnceCell::new(),
                 })
             }
             _ => Err(errors),
@@ -559,10 +563,17 @@ impl Engine {
             VariantConfig::ExperimentalMixtureOfN(config) => {
                 Box::pin(ensemble().mixture_of_n(config, &variant.prompt)).await
             }
-            VariantConfig::ExperimentalDynamicInContextLearning(_) => {
-                Err(Error::NotSupported(format!(
-                    "variant `{variant_name}` is an `experimental_dynamic_in_context_learning` variant, which needs a store of curated examples to pick from; switchyard stores no inferences, so it cannot run it. Pin another variant, or give this one weight 0"
-                )))
+            VariantConfig::ExperimentalDynamicInContextLearning(config) => {
+                Box::pin(self.run_dicl(
+                    request,
+                    function,
+                    function_name,
+                    variant_name,
+                    variant,
+                    config,
+                    ids,
+                ))
+                .await
             }
         }
     }

@@ -15,27 +15,41 @@ use sha2::{Digest, Sha256};
 /// The layout's DDL (switchyard migration 1).
 const SCHEMA: &str = include_str!("schema.sql");
 
-/// `tensorzero.dicl_examples` needs pgvector: created when the extension can be, else skipped
-/// with a notice (DICL then reads no examples).
+/// `tensorzero.dicl_examples`: with pgvector, as TensorZero makes it (`embedding vector`);
+/// without it, the same table with `embedding real[]`, which the gateway ranks itself (see
+/// `dicl`). TensorZero creates no such table without pgvector, so this one is switchyard's
+/// own choice.
 const DICL_EXAMPLES: &str = r#"
 DO $$
 BEGIN
-    CREATE EXTENSION IF NOT EXISTS vector;
-    CREATE TABLE IF NOT EXISTS tensorzero.dicl_examples (
-        id UUID PRIMARY KEY,
-        function_name TEXT NOT NULL,
-        variant_name TEXT NOT NULL,
-        namespace TEXT NOT NULL DEFAULT '',
-        input TEXT NOT NULL,
-        output TEXT NOT NULL,
-        embedding vector NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
-    );
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS vector;
+        CREATE TABLE IF NOT EXISTS tensorzero.dicl_examples (
+            id UUID PRIMARY KEY,
+            function_name TEXT NOT NULL,
+            variant_name TEXT NOT NULL,
+            namespace TEXT NOT NULL DEFAULT '',
+            input TEXT NOT NULL,
+            output TEXT NOT NULL,
+            embedding vector NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+        );
+    EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'pgvector is not available (%): tensorzero.dicl_examples keeps embeddings as real[]', SQLERRM;
+        CREATE TABLE IF NOT EXISTS tensorzero.dicl_examples (
+            id UUID PRIMARY KEY,
+            function_name TEXT NOT NULL,
+            variant_name TEXT NOT NULL,
+            namespace TEXT NOT NULL DEFAULT '',
+            input TEXT NOT NULL,
+            output TEXT NOT NULL,
+            embedding REAL[] NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+        );
+    END;
     CREATE INDEX IF NOT EXISTS dicl_examples_function_variant
         ON tensorzero.dicl_examples (function_name, variant_name, namespace);
     CREATE INDEX IF NOT EXISTS dicl_examples_created_at ON tensorzero.dicl_examples (created_at);
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'pgvector is not available (%): tensorzero.dicl_examples is not created', SQLERRM;
 END
 $$;
 "#;
@@ -94,7 +108,6 @@ pub async fn migrate(pool: &Pool) -> Result<Layout, String> {
         Layout::TensorZeros
     } else {
         tx.batch_execute(SCHEMA).await.map_err(db)?;
-        tx.batch_execute(DICL_EXAMPLES).await.map_err(db)?;
         let checksum = Sha256::digest(SCHEMA.as_bytes()).to_vec();
         tx.execute(
             "INSERT INTO switchyard_migrations (version, description, checksum) VALUES (1, 'observability layout', $1)",
@@ -104,6 +117,10 @@ pub async fn migrate(pool: &Pool) -> Result<Layout, String> {
         .map_err(db)?;
         Layout::Created
     };
+    if layout != Layout::TensorZeros {
+        // Idempotent, so layouts switchyard made before DICL examples existed get the table.
+        tx.batch_execute(DICL_EXAMPLES).await.map_err(db)?;
+    }
     tx.commit().await.map_err(db)?;
     super::partitions::maintain(pool, &super::partitions::Retention::default()).await?;
     Ok(layout)

@@ -12,6 +12,7 @@
 //! Whether the store is on follows TensorZero's rules ([`resolve`]).
 
 pub mod datasets;
+pub mod dicl;
 pub mod migrations;
 pub mod partitions;
 pub mod reads;

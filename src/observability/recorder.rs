@@ -67,6 +67,40 @@ impl Recorder {
         }
     }
 
+    /// Records an embedding call (DICL's, of the serialized input): its row comes first.
+    pub fn embedding_call(
+        &self,
+        inference_id: Uuid,
+        model_name: &str,
+        provider: &str,
+        text: &str,
+        prompt_tokens: Option<u32>,
+        cost: Option<crate::cost::Dollars>,
+        elapsed: Duration,
+    ) {
+        let row = ModelRow {
+            id: Uuid::now_v7(),
+            inference_id,
+            input_tokens: rows::tokens(prompt_tokens),
+            output_tokens: None,
+            response_time_ms: rows::millis(elapsed),
+            model_name: model_name.to_owned(),
+            model_provider_name: provider.to_owned(),
+            ttft_ms: None,
+            finish_reason: None,
+            snapshot_hash: None,
+            cost: cost
+                .filter(|c| c.to_f64().abs() < 1e9)
+                .map(|c| c.to_string()),
+            raw_request: serde_json::json!({ "input": text }).to_string(),
+            raw_response: String::new(),
+            system: None,
+            input_messages: serde_json::json!([{"role": "user", "content": [{"type": "text", "text": text}]}]),
+            output: serde_json::json!([]),
+        };
+        self.lock().calls.insert(0, row);
+    }
+
     /// The model rows recorded, taken out.
     pub fn take_calls(&self) -> Vec<ModelRow> {
         std::mem::take(&mut self.lock().calls)

@@ -714,7 +714,7 @@ async fn mixture_of_n_fuses_the_candidates() {
 }
 
 #[tokio::test]
-async fn dynamic_in_context_learning_is_refused_clearly_and_sampling_moves_on() {
+async fn dynamic_in_context_learning_without_a_store_is_refused_clearly_and_sampling_moves_on() {
     let h = start().await;
     let mut body = call("dicl", "hi");
     body["variant_name"] = json!("d");

@@ -1637,3 +1637,146 @@ async fn datasets_are_created_listed_edited_and_deleted() {
     .await;
     assert_eq!(r.error(), "ids must be a non-empty list");
 }
+
+const DICL_CONFIG: &str = r#"
+[models.mock]
+routing = ["mock"]
+[models.mock.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+
+[embedding_models.emb]
+routing = ["mock"]
+[embedding_models.emb.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "emb"
+api_key_location = "none"
+
+[functions.capitals]
+type = "chat"
+[functions.capitals.variants.dicl]
+type = "experimental_dynamic_in_context_learning"
+embedding_model = "emb"
+model = "mock"
+k = 2
+[functions.capitals.variants.strict]
+type = "experimental_dynamic_in_context_learning"
+embedding_model = "emb"
+model = "mock"
+k = 2
+max_distance = 0.000001
+"#;
+
+/// DICL end to end on `pg`: examples loaded with `--load-dicl-examples` (one per variant),
+/// then inferences whose prompts hold the nearest ones.
+async fn dicl_end_to_end(pg: Postgres) {
+    let o = migrate(&pg);
+    assert!(o.status.success(), "{}", text(&o));
+    let mock = MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tensorzero.toml");
+    std::fs::write(&config, DICL_CONFIG.replace("{mock}", &mock.api_base())).unwrap();
+    let examples = dir.path().join("examples.jsonl");
+    std::fs::write(
+        &examples,
+        [
+            r#"{"input": {"messages": [{"role": "user", "content": "Capital of France?"}]}, "output": "Paris"}"#,
+            r#"{"input": {"messages": [{"role": "user", "content": "Capital of Italy?"}]}, "output": [{"type": "text", "text": "Rome"}]}"#,
+            r#"{"input": {"messages": [{"role": "user", "content": "Capital of Spain?"}]}, "output": "Madrid"}"#,
+            "",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    for variant in ["dicl", "strict"] {
+        // Async: the mock answering its embedding calls runs on this test's runtime.
+        let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "--config-file",
+                config.to_str().unwrap(),
+                "--load-dicl-examples",
+            ])
+            .arg(&examples)
+            .args(["--function-name", "capitals", "--variant-name", variant])
+            .env_clear()
+            .env("TENSORZERO_POSTGRES_URL", pg.url())
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("loaded 3 DICL examples"), "{}", text(&o));
+    }
+    let env = switchyard::Environment {
+        postgres_url: Some(switchyard::Secret::new(pg.url())),
+        ..Default::default()
+    };
+    let gw = Harness::start_with_env(mock, DICL_CONFIG, &[], &env).await;
+    let c = client(&pg).await;
+    let ask = |variant: &str| {
+        json!({"function_name": "capitals", "variant_name": variant,
+               "input": {"messages": [{"role": "user", "content": "Capital of Italy?"}]}})
+    };
+    let r = gw.post("/inference", &ask("dicl")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["inference_id"].as_str().unwrap().to_owned();
+    let sent = crate::harness::last_request(&gw.mock).body;
+    let messages = sent["messages"].as_array().unwrap().clone();
+    // System instructions, two examples (user input, assistant output), then the input.
+    assert_eq!(messages[0]["role"], "system");
+    let italy =
+        r#"{"messages":[{"content":[{"text":"Capital of Italy?","type":"text"}],"role":"user"}]}"#;
+    assert_eq!(messages.len(), 6, "{messages:#?}");
+    assert_eq!(
+        messages[1]["content"], italy,
+        "the nearest example (the same input) comes first"
+    );
+    assert_eq!(messages[2]["role"], "assistant");
+    assert_eq!(messages[2]["content"], "Rome");
+    assert_eq!(messages[3]["role"], "user");
+    assert_eq!(messages[5]["content"], italy, "the input itself, last");
+    // The embedding call and the generation are both model rows, the embedding first.
+    assert_eq!(
+        wait_count(
+            &c,
+            &format!(
+                "SELECT count(*) FROM tensorzero.model_inferences WHERE inference_id = '{id}'"
+            ),
+            2
+        )
+        .await,
+        2
+    );
+    let first: String = c
+        .query_one(
+            &format!("SELECT model_name FROM tensorzero.model_inferences WHERE inference_id = '{id}' ORDER BY id LIMIT 1"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(first, "emb");
+
+    // max_distance keeps only the identical input's example.
+    let r = gw.post("/inference", &ask("strict")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = crate::harness::last_request(&gw.mock).body;
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "{messages:#?}");
+    assert_eq!(messages[2]["content"], "Rome");
+}
+
+#[tokio::test]
+async fn dicl_ranks_examples_with_pgvector() {
+    let pg = Postgres::start_with_pgvector();
+    dicl_end_to_end(pg).await;
+}
+
+#[tokio::test]
+async fn dicl_ranks_examples_in_the_gateway_without_pgvector() {
+    let pg = Postgres::start();
+    dicl_end_to_end(pg).await;
+}

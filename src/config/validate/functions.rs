@@ -259,12 +259,6 @@ impl Checker<'_> {
                             );
                         }
                         self.timeouts(vat.clone(), &v.timeouts);
-                        self.warn(
-                            Some(vat),
-                            "`experimental_dynamic_in_context_learning` variants need stored examples, which switchyard does not keep: \
-                             the variant loads, but a request that runs it gets a 501 (give it weight 0 so sampling skips it)"
-                                .to_owned(),
-                        );
                     }
                 }
             }
