@@ -29,9 +29,13 @@ impl Engine {
         function_name: &str,
         variant_name: &str,
         variant: &Variant,
-        config: &DiclConfig,
         ids: Ids,
     ) -> Result<InferenceOutcome, Error> {
+        let VariantConfig::ExperimentalDynamicInContextLearning(config) = &variant.config else {
+            return Err(Error::Internal(format!(
+                "variant `{variant_name}` is not a DICL variant"
+            )));
+        };
         let Some(store) = &self.store else {
             return Err(Error::NotSupported(format!(
                 "variant `{variant_name}` is an `experimental_dynamic_in_context_learning` variant, which reads its examples from the observability store: set TENSORZERO_POSTGRES_URL (and run `switchyard --run-postgres-migrations`), or pin another variant"
@@ -82,10 +86,8 @@ impl Engine {
             recorder.embedding_call(
                 ids.inference_id,
                 &config.embedding_model,
-                &embedded.provider,
+                &embedded,
                 &text,
-                embedded.prompt_tokens,
-                embedded.cost,
                 started.elapsed(),
             );
         }

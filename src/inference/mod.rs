@@ -563,14 +563,13 @@ impl Engine {
             VariantConfig::ExperimentalMixtureOfN(config) => {
                 Box::pin(ensemble().mixture_of_n(config, &variant.prompt)).await
             }
-            VariantConfig::ExperimentalDynamicInContextLearning(config) => {
+            VariantConfig::ExperimentalDynamicInContextLearning(_) => {
                 Box::pin(self.run_dicl(
                     request,
                     function,
                     function_name,
                     variant_name,
                     variant,
-                    config,
                     ids,
                 ))
                 .await

@@ -72,12 +72,12 @@ impl Recorder {
         &self,
         inference_id: Uuid,
         model_name: &str,
-        provider: &str,
+        embedded: &crate::embeddings::EmbeddingOutput,
         text: &str,
-        prompt_tokens: Option<u32>,
-        cost: Option<crate::cost::Dollars>,
         elapsed: Duration,
     ) {
+        let (provider, prompt_tokens, cost) =
+            (&embedded.provider, embedded.prompt_tokens, embedded.cost);
         let row = ModelRow {
             id: Uuid::now_v7(),
             inference_id,
@@ -85,7 +85,7 @@ impl Recorder {
             output_tokens: None,
             response_time_ms: rows::millis(elapsed),
             model_name: model_name.to_owned(),
-            model_provider_name: provider.to_owned(),
+            model_provider_name: provider.to_string(),
             ttft_ms: None,
             finish_reason: None,
             snapshot_hash: None,
