@@ -282,7 +282,7 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         resources.health.clone(),
     )
     .map_err(StartupError::Providers)?;
-    engine.set_store(store.map(|s| s.writer.clone()));
+    engine.set_store(store.map(|s| s.writer.clone()), &config.metrics);
     match config
         .gateway
         .relay

@@ -5,6 +5,7 @@
 //! Both API routes (`/inference` and `/openai/v1/chat/completions`) parse their own wire format
 //! into an [`InferenceRequest`] and format the [`InferenceOutcome`] back.
 
+pub mod adaptive;
 mod chat_call;
 mod dicl;
 pub mod ensemble;
@@ -68,6 +69,18 @@ pub struct Engine {
     store: Option<Arc<crate::observability::Writer>>,
     /// How DICL examples are ranked in the store's database (found out on first use).
     dicl_ranking: tokio::sync::OnceCell<Option<crate::observability::dicl::Ranking>>,
+    /// The adaptive experiments' bandits, recomputing sampling probabilities.
+    adaptive_tasks: Vec<AbortOnDrop>,
+}
+
+/// A background task that ends with its owner.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Engine {
@@ -143,14 +156,51 @@ impl Engine {
                     retry_budget,
                     store: None,
                     dicl_ranking: tokio::sync::OnceCell::new(),
+                    adaptive_tasks: Vec::new(),
                 })
             }
             _ => Err(errors),
         }
     }
 
-    /// Stores every inference from now on in `store` (or none).
-    pub fn set_store(&mut self, store: Option<Arc<crate::observability::Writer>>) {
+    /// Stores every inference from now on in `store` (or none), and starts the bandits of
+    /// adaptive experiments on its feedback (`metrics` is `[metrics]`). They stop when this
+    /// engine is dropped (a reload starts the new configuration's).
+    pub fn set_store(
+        &mut self,
+        store: Option<Arc<crate::observability::Writer>>,
+        metrics: &std::collections::BTreeMap<String, crate::config::functions::MetricConfig>,
+    ) {
+        self.adaptive_tasks.clear();
+        if let Some(writer) = &store {
+            for (name, function) in &self.functions {
+                for (experiment, probabilities) in function.sampler.adaptive() {
+                    let metric = metrics.get(&experiment.metric).cloned();
+                    let Some(metric) = metric else { continue };
+                    let task = adaptive::Experiment {
+                        function: name.clone(),
+                        json: function.is_json(),
+                        metric_name: experiment.metric.clone(),
+                        settings: adaptive::Settings::new(experiment, Some(&metric)),
+                        metric,
+                        probabilities,
+                    };
+                    self.adaptive_tasks
+                        .push(AbortOnDrop(tokio::spawn(adaptive::keep_updated(
+                            writer.pool().clone(),
+                            task,
+                        ))));
+                }
+            }
+        } else if self
+            .functions
+            .values()
+            .any(|f| !f.sampler.adaptive().is_empty())
+        {
+            tracing::warn!(
+                "adaptive experiments need the observability store's feedback (TENSORZERO_POSTGRES_URL): their candidates are sampled uniformly"
+            );
+        }
         self.store = store;
     }
 

@@ -5,8 +5,10 @@
 //! - `static`: candidates sampled by weight (a list means equal weights), then
 //!   `fallback_variants` in order; the legacy `uniform` (every variant when it lists none) and
 //!   `static_weights` are the same thing spelled differently.
-//! - `adaptive` (and the legacy `track_and_stop`) needs stored feedback, which switchyard does
-//!   not keep yet: its candidates are sampled uniformly, and its fallbacks in random order.
+//! - `adaptive` (and the legacy `track_and_stop`): candidates are drawn with the probabilities
+//!   the bandit keeps recomputing from stored feedback (see `adaptive`; uniform until then, and
+//!   without a store), candidates it gave nothing to after them, then the fallbacks in random
+//!   order.
 //! - no experimentation: when any variant has a `weight`, the variants with a positive weight
 //!   are the candidates, the ones without a weight are fallbacks (in name order), and the ones
 //!   with weight 0 run only when pinned; with no weights at all, every variant is a candidate.
@@ -18,8 +20,11 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use super::adaptive::Probabilities;
 use crate::config::FunctionConfig;
-use crate::config::experimentation::ExperimentationConfig;
+use crate::config::experimentation::{AdaptiveExperiment, ExperimentationConfig};
 
 /// A number in [0, 1) drawn from the function, the episode and the round: the same episode
 /// gets the same variants in the same order (an episode's inferences stay on one variant), and
@@ -38,7 +43,7 @@ pub(super) fn uniform_draw(function_name: &str, episode_id: Uuid, round: usize) 
 }
 
 /// How one function orders its variants for one namespace.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct SamplingPlan {
     /// Sampled by weight, without replacement (weights are positive).
     candidates: Vec<(String, f64)>,
@@ -46,6 +51,9 @@ pub struct SamplingPlan {
     fallbacks: Vec<String>,
     /// Fallbacks in a random order (adaptive) rather than as listed.
     shuffle_fallbacks: bool,
+    /// An adaptive experiment's settings and its current probabilities (they replace the
+    /// candidates' weights).
+    adaptive: Option<(AdaptiveExperiment, Arc<Probabilities>)>,
 }
 
 /// A function's plans: the base one and one per namespace with a table of its own.
@@ -85,6 +93,15 @@ impl Sampler {
         }
     }
 
+    /// The adaptive experiments (the base table's and each namespace's), with the
+    /// probabilities their bandits keep up to date.
+    pub fn adaptive(&self) -> Vec<(&AdaptiveExperiment, Arc<Probabilities>)> {
+        std::iter::once(&self.base)
+            .chain(self.namespaces.values())
+            .filter_map(|p| p.adaptive.as_ref().map(|(a, p)| (a, p.clone())))
+            .collect()
+    }
+
     /// The plan for a request in `namespace`.
     pub fn plan(&self, namespace: Option<&str>) -> &SamplingPlan {
         namespace
@@ -114,6 +131,7 @@ fn by_weight(function: &FunctionConfig, names: &[&String]) -> SamplingPlan {
             .map(|n| (*n).clone())
             .collect(),
         shuffle_fallbacks: false,
+        adaptive: None,
     }
 }
 
@@ -147,16 +165,20 @@ fn plan(table: &ExperimentationConfig, visible: &[&String]) -> SamplingPlan {
                 false,
             ),
         },
-        ExperimentationConfig::Adaptive(a) | ExperimentationConfig::TrackAndStop(a) => (
-            equal(&a.candidate_variants),
-            a.fallback_variants.clone(),
-            true,
-        ),
+        ExperimentationConfig::Adaptive(a) | ExperimentationConfig::TrackAndStop(a) => {
+            return SamplingPlan {
+                candidates: equal(&a.candidate_variants),
+                fallbacks: a.fallback_variants.clone(),
+                shuffle_fallbacks: true,
+                adaptive: Some((a.clone(), Probabilities::uniform(&a.candidate_variants))),
+            };
+        }
     };
     SamplingPlan {
         candidates: candidates.into_iter().filter(|(_, w)| *w > 0.0).collect(),
         fallbacks,
         shuffle_fallbacks,
+        adaptive: None,
     }
 }
 
@@ -171,12 +193,37 @@ impl SamplingPlan {
     pub fn order(&self, function_name: &str, episode_id: Uuid) -> Vec<&str> {
         let mut round = 0;
         let mut order: Vec<&str> = Vec::with_capacity(self.candidates.len() + self.fallbacks.len());
-        let weighted: Vec<(&str, f64)> = self
-            .candidates
-            .iter()
-            .map(|(n, w)| (n.as_str(), *w))
-            .collect();
-        draw_all(weighted, function_name, episode_id, &mut round, &mut order);
+        match &self.adaptive {
+            None => {
+                let weighted: Vec<(&str, f64)> = self
+                    .candidates
+                    .iter()
+                    .map(|(n, w)| (n.as_str(), *w))
+                    .collect();
+                draw_all(weighted, function_name, episode_id, &mut round, &mut order);
+            }
+            Some((_, probabilities)) => {
+                let current = probabilities.current();
+                let weighted: Vec<(&str, f64)> = self
+                    .candidates
+                    .iter()
+                    .filter_map(|(n, _)| {
+                        current
+                            .iter()
+                            .find(|(c, _)| c == n)
+                            .map(|(_, w)| (n.as_str(), *w))
+                    })
+                    .collect();
+                draw_all(weighted, function_name, episode_id, &mut round, &mut order);
+                // Candidates the bandit gives nothing to still come before the fallbacks.
+                let rest = self
+                    .candidates
+                    .iter()
+                    .map(|(n, _)| (n.as_str(), 1.0))
+                    .collect();
+                draw_all(rest, function_name, episode_id, &mut round, &mut order);
+            }
+        }
         let fallbacks = self.fallbacks.iter().map(String::as_str);
         if self.shuffle_fallbacks {
             let equal = fallbacks.map(|n| (n, 1.0)).collect();

@@ -1780,3 +1780,94 @@ async fn dicl_ranks_examples_in_the_gateway_without_pgvector() {
     let pg = Postgres::start();
     dicl_end_to_end(pg).await;
 }
+
+#[tokio::test]
+async fn adaptive_experiments_move_traffic_to_the_variant_feedback_favours() {
+    let config = r#"
+[models.mock]
+routing = ["mock"]
+[models.mock.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+
+[metrics.solved]
+type = "boolean"
+level = "inference"
+optimize = "max"
+
+[functions.ab]
+type = "chat"
+[functions.ab.experimentation]
+type = "adaptive"
+metric = "solved"
+candidate_variants = ["a", "b", "c"]
+min_samples_per_variant = 5
+update_period_s = 1
+min_prob = 0.02
+[functions.ab.variants.a]
+type = "chat_completion"
+model = "mock"
+[functions.ab.variants.b]
+type = "chat_completion"
+model = "mock"
+[functions.ab.variants.c]
+type = "chat_completion"
+model = "mock"
+"#;
+    let (pg, gw) = storing_gateway(config).await;
+    let c = client(&pg).await;
+    let ask =
+        json!({"function_name": "ab", "input": {"messages": [{"role": "user", "content": "go"}]}});
+    // Simulated users: `b` solves 90% of tasks, `a` and `c` 20%. A deterministic sequence
+    // stands in for chance.
+    let mut counts = std::collections::BTreeMap::new();
+    let mut served = 0u32;
+    // Phase one: round-robin until each has 5 points, then learning.
+    for round in 0..12 {
+        for _ in 0..10 {
+            let r = gw.post("/inference", &ask).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            let variant = v["variant_name"].as_str().unwrap().to_owned();
+            *counts.entry((round, variant.clone())).or_insert(0u32) += 1;
+            served += 1;
+            let success = match variant.as_str() {
+                "b" => served % 10 != 0,
+                _ => served % 5 == 0,
+            };
+            let body = json!({"inference_id": v["inference_id"], "metric_name": "solved", "value": success});
+            let r = gw.post("/feedback", &body).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        // Let the bandit see the new feedback.
+        wait_count(
+            &c,
+            "SELECT count(*) FROM tensorzero.boolean_metric_feedback",
+            i64::from(served),
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    // The last rounds go (almost) all to `b`.
+    let mut late = std::collections::BTreeMap::new();
+    for _ in 0..50 {
+        let r = gw.post("/inference", &ask).await;
+        *late
+            .entry(r.json()["variant_name"].as_str().unwrap().to_owned())
+            .or_insert(0u32) += 1;
+    }
+    let b = late.get("b").copied().unwrap_or(0);
+    assert!(
+        b >= 40,
+        "sampling converged to b: {late:?} (history {counts:?})"
+    );
+    // Early on, every candidate was tried.
+    let early: std::collections::BTreeSet<&String> = counts
+        .keys()
+        .filter(|(r, _)| *r < 2)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(early.len(), 3, "{counts:?}");
+}

@@ -136,10 +136,6 @@ impl Checker<'_> {
                     "the only algorithm is `track_and_stop`",
                 );
             }
-            self.warn(
-                Some(at.clone()),
-                "adaptive experimentation learns from stored feedback, which switchyard does not keep yet: until it does, its candidates are sampled uniformly",
-            );
         }
         let listed = table.named_variants();
         for name in &listed {
