@@ -1871,3 +1871,111 @@ model = "mock"
         .collect();
     assert_eq!(early.len(), 3, "{counts:?}");
 }
+
+#[tokio::test]
+async fn start_up_follows_tensorzeros_enabled_rules_and_makes_coming_partitions() {
+    let pg = Postgres::start();
+    let o = migrate(&pg);
+    assert!(o.status.success(), "{}", text(&o));
+    let c = client(&pg).await;
+    let mock = MockProvider::start().await.unwrap();
+    let model = format!(
+        "[models.mock]\nrouting = [\"mock\"]\n[models.mock.providers.mock]\ntype = \"openai\"\napi_base = \"{}\"\nmodel_name = \"mock-model\"\napi_key_location = \"none\"\n",
+        mock.api_base()
+    );
+    let load = |extra: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tensorzero.toml");
+        std::fs::write(&path, format!("{extra}\n{model}")).unwrap();
+        let loaded = switchyard::config::LoadedConfig::from_files(path.to_str().unwrap()).unwrap();
+        (loaded, dir)
+    };
+    let with_pg = switchyard::Environment {
+        postgres_url: Some(switchyard::Secret::new(pg.url())),
+        ..Default::default()
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+
+    // `enabled = true` without a store: start-up fails with TensorZero's reason.
+    let (loaded, _d) = load("[gateway.observability]\nenabled = true");
+    let e = switchyard::start_with(&loaded, addr, &switchyard::Environment::default())
+        .await
+        .err()
+        .expect("no store, no start");
+    assert!(
+        e.to_string()
+            .contains("Observability is enabled but no backend is available"),
+        "{e}"
+    );
+    let (loaded, _d) = load("[gateway.observability]\nenabled = true\nbackend = \"postgres\"");
+    let e = switchyard::start_with(&loaded, addr, &switchyard::Environment::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("A Postgres connection is required"),
+        "{e}"
+    );
+    // ClickHouse as the store is refused when required (switchyard has none).
+    let (loaded, _d) = load("[gateway.observability]\nenabled = true\nbackend = \"clickhouse\"");
+    let e = switchyard::start_with(&loaded, addr, &with_pg)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("Postgres only, not ClickHouse"),
+        "{e}"
+    );
+
+    // A missing future partition is made again at start-up.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y_%m_%d")
+        .to_string();
+    c.batch_execute(&format!(
+        "DROP TABLE tensorzero.chat_inference_data_{tomorrow}"
+    ))
+    .await
+    .unwrap();
+    // `enabled = false` with Postgres: nothing is stored.
+    let (loaded, _d) = load("[gateway.observability]\nenabled = false");
+    let gw = switchyard::start_with(&loaded, addr, &with_pg)
+        .await
+        .unwrap();
+    let url = format!("http://{}", gw.addr);
+    let r = crate::harness::send(
+        http::Method::POST,
+        &format!("{url}/inference"),
+        bytes::Bytes::from(json!({"model_name": "mock", "input": {"messages": [{"role": "user", "content": "x"}]}}).to_string()),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    drop(gw);
+    // Unset: on, because Postgres is there; and its upkeep made tomorrow's partition again.
+    let (loaded, _d) = load("");
+    let gw = switchyard::start_with(&loaded, addr, &with_pg)
+        .await
+        .unwrap();
+    let url = format!("http://{}", gw.addr);
+    let r = crate::harness::send(
+        http::Method::POST,
+        &format!("{url}/inference"),
+        bytes::Bytes::from(json!({"model_name": "mock", "input": {"messages": [{"role": "user", "content": "y"}]}}).to_string()),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        wait_count(&c, "SELECT count(*) FROM tensorzero.chat_inferences", 1).await,
+        1,
+        "only the second gateway stored"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !exists(&c, &format!("tensorzero.chat_inference_data_{tomorrow}")).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tomorrow's partition is made at start-up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
