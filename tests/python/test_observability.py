@@ -1,10 +1,13 @@
 """The observability store through TensorZero's own Python client: inferences stored in
 Postgres, feedback, stored inferences read back, datasets."""
 
-import subprocess
+import json
 import os
+import subprocess
 import time
+import urllib.request
 
+import openai
 import pytest
 from tensorzero import (
     CreateDatapointRequestChat,
@@ -19,6 +22,14 @@ from tensorzero import (
 from conftest import TARGET, start_gateway
 
 CONFIG = """
+[models.mock]
+routing = ["mock"]
+[models.mock.providers.mock]
+type = "openai"
+api_base = "http://{mock}/v1"
+model_name = "mock-model"
+api_key_location = "none"
+
 [models.tool]
 routing = ["mock"]
 [models.tool.providers.mock]
@@ -141,3 +152,23 @@ def test_datasets_through_the_tensorzero_client(storing_gateway):
         assert deleted.num_deleted_datapoints == 1
         assert client.delete_dataset(dataset_name="py_set").num_deleted_datapoints == 1
         assert client.list_datapoints(dataset_name="py_set", request=ListDatapointsRequest()).datapoints == []
+
+
+def test_responses_continue_from_a_stored_response(storing_gateway, mock_provider):
+    client = openai.OpenAI(base_url=f"{storing_gateway}/openai/v1", api_key="unused")
+    first = client.responses.create(model="mock", input="My name is Ada.")
+    assert first.store is True
+    second = client.responses.create(model="mock", input="What is my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    sent = json.load(urllib.request.urlopen(f"http://{mock_provider}/mock/requests"))[-1]["body"]
+    assert [(m["role"], m["content"]) for m in sent["messages"]] == [
+        ("user", "My name is Ada."),
+        ("assistant", "mock reply to: My name is Ada."),
+        ("user", "What is my name?"),
+    ]
+    # Not stored, so not continuable.
+    unstored = client.responses.create(model="mock", input="Forget me.", store=False)
+    assert unstored.store is False
+    with pytest.raises(openai.NotFoundError) as e:
+        client.responses.create(model="mock", input="Who?", previous_response_id=unstored.id)
+    assert "not found" in str(e.value)

@@ -1,9 +1,11 @@
 //! `POST /openai/v1/responses`: the OpenAI Responses API (what Codex and the OpenAI Agents SDK
 //! speak), over the same inference engine and model-call stack as `/inference`.
 //!
-//! Stateless: every request carries its whole conversation in `input` (`store: false` is what
-//! agents send through a gateway). `previous_response_id` needs stored responses, which
-//! switchyard does not keep yet, so it is refused with a 400 that says so.
+//! Every response is stored when the observability store is on (unless `store: false`, what
+//! agents send through a gateway when they carry the whole conversation in `input`), as the
+//! inference it is; `previous_response_id` then continues from one: its input and output come
+//! first in the conversation, and the new response joins its episode. Without the store,
+//! `previous_response_id` is refused with a 400 that says why.
 
 mod output;
 
@@ -32,10 +34,8 @@ use crate::model_call::{
 };
 use output::{ResponseShape, ResponsesStream, response_object};
 
-/// Fields of the Responses API that change nothing here (no warning for them). `store` is
-/// accepted whatever its value: nothing is stored, and the answer says `store: false`.
-const IGNORED_FIELDS: [&str; 9] = [
-    "store",
+/// Fields of the Responses API that change nothing here (no warning for them).
+const IGNORED_FIELDS: [&str; 8] = [
     "user",
     "include",
     "truncation",
@@ -65,6 +65,7 @@ struct ResponsesRequest {
     metadata: BTreeMap<String, Value>,
     stream: Option<bool>,
     previous_response_id: Option<String>,
+    store: Option<bool>,
     conversation: Option<Value>,
     background: Option<bool>,
     n: Option<u32>,
@@ -93,7 +94,17 @@ where
     let (parts, bytes) = read_body(req, state.body_limit).await?;
     let body: ResponsesRequest = parse_json(&bytes)?;
     let target = resolve(&body.model, &state.engine)?;
-    let (mut request, shape) = into_request(body, target)?;
+    let previous = match &body.previous_response_id {
+        Some(id) => Some(previous_response(state, id).await?),
+        None => None,
+    };
+    let storing = state.engine.store().is_some() && body.store != Some(false);
+    let (mut request, mut shape) = into_request(body, target)?;
+    request.dryrun = !storing;
+    shape.store = storing;
+    if let Some(previous) = previous {
+        previous.continue_into(&mut request);
+    }
     super::take_caller_context(&mut request, &parts);
     let facts = RequestFacts::of(&request, &parts);
     let outcome = match state.engine.infer(request).await {
@@ -126,6 +137,119 @@ where
     })
 }
 
+/// A stored response a request continues from.
+struct Previous {
+    input: Input,
+    episode_id: uuid::Uuid,
+}
+
+impl Previous {
+    /// Puts the stored conversation (and the answer) before the request's own input.
+    fn continue_into(self, request: &mut InferenceRequest) {
+        let Previous { input, episode_id } = self;
+        if request.input.system.is_none() {
+            request.input.system = input.system;
+        }
+        let mut messages = input.messages;
+        messages.append(&mut request.input.messages);
+        request.input.messages = messages;
+        request.episode_id = Some(episode_id);
+    }
+}
+
+/// The stored response `id` (`resp_<inference id>`) as a conversation to continue.
+async fn previous_response(state: &AppState, id: &str) -> Result<Previous, Error> {
+    let Some(store) = state.engine.store() else {
+        return Err(bad(
+            "`previous_response_id` continues a stored response, and the observability store is off: set TENSORZERO_POSTGRES_URL to store responses, or send the whole conversation in `input` (with `store: false`)",
+        ));
+    };
+    let not_found = || {
+        Error::NotFound(format!(
+            "Previous response with id '{id}' not found (it was not stored: `store: false`, or another gateway's database)"
+        ))
+    };
+    let inference_id: uuid::Uuid = id
+        .strip_prefix("resp_")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(not_found)?;
+    // A response stored a moment ago may still be in the write queue: wait for it as
+    // feedback waits for its target.
+    let arrived = crate::observability::targets::target_exists(store.pool(), inference_id, false)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reading a stored response failed");
+            Error::StoreUnavailable(
+                "the observability store (Postgres) did not answer; retry shortly".into(),
+            )
+        })?;
+    if !arrived {
+        return Err(not_found());
+    }
+    let is_json = |name: &str| state.engine.function(name).map(|f| f.is_json());
+    let catalog = crate::observability::reads::Catalog {
+        metrics: &state.feedback.metrics,
+        function_is_json: &is_json,
+    };
+    let found = crate::observability::reads::get_inferences(
+        store.pool(),
+        &catalog,
+        vec![inference_id],
+        None,
+        crate::observability::reads::OutputSource::Inference,
+    )
+    .await?;
+    let stored = found.into_iter().next().ok_or_else(not_found)?;
+    let mut messages = stored
+        .get("input")
+        .and_then(|i| i.get("messages"))
+        .cloned()
+        .and_then(|m| match m {
+            Value::Array(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    // The answer, as the assistant's turn (a json function's raw text).
+    let answer: Vec<Value> = match stored.get("output") {
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| match b.get("type").and_then(Value::as_str) {
+                Some("text") => Some(json!({"type": "text", "text": b["text"]})),
+                Some("tool_call") => Some(json!({
+                    "type": "tool_call", "id": b["id"], "name": b["raw_name"], "arguments": b["raw_arguments"]
+                })),
+                Some("thought") => Some(b.clone()),
+                _ => None,
+            })
+            .collect(),
+        Some(Value::Object(o)) => o
+            .get("raw")
+            .and_then(Value::as_str)
+            .map(|raw| vec![json!({"type": "text", "text": raw})])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if !answer.is_empty() {
+        messages.push(json!({"role": "assistant", "content": answer}));
+    }
+    let wire: crate::native_wire::InputBody = serde_json::from_value(json!({
+        "system": stored.get("input").and_then(|i| i.get("system")),
+        "messages": messages,
+    }))
+    .map_err(|e| {
+        Error::InvalidRequest(format!(
+            "the stored response `{id}` cannot be continued ({e}): send the whole conversation in `input`"
+        ))
+    })?;
+    let input = crate::api::inference::input_from_wire(wire)?;
+    let episode_id = stored
+        .get("episode_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(not_found)?;
+    Ok(Previous { input, episode_id })
+}
+
 fn bad(message: impl Into<String>) -> Error {
     Error::InvalidRequest(message.into())
 }
@@ -134,9 +258,9 @@ fn into_request(
     body: ResponsesRequest,
     target: Target,
 ) -> Result<(InferenceRequest, ResponseShape), Error> {
-    if body.previous_response_id.is_some() || body.conversation.is_some() {
+    if body.conversation.is_some() {
         return Err(bad(
-            "`previous_response_id` and `conversation` continue a stored response, and switchyard stores none yet: send the whole conversation in `input` (with `store: false`)",
+            "`conversation` objects are not supported: continue with `previous_response_id` (with the observability store on), or send the whole conversation in `input`",
         ));
     }
     if body.background == Some(true) {
@@ -237,6 +361,8 @@ fn into_request(
             .text
             .and_then(|t| t.format)
             .unwrap_or_else(|| json!({"type": "text"})),
+        store: false,
+        previous_response_id: body.previous_response_id,
     };
     let (function_name, model_name) = target.into_names();
     let request = InferenceRequest {

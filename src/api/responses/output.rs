@@ -32,6 +32,11 @@ pub(super) struct ResponseShape {
     pub tool_choice: Value,
     pub parallel_tool_calls: bool,
     pub text_format: Value,
+    /// Whether the response is stored (the observability store is on and `store` is not
+    /// false), so a later request can continue from it.
+    pub store: bool,
+    /// The response this one continues.
+    pub previous_response_id: Option<String>,
 }
 
 fn now_secs() -> u64 {
@@ -91,10 +96,9 @@ fn envelope(
         "model": shape.model,
         "output": output,
         "parallel_tool_calls": shape.parallel_tool_calls,
-        "previous_response_id": null,
+        "previous_response_id": shape.previous_response_id,
         "reasoning": { "effort": null, "summary": null },
-        // Nothing is stored (yet): the answer says so whatever the request asked.
-        "store": false,
+        "store": shape.store,
         "temperature": shape.temperature,
         "text": { "format": shape.text_format },
         "tool_choice": shape.tool_choice,
