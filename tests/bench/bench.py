@@ -403,6 +403,33 @@ class Bench:
                 procs.append(p)
                 self.measure(f"peer binary {pathlib.Path(binary).name}", [p], port, chat, fn_body, floor=floor)
 
+            if a.only == "store":
+                # The cost of storing every inference (TensorZero's layout in Postgres), beside
+                # the same gateway with the store off, in one run against one database.
+                from conftest import Postgres
+                pg_dir = pathlib.Path(tempfile.mkdtemp(prefix="switchyard-bench-store-"))
+                pg = Postgres(pg_dir)
+                env = {"TENSORZERO_POSTGRES_URL": pg.url}
+                subprocess.run([str(RELEASE / "switchyard"), "--run-postgres-migrations"], env={**os.environ, **env},
+                               capture_output=True, text=True, check=True)
+                for label, extra in [
+                    ("store off (observability.enabled = false)", "[gateway.observability]\nenabled = false\n"),
+                    ("async writes (the default)", ""),
+                    ("batch writes (100 ms, 1000 rows)", "[gateway.observability]\nasync_writes = false\n"
+                     "[gateway.observability.batch_writes]\nenabled = true\n"),
+                ]:
+                    g, port = self.gateway("switchyard-store", extra + gw_cfg, env)
+                    procs.append(g)
+                    self.measure(label, [g], port, chat, fn_body, floor=floor)
+                    g.stop()
+                    procs.remove(g)
+                written = subprocess.run(
+                    [str(pg.bin / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-tAc",
+                     "SELECT count(*) FROM tensorzero.chat_inferences"], capture_output=True, text=True).stdout.strip()
+                self.results["store_rows_written"] = written
+                print(f"  rows in tensorzero.chat_inferences after the run: {written}", flush=True)
+                pg.stop()
+                return self.results
             if a.only == "secured":
                 return self.results
             print("streaming: time to first byte and gap between chunks (sequential streams)", flush=True)
@@ -488,7 +515,7 @@ def main():
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--skip-secured", action="store_true", help="skip the auth + rate-limit setups (no Postgres/Redis)")
     ap.add_argument("--soak", type=int, default=0, help="also run a soak of this many seconds and watch RSS")
-    ap.add_argument("--only", choices=["secured", "streaming"], help="run only the floor and these setups (a quick A/B; "
+    ap.add_argument("--only", choices=["secured", "streaming", "store"], help="run only the floor and these setups (a quick A/B; "
                     "writes results/only-NAME.{md,json} instead of latest)")
     args = ap.parse_args()
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
