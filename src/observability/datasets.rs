@@ -548,31 +548,7 @@ fn wire(row: &tokio_postgres::Row) -> Value {
                 .unwrap_or(Value::Null),
         );
     } else {
-        let dynamic = row
-            .get::<_, Option<Value>>("dynamic_tools")
-            .unwrap_or(json!([]));
-        if let Some(a) = row.get::<_, Option<Value>>("allowed_tools")
-            && a.get("choice").and_then(Value::as_str) != Some("function_default")
-        {
-            out.insert(
-                "allowed_tools".into(),
-                a.get("tools").cloned().unwrap_or(json!([])),
-            );
-        }
-        if dynamic.as_array().is_some_and(|d| !d.is_empty()) {
-            out.insert("additional_tools".into(), dynamic);
-        }
-        if let Some(c) = row.get::<_, Option<Value>>("tool_choice") {
-            out.insert("tool_choice".into(), c);
-        }
-        if let Some(p) = row.get::<_, Option<bool>>("parallel_tool_calls") {
-            out.insert("parallel_tool_calls".into(), json!(p));
-        }
-        out.insert(
-            "provider_tools".into(),
-            row.get::<_, Option<Value>>("dynamic_provider_tools")
-                .unwrap_or(json!([])),
-        );
+        reads::tool_fields(row, &mut out);
     }
     out.insert(
         "tags".into(),

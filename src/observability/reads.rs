@@ -614,33 +614,7 @@ fn stored_inference(row: &tokio_postgres::Row, output_source: OutputSource) -> V
                 .unwrap_or(Value::Null),
         );
     } else {
-        let dynamic = row
-            .get::<_, Option<Value>>("dynamic_tools")
-            .unwrap_or(json!([]));
-        let allowed = row.get::<_, Option<Value>>("allowed_tools");
-        let choice = row.get::<_, Option<Value>>("tool_choice");
-        if let Some(a) = &allowed
-            && a.get("choice").and_then(Value::as_str) != Some("function_default")
-        {
-            out.insert(
-                "allowed_tools".into(),
-                a.get("tools").cloned().unwrap_or(json!([])),
-            );
-        }
-        if dynamic.as_array().is_some_and(|d| !d.is_empty()) {
-            out.insert("additional_tools".into(), dynamic);
-        }
-        if let Some(c) = choice {
-            out.insert("tool_choice".into(), c);
-        }
-        if let Some(p) = row.get::<_, Option<bool>>("parallel_tool_calls") {
-            out.insert("parallel_tool_calls".into(), json!(p));
-        }
-        out.insert(
-            "provider_tools".into(),
-            row.get::<_, Option<Value>>("dynamic_provider_tools")
-                .unwrap_or(json!([])),
-        );
+        tool_fields(row, &mut out);
     }
     out.insert(
         "tags".into(),
@@ -668,4 +642,36 @@ fn stored_inference(row: &tokio_postgres::Row, output_source: OutputSource) -> V
         out.insert("snapshot_hash".into(), json!(hex));
     }
     Value::Object(out)
+}
+
+/// A chat row's tool columns (same names in the inference and datapoint tables) as the API's
+/// flattened tool fields: `allowed_tools` only when the request restricted the tools,
+/// `additional_tools` only when it supplied some, `tool_choice` whenever there was a tool
+/// configuration.
+pub(super) fn tool_fields(row: &tokio_postgres::Row, out: &mut Map<String, Value>) {
+    let dynamic = row
+        .get::<_, Option<Value>>("dynamic_tools")
+        .unwrap_or(json!([]));
+    if let Some(a) = row.get::<_, Option<Value>>("allowed_tools")
+        && a.get("choice").and_then(Value::as_str) != Some("function_default")
+    {
+        out.insert(
+            "allowed_tools".into(),
+            a.get("tools").cloned().unwrap_or(json!([])),
+        );
+    }
+    if dynamic.as_array().is_some_and(|d| !d.is_empty()) {
+        out.insert("additional_tools".into(), dynamic);
+    }
+    if let Some(c) = row.get::<_, Option<Value>>("tool_choice") {
+        out.insert("tool_choice".into(), c);
+    }
+    if let Some(p) = row.get::<_, Option<bool>>("parallel_tool_calls") {
+        out.insert("parallel_tool_calls".into(), json!(p));
+    }
+    out.insert(
+        "provider_tools".into(),
+        row.get::<_, Option<Value>>("dynamic_provider_tools")
+            .unwrap_or(json!([])),
+    );
 }
