@@ -198,8 +198,8 @@ pub enum OtlpFormat {
     Openinference,
 }
 
-/// `[gateway.observability]` (ClickHouse storage in the TensorZero Gateway).
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `[gateway.observability]`: the store of inferences and feedback.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObservabilityConfig {
     /// `true`: require the store; `null`: use it if present; `false`: never.
@@ -215,6 +215,20 @@ pub struct ObservabilityConfig {
     /// The store: `auto` (default: ClickHouse if `TENSORZERO_CLICKHOUSE_URL` is set, else
     /// Postgres if `TENSORZERO_POSTGRES_URL` is), `clickhouse` or `postgres`.
     pub backend: Option<ObservabilityBackend>,
+}
+
+impl Default for ObservabilityConfig {
+    /// What a config without `[gateway.observability]` means: the same as an empty section
+    /// (async writes on, as in TensorZero 2026.4).
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            async_writes: true,
+            batch_writes: None,
+            disable_automatic_migrations: false,
+            backend: None,
+        }
+    }
 }
 
 /// `gateway.observability.backend`.
@@ -456,3 +470,15 @@ pub struct FilesystemStorageConfig {
 /// `type = "disabled"`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct DisabledStorageConfig {}
+
+#[cfg(test)]
+mod observability_defaults {
+    use super::ObservabilityConfig;
+
+    #[test]
+    fn async_writes_are_on_with_or_without_the_section() {
+        assert!(ObservabilityConfig::default().async_writes);
+        let empty: ObservabilityConfig = toml::from_str("").unwrap();
+        assert!(empty.async_writes);
+    }
+}

@@ -26,10 +26,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 pub const DEFAULT_MAX_ROWS: usize = 1_000;
 /// How long a batch waits for more rows with `batch_writes` (TensorZero's default).
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// How long an async batch waits for more rows. Requests never wait for it; without it every
-/// row would be a transaction of its own, and at a few thousand inferences a second Postgres
-/// would spend the machine's CPU on commits (measured: 1,664 req/s at saturation with a
-/// transaction per row, against 14,697 with 100 ms batches; tests/bench/results/only-store.md).
+/// How long an async batch waits for more rows. Requests never wait for it; it saves Postgres a
+/// commit per inference when inferences come a few milliseconds apart.
 pub const ASYNC_LINGER: Duration = Duration::from_millis(20);
 /// The pauses between attempts at a failing batch, before it is dropped.
 const RETRY_PAUSES: [Duration; 3] = [
