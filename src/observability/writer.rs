@@ -8,7 +8,7 @@
 //! fail because of the store.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -24,6 +24,12 @@ use crate::metrics::GatewayMetrics;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 /// Rows per statement unless `batch_writes.max_rows(_postgres)` says otherwise.
 pub const DEFAULT_MAX_ROWS: usize = 1_000;
+/// The most bytes (roughly: text and JSON content) queued and in the batch being written. Rows
+/// carry whole provider requests and answers, so a queue bounded only in rows could hold
+/// gigabytes while Postgres is down.
+pub const MAX_QUEUED_BYTES: usize = 256 << 20;
+/// The most bytes one batch gathers (one transaction's worth).
+const MAX_BATCH_BYTES: usize = 32 << 20;
 /// How long a batch waits for more rows with `batch_writes` (TensorZero's default).
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// How long an async batch waits for more rows. Requests never wait for it; it saves Postgres a
@@ -53,6 +59,73 @@ impl Row {
             Row::Feedback(_) => 1,
         }
     }
+
+    /// About how much memory it holds.
+    fn bytes(&self) -> usize {
+        const FIXED: usize = 256;
+        match self {
+            Row::Inference(i, models) => {
+                let kind = match &i.kind {
+                    InferenceKind::Chat {
+                        dynamic_tools,
+                        dynamic_provider_tools,
+                        allowed_tools,
+                        tool_choice,
+                        ..
+                    } => {
+                        json_bytes(dynamic_tools)
+                            + json_bytes(dynamic_provider_tools)
+                            + allowed_tools.as_ref().map_or(0, json_bytes)
+                            + tool_choice.as_ref().map_or(0, json_bytes)
+                    }
+                    InferenceKind::Json {
+                        output_schema,
+                        auxiliary_content,
+                    } => json_bytes(output_schema) + json_bytes(auxiliary_content),
+                };
+                FIXED
+                    + json_bytes(&i.input)
+                    + json_bytes(&i.output)
+                    + json_bytes(&i.inference_params)
+                    + json_bytes(&i.extra_body)
+                    + json_bytes(&i.tags)
+                    + kind
+                    + models
+                        .iter()
+                        .map(|m| {
+                            FIXED
+                                + m.raw_request.len()
+                                + m.raw_response.len()
+                                + m.system.as_ref().map_or(0, String::len)
+                                + json_bytes(&m.input_messages)
+                                + json_bytes(&m.output)
+                        })
+                        .sum::<usize>()
+            }
+            Row::Feedback(f) => {
+                FIXED
+                    + match f.as_ref() {
+                        FeedbackRow::Comment { value, tags, .. } => value.len() + json_bytes(tags),
+                        FeedbackRow::Demonstration { value, tags, .. } => {
+                            json_bytes(value) + json_bytes(tags)
+                        }
+                        FeedbackRow::Boolean { tags, .. } | FeedbackRow::Float { tags, .. } => {
+                            json_bytes(tags)
+                        }
+                    }
+            }
+        }
+    }
+}
+
+/// About how much memory a JSON value holds.
+fn json_bytes(v: &Value) -> usize {
+    16 + match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(json_bytes).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + json_bytes(v)).sum(),
+        _ => 0,
+    }
 }
 
 /// How rows reach the database.
@@ -77,6 +150,8 @@ pub struct Settings {
     pub flush_interval: Duration,
     /// Rows queued at most.
     pub queue_capacity: usize,
+    /// Bytes queued (and being written) at most.
+    pub max_queued_bytes: usize,
 }
 
 impl Settings {
@@ -105,6 +180,7 @@ impl Settings {
                 .as_ref()
                 .and_then(|b| b.write_queue_capacity)
                 .map_or(DEFAULT_QUEUE_CAPACITY, as_usize),
+            max_queued_bytes: MAX_QUEUED_BYTES,
         }
     }
 }
@@ -114,7 +190,9 @@ impl Settings {
 pub struct Writer {
     pool: Pool,
     settings: Settings,
-    queue: mpsc::Sender<Row>,
+    queue: mpsc::Sender<(Row, usize)>,
+    /// Bytes queued or in the batch being written.
+    queued_bytes: Arc<AtomicUsize>,
     closing: watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: Arc<GatewayMetrics>,
@@ -128,10 +206,14 @@ impl Writer {
     pub fn start(pool: Pool, settings: Settings, metrics: Arc<GatewayMetrics>) -> Arc<Self> {
         let (queue, receiver) = mpsc::channel(settings.queue_capacity);
         let (closing, closed) = watch::channel(false);
+        let queued_bytes = Arc::<AtomicUsize>::default();
         let task = tokio::spawn(run(
             pool.clone(),
             settings,
-            receiver,
+            Queue {
+                receiver,
+                bytes: queued_bytes.clone(),
+            },
             closed,
             metrics.clone(),
         ));
@@ -139,6 +221,7 @@ impl Writer {
             pool,
             settings,
             queue,
+            queued_bytes,
             closing,
             task: std::sync::Mutex::new(Some(task)),
             metrics,
@@ -165,9 +248,17 @@ impl Writer {
     /// second).
     pub fn enqueue(&self, row: Row) {
         let rows = row.count() as u64;
-        match self.queue.try_send(row) {
+        let bytes = row.bytes();
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let sent = if queued > self.settings.max_queued_bytes {
+            Err(())
+        } else {
+            self.queue.try_send((row, bytes)).map_err(|_| ())
+        };
+        match sent {
             Ok(()) => self.metrics.store_queue_depth.with(&[]).add(1),
-            Err(_) => {
+            Err(()) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 self.metrics
                     .store_rows_dropped
                     .with(&["queue_full"])
@@ -184,6 +275,7 @@ impl Writer {
                     tracing::warn!(
                         dropped_rows = dropped,
                         capacity = self.settings.queue_capacity,
+                        max_bytes = self.settings.max_queued_bytes,
                         "observability: the write queue is full, rows dropped (raise `gateway.observability.batch_writes.write_queue_capacity`, or check that Postgres keeps up)"
                     );
                 }
@@ -206,51 +298,87 @@ impl Writer {
     }
 }
 
+/// The queue's receiving end, with the bytes it (and the batch being written) holds.
+struct Queue {
+    receiver: mpsc::Receiver<(Row, usize)>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// A batch being gathered.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<Row>,
+    /// Database rows in it.
+    count: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, (row, bytes): (Row, usize)) {
+        self.count += row.count();
+        self.bytes += bytes;
+        self.rows.push(row);
+    }
+
+    fn is_full(&self, settings: &Settings) -> bool {
+        self.count >= settings.max_rows || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    /// Writes it, then gives its bytes back to the queue's budget.
+    async fn write(self, pool: &Pool, queue: &Queue, metrics: &GatewayMetrics) {
+        metrics
+            .store_queue_depth
+            .with(&[])
+            .add(-(self.rows.len() as i64));
+        let bytes = self.bytes;
+        write_with_retries(pool, self.rows, metrics).await;
+        queue.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
 /// The background writer: takes batches off the queue and writes them.
 async fn run(
     pool: Pool,
     settings: Settings,
-    mut receiver: mpsc::Receiver<Row>,
+    mut queue: Queue,
     mut closed: watch::Receiver<bool>,
     metrics: Arc<GatewayMetrics>,
 ) {
-    let depth = metrics.store_queue_depth.with(&[]);
     loop {
         let first = tokio::select! {
-            row = receiver.recv() => row,
+            row = queue.receiver.recv() => row,
             _ = closed.wait_for(|c| *c) => None,
         };
         let Some(first) = first else { break };
-        let mut batch = vec![first];
-        let mut rows = batch[0].count();
+        let mut batch = Batch::default();
+        batch.push(first);
         // Gather what arrives within the flush interval into one transaction.
         let deadline = tokio::time::Instant::now() + settings.flush_interval;
-        while rows < settings.max_rows {
+        while !batch.is_full(&settings) {
             tokio::select! {
-                row = receiver.recv() => match row {
-                    Some(row) => { rows += row.count(); batch.push(row) }
+                row = queue.receiver.recv() => match row {
+                    Some(row) => batch.push(row),
                     None => break,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
                 _ = closed.wait_for(|c| *c) => break,
             }
         }
-        depth.add(-(batch.len() as i64));
-        write_with_retries(&pool, batch, &metrics).await;
+        batch.write(&pool, &queue, &metrics).await;
     }
     // Shutting down: what is still queued goes out now, in full batches.
-    receiver.close();
-    let mut batch = Vec::new();
-    while let Ok(row) = receiver.try_recv() {
+    queue.receiver.close();
+    let mut batch = Batch::default();
+    while let Ok(row) = queue.receiver.try_recv() {
         batch.push(row);
-        if batch.len() >= settings.max_rows {
-            depth.add(-(batch.len() as i64));
-            write_with_retries(&pool, std::mem::take(&mut batch), &metrics).await;
+        if batch.is_full(&settings) {
+            std::mem::take(&mut batch)
+                .write(&pool, &queue, &metrics)
+                .await;
         }
     }
-    if !batch.is_empty() {
-        depth.add(-(batch.len() as i64));
-        write_with_retries(&pool, batch, &metrics).await;
+    if !batch.rows.is_empty() {
+        batch.write(&pool, &queue, &metrics).await;
     }
 }
 
@@ -596,4 +724,48 @@ async fn write_feedback(
         }
     };
     result.map(|_| ()).map_err(sql_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observability::rows::FeedbackRow;
+
+    fn comment(bytes: usize) -> Row {
+        Row::Feedback(Box::new(FeedbackRow::Comment {
+            id: Uuid::now_v7(),
+            target_id: Uuid::now_v7(),
+            target_type: "inference",
+            value: "x".repeat(bytes),
+            tags: Value::Object(Default::default()),
+            snapshot_hash: None,
+        }))
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_as_well_as_rows() {
+        // Nothing listens on port 1: every write fails (and is retried), so rows stay queued.
+        let pool = crate::api_keys::PostgresKeyStore::connect("postgres://nobody@127.0.0.1:1/none")
+            .unwrap()
+            .pool()
+            .clone();
+        let metrics = Arc::new(GatewayMetrics::default());
+        let settings = Settings {
+            mode: Mode::Async,
+            max_rows: 1000,
+            flush_interval: Duration::from_millis(1),
+            queue_capacity: 1000,
+            max_queued_bytes: 10 << 20,
+        };
+        let writer = Writer::start(pool, settings, metrics.clone());
+        for _ in 0..20 {
+            writer.enqueue(comment(1 << 20));
+        }
+        let dropped = metrics.store_rows_dropped.with(&["queue_full"]).get();
+        assert_eq!(
+            dropped, 11,
+            "a 10 MiB budget holds 9 rows of 1 MiB (and their overhead)"
+        );
+        assert!(writer.queued_bytes.load(Ordering::Relaxed) <= 10 << 20);
+    }
 }
