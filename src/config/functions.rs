@@ -334,7 +334,7 @@ impl VariantConfig {
 pub struct ChatCompletionConfig {
     /// A configured model name or a shorthand such as `openai::gpt-4o-mini`.
     pub model: String,
-    /// Deprecated sampling weight (see [`crate::inference`]'s sampling rules).
+    /// Deprecated sampling weight (how variants are sampled: the README's *Sampling*).
     pub weight: Option<f64>,
     /// Reachable only from `experimentation.namespaces.NS` with this name.
     pub namespace: Option<String>,

@@ -34,7 +34,8 @@ fn timestamp_of(id: Uuid) -> Option<std::time::SystemTime> {
 }
 
 /// How long to keep looking for a target made at `id`'s time: until `ARRIVAL_WINDOW` after
-/// it, and at least `MIN_WAIT`.
+/// it, at least `MIN_WAIT`, and never more than `ARRIVAL_WINDOW` (an id can claim any time, a
+/// far future one too: it must not hold the request).
 fn wait_for(id: Uuid) -> Duration {
     let until_window_ends = timestamp_of(id)
         .and_then(|t| {
@@ -43,7 +44,7 @@ fn wait_for(id: Uuid) -> Duration {
                 .ok()
         })
         .unwrap_or_default();
-    until_window_ends.max(MIN_WAIT)
+    until_window_ends.clamp(MIN_WAIT, ARRIVAL_WINDOW)
 }
 
 /// Whether the inference (`episode = false`) or episode `id` exists, polling while it may
@@ -152,5 +153,15 @@ mod tests {
             0,
         ));
         assert_eq!(wait_for(old), MIN_WAIT);
+        let far = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            4_000_000_000,
+            0,
+        ));
+        assert_eq!(
+            wait_for(far),
+            ARRIVAL_WINDOW,
+            "a future id cannot hold a request longer"
+        );
     }
 }

@@ -117,7 +117,13 @@ def test_feedback_and_stored_inferences_through_the_tensorzero_client(storing_ga
         assert first.tags["n"] == "0"
         assert first.output[0].name == "get_weather"
 
-        got = client.get_inferences(ids=[tagged[2]], output_source="demonstration").inferences
+        # Feedback is written after its response (as TensorZero defers it): wait for it.
+        deadline = time.monotonic() + 10
+        while True:
+            got = client.get_inferences(ids=[tagged[2]], output_source="demonstration").inferences
+            if got or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert len(got) == 1
         assert got[0].output[0].arguments == {"city": "Oslo"}
 
@@ -126,7 +132,10 @@ def test_datasets_through_the_tensorzero_client(storing_gateway):
     with TensorZeroGateway.build_http(gateway_url=storing_gateway) as client:
         r = client.inference(function_name="weather", input={"messages": [{"role": "user", "content": "Bergen?"}]})
         inference_id = str(r.inference_id)
-        time.sleep(0.3)
+        # Stored within milliseconds, after the response: wait until it can be read.
+        deadline = time.monotonic() + 10
+        while not client.get_inferences(ids=[inference_id]).inferences and time.monotonic() < deadline:
+            time.sleep(0.05)
         created = client.create_datapoints(
             dataset_name="py_set",
             requests=[
