@@ -33,6 +33,10 @@
 //! [`MockProvider::set_outage`]) makes chat requests for model M answer that status (a 429
 //! with `Retry-After: 5`) until it is switched off with `"status": null`.
 //!
+//! `POST .../responses` answers in the OpenAI Responses API format (a `response` object, or its
+//! typed event stream), with `think` (a reasoning item, encrypted when asked), `tool` (a
+//! function call) and `error-NNN`; it refuses requests that are not `store: false`.
+//!
 //! `POST .../embeddings` answers in the OpenAI embeddings format: for each input a vector of
 //! `dimensions` (default 4) numbers that depend only on the input, so equal inputs embed
 //! equally (`base64` packs them as little-endian f32); `prompt_tokens` counts whitespace-split
@@ -80,6 +84,7 @@ mod bedrock;
 mod eventstream;
 mod gemini;
 mod openai;
+mod responses;
 mod sagemaker;
 mod validate;
 
@@ -423,6 +428,9 @@ async fn handle(
     }
     if method == Method::POST && route.ends_with("/embeddings") {
         return Ok(embeddings(body).await);
+    }
+    if method == Method::POST && route.ends_with("/responses") {
+        return Ok(responses::responses(body).await);
     }
     if method != Method::POST || !is_chat {
         return Ok(openai_error(

@@ -73,6 +73,7 @@ pub struct ProviderSpec {
 #[derive(Debug)]
 enum Adapter {
     OpenAi(openai::OpenAiAdapter),
+    OpenAiResponses(openai::responses::ResponsesAdapter),
     Anthropic(anthropic::AnthropicAdapter),
     Gemini(gemini::GeminiAdapter),
     Bedrock(bedrock::BedrockAdapter),
@@ -227,6 +228,18 @@ impl ProviderSpec {
             (_, Some(result)) => Adapter::OpenAi(result.map_err(|e| {
                 ProviderSetupError(format!("provider `{name}` of model `{model}`: {e}"))
             })?),
+            (crate::config::ProviderKind::Openai(p), None) => {
+                Adapter::OpenAiResponses(openai::responses::ResponsesAdapter::new(
+                    &p.model_name,
+                    p.api_base
+                        .as_deref()
+                        .or(types.default_api_base(provider_type))
+                        .or(openai::default_api_base(provider_type))
+                        .unwrap_or("https://api.openai.com/v1/"),
+                    p.include_encrypted_reasoning,
+                    p.provider_tools.clone(),
+                ))
+            }
             (crate::config::ProviderKind::Anthropic(p), None) => Adapter::Anthropic(
                 anthropic::AnthropicAdapter::new(
                     &p.model_name,
@@ -301,14 +314,18 @@ impl ProviderSpec {
             Adapter::NotYetSupported(_) => key_sources::load_lazily(&location),
             // Bedrock signs with the AWS credentials its adapter holds, not with a key.
             Adapter::Bedrock(_) | Adapter::Sagemaker(_) => CredentialSource::None,
-            Adapter::OpenAi(_) | Adapter::Anthropic(_) | Adapter::Gemini(_)
+            Adapter::OpenAi(_)
+            | Adapter::OpenAiResponses(_)
+            | Adapter::Anthropic(_)
+            | Adapter::Gemini(_)
                 if !check_credentials =>
             {
                 key_sources::load_lazily(&location)
             }
-            Adapter::OpenAi(_) | Adapter::Anthropic(_) | Adapter::Gemini(_) => {
-                key_sources::load(&location).map_err(missing_key)?
-            }
+            Adapter::OpenAi(_)
+            | Adapter::OpenAiResponses(_)
+            | Adapter::Anthropic(_)
+            | Adapter::Gemini(_) => key_sources::load(&location).map_err(missing_key)?,
         };
         Ok(Self {
             name: name.into(),
@@ -353,9 +370,21 @@ impl ProviderSpec {
                 anthropic::AnthropicAdapter::vertex(&gcp::parse_resource_path(model, "anthropic")?)
                     .map_err(bad_target)?,
             ),
-            None if provider_type == ProviderType::Openai => Adapter::NotYetSupported(
-                "the OpenAI Responses API (`openai::responses::...`)".into(),
-            ),
+            None if provider_type == ProviderType::Openai => {
+                let model = model.strip_prefix("responses::").unwrap_or(model);
+                if model.is_empty() {
+                    return Err(bad_target(
+                        "`openai::responses::` needs a model name after it".into(),
+                    ));
+                }
+                Adapter::OpenAiResponses(openai::responses::ResponsesAdapter::new(
+                    model,
+                    base.or(openai::default_api_base(provider_type))
+                        .unwrap_or("https://api.openai.com/v1/"),
+                    false,
+                    Vec::new(),
+                ))
+            }
             None => Adapter::NotYetSupported(format!("the `{provider_type}` provider type")),
         };
         Ok(Self {
@@ -503,6 +532,9 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
             };
             let output = match &spec.adapter {
                 Adapter::OpenAi(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
+                Adapter::OpenAiResponses(a) => {
+                    a.infer(spec, request, key.as_ref(), &edits, &cx).await
+                }
                 Adapter::Anthropic(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
                 Adapter::Gemini(a) => a.infer(spec, request, key.as_ref(), &edits, &cx).await,
                 Adapter::Bedrock(a) => a.infer(spec, request, &edits, &cx).await,
@@ -688,6 +720,8 @@ impl Adapter {
             // `message_start` carries `message.usage`; `message_delta` and whole answers `usage`.
             Adapter::Anthropic(_) => &["/usage", "/message/usage"],
             Adapter::Gemini(_) => &["/usageMetadata"],
+            // `response.completed` carries `response.usage`.
+            Adapter::OpenAiResponses(_) => &["/usage", "/response/usage"],
             Adapter::OpenAi(_)
             | Adapter::Bedrock(_)
             | Adapter::Sagemaker(_)
@@ -700,6 +734,7 @@ impl Adapter {
     fn api_type(&self) -> &'static str {
         match self {
             Adapter::OpenAi(_) | Adapter::Sagemaker(_) => "chat_completions",
+            Adapter::OpenAiResponses(_) => "responses",
             _ => "other",
         }
     }

@@ -28,6 +28,7 @@ mod raw_records;
 mod redis;
 mod relay;
 mod resilience;
+mod responses_upstream;
 mod secrets;
 mod stream_failures;
 mod traces;

@@ -305,9 +305,7 @@ impl Checker<'_> {
     pub(super) fn provider_kind(&mut self, at: TomlPath, kind: &ProviderKind) {
         let api_base = match kind {
             ProviderKind::Openai(p) => {
-                if p.api_type == OpenAiApiType::Responses {
-                    self.not_supported_yet(at.key("api_type"), "the OpenAI Responses API");
-                } else {
+                if p.api_type != OpenAiApiType::Responses {
                     for (key, set) in [
                         ("include_encrypted_reasoning", p.include_encrypted_reasoning),
                         ("provider_tools", !p.provider_tools.is_empty()),

@@ -32,6 +32,7 @@ use switchyard_layers::credentials::CredentialSource;
 
 /// The Azure API version used when the provider sets none.
 mod response;
+pub mod responses;
 mod stream;
 
 pub use response::parse_completion;
