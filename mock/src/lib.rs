@@ -84,6 +84,7 @@ mod bedrock;
 mod eventstream;
 mod gemini;
 mod openai;
+mod quirks;
 mod responses;
 mod sagemaker;
 mod validate;

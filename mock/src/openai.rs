@@ -76,6 +76,9 @@ pub(crate) async fn complete(state: Arc<MockState>, body: Value) -> Response<Bod
     if let Some(ms) = number_after(&model, "slow-") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    if let Some(answer) = super::quirks::answer(&model, &body, stream) {
+        return answer;
+    }
     let nth = {
         let mut seen = state.seen.lock().expect("mock lock");
         let n = seen.entry(model.clone()).or_insert(0);

@@ -23,6 +23,7 @@ mod observability;
 mod openai;
 mod pg;
 mod providers;
+mod quirks;
 mod rate_limits;
 mod raw_records;
 mod redis;

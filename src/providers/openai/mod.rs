@@ -36,7 +36,7 @@ pub mod responses;
 mod stream;
 
 pub use response::parse_completion;
-use response::response_as_chunk;
+use response::{Quirks, parse_completion_of, response_as_chunk};
 use stream::StreamState;
 
 pub(crate) const DEFAULT_AZURE_API_VERSION: &str = "2025-04-01-preview";
@@ -236,6 +236,9 @@ impl OpenAiAdapter {
         for edit in &edits.body {
             apply_body_edit(&mut body, edit);
         }
+        if self.provider_type == ProviderType::Groq {
+            drop_unsupported(&mut body, GROQ_UNSUPPORTED, "Groq");
+        }
         let url = self.url(provider, cx)?;
         let mut builder = Request::post(&url).header(CONTENT_TYPE, "application/json");
         if request.stream {
@@ -263,7 +266,8 @@ impl OpenAiAdapter {
                 .await
         } else {
             let bytes = cx.read_answer(provider, response.into_body()).await?;
-            let parsed = parse_completion(&bytes).map_err(|e| provider.failure(e))?;
+            let parsed =
+                parse_completion_of(&bytes, self.quirks()).map_err(|e| provider.failure(e))?;
             if request.stream {
                 // A JSON body to a streaming request: answer it as one chunk.
                 Ok(ProviderOutput::Stream {
@@ -308,14 +312,69 @@ impl OpenAiAdapter {
         }
     }
 
+    /// How this provider's answers differ from the common format.
+    fn quirks(&self) -> Quirks {
+        Quirks {
+            reasoning_outside_completion: self.provider_type == ProviderType::Xai,
+            think_tags: matches!(
+                self.provider_type,
+                ProviderType::Together | ProviderType::Fireworks
+            ),
+        }
+    }
+
+    /// Whether this is one of xAI's reasoning models, which refuse penalties and `stop`.
+    fn is_xai_reasoning_model(&self) -> bool {
+        self.provider_type == ProviderType::Xai
+            && ["grok-3-mini", "grok-4", "reasoning"]
+                .iter()
+                .any(|m| self.model.contains(m))
+    }
+
     /// The provider request body, before `extra_body` edits.
     pub fn request_body(&self, request: &ModelRequest) -> Result<Value, Error> {
+        let t = self.provider_type;
+        if t == ProviderType::Tgi {
+            if request.stream && request.tools.as_ref().is_some_and(|c| !c.tools.is_empty()) {
+                return Err(Error::InvalidRequest(
+                    "TGI does not support tools while streaming: send `stream: false`, or use another provider for tool calls".into(),
+                ));
+            }
+            if matches!(
+                request.params.json_mode,
+                Some(JsonMode::On | JsonMode::Strict)
+            ) {
+                return Err(Error::InvalidRequest(
+                    "TGI has no JSON mode: set `json_mode = \"off\"` (or `\"tool\"`) for variants served by a `tgi` provider".into(),
+                ));
+            }
+        }
         let mut messages = Vec::with_capacity(request.messages.len() + 1);
-        if let Some(system) = &request.system {
+        let mut system = request.system.clone();
+        // Groq refuses JSON mode unless a message says "JSON".
+        if t == ProviderType::Groq
+            && matches!(
+                request.params.json_mode,
+                Some(JsonMode::On | JsonMode::Strict)
+            )
+            && !mentions_json(system.as_deref(), &request.messages)
+        {
+            let note = "Respond in JSON.";
+            system = Some(match system {
+                Some(s) => format!("{s}\n\n{note}"),
+                None => note.to_owned(),
+            });
+        }
+        if let Some(system) = &system {
             messages.push(json!({ "role": "system", "content": system }));
         }
+        let style = MessageStyle {
+            file_encodings: &self.file_encodings,
+            reasoning_back: t == ProviderType::Deepseek,
+            short_tool_ids: t == ProviderType::Mistral,
+        };
         for message in &request.messages {
-            push_message(&mut messages, message, &self.file_encodings);
+            push_message(&mut messages, message, &style);
         }
         let mut body = Map::new();
         body.insert("model".into(), json!(self.model));
@@ -331,10 +390,31 @@ impl OpenAiAdapter {
         };
         put("temperature", p.temperature.map(|v| json!(v)));
         put("top_p", p.top_p.map(|v| json!(v)));
-        put("seed", p.seed.map(|v| json!(v)));
-        put("presence_penalty", p.presence_penalty.map(|v| json!(v)));
-        put("frequency_penalty", p.frequency_penalty.map(|v| json!(v)));
-        put("stop", p.stop_sequences.as_ref().map(|v| json!(v)));
+        // Mistral names the seed `random_seed`.
+        let seed_key = if t == ProviderType::Mistral {
+            "random_seed"
+        } else {
+            "seed"
+        };
+        put(seed_key, p.seed.map(|v| json!(v)));
+        let xai_reasoning = self.is_xai_reasoning_model();
+        for (key, set) in [
+            ("presence_penalty", p.presence_penalty.is_some()),
+            ("frequency_penalty", p.frequency_penalty.is_some()),
+            ("stop", p.stop_sequences.is_some()),
+        ] {
+            if xai_reasoning && set {
+                tracing::warn!(
+                    model = %self.model,
+                    "xAI's reasoning models reject `{key}`; it is not sent"
+                );
+            }
+        }
+        if !xai_reasoning {
+            put("presence_penalty", p.presence_penalty.map(|v| json!(v)));
+            put("frequency_penalty", p.frequency_penalty.map(|v| json!(v)));
+            put("stop", p.stop_sequences.as_ref().map(|v| json!(v)));
+        }
         put(
             "reasoning_effort",
             p.reasoning_effort.as_ref().map(|v| json!(v)),
@@ -388,6 +468,8 @@ impl OpenAiAdapter {
                 Some(match &tools.tool_choice {
                     ToolChoice::None => json!("none"),
                     ToolChoice::Auto => json!("auto"),
+                    // Mistral's word for it.
+                    ToolChoice::Required if t == ProviderType::Mistral => json!("any"),
                     ToolChoice::Required => json!("required"),
                     ToolChoice::Specific(name) => {
                         json!({ "type": "function", "function": { "name": name } })
@@ -412,7 +494,7 @@ impl OpenAiAdapter {
         provider: &ProviderSpec,
         reader: SseReader,
     ) -> Result<ProviderOutput, Error> {
-        let state = StreamState::new(reader, provider);
+        let state = StreamState::new(reader, provider, self.quirks());
         peek_stream(state, || {
             provider.failure("the stream ended before any data arrived")
         })
@@ -466,11 +548,70 @@ fn azure(
     })
 }
 
-fn push_message(
-    out: &mut Vec<Value>,
-    message: &Message,
-    file_encodings: &BTreeMap<String, FileEncoding>,
-) {
+/// Fields Groq refuses (with a 400) that configurations written for OpenAI often set.
+const GROQ_UNSUPPORTED: &[&str] = &["store", "logprobs", "top_logprobs", "logit_bias"];
+
+/// Removes `fields` from `body`, warning once per call for each.
+fn drop_unsupported(body: &mut Value, fields: &[&str], provider: &str) {
+    if let Some(map) = body.as_object_mut() {
+        for field in fields {
+            if map.remove(*field).is_some() {
+                tracing::warn!("{provider} does not support `{field}`; it is not sent");
+            }
+        }
+    }
+}
+
+/// How a provider wants messages written.
+struct MessageStyle<'a> {
+    /// `content_type_overrides`.
+    file_encodings: &'a BTreeMap<String, FileEncoding>,
+    /// Earlier reasoning goes back as the assistant message's `reasoning_content` (DeepSeek
+    /// refuses a tool-using turn in thinking mode without it).
+    reasoning_back: bool,
+    /// Tool-call ids must be 9 letters and digits (Mistral).
+    short_tool_ids: bool,
+}
+
+impl MessageStyle<'_> {
+    fn tool_id<'i>(&self, id: &'i str) -> std::borrow::Cow<'i, str> {
+        if self.short_tool_ids {
+            std::borrow::Cow::Owned(mistral_tool_id(id))
+        } else {
+            std::borrow::Cow::Borrowed(id)
+        }
+    }
+}
+
+/// A tool-call id as Mistral accepts it (exactly 9 letters and digits): its own ids pass
+/// unchanged, any other maps to one derived from it, the same for the call and its result.
+fn mistral_tool_id(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_owned();
+    }
+    use sha2::{Digest, Sha256};
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .take(9)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Whether the system prompt or a message's text says "JSON" (in any case).
+fn mentions_json(system: Option<&str>, messages: &[Message]) -> bool {
+    let says = |t: &str| t.to_ascii_lowercase().contains("json");
+    system.is_some_and(says)
+        || messages.iter().any(|m| {
+            m.content.iter().any(|b| match b {
+                ContentBlock::Text(t) => says(t),
+                _ => false,
+            })
+        })
+}
+
+fn push_message(out: &mut Vec<Value>, message: &Message, style: &MessageStyle<'_>) {
+    let file_encodings = style.file_encodings;
     match message.role {
         Role::User => {
             let mut parts: Vec<Value> = Vec::new();
@@ -491,9 +632,7 @@ fn push_message(
                     ContentBlock::File(file) => parts.push(file_part(file, file_encodings)),
                     ContentBlock::ToolResult(r) => {
                         flush(&mut parts, out);
-                        out.push(
-                            json!({ "role": "tool", "tool_call_id": r.id, "content": r.result }),
-                        );
+                        out.push(json!({ "role": "tool", "tool_call_id": style.tool_id(&r.id), "content": r.result }));
                     }
                     ContentBlock::Unknown { data } => parts.push(data.clone()),
                     // A user turn cannot carry these in the OpenAI format.
@@ -504,6 +643,7 @@ fn push_message(
         }
         Role::Assistant => {
             let mut text = String::new();
+            let mut reasoning = String::new();
             let mut tool_calls = Vec::new();
             for block in &message.content {
                 match block {
@@ -514,12 +654,18 @@ fn push_message(
                         text.push_str(t);
                     }
                     ContentBlock::ToolCall(c) => tool_calls.push(json!({
-                        "id": c.id,
+                        "id": style.tool_id(&c.id),
                         "type": "function",
                         "function": { "name": c.name, "arguments": c.arguments }
                     })),
-                    // Earlier reasoning is not sent back in this format.
-                    ContentBlock::Thought(_) => {}
+                    // Earlier reasoning goes back only where the provider asks for it.
+                    ContentBlock::Thought(t) => {
+                        if style.reasoning_back
+                            && let Some(t) = &t.text
+                        {
+                            reasoning.push_str(t);
+                        }
+                    }
                     ContentBlock::ToolResult(_)
                     | ContentBlock::File(_)
                     | ContentBlock::Unknown { .. } => {}
@@ -528,6 +674,9 @@ fn push_message(
             let mut m = json!({ "role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) } });
             if !tool_calls.is_empty() {
                 m["tool_calls"] = Value::Array(tool_calls);
+            }
+            if !reasoning.is_empty() {
+                m["reasoning_content"] = json!(reasoning);
             }
             out.push(m);
         }

@@ -20,7 +20,34 @@ pub(super) struct WireMessage {
     content: Option<String>,
     #[serde(default)]
     tool_calls: Vec<WireToolCall>,
+    #[serde(flatten)]
+    reasoning: WireReasoning,
+}
+
+/// Where OpenAI-compatible servers put reasoning: DeepSeek's `reasoning_content`, vLLM's,
+/// Groq's and SGLang's `reasoning`, OpenRouter's `reasoning_details` (a list of typed parts).
+#[derive(Deserialize, Default)]
+pub(super) struct WireReasoning {
     reasoning_content: Option<String>,
+    reasoning: Option<String>,
+    #[serde(default)]
+    reasoning_details: Vec<Value>,
+}
+
+impl WireReasoning {
+    /// The reasoning text, whichever field carried it (empty: none).
+    pub(super) fn text(self) -> String {
+        if let Some(t) = self.reasoning_content.filter(|t| !t.is_empty()) {
+            return t;
+        }
+        if let Some(t) = self.reasoning.filter(|t| !t.is_empty()) {
+            return t;
+        }
+        self.reasoning_details
+            .iter()
+            .filter_map(|d| d["text"].as_str().or_else(|| d["summary"].as_str()))
+            .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -40,6 +67,12 @@ pub(super) struct WireFunction {
 pub(super) struct WireUsage {
     prompt_tokens: Option<u32>,
     completion_tokens: Option<u32>,
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+pub(super) struct CompletionDetails {
+    reasoning_tokens: Option<u32>,
 }
 
 impl From<WireUsage> for Usage {
@@ -49,6 +82,22 @@ impl From<WireUsage> for Usage {
             output_tokens: u.completion_tokens,
             cost: None,
         }
+    }
+}
+
+impl WireUsage {
+    /// The usage, with reasoning tokens added to the output when the provider leaves them out
+    /// of `completion_tokens` (xAI does), so limits and cost count them.
+    pub(super) fn usage(self, reasoning_outside_completion: bool) -> Usage {
+        let mut usage = Usage::from(self);
+        if reasoning_outside_completion
+            && let Some(reasoning) = self
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+        {
+            usage.output_tokens = Some(usage.output_tokens.unwrap_or(0).saturating_add(reasoning));
+        }
+        usage
     }
 }
 
@@ -63,6 +112,20 @@ pub(super) fn finish_reason(s: &str) -> FinishReason {
 }
 
 pub fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
+    parse_completion_of(bytes, Quirks::default())
+}
+
+/// What a provider's answers need beyond the common format.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Quirks {
+    /// Reasoning tokens are not in `completion_tokens` (xAI).
+    pub reasoning_outside_completion: bool,
+    /// Reasoning comes as `<think>...</think>` inside the content (Together, Fireworks).
+    pub think_tags: bool,
+}
+
+/// A completion, read with `quirks`.
+pub(crate) fn parse_completion_of(bytes: &[u8], quirks: Quirks) -> Result<ModelResponse, String> {
     let completion: Completion = serde_json::from_slice(bytes).map_err(|e| {
         format!(
             "the answer is not an OpenAI chat completion ({e}); it began with: {}",
@@ -76,14 +139,28 @@ pub fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
         )
     })?;
     let mut content = Vec::new();
-    if let Some(reasoning) = choice.message.reasoning_content.filter(|r| !r.is_empty()) {
+    let reasoning = choice.message.reasoning.text();
+    if !reasoning.is_empty() {
         content.push(OutputBlock::Thought(crate::model_call::Thought {
             text: Some(reasoning),
             signature: None,
         }));
     }
     if let Some(text) = choice.message.content.filter(|t| !t.is_empty()) {
-        content.push(OutputBlock::Text(text));
+        if quirks.think_tags {
+            let (thought, rest) = split_think_tags(&text);
+            if let Some(thought) = thought {
+                content.push(OutputBlock::Thought(crate::model_call::Thought {
+                    text: Some(thought),
+                    signature: None,
+                }));
+            }
+            if !rest.is_empty() {
+                content.push(OutputBlock::Text(rest));
+            }
+        } else {
+            content.push(OutputBlock::Text(text));
+        }
     }
     for call in choice.message.tool_calls {
         content.push(OutputBlock::ToolCall(ToolCall {
@@ -94,7 +171,10 @@ pub fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, String> {
     }
     Ok(ModelResponse {
         content,
-        usage: completion.usage.map(Usage::from).unwrap_or_default(),
+        usage: completion
+            .usage
+            .map(|u| u.usage(quirks.reasoning_outside_completion))
+            .unwrap_or_default(),
         finish_reason: choice.finish_reason.as_deref().map(finish_reason),
         raw: None,
     })
@@ -125,5 +205,88 @@ pub(super) fn response_as_chunk(r: ModelResponse) -> ModelChunk {
         usage: Some(r.usage),
         finish_reason: r.finish_reason,
         raw: r.raw,
+    }
+}
+
+/// `<think>reasoning</think>answer` as the reasoning and the answer (text without tags is all
+/// answer).
+pub(super) fn split_think_tags(text: &str) -> (Option<String>, String) {
+    let trimmed = text.trim_start();
+    let Some(after_open) = trimmed.strip_prefix("<think>") else {
+        return (None, text.to_owned());
+    };
+    match after_open.split_once("</think>") {
+        Some((thought, rest)) => (
+            Some(thought.trim().to_owned()),
+            rest.trim_start().to_owned(),
+        ),
+        // Cut off while thinking: all of it is reasoning.
+        None => (Some(after_open.trim().to_owned()), String::new()),
+    }
+}
+
+/// Splits streamed content into reasoning and answer across chunks: `<think>` and `</think>`
+/// may arrive split over deltas, so a possible partial tag at a delta's end waits for the next.
+#[derive(Debug, Default)]
+pub(super) struct ThinkTags {
+    /// Text held back: it may be the start of a tag.
+    pending: String,
+    /// Inside `<think>`.
+    thinking: bool,
+    /// Whether any text went by (a `<think>` only counts at the start).
+    started: bool,
+}
+
+impl ThinkTags {
+    /// The reasoning and the answer text in `delta` (either may be empty).
+    pub(super) fn push(&mut self, delta: &str) -> (String, String) {
+        let mut text = std::mem::take(&mut self.pending);
+        text.push_str(delta);
+        let (mut thought, mut answer) = (String::new(), String::new());
+        loop {
+            if !self.started {
+                let trimmed = text.trim_start();
+                if trimmed.is_empty() {
+                    return (thought, answer);
+                }
+                if let Some(rest) = trimmed.strip_prefix("<think>") {
+                    self.thinking = true;
+                    self.started = true;
+                    text = rest.to_owned();
+                    continue;
+                }
+                if "<think>".starts_with(trimmed) {
+                    self.pending = text;
+                    return (thought, answer);
+                }
+                self.started = true;
+            }
+            if !self.thinking {
+                answer.push_str(&text);
+                return (thought, answer);
+            }
+            match text.split_once("</think>") {
+                Some((inside, rest)) => {
+                    thought.push_str(inside);
+                    self.thinking = false;
+                    text = rest.trim_start().to_owned();
+                }
+                None => {
+                    // Hold back a tail that may be the start of `</think>`.
+                    let keep = (1..8)
+                        .rev()
+                        .find(|n| {
+                            text.len() >= *n
+                                && text.is_char_boundary(text.len() - n)
+                                && "</think>".starts_with(&text[text.len() - n..])
+                        })
+                        .unwrap_or(0);
+                    let cut = text.len() - keep;
+                    thought.push_str(&text[..cut]);
+                    self.pending = text[cut..].to_owned();
+                    return (thought, answer);
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! A chat completion stream in the OpenAI format, read chunk by chunk.
 
-use super::response::{WireUsage, finish_reason};
+use super::response::{Quirks, ThinkTags, WireReasoning, WireUsage, finish_reason};
 use super::*;
 
 #[derive(Deserialize)]
@@ -20,7 +20,8 @@ struct StreamChoice {
 #[derive(Deserialize, Default)]
 struct Delta {
     content: Option<String>,
-    reasoning_content: Option<String>,
+    #[serde(flatten)]
+    reasoning: WireReasoning,
     #[serde(default)]
     tool_calls: Vec<DeltaToolCall>,
 }
@@ -46,11 +47,14 @@ pub(super) struct StreamState {
     saw_finish_reason: bool,
     provider_type: &'static str,
     provider: String,
+    quirks: Quirks,
+    /// `<think>` tags in the content, when the provider reasons that way.
+    think_tags: ThinkTags,
 }
 
 impl StreamState {
-    /// Reads `provider`'s stream from `reader`.
-    pub(super) fn new(reader: SseReader, provider: &ProviderSpec) -> Self {
+    /// Reads `provider`'s stream from `reader`, with `quirks`.
+    pub(super) fn new(reader: SseReader, provider: &ProviderSpec, quirks: Quirks) -> Self {
         Self {
             reader,
             tool_ids: Default::default(),
@@ -58,6 +62,8 @@ impl StreamState {
             saw_finish_reason: false,
             provider_type: provider.provider_type.as_str(),
             provider: provider.name.to_string(),
+            quirks,
+            think_tags: ThinkTags::default(),
         }
     }
 }
@@ -122,7 +128,9 @@ impl StreamState {
             )
         })?;
         let mut out = ModelChunk {
-            usage: chunk.usage.map(Usage::from),
+            usage: chunk
+                .usage
+                .map(|u| u.usage(self.quirks.reasoning_outside_completion)),
             ..ModelChunk::default()
         };
         if let Some(choice) = chunk.choices.into_iter().next() {
@@ -131,18 +139,33 @@ impl StreamState {
                 out.finish_reason = Some(finish_reason(reason));
             }
             let delta = choice.delta;
-            if let Some(text) = delta.reasoning_content.filter(|t| !t.is_empty()) {
+            let reasoning = delta.reasoning.text();
+            if !reasoning.is_empty() {
                 out.content.push(ChunkBlock::Thought {
                     id: "0".into(),
-                    text: Some(text),
+                    text: Some(reasoning),
                     signature: None,
                 });
             }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                out.content.push(ChunkBlock::Text {
-                    id: "0".into(),
-                    text,
-                });
+                let (thought, text) = if self.quirks.think_tags {
+                    self.think_tags.push(&text)
+                } else {
+                    (String::new(), text)
+                };
+                if !thought.is_empty() {
+                    out.content.push(ChunkBlock::Thought {
+                        id: "0".into(),
+                        text: Some(thought),
+                        signature: None,
+                    });
+                }
+                if !text.is_empty() {
+                    out.content.push(ChunkBlock::Text {
+                        id: "0".into(),
+                        text,
+                    });
+                }
             }
             for call in delta.tool_calls {
                 let index = call
