@@ -10,6 +10,10 @@
 //! | `quirk-think-tags` | Together / Fireworks: `<think>...</think>` in the content (split across deltas when streamed) | |
 //! | `quirk-xai` | xAI reasoning model: reasoning tokens outside `completion_tokens` | `presence_penalty`, `frequency_penalty`, `stop`: 400 |
 //! | `quirk-groq` | Groq | JSON mode without the word "json" in a message, `store`, `logprobs`: 400 |
+//! | `quirk-azure` | Azure: the first stream chunk has empty `choices` (content-filter results only) | |
+//! | `quirk-vllm-error` | vLLM: an error inside a 200 stream as `{"object": "error", ...}` | |
+//! | `quirk-openrouter-error` | OpenRouter: an error chunk with empty `choices` mid-stream | |
+//! | `quirk-openrouter-402` | OpenRouter out of credits: 402 | everything |
 
 use super::*;
 
@@ -20,6 +24,12 @@ pub(crate) fn answer(model: &str, body: &Value, stream: bool) -> Option<Response
     }
     if let Some(refusal) = refusal(model, body) {
         return Some(refusal);
+    }
+    if model.contains("openrouter-402") {
+        return Some(json_response(
+            StatusCode::PAYMENT_REQUIRED,
+            &json!({"error": {"code": 402, "message": "Insufficient credits. Add more using https://openrouter.ai/settings/credits"}}),
+        ));
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let last_user = messages
@@ -96,6 +106,19 @@ pub(crate) fn answer(model: &str, body: &Value, stream: bool) -> Option<Response
                 "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] })
     };
     let mut events: Vec<Value> = deltas.into_iter().map(|d| chunk(d, Value::Null)).collect();
+    if model.contains("azure") {
+        events.insert(0, json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {"hate": {"filtered": false, "severity": "safe"}}}]}));
+    }
+    if model.contains("vllm-error") {
+        events.truncate(2);
+        events.push(json!({"object": "error", "message": "The model's context window was exceeded mid-generation", "type": "BadRequestError", "param": null, "code": 400}));
+    }
+    if model.contains("openrouter-error") {
+        events.truncate(2);
+        events.push(json!({"id": "gen-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [],
+            "error": {"code": 502, "message": "Provider returned error: upstream overloaded"}}));
+    }
     events.push(chunk(json!({}), json!(finish)));
     events.push(json!({ "id": "chatcmpl-quirk", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [], "usage": usage }));
     let mut frames: Vec<Result<Frame<Bytes>, std::io::Error>> = events

@@ -225,3 +225,89 @@ async fn tgi_refuses_streamed_tools_and_json_mode_clearly() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.error().contains("TGI has no JSON mode"), "{}", r.error());
 }
+
+#[tokio::test]
+async fn errors_inside_a_200_stream_are_errors_and_empty_chunks_are_skipped() {
+    let config = [
+        provider("vllm", "vllm", "quirk-vllm-error"),
+        provider("openrouter", "openrouter", "quirk-openrouter-error"),
+        provider("broke", "openrouter", "quirk-openrouter-402"),
+        "[models.azure]\nrouting = [\"p\"]\n[models.azure.providers.p]\ntype = \"azure\"\nendpoint = \"{mock}\"\ndeployment_id = \"quirk-azure\"\napi_version = \"2024-10-21\"\napi_key_location = \"none\"\n".to_owned(),
+    ]
+    .join("\n");
+    let h = Harness::start(&config).await;
+    for (model, says) in [
+        ("vllm", "context window was exceeded"),
+        ("openrouter", "upstream overloaded"),
+    ] {
+        let mut body = ask(model, "hi there friend");
+        body["stream"] = json!(true);
+        let r = h.post("/inference", &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let events = r.json_events();
+        let last = events.last().unwrap();
+        assert!(
+            last["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{model}: the stream ends with the provider's error, never silently: {events:?}"
+        );
+    }
+    // Out of credits: the provider's 402 and its message reach the client.
+    let r = h.post("/inference", &ask("broke", "hi")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.error().contains("402") && r.error().contains("Insufficient credits"),
+        "{}",
+        r.error()
+    );
+    // Azure: the empty first chunk is not passed on; the configured api-version is used.
+    let mut body = ask("azure", "hi");
+    body["stream"] = json!(true);
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = r.json_events();
+    assert!(
+        events[0]["content"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "the first chunk the client sees has content: {events:?}"
+    );
+    assert_eq!(streamed(&events).0, "mock reply to: hi");
+    assert!(
+        last_request(&h.mock)
+            .path
+            .contains("api-version=2024-10-21")
+    );
+}
+
+#[tokio::test]
+async fn openrouter_attribution_headers_are_configurable_and_vllm_gets_response_format() {
+    let config = format!(
+        "{}extra_headers = [{{ name = \"HTTP-Referer\", value = \"https://acme.example\" }}, {{ name = \"X-Title\", value = \"Acme assistant\" }}]\n{}",
+        provider("openrouter", "openrouter", "mock-model"),
+        provider("vllm", "vllm", "mock-model")
+    );
+    let h = Harness::start(&config).await;
+    let r = h.post("/inference", &ask("openrouter", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = last_request(&h.mock);
+    let header = |n: &str| {
+        sent.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("http-referer").as_deref(),
+        Some("https://acme.example")
+    );
+    assert_eq!(header("x-title").as_deref(), Some("Acme assistant"));
+    // vLLM: structured output through `response_format`, never the removed `guided_json`.
+    let mut body = ask("vllm", "hi");
+    body["output_schema"] = json!({"type": "object"});
+    body["params"] = json!({"chat_completion": {"json_mode": "strict"}});
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = last_request(&h.mock).body;
+    assert_eq!(sent["response_format"]["type"], "json_schema");
+    assert!(sent.get("guided_json").is_none());
+}

@@ -115,10 +115,18 @@ impl StreamState {
                 snippet(data.as_bytes())
             )
         })?;
-        if let Some(error) = value.get("error") {
+        // An error inside a 200 stream: `{"error": {...}}` (OpenAI, SGLang, Groq, OpenRouter,
+        // whose error chunks have empty `choices`), or vLLM's `{"object": "error", ...}`.
+        if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
             return Err(format!(
                 "the provider reported an error mid-stream: {}",
                 error_text(error)
+            ));
+        }
+        if value["object"] == "error" {
+            return Err(format!(
+                "the provider reported an error mid-stream: {}",
+                error_text(&value)
             ));
         }
         let chunk: StreamChunk = serde_json::from_value(value).map_err(|e| {
@@ -185,6 +193,11 @@ impl StreamState {
                     raw_arguments: arguments,
                 });
             }
+        }
+        // Chunks that carry nothing (Azure's first, with only content-filter results; a
+        // role-only delta) are not passed on.
+        if out.content.is_empty() && out.usage.is_none() && out.finish_reason.is_none() {
+            return Ok(None);
         }
         Ok(Some(out))
     }
