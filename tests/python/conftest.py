@@ -132,3 +132,21 @@ def switchyard_admin(postgres, *args):
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory):
+    """A private Redis on a free port (no persistence); yields its URL."""
+    import shutil
+    import socket
+
+    server = shutil.which("redis-server")
+    assert server, "redis-server is not installed (tests/run installs it)"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = tmp_path_factory.mktemp("redis")
+    p = Process([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(d)], d / "redis.log")
+    p.wait_for("Ready to accept connections")
+    yield f"redis://127.0.0.1:{port}"
+    p.stop()

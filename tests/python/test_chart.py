@@ -123,6 +123,8 @@ def test_monitoring_objects_fit_the_service_and_ship_the_files():
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # API keys are on: Prometheus sends its own, from a Secret.
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "switchyard-metrics-key", "key": "api-key"}}
     # The PrometheusRule is the plain rules file, and the dashboard ConfigMap the dashboard.
     rule = one(docs, "PrometheusRule")
     plain = yaml.safe_load((ROOT / "deploy/prometheus/switchyard-alerts.yaml").read_text())
@@ -170,6 +172,7 @@ def test_a_config_change_rolls_the_pods_and_live_reload_stays():
         ({"config": "[gateway\n"}, "values.config is not valid TOML"),
         ({"role": "edge-sidecar"}, "needs a [gateway.relay] table"),
         ({"relay": {"postgresUrl": {"secretName": ""}}}, "set relay.postgresUrl.secretName"),
+        ({"metrics": {"serviceMonitor": {"enabled": True}}}, "set metrics.serviceMonitor.authorization.secretName"),
     ],
 )
 def test_bad_values_fail_the_render_with_a_clear_message(values, expected):

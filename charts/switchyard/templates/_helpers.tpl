@@ -83,6 +83,9 @@ an edge must name its relay, and API keys need the database that holds them.
 {{- if and (eq .Values.role "relay") $auth.enabled (not .Values.relay.postgresUrl.secretName) }}
 {{- fail "values.config turns gateway.auth.enabled on, which keeps API keys in Postgres: set relay.postgresUrl.secretName (and secretKey) to the Secret with its URL" }}
 {{- end }}
+{{- if and (eq .Values.role "relay") $auth.enabled .Values.metrics.serviceMonitor.enabled (not .Values.metrics.serviceMonitor.authorization.secretName) }}
+{{- fail "values.config turns gateway.auth.enabled on, so /metrics needs an API key: set metrics.serviceMonitor.authorization.secretName to a Secret holding one (switchyard --create-api-key --description prometheus)" }}
+{{- end }}
 {{- end }}
 {{- end }}
 
