@@ -34,6 +34,8 @@ pub struct GatewayMetrics {
     pub output_tokens: Arc<Family<Counter>>,
     /// What provider calls cost, by model and provider (from their `cost` prices).
     pub cost: Arc<Family<MoneyCounter>>,
+    /// Tokens providers reported, by model, provider and kind (input, output).
+    pub provider_tokens: Arc<Family<Counter>>,
     /// `tensorzero_inference_latency_overhead_seconds{function_name, variant_name}`.
     pub overhead: Arc<Family<Histogram>>,
     /// Provider attempts by model, provider and status.
@@ -106,6 +108,11 @@ impl GatewayMetrics {
                 "switchyard_cost_dollars_total",
                 "What provider calls cost, in dollars, from the providers' `cost` prices (calls whose cost is unknown add nothing).",
                 &["model_name", "provider_name"],
+            ),
+            provider_tokens: registry.counter(
+                "switchyard_tokens_total",
+                "Tokens providers reported for their calls (every call, also candidates and fallbacks), by model, provider and kind (input, output).",
+                &["model_name", "provider_name", "kind"],
             ),
             input_tokens: registry.counter(
                 "tensorzero_input_tokens_total",

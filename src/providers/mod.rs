@@ -46,7 +46,7 @@ use crate::model_call::{
 };
 use crate::upstream::{Carried, Upstream, read_answer};
 use futures_util::StreamExt;
-use switchyard_layers::metrics::MoneyCounter;
+use switchyard_layers::metrics::{Counter, MoneyCounter};
 
 /// Everything start-up knows about one provider of one model.
 #[derive(Debug)]
@@ -422,6 +422,46 @@ pub struct ProviderService {
     spec: Arc<ProviderSpec>,
     upstream: Upstream,
     costs: Option<Arc<MoneyCounter>>,
+    tokens: Option<TokenCounters>,
+}
+
+/// Where one provider's reported tokens are counted (by model and provider, unlike the
+/// TensorZero Gateway's label-less totals).
+#[derive(Clone, Debug)]
+pub struct TokenCounters {
+    /// Input tokens.
+    pub input: Arc<Counter>,
+    /// Output tokens.
+    pub output: Arc<Counter>,
+}
+
+impl TokenCounters {
+    fn add(&self, usage: crate::model_call::Usage) {
+        if let Some(n) = usage.input_tokens {
+            self.input.add(u64::from(n));
+        }
+        if let Some(n) = usage.output_tokens {
+            self.output.add(u64::from(n));
+        }
+    }
+
+    /// Counts an answer's tokens: a whole answer's now, a stream's when it ends (what it
+    /// reported so far, if the client leaves).
+    fn count(&self, output: ProviderOutput) -> ProviderOutput {
+        match output {
+            ProviderOutput::Complete(response) => {
+                self.add(response.usage);
+                ProviderOutput::Complete(response)
+            }
+            ProviderOutput::Stream { first, rest } => {
+                let counters = self.clone();
+                let rest = crate::model_call::on_stream_end(&first, rest, move |end| {
+                    counters.add(end.usage);
+                });
+                ProviderOutput::Stream { first, rest }
+            }
+        }
+    }
 }
 
 impl ProviderService {
@@ -431,6 +471,15 @@ impl ProviderService {
             spec,
             upstream,
             costs: None,
+            tokens: None,
+        }
+    }
+
+    /// Adds the tokens each answer reports to `tokens`.
+    pub fn counting_tokens(self, tokens: TokenCounters) -> Self {
+        Self {
+            tokens: Some(tokens),
+            ..self
         }
     }
 
@@ -565,6 +614,10 @@ impl tower::Service<Call<ModelRequest>> for ProviderService {
             };
             let output = match tap {
                 Some(tap) => observed(output, tap, this.costs.clone(), spec),
+                None => output,
+            };
+            let output = match &this.tokens {
+                Some(tokens) => tokens.count(output),
                 None => output,
             };
             Ok(ModelOutput {

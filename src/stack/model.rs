@@ -194,6 +194,16 @@ pub fn provider(spec: Arc<ProviderSpec>, cx: &StackContext) -> ProviderStack {
     if spec.cost.is_some() {
         codec = codec.counting_cost(cx.metrics.cost.with(&[&spec.model_name, &spec.name]));
     }
+    codec = codec.counting_tokens(crate::providers::TokenCounters {
+        input: cx
+            .metrics
+            .provider_tokens
+            .with(&[&spec.model_name, &spec.name, "input"]),
+        output: cx
+            .metrics
+            .provider_tokens
+            .with(&[&spec.model_name, &spec.name, "output"]),
+    });
     attempt(target, codec, cx)
 }
 

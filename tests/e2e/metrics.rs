@@ -139,6 +139,26 @@ async fn metrics_count_known_traffic_exactly() {
     );
     assert_eq!(get("tensorzero_input_tokens_total"), input_tokens as f64);
     assert_eq!(get("tensorzero_output_tokens_total"), output_tokens as f64);
+    // By model and provider: every call here is one inference's only successful call (the
+    // fallback's failed attempt reported none), so the sums equal the totals.
+    let tokens_of = |kind: &str| -> f64 {
+        m.iter()
+            .filter(|(k, _)| {
+                k.starts_with("switchyard_tokens_total{") && k.contains(&format!("kind=\"{kind}\""))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(tokens_of("input"), input_tokens as f64);
+    assert_eq!(tokens_of("output"), output_tokens as f64);
+    assert!(
+        get(r#"switchyard_tokens_total{model_name="broken",provider_name="up",kind="output"}"#)
+            > 0.0
+    );
+    assert_eq!(
+        get(r#"switchyard_tokens_total{model_name="broken",provider_name="down",kind="output"}"#),
+        0.0
+    );
     assert_eq!(
         get(
             r#"tensorzero_inference_latency_overhead_seconds_count{function_name="tensorzero::default",variant_name="mock"}"#

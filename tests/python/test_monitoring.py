@@ -273,7 +273,7 @@ def test_the_dashboard_covers_what_operators_ask_for():
         "switchyard_http_requests_total", "tensorzero_inference_latency_overhead_seconds_bucket",
         "switchyard_provider_request_duration_seconds_bucket", "switchyard_provider_requests_total",
         "switchyard_model_fallbacks_total", "switchyard_model_retries_total", "switchyard_rate_limit_denied_total",
-        "tensorzero_input_tokens_total", "switchyard_cost_dollars_total", "switchyard_streams_in_flight",
+        "switchyard_tokens_total", "switchyard_cost_dollars_total", "switchyard_streams_in_flight",
         "switchyard_rate_limit_store_duration_seconds_bucket", "switchyard_rate_limit_store_errors_total",
         "switchyard_auth_failures_total",
     ):
