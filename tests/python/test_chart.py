@@ -23,6 +23,7 @@ from k8s_checks import (
     check_relay_configuration_validates,
     check_relay_fits_together,
     one,
+    selects,
     switchyard_containers,
     validate_against_kubernetes_schemas,
 )
@@ -137,6 +138,21 @@ def test_monitoring_objects_fit_the_service_and_ship_the_files():
     # Prometheus is let through the network policy by the values.
     (rule_,) = one(docs, "NetworkPolicy")["spec"]["ingress"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in rule_["from"]
+
+
+def test_helm_test_probe_asks_the_relay_service_and_is_not_one_of_its_pods():
+    docs = render(name="switchyard-relay")
+    (probe,) = [d for d in by_kind(docs, "Pod") if d["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    labels = probe["metadata"]["labels"]
+    deployment, service = one(docs, "Deployment"), one(docs, "Service")
+    assert not selects(deployment["spec"]["selector"], labels), "the Deployment would adopt it"
+    assert not selects({"matchLabels": service["spec"]["selector"]}, labels), "the Service would send it traffic"
+    # Let in by the relay's policy, as edges are.
+    (rule,) = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert any(selects(peer["podSelector"], labels) for peer in rule["from"])
+    (container,) = probe["spec"]["containers"]
+    check_containers_locked_down_with_real_flags([{"metadata": probe["metadata"], "spec": {"template": {"spec": probe["spec"]}}}], "helm test pod", gateway_required=False)
+    assert container["args"] == ["--probe", f"http://switchyard-relay.switchyard.svc:{service['spec']['ports'][0]['port']}/ready"]
 
 
 def checksum(docs):

@@ -285,6 +285,30 @@ def test_the_dashboard_covers_what_operators_ask_for():
     assert {v["name"] for v in dashboard["templating"]["list"]} >= {"datasource", "job"}
 
 
+def test_the_dashboard_is_well_formed_for_import():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    cells = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, (p["title"], "wider than the grid")
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, (p["title"], "overlaps another panel")
+                cells.add((x, y))
+        if p["type"] == "row":
+            continue
+        # Every query goes to the data source the importer picks.
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert refs and len(refs) == len(set(refs)), p["title"]
+        for target in p["targets"]:
+            assert target.get("datasource", p["datasource"]) == p["datasource"], p["title"]
+
+
 def promtool():
     path = shutil.which("promtool")
     assert path, "promtool is not installed (tests/run installs Debian's prometheus package)"
