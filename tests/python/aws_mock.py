@@ -8,7 +8,6 @@ rules rather than to the gateway's code.
   the bytes are ones AWS's SDKs accept.
 """
 
-import base64
 import json
 import re
 import threading

@@ -13,6 +13,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
 
 
+def doc_block(marker, path=ROOT / "README.md"):
+    """The code block that follows `<!-- test: MARKER -->` in a Markdown file (the README by
+    default): documentation that tests run as written."""
+    match = re.search(r"<!-- test: " + re.escape(marker) + r" -->\s*```\w*\n(.*?)```", path.read_text(), re.S)
+    assert match, f"{path.relative_to(ROOT)} has no block marked {marker}"
+    return match.group(1)
+
+
 class Process:
     """A child process whose output is kept in a file so it can be read while it runs."""
 

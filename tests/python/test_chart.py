@@ -6,7 +6,6 @@ compared with them so the two cannot drift."""
 import copy
 import json
 import pathlib
-import re
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ import yaml
 from helm_python import chart as helm
 from helm_python.errors import HelmError
 
-from conftest import ROOT
+from conftest import ROOT, doc_block
 from k8s_checks import (
     by_kind,
     check_containers_locked_down_with_real_flags,
@@ -278,23 +277,16 @@ def test_chart_and_kustomize_edge_sidecar_do_not_drift():
 
 # --- Documentation. ------------------------------------------------------------------------------
 
-def doc_block(path, marker):
-    """The code block that follows `<!-- test: MARKER -->` in a README."""
-    match = re.search(r"<!-- test: " + re.escape(marker) + r" -->\s*```\w*\n(.*?)```", path.read_text(), re.S)
-    assert match, f"{path} has no block marked {marker}"
-    return yaml.safe_load(match.group(1))
-
-
 @pytest.mark.parametrize(("readme", "marker"), [(ROOT / "README.md", "helm-relay-values"), (CHART / "README.md", "chart-relay-values")])
 def test_readme_relay_values_render_a_valid_relay(readme, marker, postgres, tmp_path):
-    docs = render(doc_block(readme, marker), name="switchyard-relay")
+    docs = render(yaml.safe_load(doc_block(marker, readme)), name="switchyard-relay")
     validate_against_kubernetes_schemas(docs, f"{readme.name} {marker}")
     assert one(docs, "Deployment")["metadata"]["name"] == "switchyard-relay", "the name edges' gateway_url uses"
     check_relay_configuration_validates(docs, postgres, tmp_path)
 
 
 def test_chart_readme_edge_values_give_a_working_sidecar(tmp_path):
-    docs = render(doc_block(CHART / "README.md", "chart-edge-values"), chart_dir=EXAMPLE, name="haiku", namespace="demo")
+    docs = render(yaml.safe_load(doc_block("chart-edge-values", CHART / "README.md")), chart_dir=EXAMPLE, name="haiku", namespace="demo")
     validate_against_kubernetes_schemas(docs, "chart README edge values")
     check_edge_sidecar_serves(docs, tmp_path, RELAY_HOST)
 

@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import start_gateway
+from conftest import doc_block, start_gateway
 
 # The models as the organisation defines them, under the names the agents send.
 MODELS = """
@@ -250,17 +250,6 @@ def test_anthropic_count_tokens_models_and_errors(gateway):
     assert "toolu_x" in e.value.body["error"]["message"]
 
 
-def readme_block(marker):
-    import re
-
-    from conftest import ROOT
-
-    text = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- test: " + re.escape(marker) + r" -->\s*```\w*\n(.*?)```", text, re.S)
-    assert match, f"README has no block marked {marker}"
-    return match.group(1)
-
-
 def test_the_readme_agents_config_loads(tmp_path):
     import os
     import subprocess
@@ -268,7 +257,7 @@ def test_the_readme_agents_config_loads(tmp_path):
     from conftest import TARGET
 
     config = tmp_path / "tensorzero.toml"
-    config.write_text(readme_block("agents-config"))
+    config.write_text(doc_block("agents-config"))
     env = {
         "PATH": os.environ["PATH"], "OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k", "AZURE_API_KEY": "k",
         "AZURE_OPENAI_ENDPOINT": "https://acme.openai.azure.com", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "k",
@@ -286,7 +275,7 @@ def test_the_readme_agent_snippets_run(gateway, marker):
     import contextlib
     import io
 
-    code = readme_block(marker).replace("http://localhost:3000", gateway)
+    code = doc_block(marker).replace("http://localhost:3000", gateway)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(compile(code, "README.md", "exec"), {})

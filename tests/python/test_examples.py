@@ -4,7 +4,7 @@ import os
 import socket
 import subprocess
 
-from conftest import ROOT
+from conftest import ROOT, doc_block
 
 
 def free_ports(n):
@@ -45,7 +45,6 @@ def test_the_functions_example_serves_the_readme_request(mock_provider, tmp_path
     import shutil
 
     from conftest import start_gateway
-    from test_quickstart import readme_block
 
     example = tmp_path / "functions"
     shutil.copytree(ROOT / "examples/functions", example)
@@ -54,7 +53,7 @@ def test_the_functions_example_serves_the_readme_request(mock_provider, tmp_path
     (tmp_path / "logs").mkdir()
     gw, addr = start_gateway(f"{example}/*.toml", tmp_path / "logs")
     try:
-        command = readme_block("functions-curl").replace("http://localhost:3000", f"http://{addr}")
+        command = doc_block("functions-curl").replace("http://localhost:3000", f"http://{addr}")
         out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30, check=True).stdout
         answer = json.loads(out)
         assert answer["content"][0]["text"] == "mock reply to: Write a haiku about autumn.", answer

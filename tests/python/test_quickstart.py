@@ -3,21 +3,12 @@
 import contextlib
 import io
 import json
-import re
 import subprocess
 
 import openai
 import pytest
 
-from conftest import ROOT
-
-
-def readme_block(marker):
-    """The code block that follows `<!-- test: MARKER -->` in the README."""
-    text = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- test: " + re.escape(marker) + r" -->\s*```\w*\n(.*?)```", text, re.S)
-    assert match, f"README has no block marked {marker}"
-    return match.group(1)
+from conftest import doc_block
 
 
 def localize(code, gateway):
@@ -25,7 +16,7 @@ def localize(code, gateway):
 
 
 def test_readme_curl_streams_an_answer(quickstart_gateway):
-    command = localize(readme_block("curl"), quickstart_gateway)
+    command = localize(doc_block("curl"), quickstart_gateway)
     out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30, check=True).stdout
     events = [e[len("data: "):] for e in out.split("\n\n") if e.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -37,7 +28,7 @@ def test_readme_curl_streams_an_answer(quickstart_gateway):
 
 
 def test_readme_openai_sdk_streams_an_answer(quickstart_gateway):
-    code = localize(readme_block("openai-sdk"), quickstart_gateway)
+    code = localize(doc_block("openai-sdk"), quickstart_gateway)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(compile(code, "README.md", "exec"), {})
