@@ -18,6 +18,10 @@
 //! Feedback counts once per target (its latest value). Inference-level metrics are joined to
 //! the inference's variant, episode-level ones to the variant of the episode's first
 //! inference. Probabilities start uniform and stay as they were while Postgres cannot answer.
+//!
+//! An episode keeps its variant: the first draw of an episode is stored in
+//! `variant_by_episode` and every later inference of the episode (on any replica, after any
+//! probability update) runs that variant first ([`episode_variant`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -254,6 +258,52 @@ pub async fn read_stats(
                 .unwrap_or_default()
         })
         .collect())
+}
+
+/// How long an inference waits for its episode's stored variant before going on with its own
+/// draw (a slow or unreachable Postgres must not hold up inferences).
+pub const EPISODE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The variant `episode` runs in `function`'s adaptive experiment: the one stored for it, or
+/// `drawn`, stored now. One statement: on conflict a no-op update returns the stored row, so
+/// when two replicas draw for a new episode at once, the first writer wins and both run it.
+pub async fn episode_variant(
+    pool: &Pool,
+    function: &str,
+    episode: uuid::Uuid,
+    drawn: &str,
+) -> Result<String, String> {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "INSERT INTO variant_by_episode (function_name, episode_id, variant_name)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (function_name, episode_id)
+             DO UPDATE SET variant_name = variant_by_episode.variant_name
+             RETURNING variant_name",
+            &[&function, &episode, &drawn],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.get(0))
+}
+
+/// When a failed episode lookup was last logged: while Postgres is down every adaptive
+/// inference fails one, and a warning a second says enough.
+static LAST_LOOKUP_WARNING: std::sync::Mutex<Option<std::time::Instant>> =
+    std::sync::Mutex::new(None);
+
+/// Whether a failed episode lookup should be logged now (at most once a second).
+pub fn lookup_warning_due() -> bool {
+    let now = std::time::Instant::now();
+    let mut last = LAST_LOOKUP_WARNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 /// What the recomputing task needs.

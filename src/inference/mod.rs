@@ -529,8 +529,15 @@ impl Engine {
                             .unwrap_or_default()
                     )));
                 }
+                let mut order = plan.order(function_name, episode_id);
+                if plan.is_adaptive()
+                    && let Some(store) = &self.store
+                {
+                    self.keep_episode_variant(store, plan, function_name, episode_id, &mut order)
+                        .await;
+                }
                 let mut errors = Vec::new();
-                for name in plan.order(function_name, episode_id) {
+                for name in order {
                     let variant = &variants[name];
                     match self
                         .run_variant(&request, function, function_name, name, variant, ids)
@@ -549,6 +556,53 @@ impl Engine {
                     }
                 }
                 Err(Error::AllVariantsFailed(errors))
+            }
+        }
+    }
+
+    /// Moves the variant `episode_id` ran first in this adaptive experiment to the front of
+    /// `order` (storing this draw when the episode is new). Without an answer from Postgres
+    /// within [`adaptive::EPISODE_LOOKUP_TIMEOUT`], the draw stands (logged).
+    async fn keep_episode_variant<'p>(
+        &self,
+        store: &crate::observability::Writer,
+        plan: &'p sampling::SamplingPlan,
+        function_name: &str,
+        episode_id: Uuid,
+        order: &mut Vec<&'p str>,
+    ) {
+        let Some(drawn) = order.first().copied() else {
+            return;
+        };
+        let stored = tokio::time::timeout(
+            adaptive::EPISODE_LOOKUP_TIMEOUT,
+            adaptive::episode_variant(store.pool(), function_name, episode_id, drawn),
+        )
+        .await
+        .map_err(|_| "no answer within 500 ms".to_owned())
+        .and_then(|r| r);
+        match stored {
+            Ok(stored) if stored == drawn => {}
+            Ok(stored) => match order.iter().position(|n| *n == stored) {
+                Some(at) if plan.is_candidate(&stored) => {
+                    let name = order.remove(at);
+                    order.insert(0, name);
+                }
+                _ => tracing::debug!(
+                    function = %function_name,
+                    episode_id = %episode_id,
+                    variant = %stored,
+                    "the episode's stored variant is no longer a candidate; using this draw"
+                ),
+            },
+            Err(e) => {
+                if adaptive::lookup_warning_due() {
+                    tracing::warn!(
+                        function = %function_name,
+                        error = %e,
+                        "adaptive experiment: the episode's variant could not be read or stored; using this draw (logged once a second at most)"
+                    );
+                }
             }
         }
     }

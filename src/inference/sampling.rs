@@ -188,6 +188,18 @@ impl SamplingPlan {
         self.candidates.is_empty() && self.fallbacks.is_empty()
     }
 
+    /// Whether an adaptive experiment draws the candidates (its episodes keep their first
+    /// variant across replicas and probability updates: see `adaptive::episode_variant`).
+    pub fn is_adaptive(&self) -> bool {
+        self.adaptive.is_some()
+    }
+
+    /// Whether `name` is one of the candidates (a stored episode variant that the
+    /// configuration no longer offers is not used).
+    pub fn is_candidate(&self, name: &str) -> bool {
+        self.candidates.iter().any(|(c, _)| c == name)
+    }
+
     /// The order to try variants in for `episode_id`: candidates drawn by weight without
     /// replacement, then the fallbacks. A name appears once.
     pub fn order(&self, function_name: &str, episode_id: Uuid) -> Vec<&str> {

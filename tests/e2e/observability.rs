@@ -1873,6 +1873,121 @@ model = "mock"
 }
 
 #[tokio::test]
+async fn an_episode_keeps_its_first_variant_in_an_adaptive_experiment() {
+    let config = r#"
+[models.mock]
+routing = ["mock"]
+[models.mock.providers.mock]
+type = "openai"
+api_base = "{mock}"
+model_name = "mock-model"
+api_key_location = "none"
+
+[metrics.solved]
+type = "boolean"
+level = "episode"
+optimize = "max"
+
+[functions.ab]
+type = "chat"
+[functions.ab.experimentation]
+type = "adaptive"
+metric = "solved"
+candidate_variants = ["a", "b", "c"]
+update_period_s = 3600
+[functions.ab.variants.a]
+type = "chat_completion"
+model = "mock"
+[functions.ab.variants.b]
+type = "chat_completion"
+model = "mock"
+[functions.ab.variants.c]
+type = "chat_completion"
+model = "mock"
+"#;
+    let (pg, gw) = storing_gateway(config).await;
+    let c = client(&pg).await;
+    let ask = |episode: Option<String>| {
+        let mut body = json!({"function_name": "ab", "input": {"messages": [{"role": "user", "content": "go"}]}});
+        if let Some(e) = episode {
+            body["episode_id"] = json!(e);
+        }
+        body
+    };
+    let stored = |episode: String| {
+        let c = &c;
+        async move {
+            let id = uuid::Uuid::parse_str(&episode).unwrap();
+            c.query_opt(
+                "SELECT variant_name FROM variant_by_episode WHERE function_name = 'ab' AND episode_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, String>(0))
+        }
+    };
+
+    // A new episode: its draw is stored before the variant runs.
+    let r = gw.post("/inference", &ask(None)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let episode = r.json()["episode_id"].as_str().unwrap().to_owned();
+    let first = r.json()["variant_name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stored(episode.clone()).await.as_deref(),
+        Some(first.as_str())
+    );
+
+    // Another replica (or an earlier probability) gave the episode another variant: the
+    // stored one runs, whatever this gateway's own draw says.
+    let other = if first == "a" { "b" } else { "a" };
+    c.execute(
+        "UPDATE variant_by_episode SET variant_name = $1 WHERE episode_id = $2",
+        &[&other, &uuid::Uuid::parse_str(&episode).unwrap()],
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let r = gw.post("/inference", &ask(Some(episode.clone()))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["variant_name"], other);
+    }
+    assert_eq!(stored(episode.clone()).await.as_deref(), Some(other));
+
+    // A stored variant the configuration no longer offers is not used: the draw runs.
+    c.execute(
+        "UPDATE variant_by_episode SET variant_name = 'retired' WHERE episode_id = $1",
+        &[&uuid::Uuid::parse_str(&episode).unwrap()],
+    )
+    .await
+    .unwrap();
+    let r = gw.post("/inference", &ask(Some(episode.clone()))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["variant_name"], first.as_str());
+
+    // Each new episode gets a row, the variant it ran.
+    let mut ran = Vec::new();
+    for _ in 0..12 {
+        let r = gw.post("/inference", &ask(None)).await;
+        let v = r.json();
+        let episode = v["episode_id"].as_str().unwrap().to_owned();
+        assert_eq!(stored(episode).await.as_deref(), v["variant_name"].as_str());
+        ran.push(v["variant_name"].as_str().unwrap().to_owned());
+    }
+    ran.sort();
+    ran.dedup();
+    assert!(
+        ran.len() > 1,
+        "the draws still spread over the candidates: {ran:?}"
+    );
+
+    // Without Postgres, inferences go on with their own draw (the lookup waits 500 ms at most).
+    pg.stop();
+    let r = gw.post("/inference", &ask(Some(episode.clone()))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
 async fn start_up_follows_tensorzeros_enabled_rules_and_makes_coming_partitions() {
     let pg = Postgres::start();
     let o = migrate(&pg);
