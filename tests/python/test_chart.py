@@ -154,6 +154,27 @@ def test_helm_test_probe_asks_the_relay_service_and_is_not_one_of_its_pods():
     assert container["args"] == ["--probe", f"http://switchyard-relay.switchyard.svc:{service['spec']['ports'][0]['port']}/ready"]
 
 
+def notes(values):
+    manifests = helm.Chart.load(str(CHART)).render(values=values, name="switchyard", namespace="switchyard")
+    return manifests["switchyard/templates/NOTES.txt"]
+
+
+def test_notes_warn_when_prometheus_cannot_reach_the_relay():
+    monitor = {"serviceMonitor": {"enabled": True, "authorization": {"secretName": "k", "secretKey": "api-key"}}}
+    assert "Prometheus cannot scrape" in notes({"metrics": monitor})
+    assert "Prometheus cannot scrape" not in notes(values_of("relay"))
+    assert "Prometheus cannot scrape" not in notes(None)
+
+
+def test_optional_pod_settings_reach_the_pod():
+    pod = one(render({"relay": {"priorityClassName": "platform-critical", "nodeSelector": {"pool": "gateways"},
+                                "tolerations": [{"key": "gateways", "operator": "Exists"}]}}), "Deployment")["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "platform-critical"
+    assert pod["nodeSelector"] == {"pool": "gateways"}
+    assert pod["tolerations"] == [{"key": "gateways", "operator": "Exists"}]
+    assert "priorityClassName" not in one(render(), "Deployment")["spec"]["template"]["spec"]
+
+
 def checksum(docs):
     template = one(docs, "Deployment")["spec"]["template"]
     return template["metadata"].get("annotations", {}).get("checksum/config")
