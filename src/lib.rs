@@ -620,6 +620,8 @@ pub struct ServeOptions {
     pub shutdown: lifecycle::ShutdownTimings,
     /// How often the configuration files are checked for changes (`None`: only on SIGHUP).
     pub config_poll: Option<Duration>,
+    /// Where to serve `GET /metrics` alone, without API keys (`--metrics-bind-address`).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Binds the address and serves until `shutdown` resolves, reloading the configuration on
@@ -640,6 +642,22 @@ pub async fn run(
         .await
         .map_err(|source| StartupError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
+    // Bound before anything is served: a port that cannot be had stops start-up, as the
+    // main one does.
+    let metrics_listener = match options.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind { addr, source })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            tracing::info!(address = %local, "switchyard metrics listening");
+            Some(tokio::spawn(server::metrics_listener::serve(
+                listener,
+                resources.metrics.clone(),
+            )))
+        }
+        None => None,
+    };
     let service = stack::swappable::Swappable::new(app.activate(&resources));
     let reloader = reload::Reloader::new(source, resources.clone(), service.clone(), loaded)
         .spawn(options.config_poll);
@@ -676,6 +694,9 @@ pub async fn run(
         .flush_observability(options.shutdown.drain.max(Duration::from_secs(1)))
         .await;
     reloader.abort();
+    if let Some(task) = metrics_listener {
+        task.abort();
+    }
     tracing::info!("switchyard stopped");
     Ok(())
 }

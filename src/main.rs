@@ -36,6 +36,12 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     bind_address: Option<SocketAddr>,
 
+    /// Also serve `GET /metrics` alone on this address, without API keys: the port to open to
+    /// Prometheus (an edge sidecar's main address is localhost only; a relay with API keys
+    /// wants one on every route of its main port).
+    #[arg(long, value_name = "ADDR", env = "SWITCHYARD_METRICS_BIND_ADDRESS")]
+    metrics_bind_address: Option<SocketAddr>,
+
     /// Load and check the configuration (including provider credentials, and Postgres when auth
     /// is on), print a summary, and exit 0 if it is valid, 1 if not.
     #[arg(long)]
@@ -270,6 +276,7 @@ fn main() -> ExitCode {
             drain: cli.drain_timeout,
         },
         config_poll: (!cli.config_poll_interval.is_zero()).then_some(cli.config_poll_interval),
+        metrics_addr: cli.metrics_bind_address,
     };
     let result = runtime.block_on(switchyard::run(
         source,

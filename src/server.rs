@@ -7,6 +7,8 @@
 //! moving for `idle_timeout_ms` is closed. Together they stop slowloris-style clients from
 //! holding descriptors before auth ever sees them. (The body read timeout is the handlers'.)
 
+pub mod metrics_listener;
+
 use std::future::Future;
 use std::io;
 use std::pin::Pin;

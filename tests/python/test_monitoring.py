@@ -199,8 +199,13 @@ def served(postgres, redis, mock_provider, tmp_path_factory):
     d = tmp_path_factory.mktemp("monitoring")
     config = d / "tensorzero.toml"
     config.write_text(CONFIG.replace("MOCK", mock_provider))
-    proc, addr = start_gateway(config, d, extra_env={"TENSORZERO_POSTGRES_URL": postgres.url, "TENSORZERO_VALKEY_URL": redis})
+    proc, addr = start_gateway(config, d, extra_env={
+        "TENSORZERO_POSTGRES_URL": postgres.url, "TENSORZERO_VALKEY_URL": redis,
+        # The port for Prometheus: metrics only, no API key.
+        "SWITCHYARD_METRICS_BIND_ADDRESS": "127.0.0.1:0",
+    })
     url = f"http://{addr}"
+    metrics_url = "http://" + json.loads(proc.wait_for(r'\{[^\n]*"switchyard metrics listening"[^\n]*\}').group(0))["address"]
     try:
         # Answered and priced, streamed and not; via a function and via the OpenAI route.
         assert post(url, "/inference", ask("ask"), key)[0] == 200
@@ -225,7 +230,7 @@ def served(postgres, redis, mock_provider, tmp_path_factory):
                 list(pool.map(lambda i: post(url, "/inference", ask("ask", text=str(i)), key), range(32)))
                 if 'switchyard_observability_rows_dropped_total{reason="queue_full"}' in exposition(url, key):
                     break
-        yield exposition(url, key)
+        yield {"text": exposition(url, key), "url": url, "metrics_url": metrics_url, "key": key}
     finally:
         proc.stop()
 
@@ -251,12 +256,12 @@ def problems_in(expressions, families, source):
 
 @pytest.mark.parametrize(("source", "expressions"), [("dashboard", dashboard_expressions), ("alerts", alert_expressions)])
 def test_every_expression_names_only_exposed_metrics_and_labels(served, source, expressions):
-    problems = problems_in(expressions(), exposed(served), source)
+    problems = problems_in(expressions(), exposed(served["text"]), source)
     assert not problems, "\n".join(problems)
 
 
 def test_the_check_catches_a_misspelt_metric_or_label(served):
-    families = exposed(served)
+    families = exposed(served["text"])
     wrong = [
         ("misspelt label", 'sum by (modell) (rate(switchyard_provider_requests_total{job=~"$job"}[$__rate_interval]))'),
         ("misspelt metric", "sum(rate(switchyard_provider_request_total[5m]))"),
@@ -264,6 +269,26 @@ def test_the_check_catches_a_misspelt_metric_or_label(served):
     ]
     problems = problems_in(wrong, families, "test")
     assert len(problems) == 3, problems
+
+
+def test_the_metrics_port_serves_prometheus_without_a_key_and_nothing_else(served):
+    # The main port wants a key for /metrics (API keys are on); the metrics port does not.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(served["url"] + "/metrics", timeout=10)
+    assert refused.value.code == 401
+    with urllib.request.urlopen(served["metrics_url"] + "/metrics", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    assert exposed(text).keys() == exposed(served["text"]).keys()
+    assert 'switchyard_http_requests_total{route="/inference",method="POST",status="200"}' in text
+    # Nothing else is served there: not the API, not another method.
+    for method, path, status in [("GET", "/inference", 404), ("POST", "/inference", 404), ("POST", "/metrics", 405), ("GET", "/health", 404)]:
+        request = urllib.request.Request(served["metrics_url"] + path, method=method, data=b"{}" if method == "POST" else None,
+                                         headers={"Authorization": f"Bearer {served['key']}"})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=10)
+        assert answer.value.code == status, (method, path)
+        assert "serves only GET /metrics" in answer.value.read().decode()
 
 
 def test_the_dashboard_covers_what_operators_ask_for():
