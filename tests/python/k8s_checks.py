@@ -20,7 +20,7 @@ from conftest import TARGET, Process, switchyard_admin
 # kubernetes-validate moves the check forward).
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 # Custom resources of the Prometheus Operator: no schema in the validator; checked by hand.
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
 def by_kind(docs, kind):
@@ -147,13 +147,23 @@ def check_relay_fits_together(docs, edge_docs):
     assert selects(policy["spec"]["podSelector"], pod_labels)
     assert policy["spec"]["policyTypes"] == ["Ingress"]
 
-    # Only edges get in: the labels the edge sidecar gives its pods.
+    # Only edges get to the API port: the labels the edge sidecar gives its pods. (A rule for
+    # Prometheus, when there is one, opens the metrics port alone.)
     edge = one(edge_docs, "Deployment")
     edge_labels = edge["spec"]["template"]["metadata"]["labels"]
-    (rule,) = policy["spec"]["ingress"]
+    ports = {p["name"]: p["containerPort"] for p in relay["ports"]}
+    (rule,) = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == ports["http"]]
     assert any(selects(peer.get("podSelector", {"matchLabels": {"-": "-"}}), edge_labels) for peer in rule["from"]), "the policy must admit edge pods"
     assert not any(selects(peer.get("podSelector", {"matchLabels": {"-": "-"}}), pod_labels) for peer in rule["from"]), "only edges, not every pod"
-    assert rule["ports"][0]["port"] == relay["ports"][0]["containerPort"]
+    for other in policy["spec"]["ingress"]:
+        if other is not rule:
+            assert [p["port"] for p in other["ports"]] == [ports["metrics"]], "other peers reach the metrics port only"
+
+    # The metrics port (if any) is the one the flag binds, and the Service exposes it.
+    args = relay["args"]
+    if "--metrics-bind-address" in args:
+        assert args[args.index("--metrics-bind-address") + 1] == f"0.0.0.0:{ports['metrics']}"
+        assert "metrics" in {p["targetPort"] for p in service["spec"]["ports"]}
 
     # Secrets by reference only: provider keys and the Postgres/Valkey URLs.
     env = env_of(relay)
@@ -214,6 +224,13 @@ def check_edge_sidecar_serves(docs, directory, relay_host):
     assert args[args.index("--bind-address") + 1].startswith("127.0.0.1:"), "the edge listens on localhost only"
     port = free_port()
     args[args.index("--bind-address") + 1] = f"127.0.0.1:{port}"
+    # The metrics port, on the pod's address (moved to a free port on loopback here).
+    metrics_port = None
+    if "--metrics-bind-address" in args:
+        declared = {p["name"]: p["containerPort"] for p in edge.get("ports", [])}
+        assert args[args.index("--metrics-bind-address") + 1] == f"0.0.0.0:{declared['edge-metrics']}"
+        metrics_port = free_port()
+        args[args.index("--metrics-bind-address") + 1] = f"127.0.0.1:{metrics_port}"
     env = {**os.environ, "TENSORZERO_RELAY_API_KEY": "sk-t0-aaaaaaaaaaaa-" + "b" * 48}
     env.pop("TENSORZERO_GATEWAY_BIND_ADDRESS", None)
     for name, spec in env_of(edge).items():
@@ -235,5 +252,8 @@ def check_edge_sidecar_serves(docs, directory, relay_host):
             urllib.request.urlopen(request, timeout=30)
         assert failure.value.code == 502
         assert relay_host in failure.value.read().decode()
+        if metrics_port:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+                assert b'switchyard_http_requests_total{route="/inference",method="POST",status="502"} 1' in r.read()
     finally:
         gateway.stop()

@@ -121,11 +121,17 @@ def test_monitoring_objects_fit_the_service_and_ship_the_files():
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "30s"}, "the metrics port needs no key"
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
-    assert endpoint["path"] == "/metrics"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    # API keys are on: Prometheus sends its own, from a Secret.
-    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "switchyard-metrics-key", "key": "api-key"}}
+    # Every edge sidecar, wherever its app runs, by the label and port the sidecar template gives.
+    pod_monitor = one(docs, "PodMonitor")
+    assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
+    edge_pod = one(render_example(), "Deployment")["spec"]["template"]
+    assert selects(pod_monitor["spec"]["selector"], edge_pod["metadata"]["labels"])
+    (sidecar,) = switchyard_containers(edge_pod["spec"])
+    (edge_endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert edge_endpoint["port"] in {p["name"] for p in sidecar["ports"]}
     # The PrometheusRule is the plain rules file, and the dashboard ConfigMap the dashboard.
     rule = one(docs, "PrometheusRule")
     plain = yaml.safe_load((ROOT / "deploy/prometheus/switchyard-alerts.yaml").read_text())
@@ -134,9 +140,21 @@ def test_monitoring_objects_fit_the_service_and_ship_the_files():
     (dashboard,) = dashboards
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["switchyard.json"]) == json.loads((ROOT / "deploy/grafana/switchyard.json").read_text())
-    # Prometheus is let through the network policy by the values.
-    (rule_,) = one(docs, "NetworkPolicy")["spec"]["ingress"]
-    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in rule_["from"]
+    # Prometheus is let through the network policy by the values, to the metrics port alone.
+    edges, prometheus = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert prometheus == {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                          "ports": [{"protocol": "TCP", "port": 9464}]}
+    assert edges["ports"] == [{"protocol": "TCP", "port": 3000}]
+
+
+def test_without_a_metrics_port_prometheus_scrapes_the_api_port_with_a_key():
+    docs = render({"metrics": {"port": 0, "serviceMonitor": {"enabled": True, "authorization": {"secretName": "switchyard-metrics-key", "secretKey": "api-key"}}}})
+    (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["port"] == "http"
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "switchyard-metrics-key", "key": "api-key"}}
+    (relay,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--metrics-bind-address" not in relay["args"]
+    assert [p["name"] for p in relay["ports"]] == ["http"]
 
 
 def test_helm_test_probe_asks_the_relay_service_and_is_not_one_of_its_pods():
@@ -160,8 +178,9 @@ def notes(values):
 
 
 def test_notes_warn_when_prometheus_cannot_reach_the_relay():
-    monitor = {"serviceMonitor": {"enabled": True, "authorization": {"secretName": "k", "secretKey": "api-key"}}}
-    assert "Prometheus cannot scrape" in notes({"metrics": monitor})
+    assert "add it to relay.networkPolicy.metricsFrom" in notes({"metrics": {"serviceMonitor": {"enabled": True}}})
+    keyed = {"port": 0, "serviceMonitor": {"enabled": True, "authorization": {"secretName": "k", "secretKey": "api-key"}}}
+    assert "add it to relay.networkPolicy.extraFrom" in notes({"metrics": keyed})
     assert "Prometheus cannot scrape" not in notes(values_of("relay"))
     assert "Prometheus cannot scrape" not in notes(None)
 
@@ -209,7 +228,9 @@ def test_a_config_change_rolls_the_pods_and_live_reload_stays():
         ({"config": "[gateway\n"}, "values.config is not valid TOML"),
         ({"role": "edge-sidecar"}, "needs a [gateway.relay] table"),
         ({"relay": {"postgresUrl": {"secretName": ""}}}, "set relay.postgresUrl.secretName"),
-        ({"metrics": {"serviceMonitor": {"enabled": True}}}, "set metrics.serviceMonitor.authorization.secretName"),
+        ({"metrics": {"port": 0, "serviceMonitor": {"enabled": True}}}, "metrics.serviceMonitor.authorization.secretName"),
+        ({"metrics": {"port": 0, "edgePodMonitor": {"enabled": True}}}, "metrics.edgePodMonitor needs metrics.port"),
+        ({"metrics": {"port": 3000}}, "/metrics/port"),
     ],
 )
 def test_bad_values_fail_the_render_with_a_clear_message(values, expected):

@@ -83,8 +83,8 @@ an edge must name its relay, and API keys need the database that holds them.
 {{- if and (eq .Values.role "relay") $auth.enabled (not .Values.relay.postgresUrl.secretName) }}
 {{- fail "values.config turns gateway.auth.enabled on, which keeps API keys in Postgres: set relay.postgresUrl.secretName (and secretKey) to the Secret with its URL" }}
 {{- end }}
-{{- if and (eq .Values.role "relay") $auth.enabled .Values.metrics.serviceMonitor.enabled (not .Values.metrics.serviceMonitor.authorization.secretName) }}
-{{- fail "values.config turns gateway.auth.enabled on, so /metrics needs an API key: set metrics.serviceMonitor.authorization.secretName to a Secret holding one (switchyard --create-api-key --description prometheus)" }}
+{{- if and (eq .Values.role "relay") $auth.enabled .Values.metrics.serviceMonitor.enabled (not .Values.metrics.port) (not .Values.metrics.serviceMonitor.authorization.secretName) }}
+{{- fail "values.config turns gateway.auth.enabled on and metrics.port is 0, so /metrics on the API port needs an API key: set metrics.port (a port for Prometheus, no key) or metrics.serviceMonitor.authorization.secretName to a Secret holding one (switchyard --create-api-key --description prometheus)" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -143,9 +143,20 @@ binary probes itself.
     - {{ .Values.edge.bindAddress }}
     - --log-format
     - {{ .Values.logFormat }}
+    {{- if .Values.metrics.port }}
+    # /metrics alone on the pod's address, for Prometheus (the API stays on localhost).
+    - --metrics-bind-address
+    - 0.0.0.0:{{ .Values.metrics.port }}
+    {{- end }}
     {{- with .Values.extraArgs }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- if .Values.metrics.port }}
+  ports:
+    - name: edge-metrics
+      containerPort: {{ .Values.metrics.port }}
+      protocol: TCP
+  {{- end }}
   env:
     - name: TENSORZERO_RELAY_API_KEY
       valueFrom:
