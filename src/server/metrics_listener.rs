@@ -5,7 +5,9 @@
 //! `gateway.auth.enabled` wants a key on every route of its main port; this port is the one to
 //! open to the scraper instead (bind it where only Prometheus gets in). It answers nothing but
 //! the metrics text, so it carries no request data and no secret. It is bounded like the main
-//! port, more tightly: a few connections, headers within five seconds, HTTP/1.1 only.
+//! port, more tightly: a few connections, headers within five seconds, one request per
+//! connection (a scrape every few seconds pays a handshake; an idle client cannot sit on a
+//! slot), HTTP/1.1 only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +24,9 @@ use crate::metrics::GatewayMetrics;
 const MAX_CONNECTIONS: usize = 16;
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one connection may last: a scraper reconnects; a client that never closes does
-/// not hold a slot for ever.
-const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// How long one connection may last: a client that does not read its answer does not hold a
+/// slot for ever.
+const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// Serves `metrics` on `listener` until the task is aborted (the process is stopping).
 pub async fn serve(listener: TcpListener, metrics: Arc<GatewayMetrics>) {
@@ -32,7 +34,8 @@ pub async fn serve(listener: TcpListener, metrics: Arc<GatewayMetrics>) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(false);
     let mut connections = tokio::task::JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
