@@ -423,7 +423,7 @@ pub async fn load_dicl_examples(
             }
         };
         examples.push((
-            observability::rows::stored_input(&input).to_string(),
+            inference::stored::stored_input(&input).to_string(),
             output.to_string(),
         ));
     }

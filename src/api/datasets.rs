@@ -16,10 +16,11 @@ use crate::error::Error;
 use crate::inference::DynamicToolParams;
 use crate::inference::functions::FunctionInfo;
 use crate::inference::schema::JsonSchema;
+use crate::inference::stored::{self, FunctionTools};
 use crate::model_call::{ToolChoice, ToolDef};
 use crate::observability::datasets::{self, Datapoint, DatapointKind, ListDatapoints};
 use crate::observability::reads::{self, Catalog, ListInferences, OutputSource};
-use crate::observability::rows::{self, FunctionTools, InferenceKind};
+use crate::observability::rows::InferenceKind;
 
 /// What a dataset route does.
 enum Action {
@@ -306,7 +307,7 @@ fn stored_input(input: Value) -> Result<Value, String> {
     let wire: crate::native_wire::InputBody =
         serde_json::from_value(input).map_err(|e| format!("invalid `input`: {e}"))?;
     let input = super::inference::input_from_wire(wire).map_err(|e| e.to_string())?;
-    Ok(rows::stored_input(&input))
+    Ok(stored::stored_input(&input))
 }
 
 /// A client-form chat output (text and tool-call blocks) in the stored form.
@@ -398,7 +399,7 @@ fn tool_kind(
         allowed_tools,
         tool_choice,
         parallel_tool_calls,
-    } = rows::tool_columns(Some(&FunctionTools::of(function)), &params)
+    } = stored::tool_columns(Some(&FunctionTools::of(function)), &params)
     else {
         unreachable!("tool_columns makes chat columns")
     };

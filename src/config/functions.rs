@@ -8,6 +8,10 @@ use serde::Deserialize;
 use super::common::{ExtraBodyEntry, ExtraHeaderEntry, TimeoutsConfig};
 pub use super::common::{JsonMode, RetryConfig};
 
+/// The name of the built-in function that `model_name` calls run as (and are stored under):
+/// a name no configured function can take.
+pub const DEFAULT_FUNCTION_NAME: &str = "tensorzero::default";
+
 /// `[functions.NAME]`, chosen by `type`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

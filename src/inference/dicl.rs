@@ -51,7 +51,7 @@ impl Engine {
                 "variant `{variant_name}` (dynamic in-context learning) cannot take file inputs: it embeds the input as text"
             )));
         }
-        let text = crate::observability::rows::stored_input(&request.input).to_string();
+        let text = super::stored::stored_input(&request.input).to_string();
         let started = tokio::time::Instant::now();
         let mut call = Call::new(EmbeddingRequest::new(
             Value::String(text.clone()),

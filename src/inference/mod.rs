@@ -16,6 +16,7 @@ mod request;
 mod sampling;
 pub mod schema;
 mod store;
+pub mod stored;
 pub mod templates;
 
 use std::collections::HashMap;

@@ -17,8 +17,7 @@ use crate::model_call::{
     ToolDef,
 };
 
-/// The name the built-in function of `model_name` calls is stored under.
-pub const DEFAULT_FUNCTION_NAME: &str = "tensorzero::default";
+pub use crate::config::functions::DEFAULT_FUNCTION_NAME;
 
 /// What a request-time `extra_body`/`extra_headers` entry applies to.
 #[derive(Clone, Debug, PartialEq, Eq)]

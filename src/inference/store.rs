@@ -80,7 +80,7 @@ impl Pending {
             writer,
             recorder,
             started,
-            input: rows::stored_input(&request.input),
+            input: super::stored::stored_input(&request.input),
             tags: Value::Object(tags),
             extra_body: Value::Array(extra_body),
             tools: request.tools.clone(),
@@ -148,7 +148,7 @@ impl Pending {
         ttft: Option<Duration>,
     ) -> Row {
         let (output, kind) = if meta.is_json {
-            let (output, auxiliary) = rows::json_output(content, &meta.output_check);
+            let (output, auxiliary) = super::stored::json_output(content, &meta.output_check);
             let output_schema = self
                 .output_schema
                 .clone()
@@ -163,8 +163,8 @@ impl Pending {
             )
         } else {
             (
-                rows::chat_output(content, &meta.output_check),
-                rows::tool_columns(function.map(|f| &f.tools), &self.tools),
+                super::stored::chat_output(content, &meta.output_check),
+                super::stored::tool_columns(function.map(|f| &f.tools), &self.tools),
             )
         };
         let models = self.recorder.take_calls();
@@ -189,14 +189,14 @@ impl Pending {
 
 /// What the rows need of a function's configuration.
 struct FunctionFacts {
-    tools: rows::FunctionTools,
+    tools: super::stored::FunctionTools,
     output_schema: Option<Value>,
 }
 
 impl FunctionFacts {
     fn of(f: &super::FunctionInfo) -> Self {
         Self {
-            tools: rows::FunctionTools::of(f),
+            tools: super::stored::FunctionTools::of(f),
             output_schema: f.output_schema.as_ref().map(|s| s.document().clone()),
         }
     }

@@ -432,7 +432,7 @@ pub async fn from_inferences(
             .unwrap_or_default()
             .to_owned();
         if (catalog.function_is_json)(&function_name).is_none()
-            && function_name != crate::inference::DEFAULT_FUNCTION_NAME
+            && function_name != crate::config::functions::DEFAULT_FUNCTION_NAME
         {
             return Err(ReadError::UnknownFunction(function_name));
         }

@@ -376,7 +376,7 @@ fn union_sql(kinds: &[bool], output_source: OutputSource) -> String {
 fn kinds_of(function: Option<&str>, catalog: &Catalog<'_>) -> Result<Vec<bool>, ReadError> {
     match function {
         None => Ok(vec![false, true]),
-        Some(crate::inference::DEFAULT_FUNCTION_NAME) => Ok(vec![false]),
+        Some(crate::config::functions::DEFAULT_FUNCTION_NAME) => Ok(vec![false]),
         Some(name) => match (catalog.function_is_json)(name) {
             Some(json) => Ok(vec![json]),
             None => Err(ReadError::UnknownFunction(name.to_owned())),
