@@ -267,13 +267,26 @@ pub const EPISODE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 /// The variant `episode` runs in `function`'s adaptive experiment: the one stored for it, or
 /// `drawn`, stored now. One statement: on conflict a no-op update returns the stored row, so
 /// when two replicas draw for a new episode at once, the first writer wins and both run it.
+/// With `store_draw` false (a `dryrun`, which stores nothing), the stored variant is only read:
+/// `drawn` when the episode has none.
 pub async fn episode_variant(
     pool: &Pool,
     function: &str,
     episode: uuid::Uuid,
     drawn: &str,
+    store_draw: bool,
 ) -> Result<String, String> {
     let client = pool.get().await.map_err(|e| e.to_string())?;
+    if !store_draw {
+        let row = client
+            .query_opt(
+                "SELECT variant_name FROM variant_by_episode WHERE function_name = $1 AND episode_id = $2",
+                &[&function, &episode],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(row.map_or_else(|| drawn.to_owned(), |r| r.get(0)));
+    }
     let row = client
         .query_one(
             "INSERT INTO variant_by_episode (function_name, episode_id, variant_name)

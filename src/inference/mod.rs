@@ -534,7 +534,11 @@ impl Engine {
                 if plan.is_adaptive()
                     && let Some(store) = &self.store
                 {
-                    self.keep_episode_variant(store, plan, function_name, episode_id, &mut order)
+                    let episode = Episode {
+                        id: episode_id,
+                        store_draw: !request.dryrun,
+                    };
+                    self.keep_episode_variant(store, plan, function_name, episode, &mut order)
                         .await;
                 }
                 let mut errors = Vec::new();
@@ -561,23 +565,31 @@ impl Engine {
         }
     }
 
-    /// Moves the variant `episode_id` ran first in this adaptive experiment to the front of
-    /// `order` (storing this draw when the episode is new). Without an answer from Postgres
-    /// within [`adaptive::EPISODE_LOOKUP_TIMEOUT`], the draw stands (logged).
+    /// Moves the variant the episode ran first in this adaptive experiment to the front of
+    /// `order` (storing this draw when the episode is new, unless it is a dryrun). Without an
+    /// answer from Postgres within [`adaptive::EPISODE_LOOKUP_TIMEOUT`], the draw stands
+    /// (logged).
     async fn keep_episode_variant<'p>(
         &self,
         store: &crate::observability::Writer,
         plan: &'p sampling::SamplingPlan,
         function_name: &str,
-        episode_id: Uuid,
+        episode: Episode,
         order: &mut Vec<&'p str>,
     ) {
+        let episode_id = episode.id;
         let Some(drawn) = order.first().copied() else {
             return;
         };
         let stored = tokio::time::timeout(
             adaptive::EPISODE_LOOKUP_TIMEOUT,
-            adaptive::episode_variant(store.pool(), function_name, episode_id, drawn),
+            adaptive::episode_variant(
+                store.pool(),
+                function_name,
+                episode_id,
+                drawn,
+                episode.store_draw,
+            ),
         )
         .await
         .map_err(|_| "no answer within 500 ms".to_owned())
@@ -746,6 +758,14 @@ fn default_variant(model: &str) -> ChatCompletionConfig {
 }
 
 /// Episode ids are UUIDv7 so that they sort by time; anything else is refused.
+/// An episode as an adaptive experiment sees it: which one, and whether this inference may
+/// store the episode's first draw.
+#[derive(Clone, Copy, Debug)]
+struct Episode {
+    id: Uuid,
+    store_draw: bool,
+}
+
 fn check_episode_id(id: Uuid) -> Result<Uuid, Error> {
     if id.get_version_num() != 7 {
         return Err(Error::InvalidRequest(format!(

@@ -1965,6 +1965,28 @@ model = "mock"
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["variant_name"], first.as_str());
 
+    // A dryrun stores nothing, also no draw; it still follows a stored one.
+    let mut dry = ask(None);
+    dry["dryrun"] = json!(true);
+    let r = gw.post("/inference", &dry).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        stored(r.json()["episode_id"].as_str().unwrap().to_owned()).await,
+        None
+    );
+    c.execute(
+        "UPDATE variant_by_episode SET variant_name = $1 WHERE episode_id = $2",
+        &[&other, &uuid::Uuid::parse_str(&episode).unwrap()],
+    )
+    .await
+    .unwrap();
+    let mut dry = ask(Some(episode.clone()));
+    dry["dryrun"] = json!(true);
+    assert_eq!(
+        gw.post("/inference", &dry).await.json()["variant_name"],
+        other
+    );
+
     // Each new episode gets a row, the variant it ran.
     let mut ran = Vec::new();
     for _ in 0..12 {
