@@ -5,6 +5,7 @@ Each check takes the rendered documents (dicts) and asserts; the names say what 
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import urllib.error
@@ -13,13 +14,14 @@ import urllib.request
 import kubernetes_validate
 import pytest
 
-from conftest import TARGET, Process, switchyard_admin
+from conftest import ROOT, TARGET, Process, switchyard_admin
 
 # The oldest Kubernetes with everything the manifests use (native sidecars, the preStop `sleep`
 # action: 1.30 has both on by default) and the newest the validator knows (asked, so a newer
 # kubernetes-validate moves the check forward).
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
-# Custom resources of the Prometheus Operator: no schema in the validator; checked by hand.
+# Custom resources of the Prometheus Operator: kubernetes-validate has no schemas for them; they
+# are checked against the operator's CRD schemas instead (validate_custom_resources).
 CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
@@ -67,9 +69,27 @@ def free_port():
         return s.getsockname()[1]
 
 
+def validate_custom_resources(docs):
+    """Prometheus Operator objects against the schemas of the operator's CRDs (the
+    @kubernetes-models/prometheus-operator validators, run by node; tests/run installs them).
+    Returns the problems found, one line each."""
+    node = shutil.which("node")
+    assert node, "node is needed to validate the Prometheus Operator objects (tests/run installs it)"
+    validator = ROOT / "tests/tools/crd-validate"
+    assert (validator / "node_modules").is_dir(), "run `npm ci --prefix tests/tools/crd-validate` (tests/run does)"
+    out = subprocess.run([node, str(validator / "validate.mjs")], input=json.dumps(docs), capture_output=True, text=True, timeout=60)
+    assert out.returncode in (0, 1), out.stderr
+    return out.stdout.splitlines()
+
+
 def validate_against_kubernetes_schemas(docs, source):
-    """Every object against the Kubernetes schemas (strict: unknown fields are errors)."""
+    """Every object against the Kubernetes schemas (strict: unknown fields are errors), and the
+    Prometheus Operator's objects against its CRDs' schemas."""
     assert docs, f"{source} rendered nothing"
+    custom = [d for d in docs if d["kind"] in CUSTOM_KINDS]
+    if custom:
+        problems = validate_custom_resources(custom)
+        assert not problems, f"{source}: " + "\n".join(problems)
     for version in KUBERNETES_VERSIONS:
         for doc in docs:
             if doc["kind"] in CUSTOM_KINDS:

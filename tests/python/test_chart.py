@@ -25,6 +25,7 @@ from k8s_checks import (
     selects,
     switchyard_containers,
     validate_against_kubernetes_schemas,
+    validate_custom_resources,
 )
 from test_deploy import render as kustomize
 
@@ -145,6 +146,17 @@ def test_monitoring_objects_fit_the_service_and_ship_the_files():
     assert prometheus == {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
                           "ports": [{"protocol": "TCP", "port": 9464}]}
     assert edges["ports"] == [{"protocol": "TCP", "port": 3000}]
+
+
+def test_the_crd_check_catches_a_malformed_monitor():
+    docs = render_case("relay")
+    monitor = copy.deepcopy(one(docs, "ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["interval"] = "30 seconds"
+    rule = copy.deepcopy(one(docs, "PrometheusRule"))
+    rule["spec"]["groups"][0]["rules"] = "SwitchyardHighErrorRate"
+    problems = validate_custom_resources([monitor, rule, one(docs, "PodMonitor")])
+    assert len(problems) == 2, problems
+    assert "interval" in problems[0] and "rules" in problems[1]
 
 
 def test_without_a_metrics_port_prometheus_scrapes_the_api_port_with_a_key():
