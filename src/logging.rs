@@ -313,6 +313,39 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// A warning that a flood of events would repeat (a full queue, an unreachable store): logged
+/// at most once per second, however often it happens.
+#[derive(Debug)]
+pub struct WarnThrottle {
+    last: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl WarnThrottle {
+    /// A throttle that has not warned yet (usable in a `static`).
+    pub const fn new() -> Self {
+        Self {
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether the warning is due now; if so, the next one is due in a second.
+    pub fn due(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+impl Default for WarnThrottle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -301,23 +301,9 @@ pub async fn episode_variant(
     Ok(row.get(0))
 }
 
-/// When a failed episode lookup was last logged: while Postgres is down every adaptive
-/// inference fails one, and a warning a second says enough.
-static LAST_LOOKUP_WARNING: std::sync::Mutex<Option<std::time::Instant>> =
-    std::sync::Mutex::new(None);
-
-/// Whether a failed episode lookup should be logged now (at most once a second).
-pub fn lookup_warning_due() -> bool {
-    let now = std::time::Instant::now();
-    let mut last = LAST_LOOKUP_WARNING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-        return false;
-    }
-    *last = Some(now);
-    true
-}
+/// Failed episode lookups are logged once a second at most: while Postgres is down every
+/// adaptive inference fails one.
+pub static LOOKUP_WARNING: crate::logging::WarnThrottle = crate::logging::WarnThrottle::new();
 
 /// What the recomputing task needs.
 pub struct Experiment {

@@ -609,7 +609,7 @@ impl Engine {
                 ),
             },
             Err(e) => {
-                if adaptive::lookup_warning_due() {
+                if adaptive::LOOKUP_WARNING.due() {
                     tracing::warn!(
                         function = %function_name,
                         error = %e,

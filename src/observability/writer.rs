@@ -198,7 +198,7 @@ pub struct Writer {
     metrics: Arc<GatewayMetrics>,
     /// Drops since the last warning (the log says how many, once a second at most).
     unreported_drops: Arc<AtomicU64>,
-    last_drop_warning: std::sync::Mutex<Option<tokio::time::Instant>>,
+    drop_warning: crate::logging::WarnThrottle,
 }
 
 impl Writer {
@@ -226,7 +226,7 @@ impl Writer {
             task: std::sync::Mutex::new(Some(task)),
             metrics,
             unreported_drops: Arc::default(),
-            last_drop_warning: std::sync::Mutex::new(None),
+            drop_warning: crate::logging::WarnThrottle::new(),
         })
     }
 
@@ -264,13 +264,7 @@ impl Writer {
                     .with(&["queue_full"])
                     .add(rows);
                 let dropped = self.unreported_drops.fetch_add(rows, Ordering::Relaxed) + rows;
-                let now = tokio::time::Instant::now();
-                let mut last = self
-                    .last_drop_warning
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                    *last = Some(now);
+                if self.drop_warning.due() {
                     self.unreported_drops.store(0, Ordering::Relaxed);
                     tracing::warn!(
                         dropped_rows = dropped,
