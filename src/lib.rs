@@ -282,6 +282,12 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
         resources.health.clone(),
     )
     .map_err(StartupError::Providers)?;
+    let files = observability::files::Files::from_config(
+        config.object_storage.as_ref(),
+        &resources.metrics,
+    )
+    .map_err(StartupError::Config)?;
+    engine.set_files(Arc::new(files));
     engine.set_store(store.map(|s| s.writer.clone()), &config.metrics);
     match config
         .gateway
@@ -423,7 +429,8 @@ pub async fn load_dicl_examples(
             }
         };
         examples.push((
-            inference::stored::stored_input(&input).to_string(),
+            inference::stored::stored_input(&input, &observability::files::Files::disabled())
+                .to_string(),
             output.to_string(),
         ));
     }

@@ -36,6 +36,8 @@ pub struct GatewayMetrics {
     pub cost: Arc<Family<MoneyCounter>>,
     /// Tokens providers reported, by model, provider and kind (input, output).
     pub provider_tokens: Arc<Family<Counter>>,
+    /// Input files written to object storage, by outcome (ok, error).
+    pub object_storage_writes: Arc<Family<Counter>>,
     /// `tensorzero_inference_latency_overhead_seconds{function_name, variant_name}`.
     pub overhead: Arc<Family<Histogram>>,
     /// Provider attempts by model, provider and status.
@@ -113,6 +115,11 @@ impl GatewayMetrics {
                 "switchyard_tokens_total",
                 "Tokens providers reported for their calls (every call, also candidates and fallbacks), by model, provider and kind (input, output).",
                 &["model_name", "provider_name", "kind"],
+            ),
+            object_storage_writes: registry.counter(
+                "switchyard_object_storage_writes_total",
+                "Input files written to `[object_storage]` when inferences are stored, by outcome (ok, error; a file already there counts as ok).",
+                &["outcome"],
             ),
             input_tokens: registry.counter(
                 "tensorzero_input_tokens_total",

@@ -16,9 +16,12 @@ use crate::error::Error;
 use crate::inference::DynamicToolParams;
 use crate::inference::functions::FunctionInfo;
 use crate::inference::schema::JsonSchema;
+use std::sync::Arc;
+
 use crate::inference::stored::{self, FunctionTools};
 use crate::model_call::{ToolChoice, ToolDef};
 use crate::observability::datasets::{self, Datapoint, DatapointKind, ListDatapoints};
+use crate::observability::files::Files;
 use crate::observability::reads::{self, Catalog, ListInferences, OutputSource};
 use crate::observability::rows::InferenceKind;
 
@@ -302,12 +305,13 @@ fn function_of<'a>(
     Ok(f)
 }
 
-/// A client-form input as StoredInput.
-fn stored_input(input: Value) -> Result<Value, String> {
+/// A client-form input as StoredInput (its inline files kept in object storage, when on).
+fn stored_input(input: Value, files: &Arc<Files>) -> Result<Value, String> {
     let wire: crate::native_wire::InputBody =
         serde_json::from_value(input).map_err(|e| format!("invalid `input`: {e}"))?;
     let input = super::inference::input_from_wire(wire).map_err(|e| e.to_string())?;
-    Ok(stored::stored_input(&input))
+    input.for_each_file(|file| files.keep(file));
+    Ok(stored::stored_input(&input, files))
 }
 
 /// A client-form chat output (text and tool-call blocks) in the stored form.
@@ -453,7 +457,11 @@ fn new_datapoint(
         .ok_or_else(|| fail("`function_name` is missing".into()))?
         .to_owned();
     let function = function_of(state, &function_name, json).map_err(fail)?;
-    let input = stored_input(fields.remove("input").unwrap_or(Value::Null)).map_err(fail)?;
+    let input = stored_input(
+        fields.remove("input").unwrap_or(Value::Null),
+        state.engine.files(),
+    )
+    .map_err(fail)?;
     let (output, kind) = if json {
         let schema = fields
             .get("output_schema")
@@ -532,7 +540,7 @@ fn edited(
         .function(&old.function_name)
         .ok_or_else(|| Error::UnknownFunction(old.function_name.clone()))?;
     if let Some(input) = update.get("input").filter(|v| !v.is_null()) {
-        old.input = stored_input(input.clone()).map_err(fail)?;
+        old.input = stored_input(input.clone(), state.engine.files()).map_err(fail)?;
     }
     if let Some(schema) = update.get("output_schema").filter(|v| !v.is_null())
         && let DatapointKind::Json { output_schema } = &mut old.kind

@@ -51,7 +51,12 @@ impl Engine {
                 "variant `{variant_name}` (dynamic in-context learning) cannot take file inputs: it embeds the input as text"
             )));
         }
-        let text = super::stored::stored_input(&request.input).to_string();
+        // (No files reach here, so no pointer's storage kind shows in the text.)
+        let text = super::stored::stored_input(
+            &request.input,
+            &crate::observability::files::Files::disabled(),
+        )
+        .to_string();
         let started = tokio::time::Instant::now();
         let mut call = Call::new(EmbeddingRequest::new(
             Value::String(text.clone()),

@@ -106,6 +106,17 @@ impl InputSchemas {
 }
 
 impl Input {
+    /// Calls `f` with every file in the conversation.
+    pub fn for_each_file(&self, mut f: impl FnMut(&crate::model_call::FileInput)) {
+        for message in &self.messages {
+            for block in &message.content {
+                if let InputBlock::Other(ContentBlock::File(file)) = block {
+                    f(file);
+                }
+            }
+        }
+    }
+
     /// Checks the input against the function's schemas. `has_template(name)` says whether any
     /// variant has a template of that name (template arguments need one).
     pub fn validate(

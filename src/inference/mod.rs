@@ -68,6 +68,8 @@ pub struct Engine {
     retry_budget: Option<Arc<switchyard_layers::retry::RetryBudget>>,
     /// Where inferences are stored, when the observability store is on.
     store: Option<Arc<crate::observability::Writer>>,
+    /// `[object_storage]`: where stored input files' bytes go.
+    files: Arc<crate::observability::files::Files>,
     /// How DICL examples are ranked in the store's database (found out on first use).
     dicl_ranking: tokio::sync::OnceCell<Option<crate::observability::dicl::Ranking>>,
     /// The adaptive experiments' bandits, recomputing sampling probabilities.
@@ -156,6 +158,7 @@ impl Engine {
                     limits: config.gateway.limits.clone(),
                     retry_budget,
                     store: None,
+                    files: Arc::default(),
                     dicl_ranking: tokio::sync::OnceCell::new(),
                     adaptive_tasks: Vec::new(),
                 })
@@ -203,6 +206,16 @@ impl Engine {
             );
         }
         self.store = store;
+    }
+
+    /// Where stored inferences' input files go (`[object_storage]`).
+    pub fn set_files(&mut self, files: Arc<crate::observability::files::Files>) {
+        self.files = files;
+    }
+
+    /// Where stored inferences' input files go.
+    pub fn files(&self) -> &Arc<crate::observability::files::Files> {
+        &self.files
     }
 
     /// The observability store's writer, when it is on.
@@ -265,11 +278,12 @@ impl Engine {
         self.count_request(&request);
         let storing = match &self.store {
             Some(writer) if !request.dryrun => {
-                let recorder = Arc::new(crate::observability::Recorder::default());
+                let recorder = Arc::new(crate::observability::Recorder::new(self.files.clone()));
                 request.recorder = Some(recorder.clone());
                 Some(store::Pending::new(
                     writer.clone(),
                     recorder,
+                    &self.files,
                     &request,
                     started,
                 ))

@@ -28,9 +28,12 @@ impl Pending {
     pub(super) fn new(
         writer: Arc<Writer>,
         recorder: Arc<Recorder>,
+        files: &Arc<crate::observability::files::Files>,
         request: &InferenceRequest,
         started: tokio::time::Instant,
     ) -> Self {
+        // The bytes of inline files go to object storage (when on) while the inference runs.
+        request.input.for_each_file(|file| files.keep(file));
         let mut tags: Map<String, Value> = request
             .tags
             .iter()
@@ -80,7 +83,7 @@ impl Pending {
             writer,
             recorder,
             started,
-            input: super::stored::stored_input(&request.input),
+            input: super::stored::stored_input(&request.input, files),
             tags: Value::Object(tags),
             extra_body: Value::Array(extra_body),
             tools: request.tools.clone(),

@@ -8,12 +8,13 @@ use serde_json::{Map, Value, json};
 use crate::inference::functions::{OutputCheck, checked_tool_call};
 use crate::inference::input::{Input, InputBlock, SystemInput};
 use crate::model_call::OutputBlock;
+use crate::observability::files::Files;
 use crate::observability::rows::{
     InferenceKind, content_block, role, thought_block, tool, tool_choice,
 };
 
 /// StoredInput: the request's input before templates.
-pub fn stored_input(input: &Input) -> Value {
+pub fn stored_input(input: &Input, files: &Files) -> Value {
     let mut out = Map::new();
     match &input.system {
         Some(SystemInput::Text(text)) => {
@@ -37,7 +38,7 @@ pub fn stored_input(input: &Input) -> Value {
                         json!({"type": "template", "name": name, "arguments": arguments})
                     }
                     InputBlock::RawText(value) => json!({"type": "raw_text", "value": value}),
-                    InputBlock::Other(block) => content_block(block),
+                    InputBlock::Other(block) => content_block(block, files),
                 })
                 .collect();
             json!({"role": role(m.role), "content": content})

@@ -6,6 +6,7 @@
 //! - [`partitions`]: the coming days' and months' partitions, and retention, kept by the
 //!   gateway itself (at start-up and daily) so nothing depends on `pg_cron`.
 //! - [`rows`]: the rows and the JSON shapes of their columns.
+//! - [`files`]: `[object_storage]`, where input files' bytes go.
 //! - [`recorder`]: what an inference's model calls did, gathered while it runs.
 //! - [`writer`]: the bounded queue and the background writer.
 //!
@@ -13,6 +14,7 @@
 
 pub mod datasets;
 pub mod dicl;
+pub mod files;
 pub mod migrations;
 pub mod partitions;
 pub mod reads;

@@ -17,9 +17,11 @@ use crate::model_call::{
 };
 
 /// One inference's model calls so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Recorder {
     state: Mutex<Recorded>,
+    /// What stored file pointers say (`[object_storage]`).
+    files: Arc<super::files::Files>,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +47,14 @@ pub struct PendingCall {
 }
 
 impl Recorder {
+    /// A recorder whose rows point at files as `files` stores them.
+    pub fn new(files: Arc<super::files::Files>) -> Self {
+        Self {
+            state: Mutex::default(),
+            files,
+        }
+    }
+
     /// Starts recording a model call of inference `inference_id`.
     pub fn start(
         self: &Arc<Self>,
@@ -62,7 +72,7 @@ impl Recorder {
             inference_id,
             model_name: model_name.to_owned(),
             system: request.system.clone(),
-            input_messages: rows::input_messages(&request.messages),
+            input_messages: rows::input_messages(&request.messages, &self.files),
             started: tokio::time::Instant::now(),
         }
     }

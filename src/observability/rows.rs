@@ -8,10 +8,11 @@
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::files::Files;
 use crate::config::JsonMode;
 use crate::model_call::{
-    ContentBlock, FileInput, FinishReason, InferenceParams, Message, OutputBlock, Role, Thought,
-    ToolChoice, ToolDef,
+    ContentBlock, FinishReason, InferenceParams, Message, OutputBlock, Role, Thought, ToolChoice,
+    ToolDef,
 };
 
 /// One inference's row pair (`chat_inferences` + `chat_inference_data`, or the json tables).
@@ -236,7 +237,7 @@ pub(crate) fn role(role: Role) -> &'static str {
 }
 
 /// A rendered or passed-through content block (StoredContentBlock).
-pub(crate) fn content_block(block: &ContentBlock) -> Value {
+pub(crate) fn content_block(block: &ContentBlock, files: &Files) -> Value {
     match block {
         ContentBlock::Text(text) => json!({"type": "text", "text": text}),
         ContentBlock::ToolCall(call) => json!({
@@ -245,38 +246,10 @@ pub(crate) fn content_block(block: &ContentBlock) -> Value {
         ContentBlock::ToolResult(result) => json!({
             "type": "tool_result", "name": result.name, "result": result.result, "id": result.id
         }),
-        ContentBlock::File(file) => stored_file(file),
+        ContentBlock::File(file) => files.pointer(file),
         ContentBlock::Thought(thought) => thought_block(thought),
         ContentBlock::Unknown { data } => json!({"type": "unknown", "data": data}),
     }
-}
-
-/// A file as an object-storage pointer: switchyard keeps no file bytes (object storage is
-/// off), so the pointer's kind is `disabled` and its path names the data by hash.
-fn stored_file(file: &FileInput) -> Value {
-    use sha2::{Digest, Sha256};
-    let (source_url, mime_type, digest_of) = match file {
-        FileInput::Url { url, mime_type } => (
-            Value::String(url.clone()),
-            mime_type
-                .clone()
-                .unwrap_or_else(|| "application/octet-stream".into()),
-            url.as_bytes(),
-        ),
-        FileInput::Base64 { mime_type, data } => (Value::Null, mime_type.clone(), data.as_bytes()),
-    };
-    let digest = Sha256::digest(digest_of);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let extension = mime_type.rsplit('/').next().unwrap_or("bin");
-    json!({
-        "type": "file",
-        "source_url": source_url,
-        "mime_type": mime_type,
-        "storage_path": {
-            "kind": {"type": "disabled"},
-            "path": format!("observability/files/{hex}.{extension}")
-        }
-    })
 }
 
 pub(crate) fn thought_block(thought: &Thought) -> Value {
@@ -288,14 +261,14 @@ pub(crate) fn thought_block(thought: &Thought) -> Value {
 }
 
 /// StoredRequestMessage array: the rendered messages a model call sent.
-pub fn input_messages(messages: &[Message]) -> Value {
+pub fn input_messages(messages: &[Message], files: &Files) -> Value {
     Value::Array(
         messages
             .iter()
             .map(|m| {
                 json!({
                     "role": role(m.role),
-                    "content": m.content.iter().map(content_block).collect::<Vec<_>>()
+                    "content": m.content.iter().map(|b| content_block(b, files)).collect::<Vec<_>>()
                 })
             })
             .collect(),

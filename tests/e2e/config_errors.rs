@@ -186,15 +186,23 @@ fn paths_are_relative_to_the_file_that_names_them() {
 #[test]
 fn unsupported_sections_load_with_warnings() {
     let text = format!(
-        "{MODEL}\n[object_storage]\ntype = \"filesystem\"\npath = \"/tmp\"\n\n[[rate_limiting.rules]]\nmodel_inferences_per_minute = 5\npriority = 0\n"
+        "{MODEL}\n[object_storage]\ntype = \"s3_compatible\"\nbucket_name = \"b\"\n\n[[rate_limiting.rules]]\nmodel_inferences_per_minute = 5\npriority = 0\n"
     );
     let loaded = load(&[("c.toml", &text)]).unwrap();
     let warnings: Vec<&str> = loaded.warnings.iter().map(|w| w.message.as_str()).collect();
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("object storage") && w.contains("not supported")),
+            .any(|w| w.contains("s3_compatible") && w.contains("not supported")),
         "no warning about object storage: {warnings:#?}"
+    );
+    // The filesystem kind works: nothing to warn about.
+    let text = format!("{MODEL}\n[object_storage]\ntype = \"filesystem\"\npath = \"/tmp\"\n");
+    let loaded = load(&[("c.toml", &text)]).unwrap();
+    assert!(
+        !loaded.warnings.iter().any(|w| w.message.contains("object")),
+        "{:#?}",
+        loaded.warnings
     );
 }
 

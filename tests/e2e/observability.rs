@@ -2034,6 +2034,19 @@ async fn start_up_follows_tensorzeros_enabled_rules_and_makes_coming_partitions(
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
 
     // `enabled = true` without a store: start-up fails with TensorZero's reason.
+    // Object storage in a directory that is not there: start-up says which and what to do.
+    let (loaded, _d) =
+        load("[object_storage]\ntype = \"filesystem\"\npath = \"/nonexistent/switchyard-files\"");
+    let e = switchyard::start_with(&loaded, addr, &with_pg)
+        .await
+        .err()
+        .expect("no directory, no start");
+    assert!(
+        e.to_string()
+            .contains("\"/nonexistent/switchyard-files\" is not a directory"),
+        "{e}"
+    );
+
     let (loaded, _d) = load("[gateway.observability]\nenabled = true");
     let e = switchyard::start_with(&loaded, addr, &switchyard::Environment::default())
         .await

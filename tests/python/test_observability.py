@@ -62,7 +62,13 @@ model = "tool"
 
 
 @pytest.fixture(scope="module")
-def storing_gateway(postgres, mock_provider, tmp_path_factory):
+def stored_files(tmp_path_factory):
+    """The object storage directory of `storing_gateway`."""
+    return tmp_path_factory.mktemp("object-storage")
+
+
+@pytest.fixture(scope="module")
+def storing_gateway(postgres, mock_provider, stored_files, tmp_path_factory):
     out = subprocess.run(
         [str(TARGET / "switchyard"), "--run-postgres-migrations"],
         env={**os.environ, "TENSORZERO_POSTGRES_URL": postgres.url, "RUST_LOG": "warn"},
@@ -72,10 +78,14 @@ def storing_gateway(postgres, mock_provider, tmp_path_factory):
     d = tmp_path_factory.mktemp("observability")
     (d / "weather.json").write_text('{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}')
     config = d / "tensorzero.toml"
-    config.write_text(CONFIG.replace("{mock}", mock_provider))
+    config.write_text(CONFIG.replace("{mock}", mock_provider) + f'\n[object_storage]\ntype = "filesystem"\npath = "{stored_files}"\n')
     p, addr = start_gateway(config, d, {"TENSORZERO_POSTGRES_URL": postgres.url})
     yield f"http://{addr}"
     p.stop()
+
+
+
+
 
 
 def test_feedback_and_stored_inferences_through_the_tensorzero_client(storing_gateway):
@@ -181,3 +191,59 @@ def test_responses_continue_from_a_stored_response(storing_gateway, mock_provide
     with pytest.raises(openai.NotFoundError) as e:
         client.responses.create(model="mock", input="Who?", previous_response_id=unstored.id)
     assert "not found" in str(e.value)
+
+
+# A 1x1 PNG.
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def test_input_files_go_to_object_storage_and_come_back_for_the_next_turn(storing_gateway, stored_files, mock_provider, postgres, tmp_path):
+    import base64
+    import hashlib
+
+    client = openai.OpenAI(base_url=f"{storing_gateway}/openai/v1", api_key="unused")
+    first = client.responses.create(model="mock", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "What is in this picture?"},
+        {"type": "input_image", "image_url": f"data:image/png;base64,{PIXEL}"},
+    ]}])
+    # The stored input points at the file where the bytes now are.
+    path = f"observability/files/{hashlib.sha256(PIXEL.encode()).hexdigest()}.png"
+    deadline = time.monotonic() + 10
+    while not (stored_files / path).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (stored_files / path).read_bytes() == base64.b64decode(PIXEL)
+    with TensorZeroGateway.build_http(gateway_url=storing_gateway) as tz:
+        inference_id = first.id.removeprefix("resp_")
+        deadline = time.monotonic() + 10
+        while not (stored := tz.get_inferences(ids=[inference_id]).inferences) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    stored_input = json.loads(json.dumps(stored[0].input, default=lambda o: o.__dict__))
+    pointers = [b for m in stored_input["messages"] for b in m["content"] if b.get("type") == "file"]
+    assert pointers and pointers[0]["storage_path"] == {"kind": {"type": "filesystem", "path": str(stored_files)}, "path": path}
+
+    # The next turn sends the picture again, from storage.
+    second = client.responses.create(model="mock", input="And its colour?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    sent = json.load(urllib.request.urlopen(f"http://{mock_provider}/mock/requests"))[-1]["body"]
+    images = [part["image_url"]["url"] for m in sent["messages"] if isinstance(m["content"], list)
+              for part in m["content"] if part.get("type") == "image_url"]
+    assert images == [f"data:image/png;base64,{PIXEL}"]
+
+    # A gateway without object storage keeps no bytes: such a response cannot be continued,
+    # and the refusal says what to do.
+    d = tmp_path / "no-files"
+    d.mkdir()
+    (d / "weather.json").write_text('{"type":"object"}')
+    (d / "tensorzero.toml").write_text(CONFIG.replace("{mock}", mock_provider))
+    p, addr = start_gateway(d / "tensorzero.toml", d, {"TENSORZERO_POSTGRES_URL": postgres.url})
+    try:
+        bare = openai.OpenAI(base_url=f"http://{addr}/openai/v1", api_key="unused")
+        kept_nothing = bare.responses.create(model="mock", input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": f"data:image/png;base64,{PIXEL}"},
+        ]}])
+        time.sleep(0.5)
+        with pytest.raises(openai.BadRequestError) as e:
+            bare.responses.create(model="mock", input="And?", previous_response_id=kept_nothing.id)
+        assert "object_storage" in str(e.value) and "bytes were not kept" in str(e.value)
+    finally:
+        p.stop()

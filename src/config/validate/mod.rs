@@ -492,9 +492,10 @@ impl Checker<'_> {
                     }
                     Some(e) => self.url(at.key("endpoint"), "the object storage endpoint", e),
                 }
-                self.not_supported_yet(at, "object storage");
+                self.not_supported_yet(at, "`s3_compatible` object storage");
             }
-            Some(O::Filesystem(_)) => self.not_supported_yet(at, "object storage"),
+            // Checked at start-up (the directory must exist); see observability::files.
+            Some(O::Filesystem(_)) => {}
         }
     }
 }
