@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod api_keys;
+pub mod aws;
 pub mod body;
 pub mod config;
 pub mod cost;

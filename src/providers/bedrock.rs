@@ -23,40 +23,10 @@ use crate::model_call::{
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
 use crate::upstream::{error_text, snippet};
+pub use crate::aws::{AwsCredentials, uri_encode};
+use crate::aws::signing_headers;
 use switchyard_layers::Secret;
 use switchyard_layers::credentials::CredentialSource;
-
-/// AWS credentials (the environment part of the SDK chain).
-#[derive(Clone, Debug)]
-pub struct AwsCredentials {
-    /// `AWS_ACCESS_KEY_ID`.
-    pub access_key_id: String,
-    /// `AWS_SECRET_ACCESS_KEY`.
-    pub secret_access_key: Secret,
-    /// `AWS_SESSION_TOKEN`, for temporary credentials.
-    pub session_token: Option<Secret>,
-}
-
-impl AwsCredentials {
-    /// The credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`,
-    /// if the first two are set.
-    pub fn from_env() -> Option<Self> {
-        let access_key_id = std::env::var("AWS_ACCESS_KEY_ID")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        Some(Self {
-            access_key_id,
-            secret_access_key: Secret::new(secret),
-            session_token: std::env::var("AWS_SESSION_TOKEN")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(Secret::new),
-        })
-    }
-}
 
 /// Calls one Bedrock model.
 #[derive(Debug)]
@@ -64,67 +34,6 @@ pub struct BedrockAdapter {
     endpoint: String,
     model_path: String,
     signer: AwsSigner,
-}
-
-/// Path-segment encoding as SigV4 wants it (everything but unreserved characters).
-pub(super) fn uri_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The headers that sign one request to AWS `service` with SigV4 (`x-amz-date`, `authorization` and,
-/// for temporary credentials, `x-amz-security-token`), computed by AWS's own signer.
-pub(super) fn signing_headers(
-    service: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    payload: &[u8],
-    region: &str,
-    credentials: &AwsCredentials,
-    time: std::time::SystemTime,
-) -> Result<Vec<(String, String)>, String> {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let identity = aws_credential_types::Credentials::new(
-        credentials.access_key_id.clone(),
-        credentials.secret_access_key.expose().to_owned(),
-        credentials
-            .session_token
-            .as_ref()
-            .map(|t| t.expose().to_owned()),
-        None,
-        "environment",
-    )
-    .into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| format!("cannot set up SigV4 signing: {e}"))?
-        .into();
-    let signable = SignableRequest::new(
-        "POST",
-        url,
-        headers.iter().copied(),
-        SignableBody::Bytes(payload),
-    )
-    .map_err(|e| format!("cannot sign the request: {e}"))?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| format!("cannot sign the request: {e}"))?
-        .into_parts();
-    Ok(instructions
-        .headers()
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect())
 }
 
 /// How an AWS adapter proves who it is, as TensorZero 2026 chooses: a Bedrock `api_key`; else
@@ -268,6 +177,7 @@ impl AwsSigner {
         match &auth {
             CallAuth::SigV4(credentials) => {
                 let signature = signing_headers(
+                    "POST",
                     self.service,
                     url,
                     &[("content-type", "application/json")],
@@ -860,6 +770,7 @@ mod tests {
         };
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
         let got = signing_headers(
+            "POST",
             "bedrock",
             "https://bedrock-runtime.eu-west-3.amazonaws.com/model/anthropic.claude-v1%3A0/converse",
             &[("content-type", "application/json")],

@@ -5,7 +5,8 @@
 //! its OpenAI-compatible Messages API) take OpenAI chat requests, so the OpenAI adapter builds
 //! and reads them.
 
-use super::bedrock::{AwsAuth, AwsSigner, uri_encode};
+use super::bedrock::{AwsAuth, AwsSigner};
+use crate::aws::uri_encode;
 use super::openai::{OpenAiAdapter, parse_completion};
 use super::{CallContext, Edits, ProviderSpec, SseReader};
 use crate::config::models::{AwsSagemakerProvider, SagemakerHostedProvider};
