@@ -286,6 +286,7 @@ pub async fn build_app(loaded: &LoadedConfig, resources: &Resources) -> Result<A
     let files = observability::files::Files::from_config(
         config.object_storage.as_ref(),
         &resources.metrics,
+        &resources.client,
     )
     .map_err(StartupError::Config)?;
     engine.set_files(Arc::new(files));

@@ -2,12 +2,12 @@
 //!
 //! A stored inference holds each file as a pointer (`storage_path`: the storage's kind and a
 //! path), never the bytes, as TensorZero stores them. With `type = "filesystem"` the bytes of
-//! every inline (base64) file are written under the configured directory at that path, once
-//! per distinct file, so the pointer leads back to them: `previous_response_id` continues a
-//! conversation with its images, and TensorZero's tools find them where its own gateway would
-//! have put them. Without object storage (`disabled`, or no section) the pointer says
-//! `disabled` and nothing is written. `s3_compatible` is not supported yet (start-up says so;
-//! its pointers say `disabled`).
+//! every inline (base64) file are written under the configured directory at that path; with
+//! `type = "s3_compatible"` they are PUT to the bucket under that key (SigV4-signed). Either
+//! way the pointer leads back to them: `previous_response_id` continues a conversation with its
+//! images, and TensorZero's tools find them where its own gateway would have put them. Without
+//! object storage (`disabled`, or no section) the pointer says `disabled` and nothing is
+//! written.
 //!
 //! Writes happen beside the inference, never in its way: a file that cannot be written is
 //! logged (once a second at most) and counted, and the inference goes on.
@@ -26,14 +26,47 @@ use crate::model_call::FileInput;
 /// Where stored files go, and the pointers that say so.
 #[derive(Debug)]
 pub struct Files {
-    /// The directory of `type = "filesystem"`; `None`: the bytes are not kept.
-    root: Option<PathBuf>,
+    /// Where the bytes go; `None`: they are not kept.
+    backend: Option<Backend>,
     /// `storage_path.kind` in every pointer.
     kind: Value,
     written: Option<Arc<Counter>>,
     failed: Option<Arc<Counter>>,
     failure_warning: WarnThrottle,
+    /// Paths written lately (a conversation sends its images again every turn): not
+    /// written again. Cleared when full.
+    recent: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Writes in flight at once.
+    writes: Arc<tokio::sync::Semaphore>,
 }
+
+/// The storage behind `[object_storage]`.
+#[derive(Debug)]
+enum Backend {
+    /// A directory.
+    Filesystem(PathBuf),
+    /// A bucket of an S3-compatible service.
+    S3(Box<S3Bucket>),
+}
+
+/// An S3-compatible bucket: objects at `{base}/{key}`, requests signed with SigV4.
+#[derive(Debug)]
+struct S3Bucket {
+    client: crate::http_client::HttpClient,
+    /// `{endpoint}/{bucket}` (path style) or `https://{bucket}.s3.{region}.amazonaws.com`.
+    base: String,
+    region: String,
+    credentials: crate::aws::AwsCredentials,
+}
+
+/// Recently written paths remembered at most.
+const RECENT_PATHS: usize = 10_000;
+/// Writes to the storage at once; more wait their turn (in the background).
+const CONCURRENT_WRITES: usize = 32;
+/// How long one read or write may take.
+const STORAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The largest stored file read back (inputs are bounded by the request body limit anyway).
+const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for Files {
     fn default() -> Self {
@@ -45,35 +78,59 @@ impl Files {
     /// No object storage: pointers say `disabled`.
     pub fn disabled() -> Self {
         Self {
-            root: None,
+            backend: None,
             kind: json!({"type": "disabled"}),
             written: None,
             failed: None,
             failure_warning: WarnThrottle::new(),
+            recent: Default::default(),
+            writes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_WRITES)),
         }
     }
 
-    /// The storage `[object_storage]` describes. A filesystem directory that does not exist
-    /// is a start-up error, as in TensorZero.
+    /// The storage `[object_storage]` describes, checked as TensorZero checks it at start-up:
+    /// a filesystem directory must exist; a bucket needs its name and credentials
+    /// (`S3_ACCESS_KEY_ID` / `S3_SECRET_ACCESS_KEY`, else the AWS environment variables), and
+    /// a plain-HTTP endpoint needs `allow_http`.
     pub fn from_config(
         config: Option<&ObjectStorageConfig>,
         metrics: &crate::metrics::GatewayMetrics,
+        client: &crate::http_client::HttpClient,
     ) -> Result<Self, String> {
-        let Some(ObjectStorageConfig::Filesystem(fs)) = config else {
-            return Ok(Self::disabled());
+        let (backend, kind) = match config {
+            None | Some(ObjectStorageConfig::Disabled(_)) => return Ok(Self::disabled()),
+            Some(ObjectStorageConfig::Filesystem(fs)) => {
+                if !fs.path.is_dir() {
+                    return Err(format!(
+                        "`object_storage.path` = {:?} is not a directory: create it (the gateway stores input files under it), or set `object_storage.type = \"disabled\"`",
+                        fs.path
+                    ));
+                }
+                (
+                    Backend::Filesystem(fs.path.clone()),
+                    json!({"type": "filesystem", "path": fs.path.to_string_lossy()}),
+                )
+            }
+            Some(ObjectStorageConfig::S3Compatible(s3)) => {
+                let bucket = S3Bucket::from_config(s3, client.clone())?;
+                let kind = json!({
+                    "type": "s3_compatible",
+                    "bucket_name": s3.bucket_name,
+                    "region": s3.region,
+                    "endpoint": s3.endpoint,
+                    "allow_http": s3.allow_http,
+                });
+                (Backend::S3(Box::new(bucket)), kind)
+            }
         };
-        if !fs.path.is_dir() {
-            return Err(format!(
-                "`object_storage.path` = {:?} is not a directory: create it (the gateway stores input files under it), or set `object_storage.type = \"disabled\"`",
-                fs.path
-            ));
-        }
         Ok(Self {
-            kind: json!({"type": "filesystem", "path": fs.path.to_string_lossy()}),
-            root: Some(fs.path.clone()),
+            backend: Some(backend),
+            kind,
             written: Some(metrics.object_storage_writes.with(&["ok"])),
             failed: Some(metrics.object_storage_writes.with(&["error"])),
             failure_warning: WarnThrottle::new(),
+            recent: Default::default(),
+            writes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_WRITES)),
         })
     }
 
@@ -112,14 +169,37 @@ impl Files {
     /// Keeps an inline file's bytes at its pointer's path, in the background (a file already
     /// there is not written again: the path is its hash).
     pub fn keep(self: &Arc<Self>, file: &FileInput) {
-        let (Some(root), FileInput::Base64 { mime_type, data }) = (&self.root, file) else {
+        let (Some(_), FileInput::Base64 { mime_type, data }) = (&self.backend, file) else {
             return;
         };
-        let path = root.join(stored_path(file, mime_type));
-        let data = data.clone();
+        let path = stored_path(file, mime_type);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.contains(&path) {
+                return;
+            }
+            if recent.len() >= RECENT_PATHS {
+                recent.clear();
+            }
+            recent.insert(path.clone());
+        }
+        let (data, mime_type) = (data.clone(), mime_type.clone());
         let files = self.clone();
         tokio::spawn(async move {
-            match write_once(&path, &data).await {
+            let _turn = files.writes.acquire().await;
+            let written = match files.backend.as_ref() {
+                Some(backend) => backend.write(&path, &data, &mime_type).await,
+                None => Ok(()),
+            };
+            if written.is_err() {
+                // Not remembered: the next inference with this file tries again.
+                files
+                    .recent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&path);
+            }
+            match written {
                 Ok(()) => {
                     if let Some(c) = &files.written {
                         c.inc();
@@ -130,7 +210,7 @@ impl Files {
                         c.inc();
                     }
                     if files.failure_warning.due() {
-                        tracing::warn!(path = %path.display(), error = %e, "object storage: an input file could not be written (logged once a second at most)");
+                        tracing::warn!(path = %path, error = %e, "object storage: an input file could not be written (logged once a second at most)");
                     }
                 }
             }
@@ -139,7 +219,7 @@ impl Files {
 
     /// The bytes behind a stored pointer's `storage_path`, when this storage kept them.
     pub async fn read(&self, storage_path: &Value) -> Result<Vec<u8>, String> {
-        let Some(root) = &self.root else {
+        let Some(backend) = &self.backend else {
             return Err("object storage is off, so the file's bytes were not kept".into());
         };
         if storage_path.get("kind") != Some(&self.kind) {
@@ -153,10 +233,202 @@ impl Files {
             .and_then(Value::as_str)
             .filter(|p| is_stored_path(p))
             .ok_or("the stored file's path is not one this gateway writes")?;
-        tokio::fs::read(root.join(relative))
+        backend
+            .read(relative)
             .await
             .map_err(|e| format!("reading the stored file {relative}: {e}"))
     }
+}
+
+impl Backend {
+    /// Writes `data` (base64) at `path`.
+    async fn write(&self, path: &str, data: &str, mime_type: &str) -> Result<(), String> {
+        let bytes = || {
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| format!("the file is not valid base64: {e}"))
+        };
+        match self {
+            Backend::Filesystem(root) => write_once(&root.join(path), bytes).await,
+            Backend::S3(bucket) => {
+                let bytes = bytes()?;
+                tokio::time::timeout(STORAGE_TIMEOUT, bucket.put(path, bytes, mime_type))
+                    .await
+                    .map_err(|_| "no answer within 30 s".to_owned())?
+            }
+        }
+    }
+
+    /// The bytes at `path`.
+    async fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        match self {
+            Backend::Filesystem(root) => tokio::fs::read(root.join(path))
+                .await
+                .map_err(|e| e.to_string()),
+            Backend::S3(bucket) => tokio::time::timeout(STORAGE_TIMEOUT, bucket.get(path))
+                .await
+                .map_err(|_| "no answer within 30 s".to_owned())?,
+        }
+    }
+}
+
+impl S3Bucket {
+    fn from_config(
+        s3: &crate::config::gateway::S3Config,
+        client: crate::http_client::HttpClient,
+    ) -> Result<Self, String> {
+        let bucket =
+            s3.bucket_name.as_deref().filter(|b| !b.is_empty()).ok_or(
+                "`object_storage.bucket_name` is required with `type = \"s3_compatible\"`",
+            )?;
+        let region = s3
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = match s3.endpoint.as_deref() {
+            Some(e) => Some(match e.strip_prefix("env::") {
+                Some(var) => std::env::var(var).map_err(|_| {
+                    format!("`object_storage.endpoint` reads {var}, which is not set")
+                })?,
+                None => e.to_owned(),
+            }),
+            None => None,
+        };
+        let base = match &endpoint {
+            Some(e) => {
+                if e.starts_with("http://") && !s3.allow_http {
+                    return Err(format!(
+                        "`object_storage.endpoint` {e} is plain HTTP: use https, or set `allow_http = true` (local development only)"
+                    ));
+                }
+                if !e.starts_with("http://") && !e.starts_with("https://") {
+                    return Err(format!(
+                        "`object_storage.endpoint` {e} is not an http(s) URL"
+                    ));
+                }
+                format!(
+                    "{}/{}",
+                    e.trim_end_matches('/'),
+                    crate::aws::uri_encode(bucket)
+                )
+            }
+            None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        };
+        let credentials = s3_credentials().ok_or(
+            "`s3_compatible` object storage needs credentials: set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+        )?;
+        Ok(Self {
+            client,
+            base,
+            region,
+            credentials,
+        })
+    }
+
+    /// A signed request for the object at `key`.
+    fn request(
+        &self,
+        method: &str,
+        key: &str,
+        content_type: Option<&str>,
+        body: bytes::Bytes,
+    ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, String> {
+        let url = format!("{}/{key}", self.base);
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|c| vec![("content-type", c)])
+            .unwrap_or_default();
+        let signature = crate::aws::signing_headers(
+            method,
+            "s3",
+            &url,
+            &headers,
+            &body,
+            &self.region,
+            &self.credentials,
+            std::time::SystemTime::now(),
+        )?;
+        let mut builder = http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers.iter().copied() {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in &signature {
+            let mut value = http::HeaderValue::from_str(value)
+                .map_err(|_| format!("the signature's {name} header is not a valid header"))?;
+            value.set_sensitive(true);
+            builder = builder.header(name.as_str(), value);
+        }
+        builder
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| e.to_string())
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, mime_type: &str) -> Result<(), String> {
+        let request = self.request("PUT", key, Some(mime_type), bytes.into())?;
+        let response = self.client.request(request).await.map_err(|e| {
+            format!(
+                "the bucket did not answer: {}",
+                crate::error::error_chain(&e)
+            )
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = read_bounded(response.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        Err(format!(
+            "PUT answered {status}: {}",
+            crate::upstream::snippet(&body)
+        ))
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, String> {
+        let request = self.request("GET", key, None, bytes::Bytes::new())?;
+        let response = self.client.request(request).await.map_err(|e| {
+            format!(
+                "the bucket did not answer: {}",
+                crate::error::error_chain(&e)
+            )
+        })?;
+        let status = response.status();
+        let body = read_bounded(response.into_body(), MAX_FILE_BYTES).await?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(format!(
+                "GET answered {status}: {}",
+                crate::upstream::snippet(&body)
+            ))
+        }
+    }
+}
+
+/// `S3_ACCESS_KEY_ID` / `S3_SECRET_ACCESS_KEY` (with `S3_SESSION_TOKEN`), else the AWS
+/// environment variables.
+fn s3_credentials() -> Option<crate::aws::AwsCredentials> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var("S3_ACCESS_KEY_ID"), var("S3_SECRET_ACCESS_KEY")) {
+        (Some(access_key_id), Some(secret)) => Some(crate::aws::AwsCredentials {
+            access_key_id,
+            secret_access_key: switchyard_layers::Secret::new(secret),
+            session_token: var("S3_SESSION_TOKEN").map(switchyard_layers::Secret::new),
+        }),
+        _ => crate::aws::AwsCredentials::from_env(),
+    }
+}
+
+/// A response body, at most `limit` bytes.
+async fn read_bounded(body: hyper::body::Incoming, limit: usize) -> Result<Vec<u8>, String> {
+    use http_body_util::BodyExt;
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes().to_vec())
+        .map_err(|e| format!("reading the answer: {e}"))
 }
 
 /// `observability/files/<sha-256 of the data or URL>.<extension from the MIME type>`.
@@ -199,13 +471,14 @@ fn is_stored_path(path: &str) -> bool {
 
 /// Writes the decoded `data` to `path` unless a file is there: to a temporary name first, then
 /// renamed, so a reader never sees half a file.
-async fn write_once(path: &Path, data: &str) -> Result<(), String> {
+async fn write_once(
+    path: &Path,
+    bytes: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<(), String> {
     if tokio::fs::try_exists(path).await.unwrap_or(false) {
         return Ok(());
     }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|e| format!("the file is not valid base64: {e}"))?;
+    let bytes = bytes()?;
     let dir = path.parent().ok_or("no parent directory")?;
     tokio::fs::create_dir_all(dir)
         .await

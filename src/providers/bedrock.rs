@@ -14,6 +14,8 @@ use super::{
     CallContext, ChunkSource, Edits, ProviderSpec, apply_body_edit, apply_header_edits,
     peek_stream, sensitive_header,
 };
+use crate::aws::signing_headers;
+pub use crate::aws::{AwsCredentials, uri_encode};
 use crate::config::CredentialLocation;
 use crate::config::JsonMode;
 use crate::config::models::AwsIamKeys;
@@ -23,8 +25,6 @@ use crate::model_call::{
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
 };
 use crate::upstream::{error_text, snippet};
-pub use crate::aws::{AwsCredentials, uri_encode};
-use crate::aws::signing_headers;
 use switchyard_layers::Secret;
 use switchyard_layers::credentials::CredentialSource;
 

@@ -6,9 +6,9 @@
 //! and reads them.
 
 use super::bedrock::{AwsAuth, AwsSigner};
-use crate::aws::uri_encode;
 use super::openai::{OpenAiAdapter, parse_completion};
 use super::{CallContext, Edits, ProviderSpec, SseReader};
+use crate::aws::uri_encode;
 use crate::config::models::{AwsSagemakerProvider, SagemakerHostedProvider};
 use crate::error::Error;
 use crate::model_call::{ModelRequest, ProviderOutput};

@@ -186,24 +186,27 @@ fn paths_are_relative_to_the_file_that_names_them() {
 #[test]
 fn unsupported_sections_load_with_warnings() {
     let text = format!(
-        "{MODEL}\n[object_storage]\ntype = \"s3_compatible\"\nbucket_name = \"b\"\n\n[[rate_limiting.rules]]\nmodel_inferences_per_minute = 5\npriority = 0\n"
+        "{MODEL}\n[[rate_limiting.rules]]\nmodel_inferences_per_minute = 5\npriority = 0\nunknown_key = 1\n"
     );
     let loaded = load(&[("c.toml", &text)]).unwrap();
     let warnings: Vec<&str> = loaded.warnings.iter().map(|w| w.message.as_str()).collect();
     assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("s3_compatible") && w.contains("not supported")),
-        "no warning about object storage: {warnings:#?}"
+        warnings.iter().any(|w| w.contains("unknown_key")),
+        "no warning about the ignored key: {warnings:#?}"
     );
-    // The filesystem kind works: nothing to warn about.
-    let text = format!("{MODEL}\n[object_storage]\ntype = \"filesystem\"\npath = \"/tmp\"\n");
-    let loaded = load(&[("c.toml", &text)]).unwrap();
-    assert!(
-        !loaded.warnings.iter().any(|w| w.message.contains("object")),
-        "{:#?}",
-        loaded.warnings
-    );
+    // Both kinds of object storage work: nothing to warn about.
+    for storage in [
+        "type = \"filesystem\"\npath = \"/tmp\"",
+        "type = \"s3_compatible\"\nbucket_name = \"b\"\nregion = \"eu-west-1\"",
+    ] {
+        let text = format!("{MODEL}\n[object_storage]\n{storage}\n");
+        let loaded = load(&[("c.toml", &text)]).unwrap();
+        assert!(
+            !loaded.warnings.iter().any(|w| w.message.contains("object")),
+            "{:#?}",
+            loaded.warnings
+        );
+    }
 }
 
 #[test]
@@ -398,13 +401,13 @@ allow_http = true
     assert_eq!(loaded.config.models["all"].providers.len(), 12);
     assert_eq!(loaded.config.functions["chat"].variants().len(), 5);
     assert_eq!(loaded.config.rate_limiting.rules.len(), 2);
-    // What loads but does nothing yet is said: batch inference, object storage, ...
+    // What loads but does nothing yet is said: batch inference, deprecated keys, ...
     assert!(loaded.warnings.len() >= 2, "{:#?}", loaded.warnings);
     assert!(
         loaded
             .warnings
             .iter()
-            .any(|w| w.message.contains("object_storage")),
+            .any(|w| w.message.contains("batch inference is not supported")),
         "{:#?}",
         loaded.warnings
     );

@@ -195,3 +195,82 @@ class AwsMock:
         pieces = [sse[i:i + 37] for i in range(0, len(sse), 37)]
         frames = [frame({":event-type": "PayloadPart", ":content-type": "application/octet-stream", ":message-type": "event"}, p) for p in pieces]
         self.stream(handler, frames)
+
+
+class S3Mock:
+    """An S3-compatible bucket service on 127.0.0.1 (path-style URLs: /BUCKET/KEY) that checks
+    every request's SigV4 signature as S3 does: botocore's S3 signer, over the path as sent and
+    the payload hash the request declares in x-amz-content-sha256, which must be the body's.
+    `objects` holds what was PUT; `refuse_writes` makes PUTs fail as a full or locked bucket."""
+
+    def __init__(self, access_key, secret_key):
+        import hashlib
+
+        from botocore.auth import S3SigV4Auth
+
+        self.credentials = Credentials(access_key, secret_key)
+        self.objects = {}
+        self.verified = 0
+        self.refused = []
+        self.refuse_writes = False
+        mock = self
+
+        def check(handler, body):
+            match = AUTH.match(handler.headers.get("authorization", ""))
+            if not match:
+                return "no SigV4 Authorization header"
+            access, date, region, service, signed, signature = match.groups()
+            if access != mock.credentials.access_key or service != "s3":
+                return f"not signed for S3 with the bucket's key ({access}, {service})"
+            if handler.headers.get("x-amz-content-sha256") != hashlib.sha256(body).hexdigest():
+                return "x-amz-content-sha256 is not the body's hash"
+            names = signed.split(";")
+            if not {"host", "x-amz-content-sha256", "x-amz-date"} <= set(names):
+                return f"{signed} leaves out a header S3 requires signed"
+            request = AWSRequest(method=handler.command, url=f"http://{handler.headers['host']}{handler.path}",
+                                 data=body, headers={name: handler.headers[name] for name in names})
+            request.context["timestamp"] = handler.headers["x-amz-date"]
+            signer = S3SigV4Auth(mock.credentials, "s3", region)
+            expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+            return None if expected == signature else "SignatureDoesNotMatch"
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, status, body=b"", content_type="application/xml"):
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def serve(self):
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                why = check(self, body)
+                if why:
+                    mock.refused.append(why)
+                    return self.answer(403, f"<Error><Code>AccessDenied</Code><Message>{why}</Message></Error>".encode())
+                mock.verified += 1
+                bucket, _, key = self.path.lstrip("/").partition("/")
+                if self.command == "PUT":
+                    if mock.refuse_writes:
+                        return self.answer(503, b"<Error><Code>SlowDown</Code></Error>")
+                    mock.objects[(bucket, key)] = (self.headers.get("content-type"), body)
+                    return self.answer(200)
+                found = mock.objects.get((bucket, key))
+                if found is None:
+                    return self.answer(404, b"<Error><Code>NoSuchKey</Code></Error>")
+                return self.answer(200, found[1], found[0] or "application/octet-stream")
+
+            do_PUT = serve
+            do_GET = serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def shutdown(self):
+        self.server.shutdown()

@@ -247,3 +247,58 @@ def test_input_files_go_to_object_storage_and_come_back_for_the_next_turn(storin
         assert "object_storage" in str(e.value) and "bytes were not kept" in str(e.value)
     finally:
         p.stop()
+
+
+def test_input_files_go_to_an_s3_compatible_bucket_signed_as_s3_wants(storing_gateway, postgres, mock_provider, tmp_path):
+    # (storing_gateway: the database has its tables.)
+    import base64
+    import hashlib
+
+    from aws_mock import S3Mock
+
+    s3 = S3Mock("AKIDS3TEST", "s3-secret-key")
+    d = tmp_path / "s3"
+    d.mkdir()
+    (d / "weather.json").write_text('{"type":"object"}')
+    (d / "tensorzero.toml").write_text(CONFIG.replace("{mock}", mock_provider) + f"""
+[object_storage]
+type = "s3_compatible"
+endpoint = "{s3.url}"
+bucket_name = "llm-files"
+region = "eu-west-1"
+allow_http = true
+""")
+    env = {"TENSORZERO_POSTGRES_URL": postgres.url, "S3_ACCESS_KEY_ID": "AKIDS3TEST", "S3_SECRET_ACCESS_KEY": "s3-secret-key"}
+    p, addr = start_gateway(d / "tensorzero.toml", d, env)
+    try:
+        client = openai.OpenAI(base_url=f"http://{addr}/openai/v1", api_key="unused")
+        image = [{"role": "user", "content": [{"type": "input_image", "image_url": f"data:image/png;base64,{PIXEL}"}]}]
+        first = client.responses.create(model="mock", input=image)
+        key = f"observability/files/{hashlib.sha256(PIXEL.encode()).hexdigest()}.png"
+        deadline = time.monotonic() + 10
+        while ("llm-files", key) not in s3.objects and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s3.objects[("llm-files", key)] == ("image/png", base64.b64decode(PIXEL)), s3.refused
+
+        # The next turn reads it back from the bucket (a signed GET) and sends it again.
+        client.responses.create(model="mock", input="And?", previous_response_id=first.id)
+        sent = json.load(urllib.request.urlopen(f"http://{mock_provider}/mock/requests"))[-1]["body"]
+        assert f"data:image/png;base64,{PIXEL}" in json.dumps(sent)
+        assert s3.refused == [] and s3.verified >= 2
+
+        # A bucket that refuses writes fails no inference; the failure is counted.
+        s3.refuse_writes = True
+        other = base64.b64encode(base64.b64decode(PIXEL) + b"more").decode()
+        client.responses.create(model="mock", input=[{"role": "user", "content": [{"type": "input_image", "image_url": f"data:image/png;base64,{other}"}]}])
+        deadline = time.monotonic() + 10
+        metrics = ""
+        while 'switchyard_object_storage_writes_total{outcome="error"} 1' not in metrics and time.monotonic() < deadline:
+            time.sleep(0.05)
+            metrics = urllib.request.urlopen(f"http://{addr}/metrics").read().decode()
+        assert 'switchyard_object_storage_writes_total{outcome="error"} 1' in metrics
+        assert 'switchyard_object_storage_writes_total{outcome="ok"} 1' in metrics
+        # The key never reaches the log.
+        assert "s3-secret-key" not in p.output()
+    finally:
+        p.stop()
+        s3.shutdown()

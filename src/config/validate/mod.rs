@@ -492,7 +492,7 @@ impl Checker<'_> {
                     }
                     Some(e) => self.url(at.key("endpoint"), "the object storage endpoint", e),
                 }
-                self.not_supported_yet(at, "`s3_compatible` object storage");
+                // Credentials and `allow_http` are checked at start-up (observability::files).
             }
             // Checked at start-up (the directory must exist); see observability::files.
             Some(O::Filesystem(_)) => {}
