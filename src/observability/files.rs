@@ -498,6 +498,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bucket_without_a_name_or_with_plain_http_stops_start_up() {
+        let config = |bucket: Option<&str>, endpoint: Option<&str>, allow_http| {
+            crate::config::gateway::S3Config {
+                endpoint: endpoint.map(str::to_owned),
+                bucket_name: bucket.map(str::to_owned),
+                region: Some("eu-west-1".into()),
+                allow_http,
+            }
+        };
+        let client = crate::http_client::build();
+        let e = S3Bucket::from_config(&config(None, None, false), client.clone()).unwrap_err();
+        assert!(e.contains("bucket_name` is required"), "{e}");
+        let e = S3Bucket::from_config(
+            &config(Some("b"), Some("http://127.0.0.1:9000"), false),
+            client.clone(),
+        )
+        .unwrap_err();
+        assert!(e.contains("allow_http = true"), "{e}");
+        let e = S3Bucket::from_config(&config(Some("b"), Some("ftp://x"), true), client)
+            .unwrap_err();
+        assert!(e.contains("not an http(s) URL"), "{e}");
+    }
+
+    #[test]
     fn stored_paths_stay_in_their_directory() {
         let file = |mime: &str| FileInput::Base64 {
             mime_type: mime.into(),
