@@ -516,8 +516,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("allow_http = true"), "{e}");
-        let e = S3Bucket::from_config(&config(Some("b"), Some("ftp://x"), true), client)
-            .unwrap_err();
+        let e =
+            S3Bucket::from_config(&config(Some("b"), Some("ftp://x"), true), client).unwrap_err();
         assert!(e.contains("not an http(s) URL"), "{e}");
     }
 
