@@ -88,10 +88,10 @@ impl Files {
         }
     }
 
-    /// The storage `[object_storage]` describes, checked as TensorZero checks it at start-up:
-    /// a filesystem directory must exist; a bucket needs its name and credentials
-    /// (`S3_ACCESS_KEY_ID` / `S3_SECRET_ACCESS_KEY`, else the AWS environment variables), and
-    /// a plain-HTTP endpoint needs `allow_http`.
+    /// The storage `[object_storage]` describes, checked at start-up: a filesystem directory
+    /// must exist; a bucket needs its name, and a plain-HTTP endpoint `allow_http`. A bucket
+    /// without credentials (`S3_ACCESS_KEY_ID` / `S3_SECRET_ACCESS_KEY`, else the AWS
+    /// environment variables) keeps nothing, with a warning.
     pub fn from_config(
         config: Option<&ObjectStorageConfig>,
         metrics: &crate::metrics::GatewayMetrics,
@@ -112,7 +112,15 @@ impl Files {
                 )
             }
             Some(ObjectStorageConfig::S3Compatible(s3)) => {
-                let bucket = S3Bucket::from_config(s3, client.clone())?;
+                // Without credentials the gateway serves, keeping no file bytes, and says so
+                // (as a store that cannot start does): the AWS credentials switchyard reads are
+                // the environment's only, not an IAM role's.
+                let Some(bucket) = S3Bucket::from_config(s3, client.clone())? else {
+                    tracing::warn!(
+                        "object storage: `s3_compatible` has no credentials (set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; IAM roles are not read): input files are stored as pointers without their bytes"
+                    );
+                    return Ok(Self::disabled());
+                };
                 let kind = json!({
                     "type": "s3_compatible",
                     "bucket_name": s3.bucket_name,
@@ -273,10 +281,11 @@ impl Backend {
 }
 
 impl S3Bucket {
+    /// The bucket `s3` describes; `None` without credentials in the environment.
     fn from_config(
         s3: &crate::config::gateway::S3Config,
         client: crate::http_client::HttpClient,
-    ) -> Result<Self, String> {
+    ) -> Result<Option<Self>, String> {
         let bucket =
             s3.bucket_name.as_deref().filter(|b| !b.is_empty()).ok_or(
                 "`object_storage.bucket_name` is required with `type = \"s3_compatible\"`",
@@ -317,15 +326,15 @@ impl S3Bucket {
             }
             None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         };
-        let credentials = s3_credentials().ok_or(
-            "`s3_compatible` object storage needs credentials: set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-        )?;
-        Ok(Self {
+        let Some(credentials) = s3_credentials() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
             client,
             base,
             region,
             credentials,
-        })
+        }))
     }
 
     /// A signed request for the object at `key`.
