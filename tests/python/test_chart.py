@@ -197,6 +197,20 @@ def test_notes_warn_when_prometheus_cannot_reach_the_relay():
     assert "Prometheus cannot scrape" not in notes(None)
 
 
+def test_a_volume_for_filesystem_object_storage_can_be_mounted():
+    config = one(render(), "ConfigMap")["data"]["tensorzero.toml"] + '\n[object_storage]\ntype = "filesystem"\npath = "/var/lib/switchyard/files"\n'
+    docs = render({
+        "config": config,
+        "extraVolumes": [{"name": "files", "persistentVolumeClaim": {"claimName": "switchyard-files"}}],
+        "extraVolumeMounts": [{"name": "files", "mountPath": "/var/lib/switchyard/files"}],
+    })
+    validate_against_kubernetes_schemas(docs, "chart with a files volume")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (relay,) = pod["containers"]
+    assert {"name": "files", "mountPath": "/var/lib/switchyard/files"} in relay["volumeMounts"]
+    assert {"name": "files", "persistentVolumeClaim": {"claimName": "switchyard-files"}} in pod["volumes"]
+
+
 def test_optional_pod_settings_reach_the_pod():
     pod = one(render({"relay": {"priorityClassName": "platform-critical", "nodeSelector": {"pool": "gateways"},
                                 "tolerations": [{"key": "gateways", "operator": "Exists"}]}}), "Deployment")["spec"]["template"]["spec"]

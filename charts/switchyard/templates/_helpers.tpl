@@ -198,6 +198,9 @@ binary probes itself.
     - name: switchyard-edge-config
       mountPath: /app/switchyard
       readOnly: true
+    {{- with .Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/* The sidecar's volume, as an entry of the pod's volumes. */}}
