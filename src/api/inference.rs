@@ -35,7 +35,20 @@ where
 {
     let started = tokio::time::Instant::now();
     let (parts, bytes) = read_body(req, state.body_limit).await?;
-    let native: InferenceRequestBody = parse_json(&bytes)?;
+    let mut native: InferenceRequestBody = parse_json(&bytes)?;
+    // TensorZero's stored-file pointers (a datapoint's or a stored inference's input, sent
+    // again): their bytes from object storage.
+    super::stored_files::resolve(
+        state.engine.files(),
+        native
+            .input
+            .messages
+            .iter_mut()
+            .map(|m| &mut m.content)
+            .collect(),
+    )
+    .await
+    .map_err(Error::InvalidRequest)?;
     let mut request = into_request(native)?;
     super::take_caller_context(&mut request, &parts);
     let stream = request.stream;

@@ -17,6 +17,7 @@ pub mod models;
 pub mod openai;
 pub mod responses;
 pub mod status;
+mod stored_files;
 mod stream;
 mod target;
 

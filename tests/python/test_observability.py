@@ -221,6 +221,31 @@ def test_input_files_go_to_object_storage_and_come_back_for_the_next_turn(storin
     pointers = [b for m in stored_input["messages"] for b in m["content"] if b.get("type") == "file"]
     assert pointers and pointers[0]["storage_path"] == {"kind": {"type": "filesystem", "path": str(stored_files)}, "path": path}
 
+    # A stored input sent again (as TensorZero's tools send a datapoint's or an inference's
+    # input, pointers and all) gets its file from storage, in either pointer form.
+    for pointer_form in ({}, {"file_type": "object_storage_pointer"}):
+        again = json.loads(json.dumps(stored_input))
+        for m in again["messages"]:
+            for b in m["content"]:
+                if b.get("type") == "file":
+                    b.update(pointer_form)
+        body = json.dumps({"model_name": "mock", "input": again}).encode()
+        request = urllib.request.Request(f"{storing_gateway}/inference", data=body, headers={"Content-Type": "application/json"})
+        assert urllib.request.urlopen(request, timeout=30).status == 200
+        resent = json.load(urllib.request.urlopen(f"http://{mock_provider}/mock/requests"))[-1]["body"]
+        assert f"data:image/png;base64,{PIXEL}" in json.dumps(resent)
+    # A pointer at nothing is the client's mistake, and says which block.
+    broken = json.loads(json.dumps(stored_input))
+    for m in broken["messages"]:
+        for b in m["content"]:
+            if b.get("type") == "file":
+                b["storage_path"]["path"] = "observability/files/" + "0" * 64 + ".png"
+    body = json.dumps({"model_name": "mock", "input": broken}).encode()
+    request = urllib.request.Request(f"{storing_gateway}/inference", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=30)
+    assert e.value.code == 400 and "points at a stored file that cannot be read" in e.value.read().decode()
+
     # The next turn sends the picture again, from storage.
     second = client.responses.create(model="mock", input="And its colour?", previous_response_id=first.id)
     assert second.previous_response_id == first.id
@@ -244,7 +269,7 @@ def test_input_files_go_to_object_storage_and_come_back_for_the_next_turn(storin
         time.sleep(0.5)
         with pytest.raises(openai.BadRequestError) as e:
             bare.responses.create(model="mock", input="And?", previous_response_id=kept_nothing.id)
-        assert "object_storage" in str(e.value) and "bytes were not kept" in str(e.value)
+        assert "object_storage" in str(e.value) and "bytes were not kept" in str(e.value), str(e.value)
     finally:
         p.stop()
 

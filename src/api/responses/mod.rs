@@ -232,7 +232,19 @@ async fn previous_response(state: &AppState, id: &str) -> Result<Previous, Error
     if !answer.is_empty() {
         messages.push(json!({"role": "assistant", "content": answer}));
     }
-    restore_files(state.engine.files(), &mut messages).await?;
+    crate::api::stored_files::resolve(
+        state.engine.files(),
+        messages
+            .iter_mut()
+            .filter_map(|m| m.get_mut("content"))
+            .collect(),
+    )
+    .await
+    .map_err(|why| {
+        bad(format!(
+            "the previous response's input cannot be sent again: {why}; set `[object_storage]` to keep files, or send the whole conversation in `input`"
+        ))
+    })?;
     let wire: crate::native_wire::InputBody = serde_json::from_value(json!({
         "system": stored.get("input").and_then(|i| i.get("system")),
         "messages": messages,
@@ -249,50 +261,6 @@ async fn previous_response(state: &AppState, id: &str) -> Result<Previous, Error
         .and_then(|s| s.parse().ok())
         .ok_or_else(not_found)?;
     Ok(Previous { input, episode_id })
-}
-
-/// Stored file pointers back into files a model can take: their bytes from object storage,
-/// or the URL the client gave. A file whose bytes were not kept cannot be sent again (400).
-async fn restore_files(
-    files: &crate::observability::files::Files,
-    messages: &mut [Value],
-) -> Result<(), Error> {
-    use base64::Engine as _;
-    for message in messages {
-        let Some(Value::Array(blocks)) = message.get_mut("content") else {
-            continue;
-        };
-        for block in blocks {
-            let is_pointer = block.get("type").and_then(Value::as_str) == Some("file")
-                && block.get("storage_path").is_some();
-            if !is_pointer {
-                continue;
-            }
-            let mime_type = block
-                .get("mime_type")
-                .cloned()
-                .unwrap_or_else(|| json!("application/octet-stream"));
-            *block = match files.read(&block["storage_path"]).await {
-                Ok(bytes) => json!({
-                    "type": "file",
-                    "file_type": "base64",
-                    "mime_type": mime_type,
-                    "data": base64::engine::general_purpose::STANDARD.encode(bytes),
-                }),
-                Err(why) => match block.get("source_url").and_then(Value::as_str) {
-                    Some(url) => {
-                        json!({"type": "file", "file_type": "url", "url": url, "mime_type": mime_type})
-                    }
-                    None => {
-                        return Err(bad(format!(
-                            "the previous response's input has a file that cannot be sent again ({why}): set `[object_storage] type = \"filesystem\"` to keep files, or send the whole conversation in `input`"
-                        )));
-                    }
-                },
-            };
-        }
-    }
-    Ok(())
 }
 
 fn bad(message: impl Into<String>) -> Error {
