@@ -31,8 +31,7 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub export: ExportConfig,
     /// Fetch remote input files and send them inline (default false since TensorZero 2025.10:
-    /// a file's URL goes to providers that take URLs). Read, not acted on: switchyard always
-    /// passes URLs through.
+    /// a file's URL goes to providers that take URLs). See `inference::url_files`.
     #[serde(default)]
     pub fetch_and_encode_input_files_before_inference: bool,
     /// `[gateway.observability]`.

@@ -18,6 +18,7 @@ pub mod schema;
 mod store;
 pub mod stored;
 pub mod templates;
+mod url_files;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub struct Engine {
     store: Option<Arc<crate::observability::Writer>>,
     /// `[object_storage]`: where stored input files' bytes go.
     files: Arc<crate::observability::files::Files>,
+    /// With `fetch_and_encode_input_files_before_inference`: fetches URL files first.
+    url_files: Option<url_files::UrlFiles>,
     /// How DICL examples are ranked in the store's database (found out on first use).
     dicl_ranking: tokio::sync::OnceCell<Option<crate::observability::dicl::Ranking>>,
     /// The adaptive experiments' bandits, recomputing sampling probabilities.
@@ -107,7 +110,7 @@ impl Engine {
             }
         };
         let context = StackContext {
-            upstream: crate::upstream::Upstream::new(client),
+            upstream: crate::upstream::Upstream::new(client.clone()),
             global_timeout: Duration::from_millis(config.gateway.global_outbound_http_timeout_ms),
             relay,
             metrics: metrics.clone(),
@@ -159,6 +162,15 @@ impl Engine {
                     retry_budget,
                     store: None,
                     files: Arc::default(),
+                    url_files: config
+                        .gateway
+                        .fetch_and_encode_input_files_before_inference
+                        .then(|| {
+                            url_files::UrlFiles::new(
+                                client.clone(),
+                                config.gateway.limits.max_request_body_bytes,
+                            )
+                        }),
                     dicl_ranking: tokio::sync::OnceCell::new(),
                     adaptive_tasks: Vec::new(),
                 })
@@ -276,6 +288,9 @@ impl Engine {
         let started = tokio::time::Instant::now();
         let stats = request.stats.clone();
         self.count_request(&request);
+        if let Some(url_files) = &self.url_files {
+            url_files.inline(&mut request.input).await?;
+        }
         let storing = match &self.store {
             Some(writer) if !request.dryrun => {
                 let recorder = Arc::new(crate::observability::Recorder::new(self.files.clone()));

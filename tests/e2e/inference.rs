@@ -269,3 +269,110 @@ async fn gzip_request_bodies_are_accepted() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["content"][0]["text"], "mock reply to: zipped");
 }
+
+/// A file server for the fetch tests: `/pixel.png` (a PNG, no MIME type asked of the client),
+/// `/big` (larger than the test's body limit), `/moved` (a redirect).
+async fn file_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let path = String::from_utf8_lossy(&request)
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_owned();
+                let (head, body): (&str, Vec<u8>) = match path.as_str() {
+                    "/pixel.png" => ("200 OK\r\nContent-Type: image/png", PIXEL_BYTES.to_vec()),
+                    "/big" => ("200 OK\r\nContent-Type: image/png", vec![7u8; 10_000]),
+                    "/moved" => ("302 Found\r\nLocation: http://169.254.169.254/", Vec::new()),
+                    _ => ("404 Not Found", Vec::new()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+const PIXEL_BYTES: &[u8] = b"\x89PNG\r\n\x1a\n-a-stand-in-for-an-image";
+
+#[tokio::test]
+async fn url_files_are_fetched_and_sent_inline_when_the_gateway_is_asked_to() {
+    use base64::Engine as _;
+    let files = file_server().await;
+    let config = format!(
+        "[gateway]\nfetch_and_encode_input_files_before_inference = true\n[gateway.limits]\nmax_request_body_bytes = 4096\n{BASIC}"
+    );
+    let h = Harness::start(&config).await;
+    let ask = |url: String| {
+        json!({"model_name": "mock", "input": {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "file", "url": url},
+        ]}]}})
+    };
+    let r = h
+        .post("/inference", &ask(format!("{files}/pixel.png")))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = last_request(&h.mock).body.to_string();
+    let inline = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(PIXEL_BYTES)
+    );
+    assert!(sent.contains(&inline), "{sent}");
+    assert!(
+        !sent.contains("/pixel.png"),
+        "the URL itself is not sent: {sent}"
+    );
+
+    // What cannot be fetched is the client's to fix, and says why.
+    for (url, why) in [
+        (format!("{files}/big"), "larger than 4096 bytes"),
+        (format!("{files}/moved"), "redirects are not followed"),
+        (format!("{files}/missing"), "answered 404"),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "an address the gateway does not fetch from",
+        ),
+        ("ftp://example.com/x.png".to_owned(), "only http and https"),
+    ] {
+        let r = h.post("/inference", &ask(url.clone())).await;
+        assert_eq!(r.status, 400, "{url}: {}", r.text());
+        assert!(r.error().contains(why), "{url}: {}", r.text());
+    }
+}
+
+#[tokio::test]
+async fn url_files_are_passed_through_by_default() {
+    let h = Harness::start(BASIC).await;
+    let body = json!({"model_name": "mock", "input": {"messages": [{"role": "user", "content": [
+        {"type": "file", "url": "https://example.com/cat.png", "mime_type": "image/png"},
+    ]}]}});
+    let r = h.post("/inference", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        last_request(&h.mock)
+            .body
+            .to_string()
+            .contains("https://example.com/cat.png")
+    );
+}
