@@ -502,8 +502,19 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
                 };
             }
             let peer = &this.peer;
+            // When the call is being stored (DICL's embedding of its input), its exchange is
+            // kept for the model row, as a chat provider's is.
+            let exchange = call
+                .extensions
+                .get::<crate::model_call::ExchangeLog>()
+                .map(|log| log.attempt(&destination.provider_name()));
+            let payload = crate::upstream::json_body(&body);
+            if let Some(exchange) = &exchange {
+                exchange.lock().unwrap_or_else(|e| e.into_inner()).request =
+                    String::from_utf8_lossy(&payload).into_owned();
+            }
             let mut request = builder
-                .body(Full::new(crate::upstream::json_body(&body)))
+                .body(Full::new(payload))
                 .map_err(|e| peer.failure(format!("cannot build a request to `{url}`: {e}")))?;
             crate::providers::apply_header_edits(
                 request.headers_mut(),
@@ -517,6 +528,10 @@ impl tower::Service<Call<EmbeddingRequest>> for EmbeddingClient {
             let bytes = read_answer(response.into_body())
                 .await
                 .map_err(|fault| peer.failure(fault))?;
+            if let Some(exchange) = &exchange {
+                exchange.lock().unwrap_or_else(|e| e.into_inner()).response =
+                    String::from_utf8_lossy(&bytes).into_owned();
+            }
             let answer: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| peer.failure(format!("the answer is not JSON: {e}")))?;
             let (embeddings, prompt_tokens) =

@@ -71,6 +71,14 @@ impl Engine {
         if let Some(trace) = request.trace {
             call.extensions.insert(trace);
         }
+        // Stored inferences keep the embedding call's exchange in its model row.
+        let exchange = request
+            .recorder
+            .as_ref()
+            .map(|_| crate::model_call::ExchangeLog::default());
+        if let Some(log) = &exchange {
+            call.extensions.insert(log.clone());
+        }
         let embedded = self.embeddings.embed(&config.embedding_model, call).await?;
         let query: Vec<f32> = embedded
             .embeddings
@@ -88,11 +96,15 @@ impl Engine {
                 ))
             })?;
         if let Some(recorder) = &request.recorder {
+            let exchange = exchange
+                .and_then(|log| log.take(&embedded.provider))
+                .unwrap_or_default();
             recorder.embedding_call(
                 ids.inference_id,
                 &config.embedding_model,
                 &embedded,
                 &text,
+                exchange,
                 started.elapsed(),
             );
         }

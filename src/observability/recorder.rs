@@ -84,6 +84,7 @@ impl Recorder {
         model_name: &str,
         embedded: &crate::embeddings::EmbeddingOutput,
         text: &str,
+        exchange: crate::model_call::ExchangeText,
         elapsed: Duration,
     ) {
         let (provider, prompt_tokens, cost) =
@@ -102,8 +103,14 @@ impl Recorder {
             cost: cost
                 .filter(|c| c.to_f64().abs() < 1e9)
                 .map(|c| c.to_string()),
-            raw_request: serde_json::json!({ "input": text }).to_string(),
-            raw_response: String::new(),
+            // The body sent and the answer, as for a chat call (when the provider's exchange
+            // was not seen, the input that was embedded).
+            raw_request: if exchange.request.is_empty() {
+                serde_json::json!({ "input": text }).to_string()
+            } else {
+                exchange.request
+            },
+            raw_response: exchange.response,
             system: None,
             input_messages: serde_json::json!([{"role": "user", "content": [{"type": "text", "text": text}]}]),
             output: serde_json::json!([]),

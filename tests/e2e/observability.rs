@@ -1759,6 +1759,25 @@ async fn dicl_end_to_end(pg: Postgres) {
         .unwrap()
         .get(0);
     assert_eq!(first, "emb");
+    // Its exchange is the embedding provider's: the body sent and the answer.
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT d.raw_request, d.raw_response FROM tensorzero.model_inferences m
+                 JOIN tensorzero.model_inference_data d ON d.id = m.id AND d.created_at = m.created_at
+                 WHERE m.inference_id = '{id}' AND m.model_name = 'emb'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let sent: Value = serde_json::from_str(&row.get::<_, String>(0)).unwrap();
+    assert!(
+        sent["model"].is_string() && sent["input"].is_string(),
+        "{sent}"
+    );
+    let answer: Value = serde_json::from_str(&row.get::<_, String>(1)).unwrap();
+    assert!(answer["data"][0]["embedding"].is_array(), "{answer}");
 
     // max_distance keeps only the identical input's example.
     let r = gw.post("/inference", &ask("strict")).await;
