@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -38,6 +39,8 @@ pub struct Files {
     recent: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Writes in flight at once.
     writes: Arc<tokio::sync::Semaphore>,
+    /// Bytes of files waiting to be written or being written.
+    pending_bytes: AtomicUsize,
 }
 
 /// The storage behind `[object_storage]`.
@@ -65,6 +68,9 @@ const RECENT_PATHS: usize = 10_000;
 const CONCURRENT_WRITES: usize = 32;
 /// How long one read or write may take.
 const STORAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// File bytes (base64) waiting for the storage at most; past it, files are not kept (counted
+/// and logged) until the storage catches up.
+const MAX_PENDING_BYTES: usize = 256 * 1024 * 1024;
 /// The largest stored file read back (inputs are bounded by the request body limit anyway).
 const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -85,6 +91,7 @@ impl Files {
             failure_warning: WarnThrottle::new(),
             recent: Default::default(),
             writes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_WRITES)),
+            pending_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -139,6 +146,7 @@ impl Files {
             failure_warning: WarnThrottle::new(),
             recent: Default::default(),
             writes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_WRITES)),
+            pending_bytes: AtomicUsize::new(0),
         })
     }
 
@@ -191,22 +199,26 @@ impl Files {
             }
             recent.insert(path.clone());
         }
+        // Files waiting for a slow storage are held in memory: bounded, like the row queue.
+        let size = data.len();
+        let pending = self.pending_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if pending > MAX_PENDING_BYTES {
+            self.pending_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.forget(&path);
+            self.failed("the storage is behind: too many file bytes are waiting to be written");
+            return;
+        }
         let (data, mime_type) = (data.clone(), mime_type.clone());
         let files = self.clone();
         tokio::spawn(async move {
-            let _turn = files.writes.acquire().await;
-            let written = match files.backend.as_ref() {
-                Some(backend) => backend.write(&path, &data, &mime_type).await,
-                None => Ok(()),
+            let written = {
+                let _turn = files.writes.acquire().await;
+                match files.backend.as_ref() {
+                    Some(backend) => backend.write(&path, &data, &mime_type).await,
+                    None => Ok(()),
+                }
             };
-            if written.is_err() {
-                // Not remembered: the next inference with this file tries again.
-                files
-                    .recent
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&path);
-            }
+            files.pending_bytes.fetch_sub(size, Ordering::Relaxed);
             match written {
                 Ok(()) => {
                     if let Some(c) = &files.written {
@@ -214,15 +226,32 @@ impl Files {
                     }
                 }
                 Err(e) => {
-                    if let Some(c) = &files.failed {
-                        c.inc();
-                    }
-                    if files.failure_warning.due() {
-                        tracing::warn!(path = %path, error = %e, "object storage: an input file could not be written (logged once a second at most)");
-                    }
+                    files.forget(&path);
+                    files.failed(&format!("{path}: {e}"));
                 }
             }
         });
+    }
+
+    /// `path` was not written: the next inference with the file tries again.
+    fn forget(&self, path: &str) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+    }
+
+    /// Counts a file not written and says why (once a second at most).
+    fn failed(&self, why: &str) {
+        if let Some(c) = &self.failed {
+            c.inc();
+        }
+        if self.failure_warning.due() {
+            tracing::warn!(
+                error = %why,
+                "object storage: an input file could not be written (logged once a second at most)"
+            );
+        }
     }
 
     /// The bytes behind a stored pointer's `storage_path`, when this storage kept them.
@@ -528,6 +557,42 @@ mod tests {
         let e =
             S3Bucket::from_config(&config(Some("b"), Some("ftp://x"), true), client).unwrap_err();
         assert!(e.contains("not an http(s) URL"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn files_waiting_for_a_slow_storage_are_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = crate::metrics::GatewayMetrics::new(None);
+        let config =
+            ObjectStorageConfig::Filesystem(crate::config::gateway::FilesystemStorageConfig {
+                path: dir.path().to_owned(),
+            });
+        let files = Arc::new(
+            Files::from_config(Some(&config), &metrics, &crate::http_client::build()).unwrap(),
+        );
+        let file = |data: &str| FileInput::Base64 {
+            mime_type: "image/png".into(),
+            data: data.into(),
+        };
+        // The storage is behind by almost the whole budget: a file that does not fit is not
+        // kept, counted, and tried again next time (not remembered as written).
+        files
+            .pending_bytes
+            .store(MAX_PENDING_BYTES - 2, Ordering::Relaxed);
+        files.keep(&file("aGVsbG8="));
+        assert_eq!(metrics.object_storage_writes.with(&["error"]).get(), 1);
+        // Once it has caught up, the same file is written.
+        files.pending_bytes.store(0, Ordering::Relaxed);
+        files.keep(&file("aGVsbG8="));
+        let path = dir.path().join(stored_path(&file("aGVsbG8="), "image/png"));
+        for _ in 0..200 {
+            if path.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello");
+        assert_eq!(files.pending_bytes.load(Ordering::Relaxed), 0);
     }
 
     #[test]
