@@ -37,6 +37,10 @@ async_writes = true
 [gateway.observability.batch_writes]
 write_queue_capacity = 1
 
+[object_storage]
+type = "filesystem"
+path = "FILES"
+
 [rate_limiting]
 backend = "valkey"
 [[rate_limiting.rules]]
@@ -198,7 +202,8 @@ def served(postgres, redis, mock_provider, tmp_path_factory):
     key = switchyard_admin(postgres, "--create-api-key", "--description", "dashboard").strip()
     d = tmp_path_factory.mktemp("monitoring")
     config = d / "tensorzero.toml"
-    config.write_text(CONFIG.replace("MOCK", mock_provider))
+    (d / "files").mkdir()
+    config.write_text(CONFIG.replace("MOCK", mock_provider).replace("FILES", str(d / "files")))
     proc, addr = start_gateway(config, d, extra_env={
         "TENSORZERO_POSTGRES_URL": postgres.url, "TENSORZERO_VALKEY_URL": redis,
         # The port for Prometheus: metrics only, no API key.
@@ -343,7 +348,7 @@ def promtool():
 def test_alerting_rules_pass_promtool_check():
     out = subprocess.run([promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 5 rules found" in out.stdout
+    assert "SUCCESS: 6 rules found" in out.stdout
 
 
 def test_every_alert_fires_and_stays_quiet_in_promtool_unit_tests():
