@@ -1800,20 +1800,22 @@ async fn dicl_ranks_examples_in_the_gateway_without_pgvector() {
     dicl_end_to_end(pg).await;
 }
 
-#[tokio::test]
-async fn adaptive_experiments_move_traffic_to_the_variant_feedback_favours() {
-    let config = r#"
+/// A function `ab` with three variants on the mock model, under an adaptive experiment whose
+/// settings and metric level the test gives.
+fn adaptive_config(metric_level: &str, experiment: &str) -> String {
+    format!(
+        r#"
 [models.mock]
 routing = ["mock"]
 [models.mock.providers.mock]
 type = "openai"
-api_base = "{mock}"
+api_base = "{{mock}}"
 model_name = "mock-model"
 api_key_location = "none"
 
 [metrics.solved]
 type = "boolean"
-level = "inference"
+level = "{metric_level}"
 optimize = "max"
 
 [functions.ab]
@@ -1822,9 +1824,7 @@ type = "chat"
 type = "adaptive"
 metric = "solved"
 candidate_variants = ["a", "b", "c"]
-min_samples_per_variant = 5
-update_period_s = 1
-min_prob = 0.02
+{experiment}
 [functions.ab.variants.a]
 type = "chat_completion"
 model = "mock"
@@ -1834,8 +1834,17 @@ model = "mock"
 [functions.ab.variants.c]
 type = "chat_completion"
 model = "mock"
-"#;
-    let (pg, gw) = storing_gateway(config).await;
+"#
+    )
+}
+
+#[tokio::test]
+async fn adaptive_experiments_move_traffic_to_the_variant_feedback_favours() {
+    let config = adaptive_config(
+        "inference",
+        "min_samples_per_variant = 5\nupdate_period_s = 1\nmin_prob = 0.02",
+    );
+    let (pg, gw) = storing_gateway(&config).await;
     let c = client(&pg).await;
     let ask =
         json!({"function_name": "ab", "input": {"messages": [{"role": "user", "content": "go"}]}});
@@ -1893,38 +1902,8 @@ model = "mock"
 
 #[tokio::test]
 async fn an_episode_keeps_its_first_variant_in_an_adaptive_experiment() {
-    let config = r#"
-[models.mock]
-routing = ["mock"]
-[models.mock.providers.mock]
-type = "openai"
-api_base = "{mock}"
-model_name = "mock-model"
-api_key_location = "none"
-
-[metrics.solved]
-type = "boolean"
-level = "episode"
-optimize = "max"
-
-[functions.ab]
-type = "chat"
-[functions.ab.experimentation]
-type = "adaptive"
-metric = "solved"
-candidate_variants = ["a", "b", "c"]
-update_period_s = 3600
-[functions.ab.variants.a]
-type = "chat_completion"
-model = "mock"
-[functions.ab.variants.b]
-type = "chat_completion"
-model = "mock"
-[functions.ab.variants.c]
-type = "chat_completion"
-model = "mock"
-"#;
-    let (pg, gw) = storing_gateway(config).await;
+    let config = adaptive_config("episode", "update_period_s = 3600");
+    let (pg, gw) = storing_gateway(&config).await;
     let c = client(&pg).await;
     let ask = |episode: Option<String>| {
         let mut body = json!({"function_name": "ab", "input": {"messages": [{"role": "user", "content": "go"}]}});
