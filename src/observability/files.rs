@@ -403,8 +403,16 @@ impl S3Bucket {
             .map_err(|e| e.to_string())
     }
 
-    async fn put(&self, key: &str, bytes: Vec<u8>, mime_type: &str) -> Result<(), String> {
-        let request = self.request("PUT", key, Some(mime_type), bytes.into())?;
+    /// Sends a signed request for `key`; a GET's body (at most `limit` bytes) on a 2xx.
+    async fn send(
+        &self,
+        method: &str,
+        key: &str,
+        content_type: Option<&str>,
+        body: bytes::Bytes,
+        limit: usize,
+    ) -> Result<Vec<u8>, String> {
+        let request = self.request(method, key, content_type, body)?;
         let response = self.client.request(request).await.map_err(|e| {
             format!(
                 "the bucket did not answer: {}",
@@ -412,36 +420,29 @@ impl S3Bucket {
             )
         })?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(());
+        if status.is_success() && method != "GET" {
+            // Only a GET's body is wanted; whatever else answered success is done.
+            return Ok(Vec::new());
         }
-        let body = read_bounded(response.into_body(), 4096)
-            .await
-            .unwrap_or_default();
+        let body = read_bounded(response.into_body(), limit).await;
+        if status.is_success() {
+            return body;
+        }
         Err(format!(
-            "PUT answered {status}: {}",
-            crate::upstream::snippet(&body)
+            "{method} answered {status}: {}",
+            crate::upstream::snippet(&body.unwrap_or_default())
         ))
     }
 
+    async fn put(&self, key: &str, bytes: Vec<u8>, mime_type: &str) -> Result<(), String> {
+        self.send("PUT", key, Some(mime_type), bytes.into(), 4096)
+            .await
+            .map(drop)
+    }
+
     async fn get(&self, key: &str) -> Result<Vec<u8>, String> {
-        let request = self.request("GET", key, None, bytes::Bytes::new())?;
-        let response = self.client.request(request).await.map_err(|e| {
-            format!(
-                "the bucket did not answer: {}",
-                crate::error::error_chain(&e)
-            )
-        })?;
-        let status = response.status();
-        let body = read_bounded(response.into_body(), MAX_FILE_BYTES).await?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(format!(
-                "GET answered {status}: {}",
-                crate::upstream::snippet(&body)
-            ))
-        }
+        self.send("GET", key, None, bytes::Bytes::new(), MAX_FILE_BYTES)
+            .await
     }
 }
 
