@@ -343,6 +343,16 @@ def test_chart_and_kustomize_edge_sidecar_do_not_drift():
     assert config.strip() == their_config.strip()
 
 
+def test_packaged_charts_render_as_the_directories_do(tmp_path):
+    """What `helm package` makes (what a chart repository serves) holds everything: the files
+    the templates read, and the example's dependency, resolved from their symlinks."""
+    for chart_dir, values, name in [(CHART, values_of("relay"), "switchyard"), (EXAMPLE, None, "haiku")]:
+        archive = helm.package(str(chart_dir), destination=str(tmp_path))
+        packaged = helm.Chart.load(archive).render(values=values, name=name, namespace="ns")
+        unpacked = helm.Chart.load(str(chart_dir)).render(values=values, name=name, namespace="ns")
+        assert packaged == unpacked, chart_dir
+
+
 # --- Documentation. ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("readme", "marker"), [(ROOT / "README.md", "helm-relay-values"), (CHART / "README.md", "chart-relay-values")])
