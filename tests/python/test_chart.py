@@ -211,6 +211,16 @@ def test_a_volume_for_filesystem_object_storage_can_be_mounted():
     assert {"name": "files", "persistentVolumeClaim": {"claimName": "switchyard-files"}} in pod["volumes"]
 
 
+def test_an_image_digest_pins_every_switchyard_container():
+    digest = "sha256:" + "ab" * 32
+    for docs in (render({"image": {"repository": "registry.example.com/switchyard", "digest": digest}}),
+                 render({"switchyard": {"image": {"digest": digest}}}, chart_dir=EXAMPLE, name="haiku", namespace="demo")):
+        pods = [d["spec"]["template"]["spec"] for d in by_kind(docs, "Deployment")]
+        images = {c["image"] for pod in pods for c in switchyard_containers(pod)}
+        assert images and all(i.endswith("@" + digest) for i in images), images
+    assert "/image/digest" in render_error({"image": {"digest": "latest"}})
+
+
 def test_optional_pod_settings_reach_the_pod():
     pod = one(render({"relay": {"priorityClassName": "platform-critical", "nodeSelector": {"pool": "gateways"},
                                 "tolerations": [{"key": "gateways", "operator": "Exists"}]}}), "Deployment")["spec"]["template"]["spec"]
