@@ -8,6 +8,7 @@
 //! signature), `content_block_stop`, `message_delta` (stop reason, output usage),
 //! `message_stop`, `ping` and `error`.
 
+use crate::providers::stream::StreamStatus;
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::Full;
@@ -19,7 +20,7 @@ use super::{
     bearer, peek_stream, sensitive_header,
 };
 use crate::config::JsonMode;
-use crate::error::{Error, Fault};
+use crate::error::Error;
 use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
@@ -397,9 +398,7 @@ async fn stream(provider: &ProviderSpec, reader: SseReader) -> Result<ProviderOu
     let state = StreamState {
         reader,
         blocks: Default::default(),
-        finished: false,
-        provider_type: provider.provider_type.as_str(),
-        provider: provider.name.to_string(),
+        status: StreamStatus::of(provider),
     };
     peek_stream(state, || {
         provider.failure("the stream ended before any data arrived")
@@ -422,26 +421,24 @@ enum BlockKind {
 struct StreamState {
     reader: SseReader,
     blocks: super::bounds::BlockSlots<BlockKind>,
-    finished: bool,
-    provider_type: &'static str,
-    provider: String,
+    status: StreamStatus,
 }
 
 impl ChunkSource for StreamState {
     async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
         loop {
-            if self.finished {
+            if self.status.is_finished() {
                 return None;
             }
             let event = match self.reader.next().await {
                 Ok(Some(event)) => event,
-                Ok(None) => return self.fail("the stream ended before `message_stop`"),
-                Err(message) => return self.fail(message),
+                Ok(None) => return self.status.fail("the stream ended before `message_stop`"),
+                Err(message) => return self.status.fail(message),
             };
             let v: Value = match serde_json::from_str(&event.data) {
                 Ok(v) => v,
                 Err(e) => {
-                    return self.fail(format!(
+                    return self.status.fail(format!(
                         "a stream event is not JSON ({e}): {}",
                         snippet(event.data.as_bytes())
                     ));
@@ -450,22 +447,13 @@ impl ChunkSource for StreamState {
             match self.handle(&v) {
                 Ok(Some(chunk)) => return Some(Ok(chunk)),
                 Ok(None) => {}
-                Err(message) => return self.fail(message),
+                Err(message) => return self.status.fail(message),
             }
         }
     }
 }
 
 impl StreamState {
-    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
-        self.finished = true;
-        Some(Err(Error::provider_failure(
-            self.provider_type,
-            &self.provider,
-            fault,
-        )))
-    }
-
     /// One event: a chunk to pass on, nothing (bookkeeping events), or an error.
     fn handle(&mut self, v: &Value) -> Result<Option<ModelChunk>, String> {
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -541,7 +529,7 @@ impl StreamState {
                 chunk.usage = v.get("usage").map(usage);
             }
             Some("message_stop") => {
-                self.finished = true;
+                self.status.finish();
                 return Ok(None);
             }
             Some("error") => {

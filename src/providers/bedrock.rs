@@ -3,6 +3,7 @@
 //! Signature Version 4 (by AWS's `aws-sigv4` signer), or sent with a Bedrock API key; see
 //! [`AwsAuth`] for where the credentials come from.
 
+use crate::providers::stream::StreamStatus;
 use bytes::{Bytes, BytesMut};
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};
@@ -253,10 +254,8 @@ impl BedrockAdapter {
             let state = EventStream {
                 body: response.into_body(),
                 buffer: BytesMut::new(),
-                finished: false,
+                status: StreamStatus::of(provider),
                 blocks: Default::default(),
-                provider_type: provider.provider_type.as_str(),
-                provider: provider.name.to_string(),
                 tap: cx.tap.clone(),
             };
             peek_stream(state, || {
@@ -632,24 +631,13 @@ pub fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
 struct EventStream {
     body: Incoming,
     buffer: BytesMut,
-    finished: bool,
+    status: StreamStatus,
     /// Tool-use ids by content block index.
     blocks: super::bounds::BlockSlots<Option<String>>,
-    provider_type: &'static str,
-    provider: String,
     tap: Option<std::sync::Arc<super::tap::AnswerTap>>,
 }
 
 impl EventStream {
-    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
-        self.finished = true;
-        Some(Err(Error::provider_failure(
-            self.provider_type,
-            &self.provider,
-            fault,
-        )))
-    }
-
     fn chunk(&mut self, message: &EventMessage) -> Result<Option<ModelChunk>, String> {
         if let Some(tap) = &self.tap {
             tap.event(&message.payload);
@@ -716,7 +704,7 @@ impl EventStream {
             "metadata" => {
                 chunk.usage = v.get("usage").map(usage);
                 // Bedrock sends the metadata last.
-                self.finished = true;
+                self.status.finish();
             }
             _ => return Ok(None),
         }
@@ -727,15 +715,15 @@ impl EventStream {
 impl ChunkSource for EventStream {
     async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
         loop {
-            if self.finished {
+            if self.status.is_finished() {
                 return None;
             }
             match decode_message(&mut self.buffer) {
-                Err(message) => return self.fail(message),
+                Err(message) => return self.status.fail(message),
                 Ok(Some(message)) => match self.chunk(&message) {
                     Ok(Some(chunk)) => return Some(Ok(chunk)),
                     Ok(None) => continue,
-                    Err(m) => return self.fail(m),
+                    Err(m) => return self.status.fail(m),
                 },
                 Ok(None) => {}
             }
@@ -746,12 +734,16 @@ impl ChunkSource for EventStream {
                     }
                 }
                 Some(Err(e)) => {
-                    return self.fail(Fault::new(
+                    return self.status.fail(Fault::new(
                         FailureKind::BrokeOff,
                         format!("the stream broke off: {}", error_chain(&e)),
                     ));
                 }
-                None => return self.fail("the stream ended before its metadata event"),
+                None => {
+                    return self
+                        .status
+                        .fail("the stream ended before its metadata event");
+                }
             }
         }
     }

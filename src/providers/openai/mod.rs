@@ -21,7 +21,7 @@ use super::{
 };
 use crate::config::models::FileEncoding;
 use crate::config::{JsonMode, ProviderKind, ProviderType};
-use crate::error::{Error, Fault};
+use crate::error::Error;
 use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, Message, ModelChunk, ModelRequest,
     ModelResponse, OutputBlock, ProviderOutput, Role, ToolCall, ToolChoice, Usage,

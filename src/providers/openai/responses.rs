@@ -8,6 +8,7 @@
 //! request must carry the reasoning it continues from). Azure's Responses endpoint works
 //! through `api_base` (`https://RESOURCE.openai.azure.com/openai/v1/`).
 
+use crate::providers::stream::StreamStatus;
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
@@ -21,7 +22,7 @@ use super::super::{
     bearer, peek_stream,
 };
 use crate::config::JsonMode;
-use crate::error::{Error, Fault};
+use crate::error::Error;
 use crate::model_call::{
     ChunkBlock, ContentBlock, FileInput, FinishReason, ModelChunk, ModelRequest, ModelResponse,
     OutputBlock, ProviderOutput, Role, Thought, ToolCall, ToolChoice, Usage,
@@ -414,9 +415,7 @@ struct EventState {
     reader: SseReader,
     /// Function-call item ids to their `call_id` (argument deltas name the item).
     calls: HashMap<String, String>,
-    finished: bool,
-    provider_type: &'static str,
-    provider: String,
+    status: StreamStatus,
 }
 
 impl EventState {
@@ -424,19 +423,8 @@ impl EventState {
         Self {
             reader,
             calls: HashMap::new(),
-            finished: false,
-            provider_type: provider.provider_type.as_str(),
-            provider: provider.name.to_string(),
+            status: StreamStatus::of(provider),
         }
-    }
-
-    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
-        self.finished = true;
-        Some(Err(Error::provider_failure(
-            self.provider_type,
-            &self.provider,
-            fault,
-        )))
     }
 
     /// One event as a chunk (`None`: nothing for the client in it).
@@ -509,7 +497,7 @@ impl EventState {
                 })
             }
             "response.completed" | "response.incomplete" => {
-                self.finished = true;
+                self.status.finish();
                 let response = &event["response"];
                 let has_calls = !self.calls.is_empty();
                 let finish = match finish_of(response, &[]) {
@@ -542,21 +530,25 @@ impl EventState {
 impl ChunkSource for EventState {
     async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
         loop {
-            if self.finished {
+            if self.status.is_finished() {
                 return None;
             }
             match self.reader.next().await {
-                Err(fault) => return self.fail(fault),
+                Err(fault) => return self.status.fail(fault),
                 Ok(Some(event)) if event.data.trim() == "[DONE]" => {
-                    return self.fail("the stream ended without `response.completed`");
+                    return self
+                        .status
+                        .fail("the stream ended without `response.completed`");
                 }
                 Ok(Some(event)) => match self.parse(&event.data) {
                     Ok(Some(chunk)) => return Some(Ok(chunk)),
                     Ok(None) => continue,
-                    Err(message) => return self.fail(message),
+                    Err(message) => return self.status.fail(message),
                 },
                 Ok(None) => {
-                    return self.fail("the stream ended without `response.completed`");
+                    return self
+                        .status
+                        .fail("the stream ended without `response.completed`");
                 }
             }
         }

@@ -2,6 +2,7 @@
 
 use super::response::{Quirks, ThinkTags, WireReasoning, WireUsage, finish_reason};
 use super::*;
+use crate::providers::stream::StreamStatus;
 
 #[derive(Deserialize)]
 struct StreamChunk {
@@ -43,10 +44,8 @@ pub(super) struct StreamState {
     reader: SseReader,
     /// Tool call ids by stream index: only the first delta of a call carries its id.
     tool_ids: crate::providers::bounds::BlockSlots<String>,
-    finished: bool,
+    status: StreamStatus,
     saw_finish_reason: bool,
-    provider_type: &'static str,
-    provider: String,
     quirks: Quirks,
     /// `<think>` tags in the content, when the provider reasons that way.
     think_tags: ThinkTags,
@@ -58,10 +57,8 @@ impl StreamState {
         Self {
             reader,
             tool_ids: Default::default(),
-            finished: false,
+            status: StreamStatus::of(provider),
             saw_finish_reason: false,
-            provider_type: provider.provider_type.as_str(),
-            provider: provider.name.to_string(),
             quirks,
             think_tags: ThinkTags::default(),
         }
@@ -71,27 +68,29 @@ impl StreamState {
 impl ChunkSource for StreamState {
     async fn next_chunk(&mut self) -> Option<Result<ModelChunk, Error>> {
         loop {
-            if self.finished {
+            if self.status.is_finished() {
                 return None;
             }
             match self.reader.next().await {
-                Err(message) => return self.fail(message),
+                Err(message) => return self.status.fail(message),
                 Ok(Some(event)) if event.data.trim() == "[DONE]" => {
-                    self.finished = true;
+                    self.status.finish();
                     return None;
                 }
                 Ok(Some(event)) => match self.parse(&event.data) {
                     Ok(Some(chunk)) => return Some(Ok(chunk)),
                     Ok(None) => continue,
-                    Err(message) => return self.fail(message),
+                    Err(message) => return self.status.fail(message),
                 },
                 // Some compatible servers end without `[DONE]` after the last chunk.
                 Ok(None) if self.saw_finish_reason && !self.reader.ended_mid_event() => {
-                    self.finished = true;
+                    self.status.finish();
                     return None;
                 }
                 Ok(None) => {
-                    return self.fail("the stream ended before the provider finished its answer");
+                    return self
+                        .status
+                        .fail("the stream ended before the provider finished its answer");
                 }
             }
         }
@@ -99,15 +98,6 @@ impl ChunkSource for StreamState {
 }
 
 impl StreamState {
-    fn fail(&mut self, fault: impl Into<Fault>) -> Option<Result<ModelChunk, Error>> {
-        self.finished = true;
-        Some(Err(Error::provider_failure(
-            self.provider_type,
-            &self.provider,
-            fault,
-        )))
-    }
-
     fn parse(&mut self, data: &str) -> Result<Option<ModelChunk>, String> {
         let value: Value = serde_json::from_str(data).map_err(|e| {
             format!(
