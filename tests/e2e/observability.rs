@@ -2031,49 +2031,44 @@ async fn start_up_follows_tensorzeros_enabled_rules_and_makes_coming_partitions(
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
 
-    // `enabled = true` without a store: start-up fails with TensorZero's reason.
-    // Object storage in a directory that is not there: start-up says which and what to do.
-    let (loaded, _d) =
-        load("[object_storage]\ntype = \"filesystem\"\npath = \"/nonexistent/switchyard-files\"");
-    let e = switchyard::start_with(&loaded, addr, &with_pg)
-        .await
-        .err()
-        .expect("no directory, no start");
-    assert!(
-        e.to_string()
-            .contains("\"/nonexistent/switchyard-files\" is not a directory"),
-        "{e}"
-    );
-
-    let (loaded, _d) = load("[gateway.observability]\nenabled = true");
-    let e = switchyard::start_with(&loaded, addr, &switchyard::Environment::default())
-        .await
-        .err()
-        .expect("no store, no start");
-    assert!(
-        e.to_string()
-            .contains("Observability is enabled but no backend is available"),
-        "{e}"
-    );
-    let (loaded, _d) = load("[gateway.observability]\nenabled = true\nbackend = \"postgres\"");
-    let e = switchyard::start_with(&loaded, addr, &switchyard::Environment::default())
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        e.to_string().contains("A Postgres connection is required"),
-        "{e}"
-    );
-    // ClickHouse as the store is refused when required (switchyard has none).
-    let (loaded, _d) = load("[gateway.observability]\nenabled = true\nbackend = \"clickhouse\"");
-    let e = switchyard::start_with(&loaded, addr, &with_pg)
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        e.to_string().contains("Postgres only, not ClickHouse"),
-        "{e}"
-    );
+    // Start-up refused: why, in the message.
+    let refused = |extra: &'static str, env: switchyard::Environment| async move {
+        let (loaded, _d) = load(extra);
+        switchyard::start_with(&loaded, addr, &env)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("started with {extra:?}"))
+            .to_string()
+    };
+    let without_pg = switchyard::Environment::default;
+    for (extra, env, why) in [
+        // `enabled = true` without a store: TensorZero's reason.
+        (
+            "[gateway.observability]\nenabled = true",
+            without_pg(),
+            "Observability is enabled but no backend is available",
+        ),
+        (
+            "[gateway.observability]\nenabled = true\nbackend = \"postgres\"",
+            without_pg(),
+            "A Postgres connection is required",
+        ),
+        // ClickHouse as the store, required (switchyard has none).
+        (
+            "[gateway.observability]\nenabled = true\nbackend = \"clickhouse\"",
+            with_pg.clone(),
+            "Postgres only, not ClickHouse",
+        ),
+        // Object storage in a directory that is not there: which, and what to do.
+        (
+            "[object_storage]\ntype = \"filesystem\"\npath = \"/nonexistent/switchyard-files\"",
+            with_pg.clone(),
+            "\"/nonexistent/switchyard-files\" is not a directory",
+        ),
+    ] {
+        let e = refused(extra, env).await;
+        assert!(e.contains(why), "{extra}: {e}");
+    }
 
     // A missing future partition is made again at start-up.
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
