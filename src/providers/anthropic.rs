@@ -8,7 +8,7 @@
 //! signature), `content_block_stop`, `message_delta` (stop reason, output usage),
 //! `message_stop`, `ping` and `error`.
 
-use crate::providers::stream::StreamStatus;
+use crate::providers::stream_status::StreamStatus;
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::Full;

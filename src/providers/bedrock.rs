@@ -3,7 +3,7 @@
 //! Signature Version 4 (by AWS's `aws-sigv4` signer), or sent with a Bedrock API key; see
 //! [`AwsAuth`] for where the credentials come from.
 
-use crate::providers::stream::StreamStatus;
+use crate::providers::stream_status::StreamStatus;
 use bytes::{Bytes, BytesMut};
 use http::Request;
 use http::header::{ACCEPT, CONTENT_TYPE};

@@ -21,6 +21,7 @@ pub mod url;
 mod edits;
 mod http;
 mod stream;
+mod stream_status;
 
 pub use edits::{Edits, apply_body_edit, apply_header_edits};
 pub use http::{bearer, send, sensitive_header};

@@ -8,7 +8,7 @@
 //! request must carry the reasoning it continues from). Azure's Responses endpoint works
 //! through `api_base` (`https://RESOURCE.openai.azure.com/openai/v1/`).
 
-use crate::providers::stream::StreamStatus;
+use crate::providers::stream_status::StreamStatus;
 use std::collections::HashMap;
 
 use futures_util::StreamExt;

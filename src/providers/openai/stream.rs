@@ -2,7 +2,7 @@
 
 use super::response::{Quirks, ThinkTags, WireReasoning, WireUsage, finish_reason};
 use super::*;
-use crate::providers::stream::StreamStatus;
+use crate::providers::stream_status::StreamStatus;
 
 #[derive(Deserialize)]
 struct StreamChunk {
